@@ -1,0 +1,189 @@
+//! # wirestate-smol
+//!
+//! Runs wirestate's sans-IO WebSocket engine on smol (async-io). This crate only
+//! supplies the socket and the timer; the protocol and the drive loop live in
+//! `wirestate-engine`, shared with the tokio adapter, so both runtimes behave
+//! identically.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use wirestate_smol::{accept, Config};
+//!
+//! # fn main() -> std::io::Result<()> {
+//! smol::block_on(async {
+//!     let listener = smol::net::TcpListener::bind("127.0.0.1:9001").await?;
+//!     let config = Arc::new(Config::default());
+//!     loop {
+//!         let (stream, _) = listener.accept().await?;
+//!         let config = config.clone();
+//!         smol::spawn(async move {
+//!             let Ok(mut ws) = accept(stream, config).await else { return };
+//!             while let Some(Ok(msg)) = ws.recv().await {
+//!                 if ws.send(msg).await.is_err() {
+//!                     break;
+//!                 }
+//!             }
+//!         })
+//!         .detach();
+//!     }
+//! })
+//! # }
+//! ```
+#![deny(unsafe_code)]
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use async_io::Timer;
+use async_net::TcpStream;
+use futures_io::{AsyncRead, AsyncWrite};
+use wirestate_engine::drive::{self, Clock, Transport};
+
+pub use wirestate_engine::drive::Error;
+pub use wirestate_engine::ws::{
+    ClientRequest, CloseCode, Closed, Config, Event, Message, Opened, Side, Utf8Bytes,
+};
+
+/// A WebSocket over a smol byte stream (a `TcpStream` by default).
+///
+/// Implements `Stream<Item = Result<Message, Error>>` and `Sink<impl Into<Message>>`.
+pub type WebSocket<S = TcpStream> = drive::WebSocket<SmolIo<S>, SmolClock>;
+
+/// Accepts a WebSocket on a server-side stream: reads the upgrade request, answers it
+/// (101, or the HTTP error for a bad request), and returns the open connection.
+pub async fn accept<S>(stream: S, config: Arc<Config>) -> Result<WebSocket<S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let span = tracing::debug_span!("ws", role = "server");
+    let io = SmolIo {
+        inner: stream,
+        span: span.clone(),
+    };
+    let result = span
+        .in_scope(|| WebSocket::accept(io, SmolClock::new(), config))
+        .await;
+    log_handshake(&span, &result);
+    result
+}
+
+/// Connects to a `ws://` URL over TCP (with `TCP_NODELAY`) and runs the handshake.
+pub async fn connect(url: &str, config: Arc<Config>) -> Result<WebSocket<TcpStream>, Error> {
+    let request = ClientRequest::from_url(url)?;
+    let stream = TcpStream::connect(request.authority()).await?;
+    stream.set_nodelay(true)?;
+    client(stream, &request, config).await
+}
+
+/// Runs the client handshake for `request` on an already connected stream.
+pub async fn client<S>(
+    stream: S,
+    request: &ClientRequest,
+    config: Arc<Config>,
+) -> Result<WebSocket<S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| Error::Io(io::Error::other(e)))?;
+    let span =
+        tracing::debug_span!("ws", role = "client", host = %request.host, path = %request.path);
+    let io = SmolIo {
+        inner: stream,
+        span: span.clone(),
+    };
+    let result = WebSocket::connect(io, SmolClock::new(), config, request, seed).await;
+    log_handshake(&span, &result);
+    result
+}
+
+fn log_handshake<S>(span: &tracing::Span, result: &Result<WebSocket<S>, Error>) {
+    span.in_scope(|| match result {
+        Ok(ws) => tracing::debug!(protocol = ws.protocol(), "websocket open"),
+        Err(e) => tracing::debug!(error = %e, "websocket handshake failed"),
+    });
+}
+
+/// A futures-io stream as a [`Transport`], with the connection's tracing span.
+#[derive(Debug)]
+pub struct SmolIo<S> {
+    inner: S,
+    span: tracing::Span,
+}
+
+impl<S> SmolIo<S> {
+    /// The wrapped stream.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The connection's tracing span.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Transport for SmolIo<S> {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Err(e)) = &result {
+            self.span
+                .in_scope(|| tracing::debug!(error = %e, "read failed"));
+        }
+        result
+    }
+
+    fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
+
+/// The system clock and one re-armable async-io `Timer` as a [`Clock`].
+#[derive(Debug, Default)]
+pub struct SmolClock {
+    timer: Option<Timer>,
+    deadline: Option<Instant>,
+}
+
+impl SmolClock {
+    /// A clock with no timer armed.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Clock for SmolClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn poll_until(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()> {
+        if self.deadline != Some(deadline) {
+            match &mut self.timer {
+                Some(timer) => timer.set_at(deadline),
+                None => self.timer = Some(Timer::at(deadline)),
+            }
+            self.deadline = Some(deadline);
+        }
+        match &mut self.timer {
+            Some(timer) => Pin::new(timer).poll(cx).map(|_| ()),
+            None => Poll::Pending,
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! # wirestate-tokio
+//!
+//! Runs wirestate's sans-IO WebSocket engine on tokio. This crate only supplies the
+//! socket and the timer; the protocol and the drive loop live in `wirestate-engine`,
+//! shared with the smol adapter, so both runtimes behave identically.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use wirestate_tokio::{accept, Config, Message};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+//! let config = Arc::new(Config::default());
+//! loop {
+//!     let (stream, _) = listener.accept().await?;
+//!     let config = config.clone();
+//!     tokio::spawn(async move {
+//!         let Ok(mut ws) = accept(stream, config).await else { return };
+//!         while let Some(Ok(msg)) = ws.recv().await {
+//!             if ws.send(msg).await.is_err() {
+//!                 break;
+//!             }
+//!         }
+//!     });
+//! }
+//! # }
+//! ```
+#![deny(unsafe_code)]
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
+use tracing::Instrument;
+use wirestate_engine::drive::{self, Clock, Transport};
+
+pub use wirestate_engine::drive::Error;
+pub use wirestate_engine::ws::{
+    ClientRequest, CloseCode, Closed, Config, Event, Message, Opened, Side, Utf8Bytes,
+};
+
+/// A WebSocket over a tokio byte stream (a `TcpStream` by default).
+///
+/// Implements `Stream<Item = Result<Message, Error>>` and `Sink<impl Into<Message>>`.
+pub type WebSocket<S = TcpStream> = drive::WebSocket<TokioIo<S>, TokioClock>;
+
+/// Accepts a WebSocket on a server-side stream: reads the upgrade request, answers it
+/// (101, or the HTTP error for a bad request), and returns the open connection.
+pub async fn accept<S>(stream: S, config: Arc<Config>) -> Result<WebSocket<S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let span = tracing::debug_span!("ws", role = "server");
+    let io = TokioIo {
+        inner: stream,
+        span: span.clone(),
+    };
+    let result = WebSocket::accept(io, TokioClock::new(), config)
+        .instrument(span)
+        .await;
+    log_handshake(&result);
+    result
+}
+
+/// Connects to a `ws://` URL over TCP (with `TCP_NODELAY`) and runs the handshake.
+pub async fn connect(url: &str, config: Arc<Config>) -> Result<WebSocket<TcpStream>, Error> {
+    let request = ClientRequest::from_url(url)?;
+    let stream = TcpStream::connect(request.authority()).await?;
+    stream.set_nodelay(true)?;
+    client(stream, &request, config).await
+}
+
+/// Runs the client handshake for `request` on an already connected stream.
+pub async fn client<S>(
+    stream: S,
+    request: &ClientRequest,
+    config: Arc<Config>,
+) -> Result<WebSocket<S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| Error::Io(io::Error::other(e)))?;
+    let span =
+        tracing::debug_span!("ws", role = "client", host = %request.host, path = %request.path);
+    let io = TokioIo {
+        inner: stream,
+        span: span.clone(),
+    };
+    let result = WebSocket::connect(io, TokioClock::new(), config, request, seed)
+        .instrument(span)
+        .await;
+    log_handshake(&result);
+    result
+}
+
+fn log_handshake<S>(result: &Result<WebSocket<S>, Error>) {
+    match result {
+        Ok(ws) => tracing::debug!(protocol = ws.protocol(), "websocket open"),
+        Err(e) => tracing::debug!(error = %e, "websocket handshake failed"),
+    }
+}
+
+/// A tokio stream as a [`Transport`], with the connection's tracing span.
+#[derive(Debug)]
+pub struct TokioIo<S> {
+    inner: S,
+    span: tracing::Span,
+}
+
+impl<S> TokioIo<S> {
+    /// The wrapped stream.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The connection's tracing span.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Transport for TokioIo<S> {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let mut buf = ReadBuf::new(buf);
+        match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(buf.filled().len())),
+            Poll::Ready(Err(e)) => {
+                self.span
+                    .in_scope(|| tracing::debug!(error = %e, "read failed"));
+                Poll::Ready(Err(e))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let pinned = Pin::new(&mut self.inner);
+        if pinned.is_write_vectored() || bufs.len() == 1 {
+            Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        } else {
+            Pin::new(&mut self.inner).poll_write(cx, &bufs[0])
+        }
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Tokio's clock and one re-armable `Sleep` as a [`Clock`]. Honours tokio's paused
+/// time in tests.
+#[derive(Debug, Default)]
+pub struct TokioClock {
+    sleep: Option<Pin<Box<Sleep>>>,
+    deadline: Option<Instant>,
+}
+
+impl TokioClock {
+    /// A clock with no timer armed (the timer is allocated on first use).
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+
+    fn poll_until(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()> {
+        let at = tokio::time::Instant::from_std(deadline);
+        match &mut self.sleep {
+            Some(sleep) if self.deadline == Some(deadline) => return sleep.as_mut().poll(cx),
+            Some(sleep) => sleep.as_mut().reset(at),
+            None => self.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
+        }
+        self.deadline = Some(deadline);
+        match &mut self.sleep {
+            Some(sleep) => sleep.as_mut().poll(cx),
+            None => Poll::Pending,
+        }
+    }
+}
+
+use std::future::Future as _;

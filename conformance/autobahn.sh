@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Runs the Autobahn|Testsuite against wirestate and checks the results itself.
+#
+#   conformance/autobahn.sh server|client tokio|smol [CASES]
+#
+# server: our `ws-echo` is tested by `wstest -m fuzzingclient`.
+# client: our `autobahn-client` is tested by `wstest -m fuzzingserver`.
+# CASES: comma-separated case patterns (default: every case but 12.* and 13.*, the
+# permessage-deflate sections, which need the deflate extension we do not offer yet).
+#
+# wstest exits 0 even when a run aborts, so this script reads `index.json` itself: the
+# number of cases must be complete, every `behavior` OK (INFORMATIONAL only for the cases
+# the suite defines as informational), every `behaviorClose` OK or INFORMATIONAL.
+# Ends with one line `N passed, M failed`; exits non-zero if anything failed.
+#
+# Environment: AUTOBAHN_HOME (install cache, default ~/.cache/wirestate/autobahn),
+# WIRESTATE_BIN_DIR (prebuilt binaries; default: cargo build --release),
+# AUTOBAHN_OUT (report folder, default target/autobahn/ROLE-RUNTIME).
+set -euo pipefail
+
+role="${1:-}"; runtime="${2:-}"; cases="${3:-}"
+case "$role" in server|client) ;; *) echo "usage: $0 server|client tokio|smol [CASES]" >&2; exit 2 ;; esac
+case "$runtime" in tokio|smol) ;; *) echo "usage: $0 server|client tokio|smol [CASES]" >&2; exit 2 ;; esac
+
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+wstest="$(bash "$here/autobahn/install.sh")"
+
+if [ -z "${WIRESTATE_BIN_DIR:-}" ]; then
+    (cd "$root" && cargo build --release --quiet -p wirestate-conformance --bin ws-echo --bin autobahn-client)
+    bindir="$root/target/release"
+else
+    bindir="$WIRESTATE_BIN_DIR"
+fi
+
+out="${AUTOBAHN_OUT:-$root/target/autobahn/$role-$runtime}"
+rm -rf "$out"; mkdir -p "$out"
+agent="wirestate-$runtime"
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+
+if [ -z "$cases" ]; then
+    cases_json='["*"]'; exclude_json='["12.*", "13.*"]'; expected=301
+else
+    cases_json="$(python3 -c 'import json,sys; print(json.dumps([c.strip() for c in sys.argv[1].split(",") if c.strip()]))' "$cases")"
+    exclude_json='[]'; expected=""
+fi
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+wait_port() {
+    for _ in $(seq 1 100); do
+        if python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1",int(sys.argv[1])),0.2).close()' "$1" 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "nothing listens on port $1" >&2; return 1
+}
+
+start=$(date +%s)
+if [ "$role" = server ]; then
+    "$bindir/ws-echo" --runtime "$runtime" --addr "127.0.0.1:$port" > "$out/server.log" 2>&1 &
+    pids+=($!)
+    wait_port "$port"
+    cat > "$out/spec.json" <<JSON
+{"outdir": "$out/reports", "servers": [{"agent": "$agent", "url": "ws://127.0.0.1:$port"}],
+ "cases": $cases_json, "exclude-cases": $exclude_json, "exclude-agent-cases": {}}
+JSON
+    (cd "$out" && "$wstest" -m fuzzingclient -s "$out/spec.json") > "$out/wstest.log" 2>&1 || true
+else
+    cat > "$out/spec.json" <<JSON
+{"url": "ws://127.0.0.1:$port", "outdir": "$out/reports", "webport": 0,
+ "cases": $cases_json, "exclude-cases": $exclude_json, "exclude-agent-cases": {}}
+JSON
+    (cd "$out" && exec "$wstest" -m fuzzingserver -s "$out/spec.json") > "$out/wstest.log" 2>&1 &
+    pids+=($!)
+    wait_port "$port"
+    "$bindir/autobahn-client" --runtime "$runtime" --url "ws://127.0.0.1:$port" --agent "$agent" \
+        > "$out/client.log" 2>&1 || echo "autobahn-client exited with $?" >&2
+fi
+elapsed=$(( $(date +%s) - start ))
+
+python3 - "$out/reports/index.json" "$agent" "$role" "$runtime" "${expected}" "$elapsed" <<'PY'
+import json, sys
+path, agent, role, runtime, expected, elapsed = sys.argv[1:]
+# Cases whose outcome the suite itself defines as informational (the spec leaves the
+# behaviour open): they can only ever be INFORMATIONAL.
+informational = {"7.1.6", "7.13.1", "7.13.2"}
+try:
+    results = json.load(open(path))[agent]
+except (OSError, ValueError, KeyError) as e:
+    print(f"autobahn {role} {runtime}: no report ({e})")
+    print("0 passed, 1 failed")
+    sys.exit(1)
+passed, failed, counts = 0, [], {}
+for case, r in sorted(results.items(), key=lambda kv: [int(x) for x in kv[0].split(".")]):
+    b, bc = r.get("behavior"), r.get("behaviorClose")
+    counts[b] = counts.get(b, 0) + 1
+    ok = (b == "OK" or (b == "INFORMATIONAL" and case in informational)) and bc in ("OK", "INFORMATIONAL")
+    if ok:
+        passed += 1
+    else:
+        failed.append(f"{case}: behavior={b} behaviorClose={bc}")
+if expected and len(results) != int(expected):
+    failed.append(f"expected {expected} cases, the report has {len(results)}")
+for f in failed:
+    print("FAILED", f)
+summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+print(f"autobahn {role} {runtime}: {len(results)} cases in {elapsed}s ({summary})")
+print(f"{passed} passed, {len(failed)} failed")
+sys.exit(1 if failed else 0)
+PY

@@ -1,0 +1,143 @@
+//! Shared pieces of the conformance binaries: command-line parsing, logging set-up, and
+//! the runtime-independent echo loop.
+
+use std::net::SocketAddr;
+
+use wirestate_engine::drive::{Clock, Transport, WebSocket};
+
+/// Which async runtime drives the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runtime {
+    /// tokio, current-thread.
+    Tokio,
+    /// smol, one local executor.
+    Smol,
+}
+
+/// Options common to the conformance binaries.
+#[derive(Clone, Debug)]
+pub struct Args {
+    /// `--runtime tokio|smol` (default tokio).
+    pub runtime: Runtime,
+    /// `--addr HOST:PORT`.
+    pub addr: SocketAddr,
+    /// `--url URL` (clients).
+    pub url: String,
+    /// `--agent NAME` (Autobahn client).
+    pub agent: Option<String>,
+    /// Flags without a value, e.g. `--no-deflate`.
+    pub flags: Vec<String>,
+}
+
+impl Args {
+    /// Parses `std::env::args()`, or exits with a usage message.
+    pub fn parse(usage: &str, default_addr: &str) -> Self {
+        match Self::try_parse(std::env::args().skip(1), default_addr) {
+            Ok(args) => args,
+            Err(msg) => {
+                eprintln!("{msg}\nusage: {usage}");
+                std::process::exit(2);
+            }
+        }
+    }
+
+    /// Parses an argument list.
+    pub fn try_parse(
+        args: impl IntoIterator<Item = String>,
+        default_addr: &str,
+    ) -> Result<Self, String> {
+        let mut parsed = Self {
+            runtime: Runtime::Tokio,
+            addr: default_addr
+                .parse()
+                .map_err(|e| format!("bad default address: {e}"))?,
+            url: format!("ws://{default_addr}"),
+            agent: None,
+            flags: Vec::new(),
+        };
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let (name, inline) = match arg.split_once('=') {
+                Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
+                None => (arg.clone(), None),
+            };
+            let mut value = || {
+                inline
+                    .clone()
+                    .or_else(|| args.next())
+                    .ok_or(format!("{name} needs a value"))
+            };
+            match name.as_str() {
+                "--runtime" => {
+                    parsed.runtime = match value()?.as_str() {
+                        "tokio" => Runtime::Tokio,
+                        "smol" => Runtime::Smol,
+                        other => return Err(format!("unknown runtime `{other}` (tokio or smol)")),
+                    }
+                }
+                "--addr" => {
+                    parsed.addr = value()?.parse().map_err(|e| format!("bad --addr: {e}"))?
+                }
+                "--url" => parsed.url = value()?,
+                "--agent" => parsed.agent = Some(value()?),
+                "-h" | "--help" => return Err(String::new()),
+                flag if flag.starts_with("--") && inline.is_none() => {
+                    parsed.flags.push(flag.to_owned())
+                }
+                other => return Err(format!("unknown argument `{other}`")),
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `warn`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Echoes every message back until the connection ends (completing the closing
+/// handshake). Returns how many messages were echoed.
+pub async fn echo<T: Transport, C: Clock>(ws: &mut WebSocket<T, C>) -> u64 {
+    let mut count = 0;
+    while let Some(item) = ws.recv().await {
+        match item {
+            Ok(message) => {
+                // Fails only once the connection is closing; the loop then drains it.
+                if ws.send(message).await.is_ok() {
+                    count += 1;
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "connection ended"),
+        }
+    }
+    count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, String> {
+        Args::try_parse(args.iter().map(|s| s.to_string()), "127.0.0.1:9001")
+    }
+
+    #[test]
+    fn parses_the_stable_command_line() {
+        let a = parse(&["--runtime", "smol", "--addr", "127.0.0.1:3000"]).expect("valid");
+        assert_eq!((a.runtime, a.addr.port()), (Runtime::Smol, 3000));
+        let a = parse(&["--runtime=tokio", "--no-deflate"]).expect("valid");
+        assert_eq!(
+            (a.runtime, a.flags.as_slice()),
+            (Runtime::Tokio, &["--no-deflate".to_owned()][..])
+        );
+        assert!(parse(&["--runtime", "async-std"]).is_err());
+        assert!(parse(&["--addr"]).is_err());
+        assert!(parse(&["stray"]).is_err());
+    }
+}

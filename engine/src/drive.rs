@@ -1,0 +1,454 @@
+//! The drive loop, written once for every runtime.
+//!
+//! A runtime adapter supplies two small things — a [`Transport`] (its socket type's
+//! poll methods) and a [`Clock`] (its timer) — and gets [`WebSocket`]: an async API
+//! (`recv`, `send`, `close`), a `Stream` of messages and a `Sink` for them. All the
+//! plumbing between the sans-IO [`Connection`] and the socket lives here: reading into a
+//! stack buffer (an idle connection holds no read buffer), vectored writes of every
+//! queued frame in one call, re-arming one timer, backpressure, and shutting the
+//! transport down when the protocol says so. This module performs no I/O of its own.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::{Buf, Bytes};
+
+use crate::ws::{self, CloseCode, Closed, Connection, Event, Message, Opened, SendError};
+
+/// A byte stream as an adapter sees it (a TCP socket, a TLS stream, ...).
+pub trait Transport: Unpin {
+    /// Reads into `buf`; `Ok(0)` is end of stream.
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
+    /// Writes from `bufs` in order; returns how many bytes were written.
+    fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>>;
+    /// Flushes buffered writes.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Shuts the write side down (for TCP: sends FIN).
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+/// Time as an adapter sees it: a clock and one re-armable timer.
+pub trait Clock: Unpin {
+    /// The current time.
+    fn now(&self) -> Instant;
+    /// Ready once `deadline` has passed; otherwise arranges a wake-up for it.
+    fn poll_until(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()>;
+}
+
+/// Errors of the async API.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The transport failed.
+    Io(io::Error),
+    /// The connection ended without a clean closing handshake (protocol violation by
+    /// the peer, lost connection, timeout, failed handshake).
+    Closed(Box<Closed>),
+    /// The call is not possible in the connection's current state.
+    Send(SendError),
+    /// The URL cannot be used.
+    Url(ws::UrlError),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "I/O error: {e}"),
+            Self::Closed(c) => match &c.error {
+                Some(e) => write!(f, "connection closed: {e}"),
+                None => write!(f, "connection closed ({})", c.code),
+            },
+            Self::Send(e) => e.fmt(f),
+            Self::Url(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io(e) => Some(e),
+            Self::Closed(c) => c.error.as_ref().map(|e| e as _),
+            Self::Send(e) => Some(e),
+            Self::Url(e) => Some(e),
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+impl From<SendError> for Error {
+    fn from(e: SendError) -> Self {
+        Self::Send(e)
+    }
+}
+
+impl From<ws::UrlError> for Error {
+    fn from(e: ws::UrlError) -> Self {
+        Self::Url(e)
+    }
+}
+
+/// How many bytes are read per `poll_read` (on the stack of the polling task).
+const READ_CHUNK: usize = 16 * 1024;
+/// Above this many queued bytes, reading pauses and `Sink::poll_ready` waits until the
+/// transport has taken some.
+const HIGH_WATER: usize = 1 << 20;
+/// Buffers handed to one vectored write.
+const MAX_IOV: usize = 64;
+
+/// A WebSocket over any [`Transport`] and [`Clock`].
+///
+/// Reading (`recv`, `Stream`) also drives everything else: pongs, the closing
+/// handshake, keepalive, timeouts. Keep reading until it returns `None`, even after
+/// `close`, so that the closing handshake completes.
+pub struct WebSocket<T, C> {
+    io: T,
+    clock: C,
+    conn: Connection,
+    outbox: VecDeque<Bytes>,
+    outbox_bytes: usize,
+    read_eof: bool,
+    shut_down: bool,
+    closed: Option<Closed>,
+    opened: Option<Box<Opened>>,
+    finished: bool,
+}
+
+impl<T, C> fmt::Debug for WebSocket<T, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("role", &self.conn.role())
+            .field("open", &self.conn.is_open())
+            .field("outbox_bytes", &self.outbox_bytes)
+            .finish()
+    }
+}
+
+impl<T, C> WebSocket<T, C> {
+    /// The completed opening handshake (request or response, subprotocol).
+    pub fn handshake_info(&self) -> Option<&Opened> {
+        self.opened.as_deref()
+    }
+
+    /// The selected subprotocol.
+    pub fn protocol(&self) -> Option<&str> {
+        self.opened.as_ref()?.protocol.as_deref()
+    }
+
+    /// How the connection ended, once it has.
+    pub fn close_info(&self) -> Option<&Closed> {
+        self.closed.as_ref()
+    }
+
+    /// The state machine, for what this API does not cover.
+    pub fn connection(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
+impl<T: Transport, C: Clock> WebSocket<T, C> {
+    /// Wraps a connection in any state. Prefer [`accept`](Self::accept) and
+    /// [`connect`](Self::connect), which also complete the handshake.
+    pub fn from_connection(io: T, clock: C, conn: Connection) -> Self {
+        Self {
+            io,
+            clock,
+            conn,
+            outbox: VecDeque::new(),
+            outbox_bytes: 0,
+            read_eof: false,
+            shut_down: false,
+            closed: None,
+            opened: None,
+            finished: false,
+        }
+    }
+
+    /// Runs the server side of the opening handshake on `io`.
+    pub async fn accept(io: T, clock: C, config: Arc<ws::Config>) -> Result<Self, Error> {
+        let conn = Connection::server(config, clock.now());
+        Self::from_connection(io, clock, conn).handshake().await
+    }
+
+    /// Runs the client side of the opening handshake on `io`, an already connected
+    /// transport. `seed` seeds the masking keys (use OS randomness).
+    pub async fn connect(
+        io: T,
+        clock: C,
+        config: Arc<ws::Config>,
+        request: &ws::ClientRequest,
+        seed: [u8; 32],
+    ) -> Result<Self, Error> {
+        let conn = Connection::client(config, request, clock.now(), seed);
+        Self::from_connection(io, clock, conn).handshake().await
+    }
+
+    async fn handshake(mut self) -> Result<Self, Error> {
+        loop {
+            match poll_fn(|cx| self.poll_event(cx)).await {
+                Some(Ok(Event::Open(opened))) => {
+                    self.opened = Some(opened);
+                    return Ok(self);
+                }
+                Some(Ok(Event::Closed(closed))) => {
+                    // Deliver the rejection (e.g. the HTTP 400) before giving up.
+                    let _ = poll_fn(|cx| self.poll_drain(cx)).await;
+                    return Err(Error::Closed(Box::new(closed)));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+                None => return Err(Error::Io(io::ErrorKind::UnexpectedEof.into())),
+            }
+        }
+    }
+
+    /// The next message. `None` once the connection has ended (cleanly: see
+    /// [`close_info`](Self::close_info)); an unclean end is reported once as
+    /// [`Error::Closed`] before that.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        poll_fn(|cx| self.poll_message(cx)).await
+    }
+
+    /// Sends a message and writes it (and whatever else is queued) to the transport.
+    pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
+        self.conn.send(message.into())?;
+        poll_fn(|cx| self.poll_write_all(cx)).await
+    }
+
+    /// Sends a ping.
+    pub async fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.conn.ping(payload)?;
+        poll_fn(|cx| self.poll_write_all(cx)).await
+    }
+
+    /// Starts the closing handshake and waits until the connection has ended (the
+    /// peer's answer, or the close timeout). Messages that arrive meanwhile are
+    /// dropped; use [`Connection::close`] through [`connection`](Self::connection) and
+    /// keep calling `recv` to receive them instead.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        let now = self.clock.now();
+        self.conn.close(now, code, reason)?;
+        while let Some(item) = self.recv().await {
+            if let Err(Error::Closed(_)) = item {
+                break;
+            }
+        }
+        poll_fn(|cx| self.poll_drain(cx)).await
+    }
+
+    /// Polls for the next message (the `Stream` implementation).
+    pub fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        loop {
+            match self.poll_event(cx) {
+                Poll::Ready(Some(Ok(Event::Message(m)))) => return Poll::Ready(Some(Ok(m))),
+                Poll::Ready(Some(Ok(Event::Closed(c)))) => {
+                    if !c.is_clean() {
+                        return Poll::Ready(Some(Err(Error::Closed(Box::new(c)))));
+                    }
+                }
+                Poll::Ready(Some(Ok(_))) => {}
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Polls for the next event of any kind, doing whatever I/O and timer work is due.
+    /// `None` once the connection has ended and the transport is shut down.
+    pub fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event, Error>>> {
+        loop {
+            if let Some(event) = self.conn.poll_event() {
+                if let Event::Closed(c) = &event {
+                    self.closed = Some(c.clone());
+                }
+                return Poll::Ready(Some(Ok(event)));
+            }
+            if self.finished {
+                return Poll::Ready(None);
+            }
+            if let Err(e) = self.write_some(cx) {
+                self.on_io_error();
+                return Poll::Ready(Some(Err(e.into())));
+            }
+            if self.conn.should_close_transport() && self.outbox.is_empty() {
+                match self.poll_shutdown(cx) {
+                    Poll::Ready(()) => {
+                        self.finished = true;
+                        continue;
+                    }
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            if let Some(deadline) = self.conn.poll_timeout() {
+                if self.clock.poll_until(cx, deadline).is_ready() {
+                    self.conn.handle_timeout(self.clock.now());
+                    continue;
+                }
+            }
+            if self.read_eof || self.outbox_bytes > HIGH_WATER {
+                return Poll::Pending;
+            }
+            let mut buf = [0u8; READ_CHUNK];
+            match self.io.poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(0)) => {
+                    self.read_eof = true;
+                    self.conn.handle_eof(self.clock.now());
+                }
+                Poll::Ready(Ok(n)) => self.conn.handle_input(self.clock.now(), &buf[..n]),
+                Poll::Ready(Err(e)) => {
+                    self.on_io_error();
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Writes everything queued. Ready when the transport has taken all of it.
+    pub fn poll_write_all(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if let Err(e) = self.write_some(cx) {
+            self.on_io_error();
+            return Poll::Ready(Err(e.into()));
+        }
+        if !self.outbox.is_empty() {
+            return Poll::Pending;
+        }
+        self.io.poll_flush(cx).map_err(Error::from)
+    }
+
+    /// Ready when fewer than the high-water mark of bytes are queued (the `Sink`
+    /// `poll_ready`).
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if let Err(e) = self.write_some(cx) {
+            self.on_io_error();
+            return Poll::Ready(Err(e.into()));
+        }
+        if self.outbox_bytes + self.conn.buffered_amount() > HIGH_WATER {
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Drives the connection to its end, discarding events.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        loop {
+            match self.poll_event(cx) {
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Ready(Some(Err(Error::Io(e)))) => return Poll::Ready(Err(e.into())),
+                Poll::Ready(Some(_)) => {}
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.shut_down {
+            if self.io.poll_flush(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // An error here only means the peer is already gone.
+            if self.io.poll_shutdown(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.shut_down = true;
+        }
+        Poll::Ready(())
+    }
+
+    /// Moves queued frames to the outbox and writes as much as the transport takes now.
+    fn write_some(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        while let Some(bytes) = self.conn.poll_transmit() {
+            self.outbox_bytes += bytes.len();
+            self.outbox.push_back(bytes);
+        }
+        while !self.outbox.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let mut count = 0;
+            for (slot, bytes) in slices.iter_mut().zip(self.outbox.iter()) {
+                *slot = IoSlice::new(bytes);
+                count += 1;
+            }
+            match self.io.poll_write_vectored(cx, &slices[..count]) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => self.advance(n),
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        self.outbox_bytes -= n;
+        while n > 0 {
+            let Some(front) = self.outbox.front_mut() else {
+                return;
+            };
+            if n < front.len() {
+                front.advance(n);
+                return;
+            }
+            n -= front.len();
+            self.outbox.pop_front();
+        }
+    }
+
+    fn on_io_error(&mut self) {
+        self.outbox.clear();
+        self.outbox_bytes = 0;
+        self.read_eof = true;
+        self.shut_down = true;
+        self.conn.handle_eof(self.clock.now());
+    }
+}
+
+impl<T: Transport, C: Clock> futures_core::Stream for WebSocket<T, C> {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_message(cx)
+    }
+}
+
+impl<T: Transport, C: Clock, M: Into<Message>> futures_sink::Sink<M> for WebSocket<T, C> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().poll_ready(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: M) -> Result<(), Error> {
+        Ok(self.get_mut().conn.send(item.into())?)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().poll_write_all(cx)
+    }
+
+    /// Sends a Close frame (1000) if none was sent yet, and writes it. Keep reading the
+    /// stream to complete the closing handshake.
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        if this.conn.is_open() {
+            let now = this.clock.now();
+            this.conn.close(now, CloseCode::NORMAL, "")?;
+        }
+        this.poll_write_all(cx)
+    }
+}

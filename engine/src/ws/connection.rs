@@ -1,0 +1,1008 @@
+//! The WebSocket connection state machine, both roles.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::close::{CloseCode, MAX_REASON_LEN};
+use super::error::{Error, ProtocolError, SendError};
+use super::frame::{FrameDecoder, FrameHeader, Item, OpCode};
+use super::handshake::{self, ClientRequest, Request, Response};
+use super::mask::apply_mask;
+use super::message::{Message, Utf8Bytes};
+use super::utf8::{self, Utf8Validator};
+use crate::rand::Rng;
+
+/// Limits and timeouts of a connection. Share one `Arc<Config>` between connections.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// Largest message accepted, after reassembly (default 64 MiB). Larger: close 1009.
+    pub max_message_size: usize,
+    /// Largest single frame accepted (default 16 MiB). Larger: close 1009.
+    pub max_frame_size: usize,
+    /// Largest handshake head (default 8 KiB). Larger: HTTP 431 (server) or an error.
+    pub max_head_size: usize,
+    /// Time allowed for the opening handshake (default 10 s).
+    pub handshake_timeout: Duration,
+    /// Time allowed for the peer to answer our Close frame, and (client) for the server
+    /// to close the TCP connection after the closing handshake (default 5 s).
+    pub close_timeout: Duration,
+    /// Keepalive pings, off by default.
+    pub keepalive: Option<Keepalive>,
+    /// Server: the subprotocols supported, in order of preference; the first one the
+    /// client also offers is selected. Client: the subprotocols to offer.
+    pub protocols: Vec<String>,
+    /// How many unsent pongs are kept before the oldest is dropped (default 16): under
+    /// a ping flood the latest pings win, and memory stays bounded.
+    pub max_pending_pongs: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_message_size: 64 << 20,
+            max_frame_size: 16 << 20,
+            max_head_size: 8 << 10,
+            handshake_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+            keepalive: None,
+            protocols: Vec::new(),
+            max_pending_pongs: 16,
+        }
+    }
+}
+
+impl Config {
+    /// Sets [`Config::max_message_size`].
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Sets [`Config::max_frame_size`].
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.max_frame_size = bytes;
+        self
+    }
+
+    /// Sets [`Config::max_head_size`].
+    pub fn max_head_size(mut self, bytes: usize) -> Self {
+        self.max_head_size = bytes;
+        self
+    }
+
+    /// Sets [`Config::handshake_timeout`].
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Config::close_timeout`].
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// Turns on keepalive: a ping after `interval` without input, and the connection
+    /// is dropped if nothing arrives within `timeout` of that ping.
+    pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.keepalive = Some(Keepalive { interval, timeout });
+        self
+    }
+
+    /// Sets [`Config::protocols`].
+    pub fn protocols<I, S>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.protocols = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+/// Keepalive settings: see [`Config::keepalive`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Idle time before a ping is sent.
+    pub interval: Duration,
+    /// Time allowed for any input to arrive after that ping.
+    pub timeout: Duration,
+}
+
+/// Which end of the connection this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Accepts the handshake; sends unmasked frames, requires masked ones.
+    Server,
+    /// Starts the handshake; sends masked frames, requires unmasked ones.
+    Client,
+}
+
+/// Which side did something.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// This endpoint.
+    Local,
+    /// The peer.
+    Remote,
+}
+
+/// The completed opening handshake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Opened {
+    /// The selected subprotocol.
+    pub protocol: Option<String>,
+    /// (server) The client's upgrade request.
+    pub request: Option<Request>,
+    /// (client) The server's response.
+    pub response: Option<Response>,
+}
+
+/// How a connection ended. Emitted exactly once, as the last event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Closed {
+    /// The close code: the peer's (or 1005 if its Close frame had none) after a closing
+    /// handshake; the one we sent when we failed the connection; 1006 when the
+    /// connection was lost without a closing handshake.
+    pub code: CloseCode,
+    /// The close reason that goes with `code`.
+    pub reason: String,
+    /// Who started the close.
+    pub initiator: Side,
+    /// `None` after a clean closing handshake; otherwise what went wrong.
+    pub error: Option<Error>,
+}
+
+impl Closed {
+    /// Whether the closing handshake completed in both directions.
+    pub fn is_clean(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// Something that happened on the connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The opening handshake completed; messages may flow.
+    Open(Box<Opened>),
+    /// A complete data message arrived.
+    Message(Message),
+    /// A ping arrived (a pong is already queued).
+    Ping(Bytes),
+    /// A pong arrived.
+    Pong(Bytes),
+    /// The connection ended. No further events follow.
+    Closed(Closed),
+}
+
+#[derive(Debug)]
+enum State {
+    ServerHandshake {
+        buf: Vec<u8>,
+    },
+    ClientHandshake {
+        buf: Vec<u8>,
+        key: String,
+    },
+    Open,
+    /// We sent a Close frame and wait for the peer's.
+    Closing,
+    /// Ended: no input is processed; queued output may still be flushing.
+    Done,
+}
+
+/// The data frame being read.
+#[derive(Debug)]
+enum Frame {
+    Data {
+        fin: bool,
+        mask: Option<[u8; 4]>,
+    },
+    Control {
+        opcode: OpCode,
+        mask: Option<[u8; 4]>,
+        len: u8,
+    },
+}
+
+/// The data message being reassembled.
+#[derive(Debug)]
+struct Incoming {
+    text: bool,
+    buf: BytesMut,
+    utf8: Utf8Validator,
+}
+
+#[derive(Debug, Default)]
+struct Timers {
+    handshake: Option<Instant>,
+    close: Option<Instant>,
+    linger: Option<Instant>,
+    ping: Option<Instant>,
+    pong: Option<Instant>,
+}
+
+impl Timers {
+    fn earliest(&self) -> Option<Instant> {
+        [
+            self.handshake,
+            self.close,
+            self.linger,
+            self.ping,
+            self.pong,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+/// Payloads at most this long are copied behind their header into one buffer; longer
+/// ones (when given as `Bytes`) go out as a separate buffer without copying.
+const COALESCE_LIMIT: usize = 4096;
+/// Upper bound of what is reserved up front for an announced frame payload: the rest
+/// grows as bytes actually arrive, so a peer cannot make us reserve memory it never
+/// sends.
+const MAX_RESERVE: usize = 1 << 20;
+
+/// One WebSocket connection, client or server, from the opening handshake to the end.
+///
+/// # Driving it
+/// Inputs: [`handle_input`](Self::handle_input) (bytes read from the transport, split
+/// anywhere), [`handle_eof`](Self::handle_eof), [`handle_timeout`](Self::handle_timeout)
+/// and the sending methods. After **every** input, drain the outputs in this order:
+/// 1. [`poll_transmit`](Self::poll_transmit) until `None`, writing the bytes in order;
+/// 2. [`poll_event`](Self::poll_event) until `None`;
+/// 3. [`poll_timeout`](Self::poll_timeout): arm one timer for it (replacing the last);
+/// 4. [`should_close_transport`](Self::should_close_transport): when true (and all
+///    bytes are written), shut the transport down.
+///
+/// The connection never reads a clock: every method that depends on time takes `now`.
+///
+/// # Faults
+/// A protocol violation by the peer queues a Close frame with the code that
+/// [`ProtocolError::close_code`] gives and ends the connection with a
+/// [`Event::Closed`] whose `error` says what happened. It never panics on input, and
+/// once ended it ignores further input. Misuse by the caller returns [`SendError`].
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    config: Arc<Config>,
+    state: State,
+    decoder: FrameDecoder,
+    frame: Option<Frame>,
+    message: Option<Incoming>,
+    control: [u8; 125],
+    out: VecDeque<Bytes>,
+    out_bytes: usize,
+    pongs: VecDeque<Bytes>,
+    events: VecDeque<Event>,
+    timers: Timers,
+    close_transport: bool,
+    rng: Option<Box<Rng>>,
+    /// Input read past the end of a complete message, decoded once that message's event
+    /// has been taken (see `poll_event`). Empty (and unallocated) most of the time.
+    pending: BytesMut,
+    /// When the pending input arrived.
+    pending_since: Option<Instant>,
+}
+
+impl Connection {
+    /// A server connection waiting for the client's upgrade request.
+    pub fn server(config: Arc<Config>, now: Instant) -> Self {
+        let handshake = now + config.handshake_timeout;
+        let mut conn = Self::new(
+            Role::Server,
+            config,
+            State::ServerHandshake { buf: Vec::new() },
+            None,
+        );
+        conn.timers.handshake = Some(handshake);
+        conn
+    }
+
+    /// A client connection; the upgrade request is queued for sending at once.
+    ///
+    /// `seed` seeds the random source of the handshake key and the masking keys: give
+    /// fresh OS randomness in production, a fixed value in tests.
+    pub fn client(
+        config: Arc<Config>,
+        request: &ClientRequest,
+        now: Instant,
+        seed: [u8; 32],
+    ) -> Self {
+        let mut rng = Rng::from_seed(seed);
+        let mut raw_key = [0u8; 16];
+        rng.fill(&mut raw_key);
+        let key = BASE64.encode(raw_key);
+        let mut request = request.clone();
+        if request.protocols.is_empty() {
+            request.protocols.clone_from(&config.protocols);
+        }
+        let head = request.encode(&key);
+        let handshake = now + config.handshake_timeout;
+        let mut conn = Self::new(
+            Role::Client,
+            config,
+            State::ClientHandshake {
+                buf: Vec::new(),
+                key,
+            },
+            Some(Box::new(rng)),
+        );
+        conn.push_out(Bytes::from(head));
+        conn.timers.handshake = Some(handshake);
+        conn
+    }
+
+    /// A server connection whose opening handshake was done elsewhere (for example by
+    /// an HTTP router that already answered the upgrade): it starts open.
+    pub fn accepted(config: Arc<Config>, now: Instant) -> Self {
+        let mut conn = Self::new(Role::Server, config, State::Open, None);
+        conn.on_open(now);
+        conn
+    }
+
+    fn new(role: Role, config: Arc<Config>, state: State, rng: Option<Box<Rng>>) -> Self {
+        Self {
+            role,
+            config,
+            state,
+            decoder: FrameDecoder::new(),
+            frame: None,
+            message: None,
+            control: [0; 125],
+            out: VecDeque::new(),
+            out_bytes: 0,
+            pongs: VecDeque::new(),
+            events: VecDeque::new(),
+            timers: Timers::default(),
+            close_transport: false,
+            rng,
+            pending: BytesMut::new(),
+            pending_since: None,
+        }
+    }
+
+    /// This connection's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// Whether messages can be sent (handshake done, no Close frame sent).
+    pub fn is_open(&self) -> bool {
+        matches!(self.state, State::Open)
+    }
+
+    /// Whether the connection has ended (its `Closed` event is queued or delivered).
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
+    /// Bytes queued for the transport and not yet taken by `poll_transmit`.
+    pub fn buffered_amount(&self) -> usize {
+        self.out_bytes + self.pongs.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Inputs
+    // ----------------------------------------------------------------------------------
+
+    /// Bytes read from the transport. They may be split anywhere.
+    pub fn handle_input(&mut self, now: Instant, input: &[u8]) {
+        match &mut self.state {
+            State::Done => {}
+            State::ServerHandshake { buf } => {
+                buf.extend_from_slice(input);
+                let buf = std::mem::take(buf);
+                self.server_handshake(now, buf);
+            }
+            State::ClientHandshake { buf, .. } => {
+                buf.extend_from_slice(input);
+                let buf = std::mem::take(buf);
+                self.client_handshake(now, buf);
+            }
+            State::Open | State::Closing => self.read_frames(now, input),
+        }
+    }
+
+    /// The peer closed its side of the transport (read returned 0).
+    pub fn handle_eof(&mut self, _now: Instant) {
+        match self.state {
+            State::Done => {
+                // Waiting for the server's TCP close after a clean close: it came.
+                self.timers = Timers::default();
+                self.close_transport = true;
+            }
+            _ => self.lose(Error::UnexpectedEof, Side::Remote),
+        }
+    }
+
+    /// A deadline from [`poll_timeout`](Self::poll_timeout) passed. Spurious or early
+    /// calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        if due(self.timers.handshake) {
+            self.timers.handshake = None;
+            self.lose(Error::HandshakeTimeout, Side::Local);
+        }
+        if due(self.timers.close) {
+            self.timers.close = None;
+            self.lose(Error::CloseTimeout, Side::Local);
+        }
+        if due(self.timers.pong) {
+            self.timers.pong = None;
+            self.lose(Error::KeepaliveTimeout, Side::Local);
+        }
+        if due(self.timers.linger) {
+            self.timers.linger = None;
+            self.close_transport = true;
+        }
+        if due(self.timers.ping) {
+            self.timers.ping = None;
+            if let (State::Open, Some(keepalive)) = (&self.state, self.config.keepalive) {
+                self.queue_frame(OpCode::Ping, &[]);
+                self.timers.pong = Some(now + keepalive.timeout);
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Outputs
+    // ----------------------------------------------------------------------------------
+
+    /// The next bytes to write to the transport, in order.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        if let Some(pong) = self.pongs.pop_front() {
+            return Some(pong);
+        }
+        let bytes = self.out.pop_front()?;
+        self.out_bytes -= bytes.len();
+        Some(bytes)
+    }
+
+    /// The next event.
+    ///
+    /// Input is decoded one message at a time: bytes that follow a complete message in
+    /// the same read are decoded only when this method runs out of events. So the
+    /// caller can answer a message (e.g. echo it) before a protocol violation that
+    /// follows it closes the connection, and a burst of input does not turn into a
+    /// burst of events. Drain `poll_transmit` again after handling an event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if self.events.is_empty() && !self.pending.is_empty() {
+            if let Some(now) = self.pending_since {
+                self.resume(now);
+            }
+        }
+        self.events.pop_front()
+    }
+
+    /// The earliest deadline at which [`handle_timeout`](Self::handle_timeout) must be
+    /// called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.earliest()
+    }
+
+    /// Whether the transport should now be shut down: the connection has ended and
+    /// everything queued has been taken by `poll_transmit`.
+    #[must_use]
+    pub fn should_close_transport(&self) -> bool {
+        self.close_transport && self.out.is_empty() && self.pongs.is_empty()
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Sending
+    // ----------------------------------------------------------------------------------
+
+    /// Queues a message.
+    pub fn send(&mut self, message: Message) -> Result<(), SendError> {
+        self.check_open()?;
+        match message {
+            Message::Text(text) => self.queue_frame_bytes(OpCode::Text, text.into_bytes()),
+            Message::Binary(data) => self.queue_frame_bytes(OpCode::Binary, data),
+        }
+        Ok(())
+    }
+
+    /// Queues a text message (copying it).
+    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+        self.check_open()?;
+        self.queue_frame(OpCode::Text, text.as_bytes());
+        Ok(())
+    }
+
+    /// Queues a binary message (copying it).
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.check_open()?;
+        self.queue_frame(OpCode::Binary, data);
+        Ok(())
+    }
+
+    /// Queues a ping with up to 125 bytes of payload.
+    pub fn ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.check_open()?;
+        if payload.len() > 125 {
+            return Err(SendError::ControlPayloadTooLong);
+        }
+        self.queue_frame(OpCode::Ping, payload);
+        Ok(())
+    }
+
+    /// Starts the closing handshake: queues a Close frame with `code` and `reason`
+    /// (at most 123 bytes). The connection ends when the peer answers, or after
+    /// [`Config::close_timeout`].
+    pub fn close(&mut self, now: Instant, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        match self.state {
+            State::Open => {}
+            State::ServerHandshake { .. } | State::ClientHandshake { .. } => {
+                return Err(SendError::NotOpen)
+            }
+            State::Closing | State::Done => return Err(SendError::Closed),
+        }
+        if !code.is_valid_on_wire() {
+            return Err(SendError::InvalidCloseCode);
+        }
+        if reason.len() > MAX_REASON_LEN {
+            return Err(SendError::ControlPayloadTooLong);
+        }
+        self.queue_close(code, reason);
+        self.state = State::Closing;
+        self.timers.close = Some(now + self.config.close_timeout);
+        self.timers.ping = None;
+        self.timers.pong = None;
+        Ok(())
+    }
+
+    fn check_open(&self) -> Result<(), SendError> {
+        match self.state {
+            State::Open => Ok(()),
+            State::ServerHandshake { .. } | State::ClientHandshake { .. } => {
+                Err(SendError::NotOpen)
+            }
+            State::Closing | State::Done => Err(SendError::Closed),
+        }
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Handshake
+    // ----------------------------------------------------------------------------------
+
+    fn server_handshake(&mut self, now: Instant, mut buf: Vec<u8>) {
+        match handshake::parse_request(&buf, self.config.max_head_size) {
+            Ok(None) => self.state = State::ServerHandshake { buf },
+            Ok(Some((request, used))) => {
+                let protocol = self
+                    .config
+                    .protocols
+                    .iter()
+                    .find(|p| request.protocols().any(|offered| offered == p.as_str()))
+                    .cloned();
+                self.push_out(Bytes::from(request.response(protocol.as_deref())));
+                self.state = State::Open;
+                self.on_open(now);
+                self.events.push_back(Event::Open(Box::new(Opened {
+                    protocol,
+                    request: Some(request),
+                    response: None,
+                })));
+                let rest = buf.split_off(used);
+                drop(buf);
+                if !rest.is_empty() {
+                    self.read_frames(now, &rest);
+                }
+            }
+            Err(err) => {
+                self.push_out(Bytes::from(handshake::rejection(&err)));
+                self.end(Closed {
+                    code: CloseCode::ABNORMAL,
+                    reason: String::new(),
+                    initiator: Side::Local,
+                    error: Some(Error::Handshake(err)),
+                });
+            }
+        }
+    }
+
+    fn client_handshake(&mut self, now: Instant, mut buf: Vec<u8>) {
+        let State::ClientHandshake { key, .. } = &self.state else {
+            return;
+        };
+        match handshake::parse_response(
+            &buf,
+            key,
+            &self.config.protocols,
+            self.config.max_head_size,
+        ) {
+            Ok(None) => {
+                if let State::ClientHandshake { buf: slot, .. } = &mut self.state {
+                    *slot = buf;
+                }
+            }
+            Ok(Some((response, used))) => {
+                self.state = State::Open;
+                self.on_open(now);
+                self.events.push_back(Event::Open(Box::new(Opened {
+                    protocol: response.protocol.clone(),
+                    request: None,
+                    response: Some(response),
+                })));
+                let rest = buf.split_off(used);
+                drop(buf);
+                if !rest.is_empty() {
+                    self.read_frames(now, &rest);
+                }
+            }
+            Err(err) => self.lose(Error::Handshake(err), Side::Remote),
+        }
+    }
+
+    fn on_open(&mut self, now: Instant) {
+        self.timers.handshake = None;
+        if let Some(keepalive) = self.config.keepalive {
+            self.timers.ping = Some(now + keepalive.interval);
+        }
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Frames in
+    // ----------------------------------------------------------------------------------
+
+    fn read_frames(&mut self, now: Instant, input: &[u8]) {
+        if let Some(keepalive) = self.config.keepalive {
+            if matches!(self.state, State::Open) && !input.is_empty() {
+                self.timers.pong = None;
+                self.timers.ping = Some(now + keepalive.interval);
+            }
+        }
+        if !self.pending.is_empty() {
+            self.pending.extend_from_slice(input);
+            return self.resume(now);
+        }
+        let used = self.decode_frames(now, input);
+        if used < input.len() && !matches!(self.state, State::Done) {
+            self.pending.extend_from_slice(&input[used..]);
+            self.pending_since = Some(now);
+        }
+    }
+
+    /// Decodes input that was held back after a complete message.
+    fn resume(&mut self, now: Instant) {
+        let mut pending = std::mem::take(&mut self.pending);
+        let used = self.decode_frames(now, &pending);
+        pending.advance(used);
+        if !pending.is_empty() && !matches!(self.state, State::Done) {
+            self.pending = pending;
+        }
+    }
+
+    /// Decodes frames from `input` until it is used up, a message is complete, or the
+    /// connection ends. Returns how many bytes were used.
+    fn decode_frames(&mut self, now: Instant, input: &[u8]) -> usize {
+        let mut rest = input;
+        loop {
+            if matches!(self.state, State::Done) {
+                return input.len() - rest.len();
+            }
+            let item = match self.decoder.decode(&mut rest) {
+                Ok(Some(item)) => item,
+                Ok(None) => return input.len(),
+                Err(e) => {
+                    self.fail(e);
+                    return input.len();
+                }
+            };
+            let message_done = matches!(item, Item::FrameEnd)
+                && matches!(self.frame, Some(Frame::Data { fin: true, .. }));
+            let step = match item {
+                Item::Header(header) => self.on_header(header),
+                Item::Payload { data, offset } => self.on_payload(data, offset),
+                Item::FrameEnd => self.on_frame_end(now),
+            };
+            if let Err(e) = step {
+                self.fail(e);
+                return input.len();
+            }
+            if message_done && !rest.is_empty() {
+                return input.len() - rest.len();
+            }
+        }
+    }
+
+    fn on_header(&mut self, h: FrameHeader) -> Result<(), ProtocolError> {
+        if h.rsv != 0 {
+            return Err(ProtocolError::ReservedBits);
+        }
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        if h.opcode.is_control() {
+            // The header parser guarantees FIN and at most 125 bytes.
+            self.frame = Some(Frame::Control {
+                opcode: h.opcode,
+                mask: h.mask,
+                len: 0,
+            });
+            return Ok(());
+        }
+        if h.payload_len > self.config.max_frame_size as u64 {
+            return Err(ProtocolError::FrameTooLarge);
+        }
+        let len = h.payload_len as usize; // fits: at most max_frame_size
+        match (h.opcode, &mut self.message) {
+            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+            (OpCode::Continuation, Some(msg)) => {
+                if msg.buf.len() + len > self.config.max_message_size {
+                    return Err(ProtocolError::MessageTooLarge);
+                }
+                msg.buf.reserve(len.min(MAX_RESERVE));
+            }
+            (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
+            (opcode, None) => {
+                if len > self.config.max_message_size {
+                    return Err(ProtocolError::MessageTooLarge);
+                }
+                self.message = Some(Incoming {
+                    text: opcode == OpCode::Text,
+                    buf: BytesMut::with_capacity(len.min(MAX_RESERVE)),
+                    utf8: Utf8Validator::new(),
+                });
+            }
+        }
+        self.frame = Some(Frame::Data {
+            fin: h.fin,
+            mask: h.mask,
+        });
+        Ok(())
+    }
+
+    fn on_payload(&mut self, data: &[u8], offset: u64) -> Result<(), ProtocolError> {
+        match (&mut self.frame, &mut self.message) {
+            (Some(Frame::Control { mask, len, .. }), _) => {
+                let start = usize::from(*len);
+                let end = start + data.len(); // at most 125: checked on the header
+                let dst = &mut self.control[start..end];
+                dst.copy_from_slice(data);
+                if let Some(key) = mask {
+                    apply_mask(dst, *key, offset);
+                }
+                *len = end as u8;
+                Ok(())
+            }
+            (Some(Frame::Data { mask, .. }), Some(msg)) => {
+                let start = msg.buf.len();
+                msg.buf.extend_from_slice(data);
+                let piece = &mut msg.buf[start..];
+                if let Some(key) = mask {
+                    apply_mask(piece, *key, offset);
+                }
+                if msg.text {
+                    msg.utf8
+                        .feed(piece)
+                        .map_err(|_| ProtocolError::InvalidUtf8)?;
+                }
+                Ok(())
+            }
+            // The decoder only yields payload after a header we accepted.
+            _ => Ok(()),
+        }
+    }
+
+    fn on_frame_end(&mut self, now: Instant) -> Result<(), ProtocolError> {
+        match self.frame.take() {
+            Some(Frame::Data { fin: true, .. }) => {
+                let Some(mut msg) = self.message.take() else {
+                    return Ok(());
+                };
+                let payload = msg.buf.freeze();
+                let message = if msg.text {
+                    msg.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                    Message::Text(Utf8Bytes::from_validated(payload))
+                } else {
+                    Message::Binary(payload)
+                };
+                self.events.push_back(Event::Message(message));
+            }
+            Some(Frame::Data { fin: false, .. }) | None => {}
+            Some(Frame::Control { opcode, len, .. }) => {
+                let payload = &self.control[..usize::from(len)];
+                match opcode {
+                    OpCode::Ping => {
+                        let payload = Bytes::copy_from_slice(payload);
+                        if matches!(self.state, State::Open) {
+                            self.queue_pong(&payload);
+                        }
+                        self.events.push_back(Event::Ping(payload));
+                    }
+                    OpCode::Pong => {
+                        let payload = Bytes::copy_from_slice(payload);
+                        self.events.push_back(Event::Pong(payload));
+                    }
+                    _ => self.on_close_frame(now, usize::from(len))?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_close_frame(&mut self, now: Instant, len: usize) -> Result<(), ProtocolError> {
+        let payload = &self.control[..len];
+        let (code, reason) = match payload {
+            [] => (CloseCode::NO_STATUS, ""),
+            [_] => return Err(ProtocolError::InvalidClosePayload),
+            [hi, lo, reason @ ..] => {
+                let code = CloseCode(u16::from_be_bytes([*hi, *lo]));
+                if !code.is_valid_on_wire() {
+                    return Err(ProtocolError::InvalidCloseCode(code.0));
+                }
+                let reason = utf8::validate(reason)
+                    .ok()
+                    .and_then(|()| std::str::from_utf8(reason).ok())
+                    .ok_or(ProtocolError::InvalidUtf8)?;
+                (code, reason)
+            }
+        };
+        let reason = reason.to_owned();
+        let initiator = if matches!(self.state, State::Closing) {
+            Side::Local
+        } else {
+            // Echo the peer's code, as RFC 6455 §5.5.1 suggests.
+            if code == CloseCode::NO_STATUS {
+                self.queue_frame(OpCode::Close, &[]);
+            } else {
+                self.queue_close(code, "");
+            }
+            Side::Remote
+        };
+        self.end(Closed {
+            code,
+            reason,
+            initiator,
+            error: None,
+        });
+        if self.role == Role::Client {
+            // RFC 6455 §7.1.1: the server closes TCP first; give it time to.
+            self.close_transport = false;
+            self.timers.linger = Some(now + self.config.close_timeout);
+        }
+        Ok(())
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Ending
+    // ----------------------------------------------------------------------------------
+
+    /// Fails the connection for a protocol violation by the peer: the one place where a
+    /// violation becomes its wire answer.
+    fn fail(&mut self, err: ProtocolError) {
+        let code = err.close_code();
+        if matches!(self.state, State::Open) {
+            self.queue_close(code, err.reason());
+        }
+        self.end(Closed {
+            code,
+            reason: err.reason().to_owned(),
+            initiator: Side::Local,
+            error: Some(Error::Protocol(err)),
+        });
+    }
+
+    /// Ends the connection without a closing handshake (EOF, timeouts, bad handshake
+    /// answer): nothing more is sent.
+    fn lose(&mut self, err: Error, initiator: Side) {
+        if matches!(self.state, State::Done) {
+            return;
+        }
+        self.out.clear();
+        self.out_bytes = 0;
+        self.pongs.clear();
+        self.end(Closed {
+            code: CloseCode::ABNORMAL,
+            reason: String::new(),
+            initiator,
+            error: Some(err),
+        });
+    }
+
+    fn end(&mut self, closed: Closed) {
+        self.state = State::Done;
+        self.timers = Timers::default();
+        self.close_transport = true;
+        self.frame = None;
+        self.message = None;
+        self.pending = BytesMut::new();
+        self.events.push_back(Event::Closed(closed));
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Frames out
+    // ----------------------------------------------------------------------------------
+
+    fn push_out(&mut self, bytes: Bytes) {
+        self.out_bytes += bytes.len();
+        self.out.push_back(bytes);
+    }
+
+    fn queue_close(&mut self, code: CloseCode, reason: &str) {
+        let mut payload = [0u8; 125];
+        payload[..2].copy_from_slice(&code.0.to_be_bytes());
+        let reason = truncate_utf8(reason, MAX_REASON_LEN);
+        payload[2..2 + reason.len()].copy_from_slice(reason.as_bytes());
+        self.queue_frame(OpCode::Close, &payload[..2 + reason.len()]);
+    }
+
+    fn queue_pong(&mut self, payload: &[u8]) {
+        if self.pongs.len() >= self.config.max_pending_pongs.max(1) {
+            self.pongs.pop_front();
+        }
+        let frame = self.encode_frame(OpCode::Pong, payload);
+        self.pongs.push_back(frame);
+    }
+
+    fn queue_frame(&mut self, opcode: OpCode, payload: &[u8]) {
+        let frame = self.encode_frame(opcode, payload);
+        self.push_out(frame);
+    }
+
+    fn queue_frame_bytes(&mut self, opcode: OpCode, payload: Bytes) {
+        if self.role == Role::Client || payload.len() <= COALESCE_LIMIT {
+            return self.queue_frame(opcode, &payload);
+        }
+        let header = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode,
+            mask: None,
+            payload_len: payload.len() as u64,
+        };
+        let mut head = BytesMut::with_capacity(header.encoded_len());
+        header.encode(&mut head);
+        self.push_out(head.freeze());
+        self.push_out(payload);
+    }
+
+    fn encode_frame(&mut self, opcode: OpCode, payload: &[u8]) -> Bytes {
+        let mask = self.rng.as_mut().map(|rng| rng.next_u32().to_ne_bytes());
+        let header = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode,
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        let mut buf = BytesMut::with_capacity(header.encoded_len() + payload.len());
+        header.encode(&mut buf);
+        let start = buf.len();
+        buf.put_slice(payload);
+        if let Some(key) = mask {
+            apply_mask(&mut buf[start..], key, 0);
+        }
+        buf.freeze()
+    }
+}
+
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}

@@ -1,0 +1,529 @@
+//! The opening handshake (RFC 6455 §4), both roles.
+//!
+//! Server: [`parse_request`] parses and validates an upgrade request head,
+//! [`Request::response`] builds the `101 Switching Protocols` answer, and
+//! [`rejection`] the HTTP error answer for a [`HandshakeError`].
+//! Client: [`ClientRequest`] builds the request from a `ws://` URL, and
+//! [`parse_response`] checks the server's answer.
+
+use std::fmt;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use sha1::{Digest, Sha1};
+
+use super::error::HandshakeError;
+
+const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+/// How many header lines a handshake head may carry.
+pub const MAX_HEADERS: usize = 64;
+
+/// The `Sec-WebSocket-Accept` value for a `Sec-WebSocket-Key`.
+pub fn accept_key(key: &[u8]) -> String {
+    let mut sha = Sha1::new();
+    sha.update(key);
+    sha.update(GUID);
+    BASE64.encode(sha.finalize())
+}
+
+/// Header lines of a handshake, in order, names as sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Headers(Vec<(String, Vec<u8>)>);
+
+impl Headers {
+    fn from_httparse(raw: &[httparse::Header<'_>]) -> Self {
+        Self(
+            raw.iter()
+                .map(|h| (h.name.to_owned(), h.value.to_vec()))
+                .collect(),
+        )
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// Every value of header `name` (case-insensitive), in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.0
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// All header lines.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+    }
+
+    /// The comma-separated tokens of every `name` header, trimmed, empty ones skipped.
+    pub fn tokens<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.get_all(name)
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    }
+
+    fn has_token(&self, name: &str, token: &str) -> bool {
+        self.tokens(name).any(|t| t.eq_ignore_ascii_case(token))
+    }
+}
+
+/// A validated WebSocket upgrade request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    path: String,
+    headers: Headers,
+    key: Vec<u8>,
+}
+
+impl Request {
+    /// The request target (path and query), as sent.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The request's header lines.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// The subprotocols the client offers, in its order of preference.
+    pub fn protocols(&self) -> impl Iterator<Item = &str> {
+        self.headers.tokens("sec-websocket-protocol")
+    }
+
+    /// The `101 Switching Protocols` response, selecting `protocol` (which should be
+    /// one the client offered) if given.
+    pub fn response(&self, protocol: Option<&str>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(160);
+        out.extend_from_slice(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
+        );
+        out.extend_from_slice(accept_key(&self.key).as_bytes());
+        if let Some(p) = protocol {
+            out.extend_from_slice(b"\r\nSec-WebSocket-Protocol: ");
+            out.extend_from_slice(p.as_bytes());
+        }
+        out.extend_from_slice(b"\r\n\r\n");
+        out
+    }
+}
+
+/// Parses and validates an upgrade request head at the start of `buf`.
+///
+/// `Ok(None)`: the head is incomplete (and within `max_head_size`); feed more bytes.
+/// `Ok(Some((request, n)))`: the head is the first `n` bytes; what follows belongs to
+/// the first frames.
+pub fn parse_request(
+    buf: &[u8],
+    max_head_size: usize,
+) -> Result<Option<(Request, usize)>, HandshakeError> {
+    let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut raw);
+    let used = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n <= max_head_size => n,
+        Ok(httparse::Status::Complete(_)) => return Err(HandshakeError::HeadTooLarge),
+        Ok(httparse::Status::Partial) if buf.len() >= max_head_size => {
+            return Err(HandshakeError::HeadTooLarge)
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HandshakeError::HeadTooLarge),
+        Err(_) => return Err(HandshakeError::MalformedHttp),
+    };
+    if req.method != Some("GET") {
+        return Err(HandshakeError::MethodNotGet);
+    }
+    if req.version != Some(1) {
+        return Err(HandshakeError::HttpVersion);
+    }
+    let headers = Headers::from_httparse(req.headers);
+    if headers.get("host").is_none() {
+        return Err(HandshakeError::MalformedHttp);
+    }
+    if !headers.has_token("upgrade", "websocket") {
+        return Err(HandshakeError::MissingUpgrade);
+    }
+    if !headers.has_token("connection", "upgrade") {
+        return Err(HandshakeError::MissingConnectionUpgrade);
+    }
+    let versions: Vec<&[u8]> = headers.get_all("sec-websocket-version").collect();
+    if versions.len() != 1 || versions[0].trim_ascii() != b"13" {
+        return Err(HandshakeError::UnsupportedVersion);
+    }
+    let keys: Vec<&[u8]> = headers.get_all("sec-websocket-key").collect();
+    let key = match keys.as_slice() {
+        [k] => k.trim_ascii().to_vec(),
+        _ => return Err(HandshakeError::InvalidKey),
+    };
+    match BASE64.decode(&key) {
+        Ok(raw) if raw.len() == 16 => {}
+        _ => return Err(HandshakeError::InvalidKey),
+    }
+    let path = req.path.unwrap_or("/").to_owned();
+    Ok(Some((Request { path, headers, key }, used)))
+}
+
+/// The HTTP response that refuses an upgrade request with `err`'s status.
+pub fn rejection(err: &HandshakeError) -> Vec<u8> {
+    let status = err.status();
+    let phrase = match status {
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        _ => "Bad Request",
+    };
+    let body = err.to_string();
+    let extra = if status == 426 {
+        "Sec-WebSocket-Version: 13\r\n"
+    } else {
+        ""
+    };
+    format!(
+        "HTTP/1.1 {status} {phrase}\r\n{extra}Connection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// A `ws://` URL that cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UrlError {
+    /// Not of the form `ws://host[:port][/path]`.
+    Invalid,
+    /// `wss://`: TLS is not part of this engine; wrap the stream yourself.
+    TlsUnsupported,
+}
+
+impl fmt::Display for UrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Invalid => "invalid ws:// URL",
+            Self::TlsUnsupported => "wss:// needs TLS, which wirestate does not provide",
+        })
+    }
+}
+
+impl std::error::Error for UrlError {}
+
+/// What a client sends to open a WebSocket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientRequest {
+    /// Host name or address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Request target: path and query.
+    pub path: String,
+    /// Subprotocols to offer, in order of preference.
+    pub protocols: Vec<String>,
+    /// Extra header lines (e.g. `Authorization`, `Origin`).
+    pub headers: Vec<(String, String)>,
+}
+
+impl ClientRequest {
+    /// A request for a `ws://host[:port][/path][?query]` URL.
+    pub fn from_url(url: &str) -> Result<Self, UrlError> {
+        let rest = if let Some(rest) = strip_prefix_ignore_case(url, "ws://") {
+            rest
+        } else if strip_prefix_ignore_case(url, "wss://").is_some() {
+            return Err(UrlError::TlsUnsupported);
+        } else {
+            return Err(UrlError::Invalid);
+        };
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) if rest.as_bytes()[i] == b'?' => (&rest[..i], format!("/{}", &rest[i..])),
+            Some(i) => (&rest[..i], rest[i..].to_owned()),
+            None => (rest, "/".to_owned()),
+        };
+        if authority.contains('@') {
+            return Err(UrlError::Invalid);
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (host, after) = v6.split_once(']').ok_or(UrlError::Invalid)?;
+            match after.strip_prefix(':') {
+                Some(p) => (host, p.parse().map_err(|_| UrlError::Invalid)?),
+                None if after.is_empty() => (host, 80),
+                None => return Err(UrlError::Invalid),
+            }
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, p.parse().map_err(|_| UrlError::Invalid)?),
+                None => (authority, 80),
+            }
+        };
+        if host.is_empty() || path.contains(char::is_whitespace) {
+            return Err(UrlError::Invalid);
+        }
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+            path,
+            protocols: Vec::new(),
+            headers: Vec::new(),
+        })
+    }
+
+    /// `host:port` as a socket address string (IPv6 in brackets).
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The request head, with `key` (base64 of 16 random bytes) as `Sec-WebSocket-Key`.
+    pub fn encode(&self, key: &str) -> Vec<u8> {
+        let mut out = format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n",
+            self.path,
+            if self.port == 80 { self.host_for_header() } else { self.authority() },
+        );
+        if !self.protocols.is_empty() {
+            out.push_str("Sec-WebSocket-Protocol: ");
+            out.push_str(&self.protocols.join(", "));
+            out.push_str("\r\n");
+        }
+        for (name, value) in &self.headers {
+            out.push_str(name);
+            out.push_str(": ");
+            out.push_str(value);
+            out.push_str("\r\n");
+        }
+        out.push_str("\r\n");
+        out.into_bytes()
+    }
+
+    fn host_for_header(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        }
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
+/// A server's accepted answer to a [`ClientRequest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    /// The subprotocol the server selected.
+    pub protocol: Option<String>,
+    /// The response's header lines.
+    pub headers: Headers,
+}
+
+/// Parses and checks the server's answer to a request sent with `key`, offering
+/// `protocols`. Like [`parse_request`], `Ok(None)` means "need more bytes".
+pub fn parse_response(
+    buf: &[u8],
+    key: &str,
+    protocols: &[String],
+    max_head_size: usize,
+) -> Result<Option<(Response, usize)>, HandshakeError> {
+    let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut raw);
+    let used = match res.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n <= max_head_size => n,
+        Ok(httparse::Status::Complete(_)) => return Err(HandshakeError::HeadTooLarge),
+        Ok(httparse::Status::Partial) if buf.len() >= max_head_size => {
+            return Err(HandshakeError::HeadTooLarge)
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HandshakeError::HeadTooLarge),
+        Err(_) => return Err(HandshakeError::MalformedHttp),
+    };
+    match res.code {
+        Some(101) => {}
+        Some(other) => return Err(HandshakeError::UnexpectedStatus(other)),
+        None => return Err(HandshakeError::MalformedHttp),
+    }
+    let headers = Headers::from_httparse(res.headers);
+    if !headers.has_token("upgrade", "websocket") {
+        return Err(HandshakeError::MissingUpgrade);
+    }
+    if !headers.has_token("connection", "upgrade") {
+        return Err(HandshakeError::MissingConnectionUpgrade);
+    }
+    let expected = accept_key(key.as_bytes());
+    match headers.get("sec-websocket-accept") {
+        Some(v) if v.trim_ascii() == expected.as_bytes() => {}
+        _ => return Err(HandshakeError::AcceptMismatch),
+    }
+    if headers.tokens("sec-websocket-extensions").next().is_some() {
+        return Err(HandshakeError::UnexpectedExtension);
+    }
+    let protocol = match headers.get("sec-websocket-protocol") {
+        None => None,
+        Some(p) => {
+            let p = std::str::from_utf8(p.trim_ascii())
+                .map_err(|_| HandshakeError::UnexpectedProtocol)?;
+            if !protocols.iter().any(|o| o == p) {
+                return Err(HandshakeError::UnexpectedProtocol);
+            }
+            Some(p.to_owned())
+        }
+    };
+    Ok(Some((Response { protocol, headers }, used)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "GET /chat?x=1 HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+    #[test]
+    fn rfc_accept_key() {
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn accepts_a_good_request_and_keeps_what_follows() {
+        let mut buf = GOOD.as_bytes().to_vec();
+        buf.extend_from_slice(&[0x81, 0x80]);
+        let (req, used) = parse_request(&buf, 8192).expect("valid").expect("complete");
+        assert_eq!(used, GOOD.len());
+        assert_eq!(req.path(), "/chat?x=1");
+        assert_eq!(req.protocols().collect::<Vec<_>>(), ["chat", "superchat"]);
+        let resp = String::from_utf8(req.response(Some("chat"))).expect("ascii");
+        assert!(resp.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+        assert!(resp.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+        assert!(resp.contains("Sec-WebSocket-Protocol: chat\r\n"));
+        for cut in 0..GOOD.len() {
+            assert_eq!(parse_request(&buf[..cut], 8192), Ok(None));
+        }
+    }
+
+    #[test]
+    fn bad_requests_get_their_status() {
+        let cases: &[(&str, &str, HandshakeError)] = &[
+            ("GET /chat", "POST /chat", HandshakeError::MethodNotGet),
+            (
+                "HTTP/1.1\r\nHost",
+                "HTTP/1.0\r\nHost",
+                HandshakeError::HttpVersion,
+            ),
+            (
+                "Upgrade: websocket",
+                "Upgrade: h2c",
+                HandshakeError::MissingUpgrade,
+            ),
+            (
+                "keep-alive, Upgrade",
+                "keep-alive",
+                HandshakeError::MissingConnectionUpgrade,
+            ),
+            (
+                "Version: 13",
+                "Version: 8",
+                HandshakeError::UnsupportedVersion,
+            ),
+            (
+                "dGhlIHNhbXBsZSBub25jZQ==",
+                "c2hvcnQ=",
+                HandshakeError::InvalidKey,
+            ),
+            (
+                "Host: server.example.com\r\n",
+                "",
+                HandshakeError::MalformedHttp,
+            ),
+        ];
+        for (from, to, err) in cases {
+            let bad = GOOD.replacen(from, to, 1);
+            assert_eq!(
+                parse_request(bad.as_bytes(), 8192),
+                Err(err.clone()),
+                "{from} -> {to}"
+            );
+        }
+        let resp =
+            String::from_utf8(rejection(&HandshakeError::UnsupportedVersion)).expect("ascii");
+        assert!(resp.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
+        assert!(resp.contains("Sec-WebSocket-Version: 13\r\n"));
+        assert_eq!(
+            parse_request(b"\x16\x03\x01garbage\r\n\r\n", 8192),
+            Err(HandshakeError::MalformedHttp)
+        );
+    }
+
+    #[test]
+    fn oversized_head_is_431() {
+        let big = format!("GET / HTTP/1.1\r\nX-Pad: {}\r\n", "a".repeat(9000));
+        let err = parse_request(big.as_bytes(), 8192).expect_err("too large");
+        assert_eq!(err, HandshakeError::HeadTooLarge);
+        assert!(String::from_utf8_lossy(&rejection(&err)).starts_with("HTTP/1.1 431 "));
+    }
+
+    #[test]
+    fn urls() {
+        let r = ClientRequest::from_url("ws://127.0.0.1:9001/runCase?case=1&agent=a").expect("url");
+        assert_eq!(
+            (r.host.as_str(), r.port, r.path.as_str()),
+            ("127.0.0.1", 9001, "/runCase?case=1&agent=a")
+        );
+        let r = ClientRequest::from_url("WS://example.com").expect("url");
+        assert_eq!(
+            (r.host.as_str(), r.port, r.path.as_str()),
+            ("example.com", 80, "/")
+        );
+        let r = ClientRequest::from_url("ws://[::1]:8080?q").expect("url");
+        assert_eq!(
+            (r.authority().as_str(), r.path.as_str()),
+            ("[::1]:8080", "/?q")
+        );
+        assert_eq!(
+            ClientRequest::from_url("wss://x"),
+            Err(UrlError::TlsUnsupported)
+        );
+        assert_eq!(ClientRequest::from_url("http://x"), Err(UrlError::Invalid));
+        assert_eq!(
+            ClientRequest::from_url("ws://x:99999/"),
+            Err(UrlError::Invalid)
+        );
+        assert_eq!(ClientRequest::from_url("ws://:80/"), Err(UrlError::Invalid));
+    }
+
+    #[test]
+    fn client_checks_the_response() {
+        let req = ClientRequest::from_url("ws://h/").expect("url");
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        let head = String::from_utf8(req.encode(key)).expect("ascii");
+        assert!(head.starts_with("GET / HTTP/1.1\r\nHost: h\r\n"));
+        let good = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+        let (resp, used) = parse_response(good.as_bytes(), key, &[], 8192)
+            .expect("ok")
+            .expect("complete");
+        assert_eq!((resp.protocol, used), (None, good.len()));
+        let wrong = good.replace("s3pP", "AAAA");
+        assert_eq!(
+            parse_response(wrong.as_bytes(), key, &[], 8192),
+            Err(HandshakeError::AcceptMismatch)
+        );
+        let status = "HTTP/1.1 403 Forbidden\r\n\r\n";
+        assert_eq!(
+            parse_response(status.as_bytes(), key, &[], 8192),
+            Err(HandshakeError::UnexpectedStatus(403))
+        );
+        let proto = good.replace("\r\n\r\n", "\r\nSec-WebSocket-Protocol: x\r\n\r\n");
+        assert_eq!(
+            parse_response(proto.as_bytes(), key, &[], 8192),
+            Err(HandshakeError::UnexpectedProtocol)
+        );
+    }
+}

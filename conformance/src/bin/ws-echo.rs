@@ -1,6 +1,7 @@
 //! `ws-echo --runtime tokio|smol --addr HOST:PORT`: a WebSocket server that echoes every
 //! message, for the Autobahn|Testsuite and for load tests. Single-threaded.
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use wirestate_conformance::{echo, init_tracing, Args, Runtime};
@@ -18,7 +19,7 @@ fn main() -> std::io::Result<()> {
             .build()?
             .block_on(serve_tokio(args, config)),
         Runtime::Smol => {
-            let ex = Arc::new(smol::LocalExecutor::new());
+            let ex = Rc::new(smol::LocalExecutor::new());
             smol::block_on(ex.run(serve_smol(args, config, ex.clone())))
         }
     }
@@ -48,7 +49,7 @@ async fn serve_tokio(args: Args, config: Arc<Config>) -> std::io::Result<()> {
 async fn serve_smol(
     args: Args,
     config: Arc<Config>,
-    ex: Arc<smol::LocalExecutor<'_>>,
+    ex: Rc<smol::LocalExecutor<'_>>,
 ) -> std::io::Result<()> {
     let listener = smol::net::TcpListener::bind(args.addr).await?;
     eprintln!("ws-echo (smol) listening on {}", listener.local_addr()?);

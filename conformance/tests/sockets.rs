@@ -1,0 +1,155 @@
+//! Real-socket tests of both adapters on 127.0.0.1: the same test bodies run on tokio
+//! and on smol.
+
+macro_rules! runtime_tests {
+    ($runtime:ident, $adapter:ident, $block_on:path, $spawn:path, $listener:ty, $stream:ty, $($io:ident)::+) => {
+        mod $runtime {
+            use std::sync::Arc;
+
+            use futures_util::{SinkExt, StreamExt};
+            use ::$($io)::+::{AsyncReadExt, AsyncWriteExt};
+            use $adapter as adapter;
+            use wirestate_engine::ws::{CloseCode, Config, Message, Side};
+
+            async fn echo_server(config: Config) -> String {
+                let listener = <$listener>::bind("127.0.0.1:0").await.expect("bind");
+                let addr = listener.local_addr().expect("addr");
+                let config = Arc::new(config);
+                $spawn(async move {
+                    loop {
+                        let Ok((stream, _)) = listener.accept().await else { return };
+                        let config = config.clone();
+                        $spawn(async move {
+                            if let Ok(mut ws) = adapter::accept(stream, config).await {
+                                wirestate_conformance::echo(&mut ws).await;
+                            }
+                        });
+                    }
+                });
+                format!("ws://{addr}/echo")
+            }
+
+            #[test]
+            fn echo_and_clean_close() {
+                $block_on(async {
+                    let url = echo_server(Config::default()).await;
+                    let mut ws = adapter::connect(&url, Arc::new(Config::default())).await.expect("connect");
+                    ws.send("hello").await.expect("send");
+                    ws.send(vec![0u8, 1, 2]).await.expect("send");
+                    let big = "é".repeat(300_000);
+                    ws.send(big.as_str()).await.expect("send");
+                    assert_eq!(ws.recv().await.expect("msg").expect("ok"), Message::text("hello"));
+                    assert_eq!(ws.recv().await.expect("msg").expect("ok"), Message::binary(vec![0u8, 1, 2]));
+                    assert_eq!(ws.recv().await.expect("msg").expect("ok"), Message::text(big));
+                    ws.close(CloseCode::NORMAL, "done").await.expect("close");
+                    let closed = ws.close_info().expect("closed");
+                    assert!(closed.is_clean());
+                    assert_eq!((closed.code, closed.initiator), (CloseCode::NORMAL, Side::Local));
+                    assert!(ws.recv().await.is_none());
+                });
+            }
+
+            #[test]
+            fn stream_and_sink() {
+                $block_on(async {
+                    let url = echo_server(Config::default()).await;
+                    let mut ws = adapter::connect(&url, Arc::new(Config::default())).await.expect("connect");
+                    for i in 0..100u32 {
+                        ws.feed(Message::binary(i.to_be_bytes().to_vec())).await.expect("feed");
+                    }
+                    SinkExt::<Message>::flush(&mut ws).await.expect("flush");
+                    for i in 0..100u32 {
+                        let m = ws.next().await.expect("item").expect("ok");
+                        assert_eq!(m.as_bytes(), i.to_be_bytes());
+                    }
+                    SinkExt::<Message>::close(&mut ws).await.expect("close frame sent");
+                    assert!(ws.next().await.is_none(), "stream ends after the closing handshake");
+                    assert!(ws.close_info().expect("closed").is_clean());
+                });
+            }
+
+            #[test]
+            fn bad_upgrade_request_gets_400_and_the_socket_is_closed() {
+                $block_on(async {
+                    let url = echo_server(Config::default()).await;
+                    let addr = url.trim_start_matches("ws://").trim_end_matches("/echo");
+                    let mut tcp = <$stream>::connect(addr).await.expect("tcp");
+                    tcp.write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+                    let mut answer = Vec::new();
+                    tcp.read_to_end(&mut answer).await.expect("read to EOF");
+                    let answer = String::from_utf8_lossy(&answer);
+                    assert!(answer.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{answer}");
+                });
+            }
+
+            #[test]
+            fn oversized_message_is_refused_with_1009() {
+                $block_on(async {
+                    let url = echo_server(Config::default().max_message_size(1024)).await;
+                    let mut ws = adapter::connect(&url, Arc::new(Config::default())).await.expect("connect");
+                    ws.send(vec![7u8; 1024]).await.expect("send");
+                    assert_eq!(ws.recv().await.expect("echo").expect("ok").len(), 1024);
+                    ws.send(vec![7u8; 1025]).await.expect("send");
+                    assert!(ws.recv().await.is_none(), "no echo, the server closes");
+                    let closed = ws.close_info().expect("closed");
+                    assert_eq!((closed.code, closed.initiator), (CloseCode::MESSAGE_TOO_BIG, Side::Remote));
+                });
+            }
+
+            #[test]
+            fn connect_errors_are_values() {
+                $block_on(async {
+                    let config = Arc::new(Config::default());
+                    let err = adapter::connect("wss://127.0.0.1:1/", config.clone()).await.expect_err("no TLS");
+                    assert!(err.to_string().contains("TLS"), "{err}");
+                    let listener = <$listener>::bind("127.0.0.1:0").await.expect("bind");
+                    let addr = listener.local_addr().expect("addr");
+                    $spawn(async move {
+                        if let Ok((mut s, _)) = listener.accept().await {
+                            let mut buf = [0u8; 1024];
+                            let _ = s.read(&mut buf).await;
+                            let _ = s.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n").await;
+                        }
+                    });
+                    let err = adapter::connect(&format!("ws://{addr}/"), config).await.expect_err("403");
+                    assert!(err.to_string().contains("403"), "{err}");
+                });
+            }
+        }
+    };
+}
+
+fn tokio_block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+fn tokio_spawn<F: std::future::Future<Output = ()> + Send + 'static>(f: F) {
+    tokio::spawn(f);
+}
+
+fn smol_spawn<F: std::future::Future<Output = ()> + Send + 'static>(f: F) {
+    smol::spawn(f).detach();
+}
+
+runtime_tests!(
+    on_tokio,
+    wirestate_tokio,
+    crate::tokio_block_on,
+    crate::tokio_spawn,
+    tokio::net::TcpListener,
+    tokio::net::TcpStream,
+    tokio::io
+);
+runtime_tests!(
+    on_smol,
+    wirestate_smol,
+    smol::block_on,
+    crate::smol_spawn,
+    smol::net::TcpListener,
+    smol::net::TcpStream,
+    smol::io
+);

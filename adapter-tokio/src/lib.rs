@@ -27,6 +27,7 @@
 //! ```
 #![deny(unsafe_code)]
 
+use std::future::Future as _;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -196,4 +197,7 @@ impl Clock for TokioClock {
     }
 }
 
-use std::future::Future as _;
+/// The README's examples, compiled as doctests so that they stay true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -2,9 +2,11 @@
 //! drives Autobahn's `fuzzingserver` with wirestate's WebSocket client: runs every case
 //! (echoing each message), then asks the suite to write its reports.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use wirestate_conformance::{echo, init_tracing, Args, Runtime};
+use wirestate_engine::drive::{Clock, Error, Transport, WebSocket};
 use wirestate_engine::ws::{Config, Message};
 
 const USAGE: &str = "autobahn-client [--runtime tokio|smol] [--url ws://HOST:PORT] [--agent NAME]";
@@ -17,56 +19,45 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Runtime::Smol => "wirestate-smol".into(),
     });
     let config = Arc::new(Config::default());
-    match args.runtime {
+    let count = match args.runtime {
         Runtime::Tokio => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
-            .block_on(async {
-                let count = case_count(
-                    wirestate_tokio::connect(&format!("{}/getCaseCount", args.url), config.clone())
-                        .await?
-                        .recv()
-                        .await,
-                )?;
-                for case in 1..=count {
-                    let url = format!("{}/runCase?case={case}&agent={agent}", args.url);
-                    match wirestate_tokio::connect(&url, config.clone()).await {
-                        Ok(mut ws) => drop(echo(&mut ws).await),
-                        Err(e) => eprintln!("case {case}: {e}"),
-                    }
-                }
-                let url = format!("{}/updateReports?agent={agent}", args.url);
-                echo(&mut wirestate_tokio::connect(&url, config).await?).await;
-                eprintln!("autobahn-client (tokio): ran {count} cases as {agent}");
-                Ok(())
-            }),
-        Runtime::Smol => smol::block_on(async {
-            let count = case_count(
-                wirestate_smol::connect(&format!("{}/getCaseCount", args.url), config.clone())
-                    .await?
-                    .recv()
-                    .await,
-            )?;
-            for case in 1..=count {
-                let url = format!("{}/runCase?case={case}&agent={agent}", args.url);
-                match wirestate_smol::connect(&url, config.clone()).await {
-                    Ok(mut ws) => drop(echo(&mut ws).await),
-                    Err(e) => eprintln!("case {case}: {e}"),
-                }
-            }
-            let url = format!("{}/updateReports?agent={agent}", args.url);
-            echo(&mut wirestate_smol::connect(&url, config).await?).await;
-            eprintln!("autobahn-client (smol): ran {count} cases as {agent}");
-            Ok(())
-        }),
-    }
+            .block_on(run_suite(&args.url, &agent, |url| {
+                let config = config.clone();
+                async move { wirestate_tokio::connect(&url, config).await }
+            }))?,
+        Runtime::Smol => smol::block_on(run_suite(&args.url, &agent, |url| {
+            let config = config.clone();
+            async move { wirestate_smol::connect(&url, config).await }
+        }))?,
+    };
+    eprintln!("autobahn-client: ran {count} cases as {agent}");
+    Ok(())
 }
 
-fn case_count(
-    first: Option<Result<Message, wirestate_engine::drive::Error>>,
-) -> Result<u32, Box<dyn std::error::Error>> {
-    match first {
-        Some(Ok(Message::Text(text))) => Ok(text.trim().parse()?),
-        other => Err(format!("unexpected answer to getCaseCount: {other:?}").into()),
+/// Runs every case the fuzzing server offers, then has it write its reports.
+async fn run_suite<T, C, F, Fut>(
+    base: &str,
+    agent: &str,
+    connect: F,
+) -> Result<u32, Box<dyn std::error::Error>>
+where
+    T: Transport,
+    C: Clock,
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<WebSocket<T, C>, Error>>,
+{
+    let count = match connect(format!("{base}/getCaseCount")).await?.recv().await {
+        Some(Ok(Message::Text(text))) => text.trim().parse::<u32>()?,
+        other => return Err(format!("unexpected answer to getCaseCount: {other:?}").into()),
+    };
+    for case in 1..=count {
+        match connect(format!("{base}/runCase?case={case}&agent={agent}")).await {
+            Ok(mut ws) => drop(echo(&mut ws).await),
+            Err(e) => eprintln!("case {case}: {e}"),
+        }
     }
+    echo(&mut connect(format!("{base}/updateReports?agent={agent}")).await?).await;
+    Ok(count)
 }

@@ -1006,3 +1006,25 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
     }
     &s[..end]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_connection_is_small() {
+        // Heap use of an idle open connection is nil (empty queues, no read buffer),
+        // so its whole cost is this struct.
+        let size = std::mem::size_of::<Connection>();
+        assert!(size <= 512, "Connection is {size} bytes");
+        assert!(
+            std::mem::size_of::<Event>() <= 64,
+            "Event is {} bytes",
+            std::mem::size_of::<Event>()
+        );
+        let conn = Connection::accepted(Arc::new(Config::default()), Instant::now());
+        assert_eq!(conn.pending.capacity(), 0);
+        assert_eq!(conn.out.capacity(), 0);
+        assert_eq!(conn.events.capacity(), 0);
+    }
+}

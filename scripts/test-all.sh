@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Runs every test suite of wirestate, on a fresh machine too: it installs what it needs
+# (Autobahn|Testsuite into ~/.cache, cargo-fuzz with cargo) by itself.
+#
+#   scripts/test-all.sh            everything
+#   FUZZ_SECONDS=30                seconds per fuzz target (0 skips fuzzing)
+#   SKIP_AUTOBAHN=1                skip the Autobahn runs
+#
+# Prints one line per suite, then `suites: N passed, M failed`; exits non-zero if any
+# suite failed.
+set -uo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+logs="$root/target/test-logs"
+mkdir -p "$logs"
+fuzz_seconds="${FUZZ_SECONDS:-30}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+summary=()
+passed=0
+failed=0
+
+# run NAME COMMAND...: runs a suite with its output in a log, echoing the log's tail
+# on failure, and records one summary line.
+run() {
+    local name="$1"; shift
+    local log="$logs/$name.log" start=$(date +%s) status
+    echo "=== $name: $*"
+    "$@" > "$log" 2>&1
+    status=$?
+    local secs=$(( $(date +%s) - start ))
+    local detail
+    detail="$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)"
+    if [ -z "$detail" ]; then
+        detail="$(grep -E '^test result:' "$log" | awk '{p+=$4; f+=$6} END {if (NR) print p " passed, " f " failed"}')"
+    fi
+    if [ $status -eq 0 ]; then
+        passed=$((passed + 1))
+        summary+=("PASS  $name (${secs}s) ${detail}")
+    else
+        failed=$((failed + 1))
+        summary+=("FAIL  $name (${secs}s) ${detail} — see $log")
+        tail -n 40 "$log"
+    fi
+    grep -E '^(test result:|[0-9]+ passed, [0-9]+ failed|autobahn |FAILED )' "$log" | tail -n 12
+}
+
+run fmt cargo fmt --all --check
+run clippy cargo clippy --workspace --all-targets --locked -- -D warnings
+run unit-and-integration cargo test --workspace --locked
+run docs env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
+# The engine does no I/O: prove it by building it for wasm32 (when the target can be had).
+if rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$' \
+    || timeout 120 rustup target add wasm32-unknown-unknown > "$logs/wasm-target.log" 2>&1; then
+    run engine-wasm32 cargo build -p wirestate-engine --target wasm32-unknown-unknown --locked
+else
+    summary+=("SKIP  engine-wasm32 (the wasm32-unknown-unknown target is not installable here)")
+fi
+
+if [ "${SKIP_AUTOBAHN:-0}" != 1 ]; then
+    run autobahn-install bash conformance/autobahn/install.sh
+    run conformance-build cargo build --release --locked -p wirestate-conformance --bin ws-echo --bin autobahn-client
+    export WIRESTATE_BIN_DIR="$root/target/release"
+    for role in server client; do
+        for rt in tokio smol; do
+            run "autobahn-$role-$rt" bash conformance/autobahn.sh "$role" "$rt"
+        done
+    done
+fi
+
+if [ "$fuzz_seconds" != 0 ]; then
+    if ! cargo fuzz --version > /dev/null 2>&1; then
+        run cargo-fuzz-install cargo install cargo-fuzz --locked
+    fi
+    fuzz() (
+        set -e
+        cd "$root/fuzz"
+        targets="$(cargo fuzz list)"
+        RUSTC_BOOTSTRAP=1 cargo fuzz build
+        for t in $targets; do
+            mkdir -p "corpus/$t"
+            log="$logs/fuzz-$t.log"
+            if ! RUSTC_BOOTSTRAP=1 cargo fuzz run "$t" "corpus/$t" -- \
+                -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 > "$log" 2>&1; then
+                tail -n 60 "$log"
+                echo "fuzz target $t failed (artifacts in fuzz/artifacts/$t)"
+                exit 1
+            fi
+            echo "$t: $(grep -E '^#[0-9]+ +DONE' "$log" | tail -1)"
+        done
+        echo "$(echo "$targets" | wc -w) passed, 0 failed"
+    )
+    run fuzz fuzz
+fi
+
+echo
+echo "=== summary"
+printf '%s\n' "${summary[@]}"
+echo "suites: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

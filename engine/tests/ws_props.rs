@@ -179,8 +179,8 @@ proptest! {
         let mut client = Connection::client(Arc::new(Config::default()), &request, now, SEED);
         let mut server = Connection::server(Arc::new(Config::default()), now);
         server.handle_input(now, &drain(&mut client));
+        prop_assert!(matches!(server.poll_event(), Some(Event::Open(_))));
         for t in &texts {
-            server.poll_event();
             server.send_text(t).expect("open");
         }
         let wire = drain(&mut server);

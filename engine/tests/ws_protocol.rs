@@ -232,8 +232,11 @@ fn bad_upgrade_requests_get_an_http_error_and_nothing_is_kept() {
     assert!(drain(&mut server).starts_with(b"HTTP/1.1 431 "));
 }
 
-/// Feeds `input` to an open server and returns the close code it answers with.
-fn answer_to(config: Config, input: &[u8]) -> (Option<CloseCode>, Option<Error>) {
+/// The close code a server answers with, and the error its `Closed` event reports.
+type Answer = (Option<CloseCode>, Option<Error>);
+
+/// Feeds `input` to an open server and returns its answer.
+fn answer_to(config: Config, input: &[u8]) -> Answer {
     let (mut server, now) = open_server(config);
     server.handle_input(now, input);
     let evs = events(&mut server);
@@ -260,7 +263,7 @@ fn answer_to(config: Config, input: &[u8]) -> (Option<CloseCode>, Option<Error>)
 fn each_protocol_violation_gets_its_close_code() {
     let masked = |op: u8, payload: &[u8]| client_frame(true, op, payload);
     let p = |e: ProtocolError| (Some(e.close_code()), Some(Error::Protocol(e)));
-    let cases: Vec<(&str, Vec<u8>, (Option<CloseCode>, Option<Error>))> = vec![
+    let cases: Vec<(&str, Vec<u8>, Answer)> = vec![
         (
             "unmasked frame",
             raw_frame(true, 0, 1, None, b"hi"),

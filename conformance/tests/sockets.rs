@@ -5,6 +5,7 @@ macro_rules! runtime_tests {
     ($runtime:ident, $adapter:ident, $block_on:path, $spawn:path, $listener:ty, $stream:ty, $($io:ident)::+) => {
         mod $runtime {
             use std::sync::Arc;
+            use std::time::Duration;
 
             use futures_util::{SinkExt, StreamExt};
             use ::$($io)::+::{AsyncReadExt, AsyncWriteExt};
@@ -93,6 +94,29 @@ macro_rules! runtime_tests {
                     assert!(ws.recv().await.is_none(), "no echo, the server closes");
                     let closed = ws.close_info().expect("closed");
                     assert_eq!((closed.code, closed.initiator), (CloseCode::MESSAGE_TOO_BIG, Side::Remote));
+                });
+            }
+
+            #[test]
+            fn keepalive_drops_a_silent_peer() {
+                $block_on(async {
+                    let listener = <$listener>::bind("127.0.0.1:0").await.expect("bind");
+                    let addr = listener.local_addr().expect("addr");
+                    let mut tcp = <$stream>::connect(addr).await.expect("tcp");
+                    let (stream, _) = listener.accept().await.expect("accept");
+                    tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").await.expect("write");
+                    let config = Config::default().keepalive(Duration::from_millis(30), Duration::from_millis(30));
+                    let mut ws = adapter::accept(stream, Arc::new(config)).await.expect("accept");
+                    // The raw peer never answers the ping: the server gives up on its own timer.
+                    match ws.recv().await {
+                        Some(Err(e)) => assert!(e.to_string().contains("keepalive"), "{e}"),
+                        other => panic!("expected a keepalive error, got {other:?}"),
+                    }
+                    assert!(ws.recv().await.is_none());
+                    let mut wire = Vec::new();
+                    tcp.read_to_end(&mut wire).await.expect("read to EOF");
+                    // 101 response, then one ping frame (0x89 0x00), then EOF.
+                    assert!(wire.ends_with(b"\r\n\r\n\x89\x00"), "{:?}", String::from_utf8_lossy(&wire));
                 });
             }
 

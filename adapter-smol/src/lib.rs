@@ -45,7 +45,8 @@ use wirestate_engine::drive::{self, Clock, Transport};
 
 pub use wirestate_engine::drive::Error;
 pub use wirestate_engine::ws::{
-    ClientRequest, CloseCode, Closed, Config, Event, Message, Opened, Side, Utf8Bytes,
+    ClientRequest, CloseCode, Closed, Config, DeflateConfig, DeflateParams, Event, Message, Opened,
+    Precompressed, Side, Utf8Bytes,
 };
 
 /// A WebSocket over a smol byte stream (a `TcpStream` by default).

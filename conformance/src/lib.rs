@@ -91,6 +91,18 @@ impl Args {
     }
 }
 
+/// The WebSocket configuration of the conformance binaries: default limits, and
+/// permessage-deflate on (compressing every message, so that the suites check our
+/// compressor too) unless `--no-deflate` was given.
+pub fn ws_config(args: &Args) -> wirestate_engine::ws::Config {
+    let config = wirestate_engine::ws::Config::default();
+    if args.flags.iter().any(|f| f == "--no-deflate") {
+        config
+    } else {
+        config.deflate(wirestate_engine::ws::DeflateConfig::default().threshold(0))
+    }
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (default `warn`).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -5,11 +5,12 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use wirestate_conformance::{echo, init_tracing, Args, Runtime};
+use wirestate_conformance::{echo, init_tracing, ws_config, Args, Runtime};
 use wirestate_engine::drive::{Clock, Error, Transport, WebSocket};
-use wirestate_engine::ws::{Config, Message};
+use wirestate_engine::ws::Message;
 
-const USAGE: &str = "autobahn-client [--runtime tokio|smol] [--url ws://HOST:PORT] [--agent NAME]";
+const USAGE: &str =
+    "autobahn-client [--runtime tokio|smol] [--url ws://HOST:PORT] [--agent NAME] [--no-deflate]";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     init_tracing();
@@ -18,7 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Runtime::Tokio => "wirestate-tokio".into(),
         Runtime::Smol => "wirestate-smol".into(),
     });
-    let config = Arc::new(Config::default());
+    let config = Arc::new(ws_config(&args));
     let count = match args.runtime {
         Runtime::Tokio => tokio::runtime::Builder::new_current_thread()
             .enable_all()

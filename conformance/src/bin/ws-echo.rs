@@ -4,15 +4,15 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use wirestate_conformance::{echo, init_tracing, Args, Runtime};
+use wirestate_conformance::{echo, init_tracing, ws_config, Args, Runtime};
 use wirestate_engine::ws::Config;
 
-const USAGE: &str = "ws-echo [--runtime tokio|smol] [--addr HOST:PORT]";
+const USAGE: &str = "ws-echo [--runtime tokio|smol] [--addr HOST:PORT] [--no-deflate]";
 
 fn main() -> std::io::Result<()> {
     init_tracing();
     let args = Args::parse(USAGE, "127.0.0.1:9001");
-    let config = Arc::new(Config::default());
+    let config = Arc::new(ws_config(&args));
     match args.runtime {
         Runtime::Tokio => tokio::runtime::Builder::new_current_thread()
             .enable_all()

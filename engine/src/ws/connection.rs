@@ -9,7 +9,8 @@ use base64::Engine as _;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::close::{CloseCode, MAX_REASON_LEN};
-use super::error::{Error, ProtocolError, SendError};
+use super::deflate::{self, Codec, DeflateConfig, DeflateParams, Precompressed};
+use super::error::{Error, HandshakeError, ProtocolError, SendError};
 use super::frame::{FrameDecoder, FrameHeader, Item, OpCode};
 use super::handshake::{self, ClientRequest, Request, Response};
 use super::mask::apply_mask;
@@ -40,6 +41,9 @@ pub struct Config {
     /// How many unsent pongs are kept before the oldest is dropped (default 16): under
     /// a ping flood the latest pings win, and memory stays bounded.
     pub max_pending_pongs: usize,
+    /// permessage-deflate: offered (client) or accepted (server) when set. Off by
+    /// default; see [`DeflateConfig`] for the memory it costs.
+    pub deflate: Option<DeflateConfig>,
 }
 
 impl Default for Config {
@@ -53,6 +57,7 @@ impl Default for Config {
             keepalive: None,
             protocols: Vec::new(),
             max_pending_pongs: 16,
+            deflate: None,
         }
     }
 }
@@ -92,6 +97,12 @@ impl Config {
     /// is dropped if nothing arrives within `timeout` of that ping.
     pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
         self.keepalive = Some(Keepalive { interval, timeout });
+        self
+    }
+
+    /// Turns permessage-deflate on with `deflate` (see [`Config::deflate`]).
+    pub fn deflate(mut self, deflate: DeflateConfig) -> Self {
+        self.deflate = Some(deflate);
         self
     }
 
@@ -142,6 +153,8 @@ pub struct Opened {
     pub request: Option<Request>,
     /// (client) The server's response.
     pub response: Option<Response>,
+    /// The permessage-deflate parameters, if the extension was negotiated.
+    pub deflate: Option<DeflateParams>,
 }
 
 /// How a connection ended. Emitted exactly once, as the last event.
@@ -188,7 +201,7 @@ enum State {
     },
     ClientHandshake {
         buf: Vec<u8>,
-        key: String,
+        key: Box<str>,
     },
     Open,
     /// We sent a Close frame and wait for the peer's.
@@ -215,6 +228,7 @@ enum Frame {
 #[derive(Debug)]
 struct Incoming {
     text: bool,
+    compressed: bool,
     buf: BytesMut,
     utf8: Utf8Validator,
 }
@@ -286,6 +300,7 @@ pub struct Connection {
     timers: Timers,
     close_transport: bool,
     rng: Option<Box<Rng>>,
+    deflate: Option<Box<Codec>>,
     /// Input read past the end of a complete message, decoded once that message's event
     /// has been taken (see `poll_event`). Empty (and unallocated) most of the time.
     pending: BytesMut,
@@ -325,14 +340,15 @@ impl Connection {
         if request.protocols.is_empty() {
             request.protocols.clone_from(&config.protocols);
         }
-        let head = request.encode(&key);
+        let offer = config.deflate.as_ref().map(deflate::offer);
+        let head = request.encode(&key, offer.as_deref());
         let handshake = now + config.handshake_timeout;
         let mut conn = Self::new(
             Role::Client,
             config,
             State::ClientHandshake {
                 buf: Vec::new(),
-                key,
+                key: key.into(),
             },
             Some(Box::new(rng)),
         );
@@ -365,6 +381,7 @@ impl Connection {
             timers: Timers::default(),
             close_transport: false,
             rng,
+            deflate: None,
             pending: BytesMut::new(),
             pending_since: None,
         }
@@ -452,7 +469,7 @@ impl Connection {
         if due(self.timers.ping) {
             self.timers.ping = None;
             if let (State::Open, Some(keepalive)) = (&self.state, self.config.keepalive) {
-                self.queue_frame(OpCode::Ping, &[]);
+                self.queue_frame(OpCode::Ping, 0, &[]);
                 self.timers.pong = Some(now + keepalive.timeout);
             }
         }
@@ -508,28 +525,77 @@ impl Connection {
     // Sending
     // ----------------------------------------------------------------------------------
 
-    /// Queues a message.
+    /// Queues a message. With permessage-deflate negotiated, it is compressed when it
+    /// is at least [`DeflateConfig::threshold`] bytes long.
     pub fn send(&mut self, message: Message) -> Result<(), SendError> {
+        self.send_with(message, None)
+    }
+
+    /// Queues a message, choosing compression: `Some(true)` compresses whatever its
+    /// size (if permessage-deflate was negotiated), `Some(false)` never, `None` by the
+    /// threshold.
+    pub fn send_with(&mut self, message: Message, compress: Option<bool>) -> Result<(), SendError> {
         self.check_open()?;
-        match message {
-            Message::Text(text) => self.queue_frame_bytes(OpCode::Text, text.into_bytes()),
-            Message::Binary(data) => self.queue_frame_bytes(OpCode::Binary, data),
+        let (opcode, payload) = match message {
+            Message::Text(text) => (OpCode::Text, text.into_bytes()),
+            Message::Binary(data) => (OpCode::Binary, data),
+        };
+        if let Some(codec) = &mut self.deflate {
+            if compress.unwrap_or_else(|| codec.wants(payload.len())) {
+                if let Some(z) = codec.compress(&payload) {
+                    self.queue_data_frame(opcode, 0b100, Bytes::from(z));
+                    return Ok(());
+                }
+            }
         }
+        self.queue_data_frame(opcode, 0, payload);
         Ok(())
+    }
+
+    /// Queues a message compressed once for many connections: its compressed form when
+    /// this connection can take it, its plain form otherwise (see [`Precompressed`]).
+    pub fn send_precompressed(&mut self, message: &Precompressed) -> Result<(), SendError> {
+        self.check_open()?;
+        let opcode = match message.message {
+            Message::Text(_) => OpCode::Text,
+            Message::Binary(_) => OpCode::Binary,
+        };
+        match (&self.deflate, &message.deflated) {
+            (Some(codec), Some(z)) if codec.accepts(message) => {
+                self.queue_data_frame(opcode, 0b100, z.clone());
+                Ok(())
+            }
+            _ => self.send_with(message.message.clone(), Some(false)),
+        }
     }
 
     /// Queues a text message (copying it).
     pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
-        self.check_open()?;
-        self.queue_frame(OpCode::Text, text.as_bytes());
-        Ok(())
+        self.send_slice(OpCode::Text, text.as_bytes())
     }
 
     /// Queues a binary message (copying it).
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.send_slice(OpCode::Binary, data)
+    }
+
+    fn send_slice(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
         self.check_open()?;
-        self.queue_frame(OpCode::Binary, data);
+        if let Some(codec) = &mut self.deflate {
+            if codec.wants(payload.len()) {
+                if let Some(z) = codec.compress(payload) {
+                    self.queue_data_frame(opcode, 0b100, Bytes::from(z));
+                    return Ok(());
+                }
+            }
+        }
+        self.queue_frame(opcode, 0, payload);
         Ok(())
+    }
+
+    /// The negotiated permessage-deflate parameters.
+    pub fn deflate_params(&self) -> Option<DeflateParams> {
+        self.deflate.as_ref().map(|c| c.params)
     }
 
     /// Queues a ping with up to 125 bytes of payload.
@@ -538,7 +604,7 @@ impl Connection {
         if payload.len() > 125 {
             return Err(SendError::ControlPayloadTooLong);
         }
-        self.queue_frame(OpCode::Ping, payload);
+        self.queue_frame(OpCode::Ping, 0, payload);
         Ok(())
     }
 
@@ -591,13 +657,23 @@ impl Connection {
                     .iter()
                     .find(|p| request.protocols().any(|offered| offered == p.as_str()))
                     .cloned();
-                self.push_out(Bytes::from(request.response(protocol.as_deref())));
+                let params = self.config.deflate.as_ref().and_then(|cfg| {
+                    let offers = request.extensions()?;
+                    let params = deflate::negotiate(&offers, cfg)?;
+                    self.deflate = Some(Box::new(Codec::new(Role::Server, params, cfg)));
+                    Some(params)
+                });
+                let extensions = params.map(|p| p.to_string());
+                self.push_out(Bytes::from(
+                    request.response(protocol.as_deref(), extensions.as_deref()),
+                ));
                 self.state = State::Open;
                 self.on_open(now);
                 self.events.push_back(Event::Open(Box::new(Opened {
                     protocol,
                     request: Some(request),
                     response: None,
+                    deflate: params,
                 })));
                 let rest = buf.split_off(used);
                 drop(buf);
@@ -633,12 +709,25 @@ impl Connection {
                 }
             }
             Ok(Some((response, used))) => {
+                let params = match &self.config.deflate {
+                    Some(cfg) => deflate::accept_response(&response.extensions, cfg),
+                    None if response.extensions.is_empty() => Ok(None),
+                    None => Err(HandshakeError::UnexpectedExtension),
+                };
+                let params = match params {
+                    Ok(p) => p,
+                    Err(err) => return self.lose(Error::Handshake(err), Side::Remote),
+                };
+                if let (Some(p), Some(cfg)) = (params, &self.config.deflate) {
+                    self.deflate = Some(Box::new(Codec::new(Role::Client, p, cfg)));
+                }
                 self.state = State::Open;
                 self.on_open(now);
                 self.events.push_back(Event::Open(Box::new(Opened {
                     protocol: response.protocol.clone(),
                     request: None,
                     response: Some(response),
+                    deflate: params,
                 })));
                 let rest = buf.split_off(used);
                 drop(buf);
@@ -723,7 +812,13 @@ impl Connection {
     }
 
     fn on_header(&mut self, h: FrameHeader) -> Result<(), ProtocolError> {
-        if h.rsv != 0 {
+        // RSV1 means "compressed": only with permessage-deflate, only on the first frame
+        // of a data message. RSV2 and RSV3 are never defined.
+        let compressed = h.rsv & 0b100 != 0;
+        if h.rsv & 0b011 != 0
+            || compressed
+                && (self.deflate.is_none() || !matches!(h.opcode, OpCode::Text | OpCode::Binary))
+        {
             return Err(ProtocolError::ReservedBits);
         }
         match (self.role, h.mask.is_some()) {
@@ -759,6 +854,7 @@ impl Connection {
                 }
                 self.message = Some(Incoming {
                     text: opcode == OpCode::Text,
+                    compressed,
                     buf: BytesMut::with_capacity(len.min(MAX_RESERVE)),
                     utf8: Utf8Validator::new(),
                 });
@@ -782,6 +878,31 @@ impl Connection {
                     apply_mask(dst, *key, offset);
                 }
                 *len = end as u8;
+                Ok(())
+            }
+            (Some(Frame::Data { mask, .. }), Some(msg)) if msg.compressed => {
+                let Some(codec) = self.deflate.as_deref_mut() else {
+                    return Ok(());
+                };
+                let limit = self.config.max_message_size;
+                let (text, utf8) = (msg.text, &mut msg.utf8);
+                let mut check = |piece: &[u8]| {
+                    if text {
+                        utf8.feed(piece).map_err(|_| ProtocolError::InvalidUtf8)
+                    } else {
+                        Ok(())
+                    }
+                };
+                let Some(key) = mask else {
+                    return codec.decompress(data, &mut msg.buf, limit, &mut check);
+                };
+                let mut scratch = [0u8; 4096];
+                for (i, piece) in data.chunks(scratch.len()).enumerate() {
+                    let plain = &mut scratch[..piece.len()];
+                    plain.copy_from_slice(piece);
+                    apply_mask(plain, *key, offset + (i * 4096) as u64);
+                    codec.decompress(plain, &mut msg.buf, limit, &mut check)?;
+                }
                 Ok(())
             }
             (Some(Frame::Data { mask, .. }), Some(msg)) => {
@@ -809,6 +930,23 @@ impl Connection {
                 let Some(mut msg) = self.message.take() else {
                     return Ok(());
                 };
+                if msg.compressed {
+                    if let Some(codec) = self.deflate.as_deref_mut() {
+                        let (text, utf8) = (msg.text, &mut msg.utf8);
+                        let mut check = |piece: &[u8]| {
+                            if text {
+                                utf8.feed(piece).map_err(|_| ProtocolError::InvalidUtf8)
+                            } else {
+                                Ok(())
+                            }
+                        };
+                        codec.finish_message(
+                            &mut msg.buf,
+                            self.config.max_message_size,
+                            &mut check,
+                        )?;
+                    }
+                }
                 let payload = msg.buf.freeze();
                 let message = if msg.text {
                     msg.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
@@ -863,7 +1001,7 @@ impl Connection {
         } else {
             // Echo the peer's code, as RFC 6455 §5.5.1 suggests.
             if code == CloseCode::NO_STATUS {
-                self.queue_frame(OpCode::Close, &[]);
+                self.queue_frame(OpCode::Close, 0, &[]);
             } else {
                 self.queue_close(code, "");
             }
@@ -943,29 +1081,28 @@ impl Connection {
         payload[..2].copy_from_slice(&code.0.to_be_bytes());
         let reason = truncate_utf8(reason, MAX_REASON_LEN);
         payload[2..2 + reason.len()].copy_from_slice(reason.as_bytes());
-        self.queue_frame(OpCode::Close, &payload[..2 + reason.len()]);
+        self.queue_frame(OpCode::Close, 0, &payload[..2 + reason.len()]);
     }
 
     fn queue_pong(&mut self, payload: &[u8]) {
         if self.pongs.len() >= self.config.max_pending_pongs.max(1) {
             self.pongs.pop_front();
         }
-        let frame = self.encode_frame(OpCode::Pong, payload);
+        let frame = self.encode_frame(OpCode::Pong, 0, payload);
         self.pongs.push_back(frame);
     }
-
-    fn queue_frame(&mut self, opcode: OpCode, payload: &[u8]) {
-        let frame = self.encode_frame(opcode, payload);
+    fn queue_frame(&mut self, opcode: OpCode, rsv: u8, payload: &[u8]) {
+        let frame = self.encode_frame(opcode, rsv, payload);
         self.push_out(frame);
     }
 
-    fn queue_frame_bytes(&mut self, opcode: OpCode, payload: Bytes) {
+    fn queue_data_frame(&mut self, opcode: OpCode, rsv: u8, payload: Bytes) {
         if self.role == Role::Client || payload.len() <= COALESCE_LIMIT {
-            return self.queue_frame(opcode, &payload);
+            return self.queue_frame(opcode, rsv, &payload);
         }
         let header = FrameHeader {
             fin: true,
-            rsv: 0,
+            rsv,
             opcode,
             mask: None,
             payload_len: payload.len() as u64,
@@ -975,12 +1112,11 @@ impl Connection {
         self.push_out(head.freeze());
         self.push_out(payload);
     }
-
-    fn encode_frame(&mut self, opcode: OpCode, payload: &[u8]) -> Bytes {
+    fn encode_frame(&mut self, opcode: OpCode, rsv: u8, payload: &[u8]) -> Bytes {
         let mask = self.rng.as_mut().map(|rng| rng.next_u32().to_ne_bytes());
         let header = FrameHeader {
             fin: true,
-            rsv: 0,
+            rsv,
             opcode,
             mask,
             payload_len: payload.len() as u64,

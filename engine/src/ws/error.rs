@@ -35,16 +35,18 @@ pub enum ProtocolError {
     InvalidUtf8,
     /// A frame larger than the configured maximum.
     FrameTooLarge,
-    /// A message larger than the configured maximum.
+    /// A message larger than the configured maximum (after decompression).
     MessageTooLarge,
+    /// A permessage-deflate payload that does not decompress.
+    InvalidCompressedData,
 }
 
 impl ProtocolError {
-    /// The close code that answers this violation: 1007 for invalid UTF-8, 1009 for
-    /// size limits, 1002 for everything else.
+    /// The close code that answers this violation: 1007 for invalid UTF-8 or
+    /// compressed data, 1009 for size limits, 1002 for everything else.
     pub const fn close_code(self) -> CloseCode {
         match self {
-            Self::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            Self::InvalidUtf8 | Self::InvalidCompressedData => CloseCode::INVALID_PAYLOAD,
             Self::FrameTooLarge | Self::MessageTooLarge => CloseCode::MESSAGE_TOO_BIG,
             Self::ReservedBits
             | Self::ReservedOpcode(_)
@@ -77,6 +79,7 @@ impl ProtocolError {
             Self::InvalidUtf8 => "invalid UTF-8",
             Self::FrameTooLarge => "frame too large",
             Self::MessageTooLarge => "message too large",
+            Self::InvalidCompressedData => "invalid compressed data",
         }
     }
 }

@@ -98,9 +98,15 @@ impl Request {
         self.headers.tokens("sec-websocket-protocol")
     }
 
+    /// The extensions the client offers (`None` if the header is malformed).
+    pub fn extensions(&self) -> Option<Vec<super::deflate::Extension>> {
+        super::deflate::parse_extensions(self.headers.get_all("sec-websocket-extensions"))
+    }
+
     /// The `101 Switching Protocols` response, selecting `protocol` (which should be
-    /// one the client offered) if given.
-    pub fn response(&self, protocol: Option<&str>) -> Vec<u8> {
+    /// one the client offered) and `extensions` (a `Sec-WebSocket-Extensions` value)
+    /// if given.
+    pub fn response(&self, protocol: Option<&str>, extensions: Option<&str>) -> Vec<u8> {
         let mut out = Vec::with_capacity(160);
         out.extend_from_slice(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
@@ -109,6 +115,10 @@ impl Request {
         if let Some(p) = protocol {
             out.extend_from_slice(b"\r\nSec-WebSocket-Protocol: ");
             out.extend_from_slice(p.as_bytes());
+        }
+        if let Some(e) = extensions {
+            out.extend_from_slice(b"\r\nSec-WebSocket-Extensions: ");
+            out.extend_from_slice(e.as_bytes());
         }
         out.extend_from_slice(b"\r\n\r\n");
         out
@@ -278,8 +288,9 @@ impl ClientRequest {
         }
     }
 
-    /// The request head, with `key` (base64 of 16 random bytes) as `Sec-WebSocket-Key`.
-    pub fn encode(&self, key: &str) -> Vec<u8> {
+    /// The request head, with `key` (base64 of 16 random bytes) as `Sec-WebSocket-Key`
+    /// and `extensions` as the `Sec-WebSocket-Extensions` offer.
+    pub fn encode(&self, key: &str, extensions: Option<&str>) -> Vec<u8> {
         let mut out = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n",
             self.path,
@@ -288,6 +299,11 @@ impl ClientRequest {
         if !self.protocols.is_empty() {
             out.push_str("Sec-WebSocket-Protocol: ");
             out.push_str(&self.protocols.join(", "));
+            out.push_str("\r\n");
+        }
+        if let Some(e) = extensions {
+            out.push_str("Sec-WebSocket-Extensions: ");
+            out.push_str(e);
             out.push_str("\r\n");
         }
         for (name, value) in &self.headers {
@@ -320,6 +336,8 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 pub struct Response {
     /// The subprotocol the server selected.
     pub protocol: Option<String>,
+    /// The extensions the server selected (checked against the offer by the caller).
+    pub extensions: Vec<super::deflate::Extension>,
     /// The response's header lines.
     pub headers: Headers,
 }
@@ -361,9 +379,8 @@ pub fn parse_response(
         Some(v) if v.trim_ascii() == expected.as_bytes() => {}
         _ => return Err(HandshakeError::AcceptMismatch),
     }
-    if headers.tokens("sec-websocket-extensions").next().is_some() {
-        return Err(HandshakeError::UnexpectedExtension);
-    }
+    let extensions = super::deflate::parse_extensions(headers.get_all("sec-websocket-extensions"))
+        .ok_or(HandshakeError::UnexpectedExtension)?;
     let protocol = match headers.get("sec-websocket-protocol") {
         None => None,
         Some(p) => {
@@ -375,7 +392,14 @@ pub fn parse_response(
             Some(p.to_owned())
         }
     };
-    Ok(Some((Response { protocol, headers }, used)))
+    Ok(Some((
+        Response {
+            protocol,
+            extensions,
+            headers,
+        },
+        used,
+    )))
 }
 
 #[cfg(test)]
@@ -400,7 +424,7 @@ mod tests {
         assert_eq!(used, GOOD.len());
         assert_eq!(req.path(), "/chat?x=1");
         assert_eq!(req.protocols().collect::<Vec<_>>(), ["chat", "superchat"]);
-        let resp = String::from_utf8(req.response(Some("chat"))).expect("ascii");
+        let resp = String::from_utf8(req.response(Some("chat"), None)).expect("ascii");
         assert!(resp.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
         assert!(resp.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
         assert!(resp.contains("Sec-WebSocket-Protocol: chat\r\n"));
@@ -503,7 +527,7 @@ mod tests {
     fn client_checks_the_response() {
         let req = ClientRequest::from_url("ws://h/").expect("url");
         let key = "dGhlIHNhbXBsZSBub25jZQ==";
-        let head = String::from_utf8(req.encode(key)).expect("ascii");
+        let head = String::from_utf8(req.encode(key, None)).expect("ascii");
         assert!(head.starts_with("GET / HTTP/1.1\r\nHost: h\r\n"));
         let good = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
         let (resp, used) = parse_response(good.as_bytes(), key, &[], 8192)

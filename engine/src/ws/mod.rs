@@ -1,5 +1,5 @@
 //! RFC 6455 WebSocket: handshake, framing, masking, fragmentation, streaming UTF-8
-//! validation, and the closing handshake, for both roles.
+//! validation, and the closing handshake, for both roles; permessage-deflate (RFC 7692).
 //!
 //! [`Connection`] is the state machine; the other modules are its parts, public so that
 //! other layers (Engine.IO's upgrade, benchmarks, fuzzers) can use them alone.
@@ -8,12 +8,14 @@
 //! | --- | --- |
 //! | bad upgrade request | HTTP 400 (426 for a version other than 13, 431 for an oversized head) |
 //! | reserved bits or opcode, unmasked client frame, masked server frame, bad fragmentation, bad control frame | close 1002 |
-//! | invalid UTF-8 in a text message or a close reason | close 1007 |
+//! | invalid UTF-8 in a text message or a close reason, undecompressable data | close 1007 |
+//! | RSV1 without permessage-deflate, or on a continuation or control frame | close 1002 |
 //! | frame or message over the configured limit | close 1009 |
 //! | EOF without a closing handshake | `Closed` event with code 1006 |
 
 pub mod close;
 mod connection;
+pub mod deflate;
 pub mod error;
 pub mod frame;
 pub mod handshake;
@@ -23,6 +25,7 @@ pub mod utf8;
 
 pub use close::CloseCode;
 pub use connection::{Closed, Config, Connection, Event, Keepalive, Opened, Role, Side};
+pub use deflate::{DeflateConfig, DeflateParams, Precompressed};
 pub use error::{Error, HandshakeError, ProtocolError, SendError};
 pub use handshake::{ClientRequest, Request, Response, UrlError};
 pub use message::{Message, Utf8Bytes};

@@ -17,5 +17,7 @@
 #![deny(unsafe_code)]
 
 pub mod drive;
+pub mod eio;
+pub mod http;
 pub mod rand;
 pub mod ws;

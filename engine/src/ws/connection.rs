@@ -357,6 +357,16 @@ impl Connection {
         conn
     }
 
+    /// A server connection for an upgrade request that was already read and validated
+    /// elsewhere (by an HTTP router, see [`handshake::validate`]): it negotiates the
+    /// subprotocol and extensions, queues the `101` response as its first transmit, and
+    /// starts open. The `Open` event follows.
+    pub fn accept(config: Arc<Config>, request: Request, now: Instant) -> Self {
+        let mut conn = Self::new(Role::Server, config, State::Open, None);
+        conn.complete_server_handshake(request, now);
+        conn
+    }
+
     /// A server connection whose opening handshake was done elsewhere (for example by
     /// an HTTP router that already answered the upgrade): it starts open.
     pub fn accepted(config: Arc<Config>, now: Instant) -> Self {
@@ -651,30 +661,7 @@ impl Connection {
         match handshake::parse_request(&buf, self.config.max_head_size) {
             Ok(None) => self.state = State::ServerHandshake { buf },
             Ok(Some((request, used))) => {
-                let protocol = self
-                    .config
-                    .protocols
-                    .iter()
-                    .find(|p| request.protocols().any(|offered| offered == p.as_str()))
-                    .cloned();
-                let params = self.config.deflate.as_ref().and_then(|cfg| {
-                    let offers = request.extensions()?;
-                    let params = deflate::negotiate(&offers, cfg)?;
-                    self.deflate = Some(Box::new(Codec::new(Role::Server, params, cfg)));
-                    Some(params)
-                });
-                let extensions = params.map(|p| p.to_string());
-                self.push_out(Bytes::from(
-                    request.response(protocol.as_deref(), extensions.as_deref()),
-                ));
-                self.state = State::Open;
-                self.on_open(now);
-                self.events.push_back(Event::Open(Box::new(Opened {
-                    protocol,
-                    request: Some(request),
-                    response: None,
-                    deflate: params,
-                })));
+                self.complete_server_handshake(request, now);
                 let rest = buf.split_off(used);
                 drop(buf);
                 if !rest.is_empty() {
@@ -691,6 +678,34 @@ impl Connection {
                 });
             }
         }
+    }
+
+    /// Selects the subprotocol and extensions, queues the `101`, and opens.
+    fn complete_server_handshake(&mut self, request: Request, now: Instant) {
+        let protocol = self
+            .config
+            .protocols
+            .iter()
+            .find(|p| request.protocols().any(|offered| offered == p.as_str()))
+            .cloned();
+        let params = self.config.deflate.as_ref().and_then(|cfg| {
+            let offers = request.extensions()?;
+            let params = deflate::negotiate(&offers, cfg)?;
+            self.deflate = Some(Box::new(Codec::new(Role::Server, params, cfg)));
+            Some(params)
+        });
+        let extensions = params.map(|p| p.to_string());
+        self.push_out(Bytes::from(
+            request.response(protocol.as_deref(), extensions.as_deref()),
+        ));
+        self.state = State::Open;
+        self.on_open(now);
+        self.events.push_back(Event::Open(Box::new(Opened {
+            protocol,
+            request: Some(request),
+            response: None,
+            deflate: params,
+        })));
     }
 
     fn client_handshake(&mut self, now: Instant, mut buf: Vec<u8>) {

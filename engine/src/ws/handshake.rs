@@ -16,7 +16,7 @@ use super::error::HandshakeError;
 
 const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// How many header lines a handshake head may carry.
-pub const MAX_HEADERS: usize = 64;
+pub const MAX_HEADERS: usize = crate::http::MAX_HEADERS;
 
 /// The `Sec-WebSocket-Accept` value for a `Sec-WebSocket-Key`.
 pub fn accept_key(key: &[u8]) -> String {
@@ -26,53 +26,7 @@ pub fn accept_key(key: &[u8]) -> String {
     BASE64.encode(sha.finalize())
 }
 
-/// Header lines of a handshake, in order, names as sent.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Headers(Vec<(String, Vec<u8>)>);
-
-impl Headers {
-    fn from_httparse(raw: &[httparse::Header<'_>]) -> Self {
-        Self(
-            raw.iter()
-                .map(|h| (h.name.to_owned(), h.value.to_vec()))
-                .collect(),
-        )
-    }
-
-    /// The first value of header `name` (case-insensitive).
-    pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.0
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
-    }
-
-    /// Every value of header `name` (case-insensitive), in order.
-    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.0
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
-    }
-
-    /// All header lines.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.0.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
-    }
-
-    /// The comma-separated tokens of every `name` header, trimmed, empty ones skipped.
-    pub fn tokens<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.get_all(name)
-            .filter_map(|v| std::str::from_utf8(v).ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-    }
-
-    fn has_token(&self, name: &str, token: &str) -> bool {
-        self.tokens(name).any(|t| t.eq_ignore_ascii_case(token))
-    }
-}
+pub use crate::http::Headers;
 
 /// A validated WebSocket upgrade request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,25 +88,24 @@ pub fn parse_request(
     buf: &[u8],
     max_head_size: usize,
 ) -> Result<Option<(Request, usize)>, HandshakeError> {
-    let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut raw);
-    let used = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) if n <= max_head_size => n,
-        Ok(httparse::Status::Complete(_)) => return Err(HandshakeError::HeadTooLarge),
-        Ok(httparse::Status::Partial) if buf.len() >= max_head_size => {
-            return Err(HandshakeError::HeadTooLarge)
-        }
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(HandshakeError::HeadTooLarge),
+    let (head, used) = match crate::http::parse_head(buf, max_head_size) {
+        Ok(Some(parsed)) => parsed,
+        Ok(None) => return Ok(None),
+        Err(crate::http::HttpError::HeadTooLarge) => return Err(HandshakeError::HeadTooLarge),
         Err(_) => return Err(HandshakeError::MalformedHttp),
     };
-    if req.method != Some("GET") {
+    Ok(Some((validate(head)?, used)))
+}
+
+/// Validates an already parsed request head as a WebSocket upgrade request.
+pub fn validate(head: crate::http::RequestHead) -> Result<Request, HandshakeError> {
+    if head.method != "GET" {
         return Err(HandshakeError::MethodNotGet);
     }
-    if req.version != Some(1) {
+    if head.version != 1 {
         return Err(HandshakeError::HttpVersion);
     }
-    let headers = Headers::from_httparse(req.headers);
+    let headers = head.headers;
     if headers.get("host").is_none() {
         return Err(HandshakeError::MalformedHttp);
     }
@@ -175,8 +128,11 @@ pub fn parse_request(
         Ok(raw) if raw.len() == 16 => {}
         _ => return Err(HandshakeError::InvalidKey),
     }
-    let path = req.path.unwrap_or("/").to_owned();
-    Ok(Some((Request { path, headers, key }, used)))
+    Ok(Request {
+        path: head.target,
+        headers,
+        key,
+    })
 }
 
 /// The HTTP response that refuses an upgrade request with `err`'s status.

@@ -1,0 +1,16 @@
+//! Engine.IO (v4, and v3 for old clients), sans-IO.
+//!
+//! [`Server`] is the server-wide registry: it takes HTTP requests (already parsed by
+//! [`crate::http`]) and the bytes of WebSocket transports, and hands back responses,
+//! bytes to write, events and one deadline. A polling GET that must wait is *parked*
+//! under a [`PollId`]; its response comes out later through
+//! [`Server::poll_transmit`]. The adapter owns no protocol state of its own.
+
+mod packet;
+mod server;
+
+pub use packet::{decode_payload, encode_payload, Data, DecodeError, Packet, PacketType, Protocol};
+pub use server::{
+    CloseReason, Config, Cors, ErrorCode, Event, Handshake, PollId, Reply, SendError, Server,
+    SessionId, Transmit, TransportId, TransportKind,
+};

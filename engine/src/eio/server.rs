@@ -1,0 +1,1238 @@
+//! The Engine.IO server registry and its sessions.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use bytes::Bytes;
+
+use super::packet::{decode_payload, encode_payload, Data, Packet, PacketType, Protocol};
+use crate::http::{Headers, Request, Response};
+use crate::rand::Rng;
+use crate::ws::{self, CloseCode, DeflateConfig};
+
+/// Server options, with the reference server's names and defaults.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// The path Engine.IO answers on (default `/engine.io/`).
+    pub path: String,
+    /// How often the server pings (v4) or expects pings (v3); default 25 s.
+    pub ping_interval: Duration,
+    /// How long a pong may take (default 20 s).
+    pub ping_timeout: Duration,
+    /// Largest payload (polling body or WebSocket message) accepted; default 1 MB.
+    /// Larger: HTTP 413 and the session is closed, or WebSocket close 1009.
+    pub max_payload: usize,
+    /// Time allowed to complete an upgrade after the probe (default 10 s).
+    pub upgrade_timeout: Duration,
+    /// Accept the polling transport (default true).
+    pub polling: bool,
+    /// Accept the websocket transport (default true).
+    pub websocket: bool,
+    /// Accept `EIO=3` clients (default false, like the reference).
+    pub allow_eio3: bool,
+    /// CORS policy for polling responses (default: none, no CORS headers).
+    pub cors: Option<Cors>,
+    /// permessage-deflate on the websocket transport (default off, like the reference).
+    pub per_message_deflate: Option<DeflateConfig>,
+    /// Bytes a session may have queued for a client that does not read before it is
+    /// closed as a slow consumer (default 16 MiB).
+    pub max_buffered: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            path: "/engine.io/".into(),
+            ping_interval: Duration::from_millis(25_000),
+            ping_timeout: Duration::from_millis(20_000),
+            max_payload: 1_000_000,
+            upgrade_timeout: Duration::from_millis(10_000),
+            polling: true,
+            websocket: true,
+            allow_eio3: false,
+            cors: None,
+            per_message_deflate: None,
+            max_buffered: 16 << 20,
+        }
+    }
+}
+
+impl Config {
+    /// Sets [`Config::path`] (a trailing `/` is added if missing).
+    pub fn path(mut self, path: &str) -> Self {
+        self.path = if path.ends_with('/') {
+            path.to_owned()
+        } else {
+            format!("{path}/")
+        };
+        self
+    }
+
+    /// Sets the heartbeat: [`Config::ping_interval`] and [`Config::ping_timeout`].
+    pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.ping_interval = interval;
+        self.ping_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Config::max_payload`].
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = bytes;
+        self
+    }
+
+    /// Sets [`Config::allow_eio3`].
+    pub fn allow_eio3(mut self, yes: bool) -> Self {
+        self.allow_eio3 = yes;
+        self
+    }
+
+    /// Sets [`Config::cors`].
+    pub fn cors(mut self, cors: Cors) -> Self {
+        self.cors = Some(cors);
+        self
+    }
+
+    /// Sets which transports are accepted.
+    pub fn transports(mut self, polling: bool, websocket: bool) -> Self {
+        self.polling = polling;
+        self.websocket = websocket;
+        self
+    }
+
+    /// Whether `path` (a request path without query) is served by Engine.IO.
+    pub fn matches(&self, path: &str) -> bool {
+        path == self.path || path == self.path.trim_end_matches('/')
+    }
+}
+
+/// CORS policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cors {
+    /// Allowed origins; `None` allows any.
+    pub origins: Option<Vec<String>>,
+    /// Send `Access-Control-Allow-Credentials: true` (the origin is then echoed, never `*`).
+    pub credentials: bool,
+}
+
+impl Cors {
+    /// Any origin, no credentials (`Access-Control-Allow-Origin: *`).
+    pub fn any() -> Self {
+        Self::default()
+    }
+
+    /// Only these origins.
+    pub fn origins<I: IntoIterator<Item = S>, S: Into<String>>(origins: I) -> Self {
+        Self {
+            origins: Some(origins.into_iter().map(Into::into).collect()),
+            credentials: false,
+        }
+    }
+}
+
+/// A session id: 20 URL-safe characters from the server's random source.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(Arc<str>);
+
+impl SessionId {
+    /// The id as sent to the client.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for SessionId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A parked polling GET, answered later through [`Transmit::Respond`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PollId(u64);
+
+/// A WebSocket transport (one upgraded TCP connection).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TransportId(u64);
+
+/// The Engine.IO error codes, sent as `{"code":N,"message":"..."}` with HTTP 400 (403
+/// for `Forbidden`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// 0: the `transport` query parameter is missing or not accepted.
+    UnknownTransport,
+    /// 1: the `sid` is not a live session.
+    UnknownSid,
+    /// 2: a handshake with a method other than GET.
+    BadHandshakeMethod,
+    /// 3: anything else wrong with the request.
+    BadRequest,
+    /// 4: refused by policy.
+    Forbidden,
+    /// 5: the `EIO` query parameter is missing or not supported.
+    UnsupportedProtocolVersion,
+}
+
+impl ErrorCode {
+    /// The numeric code.
+    pub const fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The reference server's message.
+    pub const fn message(self) -> &'static str {
+        match self {
+            Self::UnknownTransport => "Transport unknown",
+            Self::UnknownSid => "Session ID unknown",
+            Self::BadHandshakeMethod => "Bad handshake method",
+            Self::BadRequest => "Bad request",
+            Self::Forbidden => "Forbidden",
+            Self::UnsupportedProtocolVersion => "Unsupported protocol version",
+        }
+    }
+}
+
+/// Which transport a session uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransportKind {
+    /// HTTP long-polling.
+    Polling,
+    /// WebSocket.
+    WebSocket,
+}
+
+/// What the client sent when it opened its session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handshake {
+    /// The protocol revision.
+    pub protocol: Protocol,
+    /// The first transport.
+    pub transport: TransportKind,
+    /// The request target (path and query) of the first request.
+    pub target: String,
+    /// The headers of the first request.
+    pub headers: Headers,
+}
+
+/// Why a session ended, named as the reference server names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client closed its transport or sent a close packet.
+    TransportClose,
+    /// The transport failed (a duplicate poll, an aborted poll, a payload over the
+    /// limit, a slow consumer, a WebSocket protocol error).
+    TransportError,
+    /// No pong (v4) or ping (v3) in time.
+    PingTimeout,
+    /// The client sent something that does not parse.
+    ParseError,
+    /// The server closed it.
+    ForcedClose,
+}
+
+impl CloseReason {
+    /// The reference's wording.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::TransportClose => "transport close",
+            Self::TransportError => "transport error",
+            Self::PingTimeout => "ping timeout",
+            Self::ParseError => "parse error",
+            Self::ForcedClose => "forced close",
+        }
+    }
+}
+
+/// The answer to an HTTP request.
+#[derive(Debug)]
+pub enum Reply {
+    /// Send this response now.
+    Respond(Response),
+    /// Hold the request: its response comes later as [`Transmit::Respond`] (or call
+    /// [`Server::handle_poll_aborted`] if the client goes away first).
+    Park(PollId),
+    /// The request was a WebSocket upgrade, accepted: the connection is now this
+    /// transport. Its bytes (the `101` first) come as [`Transmit::Ws`]; feed what it
+    /// reads to [`Server::handle_ws_input`].
+    Upgrade(TransportId),
+}
+
+/// Output for the adapter to carry out.
+#[derive(Debug)]
+pub enum Transmit {
+    /// The response to a parked poll.
+    Respond {
+        /// The parked request.
+        poll: PollId,
+        /// Its response.
+        response: Response,
+    },
+    /// Bytes to write on a WebSocket transport.
+    Ws {
+        /// The transport.
+        transport: TransportId,
+        /// The bytes.
+        bytes: Bytes,
+    },
+    /// Close this transport's TCP connection (after writing what came before).
+    CloseTransport(TransportId),
+}
+
+/// Something that happened to a session.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A new session.
+    Open {
+        /// The session.
+        sid: SessionId,
+        /// Its handshake.
+        handshake: Box<Handshake>,
+    },
+    /// A message from the client.
+    Message {
+        /// The session.
+        sid: SessionId,
+        /// The data.
+        data: Data,
+    },
+    /// The session moved from polling to WebSocket.
+    Upgraded {
+        /// The session.
+        sid: SessionId,
+    },
+    /// The session ended; no further events for it.
+    Closed {
+        /// The session.
+        sid: SessionId,
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+/// A misuse of [`Server::send`] or [`Server::close`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// No such session (it may have closed).
+    UnknownSession,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no such Engine.IO session")
+    }
+}
+
+impl std::error::Error for SendError {}
+
+#[derive(Debug)]
+struct Parked {
+    id: PollId,
+    cors: Vec<(&'static str, String)>,
+}
+
+#[derive(Debug)]
+struct Upgrade {
+    transport: TransportId,
+    probed: bool,
+    noop_delivered: bool,
+    deadline: Instant,
+}
+
+#[derive(Debug)]
+struct Session {
+    id: SessionId,
+    protocol: Protocol,
+    websocket: Option<TransportId>,
+    parked: Option<Parked>,
+    buffer: Vec<Packet>,
+    buffered_bytes: usize,
+    upgrade: Option<Upgrade>,
+    next_ping: Option<Instant>,
+    pong_deadline: Option<Instant>,
+    armed: Option<Instant>,
+}
+
+impl Session {
+    fn deadline(&self) -> Option<Instant> {
+        [
+            self.next_ping,
+            self.pong_deadline,
+            self.upgrade.as_ref().map(|u| u.deadline),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+#[derive(Debug)]
+struct WsTransport {
+    conn: ws::Connection,
+    sid: Option<SessionId>,
+    protocol: Protocol,
+    armed: Option<Instant>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKey {
+    Session(SessionId),
+    Transport(TransportId),
+}
+
+/// The Engine.IO server: every session of one endpoint, sans-IO.
+///
+/// # Driving it
+/// Inputs: [`handle_request`](Self::handle_request) for each HTTP request on the
+/// Engine.IO path, [`handle_poll_aborted`](Self::handle_poll_aborted),
+/// [`handle_ws_input`](Self::handle_ws_input) / [`handle_ws_eof`](Self::handle_ws_eof)
+/// for upgraded connections, [`handle_timeout`](Self::handle_timeout), and the
+/// application's [`send`](Self::send) / [`close`](Self::close). After any input, drain
+/// [`poll_transmit`](Self::poll_transmit), then [`poll_event`](Self::poll_event), then
+/// re-arm one timer for [`poll_timeout`](Self::poll_timeout). Deadlines live in a heap,
+/// so the cost of a timeout does not grow with the number of sessions.
+#[derive(Debug)]
+pub struct Server {
+    config: Arc<Config>,
+    ws_config: Arc<ws::Config>,
+    rng: Rng,
+    sessions: HashMap<SessionId, Session>,
+    polls: HashMap<PollId, SessionId>,
+    transports: HashMap<TransportId, WsTransport>,
+    timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    next_id: u64,
+}
+
+impl Server {
+    /// A server with `config`; `seed` seeds session ids (use OS randomness).
+    pub fn new(config: Config, seed: [u8; 32]) -> Self {
+        let mut ws_config = ws::Config::default().max_message_size(config.max_payload);
+        ws_config.deflate = config.per_message_deflate.clone();
+        Self {
+            config: Arc::new(config),
+            ws_config: Arc::new(ws_config),
+            rng: Rng::from_seed(seed),
+            sessions: HashMap::new(),
+            polls: HashMap::new(),
+            transports: HashMap::new(),
+            timers: BinaryHeap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            next_id: 1,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// How many sessions are open.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// The largest request body worth reading: bigger ones are refused with 413 (set
+    /// the HTTP layer's body cap to this).
+    pub fn max_body_size(&self) -> usize {
+        self.config.max_payload
+    }
+
+    // ----------------------------------------------------------------------------------
+    // HTTP
+    // ----------------------------------------------------------------------------------
+
+    /// Answers an HTTP request for the Engine.IO path.
+    pub fn handle_request(&mut self, now: Instant, request: &Request) -> Reply {
+        let head = &request.head;
+        let cors = self.cors_headers(head.headers.get_str("origin"));
+        if let Some(cors_cfg) = &self.config.cors {
+            if cors_cfg.origins.is_some() && head.headers.get("origin").is_some() && cors.is_empty()
+            {
+                return Reply::Respond(self.error(ErrorCode::Forbidden, Vec::new()));
+            }
+            if head.method == "OPTIONS" {
+                return Reply::Respond(preflight(head, cors));
+            }
+        }
+        let protocol = match head.query_param("EIO").as_deref() {
+            Some("4") => Protocol::V4,
+            Some("3") if self.config.allow_eio3 => Protocol::V3,
+            _ => return Reply::Respond(self.error(ErrorCode::UnsupportedProtocolVersion, cors)),
+        };
+        let transport = match head.query_param("transport").as_deref() {
+            Some("polling") if self.config.polling => TransportKind::Polling,
+            Some("websocket") if self.config.websocket => TransportKind::WebSocket,
+            _ => return Reply::Respond(self.error(ErrorCode::UnknownTransport, cors)),
+        };
+        let sid = head.query_param("sid").map(|s| s.into_owned());
+        if head.query_param("j").is_some() {
+            // JSONP was dropped by Engine.IO v4 and is not offered for v3 either.
+            return Reply::Respond(self.error(ErrorCode::BadRequest, cors));
+        }
+        match (transport, sid) {
+            (TransportKind::WebSocket, sid) => self.websocket_request(now, request, protocol, sid),
+            (TransportKind::Polling, None) => {
+                if head.method != "GET" {
+                    return Reply::Respond(self.error(ErrorCode::BadHandshakeMethod, cors));
+                }
+                let sid = self.open_session(now, request, protocol, TransportKind::Polling, None);
+                let packets = self.take_buffer(&sid);
+                Reply::Respond(polling_response(encode_payload(&packets, protocol), cors))
+            }
+            (TransportKind::Polling, Some(sid)) => {
+                let Some(session) = self.sessions.get(sid.as_str()) else {
+                    return Reply::Respond(self.error(ErrorCode::UnknownSid, cors));
+                };
+                if session.websocket.is_some() {
+                    return Reply::Respond(self.error(ErrorCode::BadRequest, cors));
+                }
+                let sid = session.id.clone();
+                match head.method.as_str() {
+                    "GET" => self.poll(now, sid, cors),
+                    "POST" => self.post(now, sid, &request.body, cors),
+                    _ => Reply::Respond(self.error(ErrorCode::BadRequest, cors)),
+                }
+            }
+        }
+    }
+
+    /// A parked poll's client went away before its response: like the reference, the
+    /// session is closed (`transport error`).
+    pub fn handle_poll_aborted(&mut self, now: Instant, poll: PollId) {
+        let Some(sid) = self.polls.remove(&poll) else {
+            return;
+        };
+        if let Some(session) = self.sessions.get_mut(&sid) {
+            if session.parked.as_ref().is_some_and(|p| p.id == poll) {
+                session.parked = None;
+                self.close_session(now, &sid, CloseReason::TransportError);
+            }
+        }
+    }
+
+    fn poll(&mut self, now: Instant, sid: SessionId, cors: Vec<(&'static str, String)>) -> Reply {
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return Reply::Respond(self.error(ErrorCode::UnknownSid, cors));
+        };
+        if session.parked.is_some() {
+            // A second concurrent GET: refuse it and close the session, as the
+            // reference does; the first poll gets the close packet.
+            let reply = Reply::Respond(self.error(ErrorCode::BadRequest, cors));
+            self.close_session(now, &sid, CloseReason::TransportError);
+            return reply;
+        }
+        let protocol = session.protocol;
+        if let Some(upgrade) = &mut session.upgrade {
+            if upgrade.probed && !upgrade.noop_delivered {
+                upgrade.noop_delivered = true;
+                return Reply::Respond(polling_response(
+                    encode_payload(&[Packet::bare(PacketType::Noop)], protocol),
+                    cors,
+                ));
+            }
+        }
+        if !session.buffer.is_empty() {
+            let packets = self.take_buffer(&sid);
+            return Reply::Respond(polling_response(encode_payload(&packets, protocol), cors));
+        }
+        let id = PollId(self.next_id());
+        if let Some(session) = self.sessions.get_mut(&sid) {
+            session.parked = Some(Parked { id, cors });
+        }
+        self.polls.insert(id, sid);
+        Reply::Park(id)
+    }
+
+    fn post(
+        &mut self,
+        now: Instant,
+        sid: SessionId,
+        body: &Bytes,
+        cors: Vec<(&'static str, String)>,
+    ) -> Reply {
+        let protocol = match self.sessions.get(&sid) {
+            Some(s) => s.protocol,
+            None => return Reply::Respond(self.error(ErrorCode::UnknownSid, cors)),
+        };
+        if body.len() > self.config.max_payload {
+            self.close_session(now, &sid, CloseReason::TransportError);
+            return Reply::Respond(Response::new(413).body("payload too large"));
+        }
+        let packets = match decode_payload(body, protocol) {
+            Ok(p) => p,
+            Err(_) => {
+                self.close_session(now, &sid, CloseReason::ParseError);
+                return Reply::Respond(self.error(ErrorCode::BadRequest, cors));
+            }
+        };
+        for packet in packets {
+            if !self.sessions.contains_key(&sid) {
+                break;
+            }
+            self.on_packet(now, &sid, packet);
+        }
+        let mut response = Response::new(200)
+            .header("Content-Type", "text/html")
+            .body("ok");
+        response
+            .headers
+            .extend(cors.into_iter().map(|(k, v)| (k.into(), v)));
+        Reply::Respond(response)
+    }
+
+    fn websocket_request(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        protocol: Protocol,
+        sid: Option<String>,
+    ) -> Reply {
+        let cors = self.cors_headers(request.head.headers.get_str("origin"));
+        let upgrade = match ws::handshake::validate(request.head.clone()) {
+            Ok(u) => u,
+            Err(e) => {
+                return Reply::Respond(
+                    Response::new(e.status())
+                        .header("Content-Type", "text/plain; charset=utf-8")
+                        .body(e.to_string()),
+                )
+            }
+        };
+        let owner = match sid {
+            None => None,
+            Some(sid) => match self.sessions.get(sid.as_str()) {
+                None => return Reply::Respond(self.error(ErrorCode::UnknownSid, cors)),
+                Some(s) if s.websocket.is_some() || s.upgrade.is_some() => {
+                    return Reply::Respond(self.error(ErrorCode::BadRequest, cors))
+                }
+                Some(s) => Some(s.id.clone()),
+            },
+        };
+        let tid = TransportId(self.next_id());
+        let conn = ws::Connection::accept(self.ws_config.clone(), upgrade, now);
+        self.transports.insert(
+            tid,
+            WsTransport {
+                conn,
+                sid: owner.clone(),
+                protocol,
+                armed: None,
+            },
+        );
+        match owner {
+            Some(sid) => {
+                if let Some(session) = self.sessions.get_mut(&sid) {
+                    session.upgrade = Some(Upgrade {
+                        transport: tid,
+                        probed: false,
+                        noop_delivered: false,
+                        deadline: now + self.config.upgrade_timeout,
+                    });
+                }
+                self.arm_session(&sid);
+            }
+            None => {
+                let sid =
+                    self.open_session(now, request, protocol, TransportKind::WebSocket, Some(tid));
+                if let Some(t) = self.transports.get_mut(&tid) {
+                    t.sid = Some(sid.clone());
+                }
+                self.flush(&sid);
+            }
+        }
+        self.drive_ws(now, tid);
+        Reply::Upgrade(tid)
+    }
+
+    // ----------------------------------------------------------------------------------
+    // WebSocket transports
+    // ----------------------------------------------------------------------------------
+
+    /// Bytes read on a WebSocket transport.
+    pub fn handle_ws_input(&mut self, now: Instant, transport: TransportId, bytes: &[u8]) {
+        if let Some(t) = self.transports.get_mut(&transport) {
+            t.conn.handle_input(now, bytes);
+            self.drive_ws(now, transport);
+        }
+    }
+
+    /// A WebSocket transport's TCP connection ended.
+    pub fn handle_ws_eof(&mut self, now: Instant, transport: TransportId) {
+        if let Some(t) = self.transports.get_mut(&transport) {
+            t.conn.handle_eof(now);
+            self.drive_ws(now, transport);
+        }
+    }
+
+    /// Drains a transport's connection: bytes out, events into the session.
+    fn drive_ws(&mut self, now: Instant, tid: TransportId) {
+        loop {
+            let Some(t) = self.transports.get_mut(&tid) else {
+                return;
+            };
+            while let Some(bytes) = t.conn.poll_transmit() {
+                self.transmits.push_back(Transmit::Ws {
+                    transport: tid,
+                    bytes,
+                });
+            }
+            let Some(event) = t.conn.poll_event() else {
+                break;
+            };
+            match event {
+                ws::Event::Message(m) => self.on_ws_message(now, tid, &m),
+                ws::Event::Closed(closed) => self.on_ws_closed(now, tid, &closed),
+                ws::Event::Open(_) | ws::Event::Ping(_) | ws::Event::Pong(_) => {}
+            }
+        }
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        if t.conn.should_close_transport() {
+            self.transports.remove(&tid);
+            self.transmits.push_back(Transmit::CloseTransport(tid));
+            return;
+        }
+        let deadline = t.conn.poll_timeout();
+        if let Some(d) = deadline {
+            if t.armed.is_none_or(|a| d < a) {
+                t.armed = Some(d);
+                self.timers.push(Reverse((d, TimerKey::Transport(tid))));
+            }
+        }
+    }
+
+    fn on_ws_message(&mut self, now: Instant, tid: TransportId, message: &ws::Message) {
+        let Some(t) = self.transports.get(&tid) else {
+            return;
+        };
+        let (Some(sid), protocol) = (t.sid.clone(), t.protocol) else {
+            return;
+        };
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let is_probe = session.upgrade.as_ref().is_some_and(|u| u.transport == tid);
+        let packet = super::packet::Packet::from_ws(message, protocol);
+        if !is_probe {
+            match packet {
+                Ok(p) => self.on_packet(now, &sid, p),
+                Err(_) => self.close_session(now, &sid, CloseReason::ParseError),
+            }
+            return;
+        }
+        match packet {
+            Ok(Packet {
+                kind: PacketType::Ping,
+                data: Data::Text(t),
+            }) if t.as_str() == "probe" => {
+                self.ws_send(tid, &Packet::text(PacketType::Pong, "probe"));
+                let Some(session) = self.sessions.get_mut(&sid) else {
+                    return;
+                };
+                let parked = session.parked.take();
+                if let Some(upgrade) = &mut session.upgrade {
+                    upgrade.probed = true;
+                    if let Some(parked) = parked {
+                        upgrade.noop_delivered = true;
+                        self.polls.remove(&parked.id);
+                        let body = encode_payload(&[Packet::bare(PacketType::Noop)], protocol);
+                        self.transmits.push_back(Transmit::Respond {
+                            poll: parked.id,
+                            response: polling_response(body, parked.cors),
+                        });
+                    }
+                }
+            }
+            Ok(Packet {
+                kind: PacketType::Upgrade,
+                ..
+            }) if session.upgrade.as_ref().is_some_and(|u| u.probed) => {
+                let upgrade = session.upgrade.take();
+                session.websocket = Some(tid);
+                if let Some(parked) = session.parked.take() {
+                    self.polls.remove(&parked.id);
+                    let body = encode_payload(&[Packet::bare(PacketType::Noop)], protocol);
+                    self.transmits.push_back(Transmit::Respond {
+                        poll: parked.id,
+                        response: polling_response(body, parked.cors),
+                    });
+                } else if upgrade.is_some_and(|u| !u.noop_delivered) {
+                    // The client never saw the noop over polling: give it one here.
+                    session.buffer.insert(0, Packet::bare(PacketType::Noop));
+                }
+                self.events.push_back(Event::Upgraded { sid: sid.clone() });
+                self.flush(&sid);
+                self.arm_session(&sid);
+            }
+            _ => {
+                // Anything else on a probing transport: the upgrade fails, the session
+                // stays on polling.
+                session.upgrade = None;
+                if let Some(t) = self.transports.get_mut(&tid) {
+                    t.sid = None;
+                    let _ = t
+                        .conn
+                        .close(now, CloseCode::PROTOCOL_ERROR, "invalid upgrade");
+                }
+            }
+        }
+    }
+
+    fn on_ws_closed(&mut self, now: Instant, tid: TransportId, closed: &ws::Closed) {
+        let Some(sid) = self.transports.get_mut(&tid).and_then(|t| t.sid.take()) else {
+            return;
+        };
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        if session.upgrade.as_ref().is_some_and(|u| u.transport == tid) {
+            session.upgrade = None;
+            return;
+        }
+        if session.websocket == Some(tid) {
+            let reason = if closed.is_clean() {
+                CloseReason::TransportClose
+            } else {
+                CloseReason::TransportError
+            };
+            self.close_session(now, &sid, reason);
+        }
+    }
+
+    fn ws_send(&mut self, tid: TransportId, packet: &Packet) {
+        if let Some(t) = self.transports.get_mut(&tid) {
+            let _ = t.conn.send(packet.to_ws(t.protocol));
+            while let Some(bytes) = t.conn.poll_transmit() {
+                self.transmits.push_back(Transmit::Ws {
+                    transport: tid,
+                    bytes,
+                });
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Sessions
+    // ----------------------------------------------------------------------------------
+
+    fn open_session(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        protocol: Protocol,
+        transport: TransportKind,
+        websocket: Option<TransportId>,
+    ) -> SessionId {
+        let sid = loop {
+            let mut raw = [0u8; 15];
+            self.rng.fill(&mut raw);
+            let sid = SessionId(URL_SAFE_NO_PAD.encode(raw).into());
+            if !self.sessions.contains_key(&sid) {
+                break sid;
+            }
+        };
+        let upgrades = if transport == TransportKind::Polling && self.config.websocket {
+            "[\"websocket\"]"
+        } else {
+            "[]"
+        };
+        let open = format!(
+            "{{\"sid\":\"{sid}\",\"upgrades\":{upgrades},\"pingInterval\":{},\"pingTimeout\":{},\"maxPayload\":{}}}",
+            self.config.ping_interval.as_millis(),
+            self.config.ping_timeout.as_millis(),
+            self.config.max_payload
+        );
+        let (next_ping, pong_deadline) = match protocol {
+            Protocol::V4 => (Some(now + self.config.ping_interval), None),
+            Protocol::V3 => (
+                None,
+                Some(now + self.config.ping_interval + self.config.ping_timeout),
+            ),
+        };
+        self.sessions.insert(
+            sid.clone(),
+            Session {
+                id: sid.clone(),
+                protocol,
+                websocket,
+                parked: None,
+                buffer: vec![Packet::text(PacketType::Open, open)],
+                buffered_bytes: 0,
+                upgrade: None,
+                next_ping,
+                pong_deadline,
+                armed: None,
+            },
+        );
+        self.arm_session(&sid);
+        self.events.push_back(Event::Open {
+            sid: sid.clone(),
+            handshake: Box::new(Handshake {
+                protocol,
+                transport,
+                target: request.head.target.clone(),
+                headers: request.head.headers.clone(),
+            }),
+        });
+        sid
+    }
+
+    fn on_packet(&mut self, now: Instant, sid: &SessionId, packet: Packet) {
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        match packet.kind {
+            PacketType::Message => self.events.push_back(Event::Message {
+                sid: sid.clone(),
+                data: packet.data,
+            }),
+            PacketType::Ping => {
+                if session.protocol == Protocol::V3 {
+                    session.pong_deadline =
+                        Some(now + self.config.ping_interval + self.config.ping_timeout);
+                }
+                self.enqueue(
+                    sid,
+                    Packet {
+                        kind: PacketType::Pong,
+                        data: packet.data,
+                    },
+                );
+                self.arm_session(sid);
+            }
+            PacketType::Pong => {
+                if session.protocol == Protocol::V4 {
+                    session.pong_deadline = None;
+                    session.next_ping = Some(now + self.config.ping_interval);
+                    self.arm_session(sid);
+                }
+            }
+            PacketType::Close => self.close_session(now, sid, CloseReason::TransportClose),
+            PacketType::Open | PacketType::Upgrade | PacketType::Noop => {}
+        }
+    }
+
+    /// Queues a message for a session.
+    pub fn send(&mut self, sid: &SessionId, data: Data) -> Result<(), SendError> {
+        if !self.sessions.contains_key(sid) {
+            return Err(SendError::UnknownSession);
+        }
+        self.enqueue(sid, Packet::message(data));
+        Ok(())
+    }
+
+    /// Closes a session from the server side (`forced close`): a parked poll gets what
+    /// was queued and a close packet; a WebSocket gets what was queued and a close frame.
+    pub fn close(&mut self, now: Instant, sid: &SessionId) -> Result<(), SendError> {
+        if !self.sessions.contains_key(sid) {
+            return Err(SendError::UnknownSession);
+        }
+        self.close_session(now, sid, CloseReason::ForcedClose);
+        Ok(())
+    }
+
+    fn enqueue(&mut self, sid: &SessionId, packet: Packet) {
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        session.buffered_bytes += packet.data.as_bytes().len() + 1;
+        session.buffer.push(packet);
+        if session.buffered_bytes > self.config.max_buffered
+            && session.parked.is_none()
+            && session.websocket.is_none()
+        {
+            // A polling client that stopped polling while data piles up.
+            let sid = sid.clone();
+            self.close_session_quiet(&sid, CloseReason::TransportError);
+            return;
+        }
+        self.flush(sid);
+    }
+
+    /// Sends what a session has queued, if its transport can take it now.
+    fn flush(&mut self, sid: &SessionId) {
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        if session.buffer.is_empty() {
+            return;
+        }
+        if let Some(tid) = session.websocket {
+            let packets = std::mem::take(&mut session.buffer);
+            session.buffered_bytes = 0;
+            for p in &packets {
+                self.ws_send(tid, p);
+            }
+            return;
+        }
+        if let Some(parked) = session.parked.take() {
+            let protocol = session.protocol;
+            let packets = std::mem::take(&mut session.buffer);
+            session.buffered_bytes = 0;
+            self.polls.remove(&parked.id);
+            self.transmits.push_back(Transmit::Respond {
+                poll: parked.id,
+                response: polling_response(encode_payload(&packets, protocol), parked.cors),
+            });
+        }
+    }
+
+    fn take_buffer(&mut self, sid: &SessionId) -> Vec<Packet> {
+        match self.sessions.get_mut(sid) {
+            Some(s) => {
+                s.buffered_bytes = 0;
+                std::mem::take(&mut s.buffer)
+            }
+            None => Vec::new(),
+        }
+    }
+
+    fn close_session(&mut self, now: Instant, sid: &SessionId, reason: CloseReason) {
+        let Some(mut session) = self.sessions.remove(sid) else {
+            return;
+        };
+        let protocol = session.protocol;
+        if let Some(parked) = session.parked.take() {
+            self.polls.remove(&parked.id);
+            let mut packets = match reason {
+                CloseReason::ForcedClose => std::mem::take(&mut session.buffer),
+                _ => Vec::new(),
+            };
+            packets.push(Packet::bare(match reason {
+                // The client asked: end its poll quietly.
+                CloseReason::TransportClose => PacketType::Noop,
+                _ => PacketType::Close,
+            }));
+            self.transmits.push_back(Transmit::Respond {
+                poll: parked.id,
+                response: polling_response(encode_payload(&packets, protocol), parked.cors),
+            });
+        }
+        for tid in session
+            .websocket
+            .into_iter()
+            .chain(session.upgrade.map(|u| u.transport))
+        {
+            if let Some(t) = self.transports.get_mut(&tid) {
+                t.sid = None;
+                if reason == CloseReason::ForcedClose {
+                    for p in session.buffer.drain(..) {
+                        let _ = t.conn.send(p.to_ws(protocol));
+                    }
+                }
+                let code = if reason == CloseReason::ParseError {
+                    CloseCode::PROTOCOL_ERROR
+                } else {
+                    CloseCode::NORMAL
+                };
+                let _ = t.conn.close(now, code, "");
+            }
+            self.drive_ws(now, tid);
+        }
+        self.events.push_back(Event::Closed {
+            sid: sid.clone(),
+            reason,
+        });
+    }
+
+    /// Closes a session with nothing left to deliver to it.
+    fn close_session_quiet(&mut self, sid: &SessionId, reason: CloseReason) {
+        if let Some(session) = self.sessions.remove(sid) {
+            if let Some(parked) = session.parked {
+                self.polls.remove(&parked.id);
+            }
+            self.events.push_back(Event::Closed {
+                sid: sid.clone(),
+                reason,
+            });
+        }
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Time
+    // ----------------------------------------------------------------------------------
+
+    fn arm_session(&mut self, sid: &SessionId) {
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        if let Some(d) = session.deadline() {
+            if session.armed.is_none_or(|a| d < a) {
+                session.armed = Some(d);
+                self.timers
+                    .push(Reverse((d, TimerKey::Session(sid.clone()))));
+            }
+        }
+    }
+
+    /// Fires every deadline that has passed. Spurious calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((at, _))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((at, key))) = self.timers.pop() else {
+                break;
+            };
+            match key {
+                TimerKey::Session(sid) => {
+                    let Some(session) = self.sessions.get_mut(&sid) else {
+                        continue;
+                    };
+                    if session.armed != Some(at) {
+                        continue; // stale: a newer entry is in the heap
+                    }
+                    session.armed = None;
+                    self.session_timeout(now, &sid);
+                    self.arm_session(&sid);
+                }
+                TimerKey::Transport(tid) => {
+                    let Some(t) = self.transports.get_mut(&tid) else {
+                        continue;
+                    };
+                    if t.armed != Some(at) {
+                        continue;
+                    }
+                    t.armed = None;
+                    t.conn.handle_timeout(now);
+                    self.drive_ws(now, tid);
+                }
+            }
+        }
+    }
+
+    fn session_timeout(&mut self, now: Instant, sid: &SessionId) {
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        if due(session.pong_deadline) {
+            self.close_session(now, sid, CloseReason::PingTimeout);
+            return;
+        }
+        if session.upgrade.as_ref().is_some_and(|u| u.deadline <= now) {
+            if let Some(upgrade) = session.upgrade.take() {
+                if let Some(t) = self.transports.get_mut(&upgrade.transport) {
+                    t.sid = None;
+                    let _ = t
+                        .conn
+                        .close(now, CloseCode::POLICY_VIOLATION, "upgrade timeout");
+                }
+                self.drive_ws(now, upgrade.transport);
+            }
+        }
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        if due(session.next_ping) {
+            session.next_ping = None;
+            session.pong_deadline = Some(now + self.config.ping_timeout);
+            self.enqueue(sid, Packet::bare(PacketType::Ping));
+        }
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Outputs
+    // ----------------------------------------------------------------------------------
+
+    /// The next output: a response to a parked poll, bytes for a WebSocket transport,
+    /// or a transport to close.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The earliest deadline (possibly early: a spurious wake-up is harmless).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn cors_headers(&self, origin: Option<&str>) -> Vec<(&'static str, String)> {
+        let Some(cors) = &self.config.cors else {
+            return Vec::new();
+        };
+        let allow = match (&cors.origins, origin) {
+            (None, Some(o)) if cors.credentials => o.to_owned(),
+            (None, _) => "*".to_owned(),
+            (Some(list), Some(o)) if list.iter().any(|a| a == o) => o.to_owned(),
+            (Some(_), _) => return Vec::new(),
+        };
+        let mut headers = Vec::with_capacity(3);
+        if allow != "*" {
+            headers.push(("Vary", "Origin".to_owned()));
+        }
+        headers.push(("Access-Control-Allow-Origin", allow));
+        if cors.credentials {
+            headers.push(("Access-Control-Allow-Credentials", "true".to_owned()));
+        }
+        headers
+    }
+
+    fn error(&self, code: ErrorCode, cors: Vec<(&'static str, String)>) -> Response {
+        let status = if code == ErrorCode::Forbidden {
+            403
+        } else {
+            400
+        };
+        let mut response = Response::new(status)
+            .header("Content-Type", "application/json")
+            .body(format!(
+                "{{\"code\":{},\"message\":\"{}\"}}",
+                code.code(),
+                code.message()
+            ));
+        response
+            .headers
+            .extend(cors.into_iter().map(|(k, v)| (k.into(), v)));
+        response
+    }
+}
+
+fn polling_response(body: Bytes, cors: Vec<(&'static str, String)>) -> Response {
+    let mut response = Response::new(200)
+        .header("Content-Type", "text/plain; charset=UTF-8")
+        .body(body);
+    response
+        .headers
+        .extend(cors.into_iter().map(|(k, v)| (k.into(), v)));
+    response
+}
+
+fn preflight(head: &crate::http::RequestHead, cors: Vec<(&'static str, String)>) -> Response {
+    let mut response =
+        Response::new(204).header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    if let Some(h) = head.headers.get_str("access-control-request-headers") {
+        response = response.header("Access-Control-Allow-Headers", h);
+    }
+    response
+        .headers
+        .extend(cors.into_iter().map(|(k, v)| (k.into(), v)));
+    response
+}

@@ -1,0 +1,706 @@
+//! A minimal sans-IO HTTP/1.1 server side: what Engine.IO needs, and the upgrade to
+//! WebSocket. Request heads are parsed with httparse under a size cap (431 above it);
+//! bodies are framed by `Content-Length` or chunked encoding and buffered under a cap
+//! (413 above it); connections are kept alive unless either side says otherwise.
+//!
+//! [`ServerConn`] is one TCP connection: feed it bytes, take complete [`Request`]s,
+//! give it one [`Response`] per request, write what `poll_transmit` returns.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::fmt;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// How many header lines a request head may carry.
+pub const MAX_HEADERS: usize = 64;
+
+/// Header lines, in order, names as sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Headers(Vec<(String, Vec<u8>)>);
+
+impl Headers {
+    pub(crate) fn from_httparse(raw: &[httparse::Header<'_>]) -> Self {
+        Self(
+            raw.iter()
+                .map(|h| (h.name.to_owned(), h.value.to_vec()))
+                .collect(),
+        )
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// The first value of header `name` as text, if it is UTF-8.
+    pub fn get_str(&self, name: &str) -> Option<&str> {
+        std::str::from_utf8(self.get(name)?).ok()
+    }
+
+    /// Every value of header `name` (case-insensitive), in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.0
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// All header lines.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+    }
+
+    /// The comma-separated tokens of every `name` header, trimmed, empty ones skipped.
+    pub fn tokens<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.get_all(name)
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    }
+
+    /// Whether the `name` header lists `token` (case-insensitive).
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        self.tokens(name).any(|t| t.eq_ignore_ascii_case(token))
+    }
+}
+
+/// A parsed request head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestHead {
+    /// The method, e.g. `GET`.
+    pub method: String,
+    /// The request target as sent: path and query.
+    pub target: String,
+    /// The minor HTTP version: 1 for HTTP/1.1, 0 for HTTP/1.0.
+    pub version: u8,
+    /// The header lines.
+    pub headers: Headers,
+}
+
+impl RequestHead {
+    /// The path, without the query.
+    pub fn path(&self) -> &str {
+        self.target.split_once('?').map_or(&self.target, |(p, _)| p)
+    }
+
+    /// The raw query string (without `?`).
+    pub fn query(&self) -> &str {
+        self.target.split_once('?').map_or("", |(_, q)| q)
+    }
+
+    /// The first value of query parameter `name`, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<Cow<'_, str>> {
+        query_pairs(self.query())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+
+    /// Whether this request asks to upgrade to WebSocket.
+    pub fn is_websocket_upgrade(&self) -> bool {
+        self.headers.has_token("upgrade", "websocket")
+    }
+
+    /// Whether the client wants the connection kept open after the response.
+    pub fn keep_alive(&self) -> bool {
+        if self.headers.has_token("connection", "close") {
+            return false;
+        }
+        self.version >= 1 || self.headers.has_token("connection", "keep-alive")
+    }
+}
+
+/// The `key=value` pairs of a query string, percent-decoded (`+` is a space).
+pub fn query_pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k), percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> Cow<'_, str> {
+    if !s.contains(['%', '+']) {
+        return Cow::Borrowed(s);
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => match bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                Some(b) => {
+                    out.push(b);
+                    i += 2;
+                }
+                None => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// A complete request: head and body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// The head.
+    pub head: RequestHead,
+    /// The body (empty when there is none).
+    pub body: Bytes,
+}
+
+/// An HTTP-level fault of the client, with the status that answers it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HttpError {
+    /// Not valid HTTP/1.x: 400.
+    Malformed,
+    /// The head is over the cap: 431.
+    HeadTooLarge,
+    /// The body is over the cap: 413.
+    BodyTooLarge,
+    /// Both `Content-Length` and `Transfer-Encoding`, or a bad length: 400.
+    BadFraming,
+}
+
+impl HttpError {
+    /// The status that answers this error.
+    pub const fn status(self) -> u16 {
+        match self {
+            Self::Malformed | Self::BadFraming => 400,
+            Self::HeadTooLarge => 431,
+            Self::BodyTooLarge => 413,
+        }
+    }
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Malformed => "malformed HTTP request",
+            Self::HeadTooLarge => "request head too large",
+            Self::BodyTooLarge => "request body too large",
+            Self::BadFraming => "bad body framing",
+        })
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+/// Parses a request head at the start of `buf`; `Ok(None)`: need more bytes.
+pub fn parse_head(
+    buf: &[u8],
+    max_head_size: usize,
+) -> Result<Option<(RequestHead, usize)>, HttpError> {
+    let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut raw);
+    let used = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n <= max_head_size => n,
+        Ok(httparse::Status::Complete(_)) => return Err(HttpError::HeadTooLarge),
+        Ok(httparse::Status::Partial) if buf.len() >= max_head_size => {
+            return Err(HttpError::HeadTooLarge)
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadTooLarge),
+        Err(_) => return Err(HttpError::Malformed),
+    };
+    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+        return Err(HttpError::Malformed);
+    };
+    Ok(Some((
+        RequestHead {
+            method: method.to_owned(),
+            target: target.to_owned(),
+            version,
+            headers: Headers::from_httparse(req.headers),
+        },
+        used,
+    )))
+}
+
+/// An HTTP response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Header lines (`Content-Length` and `Connection` are added when encoding).
+    pub headers: Vec<(Cow<'static, str>, String)>,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Response {
+    /// A response with `status`, no headers and no body.
+    pub fn new(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// Adds a header line.
+    pub fn header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// The first value of header `name`.
+    pub fn header_value(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The encoded head (status line and headers, with `Content-Length` and
+    /// `Connection`), to be followed by the body.
+    pub fn encode_head(&self, keep_alive: bool) -> Bytes {
+        let mut head = format!(
+            "HTTP/1.1 {} {}\r\n",
+            self.status,
+            reason_phrase(self.status)
+        );
+        for (name, value) in &self.headers {
+            head.push_str(name);
+            head.push_str(": ");
+            head.push_str(value);
+            head.push_str("\r\n");
+        }
+        if self.status != 101 && self.status != 204 && self.status != 304 {
+            head.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
+        }
+        if self.status != 101 {
+            head.push_str(if keep_alive {
+                "Connection: keep-alive\r\n"
+            } else {
+                "Connection: close\r\n"
+            });
+        }
+        head.push_str("\r\n");
+        Bytes::from(head)
+    }
+}
+
+/// The reason phrase for the statuses this crate sends.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        204 => "No Content",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+#[derive(Debug)]
+enum Body {
+    Length(usize),
+    Chunked(ChunkState),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    Size,
+    Data(usize),
+    DataEnd,
+    Trailer,
+}
+
+#[derive(Debug)]
+enum ReadState {
+    Head,
+    Body {
+        head: RequestHead,
+        body: BytesMut,
+        framing: Body,
+    },
+    /// A request was handed out; waiting for its response.
+    Responding {
+        keep_alive: bool,
+    },
+    /// The connection was handed over to another protocol (WebSocket).
+    Upgraded,
+    /// No more requests: answer the last one and close.
+    Closing,
+}
+
+/// One HTTP/1.1 server connection, sans-IO.
+///
+/// Requests are handled one at a time: after [`poll_request`](Self::poll_request)
+/// returns one, no further request is parsed until [`respond`](Self::respond) (or
+/// [`upgrade`](Self::upgrade)) is called. A fault in a request is answered with its
+/// status by the connection itself, which then closes.
+#[derive(Debug)]
+pub struct ServerConn {
+    buf: BytesMut,
+    state: ReadState,
+    max_head_size: usize,
+    max_body_size: usize,
+    ready: Option<Request>,
+    out: VecDeque<Bytes>,
+    eof: bool,
+    close: bool,
+}
+
+impl ServerConn {
+    /// A connection with caps on the head and body sizes.
+    pub fn new(max_head_size: usize, max_body_size: usize) -> Self {
+        Self {
+            buf: BytesMut::new(),
+            state: ReadState::Head,
+            max_head_size,
+            max_body_size,
+            ready: None,
+            out: VecDeque::new(),
+            eof: false,
+            close: false,
+        }
+    }
+
+    /// Bytes read from the transport.
+    pub fn handle_input(&mut self, bytes: &[u8]) {
+        if matches!(self.state, ReadState::Upgraded | ReadState::Closing) || self.close {
+            if matches!(self.state, ReadState::Upgraded) {
+                self.buf.extend_from_slice(bytes);
+            }
+            return;
+        }
+        self.buf.extend_from_slice(bytes);
+        self.advance();
+    }
+
+    /// The client closed its side.
+    pub fn handle_eof(&mut self) {
+        self.eof = true;
+        if matches!(self.state, ReadState::Head | ReadState::Body { .. }) && self.ready.is_none() {
+            self.close = true;
+        }
+    }
+
+    /// The next complete request.
+    #[must_use]
+    pub fn poll_request(&mut self) -> Option<Request> {
+        self.ready.take()
+    }
+
+    /// Answers the current request.
+    pub fn respond(&mut self, response: Response) {
+        let keep_alive = match self.state {
+            ReadState::Responding { keep_alive } => keep_alive && !self.eof,
+            _ => false,
+        };
+        self.out.push_back(response.encode_head(keep_alive));
+        if !response.body.is_empty() {
+            self.out.push_back(response.body);
+        }
+        if keep_alive {
+            self.state = ReadState::Head;
+            self.advance();
+        } else {
+            self.state = ReadState::Closing;
+            self.close = true;
+        }
+    }
+
+    /// Answers the current request with `response` (a `101`) and hands the connection
+    /// over: returns the bytes already read past the request.
+    pub fn upgrade(&mut self, response_head: Bytes) -> Bytes {
+        self.out.push_back(response_head);
+        self.state = ReadState::Upgraded;
+        self.buf.split().freeze()
+    }
+
+    /// The next bytes to write.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        self.out.pop_front()
+    }
+
+    /// Whether the transport should be closed once everything is written.
+    #[must_use]
+    pub fn should_close(&self) -> bool {
+        self.close && self.out.is_empty()
+    }
+
+    fn fail(&mut self, err: HttpError) {
+        let body = err.to_string();
+        let response = Response::new(err.status())
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .body(body);
+        self.out.push_back(response.encode_head(false));
+        self.out.push_back(response.body);
+        self.state = ReadState::Closing;
+        self.close = true;
+        self.buf = BytesMut::new();
+    }
+
+    fn advance(&mut self) {
+        loop {
+            match &mut self.state {
+                ReadState::Head => {
+                    if self.buf.is_empty() {
+                        return;
+                    }
+                    let (head, used) = match parse_head(&self.buf, self.max_head_size) {
+                        Ok(Some(parsed)) => parsed,
+                        Ok(None) => return,
+                        Err(e) => return self.fail(e),
+                    };
+                    self.buf.advance(used);
+                    let framing = match body_framing(&head) {
+                        Ok(f) => f,
+                        Err(e) => return self.fail(e),
+                    };
+                    if let Body::Length(n) = framing {
+                        if n > self.max_body_size {
+                            return self.fail(HttpError::BodyTooLarge);
+                        }
+                    }
+                    self.state = ReadState::Body {
+                        head,
+                        body: BytesMut::new(),
+                        framing,
+                    };
+                }
+                ReadState::Body { body, framing, .. } => {
+                    match read_body(&mut self.buf, body, framing, self.max_body_size) {
+                        Ok(true) => {}
+                        Ok(false) => return,
+                        Err(e) => return self.fail(e),
+                    }
+                    let ReadState::Body { head, body, .. } = std::mem::replace(
+                        &mut self.state,
+                        ReadState::Responding { keep_alive: false },
+                    ) else {
+                        return;
+                    };
+                    let keep_alive = head.keep_alive() && !head.is_websocket_upgrade();
+                    self.state = ReadState::Responding { keep_alive };
+                    self.ready = Some(Request {
+                        head,
+                        body: body.freeze(),
+                    });
+                    return;
+                }
+                ReadState::Responding { .. } | ReadState::Upgraded | ReadState::Closing => return,
+            }
+        }
+    }
+}
+
+fn body_framing(head: &RequestHead) -> Result<Body, HttpError> {
+    let chunked = head.headers.has_token("transfer-encoding", "chunked");
+    let length = head.headers.get("content-length");
+    match (chunked, length) {
+        (true, Some(_)) => Err(HttpError::BadFraming),
+        (true, None) => Ok(Body::Chunked(ChunkState::Size)),
+        (false, Some(v)) => std::str::from_utf8(v)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .map(Body::Length)
+            .ok_or(HttpError::BadFraming),
+        (false, None) => Ok(Body::Length(0)),
+    }
+}
+
+/// Moves body bytes from `buf` to `body`. `Ok(true)` when the body is complete.
+fn read_body(
+    buf: &mut BytesMut,
+    body: &mut BytesMut,
+    framing: &mut Body,
+    max: usize,
+) -> Result<bool, HttpError> {
+    match framing {
+        Body::Length(left) => {
+            let take = (*left).min(buf.len());
+            body.extend_from_slice(&buf.split_to(take));
+            *left -= take;
+            Ok(*left == 0)
+        }
+        Body::Chunked(state) => loop {
+            match *state {
+                ChunkState::Size | ChunkState::Trailer => {
+                    let Some(eol) = buf.windows(2).position(|w| w == b"\r\n") else {
+                        return if buf.len() > 1024 {
+                            Err(HttpError::BadFraming)
+                        } else {
+                            Ok(false)
+                        };
+                    };
+                    let line = buf.split_to(eol + 2);
+                    if *state == ChunkState::Trailer {
+                        if eol == 0 {
+                            return Ok(true);
+                        }
+                        continue;
+                    }
+                    let text =
+                        std::str::from_utf8(&line[..eol]).map_err(|_| HttpError::BadFraming)?;
+                    let size_text = text.split(';').next().unwrap_or("").trim();
+                    let size =
+                        usize::from_str_radix(size_text, 16).map_err(|_| HttpError::BadFraming)?;
+                    if body.len().saturating_add(size) > max {
+                        return Err(HttpError::BodyTooLarge);
+                    }
+                    *state = if size == 0 {
+                        ChunkState::Trailer
+                    } else {
+                        ChunkState::Data(size)
+                    };
+                }
+                ChunkState::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(false);
+                    }
+                    let take = left.min(buf.len());
+                    body.extend_from_slice(&buf.split_to(take));
+                    *state = if take == left {
+                        ChunkState::DataEnd
+                    } else {
+                        ChunkState::Data(left - take)
+                    };
+                }
+                ChunkState::DataEnd => {
+                    if buf.len() < 2 {
+                        return Ok(false);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err(HttpError::BadFraming);
+                    }
+                    buf.advance(2);
+                    *state = ChunkState::Size;
+                }
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn requests(conn: &mut ServerConn, input: &[u8], step: usize) -> Vec<Request> {
+        let mut out = Vec::new();
+        for chunk in input.chunks(step) {
+            conn.handle_input(chunk);
+            while let Some(r) = conn.poll_request() {
+                out.push(r);
+                conn.respond(Response::new(200).body("ok"));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn keep_alive_requests_with_every_body_framing_in_any_split() {
+        let input = b"GET /a?x=1&y=a%20b+c HTTP/1.1\r\nHost: h\r\n\r\nPOST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloPOST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\nX-Trailer: 1\r\n\r\n";
+        for step in [1, 2, 7, input.len()] {
+            let mut conn = ServerConn::new(8192, 1 << 20);
+            let reqs = requests(&mut conn, input, step);
+            assert_eq!(reqs.len(), 3, "step {step}");
+            assert_eq!(reqs[0].head.path(), "/a");
+            assert_eq!(reqs[0].head.query_param("y").as_deref(), Some("a b c"));
+            assert_eq!(&reqs[1].body[..], b"hello");
+            assert_eq!(&reqs[2].body[..], b"abcde");
+            assert!(!conn.should_close());
+        }
+    }
+
+    #[test]
+    fn faults_get_their_status_and_close() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"\x16\x03garbage\r\n\r\n", "HTTP/1.1 400 "),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n",
+                "HTTP/1.1 413 ",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nfffffff\r\n",
+                "HTTP/1.1 413 ",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "HTTP/1.1 400 ",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+                "HTTP/1.1 400 ",
+            ),
+        ];
+        for (input, status) in cases {
+            let mut conn = ServerConn::new(8192, 1000);
+            assert!(requests(&mut conn, input, 3).is_empty());
+            let out: Vec<u8> = std::iter::from_fn(|| conn.poll_transmit())
+                .flatten()
+                .collect();
+            assert!(
+                out.starts_with(status.as_bytes()),
+                "{:?}",
+                String::from_utf8_lossy(&out)
+            );
+            assert!(conn.should_close());
+        }
+        let mut conn = ServerConn::new(64, 1000);
+        conn.handle_input(format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(100)).as_bytes());
+        assert!(conn
+            .poll_transmit()
+            .is_some_and(|b| b.starts_with(b"HTTP/1.1 431 ")));
+    }
+
+    #[test]
+    fn connection_close_and_http10_end_the_connection() {
+        for req in [
+            &b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"[..],
+            b"GET / HTTP/1.0\r\n\r\n",
+        ] {
+            let mut conn = ServerConn::new(8192, 1000);
+            assert_eq!(requests(&mut conn, req, 100).len(), 1);
+            let out: Vec<u8> = std::iter::from_fn(|| conn.poll_transmit())
+                .flatten()
+                .collect();
+            assert!(String::from_utf8_lossy(&out).contains("Connection: close\r\n"));
+            assert!(conn.should_close());
+        }
+    }
+
+    #[test]
+    fn upgrade_hands_over_the_bytes_that_follow() {
+        let mut conn = ServerConn::new(8192, 1000);
+        conn.handle_input(
+            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x80",
+        );
+        let req = conn.poll_request().expect("request");
+        assert!(req.head.is_websocket_upgrade());
+        let rest = conn.upgrade(Bytes::from_static(
+            b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+        ));
+        assert_eq!(&rest[..], b"\x81\x80");
+    }
+}

@@ -1,0 +1,747 @@
+//! Engine.IO server behaviour, in memory on a virtual clock: the requests a client
+//! makes go in, the responses and WebSocket bytes come out. Derived from the protocol
+//! and from what the official engine.io-protocol test suite checks.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use wirestate_engine::eio::{
+    CloseReason, Config, Cors, Data, Event, PollId, Reply, Server, SessionId, Transmit, TransportId,
+};
+use wirestate_engine::http::{self, Request, Response, ServerConn};
+use wirestate_engine::ws::{self, ClientRequest, Connection, Message};
+
+const PATH: &str = "/engine.io/";
+
+struct Harness {
+    now: Instant,
+    server: Server,
+    events: Vec<Event>,
+    /// Responses to parked polls, by poll.
+    late: HashMap<PollId, Response>,
+    /// WebSocket clients, by the transport the server gave them.
+    clients: HashMap<TransportId, Connection>,
+    /// Messages each WebSocket client received.
+    received: HashMap<TransportId, Vec<Message>>,
+    closed: Vec<TransportId>,
+}
+
+fn config() -> Config {
+    Config::default().heartbeat(Duration::from_millis(300), Duration::from_millis(200))
+}
+
+fn request(method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Request {
+    let mut raw = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n");
+    for (k, v) in headers {
+        raw.push_str(&format!("{k}: {v}\r\n"));
+    }
+    raw.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut conn = ServerConn::new(8192, 1 << 24);
+    conn.handle_input(raw.as_bytes());
+    conn.handle_input(body);
+    conn.poll_request().expect("complete request")
+}
+
+fn body(r: &Response) -> String {
+    String::from_utf8(r.body.to_vec()).expect("utf8 body")
+}
+
+impl Harness {
+    fn new(config: Config) -> Self {
+        Self {
+            now: Instant::now(),
+            server: Server::new(config, [3; 32]),
+            events: Vec::new(),
+            late: HashMap::new(),
+            clients: HashMap::new(),
+            received: HashMap::new(),
+            closed: Vec::new(),
+        }
+    }
+
+    fn pump(&mut self) {
+        loop {
+            let mut progress = false;
+            while let Some(t) = self.server.poll_transmit() {
+                progress = true;
+                match t {
+                    Transmit::Respond { poll, response } => {
+                        assert!(
+                            self.late.insert(poll, response).is_none(),
+                            "one response per poll"
+                        );
+                    }
+                    Transmit::Ws { transport, bytes } => {
+                        if let Some(c) = self.clients.get_mut(&transport) {
+                            c.handle_input(self.now, &bytes);
+                        }
+                    }
+                    Transmit::CloseTransport(transport) => {
+                        self.closed.push(transport);
+                        if let Some(c) = self.clients.get_mut(&transport) {
+                            c.handle_eof(self.now);
+                        }
+                    }
+                }
+            }
+            while let Some(e) = self.server.poll_event() {
+                progress = true;
+                self.events.push(e);
+            }
+            let ids: Vec<TransportId> = self.clients.keys().copied().collect();
+            for tid in ids {
+                let client = self.clients.get_mut(&tid).expect("client");
+                let mut out = Vec::new();
+                while let Some(b) = client.poll_transmit() {
+                    out.extend_from_slice(&b);
+                }
+                while let Some(ev) = client.poll_event() {
+                    if let ws::Event::Message(m) = ev {
+                        self.received.entry(tid).or_default().push(m);
+                    }
+                }
+                if !out.is_empty() && !self.closed.contains(&tid) {
+                    progress = true;
+                    self.server.handle_ws_input(self.now, tid, &out);
+                }
+            }
+            if !progress {
+                return;
+            }
+        }
+    }
+
+    fn send(&mut self, method: &str, query: &str, body: &[u8]) -> Reply {
+        let reply = self.server.handle_request(
+            self.now,
+            &request(method, &format!("{PATH}?{query}"), &[], body),
+        );
+        self.pump();
+        reply
+    }
+
+    fn respond(&mut self, method: &str, query: &str, body: &[u8]) -> Response {
+        match self.send(method, query, body) {
+            Reply::Respond(r) => r,
+            other => panic!("expected an immediate response, got {other:?}"),
+        }
+    }
+
+    fn handshake(&mut self, eio: u8) -> SessionId {
+        let r = self.respond("GET", &format!("EIO={eio}&transport=polling"), b"");
+        assert_eq!(r.status, 200);
+        let text = body(&r);
+        let json = text
+            .split_once("0{")
+            .map(|(_, j)| format!("{{{j}"))
+            .expect("open packet");
+        let sid = json
+            .split("\"sid\":\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .expect("sid")
+            .to_owned();
+        match self.events.iter().rev().find_map(|e| match e {
+            Event::Open { sid, .. } => Some(sid.clone()),
+            _ => None,
+        }) {
+            Some(s) if s.as_str() == sid => s,
+            other => panic!("no open event for {sid}: {other:?}"),
+        }
+    }
+
+    /// Opens a WebSocket to the server (`query` picks EIO, sid).
+    fn websocket(&mut self, query: &str) -> TransportId {
+        let url = format!("ws://localhost{PATH}?{query}");
+        let req = ClientRequest::from_url(&url).expect("url");
+        let mut client =
+            Connection::client(Arc::new(ws::Config::default()), &req, self.now, [9; 32]);
+        let head = client.poll_transmit().expect("request head");
+        let mut conn = ServerConn::new(8192, 1 << 20);
+        conn.handle_input(&head);
+        let request = conn.poll_request().expect("upgrade request");
+        match self.server.handle_request(self.now, &request) {
+            Reply::Upgrade(tid) => {
+                self.clients.insert(tid, client);
+                self.pump();
+                tid
+            }
+            other => panic!("expected an upgrade, got {other:?}"),
+        }
+    }
+
+    fn ws_send(&mut self, tid: TransportId, text: &str) {
+        self.clients
+            .get_mut(&tid)
+            .expect("client")
+            .send_text(text)
+            .expect("open");
+        self.pump();
+    }
+
+    fn ws_received(&mut self, tid: TransportId) -> Vec<String> {
+        self.received
+            .remove(&tid)
+            .unwrap_or_default()
+            .iter()
+            .map(|m| match m {
+                Message::Text(t) => t.to_string(),
+                Message::Binary(b) => format!("{:?}", &b[..]),
+            })
+            .collect()
+    }
+
+    fn advance(&mut self, by: Duration) {
+        let until = self.now + by;
+        while let Some(t) = self.server.poll_timeout() {
+            if t > until {
+                break;
+            }
+            self.now = self.now.max(t);
+            self.server.handle_timeout(self.now);
+            self.pump();
+        }
+        self.now = until;
+        self.server.handle_timeout(self.now);
+        self.pump();
+    }
+
+    fn messages(&self) -> Vec<Data> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Message { data, .. } => Some(data.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn closed_reason(&self, sid: &SessionId) -> Option<CloseReason> {
+        self.events.iter().find_map(|e| match e {
+            Event::Closed { sid: s, reason } if s == sid => Some(*reason),
+            _ => None,
+        })
+    }
+}
+
+fn text(s: &'static str) -> Data {
+    Data::from(s)
+}
+
+#[test]
+fn polling_handshake_has_the_reference_fields() {
+    let mut h = Harness::new(config());
+    let r = h.respond("GET", "EIO=4&transport=polling", b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header_value("Content-Type"),
+        Some("text/plain; charset=UTF-8")
+    );
+    let text = body(&r);
+    assert!(text.starts_with("0{\"sid\":\""), "{text}");
+    assert!(text.ends_with("\",\"upgrades\":[\"websocket\"],\"pingInterval\":300,\"pingTimeout\":200,\"maxPayload\":1000000}"), "{text}");
+    let sid = &text[9..29];
+    assert!(
+        sid.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "{sid}"
+    );
+}
+
+#[test]
+fn bad_requests_get_the_reference_status_and_body() {
+    let mut h = Harness::new(config());
+    let cases = [
+        (
+            "GET",
+            "transport=polling",
+            400,
+            r#"{"code":5,"message":"Unsupported protocol version"}"#,
+        ),
+        (
+            "GET",
+            "EIO=abc&transport=polling",
+            400,
+            r#"{"code":5,"message":"Unsupported protocol version"}"#,
+        ),
+        (
+            "GET",
+            "EIO=3&transport=polling",
+            400,
+            r#"{"code":5,"message":"Unsupported protocol version"}"#,
+        ),
+        (
+            "GET",
+            "EIO=4",
+            400,
+            r#"{"code":0,"message":"Transport unknown"}"#,
+        ),
+        (
+            "GET",
+            "EIO=4&transport=abc",
+            400,
+            r#"{"code":0,"message":"Transport unknown"}"#,
+        ),
+        (
+            "POST",
+            "EIO=4&transport=polling",
+            400,
+            r#"{"code":2,"message":"Bad handshake method"}"#,
+        ),
+        (
+            "PUT",
+            "EIO=4&transport=polling",
+            400,
+            r#"{"code":2,"message":"Bad handshake method"}"#,
+        ),
+        (
+            "GET",
+            "EIO=4&transport=polling&sid=nope",
+            400,
+            r#"{"code":1,"message":"Session ID unknown"}"#,
+        ),
+        (
+            "GET",
+            "EIO=4&transport=polling&j=1",
+            400,
+            r#"{"code":3,"message":"Bad request"}"#,
+        ),
+    ];
+    for (method, query, status, json) in cases {
+        let r = h.respond(method, query, b"");
+        assert_eq!(
+            (r.status, body(&r).as_str()),
+            (status, json),
+            "{method} {query}"
+        );
+        assert_eq!(r.header_value("Content-Type"), Some("application/json"));
+    }
+    // A plain (non-upgrade) request for transport=websocket.
+    let r = h.respond("GET", "EIO=4&transport=websocket", b"");
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn messages_both_ways_over_polling() {
+    let mut h = Harness::new(config());
+    let sid = h.handshake(4);
+    let r = h.respond(
+        "POST",
+        &format!("EIO=4&transport=polling&sid={sid}"),
+        b"4hello\x1e4world\x1ebAQIDBA==",
+    );
+    assert_eq!((r.status, body(&r).as_str()), (200, "ok"));
+    assert_eq!(
+        h.messages(),
+        [
+            text("hello"),
+            text("world"),
+            Data::Binary(Bytes::from_static(&[1, 2, 3, 4]))
+        ]
+    );
+    // Queued before the poll: answered at once.
+    h.server.send(&sid, text("one")).expect("open");
+    h.server
+        .send(&sid, Data::Binary(Bytes::from_static(&[9])))
+        .expect("open");
+    let r = h.respond("GET", &format!("EIO=4&transport=polling&sid={sid}"), b"");
+    assert_eq!(body(&r), "4one\x1ebCQ==");
+    // Nothing queued: the poll is parked and answered when something comes.
+    let Reply::Park(poll) = h.send("GET", &format!("EIO=4&transport=polling&sid={sid}"), b"")
+    else {
+        panic!("park")
+    };
+    assert!(h.late.is_empty());
+    h.server.send(&sid, text("late")).expect("open");
+    h.pump();
+    assert_eq!(body(&h.late[&poll]), "4late");
+}
+
+#[test]
+fn an_invalid_payload_closes_the_session() {
+    let mut h = Harness::new(config());
+    let sid = h.handshake(4);
+    let r = h.respond(
+        "POST",
+        &format!("EIO=4&transport=polling&sid={sid}"),
+        b"abc",
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(h.closed_reason(&sid), Some(CloseReason::ParseError));
+    let r = h.respond("GET", &format!("EIO=4&transport=polling&sid={sid}"), b"");
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn a_duplicate_poll_closes_the_session() {
+    let mut h = Harness::new(config());
+    let sid = h.handshake(4);
+    let Reply::Park(first) = h.send("GET", &format!("EIO=4&transport=polling&sid={sid}"), b"")
+    else {
+        panic!("park")
+    };
+    let second = h.respond(
+        "GET",
+        &format!("EIO=4&transport=polling&sid={sid}&t=burst"),
+        b"",
+    );
+    assert_eq!(second.status, 400);
+    assert_eq!(body(&h.late[&first]), "1");
+    assert_eq!(h.closed_reason(&sid), Some(CloseReason::TransportError));
+    assert_eq!(
+        h.respond("GET", &format!("EIO=4&transport=polling&sid={sid}"), b"")
+            .status,
+        400
+    );
+}
+
+#[test]
+fn heartbeat_rounds_then_timeout() {
+    let mut h = Harness::new(config());
+    let sid = h.handshake(4);
+    for _ in 0..3 {
+        let Reply::Park(poll) = h.send("GET", &format!("EIO=4&transport=polling&sid={sid}"), b"")
+        else {
+            panic!("park")
+        };
+        h.advance(Duration::from_millis(300));
+        assert_eq!(body(&h.late[&poll]), "2", "a ping after pingInterval");
+        let r = h.respond("POST", &format!("EIO=4&transport=polling&sid={sid}"), b"3");
+        assert_eq!(r.status, 200);
+        h.advance(Duration::from_millis(150));
+        assert_eq!(h.closed_reason(&sid), None);
+    }
+    // Ping, and no pong within pingTimeout.
+    let Reply::Park(poll) = h.send("GET", &format!("EIO=4&transport=polling&sid={sid}"), b"")
+    else {
+        panic!("park")
+    };
+    h.advance(Duration::from_millis(150));
+    assert_eq!(body(&h.late[&poll]), "2");
+    h.advance(Duration::from_millis(199));
+    assert_eq!(h.closed_reason(&sid), None);
+    h.advance(Duration::from_millis(2));
+    assert_eq!(h.closed_reason(&sid), Some(CloseReason::PingTimeout));
+    let r = h.respond("POST", &format!("EIO=4&transport=polling&sid={sid}"), b"3");
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn client_close_ends_the_parked_poll_with_a_noop() {
+    let mut h = Harness::new(config());
+    let sid = h.handshake(4);
+    let Reply::Park(poll) = h.send("GET", &format!("EIO=4&transport=polling&sid={sid}"), b"")
+    else {
+        panic!("park")
+    };
+    let r = h.respond("POST", &format!("EIO=4&transport=polling&sid={sid}"), b"1");
+    assert_eq!(r.status, 200);
+    assert_eq!(body(&h.late[&poll]), "6");
+    assert_eq!(h.closed_reason(&sid), Some(CloseReason::TransportClose));
+    assert_eq!(
+        h.respond("GET", &format!("EIO=4&transport=polling&sid={sid}"), b"")
+            .status,
+        400
+    );
+}
+
+#[test]
+fn server_close_delivers_what_was_queued_then_close() {
+    let mut h = Harness::new(config());
+    let sid = h.handshake(4);
+    let Reply::Park(poll) = h.send("GET", &format!("EIO=4&transport=polling&sid={sid}"), b"")
+    else {
+        panic!("park")
+    };
+    let now = h.now;
+    h.server.close(now, &sid).expect("open");
+    h.pump();
+    assert_eq!(body(&h.late[&poll]), "1");
+    assert_eq!(h.closed_reason(&sid), Some(CloseReason::ForcedClose));
+}
+
+#[test]
+fn upgrade_probe_noop_upgrade_then_polling_is_refused() {
+    let mut h = Harness::new(config());
+    let sid = h.handshake(4);
+    let Reply::Park(poll) = h.send("GET", &format!("EIO=4&transport=polling&sid={sid}"), b"")
+    else {
+        panic!("park")
+    };
+    let ws = h.websocket(&format!("EIO=4&transport=websocket&sid={sid}"));
+    h.ws_send(ws, "2probe");
+    assert_eq!(h.ws_received(ws), ["3probe"]);
+    assert_eq!(
+        body(&h.late[&poll]),
+        "6",
+        "the parked poll is released with a noop"
+    );
+    // Until "5", messages still go over polling.
+    h.server.send(&sid, text("via polling")).expect("open");
+    let r = h.respond("GET", &format!("EIO=4&transport=polling&sid={sid}"), b"");
+    assert_eq!(body(&r), "4via polling");
+    h.ws_send(ws, "5");
+    assert!(h
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Upgraded { sid: s } if *s == sid)));
+    h.ws_send(ws, "4hello");
+    assert_eq!(h.messages(), [text("hello")]);
+    h.server.send(&sid, text("via websocket")).expect("open");
+    h.pump();
+    assert_eq!(h.ws_received(ws), ["4via websocket"]);
+    let r = h.respond("GET", &format!("EIO=4&transport=polling&sid={sid}"), b"");
+    assert_eq!(
+        (r.status, body(&r).as_str()),
+        (400, r#"{"code":3,"message":"Bad request"}"#)
+    );
+    // A second WebSocket for the same session is refused too.
+    let url = format!("ws://localhost{PATH}?EIO=4&transport=websocket&sid={sid}");
+    let req = ClientRequest::from_url(&url).expect("url");
+    let mut client = Connection::client(Arc::new(ws::Config::default()), &req, h.now, [1; 32]);
+    let mut conn = ServerConn::new(8192, 1024);
+    conn.handle_input(&client.poll_transmit().expect("head"));
+    let upgrade = conn.poll_request().expect("request");
+    assert!(
+        matches!(h.server.handle_request(h.now, &upgrade), Reply::Respond(r) if r.status == 400)
+    );
+    // Heartbeats continue over the WebSocket.
+    h.advance(Duration::from_millis(300));
+    assert_eq!(h.ws_received(ws), ["2"]);
+    h.ws_send(ws, "3");
+    h.advance(Duration::from_millis(250));
+    assert_eq!(h.closed_reason(&sid), None);
+}
+
+#[test]
+fn upgrade_without_a_parked_poll_sends_the_noop_over_the_websocket() {
+    let mut h = Harness::new(config());
+    let sid = h.handshake(4);
+    let ws = h.websocket(&format!("EIO=4&transport=websocket&sid={sid}"));
+    h.ws_send(ws, "2probe");
+    assert_eq!(h.ws_received(ws), ["3probe"]);
+    h.ws_send(ws, "5");
+    assert_eq!(h.ws_received(ws), ["6"]);
+    h.ws_send(ws, "4hello");
+    assert_eq!(h.messages(), [text("hello")]);
+}
+
+#[test]
+fn a_failed_probe_leaves_the_session_on_polling() {
+    let mut h = Harness::new(config());
+    let sid = h.handshake(4);
+    let ws = h.websocket(&format!("EIO=4&transport=websocket&sid={sid}"));
+    h.ws_send(ws, "4not a probe");
+    assert!(h.closed.contains(&ws) || h.clients[&ws].is_closed());
+    h.server.send(&sid, text("still here")).expect("open");
+    let r = h.respond("GET", &format!("EIO=4&transport=polling&sid={sid}"), b"");
+    assert_eq!(body(&r), "4still here");
+}
+
+#[test]
+fn websocket_only_sessions() {
+    let mut h = Harness::new(config());
+    let ws = h.websocket("EIO=4&transport=websocket");
+    let open = h.ws_received(ws);
+    assert_eq!(open.len(), 1);
+    assert!(
+        open[0].starts_with("0{\"sid\":\"") && open[0].contains("\"upgrades\":[]"),
+        "{open:?}"
+    );
+    h.ws_send(ws, "4hello");
+    h.clients
+        .get_mut(&ws)
+        .expect("client")
+        .send(Message::binary(vec![1u8, 2]))
+        .expect("open");
+    h.pump();
+    assert_eq!(
+        h.messages(),
+        [text("hello"), Data::Binary(Bytes::from_static(&[1, 2]))]
+    );
+    let sid = match &h.events[0] {
+        Event::Open { sid, .. } => sid.clone(),
+        other => panic!("{other:?}"),
+    };
+    h.server
+        .send(&sid, Data::Binary(Bytes::from_static(&[5])))
+        .expect("open");
+    h.pump();
+    assert_eq!(h.received[&ws], [Message::binary(vec![5u8])]);
+    // An invalid packet closes the session; so does the client closing the socket.
+    h.ws_send(ws, "abc");
+    assert_eq!(h.closed_reason(&sid), Some(CloseReason::ParseError));
+    let ws2 = h.websocket("EIO=4&transport=websocket");
+    let sid2 = h.server.session_count();
+    assert_eq!(sid2, 1);
+    let now = h.now;
+    h.clients
+        .get_mut(&ws2)
+        .expect("client")
+        .close(now, ws::CloseCode::NORMAL, "")
+        .expect("open");
+    h.pump();
+    assert_eq!(h.server.session_count(), 0);
+    assert!(h.events.iter().any(|e| matches!(
+        e,
+        Event::Closed {
+            reason: CloseReason::TransportClose,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn websocket_ping_timeout_closes_the_session() {
+    let mut h = Harness::new(config());
+    let ws = h.websocket("EIO=4&transport=websocket");
+    let _open = h.ws_received(ws);
+    h.advance(Duration::from_millis(300));
+    assert_eq!(h.ws_received(ws), ["2"]);
+    h.advance(Duration::from_millis(201));
+    assert!(h.events.iter().any(|e| matches!(
+        e,
+        Event::Closed {
+            reason: CloseReason::PingTimeout,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn eio3_clients_ping_and_use_length_prefixed_payloads() {
+    let mut h = Harness::new(config().allow_eio3(true));
+    let r = h.respond("GET", "EIO=3&transport=polling", b"");
+    let open = body(&r);
+    let (len, packet) = open.split_once(':').expect("v3 payload");
+    assert_eq!(
+        len.parse::<usize>().expect("length"),
+        packet.encode_utf16().count()
+    );
+    let sid = h.handshake(3);
+    for _ in 0..3 {
+        let r = h.respond(
+            "POST",
+            &format!("EIO=3&transport=polling&sid={sid}"),
+            b"1:2",
+        );
+        assert_eq!(body(&r), "ok");
+        let r = h.respond("GET", &format!("EIO=3&transport=polling&sid={sid}"), b"");
+        assert_eq!(body(&r), "1:3");
+    }
+    let r = h.respond(
+        "POST",
+        &format!("EIO=3&transport=polling&sid={sid}"),
+        "6:4hello4:4€𝄞".as_bytes(),
+    );
+    assert_eq!(body(&r), "ok");
+    assert_eq!(h.messages(), [text("hello"), text("€𝄞")]);
+    // v3: the server expects a ping within pingInterval + pingTimeout.
+    h.advance(Duration::from_millis(501));
+    assert_eq!(h.closed_reason(&sid), Some(CloseReason::PingTimeout));
+}
+
+#[test]
+fn payload_over_max_is_413_and_closes() {
+    let mut h = Harness::new(config().max_payload(100));
+    let sid = h.handshake(4);
+    let big = [b'4'; 101];
+    let r = h.respond("POST", &format!("EIO=4&transport=polling&sid={sid}"), &big);
+    assert_eq!(r.status, 413);
+    assert_eq!(h.closed_reason(&sid), Some(CloseReason::TransportError));
+}
+
+#[test]
+fn an_aborted_poll_closes_the_session() {
+    let mut h = Harness::new(config());
+    let sid = h.handshake(4);
+    let Reply::Park(poll) = h.send("GET", &format!("EIO=4&transport=polling&sid={sid}"), b"")
+    else {
+        panic!("park")
+    };
+    let now = h.now;
+    h.server.handle_poll_aborted(now, poll);
+    h.pump();
+    assert_eq!(h.closed_reason(&sid), Some(CloseReason::TransportError));
+}
+
+#[test]
+fn cors_headers_preflight_and_refused_origins() {
+    let mut h = Harness::new(config().cors(Cors::any()));
+    let r = h.respond("GET", "EIO=4&transport=polling", b"");
+    assert_eq!(r.header_value("Access-Control-Allow-Origin"), Some("*"));
+    let pre = request(
+        "OPTIONS",
+        &format!("{PATH}?EIO=4&transport=polling"),
+        &[
+            ("Origin", "http://a.example"),
+            ("Access-Control-Request-Headers", "content-type"),
+        ],
+        b"",
+    );
+    let Reply::Respond(r) = h.server.handle_request(h.now, &pre) else {
+        panic!("respond")
+    };
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        r.header_value("Access-Control-Allow-Headers"),
+        Some("content-type")
+    );
+
+    let mut h = Harness::new(config().cors(Cors::origins(["http://good.example"])));
+    let good = request(
+        "GET",
+        &format!("{PATH}?EIO=4&transport=polling"),
+        &[("Origin", "http://good.example")],
+        b"",
+    );
+    let Reply::Respond(r) = h.server.handle_request(h.now, &good) else {
+        panic!("respond")
+    };
+    assert_eq!(
+        r.header_value("Access-Control-Allow-Origin"),
+        Some("http://good.example")
+    );
+    let bad = request(
+        "GET",
+        &format!("{PATH}?EIO=4&transport=polling"),
+        &[("Origin", "http://evil.example")],
+        b"",
+    );
+    let Reply::Respond(r) = h.server.handle_request(h.now, &bad) else {
+        panic!("respond")
+    };
+    assert_eq!(
+        (r.status, body(&r).as_str()),
+        (403, r#"{"code":4,"message":"Forbidden"}"#)
+    );
+}
+
+#[test]
+fn many_sessions_share_one_timer_heap() {
+    let mut h = Harness::new(config());
+    let sids: Vec<SessionId> = (0..500).map(|_| h.handshake(4)).collect();
+    assert_eq!(h.server.session_count(), 500);
+    // Everyone is pinged after the interval; nobody answers; everyone times out.
+    h.advance(Duration::from_millis(300));
+    h.advance(Duration::from_millis(201));
+    assert_eq!(h.server.session_count(), 0);
+    for sid in &sids {
+        assert_eq!(h.closed_reason(sid), Some(CloseReason::PingTimeout));
+    }
+    assert_eq!(h.server.poll_timeout(), None, "no timers left behind");
+}
+
+#[test]
+fn query_parsing_is_percent_decoded() {
+    let r = request(
+        "GET",
+        "/engine.io/?EIO=4&transport=polling&name=a%20b+c",
+        &[],
+        b"",
+    );
+    assert_eq!(r.head.query_param("name").as_deref(), Some("a b c"));
+    assert_eq!(http::query_pairs("a=1&b").count(), 2);
+}

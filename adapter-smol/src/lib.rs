@@ -38,9 +38,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use async_io::Timer;
-use async_net::TcpStream;
 use futures_io::{AsyncRead, AsyncWrite};
+use smol::net::TcpStream;
+use smol::Timer;
 use wirestate_engine::drive::{self, Clock, Transport};
 
 pub use wirestate_engine::drive::Error;
@@ -185,6 +185,72 @@ impl Clock for SmolClock {
         match &mut self.timer {
             Some(timer) => Pin::new(timer).poll(cx).map(|_| ()),
             None => Poll::Pending,
+        }
+    }
+}
+
+/// Engine.IO endpoints on smol.
+///
+/// ```no_run
+/// use wirestate_smol::eio::{self, Config, Event};
+///
+/// # fn main() -> std::io::Result<()> {
+/// smol::block_on(async {
+///     let server = eio::server(Config::default())?;
+///     let listener = smol::net::TcpListener::bind("127.0.0.1:3000").await?;
+///     smol::spawn(eio::serve(server.clone(), listener)).detach();
+///     loop {
+///         if let Event::Message { sid, data } = server.next_event().await {
+///             let _ = server.send(&sid, data); // echo
+///         }
+///     }
+/// })
+/// # }
+/// ```
+pub mod eio {
+    use std::io;
+
+    use smol::net::{TcpListener, TcpStream};
+
+    pub use wirestate_engine::drive::{EioServer, HttpLimits};
+    pub use wirestate_engine::eio::{CloseReason, Config, Cors, Data, Event, Handshake, SessionId};
+
+    use super::{SmolClock, SmolIo};
+
+    /// An endpoint with OS-seeded session ids; its timer task is spawned on smol's
+    /// global executor.
+    pub fn server(config: Config) -> io::Result<EioServer> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(io::Error::other)?;
+        let server = EioServer::new(config, seed);
+        let timers = server.clone();
+        smol::spawn(async move { timers.run_timers(SmolClock::new()).await }).detach();
+        Ok(server)
+    }
+
+    /// Serves one accepted connection (sets `TCP_NODELAY`). Use it from your own
+    /// accept loop to embed Engine.IO beside other protocols.
+    pub async fn serve_connection(server: &EioServer, stream: TcpStream) -> io::Result<()> {
+        stream.set_nodelay(true)?;
+        let span = tracing::debug_span!("eio-conn", peer = ?stream.peer_addr().ok());
+        let io = SmolIo {
+            inner: stream,
+            span,
+        };
+        server.serve_connection(io, SmolClock::new()).await
+    }
+
+    /// Accepts connections forever, serving each on its own task.
+    pub async fn serve(server: EioServer, listener: TcpListener) -> io::Result<()> {
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let server = server.clone();
+            smol::spawn(async move {
+                if let Err(e) = serve_connection(&server, stream).await {
+                    tracing::debug!(error = %e, "engine.io connection ended with an error");
+                }
+            })
+            .detach();
         }
     }
 }

@@ -198,6 +198,69 @@ impl Clock for TokioClock {
     }
 }
 
+/// Engine.IO endpoints on tokio.
+///
+/// ```no_run
+/// use wirestate_tokio::eio::{self, Config, Event};
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let server = eio::server(Config::default())?;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// tokio::spawn(eio::serve(server.clone(), listener));
+/// loop {
+///     if let Event::Message { sid, data } = server.next_event().await {
+///         let _ = server.send(&sid, data); // echo
+///     }
+/// }
+/// # }
+/// ```
+pub mod eio {
+    use std::io;
+
+    use tokio::net::{TcpListener, TcpStream};
+
+    pub use wirestate_engine::drive::{EioServer, HttpLimits};
+    pub use wirestate_engine::eio::{CloseReason, Config, Cors, Data, Event, Handshake, SessionId};
+
+    use super::{TokioClock, TokioIo};
+
+    /// An endpoint with OS-seeded session ids; its timer task is spawned on the
+    /// current tokio runtime.
+    pub fn server(config: Config) -> io::Result<EioServer> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(io::Error::other)?;
+        let server = EioServer::new(config, seed);
+        let timers = server.clone();
+        tokio::spawn(async move { timers.run_timers(TokioClock::new()).await });
+        Ok(server)
+    }
+
+    /// Serves one accepted connection (sets `TCP_NODELAY`). Use it from your own
+    /// accept loop to embed Engine.IO beside other protocols.
+    pub async fn serve_connection(server: &EioServer, stream: TcpStream) -> io::Result<()> {
+        stream.set_nodelay(true)?;
+        let span = tracing::debug_span!("eio-conn", peer = ?stream.peer_addr().ok());
+        let io = TokioIo {
+            inner: stream,
+            span,
+        };
+        server.serve_connection(io, TokioClock::new()).await
+    }
+
+    /// Accepts connections forever, serving each on its own task.
+    pub async fn serve(server: EioServer, listener: TcpListener) -> io::Result<()> {
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let server = server.clone();
+            tokio::spawn(async move {
+                if let Err(e) = serve_connection(&server, stream).await {
+                    tracing::debug!(error = %e, "engine.io connection ended with an error");
+                }
+            });
+        }
+    }
+}
+
 /// The README's examples, compiled as doctests so that they stay true.
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]

@@ -120,6 +120,67 @@ macro_rules! runtime_tests {
                 });
             }
 
+            /// Reads one HTTP response (head and Content-Length body) from `tcp`.
+            async fn read_response(tcp: &mut $stream) -> (u16, String) {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len: usize = text[..end]
+                            .lines()
+                            .find_map(|l| l.strip_prefix("Content-Length: "))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            let status = text[9..12].parse().expect("status");
+                            return (status, text[end + 4..end + 4 + len].to_owned());
+                        }
+                    }
+                    let n = tcp.read(&mut chunk).await.expect("read");
+                    assert!(n > 0, "connection closed mid-response: {:?}", String::from_utf8_lossy(&buf));
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+            }
+
+            #[test]
+            fn engine_io_over_tcp_keep_alive() {
+                $block_on(async {
+                    let server = adapter::eio::server(adapter::eio::Config::default()).expect("server");
+                    let listener = <$listener>::bind("127.0.0.1:0").await.expect("bind");
+                    let addr = listener.local_addr().expect("addr");
+                    let accept = server.clone();
+                    $spawn(async move {
+                        let _ = adapter::eio::serve(accept, listener).await;
+                    });
+                    let mut tcp = <$stream>::connect(addr).await.expect("tcp");
+                    tcp.write_all(b"GET /engine.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+                    let (status, body) = read_response(&mut tcp).await;
+                    assert_eq!(status, 200);
+                    assert!(body.starts_with("0{\"sid\":\""), "{body}");
+                    let sid = &body[9..29];
+                    // The same connection, kept alive: a message, then a poll that gets the echo.
+                    let post = format!("POST /engine.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\n4hello");
+                    tcp.write_all(post.as_bytes()).await.expect("write");
+                    assert_eq!(read_response(&mut tcp).await, (200, "ok".to_owned()));
+                    match server.next_event().await {
+                        adapter::eio::Event::Open { .. } => {}
+                        other => panic!("{other:?}"),
+                    }
+                    match server.next_event().await {
+                        adapter::eio::Event::Message { sid: s, data } => server.send(&s, data).expect("open"),
+                        other => panic!("{other:?}"),
+                    }
+                    let get = format!("GET /engine.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n\r\n");
+                    tcp.write_all(get.as_bytes()).await.expect("write");
+                    assert_eq!(read_response(&mut tcp).await, (200, "4hello".to_owned()));
+                    tcp.write_all(b"GET /engine.io/?EIO=4&transport=polling&sid=nope HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+                    assert_eq!(read_response(&mut tcp).await, (400, r#"{"code":1,"message":"Session ID unknown"}"#.to_owned()));
+                    tcp.write_all(b"GET /elsewhere HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+                    assert_eq!(read_response(&mut tcp).await.0, 404);
+                });
+            }
+
             #[test]
             fn connect_errors_are_values() {
                 $block_on(async {

@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
         Ok(Some((request, used))) => {
             assert!(used <= data.len());
             let offered: Vec<&str> = request.protocols().collect();
-            black_box(request.response(offered.first().copied()));
+            black_box(request.response(offered.first().copied(), None));
         }
         Ok(None) => assert!(data.len() < 8192),
         Err(e) => {

@@ -1,49 +1,18 @@
-//! The drive loop, written once for every runtime.
+//! [`WebSocket`]: one WebSocket connection over a [`Transport`] and a [`Clock`].
 //!
-//! A runtime adapter supplies two small things — a [`Transport`] (its socket type's
-//! poll methods) and a [`Clock`] (its timer) — and gets [`WebSocket`]: an async API
-//! (`recv`, `send`, `close`), a `Stream` of messages and a `Sink` for them. All the
-//! plumbing between the sans-IO [`Connection`] and the socket lives here: reading into a
-//! stack buffer (an idle connection holds no read buffer), vectored writes of every
-//! queued frame in one call, re-arming one timer, backpressure, and shutting the
-//! transport down when the protocol says so. This module performs no I/O of its own.
+//! Reading into a stack buffer (an idle connection holds no read buffer), vectored
+//! writes of every queued frame in one call, re-arming one timer, backpressure, and
+//! shutting the transport down when the protocol says so.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::poll_fn;
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
-use bytes::{Buf, Bytes};
-
+use super::{Clock, Outbox, Transport};
 use crate::ws::{self, CloseCode, Closed, Connection, Event, Message, Opened, SendError};
-
-/// A byte stream as an adapter sees it (a TCP socket, a TLS stream, ...).
-pub trait Transport: Unpin {
-    /// Reads into `buf`; `Ok(0)` is end of stream.
-    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
-    /// Writes from `bufs` in order; returns how many bytes were written.
-    fn poll_write_vectored(
-        &mut self,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>>;
-    /// Flushes buffered writes.
-    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-    /// Shuts the write side down (for TCP: sends FIN).
-    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-}
-
-/// Time as an adapter sees it: a clock and one re-armable timer.
-pub trait Clock: Unpin {
-    /// The current time.
-    fn now(&self) -> Instant;
-    /// Ready once `deadline` has passed; otherwise arranges a wake-up for it.
-    fn poll_until(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()>;
-}
 
 /// Errors of the async API.
 #[derive(Debug)]
@@ -108,8 +77,6 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Above this many queued bytes, reading pauses and `Sink::poll_ready` waits until the
 /// transport has taken some.
 const HIGH_WATER: usize = 1 << 20;
-/// Buffers handed to one vectored write.
-const MAX_IOV: usize = 64;
 
 /// A WebSocket over any [`Transport`] and [`Clock`].
 ///
@@ -120,8 +87,7 @@ pub struct WebSocket<T, C> {
     io: T,
     clock: C,
     conn: Connection,
-    outbox: VecDeque<Bytes>,
-    outbox_bytes: usize,
+    outbox: Outbox,
     read_eof: bool,
     shut_down: bool,
     closed: Option<Closed>,
@@ -134,7 +100,7 @@ impl<T, C> fmt::Debug for WebSocket<T, C> {
         f.debug_struct("WebSocket")
             .field("role", &self.conn.role())
             .field("open", &self.conn.is_open())
-            .field("outbox_bytes", &self.outbox_bytes)
+            .field("outbox_bytes", &self.outbox.len())
             .finish()
     }
 }
@@ -169,8 +135,7 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
             io,
             clock,
             conn,
-            outbox: VecDeque::new(),
-            outbox_bytes: 0,
+            outbox: Outbox::default(),
             read_eof: false,
             shut_down: false,
             closed: None,
@@ -301,7 +266,7 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
                     continue;
                 }
             }
-            if self.read_eof || self.outbox_bytes > HIGH_WATER {
+            if self.read_eof || self.outbox.len() > HIGH_WATER {
                 return Poll::Pending;
             }
             let mut buf = [0u8; READ_CHUNK];
@@ -339,7 +304,7 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
             self.on_io_error();
             return Poll::Ready(Err(e.into()));
         }
-        if self.outbox_bytes + self.conn.buffered_amount() > HIGH_WATER {
+        if self.outbox.len() + self.conn.buffered_amount() > HIGH_WATER {
             return Poll::Pending;
         }
         Poll::Ready(Ok(()))
@@ -374,44 +339,13 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
     /// Moves queued frames to the outbox and writes as much as the transport takes now.
     fn write_some(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         while let Some(bytes) = self.conn.poll_transmit() {
-            self.outbox_bytes += bytes.len();
-            self.outbox.push_back(bytes);
+            self.outbox.push(bytes);
         }
-        while !self.outbox.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_IOV];
-            let mut count = 0;
-            for (slot, bytes) in slices.iter_mut().zip(self.outbox.iter()) {
-                *slot = IoSlice::new(bytes);
-                count += 1;
-            }
-            match self.io.poll_write_vectored(cx, &slices[..count]) {
-                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-                Poll::Ready(Ok(n)) => self.advance(n),
-                Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => return Ok(()),
-            }
-        }
-        Ok(())
-    }
-
-    fn advance(&mut self, mut n: usize) {
-        self.outbox_bytes -= n;
-        while n > 0 {
-            let Some(front) = self.outbox.front_mut() else {
-                return;
-            };
-            if n < front.len() {
-                front.advance(n);
-                return;
-            }
-            n -= front.len();
-            self.outbox.pop_front();
-        }
+        self.outbox.write_to(&mut self.io, cx)
     }
 
     fn on_io_error(&mut self) {
         self.outbox.clear();
-        self.outbox_bytes = 0;
         self.read_eof = true;
         self.shut_down = true;
         self.conn.handle_eof(self.clock.now());

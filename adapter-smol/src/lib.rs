@@ -229,8 +229,13 @@ pub mod eio {
     }
 
     /// Serves one accepted connection (sets `TCP_NODELAY`). Use it from your own
-    /// accept loop to embed Engine.IO beside other protocols.
-    pub async fn serve_connection(server: &EioServer, stream: TcpStream) -> io::Result<()> {
+    /// accept loop to embed Engine.IO beside other protocols. A WebSocket upgrade for
+    /// a route added with [`EioServer::with_websocket_route`] comes back open, with its
+    /// path, for you to run.
+    pub async fn serve_connection(
+        server: &EioServer,
+        stream: TcpStream,
+    ) -> io::Result<Option<(String, crate::WebSocket<TcpStream>)>> {
         stream.set_nodelay(true)?;
         let span = tracing::debug_span!("eio-conn", peer = ?stream.peer_addr().ok());
         let io = SmolIo {
@@ -240,14 +245,34 @@ pub mod eio {
         server.serve_connection(io, SmolClock::new()).await
     }
 
-    /// Accepts connections forever, serving each on its own task.
+    /// Accepts connections forever, serving each on its own task. Plain WebSocket
+    /// routes, if any, are closed: use [`serve_with`] to run them.
     pub async fn serve(server: EioServer, listener: TcpListener) -> io::Result<()> {
+        serve_with(server, listener, |_path, _ws| async {}).await
+    }
+
+    /// Accepts connections forever, serving each on its own task; runs
+    /// `on_websocket(path, socket)` for the plain WebSocket routes.
+    pub async fn serve_with<F, Fut>(
+        server: EioServer,
+        listener: TcpListener,
+        on_websocket: F,
+    ) -> io::Result<()>
+    where
+        F: Fn(String, crate::WebSocket<TcpStream>) -> Fut + Clone + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         loop {
             let (stream, _) = listener.accept().await?;
             let server = server.clone();
+            let on_websocket = on_websocket.clone();
             smol::spawn(async move {
-                if let Err(e) = serve_connection(&server, stream).await {
-                    tracing::debug!(error = %e, "engine.io connection ended with an error");
+                match serve_connection(&server, stream).await {
+                    Ok(Some((path, ws))) => on_websocket(path, ws).await,
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "engine.io connection ended with an error")
+                    }
                 }
             })
             .detach();

@@ -182,6 +182,49 @@ macro_rules! runtime_tests {
             }
 
             #[test]
+            fn plain_websocket_route_beside_engine_io() {
+                $block_on(async {
+                    let server = adapter::eio::server(adapter::eio::Config::default())
+                        .expect("server")
+                        .with_websocket_route("/chat", Arc::new(Config::default()));
+                    let listener = <$listener>::bind("127.0.0.1:0").await.expect("bind");
+                    let addr = listener.local_addr().expect("addr");
+                    $spawn(async move {
+                        let _ = adapter::eio::serve_with(server, listener, |path, mut ws| async move {
+                            assert_eq!(path, "/chat");
+                            wirestate_conformance::echo(&mut ws).await;
+                        })
+                        .await;
+                    });
+                    let mut ws = adapter::connect(&format!("ws://{addr}/chat"), Arc::new(Config::default())).await.expect("connect");
+                    ws.send("over the route").await.expect("send");
+                    assert_eq!(ws.recv().await.expect("echo").expect("ok"), Message::text("over the route"));
+                    ws.close(CloseCode::NORMAL, "").await.expect("close");
+                    let err = adapter::connect(&format!("ws://{addr}/nowhere"), Arc::new(Config::default())).await.expect_err("404");
+                    assert!(err.to_string().contains("404"), "{err}");
+                });
+            }
+
+            #[test]
+            fn a_trickled_request_is_cut_off() {
+                $block_on(async {
+                    let limits = wirestate_engine::drive::HttpLimits::default().request_timeout(Duration::from_millis(100));
+                    let server = adapter::eio::server(adapter::eio::Config::default()).expect("server").http_limits(limits);
+                    let listener = <$listener>::bind("127.0.0.1:0").await.expect("bind");
+                    let addr = listener.local_addr().expect("addr");
+                    $spawn(async move {
+                        let _ = adapter::eio::serve(server, listener).await;
+                    });
+                    let mut tcp = <$stream>::connect(addr).await.expect("tcp");
+                    tcp.write_all(b"GET /engine.io/?EIO=4").await.expect("write");
+                    let mut rest = Vec::new();
+                    // The server gives up on the half-sent head and closes: read_to_end ends.
+                    tcp.read_to_end(&mut rest).await.expect("closed by the server");
+                    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+                });
+            }
+
+            #[test]
             fn connect_errors_are_values() {
                 $block_on(async {
                     let config = Arc::new(Config::default());

@@ -12,26 +12,47 @@ use std::future::poll_fn;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{Clock, Outbox, Transport};
+use super::{Clock, Outbox, Transport, WebSocket};
 use crate::eio::{self, Data, PollId, Reply, SendError, SessionId, Transmit, TransportId};
 use crate::http::{Response, ServerConn};
+use crate::ws;
 
-/// Size caps for the HTTP side of an [`EioServer`].
+/// Limits for the HTTP side of an [`EioServer`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HttpLimits {
     /// Largest request head (default 8 KiB; larger: 431).
     pub max_head_size: usize,
+    /// How long an idle or half-sent request may hold a connection before it is closed
+    /// (default 30 s): keep-alive connections do not live forever, and a client that
+    /// trickles a request head (slowloris) is cut off.
+    pub request_timeout: Duration,
 }
 
 impl Default for HttpLimits {
     fn default() -> Self {
         Self {
             max_head_size: 8 << 10,
+            request_timeout: Duration::from_secs(30),
         }
+    }
+}
+
+impl HttpLimits {
+    /// Sets [`HttpLimits::request_timeout`].
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets [`HttpLimits::max_head_size`].
+    pub fn max_head_size(mut self, bytes: usize) -> Self {
+        self.max_head_size = bytes;
+        self
     }
 }
 
@@ -100,6 +121,7 @@ impl Shared {
 pub struct EioServer {
     shared: Arc<Mutex<Shared>>,
     limits: HttpLimits,
+    routes: Arc<Vec<(String, Arc<ws::Config>)>>,
 }
 
 /// What a connection is doing.
@@ -107,6 +129,8 @@ enum Mode {
     Http,
     Parked(PollId),
     Ws(TransportId),
+    /// A WebSocket upgrade for one of the plain routes: leave the loop.
+    Handoff(Box<ws::Request>, Arc<ws::Config>),
 }
 
 /// How many bytes are read per `poll_read` (on the stack of the polling task).
@@ -135,7 +159,22 @@ impl EioServer {
                 armed: None,
             })),
             limits,
+            routes: Arc::new(Vec::new()),
         }
+    }
+
+    /// Replaces the HTTP limits.
+    pub fn http_limits(mut self, limits: HttpLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Serves plain WebSocket connections on `path` beside Engine.IO:
+    /// [`serve_connection`](Self::serve_connection) hands each such upgrade back to the
+    /// caller as an open [`WebSocket`].
+    pub fn with_websocket_route(mut self, path: &str, config: Arc<ws::Config>) -> Self {
+        Arc::make_mut(&mut self.routes).push((path.to_owned(), config));
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Shared> {
@@ -203,12 +242,15 @@ impl EioServer {
     }
 
     /// Serves one accepted connection until it closes: HTTP requests for the
-    /// Engine.IO path (other paths get 404), parked polls, and upgraded WebSockets.
+    /// Engine.IO path, parked polls, and upgraded WebSockets. A WebSocket upgrade for a
+    /// route added with [`with_websocket_route`](Self::with_websocket_route) returns the
+    /// open connection (with the route's path) for the caller to run; other paths get
+    /// 404.
     pub async fn serve_connection<T: Transport, C: Clock>(
         &self,
         mut io: T,
-        clock: C,
-    ) -> io::Result<()> {
+        mut clock: C,
+    ) -> io::Result<Option<(String, WebSocket<T, C>)>> {
         let mut http = ServerConn::new(
             self.limits.max_head_size,
             self.lock().server.max_body_size() + 1024,
@@ -216,7 +258,8 @@ impl EioServer {
         let mut out = Outbox::default();
         let mut mode = Mode::Http;
         let mut read_eof = false;
-        poll_fn(|cx| {
+        let mut idle_since = clock.now();
+        let done = poll_fn(|cx| {
             loop {
                 // Everything queued for this connection goes out first.
                 while let Some(b) = http.poll_transmit() {
@@ -239,12 +282,25 @@ impl EioServer {
                 match mode {
                     Mode::Http => {
                         if let Some(request) = http.poll_request() {
-                            mode = self.route(&mut http, &request, clock.now());
+                            mode = self.route(&mut http, request, clock.now());
+                            idle_since = clock.now();
                             continue;
                         }
                         if http.should_close() && out.is_empty() {
                             return shutdown(&mut io, cx);
                         }
+                        if clock
+                            .poll_until(cx, idle_since + self.limits.request_timeout)
+                            .is_ready()
+                        {
+                            return shutdown(&mut io, cx);
+                        }
+                    }
+                    Mode::Handoff(..) => {
+                        if out.is_empty() {
+                            return Poll::Ready(Ok(()));
+                        }
+                        return Poll::Pending;
                     }
                     Mode::Parked(poll) => {
                         let mut s = self.lock();
@@ -253,6 +309,7 @@ impl EioServer {
                                 drop(s);
                                 http.respond(response);
                                 mode = Mode::Http;
+                                idle_since = clock.now();
                                 continue;
                             }
                             None => {
@@ -277,7 +334,7 @@ impl EioServer {
                     Poll::Ready(Ok(0)) => {
                         read_eof = true;
                         match mode {
-                            Mode::Http => http.handle_eof(),
+                            Mode::Http | Mode::Handoff(..) => http.handle_eof(),
                             Mode::Parked(_) | Mode::Ws(_) => self.abandon(&mode, clock.now()),
                         }
                         if matches!(mode, Mode::Parked(_) | Mode::Ws(_)) {
@@ -290,7 +347,9 @@ impl EioServer {
                             s.server.handle_ws_input(clock.now(), tid, &buf[..n]);
                             s.dispatch();
                         }
-                        Mode::Http | Mode::Parked(_) => http.handle_input(&buf[..n]),
+                        Mode::Http | Mode::Parked(_) | Mode::Handoff(..) => {
+                            http.handle_input(&buf[..n])
+                        }
                     },
                     Poll::Ready(Err(e)) => {
                         self.abandon(&mode, clock.now());
@@ -300,14 +359,38 @@ impl EioServer {
                 }
             }
         })
-        .await
+        .await;
+        done?;
+        match mode {
+            Mode::Handoff(request, config) => {
+                let rest = http.upgrade(Bytes::new());
+                let path = request.path().split('?').next().unwrap_or("/").to_owned();
+                let ws = WebSocket::accept_request(io, clock, config, *request, &rest);
+                Ok(Some((path, ws)))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Hands one request to the Engine.IO server (or answers 404).
-    fn route(&self, http: &mut ServerConn, request: &crate::http::Request, now: Instant) -> Mode {
+    fn route(&self, http: &mut ServerConn, request: crate::http::Request, now: Instant) -> Mode {
         let mut s = self.lock();
         if !s.server.config().matches(request.head.path()) {
             drop(s);
+            let route = self.routes.iter().find(|(p, _)| p == request.head.path());
+            if let (Some((_, config)), true) = (route, request.head.is_websocket_upgrade()) {
+                match ws::handshake::validate(request.head) {
+                    Ok(upgrade) => return Mode::Handoff(Box::new(upgrade), config.clone()),
+                    Err(e) => {
+                        http.respond(
+                            Response::new(e.status())
+                                .header("Content-Type", "text/plain; charset=utf-8")
+                                .body(e.to_string()),
+                        );
+                        return Mode::Http;
+                    }
+                }
+            }
             http.respond(
                 Response::new(404)
                     .header("Content-Type", "text/plain")
@@ -315,7 +398,7 @@ impl EioServer {
             );
             return Mode::Http;
         }
-        let reply = s.server.handle_request(now, request);
+        let reply = s.server.handle_request(now, &request);
         let mode = match reply {
             Reply::Respond(response) => {
                 http.respond(response);
@@ -338,7 +421,7 @@ impl EioServer {
     fn abandon(&self, mode: &Mode, now: Instant) {
         let mut s = self.lock();
         match *mode {
-            Mode::Http => {}
+            Mode::Http | Mode::Handoff(..) => {}
             Mode::Parked(poll) => {
                 s.wakers.remove(&Mailbox::Poll(poll));
                 if s.responses.remove(&poll).is_none() {

@@ -144,6 +144,30 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
         }
     }
 
+    /// A server connection for an upgrade request already read by an HTTP router:
+    /// answers it (`101`, queued), feeds `rest` (bytes read past the request) and
+    /// returns the open connection.
+    pub fn accept_request(
+        io: T,
+        clock: C,
+        config: Arc<ws::Config>,
+        request: ws::Request,
+        rest: &[u8],
+    ) -> Self {
+        let now = clock.now();
+        let mut conn = Connection::accept(config, request, now);
+        let opened = match conn.poll_event() {
+            Some(Event::Open(opened)) => Some(opened),
+            _ => None,
+        };
+        if !rest.is_empty() {
+            conn.handle_input(now, rest);
+        }
+        let mut ws = Self::from_connection(io, clock, conn);
+        ws.opened = opened;
+        ws
+    }
+
     /// Runs the server side of the opening handshake on `io`.
     pub async fn accept(io: T, clock: C, config: Arc<ws::Config>) -> Result<Self, Error> {
         let conn = Connection::server(config, clock.now());

@@ -5,10 +5,18 @@
 //! bytes to write, events and one deadline. A polling GET that must wait is *parked*
 //! under a [`PollId`]; its response comes out later through
 //! [`Server::poll_transmit`]. The adapter owns no protocol state of its own.
+//!
+//! [`Client`] is the client side: it says which HTTP requests and WebSocket messages
+//! to make, and takes their outcomes.
 
+mod client;
 mod packet;
 mod server;
 
+pub use client::{
+    Action, Client, ClientCloseReason, ClientConfig, ClientEvent, ClosedError, OpenInfo, RequestId,
+    WsId,
+};
 pub use packet::{decode_payload, encode_payload, Data, DecodeError, Packet, PacketType, Protocol};
 pub use server::{
     CloseReason, Config, Cors, ErrorCode, Event, Handshake, PollId, Reply, SendError, Server,

@@ -536,18 +536,21 @@ impl Server {
             return reply;
         }
         let protocol = session.protocol;
+        if !session.buffer.is_empty() {
+            let packets = self.take_buffer(&sid);
+            return Reply::Respond(polling_response(encode_payload(&packets, protocol), cors));
+        }
         if let Some(upgrade) = &mut session.upgrade {
-            if upgrade.probed && !upgrade.noop_delivered {
+            // Once probed, a poll with nothing to carry ends at once with a noop, so
+            // that the client can pause polling and complete the upgrade (the reference
+            // re-sends it every 100 ms for the same reason).
+            if upgrade.probed {
                 upgrade.noop_delivered = true;
                 return Reply::Respond(polling_response(
                     encode_payload(&[Packet::bare(PacketType::Noop)], protocol),
                     cors,
                 ));
             }
-        }
-        if !session.buffer.is_empty() {
-            let packets = self.take_buffer(&sid);
-            return Reply::Respond(polling_response(encode_payload(&packets, protocol), cors));
         }
         let id = PollId(self.next_id());
         if let Some(session) = self.sessions.get_mut(&sid) {

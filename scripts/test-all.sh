@@ -7,8 +7,9 @@
 #   SKIP_AUTOBAHN=1                skip the Autobahn runs
 #   AUTOBAHN_DEFLATE=0             skip Autobahn's permessage-deflate sections (12, 13)
 #
-# Interop: npm engine.io-client and PyPI python-engineio against eio-server, on both
-# runtimes (installed into conformance/interop/ and the user's Python on first use).
+# Interop: npm engine.io-client and PyPI python-engineio against eio-server, and our
+# Engine.IO client against Node's engine.io server, on both runtimes (installed into
+# conformance/interop/ and the user's Python on first use).
 #
 # Autobahn split (the suite itself is the slow part: ~10 min per role for sections 12
 # and 13): all 517 cases for our server on tokio and for our client on smol, run in
@@ -98,13 +99,15 @@ fi
 
 if [ "${SKIP_AUTOBAHN:-0}" != 1 ]; then
     run autobahn-install bash conformance/autobahn/install.sh
-    run conformance-build cargo build --release --locked -p wirestate-conformance --bin ws-echo --bin autobahn-client --bin eio-server
+    run conformance-build cargo build --release --locked -p wirestate-conformance --bin ws-echo --bin autobahn-client --bin eio-server --bin eio-client
     export WIRESTATE_BIN_DIR="$root/target/release"
     short='*,-12.*,-13.*'
     run autobahn-server-smol bash conformance/autobahn.sh server smol "$short"
     run autobahn-client-tokio bash conformance/autobahn.sh client tokio "$short"
     run interop-eio-tokio bash conformance/interop.sh eio tokio
     run interop-eio-smol bash conformance/interop.sh eio smol
+    run interop-eio-client-tokio bash conformance/interop.sh eio-client tokio
+    run interop-eio-client-smol bash conformance/interop.sh eio-client smol
     if [ "${AUTOBAHN_DEFLATE:-1}" = 1 ]; then
         start autobahn-server-tokio-all bash conformance/autobahn.sh server tokio '*'
         start autobahn-client-smol-all bash conformance/autobahn.sh client smol '*'

@@ -217,6 +217,56 @@ pub mod eio {
 
     use super::{SmolClock, SmolIo};
 
+    pub use wirestate_engine::eio::{ClientCloseReason, ClientConfig, ClientEvent, OpenInfo};
+
+    /// An Engine.IO client session on smol (see [`connect`]).
+    pub type EioClient = wirestate_engine::drive::EioClient<Connector, SmolClock>;
+
+    /// Opens TCP connections (with `TCP_NODELAY`) to one server.
+    #[derive(Clone, Debug)]
+    pub struct Connector {
+        authority: String,
+    }
+
+    impl wirestate_engine::drive::Connector for Connector {
+        type Io = SmolIo<TcpStream>;
+
+        fn connect(
+            &self,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<Self::Io>> + Send>>
+        {
+            let authority = self.authority.clone();
+            Box::pin(async move {
+                let stream = TcpStream::connect(authority.as_str()).await?;
+                stream.set_nodelay(true)?;
+                let span = tracing::debug_span!("eio-client", server = %authority);
+                Ok(SmolIo {
+                    inner: stream,
+                    span,
+                })
+            })
+        }
+    }
+
+    /// Starts an Engine.IO session with the server at `url` (`http://host:port`; the
+    /// path comes from `config`). Nothing happens until [`EioClient::recv`] is awaited;
+    /// its first event is `Open` (or `Closed` if the server cannot be reached).
+    pub fn connect(url: &str, config: ClientConfig) -> io::Result<EioClient> {
+        let authority = wirestate_engine::drive::authority_of(url)?;
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(io::Error::other)?;
+        let connector = Connector {
+            authority: authority.clone(),
+        };
+        Ok(EioClient::new(
+            connector,
+            SmolClock::new(),
+            &authority,
+            config,
+            seed,
+        ))
+    }
+
     /// An endpoint with OS-seeded session ids; its timer task is spawned on smol's
     /// global executor.
     pub fn server(config: Config) -> io::Result<EioServer> {

@@ -225,6 +225,47 @@ macro_rules! runtime_tests {
             }
 
             #[test]
+            fn engine_io_client_against_our_server_every_transport() {
+                $block_on(async {
+                    let server = adapter::eio::server(adapter::eio::Config::default()).expect("server");
+                    let listener = <$listener>::bind("127.0.0.1:0").await.expect("bind");
+                    let addr = listener.local_addr().expect("addr");
+                    let accept = server.clone();
+                    $spawn(async move {
+                        let _ = adapter::eio::serve(accept, listener).await;
+                    });
+                    let echo = server.clone();
+                    $spawn(async move {
+                        loop {
+                            if let adapter::eio::Event::Message { sid, data } = echo.next_event().await {
+                                let _ = echo.send(&sid, data);
+                            }
+                        }
+                    });
+                    for (polling, websocket) in [(true, false), (false, true), (true, true)] {
+                        let config = adapter::eio::ClientConfig::default().transports(polling, websocket);
+                        let mut client = adapter::eio::connect(&format!("http://{addr}"), config).expect("url");
+                        assert!(matches!(client.recv().await, Some(adapter::eio::ClientEvent::Open(_))));
+                        client.send(adapter::eio::Data::from("ping me")).expect("open");
+                        loop {
+                            match client.recv().await {
+                                Some(adapter::eio::ClientEvent::Message(d)) => {
+                                    assert_eq!(d, adapter::eio::Data::from("ping me"));
+                                    break;
+                                }
+                                Some(adapter::eio::ClientEvent::Upgraded) => {}
+                                other => panic!("{other:?}"),
+                            }
+                        }
+                        client.close();
+                        while client.recv().await.is_some() {}
+                    }
+                    let mut refused = adapter::eio::connect("http://127.0.0.1:1", adapter::eio::ClientConfig::default()).expect("url");
+                    assert!(matches!(refused.recv().await, Some(adapter::eio::ClientEvent::Closed(_))));
+                });
+            }
+
+            #[test]
             fn connect_errors_are_values() {
                 $block_on(async {
                     let config = Arc::new(Config::default());

@@ -12,9 +12,11 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 mod eio;
+mod eio_client;
 mod ws;
 
 pub use eio::{EioServer, HttpLimits};
+pub use eio_client::{authority_of, Connector, EioClient};
 pub use ws::{Error, WebSocket};
 
 /// A byte stream as an adapter sees it (a TCP socket, a TLS stream, ...).

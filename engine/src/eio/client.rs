@@ -56,13 +56,9 @@ impl ClientConfig {
         self
     }
 
-    /// Sets [`ClientConfig::path`].
+    /// Sets [`ClientConfig::path`] (a trailing `/` is added if missing).
     pub fn path(mut self, path: &str) -> Self {
-        self.path = if path.ends_with('/') {
-            path.to_owned()
-        } else {
-            format!("{path}/")
-        };
+        self.path = super::with_trailing_slash(path);
         self
     }
 }
@@ -417,15 +413,7 @@ impl Client {
                 None => {
                     let mut packets = std::mem::take(&mut self.buffer);
                     packets.push(close);
-                    let id = self.request_id();
-                    let target = self.target("polling");
-                    let body = encode_payload(&packets, Protocol::V4);
-                    self.actions.push_back(Action::Http {
-                        id,
-                        method: "POST",
-                        target,
-                        body,
-                    });
+                    self.post_packets(&packets);
                 }
             }
         }
@@ -542,16 +530,7 @@ impl Client {
         }
         if self.post.is_none() && !self.buffer.is_empty() {
             let packets = std::mem::take(&mut self.buffer);
-            let id = self.request_id();
-            self.post = Some(id);
-            let target = self.target("polling");
-            let body = encode_payload(&packets, Protocol::V4);
-            self.actions.push_back(Action::Http {
-                id,
-                method: "POST",
-                target,
-                body,
-            });
+            self.post = Some(self.post_packets(&packets));
         }
         if self.get.is_none() {
             let id = self.request_id();
@@ -564,6 +543,20 @@ impl Client {
                 body: Bytes::new(),
             });
         }
+    }
+
+    /// Queues a POST carrying `packets`.
+    fn post_packets(&mut self, packets: &[Packet]) -> RequestId {
+        let id = self.request_id();
+        let target = self.target("polling");
+        let body = encode_payload(packets, Protocol::V4);
+        self.actions.push_back(Action::Http {
+            id,
+            method: "POST",
+            target,
+            body,
+        });
+        id
     }
 
     fn abandon_upgrade(&mut self) {

@@ -22,3 +22,12 @@ pub use server::{
     CloseReason, Config, Cors, ErrorCode, Event, Handshake, PollId, Reply, SendError, Server,
     SessionId, Transmit, TransportId, TransportKind,
 };
+
+/// Engine.IO paths end with `/`.
+fn with_trailing_slash(path: &str) -> String {
+    if path.ends_with('/') {
+        path.to_owned()
+    } else {
+        format!("{path}/")
+    }
+}

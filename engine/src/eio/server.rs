@@ -66,11 +66,7 @@ impl Default for Config {
 impl Config {
     /// Sets [`Config::path`] (a trailing `/` is added if missing).
     pub fn path(mut self, path: &str) -> Self {
-        self.path = if path.ends_with('/') {
-            path.to_owned()
-        } else {
-            format!("{path}/")
-        };
+        self.path = super::with_trailing_slash(path);
         self
     }
 

@@ -900,14 +900,7 @@ impl Connection {
                     return Ok(());
                 };
                 let limit = self.config.max_message_size;
-                let (text, utf8) = (msg.text, &mut msg.utf8);
-                let mut check = |piece: &[u8]| {
-                    if text {
-                        utf8.feed(piece).map_err(|_| ProtocolError::InvalidUtf8)
-                    } else {
-                        Ok(())
-                    }
-                };
+                let mut check = text_check(msg.text, &mut msg.utf8);
                 let Some(key) = mask else {
                     return codec.decompress(data, &mut msg.buf, limit, &mut check);
                 };
@@ -927,12 +920,7 @@ impl Connection {
                 if let Some(key) = mask {
                     apply_mask(piece, *key, offset);
                 }
-                if msg.text {
-                    msg.utf8
-                        .feed(piece)
-                        .map_err(|_| ProtocolError::InvalidUtf8)?;
-                }
-                Ok(())
+                text_check(msg.text, &mut msg.utf8)(piece)
             }
             // The decoder only yields payload after a header we accepted.
             _ => Ok(()),
@@ -947,14 +935,7 @@ impl Connection {
                 };
                 if msg.compressed {
                     if let Some(codec) = self.deflate.as_deref_mut() {
-                        let (text, utf8) = (msg.text, &mut msg.utf8);
-                        let mut check = |piece: &[u8]| {
-                            if text {
-                                utf8.feed(piece).map_err(|_| ProtocolError::InvalidUtf8)
-                            } else {
-                                Ok(())
-                            }
-                        };
+                        let mut check = text_check(msg.text, &mut msg.utf8);
                         codec.finish_message(
                             &mut msg.buf,
                             self.config.max_message_size,
@@ -1144,6 +1125,20 @@ impl Connection {
             apply_mask(&mut buf[start..], key, 0);
         }
         buf.freeze()
+    }
+}
+
+/// Validates the pieces of a message as they arrive, if it is text.
+fn text_check(
+    text: bool,
+    utf8: &mut Utf8Validator,
+) -> impl FnMut(&[u8]) -> Result<(), ProtocolError> + '_ {
+    move |piece| {
+        if text {
+            utf8.feed(piece).map_err(|_| ProtocolError::InvalidUtf8)
+        } else {
+            Ok(())
+        }
     }
 }
 

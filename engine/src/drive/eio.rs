@@ -270,6 +270,9 @@ impl EioServer {
                     for b in s.ws_out.remove(&tid).unwrap_or_default() {
                         out.push(b);
                     }
+                    // Registered under the same lock as the drain above, so that bytes
+                    // dispatched by another thread right after it still wake us.
+                    s.wakers.insert(Mailbox::Ws(tid), cx.waker().clone());
                     if out.is_empty() && s.ws_closed.remove(&tid) {
                         drop(s);
                         return shutdown(&mut io, cx);
@@ -317,11 +320,7 @@ impl EioServer {
                             }
                         }
                     }
-                    Mode::Ws(tid) => {
-                        self.lock()
-                            .wakers
-                            .insert(Mailbox::Ws(tid), cx.waker().clone());
-                    }
+                    Mode::Ws(_) => {}
                 }
                 if read_eof || out.len() > HIGH_WATER {
                     if read_eof && matches!(mode, Mode::Http) && out.is_empty() {

@@ -197,6 +197,23 @@ impl fmt::Display for HttpError {
 
 impl std::error::Error for HttpError {}
 
+/// Applies the head-size cap to an httparse result: the head's length, `None` for
+/// "need more bytes", or the error (too large also when too many header lines).
+pub(crate) fn head_length(
+    parsed: httparse::Result<usize>,
+    buffered: usize,
+    max_head_size: usize,
+) -> Result<Option<usize>, HttpError> {
+    match parsed {
+        Ok(httparse::Status::Complete(n)) if n <= max_head_size => Ok(Some(n)),
+        Ok(httparse::Status::Complete(_)) => Err(HttpError::HeadTooLarge),
+        Ok(httparse::Status::Partial) if buffered >= max_head_size => Err(HttpError::HeadTooLarge),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(HttpError::HeadTooLarge),
+        Err(_) => Err(HttpError::Malformed),
+    }
+}
+
 /// Parses a request head at the start of `buf`; `Ok(None)`: need more bytes.
 pub fn parse_head(
     buf: &[u8],
@@ -204,15 +221,8 @@ pub fn parse_head(
 ) -> Result<Option<(RequestHead, usize)>, HttpError> {
     let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut raw);
-    let used = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) if n <= max_head_size => n,
-        Ok(httparse::Status::Complete(_)) => return Err(HttpError::HeadTooLarge),
-        Ok(httparse::Status::Partial) if buf.len() >= max_head_size => {
-            return Err(HttpError::HeadTooLarge)
-        }
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadTooLarge),
-        Err(_) => return Err(HttpError::Malformed),
+    let Some(used) = head_length(req.parse(buf), buf.len(), max_head_size)? else {
+        return Ok(None);
     };
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return Err(HttpError::Malformed);

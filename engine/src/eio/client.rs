@@ -225,15 +225,7 @@ impl Client {
             next_id: 0,
         };
         if client.config.polling {
-            let id = client.request_id();
-            client.get = Some(id);
-            let target = client.target("polling");
-            client.actions.push_back(Action::Http {
-                id,
-                method: "GET",
-                target,
-                body: Bytes::new(),
-            });
+            client.start_poll();
         } else {
             let id = client.ws_id();
             client.ws = Some(id);
@@ -533,16 +525,21 @@ impl Client {
             self.post = Some(self.post_packets(&packets));
         }
         if self.get.is_none() {
-            let id = self.request_id();
-            self.get = Some(id);
-            let target = self.target("polling");
-            self.actions.push_back(Action::Http {
-                id,
-                method: "GET",
-                target,
-                body: Bytes::new(),
-            });
+            self.start_poll();
         }
+    }
+
+    /// Queues the long-polling GET.
+    fn start_poll(&mut self) {
+        let id = self.request_id();
+        self.get = Some(id);
+        let target = self.target("polling");
+        self.actions.push_back(Action::Http {
+            id,
+            method: "GET",
+            target,
+            body: Bytes::new(),
+        });
     }
 
     /// Queues a POST carrying `packets`.

@@ -308,14 +308,10 @@ pub fn parse_response(
 ) -> Result<Option<(Response, usize)>, HandshakeError> {
     let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut res = httparse::Response::new(&mut raw);
-    let used = match res.parse(buf) {
-        Ok(httparse::Status::Complete(n)) if n <= max_head_size => n,
-        Ok(httparse::Status::Complete(_)) => return Err(HandshakeError::HeadTooLarge),
-        Ok(httparse::Status::Partial) if buf.len() >= max_head_size => {
-            return Err(HandshakeError::HeadTooLarge)
-        }
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(HandshakeError::HeadTooLarge),
+    let used = match crate::http::head_length(res.parse(buf), buf.len(), max_head_size) {
+        Ok(Some(n)) => n,
+        Ok(None) => return Ok(None),
+        Err(crate::http::HttpError::HeadTooLarge) => return Err(HandshakeError::HeadTooLarge),
         Err(_) => return Err(HandshakeError::MalformedHttp),
     };
     match res.code {
@@ -499,6 +495,22 @@ mod tests {
         assert_eq!(
             parse_response(status.as_bytes(), key, &[], 8192),
             Err(HandshakeError::UnexpectedStatus(403))
+        );
+        let huge = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nX: {}\r\n",
+            "a".repeat(9000)
+        );
+        assert_eq!(
+            parse_response(huge.as_bytes(), key, &[], 8192),
+            Err(HandshakeError::HeadTooLarge)
+        );
+        assert_eq!(
+            parse_response(b"\x00garbage\r\n\r\n", key, &[], 8192),
+            Err(HandshakeError::MalformedHttp)
+        );
+        assert_eq!(
+            parse_response(&good.as_bytes()[..20], key, &[], 8192),
+            Ok(None)
         );
         let proto = good.replace("\r\n\r\n", "\r\nSec-WebSocket-Protocol: x\r\n\r\n");
         assert_eq!(

@@ -1,6 +1,6 @@
 //! # wirestate-engine
 //!
-//! Sans-IO protocol state machines for real-time messaging: RFC 6455 WebSocket today,
+//! Sans-IO protocol state machines for real-time messaging: RFC 6455 WebSocket,
 //! Engine.IO and Socket.IO on top of it.
 //!
 //! Nothing in this crate opens a socket, reads a clock, spawns a task or blocks. Bytes
@@ -11,6 +11,8 @@
 //! handshake keys) comes from a seed that the caller supplies.
 //!
 //! * [`ws`]: the WebSocket connection, both roles, handshake included.
+//! * [`eio`]: Engine.IO v4 (and v3) server and client.
+//! * [`sio`]: Socket.IO v5 (and v4) server: namespaces, rooms, acks, recovery.
 //! * [`drive`]: the runtime-agnostic poll loop that adapters plug their sockets and
 //!   timers into, so that no protocol plumbing is written twice.
 //! * [`rand`]: the seedable random source.
@@ -20,4 +22,5 @@ pub mod drive;
 pub mod eio;
 pub mod http;
 pub mod rand;
+pub mod sio;
 pub mod ws;

@@ -814,8 +814,12 @@ impl Server {
     }
 
     fn ws_send(&mut self, tid: TransportId, packet: &Packet) {
+        self.ws_send_with(tid, packet, None);
+    }
+
+    fn ws_send_with(&mut self, tid: TransportId, packet: &Packet, compress: Option<bool>) {
         if let Some(t) = self.transports.get_mut(&tid) {
-            let _ = t.conn.send(packet.to_ws(t.protocol));
+            let _ = t.conn.send_with(packet.to_ws(t.protocol), compress);
             while let Some(bytes) = t.conn.poll_transmit() {
                 self.transmits.push_back(Transmit::Ws {
                     transport: tid,
@@ -933,6 +937,36 @@ impl Server {
         }
         self.enqueue(sid, Packet::message(data));
         Ok(())
+    }
+
+    /// Queues a message, choosing WebSocket compression for it (`Some(false)`: never,
+    /// `Some(true)`: always if permessage-deflate was negotiated, `None`: by size). The
+    /// choice applies when the message goes straight onto an open WebSocket transport;
+    /// a message that has to wait in the session's buffer is sent by the size rule.
+    pub fn send_with(
+        &mut self,
+        sid: &SessionId,
+        data: Data,
+        compress: Option<bool>,
+    ) -> Result<(), SendError> {
+        let Some(session) = self.sessions.get(sid) else {
+            return Err(SendError::UnknownSession);
+        };
+        match (compress, session.websocket, session.buffer.is_empty()) {
+            (Some(_), Some(tid), true) => {
+                self.ws_send_with(tid, &Packet::message(data), compress);
+                Ok(())
+            }
+            _ => self.send(sid, data),
+        }
+    }
+
+    /// The session can take a message right now: it has a WebSocket transport or a
+    /// parked poll (what `volatile` emits check).
+    pub fn is_writable(&self, sid: &SessionId) -> bool {
+        self.sessions
+            .get(sid)
+            .is_some_and(|s| s.websocket.is_some() || s.parked.is_some())
     }
 
     /// Closes a session from the server side (`forced close`): a parked poll gets what

@@ -1,0 +1,941 @@
+//! Socket.IO server behaviour, in memory on a virtual clock: Engine.IO clients over
+//! WebSocket (and polling) send Socket.IO packets; we check what comes back and what
+//! the application sees. Derived from the Socket.IO protocol and what the official
+//! socket.io-protocol test suite checks.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use wirestate_engine::eio::{self, Reply, Transmit, TransportId};
+use wirestate_engine::http::{Request, ServerConn};
+use wirestate_engine::sio::{
+    AckError, Broadcast, ClusterMessage, Config, DisconnectReason, Event, Payload, Recovery,
+    Server, Sid,
+};
+use wirestate_engine::ws::{self, ClientRequest, Connection, Message};
+
+const PATH: &str = "/socket.io/";
+
+struct Harness {
+    now: Instant,
+    server: Server,
+    events: Vec<Event>,
+    clients: HashMap<TransportId, Connection>,
+    received: HashMap<TransportId, Vec<Message>>,
+    closed: Vec<TransportId>,
+    /// Accept every CONNECT at once (the default middleware).
+    auto_accept: bool,
+}
+
+fn config() -> Config {
+    Config::default()
+        .eio(
+            eio::Config::default()
+                .path(PATH)
+                .heartbeat(Duration::from_millis(300), Duration::from_millis(200))
+                .allow_eio3(true),
+        )
+        .connect_timeout(Duration::from_millis(1000))
+}
+
+fn request(target: &str) -> Request {
+    let raw = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let mut conn = ServerConn::new(8192, 1 << 20);
+    conn.handle_input(raw.as_bytes());
+    conn.poll_request().expect("complete request")
+}
+
+impl Harness {
+    fn new(config: Config) -> Self {
+        let mut server = Server::new(config, [5; 32]);
+        server.add_namespace("/");
+        server.add_namespace("/custom");
+        Self {
+            now: Instant::now(),
+            server,
+            events: Vec::new(),
+            clients: HashMap::new(),
+            received: HashMap::new(),
+            closed: Vec::new(),
+            auto_accept: true,
+        }
+    }
+
+    fn pump(&mut self) {
+        loop {
+            let mut progress = false;
+            while let Some(t) = self.server.poll_transmit() {
+                progress = true;
+                match t {
+                    Transmit::Respond { .. } => {}
+                    Transmit::Ws { transport, bytes } => {
+                        if let Some(c) = self.clients.get_mut(&transport) {
+                            c.handle_input(self.now, &bytes);
+                        }
+                    }
+                    Transmit::CloseTransport(transport) => {
+                        self.closed.push(transport);
+                        if let Some(c) = self.clients.get_mut(&transport) {
+                            c.handle_eof(self.now);
+                        }
+                    }
+                }
+            }
+            while let Some(e) = self.server.poll_event() {
+                progress = true;
+                if let (true, Event::Connecting(info)) = (self.auto_accept, &e) {
+                    let (session, nsp) = (info.session.clone(), info.nsp.clone());
+                    self.events.push(e);
+                    self.server
+                        .accept(self.now, &session, &nsp)
+                        .expect("pending connect");
+                    continue;
+                }
+                self.events.push(e);
+            }
+            let ids: Vec<TransportId> = self.clients.keys().copied().collect();
+            for tid in ids {
+                let client = self.clients.get_mut(&tid).expect("client");
+                let mut out = Vec::new();
+                while let Some(b) = client.poll_transmit() {
+                    out.extend_from_slice(&b);
+                }
+                let mut pings = 0;
+                while let Some(ev) = client.poll_event() {
+                    if let ws::Event::Message(m) = ev {
+                        if m == Message::text("2") {
+                            pings += 1;
+                        }
+                        self.received.entry(tid).or_default().push(m);
+                    }
+                }
+                // An Engine.IO client answers pings.
+                for _ in 0..pings {
+                    let _ = client.send_text("3");
+                    while let Some(b) = client.poll_transmit() {
+                        out.extend_from_slice(&b);
+                    }
+                }
+                if !out.is_empty() && !self.closed.contains(&tid) {
+                    progress = true;
+                    self.server.handle_ws_input(self.now, tid, &out);
+                }
+            }
+            if !progress {
+                return;
+            }
+        }
+    }
+
+    /// A WebSocket-only Engine.IO client; its open packet is read.
+    fn open(&mut self, eio: u8) -> TransportId {
+        let url = format!("ws://localhost{PATH}?EIO={eio}&transport=websocket");
+        let req = ClientRequest::from_url(&url).expect("url");
+        let mut client =
+            Connection::client(Arc::new(ws::Config::default()), &req, self.now, [9; 32]);
+        let head = client.poll_transmit().expect("request head");
+        let mut conn = ServerConn::new(8192, 1 << 20);
+        conn.handle_input(&head);
+        let request = conn.poll_request().expect("upgrade request");
+        match self.server.handle_request(self.now, &request) {
+            Reply::Upgrade(tid) => {
+                self.clients.insert(tid, client);
+                self.pump();
+                let mut got = self.received(tid);
+                assert!(
+                    matches!(got.first(), Some(Message::Text(t)) if t.starts_with("0{")),
+                    "open packet: {got:?}"
+                );
+                got.remove(0);
+                self.received.insert(tid, got);
+                tid
+            }
+            other => panic!("expected an upgrade, got {other:?}"),
+        }
+    }
+
+    /// Opens an Engine.IO v4 client and connects it to `nsp`; returns its sid.
+    fn connect(&mut self, nsp: &str) -> (TransportId, Sid) {
+        let tid = self.open(4);
+        let sid = self.join_nsp(tid, nsp, None);
+        (tid, sid)
+    }
+
+    fn join_nsp(&mut self, tid: TransportId, nsp: &str, auth: Option<Value>) -> Sid {
+        let prefix = if nsp == "/" {
+            String::new()
+        } else {
+            format!("{nsp},")
+        };
+        let auth = auth.map(|a| a.to_string()).unwrap_or_default();
+        self.send(tid, &format!("40{prefix}{auth}"));
+        let got = self.texts(tid);
+        let answer = got
+            .iter()
+            .find(|t| t.starts_with(&format!("40{prefix}{{")))
+            .unwrap_or_else(|| panic!("no CONNECT answer in {got:?}"));
+        let json: Value = serde_json::from_str(&answer[2 + prefix.len()..]).expect("json");
+        let sid = json["sid"].as_str().expect("sid");
+        self.sid(sid)
+    }
+
+    fn sid(&self, sid: &str) -> Sid {
+        self.events
+            .iter()
+            .find_map(|e| match e {
+                Event::Connected { sid: s, .. } if s.as_str() == sid => Some(s.clone()),
+                _ => None,
+            })
+            .expect("connected event")
+    }
+
+    fn send(&mut self, tid: TransportId, text: &str) {
+        self.clients
+            .get_mut(&tid)
+            .expect("client")
+            .send_text(text)
+            .expect("open");
+        self.pump();
+    }
+
+    fn send_binary(&mut self, tid: TransportId, bytes: &'static [u8]) {
+        self.clients
+            .get_mut(&tid)
+            .expect("client")
+            .send_binary(bytes)
+            .expect("open");
+        self.pump();
+    }
+
+    fn received(&mut self, tid: TransportId) -> Vec<Message> {
+        self.received.remove(&tid).unwrap_or_default()
+    }
+
+    /// Text messages received, Engine.IO pings answered and left out.
+    fn texts(&mut self, tid: TransportId) -> Vec<String> {
+        self.received(tid)
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::Text(t) => Some(t.to_string()),
+                Message::Binary(_) => None,
+            })
+            .filter(|t| t != "2")
+            .collect()
+    }
+
+    fn advance(&mut self, by: Duration) {
+        let until = self.now + by;
+        while let Some(t) = self.server.poll_timeout() {
+            if t > until {
+                break;
+            }
+            self.now = self.now.max(t);
+            self.server.handle_timeout(self.now);
+            self.pump();
+        }
+        self.now = until;
+        self.server.handle_timeout(self.now);
+        self.pump();
+    }
+
+    fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    fn disconnect_reason(&self, sid: &Sid) -> Option<DisconnectReason> {
+        self.events.iter().find_map(|e| match e {
+            Event::Disconnected { sid: s, reason, .. } if s == sid => Some(*reason),
+            _ => None,
+        })
+    }
+}
+
+fn payload(v: Value) -> Payload {
+    Payload::new().arg(v)
+}
+
+#[test]
+fn connect_answers_with_a_sid_distinct_from_the_engine_io_sid() {
+    let mut h = Harness::new(config());
+    let tid = h.open(4);
+    h.send(tid, "40{\"token\":\"abc\"}");
+    let got = h.texts(tid);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].starts_with("40{\"sid\":\""));
+    let connecting = h.events.iter().find_map(|e| match e {
+        Event::Connecting(info) => Some(info.clone()),
+        _ => None,
+    });
+    let info = connecting.expect("connecting event");
+    assert_eq!(info.auth, json!({"token": "abc"}));
+    assert_eq!(&*info.nsp, "/");
+    let json: Value = serde_json::from_str(&got[0][2..]).expect("json");
+    assert_ne!(json["sid"].as_str(), Some(info.session.as_str()));
+    assert!(json.get("pid").is_none(), "no pid without recovery");
+    assert_eq!(h.server.socket_count(), 1);
+}
+
+#[test]
+fn v5_has_no_implicit_default_namespace() {
+    let mut h = Harness::new(config());
+    let tid = h.open(4);
+    h.send(tid, "42[\"hello\"]");
+    assert!(h.texts(tid).is_empty());
+    assert!(!h.events.iter().any(|e| matches!(e, Event::Event { .. })));
+    // And the client is closed if it never connects.
+    h.advance(Duration::from_millis(1001));
+    assert!(h.closed.contains(&tid));
+    assert_eq!(h.server.session_count(), 0);
+}
+
+#[test]
+fn unknown_namespace_and_middleware_rejection() {
+    let mut h = Harness::new(config());
+    let tid = h.open(4);
+    h.send(tid, "40/nope,");
+    assert_eq!(
+        h.texts(tid),
+        ["44/nope,{\"message\":\"Invalid namespace\"}"]
+    );
+    h.auto_accept = false;
+    h.send(tid, "40/custom,");
+    let Some(Event::Connecting(info)) = h.take_events().pop() else {
+        panic!("connecting")
+    };
+    h.server
+        .reject(
+            &info.session,
+            "/custom",
+            "not authorized",
+            Some(json!({"code": 7})),
+        )
+        .expect("pending");
+    h.pump();
+    assert_eq!(
+        h.texts(tid),
+        ["44/custom,{\"message\":\"not authorized\",\"data\":{\"code\":7}}"]
+    );
+    assert_eq!(
+        h.server.reject(&info.session, "/custom", "again", None),
+        Err(wirestate_engine::sio::Error::NotConnecting)
+    );
+}
+
+#[test]
+fn dynamic_namespaces_are_created_on_first_connect() {
+    let mut h = Harness::new(config());
+    h.server
+        .add_dynamic_namespace(Arc::new(|name: &str| name.starts_with("/dyn-")));
+    let (tid, sid) = h.connect("/dyn-42");
+    assert_eq!(&*h.server.info(&sid).expect("socket").nsp, "/dyn-42");
+    h.send(tid, "40/other,");
+    assert_eq!(
+        h.texts(tid),
+        ["44/other,{\"message\":\"Invalid namespace\"}"]
+    );
+}
+
+#[test]
+fn malformed_packets_close_the_session() {
+    for bad in ["4abc", "42{}", "42abc[\"a\"]", "2[\"connect\"]", "7"] {
+        let mut h = Harness::new(config());
+        let (tid, sid) = h.connect("/");
+        let text = if let Some(rest) = bad.strip_prefix('4') {
+            format!("4{rest}")
+        } else {
+            format!("4{bad}")
+        };
+        h.send(tid, &text);
+        assert!(h.closed.contains(&tid), "{bad:?} should close the session");
+        assert_eq!(
+            h.disconnect_reason(&sid),
+            Some(DisconnectReason::ParseError),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn events_and_acks_both_ways() {
+    let mut h = Harness::new(config());
+    let (tid, sid) = h.connect("/");
+    h.take_events();
+    h.send(tid, "42[\"hello\",1,{\"a\":2}]");
+    h.send(tid, "4213[\"with-ack\",\"x\"]");
+    let events = h.take_events();
+    assert_eq!(
+        events,
+        [
+            Event::Event {
+                sid: sid.clone(),
+                name: "hello".into(),
+                payload: Payload::new().arg(json!(1)).arg(json!({"a": 2})),
+                ack: None,
+            },
+            Event::Event {
+                sid: sid.clone(),
+                name: "with-ack".into(),
+                payload: payload(json!("x")),
+                ack: Some(13),
+            }
+        ]
+    );
+    h.server.ack(&sid, 13, payload(json!("x"))).expect("socket");
+    h.pump();
+    assert_eq!(h.texts(tid), ["4313[\"x\"]"]);
+
+    // Server → client with ack.
+    let ack = h
+        .server
+        .emit_with_ack(
+            h.now,
+            &sid,
+            "ask",
+            payload(json!(1)),
+            Some(Duration::from_secs(1)),
+        )
+        .expect("socket");
+    h.pump();
+    let sent = h.texts(tid);
+    assert_eq!(sent.len(), 1);
+    let id: String = sent[0][2..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    assert_eq!(&sent[0][2 + id.len()..], "[\"ask\",1]");
+    h.send(tid, &format!("43{id}[\"yes\"]"));
+    assert_eq!(
+        h.take_events(),
+        [
+            Event::Ack {
+                ack,
+                sid: sid.clone(),
+                result: Ok(payload(json!("yes")))
+            },
+            Event::AckDone { ack }
+        ]
+    );
+    // A second answer, or one for an unknown id, is ignored.
+    h.send(tid, &format!("43{id}[\"again\"]"));
+    assert!(h.take_events().is_empty());
+}
+
+#[test]
+fn acks_time_out_and_fail_on_disconnect() {
+    let mut h = Harness::new(config());
+    let (tid, sid) = h.connect("/");
+    let timeout = Some(Duration::from_millis(100));
+    let ack = h
+        .server
+        .emit_with_ack(h.now, &sid, "ask", Payload::new(), timeout)
+        .expect("socket");
+    h.take_events();
+    h.advance(Duration::from_millis(99));
+    assert!(h.take_events().is_empty());
+    h.advance(Duration::from_millis(2));
+    assert_eq!(
+        h.take_events(),
+        [
+            Event::Ack {
+                ack,
+                sid: sid.clone(),
+                result: Err(AckError::Timeout)
+            },
+            Event::AckDone { ack }
+        ]
+    );
+    let ack = h
+        .server
+        .emit_with_ack(h.now, &sid, "ask", Payload::new(), None)
+        .expect("socket");
+    h.send(tid, "41");
+    let events = h.take_events();
+    assert_eq!(
+        events[..2],
+        [
+            Event::Ack {
+                ack,
+                sid: sid.clone(),
+                result: Err(AckError::Disconnected)
+            },
+            Event::AckDone { ack }
+        ]
+    );
+    assert_eq!(
+        h.disconnect_reason(&sid),
+        None,
+        "events were taken; the reason is in them"
+    );
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Disconnected {
+            reason: DisconnectReason::ClientNamespaceDisconnect,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn binary_events_are_reassembled_and_sent_as_attachments() {
+    let mut h = Harness::new(config());
+    let (tid, sid) = h.connect("/");
+    h.take_events();
+    h.send(tid, "451-[\"bin\",{\"_placeholder\":true,\"num\":0}]");
+    assert!(h.take_events().is_empty(), "waits for its attachment");
+    h.send_binary(tid, &[1, 2, 3]);
+    let events = h.take_events();
+    let Some(Event::Event { name, payload, .. }) = events.first() else {
+        panic!("event: {events:?}")
+    };
+    assert_eq!(name, "bin");
+    assert_eq!(payload.get_bin(0).map(|b| &b[..]), Some(&[1u8, 2, 3][..]));
+
+    h.server
+        .emit(
+            h.now,
+            &sid,
+            "out",
+            Payload::new().arg(json!("t")).bin(vec![7u8]),
+        )
+        .expect("socket");
+    h.pump();
+    let got = h.received(tid);
+    assert_eq!(
+        got,
+        [
+            Message::text("451-[\"out\",\"t\",{\"_placeholder\":true,\"num\":0}]"),
+            Message::Binary(Bytes::from_static(&[7]))
+        ]
+    );
+}
+
+#[test]
+fn rooms_and_broadcast_operators() {
+    let mut h = Harness::new(config());
+    let (a, sa) = h.connect("/");
+    let (b, sb) = h.connect("/");
+    let (c, _sc) = h.connect("/");
+    let (d, _sd) = h.connect("/custom");
+    h.server.join(&sa, &["room1".into()]).expect("a");
+    h.server
+        .join(&sb, &["room1".into(), "room2".into()])
+        .expect("b");
+
+    let n = h.server.broadcast(
+        h.now,
+        &Broadcast::nsp("/").to("room1").except("room2"),
+        "x",
+        Payload::new(),
+    );
+    h.pump();
+    assert_eq!(n, 1);
+    assert_eq!(h.texts(a), ["42[\"x\"]"]);
+    assert!(h.texts(b).is_empty() && h.texts(c).is_empty());
+
+    let n = h
+        .server
+        .broadcast(h.now, &Broadcast::nsp("/"), "all", Payload::new());
+    h.pump();
+    assert_eq!(n, 3);
+    for t in [a, b, c] {
+        assert_eq!(h.texts(t), ["42[\"all\"]"]);
+    }
+    assert!(h.texts(d).is_empty());
+
+    h.server
+        .broadcast(h.now, &Broadcast::all_namespaces(), "every", Payload::new());
+    h.pump();
+    for t in [a, b, c] {
+        assert_eq!(h.texts(t), ["42[\"every\"]"]);
+    }
+    assert_eq!(h.texts(d), ["42/custom,[\"every\"]"]);
+
+    // A socket's own room, leave, and rooms as the server sees them.
+    h.server.leave(&sb, "room1").expect("b");
+    let mut rooms: Vec<String> = h
+        .server
+        .rooms(&sb)
+        .expect("b")
+        .map(|r| r.to_string())
+        .collect();
+    rooms.sort();
+    let mut expected = vec!["room2".to_owned(), sb.to_string()];
+    expected.sort();
+    assert_eq!(rooms, expected);
+    assert_eq!(
+        h.server.fetch_sockets(&Broadcast::nsp("/").to("room1")),
+        std::slice::from_ref(&sa)
+    );
+    assert_eq!(
+        h.server.fetch_sockets(&Broadcast::nsp("/").to(sb.as_str())),
+        std::slice::from_ref(&sb)
+    );
+
+    // socketsJoin / disconnectSockets by operator.
+    h.server
+        .join_by(&Broadcast::nsp("/").to("room2"), &["vip".into()]);
+    assert_eq!(
+        h.server.fetch_sockets(&Broadcast::nsp("/").to("vip")),
+        std::slice::from_ref(&sb)
+    );
+    h.server
+        .disconnect_by(h.now, &Broadcast::nsp("/").to("vip"), false);
+    h.pump();
+    assert_eq!(h.texts(b), ["41"]);
+    assert_eq!(
+        h.disconnect_reason(&sb),
+        Some(DisconnectReason::ServerNamespaceDisconnect)
+    );
+    assert!(h
+        .server
+        .fetch_sockets(&Broadcast::nsp("/").to("room2"))
+        .is_empty());
+}
+
+#[test]
+fn broadcast_with_ack_collects_every_answer() {
+    let mut h = Harness::new(config());
+    let (a, sa) = h.connect("/");
+    let (b, sb) = h.connect("/");
+    let (_c, sc) = h.connect("/");
+    h.take_events();
+    let ack = h.server.broadcast_with_ack(
+        h.now,
+        &Broadcast::nsp("/"),
+        "vote",
+        Payload::new(),
+        Some(Duration::from_millis(500)),
+    );
+    h.pump();
+    let sent_a = h.texts(a);
+    let sent_b = h.texts(b);
+    assert_eq!(sent_a, sent_b, "one encoding, one id for every recipient");
+    let id: String = sent_a[0][2..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    h.send(a, &format!("43{id}[1]"));
+    h.send(b, &format!("43{id}[2]"));
+    h.advance(Duration::from_millis(500));
+    let events = h.take_events();
+    assert_eq!(
+        events,
+        [
+            Event::Ack {
+                ack,
+                sid: sa,
+                result: Ok(payload(json!(1)))
+            },
+            Event::Ack {
+                ack,
+                sid: sb,
+                result: Ok(payload(json!(2)))
+            },
+            Event::Ack {
+                ack,
+                sid: sc,
+                result: Err(AckError::Timeout)
+            },
+            Event::AckDone { ack }
+        ]
+    );
+    // Nobody to ask: done at once.
+    let ack = h.server.broadcast_with_ack(
+        h.now,
+        &Broadcast::nsp("/").to("empty"),
+        "vote",
+        Payload::new(),
+        None,
+    );
+    h.pump();
+    assert_eq!(h.take_events(), [Event::AckDone { ack }]);
+}
+
+#[test]
+fn server_disconnect_and_close() {
+    let mut h = Harness::new(config());
+    let tid = h.open(4);
+    let s1 = h.join_nsp(tid, "/", None);
+    let s2 = h.join_nsp(tid, "/custom", None);
+    h.server.disconnect(h.now, &s1, true).expect("socket");
+    h.pump();
+    assert_eq!(h.texts(tid), ["41", "41/custom,"]);
+    assert!(h.closed.contains(&tid));
+    assert_eq!(
+        h.disconnect_reason(&s1),
+        Some(DisconnectReason::ServerNamespaceDisconnect)
+    );
+    assert_eq!(
+        h.disconnect_reason(&s2),
+        Some(DisconnectReason::ForcedServerClose)
+    );
+}
+
+#[test]
+fn transport_close_and_ping_timeout_reasons() {
+    let mut h = Harness::new(config());
+    let (tid, sid) = h.connect("/");
+    h.clients
+        .get_mut(&tid)
+        .expect("client")
+        .close(h.now, ws::CloseCode::NORMAL, "")
+        .expect("open");
+    h.pump();
+    assert_eq!(
+        h.disconnect_reason(&sid),
+        Some(DisconnectReason::TransportClose)
+    );
+
+    let (tid, sid) = h.connect("/");
+    // Stop answering pings: the harness' client answers them, so detach it.
+    h.clients.remove(&tid);
+    h.advance(Duration::from_millis(600));
+    assert_eq!(
+        h.disconnect_reason(&sid),
+        Some(DisconnectReason::PingTimeout)
+    );
+}
+
+#[test]
+fn eio3_clients_are_in_the_default_namespace_at_once() {
+    let mut h = Harness::new(config());
+    let tid = h.open(3);
+    assert_eq!(h.texts(tid), ["40"]);
+    let sid = h
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Connected { sid, .. } => Some(sid.clone()),
+            _ => None,
+        })
+        .expect("connected");
+    h.send(tid, "42[\"hi\"]");
+    assert!(h
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Event { sid: s, name, .. } if *s == sid && name == "hi")));
+    // A namespace with a query: the query is the auth.
+    h.send(tid, "40/custom?token=abc,");
+    assert_eq!(h.texts(tid), ["40/custom,"]);
+    let auth = h.events.iter().rev().find_map(|e| match e {
+        Event::Connected { info, .. } => Some(info.auth.clone()),
+        _ => None,
+    });
+    assert_eq!(auth, Some(json!({"token": "abc"})));
+    // v2 clients get the bare error.
+    h.auto_accept = false;
+    let t2 = h.open(3);
+    h.take_events();
+    let _ = h.texts(t2);
+    h.send(t2, "40/custom,");
+    let Some(Event::Connecting(info)) = h.take_events().pop() else {
+        panic!("connecting")
+    };
+    h.server
+        .reject(&info.session, "/custom", "denied", None)
+        .expect("pending");
+    h.pump();
+    assert_eq!(h.texts(t2), ["44/custom,\"denied\""]);
+}
+
+fn recovery_config() -> Config {
+    config().recovery(Recovery::default())
+}
+
+#[test]
+fn connection_state_recovery_restores_sid_rooms_and_missed_packets() {
+    let mut h = Harness::new(recovery_config());
+    let tid = h.open(4);
+    h.send(tid, "40");
+    let got = h.texts(tid);
+    let json: Value = serde_json::from_str(&got[0][2..]).expect("json");
+    let pid = json["pid"].as_str().expect("pid").to_owned();
+    let sid = h.sid(json["sid"].as_str().expect("sid"));
+    h.server.join(&sid, &["news".into()]).expect("socket");
+    h.server
+        .broadcast(h.now, &Broadcast::nsp("/").to("news"), "n1", Payload::new());
+    h.pump();
+    let got = h.texts(tid);
+    // The offset travels as the last argument.
+    let args: Value = serde_json::from_str(&got[0][2..]).expect("json");
+    let offset = args[1].as_str().expect("offset").to_owned();
+
+    // The transport drops; packets sent meanwhile are kept.
+    h.clients.remove(&tid);
+    h.server.handle_ws_eof(h.now, tid);
+    h.pump();
+    assert!(h.events.iter().any(|e| matches!(
+        e,
+        Event::Disconnected {
+            kept: true,
+            reason: DisconnectReason::TransportError,
+            ..
+        }
+    )));
+    h.server
+        .broadcast(h.now, &Broadcast::nsp("/").to("news"), "n2", Payload::new());
+    h.server.broadcast(
+        h.now,
+        &Broadcast::nsp("/").to("other"),
+        "not-for-us",
+        Payload::new(),
+    );
+    h.server.broadcast(
+        h.now,
+        &Broadcast::nsp("/").volatile(),
+        "volatile",
+        Payload::new(),
+    );
+    h.advance(Duration::from_secs(1));
+
+    let t2 = h.open(4);
+    h.take_events();
+    h.send(t2, &format!("40{}", json!({"pid": pid, "offset": offset})));
+    let got = h.texts(t2);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got[0].starts_with(&format!("40{{\"sid\":\"{sid}\",\"pid\":\"{pid}\"")));
+    assert!(got[1].starts_with("42[\"n2\",\""), "{got:?}");
+    assert!(h
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Connected { sid: s, recovered: true, .. } if *s == sid)));
+    assert_eq!(
+        h.server.fetch_sockets(&Broadcast::nsp("/").to("news")),
+        std::slice::from_ref(&sid)
+    );
+}
+
+#[test]
+fn recovery_window_and_unknown_offsets() {
+    let mut h = Harness::new(recovery_config());
+    let tid = h.open(4);
+    h.send(tid, "40");
+    let got = h.texts(tid);
+    let json: Value = serde_json::from_str(&got[0][2..]).expect("json");
+    let pid = json["pid"].as_str().expect("pid").to_owned();
+    let sid = h.sid(json["sid"].as_str().expect("sid"));
+    h.server
+        .emit(h.now, &sid, "e", Payload::new())
+        .expect("socket");
+    h.pump();
+    let got = h.texts(tid);
+    let args: Value = serde_json::from_str(&got[0][2..]).expect("json");
+    let offset = args[1].as_str().expect("offset").to_owned();
+    h.clients.remove(&tid);
+    h.server.handle_ws_eof(h.now, tid);
+    h.pump();
+
+    // An unknown offset: a fresh socket, and the kept state stays for a valid retry.
+    let t2 = h.open(4);
+    h.send(t2, &format!("40{}", json!({"pid": pid, "offset": "nope"})));
+    let got = h.texts(t2);
+    assert!(!got[0].contains(sid.as_str()), "{got:?}");
+
+    // After the window, the state is gone.
+    h.advance(Duration::from_secs(121));
+    assert!(h
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Forgotten { sid: s } if *s == sid)));
+    let t3 = h.open(4);
+    h.send(t3, &format!("40{}", json!({"pid": pid, "offset": offset})));
+    let got = h.texts(t3);
+    assert!(!got[0].contains(sid.as_str()), "{got:?}");
+}
+
+#[test]
+fn graceful_shutdown_disconnects_everyone() {
+    let mut h = Harness::new(config());
+    let (a, sa) = h.connect("/");
+    let (b, _) = h.connect("/custom");
+    h.server.shutdown(h.now);
+    h.pump();
+    assert_eq!(h.texts(a), ["41"]);
+    assert_eq!(h.texts(b), ["41/custom,"]);
+    assert!(h.closed.contains(&a) && h.closed.contains(&b));
+    assert_eq!(
+        h.disconnect_reason(&sa),
+        Some(DisconnectReason::ServerShuttingDown)
+    );
+    assert_eq!(h.server.session_count(), 0);
+    let r = h
+        .server
+        .handle_request(h.now, &request(&format!("{PATH}?EIO=4&transport=polling")));
+    assert!(matches!(r, Reply::Respond(ref r) if r.status == 503));
+}
+
+#[test]
+fn cluster_messages_repeat_operations_on_other_servers() {
+    let mut h1 = Harness::new(config().cluster(true));
+    let mut h2 = Harness::new(config().cluster(true));
+    let (_a, _) = h1.connect("/");
+    let (b, sb) = h2.connect("/");
+    h2.server.join(&sb, &["r".into()]).expect("b");
+    h1.take_events();
+    h1.server
+        .broadcast(h1.now, &Broadcast::nsp("/").to("r"), "hey", Payload::new());
+    h1.pump();
+    let messages: Vec<ClusterMessage> = h1
+        .take_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Cluster(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(messages.len(), 1);
+    for m in messages {
+        h2.server.handle_cluster(h2.now, m);
+    }
+    h2.pump();
+    assert_eq!(h2.texts(b), ["42[\"hey\"]"]);
+    // Repeated operations are local: no echo back into the cluster.
+    assert!(!h2.events.iter().any(|e| matches!(e, Event::Cluster(_))));
+}
+
+#[test]
+fn polling_clients_get_the_same_packet_bytes() {
+    let mut h = Harness::new(config());
+    let (ws_client, _) = h.connect("/");
+    // A polling client: handshake, CONNECT, then poll.
+    let get = |h: &mut Harness, q: &str| match h
+        .server
+        .handle_request(h.now, &request(&format!("{PATH}?{q}")))
+    {
+        Reply::Respond(r) => String::from_utf8(r.body.to_vec()).expect("utf8"),
+        other => panic!("{other:?}"),
+    };
+    let open = get(&mut h, "EIO=4&transport=polling");
+    let sid = open
+        .split("\"sid\":\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("sid")
+        .to_owned();
+    let raw = format!(
+        "POST {PATH}?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n40"
+    );
+    let mut conn = ServerConn::new(8192, 1 << 20);
+    conn.handle_input(raw.as_bytes());
+    let post = conn.poll_request().expect("post");
+    let _ = h.server.handle_request(h.now, &post);
+    h.pump();
+    let connected = get(&mut h, &format!("EIO=4&transport=polling&sid={sid}"));
+    assert!(connected.starts_with("40{\"sid\""), "{connected}");
+    h.texts(ws_client);
+    h.server.broadcast(
+        h.now,
+        &Broadcast::nsp("/"),
+        "both",
+        Payload::new().arg(json!([1])),
+    );
+    h.pump();
+    assert_eq!(h.texts(ws_client), ["42[\"both\",[1]]"]);
+    assert_eq!(
+        get(&mut h, &format!("EIO=4&transport=polling&sid={sid}")),
+        "42[\"both\",[1]]"
+    );
+}

@@ -329,3 +329,119 @@ pub mod eio {
         }
     }
 }
+
+/// Socket.IO servers on smol.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use wirestate_smol::sio::{self, Config, ConnectError, Payload};
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let io = sio::server(Config::default())?;
+/// let chat = io.of("/chat");
+/// chat.middleware(|req| async move {
+///     match req.auth()["token"].as_str() {
+///         Some("secret") => Ok(()),
+///         _ => Err(ConnectError::new("not authorized")),
+///     }
+/// });
+/// chat.on_connection(|socket| async move {
+///     socket.join(["lobby"]);
+///     socket.on("say", |socket, msg| async move {
+///         let text: String = msg.data()?;
+///         socket.to("lobby").emit("said", &text)?;
+///         msg.ack(&"delivered")?;
+///         Ok::<(), sio::EmitError>(())
+///     });
+///     let answer = socket
+///         .emit_with_ack("ready?", Payload::new(), Some(Duration::from_secs(5)))
+///         .await;
+///     let _ = answer;
+/// });
+/// let listener = smol::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// sio::serve(io, listener).await
+/// # }
+/// ```
+pub mod sio {
+    use std::io;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use smol::net::{TcpListener, TcpStream};
+    use wirestate_engine::drive::sio::{BoxFuture, Spawn};
+
+    pub use wirestate_engine::drive::sio::{
+        AckStream, ConnectError, ConnectRequest, EmitError, HandlerResult, Incoming, Namespace,
+        Operator, Socket, SocketIo,
+    };
+    pub use wirestate_engine::drive::HttpLimits;
+    pub use wirestate_engine::eio::{Config as EioConfig, Cors, Handshake};
+    pub use wirestate_engine::sio::{
+        AckError, Broadcast, ClusterMessage, Config, DisconnectReason, Payload, Recovery, Room, Sid,
+    };
+
+    use super::{SmolClock, SmolIo};
+
+    struct SmolSpawn;
+
+    impl Spawn for SmolSpawn {
+        fn spawn(&self, future: BoxFuture) {
+            smol::spawn(future).detach();
+        }
+    }
+
+    fn now() -> Instant {
+        Instant::now()
+    }
+
+    /// A Socket.IO server with OS-seeded ids; its timer task is spawned on smol's
+    /// global executor, and so are handlers that have to wait.
+    pub fn server(config: Config) -> io::Result<SocketIo> {
+        server_with_limits(config, HttpLimits::default())
+    }
+
+    /// [`server`] with explicit HTTP limits.
+    pub fn server_with_limits(config: Config, limits: HttpLimits) -> io::Result<SocketIo> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(io::Error::other)?;
+        let io = SocketIo::new(config, seed, limits, Arc::new(SmolSpawn), now);
+        let host = io.host().clone();
+        smol::spawn(async move { host.run_timers(SmolClock::new()).await }).detach();
+        Ok(io)
+    }
+
+    /// Serves one accepted connection (sets `TCP_NODELAY`), for your own accept loop.
+    pub async fn serve_connection(io: &SocketIo, stream: TcpStream) -> io::Result<()> {
+        stream.set_nodelay(true)?;
+        let span = tracing::debug_span!("sio-conn", peer = ?stream.peer_addr().ok());
+        let conn = SmolIo {
+            inner: stream,
+            span,
+        };
+        io.host().serve_connection(conn, SmolClock::new()).await?;
+        Ok(())
+    }
+
+    /// Accepts connections, serving each on its own task, until
+    /// [`SocketIo::shutdown`] starts.
+    pub async fn serve(io: SocketIo, listener: TcpListener) -> io::Result<()> {
+        loop {
+            let accepted = smol::future::or(async { Some(listener.accept().await) }, async {
+                io.stopping().await;
+                None
+            })
+            .await;
+            let Some(accepted) = accepted else {
+                return Ok(());
+            };
+            let (stream, _) = accepted?;
+            let io = io.clone();
+            smol::spawn(async move {
+                if let Err(e) = serve_connection(&io, stream).await {
+                    tracing::debug!(error = %e, "socket.io connection ended with an error");
+                }
+            })
+            .detach();
+        }
+    }
+}

@@ -336,6 +336,127 @@ pub mod eio {
     }
 }
 
+/// Socket.IO servers on tokio.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use wirestate_tokio::sio::{self, Config, ConnectError, Payload};
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let io = sio::server(Config::default())?;
+/// let chat = io.of("/chat");
+/// chat.middleware(|req| async move {
+///     match req.auth()["token"].as_str() {
+///         Some("secret") => Ok(()),
+///         _ => Err(ConnectError::new("not authorized")),
+///     }
+/// });
+/// chat.on_connection(|socket| async move {
+///     socket.join(["lobby"]);
+///     socket.on("say", |socket, msg| async move {
+///         let text: String = msg.data()?;
+///         socket.to("lobby").emit("said", &text)?;
+///         msg.ack(&"delivered")?;
+///         Ok::<(), sio::EmitError>(())
+///     });
+///     let answer = socket
+///         .emit_with_ack("ready?", Payload::new(), Some(Duration::from_secs(5)))
+///         .await;
+///     let _ = answer;
+/// });
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// sio::serve(io, listener).await
+/// # }
+/// ```
+pub mod sio {
+    use std::future::{poll_fn, Future};
+    use std::io;
+    use std::pin::pin;
+    use std::sync::Arc;
+    use std::task::Poll;
+    use std::time::Instant;
+
+    use tokio::net::{TcpListener, TcpStream};
+    use wirestate_engine::drive::sio::{BoxFuture, Spawn};
+
+    pub use wirestate_engine::drive::sio::{
+        AckStream, ConnectError, ConnectRequest, EmitError, HandlerResult, Incoming, Namespace,
+        Operator, Socket, SocketIo,
+    };
+    pub use wirestate_engine::drive::HttpLimits;
+    pub use wirestate_engine::eio::{Config as EioConfig, Cors, Handshake};
+    pub use wirestate_engine::sio::{
+        AckError, Broadcast, ClusterMessage, Config, DisconnectReason, Payload, Recovery, Room, Sid,
+    };
+
+    use super::{TokioClock, TokioIo};
+
+    struct TokioSpawn;
+
+    impl Spawn for TokioSpawn {
+        fn spawn(&self, future: BoxFuture) {
+            tokio::spawn(future);
+        }
+    }
+
+    fn now() -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+
+    /// A Socket.IO server with OS-seeded ids; its timer task is spawned on the current
+    /// tokio runtime, and so are handlers that have to wait.
+    pub fn server(config: Config) -> io::Result<SocketIo> {
+        server_with_limits(config, HttpLimits::default())
+    }
+
+    /// [`server`] with explicit HTTP limits.
+    pub fn server_with_limits(config: Config, limits: HttpLimits) -> io::Result<SocketIo> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(io::Error::other)?;
+        let io = SocketIo::new(config, seed, limits, Arc::new(TokioSpawn), now);
+        let host = io.host().clone();
+        tokio::spawn(async move { host.run_timers(TokioClock::new()).await });
+        Ok(io)
+    }
+
+    /// Serves one accepted connection (sets `TCP_NODELAY`), for your own accept loop.
+    pub async fn serve_connection(io: &SocketIo, stream: TcpStream) -> io::Result<()> {
+        stream.set_nodelay(true)?;
+        let span = tracing::debug_span!("sio-conn", peer = ?stream.peer_addr().ok());
+        let conn = TokioIo {
+            inner: stream,
+            span,
+        };
+        io.host().serve_connection(conn, TokioClock::new()).await?;
+        Ok(())
+    }
+
+    /// Accepts connections, serving each on its own task, until
+    /// [`SocketIo::shutdown`] starts.
+    pub async fn serve(io: SocketIo, listener: TcpListener) -> io::Result<()> {
+        let mut stopping = pin!(io.stopping());
+        loop {
+            let accepted = poll_fn(|cx| {
+                if stopping.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(None);
+                }
+                listener.poll_accept(cx).map(Some)
+            })
+            .await;
+            let Some(accepted) = accepted else {
+                return Ok(());
+            };
+            let (stream, _) = accepted?;
+            let io = io.clone();
+            tokio::spawn(async move {
+                if let Err(e) = serve_connection(&io, stream).await {
+                    tracing::debug!(error = %e, "socket.io connection ended with an error");
+                }
+            });
+        }
+    }
+}
+
 /// The README's examples, compiled as doctests so that they stay true.
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]

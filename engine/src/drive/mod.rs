@@ -2,8 +2,9 @@
 //!
 //! A runtime adapter supplies two small things — a [`Transport`] (its socket type's
 //! poll methods) and a [`Clock`] (its timer) — and gets async APIs on top of the
-//! sans-IO state machines: [`WebSocket`] for one WebSocket connection, and
-//! [`EioServer`] for an Engine.IO endpoint shared by many connections. All the plumbing
+//! sans-IO state machines: [`WebSocket`] for one WebSocket connection, [`EioServer`]
+//! for an Engine.IO endpoint shared by many connections, and [`sio::SocketIo`] for a
+//! Socket.IO server with handlers. All the plumbing
 //! between state machines and sockets lives here; this module performs no I/O of its
 //! own and spawns nothing (the adapter spawns the futures it returns).
 
@@ -11,12 +12,13 @@ use std::io::{self, IoSlice};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-mod eio;
 mod eio_client;
+mod host;
+pub mod sio;
 mod ws;
 
-pub use eio::{EioServer, HttpLimits};
 pub use eio_client::{authority_of, Connector, EioClient};
+pub use host::{EioServer, Endpoint, EventHook, Host, HttpLimits};
 pub use ws::{Error, WebSocket};
 
 /// A byte stream as an adapter sees it (a TCP socket, a TLS stream, ...).

@@ -1,11 +1,12 @@
-//! [`EioServer`]: an Engine.IO endpoint served over many connections.
+//! [`Host`]: an Engine.IO-based endpoint (Engine.IO itself, or Socket.IO on top of it)
+//! served over many connections.
 //!
-//! One [`eio::Server`](crate::eio::Server) is shared (behind a mutex held only for the
-//! synchronous calls into it) by every connection future and one timer future. Its
-//! outputs are sorted into mailboxes — the response for a parked poll, the bytes for a
-//! WebSocket transport — and the future waiting on each mailbox is woken. Adapters
-//! spawn [`EioServer::serve_connection`] for every accepted TCP connection and
-//! [`EioServer::run_timers`] once.
+//! One sans-IO [`Endpoint`] is shared (behind a mutex held only for the synchronous
+//! calls into it) by every connection future and one timer future. Its outputs are
+//! sorted into mailboxes — the response for a parked poll, the bytes for a WebSocket
+//! transport — and the future waiting on each mailbox is woken. Adapters spawn
+//! [`Host::serve_connection`] for every accepted TCP connection and
+//! [`Host::run_timers`] once. [`EioServer`] is the Engine.IO host.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::poll_fn;
@@ -18,8 +19,87 @@ use bytes::Bytes;
 
 use super::{Clock, Outbox, Transport, WebSocket};
 use crate::eio::{self, Data, PollId, Reply, SendError, SessionId, Transmit, TransportId};
-use crate::http::{Response, ServerConn};
-use crate::ws;
+use crate::http::{Request, Response, ServerConn};
+use crate::{sio, ws};
+
+/// A sans-IO server that a [`Host`] drives: the inputs and outputs that
+/// [`eio::Server`] and [`sio::Server`] share.
+pub trait Endpoint: Send + 'static {
+    /// What the endpoint tells the application.
+    type Event: Send + 'static;
+    /// The request path is this endpoint's.
+    fn matches(&self, path: &str) -> bool;
+    /// The largest request body worth reading.
+    fn max_body_size(&self) -> usize;
+    /// How many sessions are open.
+    fn session_count(&self) -> usize;
+    /// See [`eio::Server::handle_request`].
+    fn handle_request(&mut self, now: Instant, request: &Request) -> Reply;
+    /// See [`eio::Server::handle_poll_aborted`].
+    fn handle_poll_aborted(&mut self, now: Instant, poll: PollId);
+    /// See [`eio::Server::handle_ws_input`].
+    fn handle_ws_input(&mut self, now: Instant, transport: TransportId, bytes: &[u8]);
+    /// See [`eio::Server::handle_ws_eof`].
+    fn handle_ws_eof(&mut self, now: Instant, transport: TransportId);
+    /// See [`eio::Server::handle_timeout`].
+    fn handle_timeout(&mut self, now: Instant);
+    /// See [`eio::Server::poll_transmit`].
+    fn poll_transmit(&mut self) -> Option<Transmit>;
+    /// The next event.
+    fn poll_event(&mut self) -> Option<Self::Event>;
+    /// See [`eio::Server::poll_timeout`].
+    fn poll_timeout(&self) -> Option<Instant>;
+}
+
+macro_rules! endpoint {
+    ($ty:ty, $event:ty, |$s:ident| $eio:expr) => {
+        impl Endpoint for $ty {
+            type Event = $event;
+            fn matches(&self, path: &str) -> bool {
+                let $s = self;
+                $eio.config().matches(path)
+            }
+            fn max_body_size(&self) -> usize {
+                let $s = self;
+                $eio.max_body_size()
+            }
+            fn session_count(&self) -> usize {
+                <$ty>::session_count(self)
+            }
+            fn handle_request(&mut self, now: Instant, request: &Request) -> Reply {
+                <$ty>::handle_request(self, now, request)
+            }
+            fn handle_poll_aborted(&mut self, now: Instant, poll: PollId) {
+                <$ty>::handle_poll_aborted(self, now, poll)
+            }
+            fn handle_ws_input(&mut self, now: Instant, transport: TransportId, bytes: &[u8]) {
+                <$ty>::handle_ws_input(self, now, transport, bytes)
+            }
+            fn handle_ws_eof(&mut self, now: Instant, transport: TransportId) {
+                <$ty>::handle_ws_eof(self, now, transport)
+            }
+            fn handle_timeout(&mut self, now: Instant) {
+                <$ty>::handle_timeout(self, now)
+            }
+            fn poll_transmit(&mut self) -> Option<Transmit> {
+                <$ty>::poll_transmit(self)
+            }
+            fn poll_event(&mut self) -> Option<Self::Event> {
+                <$ty>::poll_event(self)
+            }
+            fn poll_timeout(&self) -> Option<Instant> {
+                <$ty>::poll_timeout(self)
+            }
+        }
+    };
+}
+
+endpoint!(eio::Server, eio::Event, |s| s);
+endpoint!(sio::Server, sio::Event, |s| s.eio());
+
+/// Takes a host's events as they happen, instead of [`Host::next_event`]. Called with
+/// no lock held, one event at a time, never concurrently (events keep their order).
+pub type EventHook<E> = Arc<dyn Fn(E) + Send + Sync>;
 
 /// Limits for the HTTP side of an [`EioServer`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,20 +142,24 @@ enum Mailbox {
     Ws(TransportId),
 }
 
-#[derive(Debug)]
-struct Shared {
-    server: eio::Server,
+struct Shared<E: Endpoint> {
+    server: E,
     responses: HashMap<PollId, Response>,
     ws_out: HashMap<TransportId, Vec<Bytes>>,
     ws_closed: HashSet<TransportId>,
     wakers: HashMap<Mailbox, Waker>,
-    events: VecDeque<eio::Event>,
+    events: VecDeque<E::Event>,
     event_waker: Option<Waker>,
     timer_waker: Option<Waker>,
     armed: Option<Instant>,
+    /// Someone is passing events to the hook.
+    draining: bool,
+    /// Connections in WebSocket or parked-poll mode.
+    busy: usize,
+    idle_wakers: Vec<Waker>,
 }
 
-impl Shared {
+impl<E: Endpoint> Shared<E> {
     /// Sorts the server's outputs into mailboxes and wakes whoever waits on them.
     fn dispatch(&mut self) {
         while let Some(t) = self.server.poll_transmit() {
@@ -113,16 +197,48 @@ impl Shared {
                 w.wake();
             }
         }
+        self.wake_if_idle();
+    }
+
+    fn wake_if_idle(&mut self) {
+        if self.busy == 0 && self.server.session_count() == 0 {
+            for w in self.idle_wakers.drain(..) {
+                w.wake();
+            }
+        }
     }
 }
 
-/// An Engine.IO endpoint: cheap to clone, shared by all its connections.
-#[derive(Clone, Debug)]
-pub struct EioServer {
-    shared: Arc<Mutex<Shared>>,
+/// An endpoint served over many connections: cheap to clone, shared by all of them.
+pub struct Host<E: Endpoint> {
+    shared: Arc<Mutex<Shared<E>>>,
     limits: HttpLimits,
     routes: Arc<Vec<(String, Arc<ws::Config>)>>,
+    hook: Option<EventHook<E::Event>>,
 }
+
+impl<E: Endpoint> Clone for Host<E> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            limits: self.limits,
+            routes: self.routes.clone(),
+            hook: self.hook.clone(),
+        }
+    }
+}
+
+impl<E: Endpoint> std::fmt::Debug for Host<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("limits", &self.limits)
+            .field("routes", &self.routes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An Engine.IO endpoint.
+pub type EioServer = Host<eio::Server>;
 
 /// What a connection is doing.
 enum Mode {
@@ -146,9 +262,26 @@ impl EioServer {
 
     /// An endpoint with explicit HTTP limits.
     pub fn with_limits(config: eio::Config, seed: [u8; 32], limits: HttpLimits) -> Self {
+        Host::from_endpoint(eio::Server::new(config, seed)).http_limits(limits)
+    }
+
+    /// Sends a message to a session.
+    pub fn send(&self, sid: &SessionId, data: Data) -> Result<(), SendError> {
+        self.with(|s| s.send(sid, data))
+    }
+
+    /// Closes a session.
+    pub fn close(&self, now: Instant, sid: &SessionId) -> Result<(), SendError> {
+        self.with(|s| s.close(now, sid))
+    }
+}
+
+impl<E: Endpoint> Host<E> {
+    /// Serves `server`.
+    pub fn from_endpoint(server: E) -> Self {
         Self {
             shared: Arc::new(Mutex::new(Shared {
-                server: eio::Server::new(config, seed),
+                server,
                 responses: HashMap::new(),
                 ws_out: HashMap::new(),
                 ws_closed: HashSet::new(),
@@ -157,10 +290,83 @@ impl EioServer {
                 event_waker: None,
                 timer_waker: None,
                 armed: None,
+                draining: false,
+                busy: 0,
+                idle_wakers: Vec::new(),
             })),
-            limits,
+            limits: HttpLimits::default(),
             routes: Arc::new(Vec::new()),
+            hook: None,
         }
+    }
+
+    /// Hands every event to `hook` as it happens instead of queueing it for
+    /// [`next_event`](Self::next_event).
+    pub fn with_event_hook(mut self, hook: EventHook<E::Event>) -> Self {
+        self.hook = Some(hook);
+        self
+    }
+
+    /// Calls into the endpoint (e.g. to send), then carries out what that produced.
+    pub fn with<R>(&self, f: impl FnOnce(&mut E) -> R) -> R {
+        let r = {
+            let mut s = self.lock();
+            let r = f(&mut s.server);
+            s.dispatch();
+            r
+        };
+        self.drain_events();
+        r
+    }
+
+    /// Reads the endpoint's state.
+    pub fn inspect<R>(&self, f: impl FnOnce(&E) -> R) -> R {
+        f(&self.lock().server)
+    }
+
+    /// Passes queued events to the hook, one drainer at a time.
+    fn drain_events(&self) {
+        let Some(hook) = &self.hook else {
+            return;
+        };
+        {
+            let mut s = self.lock();
+            if s.draining || s.events.is_empty() {
+                return;
+            }
+            s.draining = true;
+        }
+        loop {
+            let event = {
+                let mut s = self.lock();
+                match s.events.pop_front() {
+                    Some(e) => e,
+                    None => {
+                        s.draining = false;
+                        return;
+                    }
+                }
+            };
+            // A panicking hook loses its event (the panic hook has reported it) but
+            // neither the lock nor the draining flag.
+            let hook = hook.clone();
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || hook(event)));
+        }
+    }
+
+    /// Resolves once no session is open and no connection is carrying one (after a
+    /// graceful shutdown, say).
+    pub async fn idle(&self) {
+        poll_fn(|cx| {
+            let mut s = self.lock();
+            if s.busy == 0 && s.server.session_count() == 0 {
+                Poll::Ready(())
+            } else {
+                s.idle_wakers.push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
     }
 
     /// Replaces the HTTP limits.
@@ -177,14 +383,15 @@ impl EioServer {
         self
     }
 
-    fn lock(&self) -> MutexGuard<'_, Shared> {
+    fn lock(&self) -> MutexGuard<'_, Shared<E>> {
         // A panic while locked cannot leave the state machine half-updated in a way
         // that matters more than stopping every connection would: keep serving.
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The next session event (open, message, upgrade, close).
-    pub async fn next_event(&self) -> eio::Event {
+    /// The next event (for Engine.IO: open, message, upgrade, close). Not used when an
+    /// event hook is set.
+    pub async fn next_event(&self) -> E::Event {
         poll_fn(|cx| {
             let mut s = self.lock();
             match s.events.pop_front() {
@@ -196,22 +403,6 @@ impl EioServer {
             }
         })
         .await
-    }
-
-    /// Sends a message to a session.
-    pub fn send(&self, sid: &SessionId, data: Data) -> Result<(), SendError> {
-        let mut s = self.lock();
-        let result = s.server.send(sid, data);
-        s.dispatch();
-        result
-    }
-
-    /// Closes a session.
-    pub fn close(&self, now: Instant, sid: &SessionId) -> Result<(), SendError> {
-        let mut s = self.lock();
-        let result = s.server.close(now, sid);
-        s.dispatch();
-        result
     }
 
     /// How many sessions are open.
@@ -237,6 +428,8 @@ impl EioServer {
             let mut s = self.lock();
             s.server.handle_timeout(clock.now());
             s.dispatch();
+            drop(s);
+            self.drain_events();
         })
         .await
     }
@@ -257,6 +450,10 @@ impl EioServer {
         );
         let mut out = Outbox::default();
         let mut mode = Mode::Http;
+        let mut busy = BusyGuard {
+            shared: &self.shared,
+            busy: false,
+        };
         let mut read_eof = false;
         let mut idle_since = clock.now();
         let done = poll_fn(|cx| {
@@ -286,6 +483,8 @@ impl EioServer {
                     Mode::Http => {
                         if let Some(request) = http.poll_request() {
                             mode = self.route(&mut http, request, clock.now());
+                            busy.set(matches!(mode, Mode::Ws(_) | Mode::Parked(_)));
+                            self.drain_events();
                             idle_since = clock.now();
                             continue;
                         }
@@ -312,6 +511,7 @@ impl EioServer {
                                 drop(s);
                                 http.respond(response);
                                 mode = Mode::Http;
+                                busy.set(false);
                                 idle_since = clock.now();
                                 continue;
                             }
@@ -345,6 +545,8 @@ impl EioServer {
                             let mut s = self.lock();
                             s.server.handle_ws_input(clock.now(), tid, &buf[..n]);
                             s.dispatch();
+                            drop(s);
+                            self.drain_events();
                         }
                         Mode::Http | Mode::Parked(_) | Mode::Handoff(..) => {
                             http.handle_input(&buf[..n])
@@ -359,6 +561,7 @@ impl EioServer {
             }
         })
         .await;
+        busy.set(false);
         done?;
         match mode {
             Mode::Handoff(request, config) => {
@@ -374,7 +577,7 @@ impl EioServer {
     /// Hands one request to the Engine.IO server (or answers 404).
     fn route(&self, http: &mut ServerConn, request: crate::http::Request, now: Instant) -> Mode {
         let mut s = self.lock();
-        if !s.server.config().matches(request.head.path()) {
+        if !s.server.matches(request.head.path()) {
             drop(s);
             let route = self.routes.iter().find(|(p, _)| p == request.head.path());
             if let (Some((_, config)), true) = (route, request.head.is_websocket_upgrade()) {
@@ -439,6 +642,36 @@ impl EioServer {
             s.ws_out.remove(&tid);
             s.ws_closed.remove(&tid);
         }
+        drop(s);
+        self.drain_events();
+    }
+}
+
+/// Counts a connection as busy (carrying a session) while it is.
+struct BusyGuard<'a, E: Endpoint> {
+    shared: &'a Mutex<Shared<E>>,
+    busy: bool,
+}
+
+impl<E: Endpoint> BusyGuard<'_, E> {
+    fn set(&mut self, busy: bool) {
+        if busy == self.busy {
+            return;
+        }
+        self.busy = busy;
+        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        if busy {
+            s.busy += 1;
+        } else {
+            s.busy -= 1;
+            s.wake_if_idle();
+        }
+    }
+}
+
+impl<E: Endpoint> Drop for BusyGuard<'_, E> {
+    fn drop(&mut self) {
+        self.set(false);
     }
 }
 

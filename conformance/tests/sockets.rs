@@ -2,7 +2,7 @@
 //! and on smol.
 
 macro_rules! runtime_tests {
-    ($runtime:ident, $adapter:ident, $block_on:path, $spawn:path, $listener:ty, $stream:ty, $($io:ident)::+) => {
+    ($runtime:ident, $adapter:ident, $block_on:path, $spawn:path, $sleep:path, $listener:ty, $stream:ty, $($io:ident)::+) => {
         mod $runtime {
             use std::sync::Arc;
             use std::time::Duration;
@@ -265,6 +265,90 @@ macro_rules! runtime_tests {
                 });
             }
 
+            async fn next_text(ws: &mut adapter::WebSocket<$stream>) -> String {
+                match ws.recv().await {
+                    Some(Ok(Message::Text(t))) => t.to_string(),
+                    other => panic!("expected a text message, got {other:?}"),
+                }
+            }
+
+            #[test]
+            fn socket_io_handlers_acks_errors_panics_and_graceful_shutdown() {
+                use adapter::sio::{self, Payload};
+                $block_on(async {
+                    let io = sio::server(sio::Config::default()).expect("server");
+                    io.of("/").on_connection(|socket| async move {
+                        socket.on("echo", |socket, mut msg| async move {
+                            socket.emit_payload("echo-back", msg.take_payload())
+                        });
+                        socket.on("boom", |_socket, _msg| async move {
+                            if true {
+                                panic!("a handler bug");
+                            }
+                        });
+                        socket.on("fail", |_socket, _msg| async move { Err::<(), _>("nope") });
+                        socket.on("ask", |socket, msg| async move {
+                            // Waits for the client: this handler runs as a spawned task.
+                            let answer = socket
+                                .emit_with_ack("q", Payload::new(), Some(Duration::from_secs(5)))
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            msg.ack_payload(answer).map_err(|e| e.to_string())
+                        });
+                    });
+                    let listener = <$listener>::bind("127.0.0.1:0").await.expect("bind");
+                    let addr = listener.local_addr().expect("addr");
+                    let serving = io.clone();
+                    let (done_tx, done_rx) = std::sync::mpsc::channel();
+                    $spawn(async move {
+                        let result = sio::serve(serving, listener).await;
+                        let _ = done_tx.send(result.is_ok());
+                    });
+                    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+                    let mut ws = adapter::connect(&url, Arc::new(Config::default())).await.expect("connect");
+                    assert!(next_text(&mut ws).await.starts_with("0{\"sid\":"));
+                    ws.send("40").await.expect("send");
+                    assert!(next_text(&mut ws).await.starts_with("40{\"sid\":"));
+                    ws.send("42[\"echo\",1,{\"b\":2}]").await.expect("send");
+                    assert_eq!(next_text(&mut ws).await, "42[\"echo-back\",1,{\"b\":2}]");
+                    ws.send("421[\"boom\"]").await.expect("send");
+                    assert_eq!(next_text(&mut ws).await, "431[{\"status\":\"error\",\"error\":\"server error\"}]");
+                    ws.send("422[\"fail\"]").await.expect("send");
+                    assert_eq!(next_text(&mut ws).await, "432[{\"status\":\"error\",\"error\":\"nope\"}]");
+                    ws.send("423[\"ask\"]").await.expect("send");
+                    let question = next_text(&mut ws).await;
+                    let id: String = question[2..].chars().take_while(char::is_ascii_digit).collect();
+                    assert_eq!(&question[2 + id.len()..], "[\"q\"]");
+                    ws.send(format!("43{id}[\"answer\"]").as_str()).await.expect("send");
+                    assert_eq!(next_text(&mut ws).await, "433[\"answer\"]");
+                    assert_eq!(io.socket_count(), 1);
+
+                    let stopping = io.clone();
+                    let (shut_tx, shut_rx) = std::sync::mpsc::channel();
+                    $spawn(async move {
+                        stopping.shutdown().await;
+                        let _ = shut_tx.send(());
+                    });
+                    assert_eq!(next_text(&mut ws).await, "41");
+                    assert!(ws.recv().await.is_none(), "then the transport closes");
+                    // Shutdown returns, and the accept loop has stopped.
+                    let (mut shut, mut stopped) = (false, false);
+                    for _ in 0..200 {
+                        shut |= shut_rx.try_recv().is_ok();
+                        if let Ok(ok) = done_rx.try_recv() {
+                            stopped = ok;
+                        }
+                        if shut && stopped {
+                            break;
+                        }
+                        $sleep(Duration::from_millis(5)).await;
+                    }
+                    assert!(shut, "shutdown returned");
+                    assert!(stopped, "serve returned Ok after shutdown");
+                    assert_eq!(io.socket_count(), 0);
+                });
+            }
+
             #[test]
             fn connect_errors_are_values() {
                 $block_on(async {
@@ -304,11 +388,16 @@ fn smol_spawn<F: std::future::Future<Output = ()> + Send + 'static>(f: F) {
     smol::spawn(f).detach();
 }
 
+async fn smol_sleep(d: std::time::Duration) {
+    smol::Timer::after(d).await;
+}
+
 runtime_tests!(
     on_tokio,
     wirestate_tokio,
     crate::tokio_block_on,
     crate::tokio_spawn,
+    tokio::time::sleep,
     tokio::net::TcpListener,
     tokio::net::TcpStream,
     tokio::io
@@ -318,6 +407,7 @@ runtime_tests!(
     wirestate_smol,
     smol::block_on,
     crate::smol_spawn,
+    crate::smol_sleep,
     smol::net::TcpListener,
     smol::net::TcpStream,
     smol::io

@@ -26,6 +26,8 @@ struct Harness {
     clients: HashMap<TransportId, Connection>,
     received: HashMap<TransportId, Vec<Message>>,
     closed: Vec<TransportId>,
+    /// Every WebSocket write, as the server produced it.
+    writes: Vec<(TransportId, Bytes)>,
     /// Accept every CONNECT at once (the default middleware).
     auto_accept: bool,
 }
@@ -60,6 +62,7 @@ impl Harness {
             clients: HashMap::new(),
             received: HashMap::new(),
             closed: Vec::new(),
+            writes: Vec::new(),
             auto_accept: true,
         }
     }
@@ -72,6 +75,7 @@ impl Harness {
                 match t {
                     Transmit::Respond { .. } => {}
                     Transmit::Ws { transport, bytes } => {
+                        self.writes.push((transport, bytes.clone()));
                         if let Some(c) = self.clients.get_mut(&transport) {
                             c.handle_input(self.now, &bytes);
                         }
@@ -938,4 +942,79 @@ fn polling_clients_get_the_same_packet_bytes() {
         get(&mut h, &format!("EIO=4&transport=polling&sid={sid}")),
         "42[\"both\",[1]]"
     );
+}
+
+#[test]
+fn a_broadcast_is_one_shared_frame_for_every_websocket_recipient() {
+    let mut h = Harness::new(config());
+    let (a, _) = h.connect("/");
+    let (b, _) = h.connect("/");
+    let (c, _) = h.connect("/");
+    h.writes.clear();
+    let big = "y".repeat(10_000);
+    h.server.broadcast(
+        h.now,
+        &Broadcast::nsp("/"),
+        "news",
+        Payload::new().arg(json!(big)).bin(vec![1u8; 5000]),
+    );
+    h.pump();
+    let frames: Vec<&(TransportId, Bytes)> = h.writes.iter().collect();
+    assert_eq!(
+        frames.len(),
+        6,
+        "text frame and attachment frame per recipient"
+    );
+    for kind in 0..2 {
+        let ptrs: Vec<*const u8> = frames
+            .iter()
+            .skip(kind)
+            .step_by(2)
+            .map(|(_, b)| b.as_ptr())
+            .collect();
+        assert_eq!(ptrs.len(), 3);
+        assert!(
+            ptrs.iter().all(|p| *p == ptrs[0]),
+            "recipients share the frame bytes"
+        );
+    }
+    for t in [a, b, c] {
+        let got = h.received(t);
+        assert_eq!(got.len(), 2);
+        assert!(matches!(&got[0], Message::Text(t) if t.starts_with("451-[\"news\",\"yyy")));
+        assert_eq!(got[1], Message::Binary(Bytes::from(vec![1u8; 5000])));
+    }
+}
+
+#[test]
+fn the_recovery_store_is_bounded() {
+    let mut recovery = Recovery::default();
+    recovery.max_packets = 2;
+    let mut h = Harness::new(config().recovery(recovery));
+    let tid = h.open(4);
+    h.send(tid, "40");
+    let got = h.texts(tid);
+    let json: Value = serde_json::from_str(&got[0][2..]).expect("json");
+    let pid = json["pid"].as_str().expect("pid").to_owned();
+    let sid = h.sid(json["sid"].as_str().expect("sid"));
+    h.server
+        .emit(h.now, &sid, "first", Payload::new())
+        .expect("socket");
+    h.pump();
+    let got = h.texts(tid);
+    let args: Value = serde_json::from_str(&got[0][2..]).expect("json");
+    let offset = args[1].as_str().expect("offset").to_owned();
+    h.clients.remove(&tid);
+    h.server.handle_ws_eof(h.now, tid);
+    h.pump();
+    // Two more packets push the client's offset out of the store.
+    for _ in 0..2 {
+        h.server
+            .broadcast(h.now, &Broadcast::nsp("/"), "more", Payload::new());
+    }
+    let t2 = h.open(4);
+    h.send(t2, &format!("40{}", json!({"pid": pid, "offset": offset})));
+    let got = h.texts(t2);
+    assert_eq!(got.len(), 1, "no replay: {got:?}");
+    assert!(!got[0].contains(sid.as_str()), "not recovered: {got:?}");
 }

@@ -17,7 +17,9 @@ pub use client::{
     Action, Client, ClientCloseReason, ClientConfig, ClientEvent, ClosedError, OpenInfo, RequestId,
     WsId,
 };
-pub use packet::{decode_payload, encode_payload, Data, DecodeError, Packet, PacketType, Protocol};
+pub use packet::{
+    decode_payload, encode_payload, Data, DecodeError, Packet, PacketType, Protocol, SharedMessage,
+};
 pub use server::{
     CloseReason, Config, Cors, ErrorCode, Event, Handshake, PollId, Reply, SendError, Server,
     SessionId, Transmit, TransportId, TransportKind,

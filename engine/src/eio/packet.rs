@@ -107,6 +107,28 @@ impl From<&'static str> for Data {
     }
 }
 
+/// A message encoded once for many sessions (a broadcast): its data for polling
+/// sessions, and its whole WebSocket frame for v4 WebSocket sessions.
+#[derive(Clone, Debug)]
+pub struct SharedMessage {
+    pub(crate) data: Data,
+    pub(crate) frame: crate::ws::PreparedFrame,
+}
+
+impl SharedMessage {
+    /// Encodes `data` as a message packet and its frame.
+    pub fn new(data: Data) -> Self {
+        let frame =
+            crate::ws::PreparedFrame::new(Packet::message(data.clone()).to_ws(Protocol::V4));
+        Self { data, frame }
+    }
+
+    /// The message data.
+    pub fn data(&self) -> &Data {
+        &self.data
+    }
+}
+
 /// An Engine.IO packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Packet {

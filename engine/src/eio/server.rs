@@ -10,7 +10,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
 
-use super::packet::{decode_payload, encode_payload, Data, Packet, PacketType, Protocol};
+use super::packet::{
+    decode_payload, encode_payload, Data, Packet, PacketType, Protocol, SharedMessage,
+};
 use crate::http::{Headers, Request, Response};
 use crate::rand::Rng;
 use crate::ws::{self, CloseCode, DeflateConfig};
@@ -959,6 +961,38 @@ impl Server {
             }
             _ => self.send(sid, data),
         }
+    }
+
+    /// Queues a message encoded once for many sessions: a v4 WebSocket session with
+    /// nothing waiting gets the shared frame (no copy, no compression); any other gets
+    /// it like [`send_with`](Self::send_with).
+    pub fn send_shared(
+        &mut self,
+        sid: &SessionId,
+        message: &SharedMessage,
+        compress: Option<bool>,
+    ) -> Result<(), SendError> {
+        let Some(session) = self.sessions.get(sid) else {
+            return Err(SendError::UnknownSession);
+        };
+        if let (Some(tid), true, true, Protocol::V4) = (
+            session.websocket,
+            session.buffer.is_empty(),
+            compress != Some(true),
+            session.protocol,
+        ) {
+            if let Some(t) = self.transports.get_mut(&tid) {
+                let _ = t.conn.send_prepared(&message.frame);
+                while let Some(bytes) = t.conn.poll_transmit() {
+                    self.transmits.push_back(Transmit::Ws {
+                        transport: tid,
+                        bytes,
+                    });
+                }
+                return Ok(());
+            }
+        }
+        self.send_with(sid, message.data.clone(), compress)
     }
 
     /// The session can take a message right now: it has a WebSocket transport or a

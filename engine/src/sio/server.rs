@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::packet::{DecodeLimits, Decoder, Packet, PacketType, Payload};
 use crate::eio::{
-    self, Data, Handshake, PollId, Protocol, Reply, SessionId, Transmit, TransportId,
+    self, Data, Handshake, PollId, Protocol, Reply, SessionId, SharedMessage, Transmit, TransportId,
 };
 use crate::http::Request;
 use crate::rand::Rng;
@@ -57,6 +57,8 @@ pub struct Recovery {
     /// Most packets kept for replay, server-wide (default 10,000): older ones go first,
     /// so memory stays bounded however busy the server is.
     pub max_packets: usize,
+    /// Most bytes of packets kept for replay, server-wide (default 32 MiB).
+    pub max_bytes: usize,
     /// Recovered sockets skip the connect middleware (default true).
     pub skip_middlewares: bool,
 }
@@ -66,6 +68,7 @@ impl Default for Recovery {
         Self {
             max_disconnection_duration: Duration::from_secs(120),
             max_packets: 10_000,
+            max_bytes: 32 << 20,
             skip_middlewares: true,
         }
     }
@@ -497,6 +500,7 @@ pub struct Server {
     next_ack: u64,
     kept: HashMap<Arc<str>, Kept>,
     store: VecDeque<Stored>,
+    store_bytes: usize,
     next_offset: u64,
     offset_prefix: String,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
@@ -534,6 +538,7 @@ impl Server {
             next_ack: 0,
             kept: HashMap::new(),
             store: VecDeque::new(),
+            store_bytes: 0,
             next_offset: 0,
             offset_prefix: URL_SAFE_NO_PAD.encode(tag),
             timers: BinaryHeap::new(),
@@ -1194,7 +1199,10 @@ impl Server {
                 a.push(Value::String(offset.to_string()));
             }
             let messages = packet.encode();
+            let shared: Vec<SharedMessage> =
+                messages.iter().cloned().map(SharedMessage::new).collect();
             if let Some(offset) = offset {
+                self.store_bytes += stored_size(&messages);
                 self.store.push_back(Stored {
                     offset,
                     at: now,
@@ -1219,7 +1227,9 @@ impl Server {
                 if target.volatile && !self.eio.is_writable(&session) {
                     continue;
                 }
-                self.send_to_session(&session, &messages, target.compress);
+                for m in &shared {
+                    let _ = self.eio.send_shared(&session, m, target.compress);
+                }
                 count += 1;
             }
         }
@@ -1435,17 +1445,21 @@ impl Server {
         let Some(recovery) = self.config.recovery else {
             return;
         };
-        while self.store.len() > recovery.max_packets {
-            self.store.pop_front();
-        }
-        while self
-            .store
-            .front()
-            .is_some_and(|p| p.at + recovery.max_disconnection_duration < now)
-        {
+        while let Some(front) = self.store.front() {
+            let over = self.store.len() > recovery.max_packets
+                || self.store_bytes > recovery.max_bytes
+                || front.at + recovery.max_disconnection_duration < now;
+            if !over {
+                break;
+            }
+            self.store_bytes -= stored_size(&front.messages);
             self.store.pop_front();
         }
     }
+}
+
+fn stored_size(messages: &[Data]) -> usize {
+    messages.iter().map(|m| m.as_bytes().len()).sum()
 }
 
 fn error_object(message: &str, data: Option<Value>) -> Value {

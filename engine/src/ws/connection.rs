@@ -579,6 +579,18 @@ impl Connection {
         }
     }
 
+    /// Queues a message encoded once for many connections (see [`PreparedFrame`]): a
+    /// server sends the shared frame bytes as they are; a client, which must mask,
+    /// encodes the message itself. Never compressed.
+    pub fn send_prepared(&mut self, frame: &PreparedFrame) -> Result<(), SendError> {
+        self.check_open()?;
+        if self.role == Role::Client {
+            return self.send_with(frame.message.clone(), Some(false));
+        }
+        self.push_out(frame.frame.clone());
+        Ok(())
+    }
+
     /// Queues a text message (copying it).
     pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
         self.send_slice(OpCode::Text, text.as_bytes())
@@ -1125,6 +1137,49 @@ impl Connection {
             apply_mask(&mut buf[start..], key, 0);
         }
         buf.freeze()
+    }
+}
+
+/// A whole unmasked, uncompressed frame for one message, encoded once and shared by
+/// every server connection it is sent on (a broadcast): sending it is a reference
+/// count, whatever the message size.
+#[derive(Clone, Debug)]
+pub struct PreparedFrame {
+    message: Message,
+    frame: Bytes,
+}
+
+impl PreparedFrame {
+    /// Encodes `message` as one final frame.
+    pub fn new(message: Message) -> Self {
+        let (opcode, payload) = match &message {
+            Message::Text(t) => (OpCode::Text, t.as_bytes()),
+            Message::Binary(b) => (OpCode::Binary, &b[..]),
+        };
+        let header = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode,
+            mask: None,
+            payload_len: payload.len() as u64,
+        };
+        let mut buf = BytesMut::with_capacity(header.encoded_len() + payload.len());
+        header.encode(&mut buf);
+        buf.put_slice(payload);
+        Self {
+            frame: buf.freeze(),
+            message,
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// The frame's bytes.
+    pub fn frame(&self) -> &Bytes {
+        &self.frame
     }
 }
 

@@ -24,7 +24,9 @@ mod message;
 pub mod utf8;
 
 pub use close::CloseCode;
-pub use connection::{Closed, Config, Connection, Event, Keepalive, Opened, Role, Side};
+pub use connection::{
+    Closed, Config, Connection, Event, Keepalive, Opened, PreparedFrame, Role, Side,
+};
 pub use deflate::{DeflateConfig, DeflateParams, Precompressed};
 pub use error::{Error, HandshakeError, ProtocolError, SendError};
 pub use handshake::{ClientRequest, Request, Response, UrlError};

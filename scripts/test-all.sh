@@ -7,9 +7,10 @@
 #   SKIP_AUTOBAHN=1                skip the Autobahn runs
 #   AUTOBAHN_DEFLATE=0             skip Autobahn's permessage-deflate sections (12, 13)
 #
-# Interop: npm engine.io-client and PyPI python-engineio against eio-server, and our
-# Engine.IO client against Node's engine.io server, on both runtimes (installed into
-# conformance/interop/ and the user's Python on first use).
+# Interop: npm engine.io-client and PyPI python-engineio against eio-server, our
+# Engine.IO client against Node's engine.io server, and npm socket.io-client and PyPI
+# python-socketio against sio-server (recovery included), on both runtimes (installed
+# into conformance/interop/ and the user's Python on first use).
 #
 # Autobahn split (the suite itself is the slow part: ~10 min per role for sections 12
 # and 13): all 517 cases for our server on tokio and for our client on smol, run in
@@ -99,7 +100,7 @@ fi
 
 if [ "${SKIP_AUTOBAHN:-0}" != 1 ]; then
     run autobahn-install bash conformance/autobahn/install.sh
-    run conformance-build cargo build --release --locked -p wirestate-conformance --bin ws-echo --bin autobahn-client --bin eio-server --bin eio-client
+    run conformance-build cargo build --release --locked -p wirestate-conformance --bin ws-echo --bin autobahn-client --bin eio-server --bin eio-client --bin sio-server
     export WIRESTATE_BIN_DIR="$root/target/release"
     short='*,-12.*,-13.*'
     run autobahn-server-smol bash conformance/autobahn.sh server smol "$short"
@@ -108,6 +109,8 @@ if [ "${SKIP_AUTOBAHN:-0}" != 1 ]; then
     run interop-eio-smol bash conformance/interop.sh eio smol
     run interop-eio-client-tokio bash conformance/interop.sh eio-client tokio
     run interop-eio-client-smol bash conformance/interop.sh eio-client smol
+    run interop-sio-tokio bash conformance/interop.sh sio tokio
+    run interop-sio-smol bash conformance/interop.sh sio smol
     if [ "${AUTOBAHN_DEFLATE:-1}" = 1 ]; then
         start autobahn-server-tokio-all bash conformance/autobahn.sh server tokio '*'
         start autobahn-client-smol-all bash conformance/autobahn.sh client smol '*'

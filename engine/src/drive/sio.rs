@@ -326,6 +326,7 @@ impl SocketIo {
             sid: sid.clone(),
             info: info.clone(),
             recovered: *recovered,
+            left_with: None,
         })
     }
 
@@ -427,6 +428,7 @@ impl SocketIo {
                     sid,
                     info: info.clone(),
                     recovered,
+                    left_with: None,
                 };
                 let handler = self
                     .handlers_for(&info.nsp)
@@ -478,6 +480,7 @@ impl SocketIo {
                         sid,
                         info,
                         recovered,
+                        left_with: Some(Arc::new(state.data)),
                     };
                     for h in state.on_disconnect {
                         self.run(h(socket.clone(), reason));
@@ -559,6 +562,7 @@ impl SocketIo {
             sid: sid.clone(),
             info,
             recovered,
+            left_with: None,
         };
         let slot = ack.map(|id| AckSlot {
             io: self.clone(),
@@ -738,6 +742,8 @@ pub struct Socket {
     sid: Sid,
     info: Arc<ConnectInfo>,
     recovered: bool,
+    /// The data it had when it left (for disconnect handlers).
+    left_with: Option<Arc<Value>>,
 }
 
 impl fmt::Debug for Socket {
@@ -841,7 +847,9 @@ impl Socket {
     /// The socket's data (set by the connect middleware or [`set_data`](Self::set_data);
     /// recovered with the socket).
     pub fn data(&self) -> Value {
-        self.with_state(|s| s.data.clone()).unwrap_or(Value::Null)
+        self.with_state(|s| s.data.clone())
+            .or_else(|| self.left_with.as_deref().cloned())
+            .unwrap_or(Value::Null)
     }
 
     /// Replaces the socket's data.

@@ -252,6 +252,9 @@ fn payloads() -> Vec<Data> {
 fn polling_then_upgrade_then_echo_over_websocket() {
     let mut w = World::new(ClientConfig::default());
     w.settle();
+    // A poll made before the client saw the probe's answer waits for the server's
+    // next upgrade check (100 ms) to end with a noop.
+    w.advance(Duration::from_millis(100));
     assert!(
         matches!(w.client_events.first(), Some(ClientEvent::Open(info)) if info.upgrades == ["websocket"])
     );

@@ -208,7 +208,14 @@ pub struct Client {
 
 impl Client {
     /// A client; its first action (the handshake request) is queued at once.
-    pub fn new(config: ClientConfig, _now: Instant) -> Self {
+    pub fn new(config: ClientConfig, now: Instant) -> Self {
+        Self::continuing(config, now, 0)
+    }
+
+    /// A client whose request and WebSocket ids come after `last_id` (the
+    /// [`last_id`](Self::last_id) of the client it replaces), so that late outcomes for
+    /// an earlier client's I/O can never be taken for this one's.
+    pub fn continuing(config: ClientConfig, _now: Instant, last_id: u64) -> Self {
         let mut client = Self {
             config,
             stage: Stage::Opening,
@@ -222,7 +229,7 @@ impl Client {
             actions: VecDeque::new(),
             events: VecDeque::new(),
             ping_deadline: None,
-            next_id: 0,
+            next_id: last_id,
         };
         if client.config.polling {
             client.start_poll();
@@ -238,6 +245,16 @@ impl Client {
     /// The session id, once open.
     pub fn sid(&self) -> Option<&str> {
         self.sid.as_deref()
+    }
+
+    /// The last request or WebSocket id handed out.
+    pub fn last_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// The session is closed (nothing more will happen).
+    pub fn is_closed(&self) -> bool {
+        self.stage == Stage::Closed
     }
 
     /// Whether the session uses WebSocket now.

@@ -17,6 +17,10 @@ use crate::http::{Headers, Request, Response};
 use crate::rand::Rng;
 use crate::ws::{self, CloseCode, DeflateConfig};
 
+/// How often a poll parked during an upgrade is ended with a noop (as the reference
+/// server's upgrade check does).
+const UPGRADE_CHECK: Duration = Duration::from_millis(100);
+
 /// Server options, with the reference server's names and defaults.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -345,6 +349,9 @@ struct Upgrade {
     transport: TransportId,
     probed: bool,
     noop_delivered: bool,
+    /// When to end a poll parked after the first noop with another one (the
+    /// reference's 100 ms upgrade check).
+    noop_at: Option<Instant>,
     deadline: Instant,
 }
 
@@ -368,6 +375,7 @@ impl Session {
             self.next_ping,
             self.pong_deadline,
             self.upgrade.as_ref().map(|u| u.deadline),
+            self.upgrade.as_ref().and_then(|u| u.noop_at),
         ]
         .into_iter()
         .flatten()
@@ -541,8 +549,10 @@ impl Server {
         if let Some(upgrade) = &mut session.upgrade {
             // Once probed, a poll with nothing to carry ends at once with a noop, so
             // that the client can pause polling and complete the upgrade (the reference
-            // re-sends it every 100 ms for the same reason).
-            if upgrade.probed {
+            // re-sends it every 100 ms for the same reason). Only once: a client that
+            // polls again before it has seen the probe's answer waits (its poll ends
+            // with the upgrade) instead of spinning on noops.
+            if upgrade.probed && !upgrade.noop_delivered {
                 upgrade.noop_delivered = true;
                 return Reply::Respond(polling_response(
                     encode_payload(&[Packet::bare(PacketType::Noop)], protocol),
@@ -553,8 +563,12 @@ impl Server {
         let id = PollId(self.next_id());
         if let Some(session) = self.sessions.get_mut(&sid) {
             session.parked = Some(Parked { id, cors });
+            if let Some(upgrade) = session.upgrade.as_mut().filter(|u| u.probed) {
+                upgrade.noop_at = Some(now + UPGRADE_CHECK);
+            }
         }
-        self.polls.insert(id, sid);
+        self.polls.insert(id, sid.clone());
+        self.arm_session(&sid);
         Reply::Park(id)
     }
 
@@ -641,6 +655,7 @@ impl Server {
                         transport: tid,
                         probed: false,
                         noop_delivered: false,
+                        noop_at: None,
                         deadline: now + self.config.upgrade_timeout,
                     });
                 }
@@ -1201,6 +1216,21 @@ impl Server {
                         .close(now, CloseCode::POLICY_VIOLATION, "upgrade timeout");
                 }
                 self.drive_ws(now, upgrade.transport);
+            }
+        }
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        let protocol = session.protocol;
+        if let Some(upgrade) = session.upgrade.as_mut().filter(|u| due(u.noop_at)) {
+            upgrade.noop_at = None;
+            if let Some(parked) = session.parked.take() {
+                self.polls.remove(&parked.id);
+                let body = encode_payload(&[Packet::bare(PacketType::Noop)], protocol);
+                self.transmits.push_back(Transmit::Respond {
+                    poll: parked.id,
+                    response: polling_response(body, parked.cors),
+                });
             }
         }
         let Some(session) = self.sessions.get_mut(sid) else {

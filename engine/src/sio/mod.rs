@@ -6,12 +6,17 @@
 //! recovery store. The application sees [`Event`]s and calls `accept`, `emit`,
 //! `broadcast`, `join`... Cross-server operations come out as [`ClusterMessage`]s.
 //!
+//! [`Manager`] is the client: one connection (reconnected with backoff) carrying any
+//! number of namespaces.
+//!
 //! The packet codec is in [`packet`]; a different parser (e.g. msgpack) only has to
 //! produce and take the same [`Packet`] values.
 
+mod client;
 pub mod packet;
 mod server;
 
+pub use client::{ClientConfig, ClientDisconnectReason, ClientError, ClientEvent, Manager};
 pub use packet::{DecodeError, DecodeLimits, Decoder, Packet, PacketType, Payload};
 pub use server::{
     AckError, AckId, Broadcast, ClusterMessage, Config, ConnectInfo, DisconnectReason, Error,

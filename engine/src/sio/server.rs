@@ -222,6 +222,17 @@ impl std::error::Error for AckError {}
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AckId(u64);
 
+impl AckId {
+    pub(crate) const fn from_raw(id: u64) -> Self {
+        Self(id)
+    }
+
+    /// The id on the wire.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
 /// Which sockets a broadcast (or a join, leave, disconnect, fetch) applies to: the
 /// reference's broadcast operators.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,726 @@
+//! Our Socket.IO client manager against our Socket.IO server, in memory on a virtual
+//! clock: namespaces, events and acks both ways, connect errors, reconnection with
+//! backoff after a server restart or a ping timeout, buffering while disconnected, and
+//! connection-state recovery.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use wirestate_engine::eio::{
+    self, Action, ClientCloseReason, PollId, Reply, RequestId, Transmit, TransportId, WsId,
+};
+use wirestate_engine::http::ServerConn;
+use wirestate_engine::sio::{
+    AckError, Broadcast, ClientConfig, ClientDisconnectReason, ClientError, ClientEvent, Config,
+    Event, Manager, Payload, Recovery, Server,
+};
+use wirestate_engine::ws::{self, ClientRequest, Connection};
+
+struct World {
+    now: Instant,
+    server: Server,
+    server_config: Config,
+    manager: Manager,
+    parked: HashMap<PollId, RequestId>,
+    sockets: HashMap<WsId, (Connection, TransportId)>,
+    by_transport: HashMap<TransportId, WsId>,
+    client_events: Vec<ClientEvent>,
+    server_events: Vec<Event>,
+    /// While true, every connection attempt is refused and every open one is silent.
+    server_down: bool,
+}
+
+fn server_config() -> Config {
+    Config::default()
+        .eio(
+            eio::Config::default()
+                .path("/socket.io/")
+                .heartbeat(Duration::from_millis(300), Duration::from_millis(200)),
+        )
+        .connect_timeout(Duration::from_millis(1000))
+}
+
+fn new_server(config: &Config) -> Server {
+    let mut server = Server::new(config.clone(), [5; 32]);
+    server.add_namespace("/");
+    server.add_namespace("/chat");
+    server.add_namespace("/secure");
+    server
+}
+
+fn client_config(polling: bool) -> ClientConfig {
+    ClientConfig::default()
+        .eio(
+            eio::ClientConfig::default()
+                .path("/socket.io/")
+                .transports(polling, true),
+        )
+        .reconnection_delay(Duration::from_millis(100), Duration::from_millis(400))
+        .randomization_factor(0.0)
+}
+
+fn request(method: &str, target: &str, body: &Bytes) -> wirestate_engine::http::Request {
+    let raw = format!(
+        "{method} {target} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut conn = ServerConn::new(8192, 1 << 22);
+    conn.handle_input(raw.as_bytes());
+    conn.handle_input(body);
+    conn.poll_request().expect("request")
+}
+
+impl World {
+    fn new(server_config: Config, client: ClientConfig) -> Self {
+        Self {
+            now: Instant::now(),
+            server: new_server(&server_config),
+            server_config,
+            manager: Manager::new(client, [8; 32]),
+            parked: HashMap::new(),
+            sockets: HashMap::new(),
+            by_transport: HashMap::new(),
+            client_events: Vec::new(),
+            server_events: Vec::new(),
+            server_down: false,
+        }
+    }
+
+    /// The server application: `/secure` refuses, `echo` answers with `echo-back`
+    /// and through its ack.
+    fn serve_event(&mut self, e: &Event) {
+        match e {
+            Event::Connecting(info) => {
+                if &*info.nsp == "/secure" && info.auth["token"] != "ok" {
+                    let _ = self.server.reject(
+                        &info.session,
+                        &info.nsp,
+                        "denied",
+                        Some(json!({"why": "token"})),
+                    );
+                } else {
+                    let _ = self.server.accept(self.now, &info.session, &info.nsp);
+                }
+            }
+            Event::Event {
+                sid,
+                name,
+                payload,
+                ack,
+            } if name == "echo" => {
+                let _ = self
+                    .server
+                    .emit(self.now, sid, "echo-back", payload.clone());
+                if let Some(id) = ack {
+                    let _ = self.server.ack(sid, *id, payload.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Runs everything until nothing moves.
+    fn settle(&mut self) {
+        for _ in 0..10_000 {
+            let mut progress = false;
+            let mut n = 0;
+            while let Some(action) = self.manager.poll_action() {
+                progress = true;
+                n += 1;
+                assert!(n < 1000, "endless actions: {action:?}");
+                self.carry_out(action);
+            }
+            while let Some(t) = self.server.poll_transmit() {
+                progress = true;
+                if self.server_down {
+                    continue;
+                }
+                match t {
+                    Transmit::Respond { poll, response } => {
+                        if let Some(id) = self.parked.remove(&poll) {
+                            self.manager.handle_http_response(
+                                self.now,
+                                id,
+                                response.status,
+                                response.body,
+                            );
+                        }
+                    }
+                    Transmit::Ws { transport, bytes } => {
+                        if let Some((conn, _)) = self
+                            .by_transport
+                            .get(&transport)
+                            .and_then(|id| self.sockets.get_mut(id))
+                        {
+                            conn.handle_input(self.now, &bytes);
+                        }
+                    }
+                    Transmit::CloseTransport(transport) => {
+                        if let Some((conn, _)) = self
+                            .by_transport
+                            .get(&transport)
+                            .and_then(|id| self.sockets.get_mut(id))
+                        {
+                            conn.handle_eof(self.now);
+                        }
+                    }
+                }
+            }
+            let ids: Vec<WsId> = self.sockets.keys().copied().collect();
+            for id in ids {
+                let (conn, tid) = self.sockets.get_mut(&id).expect("socket");
+                let tid = *tid;
+                let mut out = Vec::new();
+                while let Some(b) = conn.poll_transmit() {
+                    out.extend_from_slice(&b);
+                }
+                let mut evs = Vec::new();
+                while let Some(e) = conn.poll_event() {
+                    evs.push(e);
+                }
+                if !out.is_empty() && !self.server_down {
+                    progress = true;
+                    self.server.handle_ws_input(self.now, tid, &out);
+                }
+                for e in evs {
+                    progress = true;
+                    match e {
+                        ws::Event::Open(_) => self.manager.handle_ws_opened(self.now, id),
+                        ws::Event::Message(m) => self.manager.handle_ws_message(self.now, id, &m),
+                        ws::Event::Closed(_) => {
+                            self.sockets.remove(&id);
+                            self.manager.handle_ws_closed(self.now, id);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            while let Some(e) = self.server.poll_event() {
+                progress = true;
+                self.serve_event(&e);
+                self.server_events.push(e);
+            }
+            while let Some(e) = self.manager.poll_event() {
+                progress = true;
+                self.client_events.push(e);
+            }
+            if !progress {
+                return;
+            }
+        }
+        panic!("did not settle");
+    }
+
+    fn carry_out(&mut self, action: Action) {
+        match action {
+            Action::Http {
+                id,
+                method,
+                target,
+                body,
+            } => {
+                if self.server_down {
+                    self.manager.handle_http_failed(self.now, id);
+                    return;
+                }
+                match self
+                    .server
+                    .handle_request(self.now, &request(method, &target, &body))
+                {
+                    Reply::Respond(r) => self
+                        .manager
+                        .handle_http_response(self.now, id, r.status, r.body),
+                    Reply::Park(poll) => {
+                        self.parked.insert(poll, id);
+                    }
+                    Reply::Upgrade(_) => panic!("HTTP request upgraded"),
+                }
+            }
+            Action::OpenWs { id, target } => {
+                if self.server_down {
+                    self.manager.handle_ws_closed(self.now, id);
+                    return;
+                }
+                let req = ClientRequest::from_url(&format!("ws://localhost{target}")).expect("url");
+                let mut conn =
+                    Connection::client(Arc::new(ws::Config::default()), &req, self.now, [1; 32]);
+                let head = conn.poll_transmit().expect("head");
+                let mut http = ServerConn::new(8192, 1024);
+                http.handle_input(&head);
+                let upgrade = http.poll_request().expect("upgrade");
+                match self.server.handle_request(self.now, &upgrade) {
+                    Reply::Upgrade(tid) => {
+                        self.by_transport.insert(tid, id);
+                        self.sockets.insert(id, (conn, tid));
+                    }
+                    Reply::Respond(_) => self.manager.handle_ws_closed(self.now, id),
+                    Reply::Park(_) => panic!("upgrade parked"),
+                }
+            }
+            Action::SendWs { id, message } => {
+                if let Some((conn, _)) = self.sockets.get_mut(&id) {
+                    let _ = conn.send(message);
+                }
+            }
+            Action::CloseWs(id) => {
+                if let Some((conn, _)) = self.sockets.get_mut(&id) {
+                    let _ = conn.close(self.now, ws::CloseCode::NORMAL, "");
+                }
+            }
+        }
+    }
+
+    /// The server process dies: every connection drops, and nothing answers until
+    /// [`restart`](Self::restart).
+    fn crash(&mut self) {
+        self.server_down = true;
+        for (id, (mut conn, _)) in std::mem::take(&mut self.sockets) {
+            conn.handle_eof(self.now);
+            self.manager.handle_ws_closed(self.now, id);
+        }
+        for (_, id) in std::mem::take(&mut self.parked) {
+            self.manager.handle_http_failed(self.now, id);
+        }
+        self.by_transport.clear();
+        self.settle();
+    }
+
+    /// A new server process (no memory of the old one) comes up.
+    fn restart(&mut self) {
+        self.server = new_server(&self.server_config);
+        self.server_down = false;
+        self.settle();
+    }
+
+    fn advance(&mut self, by: Duration) {
+        let until = self.now + by;
+        for _ in 0..100_000 {
+            let next = [self.server.poll_timeout(), self.manager.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            match next {
+                Some(t) if t <= until => {
+                    self.now = self.now.max(t);
+                    self.server.handle_timeout(self.now);
+                    self.manager.handle_timeout(self.now);
+                    self.settle();
+                }
+                _ => {
+                    self.now = until;
+                    self.settle();
+                    return;
+                }
+            }
+        }
+        panic!(
+            "timers do not move: server {:?}, client {:?}, now {:?}",
+            self.server.poll_timeout(),
+            self.manager.poll_timeout(),
+            self.now
+        );
+    }
+
+    fn take(&mut self) -> Vec<ClientEvent> {
+        std::mem::take(&mut self.client_events)
+    }
+
+    fn connects(&self) -> Vec<(String, bool)> {
+        self.client_events
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::Connect { nsp, recovered, .. } => Some((nsp.to_string(), *recovered)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn events_named(events: &[ClientEvent], wanted: &str) -> Vec<Payload> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Event { name, payload, .. } if name == wanted => Some(payload.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn namespaces_events_and_acks_both_ways_on_every_transport() {
+    for polling in [true, false] {
+        let mut w = World::new(server_config(), client_config(polling));
+        let now = w.now;
+        w.manager
+            .socket(now, "/", json!({"token": "a"}))
+            .expect("open");
+        w.manager
+            .socket(now, "/chat", json!({"token": "b"}))
+            .expect("open");
+        w.settle();
+        // Over polling, the upgrade to WebSocket completes within the server's 100 ms
+        // upgrade check.
+        w.advance(Duration::from_millis(150));
+        assert_eq!(w.connects(), [("/".into(), false), ("/chat".into(), false)]);
+        let auths: Vec<Value> = w
+            .server_events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Connected { info, .. } => Some(info.auth.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(auths, [json!({"token": "a"}), json!({"token": "b"})]);
+        assert_ne!(w.manager.sid("/"), w.manager.sid("/chat"));
+        w.take();
+
+        let payload = Payload::new().arg(json!({"x": 1})).bin(vec![1u8, 2, 3]);
+        w.manager
+            .emit(w.now, "/chat", "echo", payload.clone())
+            .expect("emit");
+        let ack = w
+            .manager
+            .emit_with_ack(
+                w.now,
+                "/",
+                "echo",
+                Payload::new().arg(json!("q")),
+                Some(Duration::from_secs(1)),
+            )
+            .expect("emit");
+        w.settle();
+        let events = w.take();
+        assert_eq!(
+            events_named(&events, "echo-back")[0],
+            payload,
+            "binary round trip"
+        );
+        assert!(events.contains(&ClientEvent::Ack {
+            nsp: "/".into(),
+            ack,
+            result: Ok(Payload::new().arg(json!("q")))
+        }));
+
+        // Server asks, client answers.
+        let sid = w
+            .server_events
+            .iter()
+            .find_map(|e| match e {
+                Event::Connected { sid, info, .. } if &*info.nsp == "/" => Some(sid.clone()),
+                _ => None,
+            })
+            .expect("socket");
+        let server_ack = w
+            .server
+            .emit_with_ack(
+                w.now,
+                &sid,
+                "question",
+                Payload::new(),
+                Some(Duration::from_secs(1)),
+            )
+            .expect("socket");
+        w.settle();
+        let id = w
+            .take()
+            .iter()
+            .find_map(|e| match e {
+                ClientEvent::Event { name, ack, .. } if name == "question" => *ack,
+                _ => None,
+            })
+            .expect("an ack id");
+        w.manager
+            .ack(w.now, "/", id, Payload::new().arg(json!(42)))
+            .expect("ack");
+        w.settle();
+        assert!(w.server_events.iter().any(|e| matches!(
+            e,
+            Event::Ack { ack, result: Ok(p), .. } if *ack == server_ack && p.args == [json!(42)]
+        )));
+        w.manager.close(w.now);
+        w.settle();
+        assert_eq!(w.take().last(), Some(&ClientEvent::Closed));
+        assert!(w.server_events.iter().any(|e| matches!(
+            e,
+            Event::Disconnected {
+                reason: wirestate_engine::sio::DisconnectReason::ClientNamespaceDisconnect,
+                ..
+            }
+        )));
+    }
+}
+
+#[test]
+fn connect_errors_carry_message_and_data() {
+    let mut w = World::new(server_config(), client_config(false));
+    let now = w.now;
+    w.manager.socket(now, "/", Value::Null).expect("open");
+    w.manager
+        .socket(now, "/secure", json!({"token": "bad"}))
+        .expect("open");
+    w.manager.socket(now, "/nope", Value::Null).expect("open");
+    w.settle();
+    let errors: Vec<(String, String, Option<Value>)> = w
+        .take()
+        .into_iter()
+        .filter_map(|e| match e {
+            ClientEvent::ConnectError { nsp, message, data } => {
+                Some((nsp.to_string(), message, data))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            ("/nope".into(), "Invalid namespace".into(), None),
+            (
+                "/secure".into(),
+                "denied".into(),
+                Some(json!({"why": "token"}))
+            ),
+        ]
+    );
+    assert!(w.manager.is_connected("/"));
+    // A refused namespace buffers nothing.
+    assert_eq!(
+        w.manager.emit(w.now, "/elsewhere", "x", Payload::new()),
+        Err(ClientError::UnknownNamespace)
+    );
+}
+
+#[test]
+fn reconnects_with_backoff_after_a_server_restart_and_flushes_the_buffer() {
+    let mut w = World::new(server_config(), client_config(true));
+    let now = w.now;
+    w.manager.socket(now, "/", json!({"n": 1})).expect("open");
+    w.settle();
+    w.advance(Duration::from_millis(50));
+    assert!(w.manager.is_connected("/"));
+    w.take();
+
+    w.crash();
+    let events = w.take();
+    assert!(
+        events.contains(&ClientEvent::Disconnect {
+            nsp: "/".into(),
+            reason: ClientDisconnectReason::TransportError
+        }) || events.contains(&ClientEvent::Disconnect {
+            nsp: "/".into(),
+            reason: ClientDisconnectReason::TransportClose
+        }),
+        "{events:?}"
+    );
+    // Emits while disconnected are buffered.
+    w.manager
+        .emit(w.now, "/", "echo", Payload::new().arg(json!("later")))
+        .expect("buffered");
+    // Attempts at 100 ms, then 200 ms later, then 400 ms later (capped), all refused.
+    w.advance(Duration::from_millis(99));
+    assert!(w.take().is_empty());
+    w.advance(Duration::from_millis(1));
+    assert_eq!(
+        w.take(),
+        [
+            ClientEvent::ReconnectAttempt(1),
+            ClientEvent::Close(ClientCloseReason::TransportError),
+            ClientEvent::ReconnectError
+        ]
+    );
+    w.advance(Duration::from_millis(200));
+    assert_eq!(w.take()[0], ClientEvent::ReconnectAttempt(2));
+    w.advance(Duration::from_millis(399));
+    assert!(w.take().is_empty(), "the delay is capped at 400 ms");
+    w.restart();
+    w.advance(Duration::from_millis(1));
+    let events = w.take();
+    assert_eq!(events[0], ClientEvent::ReconnectAttempt(3));
+    assert!(events.contains(&ClientEvent::Reconnect(3)), "{events:?}");
+    assert!(w.connects().is_empty(), "taken");
+    assert!(events.iter().any(|e| matches!(
+        e,
+        ClientEvent::Connect {
+            recovered: false,
+            ..
+        }
+    )));
+    assert_eq!(
+        events_named(&events, "echo-back"),
+        [Payload::new().arg(json!("later"))]
+    );
+    // The auth went again.
+    let auth = w.server_events.iter().rev().find_map(|e| match e {
+        Event::Connected { info, .. } => Some(info.auth.clone()),
+        _ => None,
+    });
+    assert_eq!(auth, Some(json!({"n": 1})));
+}
+
+#[test]
+fn a_silent_server_is_a_ping_timeout_then_a_reconnection() {
+    let mut w = World::new(server_config(), client_config(false));
+    let now = w.now;
+    w.manager.socket(now, "/", Value::Null).expect("open");
+    w.settle();
+    w.take();
+    // The server stops sending (pings included) but keeps the connection.
+    w.server_down = true;
+    w.advance(Duration::from_millis(501));
+    let events = w.take();
+    assert!(
+        events.contains(&ClientEvent::Disconnect {
+            nsp: "/".into(),
+            reason: ClientDisconnectReason::PingTimeout
+        }),
+        "{events:?}"
+    );
+    w.server_down = false;
+    w.sockets.clear();
+    w.advance(Duration::from_millis(150));
+    let events = w.take();
+    assert!(events.contains(&ClientEvent::Reconnect(1)), "{events:?}");
+    assert!(w.manager.is_connected("/"));
+}
+
+#[test]
+fn giving_up_after_the_configured_attempts() {
+    let mut w = World::new(
+        server_config(),
+        client_config(false).reconnection_attempts(2),
+    );
+    let now = w.now;
+    w.manager.socket(now, "/", Value::Null).expect("open");
+    w.settle();
+    w.take();
+    w.crash();
+    w.advance(Duration::from_secs(2));
+    let events = w.take();
+    let attempts = events
+        .iter()
+        .filter(|e| matches!(e, ClientEvent::ReconnectAttempt(_)))
+        .count();
+    assert_eq!(attempts, 2);
+    assert_eq!(
+        &events[events.len() - 2..],
+        [ClientEvent::ReconnectFailed, ClientEvent::Closed]
+    );
+    assert!(w.manager.is_closed());
+    assert_eq!(
+        w.manager.emit(w.now, "/", "x", Payload::new()),
+        Err(ClientError::Closed)
+    );
+}
+
+#[test]
+fn acks_time_out_buffers_are_bounded_and_server_disconnects_are_final() {
+    let mut config = client_config(false);
+    config.max_buffered = 2;
+    let mut w = World::new(server_config(), config);
+    let now = w.now;
+    w.manager.socket(now, "/", Value::Null).expect("open");
+    // Not connected yet: two packets fit, the third does not.
+    w.manager
+        .emit(now, "/", "a", Payload::new())
+        .expect("buffered");
+    let ack = w
+        .manager
+        .emit_with_ack(
+            now,
+            "/",
+            "never-answered",
+            Payload::new(),
+            Some(Duration::from_millis(50)),
+        )
+        .expect("buffered");
+    assert_eq!(
+        w.manager.emit(now, "/", "c", Payload::new()),
+        Err(ClientError::BufferFull)
+    );
+    w.settle();
+    w.advance(Duration::from_millis(50));
+    assert!(w.take().contains(&ClientEvent::Ack {
+        nsp: "/".into(),
+        ack,
+        result: Err(AckError::Timeout)
+    }));
+    // The server disconnects the socket: no reconnection, the manager is done.
+    let sid = w
+        .server
+        .fetch_sockets(&Broadcast::nsp("/"))
+        .pop()
+        .expect("socket");
+    w.server.disconnect(w.now, &sid, false).expect("socket");
+    w.settle();
+    let events = w.take();
+    assert_eq!(
+        events,
+        [
+            ClientEvent::Disconnect {
+                nsp: "/".into(),
+                reason: ClientDisconnectReason::IoServerDisconnect
+            },
+            ClientEvent::Closed
+        ]
+    );
+    w.advance(Duration::from_secs(2));
+    assert!(!w
+        .take()
+        .iter()
+        .any(|e| matches!(e, ClientEvent::ReconnectAttempt(_))));
+}
+
+#[test]
+fn connection_state_recovery_after_a_dropped_transport() {
+    let mut w = World::new(
+        server_config().recovery(Recovery::default()),
+        client_config(false),
+    );
+    let now = w.now;
+    w.manager.socket(now, "/", Value::Null).expect("open");
+    w.settle();
+    let first = w.manager.sid("/").expect("connected").to_owned();
+    let sid = w
+        .server
+        .fetch_sockets(&Broadcast::nsp("/"))
+        .pop()
+        .expect("socket");
+    w.server.join(&sid, &["room".into()]).expect("socket");
+    w.server
+        .emit(w.now, &sid, "hello", Payload::new())
+        .expect("socket");
+    w.settle();
+    w.take();
+    // The transport drops (the server notices); the server keeps the session.
+    for (id, (mut conn, tid)) in std::mem::take(&mut w.sockets) {
+        conn.handle_eof(w.now);
+        w.server.handle_ws_eof(w.now, tid);
+        w.manager.handle_ws_closed(w.now, id);
+    }
+    w.settle();
+    w.server.broadcast(
+        w.now,
+        &Broadcast::nsp("/").to("room"),
+        "missed",
+        Payload::new().arg(json!(1)),
+    );
+    w.settle();
+    w.advance(Duration::from_millis(100));
+    let events = w.take();
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            ClientEvent::Connect {
+                recovered: true,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    assert_eq!(w.manager.sid("/"), Some(first.as_str()));
+    let missed = events_named(&events, "missed");
+    assert_eq!(missed.len(), 1);
+    assert_eq!(missed[0].args[0], json!(1));
+}

@@ -4,6 +4,8 @@
 #   conformance/interop.sh eio tokio|smol          real clients against our server
 #   conformance/interop.sh eio-client tokio|smol   our client against Node's server
 #   conformance/interop.sh sio tokio|smol          real Socket.IO clients against sio-server
+#   conformance/interop.sh sio-client tokio|smol   our Socket.IO client against Node's
+#                                                  socket.io server and against sio-server
 #
 # eio: installs the clients (npm `engine.io-client`, PyPI `python-engineio[client]`) on
 # first use, starts `eio-server` on a free port, runs each client over polling,
@@ -12,13 +14,17 @@
 # sio: npm `socket.io-client` and PyPI `python-socketio` against `sio-server` (events,
 # acks both ways, binary, namespaces, middleware, rooms, on every transport), and
 # socket.io-client's connection-state recovery against `sio-server --recovery`.
+# sio-client: our `sio-client` against Node's `socket.io` (interop/sio-server.mjs) and
+# against our `sio-server`: auth, events, binary, acks both ways, multiplexing,
+# middleware, a server restart (killed and started again when the client prints
+# RESTART-ME), and state recovery against a second server with recovery on.
 # Ends with `N passed, M failed`.
 # WIRESTATE_BIN_DIR: prebuilt binaries (default: cargo build --release).
 set -euo pipefail
 
 what="${1:-}"; runtime="${2:-}"
-usage="usage: $0 eio|eio-client|sio tokio|smol"
-case "$what" in eio|eio-client|sio) ;; *) echo "$usage" >&2; exit 2 ;; esac
+usage="usage: $0 eio|eio-client|sio|sio-client tokio|smol"
+case "$what" in eio|eio-client|sio|sio-client) ;; *) echo "$usage" >&2; exit 2 ;; esac
 case "$runtime" in tokio|smol) ;; *) echo "$usage" >&2; exit 2 ;; esac
 
 [ -n "${WIRESTATE_BIN_DIR:-}" ] && WIRESTATE_BIN_DIR="$(cd "$WIRESTATE_BIN_DIR" && pwd)"
@@ -40,15 +46,68 @@ then
     python3 -m pip install -q --disable-pip-version-check -r requirements.txt >&2
 fi
 if [ -z "${WIRESTATE_BIN_DIR:-}" ]; then
-    (cd "$root" && cargo build --release --quiet -p wirestate-conformance --bin eio-server --bin eio-client --bin sio-server)
+    (cd "$root" && cargo build --release --quiet -p wirestate-conformance --bin eio-server --bin eio-client --bin sio-server --bin sio-client)
     bindir="$root/target/release"
 else
     bindir="$WIRESTATE_BIN_DIR"
 fi
 
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-log="$(mktemp)"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+    for _ in $(seq 1 100); do
+        python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1",int(sys.argv[1])),0.2).close()' "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+if [ "$what" = sio-client ]; then
+    passed=0; failed=0; pids=()
+    trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+    for target in node wirestate; do
+        port="$(free_port)"; rport="$(free_port)"
+        start_server() { # PORT [recovery]
+            if [ "$target" = node ]; then
+                node sio-server.mjs "$1" ${2:-} > /dev/null 2>&1 &
+            else
+                "$bindir/sio-server" --runtime "$runtime" --addr "127.0.0.1:$1" ${2:+--recovery} > /dev/null 2>&1 &
+            fi
+            last=$!
+            pids+=("$last")
+        }
+        start_server "$port"; main=$last
+        start_server "$rport" recovery; recovery=$last
+        wait_port "$port"; wait_port "$rport"
+        out="$(mktemp)"
+        timeout 120 "$bindir/sio-client" --runtime "$runtime" --url "http://127.0.0.1:$port" \
+            --recovery-url "http://127.0.0.1:$rport" > "$out" 2>&1 &
+        client=$!
+        restarted=0
+        while kill -0 "$client" 2>/dev/null; do
+            if [ "$restarted" = 0 ] && grep -q '^RESTART-ME' "$out"; then
+                kill -9 "$main" 2>/dev/null || true; wait "$main" 2>/dev/null || true
+                sleep 0.5
+                start_server "$port"; main=$last
+                restarted=1
+            fi
+            sleep 0.1
+        done
+        wait "$client" || true
+        grep -v '^RESTART-ME' "$out" | grep -vE '^[0-9]+ passed, [0-9]+ failed$' | sed "s/\$/ [server: $target]/"
+        p=$(grep -cE '^ok ' "$out" || true); f=$(grep -cE '^FAIL' "$out" || true)
+        if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then echo "FAIL no result against $target:"; cat "$out"; f=1; fi
+        passed=$((passed + p)); failed=$((failed + f))
+        kill "$main" "$recovery" 2>/dev/null || true; wait "$main" "$recovery" 2>/dev/null || true
+        rm -f "$out"
+    done
+    echo "interop sio-client $runtime: wirestate's Socket.IO client against Node's socket.io and sio-server"
+    echo "$passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+    exit
+fi
+
+port="$(free_port)"
+log="$(mktemp)"
 extra=""
 if [ "$what" = eio ]; then
     "$bindir/eio-server" --runtime "$runtime" --addr "127.0.0.1:$port" > "$log" 2>&1 &

@@ -9,8 +9,9 @@
 #
 # Interop: npm engine.io-client and PyPI python-engineio against eio-server, our
 # Engine.IO client against Node's engine.io server, and npm socket.io-client and PyPI
-# python-socketio against sio-server (recovery included), on both runtimes (installed
-# into conformance/interop/ and the user's Python on first use).
+# python-socketio against sio-server (recovery included), and our Socket.IO client
+# against Node's socket.io and sio-server, on both runtimes (installed into
+# conformance/interop/ and the user's Python on first use).
 #
 # Autobahn split (the suite itself is the slow part: ~10 min per role for sections 12
 # and 13): all 517 cases for our server on tokio and for our client on smol, run in
@@ -100,7 +101,7 @@ fi
 
 if [ "${SKIP_AUTOBAHN:-0}" != 1 ]; then
     run autobahn-install bash conformance/autobahn/install.sh
-    run conformance-build cargo build --release --locked -p wirestate-conformance --bin ws-echo --bin autobahn-client --bin eio-server --bin eio-client --bin sio-server
+    run conformance-build cargo build --release --locked -p wirestate-conformance --bin ws-echo --bin autobahn-client --bin eio-server --bin eio-client --bin sio-server --bin sio-client
     export WIRESTATE_BIN_DIR="$root/target/release"
     short='*,-12.*,-13.*'
     run autobahn-server-smol bash conformance/autobahn.sh server smol "$short"
@@ -111,6 +112,8 @@ if [ "${SKIP_AUTOBAHN:-0}" != 1 ]; then
     run interop-eio-client-smol bash conformance/interop.sh eio-client smol
     run interop-sio-tokio bash conformance/interop.sh sio tokio
     run interop-sio-smol bash conformance/interop.sh sio smol
+    run interop-sio-client-tokio bash conformance/interop.sh sio-client tokio
+    run interop-sio-client-smol bash conformance/interop.sh sio-client smol
     if [ "${AUTOBAHN_DEFLATE:-1}" = 1 ]; then
         start autobahn-server-tokio-all bash conformance/autobahn.sh server tokio '*'
         start autobahn-client-smol-all bash conformance/autobahn.sh client smol '*'

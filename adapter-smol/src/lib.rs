@@ -248,6 +248,12 @@ pub mod eio {
         }
     }
 
+    impl Connector {
+        pub(crate) fn new(authority: String) -> Self {
+            Self { authority }
+        }
+    }
+
     /// Starts an Engine.IO session with the server at `url` (`http://host:port`; the
     /// path comes from `config`). Nothing happens until [`EioClient::recv`] is awaited;
     /// its first event is `Open` (or `Closed` if the server cannot be reached).
@@ -374,11 +380,17 @@ pub mod sio {
         AckStream, ConnectError, ConnectRequest, EmitError, HandlerResult, Incoming, Namespace,
         Operator, Socket, SocketIo,
     };
+    pub use wirestate_engine::drive::sio_client::{
+        ClientAck, ClientSocket, ConnectFailure, EmitFailure, IoOptions, SioClient, TimedSocket,
+    };
     pub use wirestate_engine::drive::HttpLimits;
-    pub use wirestate_engine::eio::{Config as EioConfig, Cors, Handshake};
+    pub use wirestate_engine::eio::{
+        ClientConfig as EioClientConfig, Config as EioConfig, Cors, Handshake,
+    };
     pub use wirestate_engine::sio::{
         AckError, Broadcast, ClusterMessage, Config, DisconnectReason, Payload, Recovery, Room, Sid,
     };
+    pub use wirestate_engine::sio::{ClientConfig, ClientDisconnectReason};
 
     use super::{SmolClock, SmolIo};
 
@@ -408,6 +420,25 @@ pub mod sio {
         let host = io.host().clone();
         smol::spawn(async move { host.run_timers(SmolClock::new()).await }).detach();
         Ok(io)
+    }
+
+    /// Connects to `url` (`http://host:port`, or `http://host:port/namespace`) like
+    /// socket.io-client's `io(url, options)`: returns the namespace's socket and runs
+    /// the client (connection, reconnection, handlers) on smol's global executor. More namespaces
+    /// over the same connection: `socket.io().socket("/other", auth)`.
+    pub fn io(url: &str, options: IoOptions) -> io::Result<ClientSocket> {
+        let mut seed = [0u8; 64];
+        getrandom::fill(&mut seed).map_err(io::Error::other)?;
+        let (socket, driver) = SioClient::open(
+            url,
+            options,
+            seed,
+            now,
+            crate::eio::Connector::new,
+            SmolClock::new(),
+        )?;
+        smol::spawn(driver).detach();
+        Ok(socket)
     }
 
     /// Serves one accepted connection (sets `TCP_NODELAY`), for your own accept loop.

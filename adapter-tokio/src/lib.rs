@@ -255,6 +255,12 @@ pub mod eio {
         }
     }
 
+    impl Connector {
+        pub(crate) fn new(authority: String) -> Self {
+            Self { authority }
+        }
+    }
+
     /// Starts an Engine.IO session with the server at `url` (`http://host:port`; the
     /// path comes from `config`). Nothing happens until [`EioClient::recv`] is awaited;
     /// its first event is `Open` (or `Closed` if the server cannot be reached).
@@ -383,11 +389,17 @@ pub mod sio {
         AckStream, ConnectError, ConnectRequest, EmitError, HandlerResult, Incoming, Namespace,
         Operator, Socket, SocketIo,
     };
+    pub use wirestate_engine::drive::sio_client::{
+        ClientAck, ClientSocket, ConnectFailure, EmitFailure, IoOptions, SioClient, TimedSocket,
+    };
     pub use wirestate_engine::drive::HttpLimits;
-    pub use wirestate_engine::eio::{Config as EioConfig, Cors, Handshake};
+    pub use wirestate_engine::eio::{
+        ClientConfig as EioClientConfig, Config as EioConfig, Cors, Handshake,
+    };
     pub use wirestate_engine::sio::{
         AckError, Broadcast, ClusterMessage, Config, DisconnectReason, Payload, Recovery, Room, Sid,
     };
+    pub use wirestate_engine::sio::{ClientConfig, ClientDisconnectReason};
 
     use super::{TokioClock, TokioIo};
 
@@ -417,6 +429,25 @@ pub mod sio {
         let host = io.host().clone();
         tokio::spawn(async move { host.run_timers(TokioClock::new()).await });
         Ok(io)
+    }
+
+    /// Connects to `url` (`http://host:port`, or `http://host:port/namespace`) like
+    /// socket.io-client's `io(url, options)`: returns the namespace's socket and runs
+    /// the client (connection, reconnection, handlers) on the current tokio runtime. More namespaces
+    /// over the same connection: `socket.io().socket("/other", auth)`.
+    pub fn io(url: &str, options: IoOptions) -> io::Result<ClientSocket> {
+        let mut seed = [0u8; 64];
+        getrandom::fill(&mut seed).map_err(io::Error::other)?;
+        let (socket, driver) = SioClient::open(
+            url,
+            options,
+            seed,
+            now,
+            crate::eio::Connector::new,
+            TokioClock::new(),
+        )?;
+        tokio::spawn(driver);
+        Ok(socket)
     }
 
     /// Serves one accepted connection (sets `TCP_NODELAY`), for your own accept loop.

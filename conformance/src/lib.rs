@@ -25,6 +25,8 @@ pub struct Args {
     pub url: String,
     /// `--agent NAME` (Autobahn client).
     pub agent: Option<String>,
+    /// `--recovery-url URL` (Socket.IO client: a server with state recovery).
+    pub recovery_url: Option<String>,
     /// Flags without a value, e.g. `--no-deflate`.
     pub flags: Vec<String>,
 }
@@ -53,6 +55,7 @@ impl Args {
                 .map_err(|e| format!("bad default address: {e}"))?,
             url: format!("ws://{default_addr}"),
             agent: None,
+            recovery_url: None,
             flags: Vec::new(),
         };
         let mut args = args.into_iter();
@@ -80,6 +83,7 @@ impl Args {
                 }
                 "--url" => parsed.url = value()?,
                 "--agent" => parsed.agent = Some(value()?),
+                "--recovery-url" => parsed.recovery_url = Some(value()?),
                 "-h" | "--help" => return Err(String::new()),
                 flag if flag.starts_with("--") && inline.is_none() => {
                     parsed.flags.push(flag.to_owned())

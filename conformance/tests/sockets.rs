@@ -350,6 +350,53 @@ macro_rules! runtime_tests {
             }
 
             #[test]
+            fn socket_io_client_against_our_server() {
+                use adapter::sio::{self, IoOptions, Payload};
+                $block_on(async {
+                    let io = sio::server(sio::Config::default()).expect("server");
+                    io.of("/").on_connection(|socket| async move {
+                        let _ = socket.emit("welcome", socket.auth());
+                        socket.on("double", |_socket, msg| async move {
+                            let n: i64 = msg.data().map_err(|e| e.to_string())?;
+                            msg.ack(&(n * 2)).map_err(|e| e.to_string())
+                        });
+                    });
+                    let listener = <$listener>::bind("127.0.0.1:0").await.expect("bind");
+                    let addr = listener.local_addr().expect("addr");
+                    let serving = io.clone();
+                    $spawn(async move {
+                        let _ = sio::serve(serving, listener).await;
+                    });
+                    let socket = sio::io(&format!("http://{addr}/"), IoOptions::default().auth(serde_json::json!({"me": 1})))
+                        .expect("url");
+                    let (tx, rx) = std::sync::mpsc::channel();
+                    socket.on("welcome", move |payload, _ack| {
+                        let _ = tx.send(payload);
+                    });
+                    assert_eq!(socket.wait_connected().await, Ok(false));
+                    let doubled = socket
+                        .timeout(Duration::from_secs(5))
+                        .emit_with_ack("double", &21)
+                        .await
+                        .expect("ack");
+                    assert_eq!(doubled, Payload::new().arg(serde_json::json!(42)));
+                    let welcome = rx.try_recv().expect("welcome arrived before the ack");
+                    assert_eq!(welcome.args, [serde_json::json!({"me": 1})]);
+                    assert_eq!(io.socket_count(), 1);
+                    socket.io().close();
+                    for _ in 0..200 {
+                        if io.socket_count() == 0 {
+                            break;
+                        }
+                        $sleep(Duration::from_millis(5)).await;
+                    }
+                    assert_eq!(io.socket_count(), 0, "the server saw the client leave");
+                    let err = socket.emit("late", &1).expect_err("closed");
+                    assert!(err.to_string().contains("closed"), "{err}");
+                });
+            }
+
+            #[test]
             fn connect_errors_are_values() {
                 $block_on(async {
                     let config = Arc::new(Config::default());

@@ -11,7 +11,8 @@
 //! For our own interop tests it also has (none of which the official suite touches):
 //! on `/`, `join` (ack `"joined"`), `to-room` (`room-message` to the room's other
 //! sockets), `ask-me` (the server asks the client with an ack and emits `answer` with
-//! what came back), `disconnect-me`; `/secure` refusing clients without
+//! what came back), `disconnect-me`, `drop-me` (closes the connection without a
+//! DISCONNECT: the client reconnects); `/secure` refusing clients without
 //! `auth.token == "secret"` (`not authorized`, data `{"code":401}`); dynamic
 //! namespaces `/dyn-*` greeting with `hello`. `--recovery` turns on
 //! connection-state recovery (which appends an offset to emitted events, so the
@@ -95,6 +96,9 @@ fn setup(io: &SocketIo) {
         });
         socket.on("disconnect-me", |socket, _msg| async move {
             socket.disconnect(false);
+        });
+        socket.on("drop-me", |socket, _msg| async move {
+            socket.close_connection();
         });
     });
     io.of("/custom").on_connection(|socket| async move {

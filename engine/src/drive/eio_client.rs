@@ -1,21 +1,100 @@
-//! [`EioClient`]: the Engine.IO client over real connections.
+//! [`Pilot`]: an "actions out, outcomes in" client machine over real connections —
+//! [`EioClient`] for the Engine.IO client, and the Socket.IO client's driver.
 //!
-//! Runs the sans-IO [`Client`](crate::eio::Client): each HTTP request it asks for goes
-//! out on a fresh connection from the [`Connector`] (a long poll and a POST can be in
-//! flight together), and its WebSocket is a [`WebSocket`]. Like [`WebSocket`], all
-//! I/O happens while [`EioClient::recv`] is being awaited: keep calling it.
+//! Runs the sans-IO machine: each HTTP request it asks for goes out on a fresh
+//! connection from the [`Connector`] (a long poll and a POST can be in flight
+//! together), and each WebSocket is a [`WebSocket`]. Like [`WebSocket`], all I/O
+//! happens while [`Pilot::recv`] is being awaited: keep calling it.
 
 use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
 use super::{Clock, Outbox, Transport, WebSocket};
 use crate::eio::{Action, Client, ClientConfig, ClientEvent, ClosedError, Data, RequestId, WsId};
 use crate::ws;
+
+/// A sans-IO client that asks for I/O with [`Action`]s and takes the outcomes:
+/// [`Client`] (Engine.IO) and [`crate::sio::Manager`] (Socket.IO).
+pub trait ClientMachine {
+    /// What it tells the application.
+    type Event;
+    /// See [`Client::handle_http_response`].
+    fn handle_http_response(&mut self, now: Instant, id: RequestId, status: u16, body: Bytes);
+    /// See [`Client::handle_http_failed`].
+    fn handle_http_failed(&mut self, now: Instant, id: RequestId);
+    /// See [`Client::handle_ws_opened`].
+    fn handle_ws_opened(&mut self, now: Instant, id: WsId);
+    /// See [`Client::handle_ws_message`].
+    fn handle_ws_message(&mut self, now: Instant, id: WsId, message: &ws::Message);
+    /// See [`Client::handle_ws_closed`].
+    fn handle_ws_closed(&mut self, now: Instant, id: WsId);
+    /// See [`Client::handle_timeout`].
+    fn handle_timeout(&mut self, now: Instant);
+    /// See [`Client::poll_action`].
+    fn poll_action(&mut self) -> Option<Action>;
+    /// The next event.
+    fn poll_event(&mut self) -> Option<Self::Event>;
+    /// See [`Client::poll_timeout`].
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// Nothing follows this event.
+    fn is_final(event: &Self::Event) -> bool;
+}
+
+macro_rules! client_machine {
+    ($ty:ty, $event:ty, |$e:ident| $final:expr) => {
+        impl ClientMachine for $ty {
+            type Event = $event;
+            fn handle_http_response(
+                &mut self,
+                now: Instant,
+                id: RequestId,
+                status: u16,
+                body: Bytes,
+            ) {
+                <$ty>::handle_http_response(self, now, id, status, body)
+            }
+            fn handle_http_failed(&mut self, now: Instant, id: RequestId) {
+                <$ty>::handle_http_failed(self, now, id)
+            }
+            fn handle_ws_opened(&mut self, now: Instant, id: WsId) {
+                <$ty>::handle_ws_opened(self, now, id)
+            }
+            fn handle_ws_message(&mut self, now: Instant, id: WsId, message: &ws::Message) {
+                <$ty>::handle_ws_message(self, now, id, message)
+            }
+            fn handle_ws_closed(&mut self, now: Instant, id: WsId) {
+                <$ty>::handle_ws_closed(self, now, id)
+            }
+            fn handle_timeout(&mut self, now: Instant) {
+                <$ty>::handle_timeout(self, now)
+            }
+            fn poll_action(&mut self) -> Option<Action> {
+                <$ty>::poll_action(self)
+            }
+            fn poll_event(&mut self) -> Option<Self::Event> {
+                <$ty>::poll_event(self)
+            }
+            fn poll_timeout(&self) -> Option<Instant> {
+                <$ty>::poll_timeout(self)
+            }
+            fn is_final($e: &Self::Event) -> bool {
+                $final
+            }
+        }
+    };
+}
+
+client_machine!(Client, ClientEvent, |e| matches!(e, ClientEvent::Closed(_)));
+client_machine!(crate::sio::Manager, crate::sio::ClientEvent, |e| matches!(
+    e,
+    crate::sio::ClientEvent::Closed
+));
 
 /// Opens connections to the server (TCP, or TLS around it).
 pub trait Connector {
@@ -29,9 +108,9 @@ type Pending<T> = Pin<Box<dyn Future<Output = io::Result<T>> + Send>>;
 /// A WebSocket being opened.
 type Opening<K, C> = (WsId, Pending<WebSocket<<K as Connector>::Io, C>>);
 
-/// An Engine.IO client session over a [`Connector`] and a [`Clock`].
-pub struct EioClient<K: Connector, C: Clock> {
-    client: Client,
+/// A client machine driven over a [`Connector`] and a [`Clock`].
+pub struct Pilot<M, K: Connector, C: Clock> {
+    client: M,
     connector: K,
     clock: C,
     host: String,
@@ -42,9 +121,12 @@ pub struct EioClient<K: Connector, C: Clock> {
     finished: bool,
 }
 
-impl<K: Connector, C: Clock> std::fmt::Debug for EioClient<K, C> {
+/// An Engine.IO client session over a [`Connector`] and a [`Clock`].
+pub type EioClient<K, C> = Pilot<Client, K, C>;
+
+impl<M: std::fmt::Debug, K: Connector, C: Clock> std::fmt::Debug for Pilot<M, K, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EioClient")
+        f.debug_struct("Pilot")
             .field("client", &self.client)
             .finish_non_exhaustive()
     }
@@ -61,17 +143,7 @@ where
     /// keys (use OS randomness).
     pub fn new(connector: K, clock: C, host: &str, config: ClientConfig, seed: [u8; 32]) -> Self {
         let client = Client::new(config, clock.now());
-        Self {
-            client,
-            connector,
-            clock,
-            host: host.to_owned(),
-            requests: Vec::new(),
-            connecting: Vec::new(),
-            sockets: Vec::new(),
-            rng: crate::rand::Rng::from_seed(seed),
-            finished: false,
-        }
+        Self::with_machine(client, connector, clock, host, seed)
     }
 
     /// The state machine.
@@ -91,17 +163,51 @@ where
         let now = self.clock.now();
         self.client.close(now);
     }
+}
 
-    /// The next event; `None` after `Closed` once everything is flushed.
-    pub async fn recv(&mut self) -> Option<ClientEvent> {
+impl<M, K, C> Pilot<M, K, C>
+where
+    M: ClientMachine,
+    K: Connector,
+    C: Clock + Default + Send + 'static,
+{
+    /// Drives `client` with connections from `connector` to `host` (the `Host`
+    /// header value); `seed` seeds the WebSocket masking keys.
+    pub fn with_machine(client: M, connector: K, clock: C, host: &str, seed: [u8; 32]) -> Self {
+        Self {
+            client,
+            connector,
+            clock,
+            host: host.to_owned(),
+            requests: Vec::new(),
+            connecting: Vec::new(),
+            sockets: Vec::new(),
+            rng: crate::rand::Rng::from_seed(seed),
+            finished: false,
+        }
+    }
+
+    /// The machine.
+    pub fn machine(&mut self) -> &mut M {
+        &mut self.client
+    }
+
+    /// The current time on the pilot's clock.
+    pub fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    /// The next event; `None` after the final one once everything is flushed.
+    pub async fn recv(&mut self) -> Option<M::Event> {
         poll_fn(|cx| self.poll_event(cx)).await
     }
 
-    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<ClientEvent>> {
+    /// Polls for the next event (see [`recv`](Self::recv)).
+    pub fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<M::Event>> {
         loop {
             self.start_actions();
             if let Some(event) = self.client.poll_event() {
-                if matches!(event, ClientEvent::Closed(_)) {
+                if M::is_final(&event) {
                     self.finished = true;
                 }
                 return Poll::Ready(Some(event));

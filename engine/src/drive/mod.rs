@@ -15,9 +15,10 @@ use std::time::Instant;
 mod eio_client;
 mod host;
 pub mod sio;
+pub mod sio_client;
 mod ws;
 
-pub use eio_client::{authority_of, Connector, EioClient};
+pub use eio_client::{authority_of, ClientMachine, Connector, EioClient, Pilot};
 pub use host::{EioServer, Endpoint, EventHook, Host, HttpLimits};
 pub use ws::{Error, WebSocket};
 

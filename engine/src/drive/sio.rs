@@ -945,6 +945,16 @@ impl Socket {
         });
     }
 
+    /// Closes the client's connection without a DISCONNECT packet
+    /// (`socket.conn.close()`): the client reconnects by itself, and recovers its
+    /// state if recovery is on.
+    pub fn close_connection(&self) {
+        let now = self.io.now();
+        self.io.inner.host.with(|s| {
+            let _ = s.close_connection(now, &self.sid);
+        });
+    }
+
     /// The socket is still connected.
     pub fn connected(&self) -> bool {
         lock(&self.io.inner.app).sockets.contains_key(&self.sid)

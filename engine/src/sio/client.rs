@@ -241,6 +241,9 @@ struct Namespace {
     pid: Option<String>,
     offset: Option<String>,
     buffer: VecDeque<Packet>,
+    /// Events that came before the CONNECT answer (a recovering server sends the
+    /// missed packets first), delivered right after it.
+    early: VecDeque<(String, Payload, Option<u64>)>,
     acks: HashSet<u64>,
 }
 
@@ -312,6 +315,12 @@ impl Manager {
     /// The namespace is connected.
     pub fn is_connected(&self, nsp: &str) -> bool {
         self.namespaces.get(nsp).is_some_and(|n| n.connected)
+    }
+
+    /// The application wants the namespace connected (it has not been refused, nor
+    /// disconnected on purpose, and the manager is not done).
+    pub fn is_active(&self, nsp: &str) -> bool {
+        self.stage != Stage::Closed && self.namespaces.get(nsp).is_some_and(|n| n.active)
     }
 
     /// The Engine.IO connection is open.
@@ -676,11 +685,15 @@ impl Manager {
                 ns.sid = Some(sid.clone());
                 ns.connected = true;
                 let buffered: Vec<Packet> = ns.buffer.drain(..).collect();
+                let early: Vec<_> = ns.early.drain(..).collect();
                 self.events.push_back(ClientEvent::Connect {
                     nsp: nsp.clone(),
                     sid,
                     recovered,
                 });
+                for (name, payload, ack) in early {
+                    self.deliver_event(&nsp, name, payload, ack);
+                }
                 for p in &buffered {
                     self.send_packet(now, p);
                 }
@@ -707,24 +720,17 @@ impl Manager {
                 self.close_if_unused(now);
             }
             PacketType::Event | PacketType::BinaryEvent => {
-                if !ns.connected {
-                    return;
-                }
                 let ack = packet.id;
                 let Some((name, payload)) = packet.into_event() else {
                     return;
                 };
-                if ns.pid.is_some() {
-                    if let Some(Value::String(offset)) = payload.args.last() {
-                        ns.offset = Some(offset.clone());
+                if !ns.connected {
+                    if ns.active && ns.early.len() < self.config.max_buffered {
+                        ns.early.push_back((name, payload, ack));
                     }
+                    return;
                 }
-                self.events.push_back(ClientEvent::Event {
-                    nsp,
-                    name,
-                    payload,
-                    ack,
-                });
+                self.deliver_event(&nsp, name, payload, ack);
             }
             PacketType::Ack | PacketType::BinaryAck => {
                 let Some(id) = packet.id else { return };
@@ -750,6 +756,23 @@ impl Manager {
                 self.close_if_unused(now);
             }
         }
+    }
+
+    fn deliver_event(&mut self, nsp: &Arc<str>, name: String, payload: Payload, ack: Option<u64>) {
+        if let Some(ns) = self.namespaces.get_mut(nsp) {
+            // With recovery on, the last argument is the offset to resume from.
+            if ns.pid.is_some() {
+                if let Some(Value::String(offset)) = payload.args.last() {
+                    ns.offset = Some(offset.clone());
+                }
+            }
+        }
+        self.events.push_back(ClientEvent::Event {
+            nsp: nsp.clone(),
+            name,
+            payload,
+            ack,
+        });
     }
 
     fn fail_acks(&mut self, nsp: &Arc<str>, error: AckError) {
@@ -778,6 +801,7 @@ impl Manager {
             let Some(ns) = self.namespaces.get_mut(nsp) else {
                 continue;
             };
+            ns.early.clear();
             if ns.connected {
                 ns.connected = false;
                 self.events.push_back(ClientEvent::Disconnect {
@@ -840,5 +864,85 @@ impl Manager {
                 .min(self.config.reconnection_delay_max.as_secs_f64())
                 .max(0.0),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A manager on a WebSocket-only connection that the test plays the server of.
+    fn open_manager() -> (Manager, WsId, Instant) {
+        let now = Instant::now();
+        let config = ClientConfig::default().eio(
+            eio::ClientConfig::default()
+                .path("/socket.io/")
+                .transports(false, true),
+        );
+        let mut m = Manager::new(config, [1; 32]);
+        m.socket(now, "/", Value::Null).expect("open");
+        let Some(Action::OpenWs { id, .. }) = m.poll_action() else {
+            panic!("a WebSocket first")
+        };
+        m.handle_ws_opened(now, id);
+        let open = r#"0{"sid":"e","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#;
+        m.handle_ws_message(now, id, &Message::text(open));
+        (m, id, now)
+    }
+
+    #[test]
+    fn events_before_the_connect_answer_follow_it() {
+        let (mut m, id, now) = open_manager();
+        assert!(matches!(
+            m.poll_action(),
+            Some(Action::SendWs { message, .. }) if message == Message::text("40")
+        ));
+        // A recovering server replays missed packets before answering CONNECT.
+        m.handle_ws_message(now, id, &Message::text(r#"42["missed","off-1"]"#));
+        assert!(!m.is_connected("/"));
+        m.handle_ws_message(now, id, &Message::text(r#"40{"sid":"s1","pid":"p1"}"#));
+        let events: Vec<ClientEvent> = std::iter::from_fn(|| m.poll_event()).collect();
+        assert_eq!(events[0], ClientEvent::Open);
+        assert!(matches!(&events[1], ClientEvent::Connect { sid, .. } if sid == "s1"));
+        assert_eq!(
+            events[2],
+            ClientEvent::Event {
+                nsp: "/".into(),
+                name: "missed".into(),
+                payload: Payload::new().arg(json!("off-1")),
+                ack: None,
+            }
+        );
+        assert_eq!(m.namespaces["/"].offset.as_deref(), Some("off-1"));
+    }
+
+    #[test]
+    fn backoff_doubles_jitters_and_caps() {
+        let mut m = Manager::new(
+            ClientConfig::default()
+                .reconnection_delay(Duration::from_millis(100), Duration::from_millis(1000)),
+            [2; 32],
+        );
+        for attempt in 0..8u32 {
+            m.attempts = attempt;
+            let d = m.backoff().as_secs_f64();
+            let base = (0.1 * 2f64.powi(attempt as i32)).min(1.0);
+            assert!(d <= 1.0 + 1e-9, "capped: {d}");
+            assert!(d >= base * 0.5 - 1e-9, "at most 50% below: {d} vs {base}");
+        }
+        let mut fixed = Manager::new(
+            ClientConfig::default()
+                .reconnection_delay(Duration::from_millis(100), Duration::from_millis(1000))
+                .randomization_factor(0.0),
+            [2; 32],
+        );
+        let delays: Vec<u128> = (0..5)
+            .map(|a| {
+                fixed.attempts = a;
+                fixed.backoff().as_millis()
+            })
+            .collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1000]);
     }
 }

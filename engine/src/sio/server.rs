@@ -1414,6 +1414,17 @@ impl Server {
         Ok(())
     }
 
+    /// Closes the client connection a socket rides on, without DISCONNECT packets
+    /// (`socket.conn.close()`): its sockets leave with `forced close`, their state is
+    /// kept for recovery if that is on, and the client reconnects by itself.
+    pub fn close_connection(&mut self, now: Instant, sid: &Sid) -> Result<(), Error> {
+        let socket = self.sockets.get(sid).ok_or(Error::UnknownSocket)?;
+        let session = socket.info.session.clone();
+        let _ = self.eio.close(now, &session);
+        self.pump(now);
+        Ok(())
+    }
+
     fn close_client(&mut self, now: Instant, session: &SessionId, reason: DisconnectReason) {
         if let Some(client) = self.clients.get_mut(session) {
             client.close_reason = Some(reason);

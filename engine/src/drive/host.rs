@@ -249,8 +249,6 @@ enum Mode {
     Handoff(Box<ws::Request>, Arc<ws::Config>),
 }
 
-/// How many bytes are read per `poll_read` (on the stack of the polling task).
-const READ_CHUNK: usize = 16 * 1024;
 /// Reading pauses while this many bytes wait to be written.
 const HIGH_WATER: usize = 1 << 20;
 
@@ -528,32 +526,44 @@ impl<E: Endpoint> Host<E> {
                     }
                     return Poll::Pending;
                 }
-                let mut buf = [0u8; READ_CHUNK];
-                match io.poll_read(cx, &mut buf) {
+                let now = clock.now();
+                let read = super::with_read_buf(|buf| {
+                    let r = io.poll_read(cx, buf);
+                    if let Poll::Ready(Ok(n)) = r {
+                        if n > 0 {
+                            match mode {
+                                Mode::Ws(tid) => {
+                                    let mut s = self.lock();
+                                    s.server.handle_ws_input(now, tid, &buf[..n]);
+                                    s.dispatch();
+                                }
+                                Mode::Http | Mode::Parked(_) | Mode::Handoff(..) => {
+                                    http.handle_input(&buf[..n])
+                                }
+                            }
+                        }
+                    }
+                    r
+                });
+                match read {
                     Poll::Ready(Ok(0)) => {
                         read_eof = true;
                         match mode {
                             Mode::Http | Mode::Handoff(..) => http.handle_eof(),
-                            Mode::Parked(_) | Mode::Ws(_) => self.abandon(&mode, clock.now()),
+                            Mode::Parked(_) | Mode::Ws(_) => self.abandon(&mode, now),
                         }
                         if matches!(mode, Mode::Parked(_) | Mode::Ws(_)) {
                             return shutdown(&mut io, cx);
                         }
                     }
-                    Poll::Ready(Ok(n)) => match mode {
-                        Mode::Ws(tid) => {
-                            let mut s = self.lock();
-                            s.server.handle_ws_input(clock.now(), tid, &buf[..n]);
-                            s.dispatch();
-                            drop(s);
+                    Poll::Ready(Ok(_)) => {
+                        if matches!(mode, Mode::Ws(_)) {
+                            // Handlers run here, with the read buffer free again.
                             self.drain_events();
                         }
-                        Mode::Http | Mode::Parked(_) | Mode::Handoff(..) => {
-                            http.handle_input(&buf[..n])
-                        }
-                    },
+                    }
                     Poll::Ready(Err(e)) => {
-                        self.abandon(&mode, clock.now());
+                        self.abandon(&mode, now);
                         return Poll::Ready(Err(e));
                     }
                     Poll::Pending => return Poll::Pending,

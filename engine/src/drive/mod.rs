@@ -46,6 +46,26 @@ pub trait Clock: Unpin {
     fn poll_until(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()>;
 }
 
+/// How many bytes one read asks for.
+pub(crate) const READ_CHUNK: usize = 16 * 1024;
+
+thread_local! {
+    /// The read buffer of every connection polled on this thread: zeroed once, not on
+    /// every read (a 16 KiB memset per read cost more than the WebSocket decoding of a
+    /// small message), and no per-connection memory.
+    static READ_BUF: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice());
+}
+
+/// Runs `f` with this thread's read buffer (or, if it is in use further up the stack,
+/// a buffer of its own). What `f` reads must be consumed before it returns.
+pub(crate) fn with_read_buf<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
+    READ_BUF.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => f(&mut buf),
+        Err(_) => f(&mut [0u8; READ_CHUNK]),
+    })
+}
+
 /// Bytes queued for a transport, written with vectored writes, partial writes kept.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {

@@ -72,8 +72,6 @@ impl From<ws::UrlError> for Error {
     }
 }
 
-/// How many bytes are read per `poll_read` (on the stack of the polling task).
-const READ_CHUNK: usize = 16 * 1024;
 /// Above this many queued bytes, reading pauses and `Sink::poll_ready` waits until the
 /// transport has taken some.
 const HIGH_WATER: usize = 1 << 20;
@@ -293,13 +291,20 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
             if self.read_eof || self.outbox.len() > HIGH_WATER {
                 return Poll::Pending;
             }
-            let mut buf = [0u8; READ_CHUNK];
-            match self.io.poll_read(cx, &mut buf) {
-                Poll::Ready(Ok(0)) => {
-                    self.read_eof = true;
-                    self.conn.handle_eof(self.clock.now());
+            let read = super::with_read_buf(|buf| {
+                let r = self.io.poll_read(cx, buf);
+                match r {
+                    Poll::Ready(Ok(0)) => {
+                        self.read_eof = true;
+                        self.conn.handle_eof(self.clock.now());
+                    }
+                    Poll::Ready(Ok(n)) => self.conn.handle_input(self.clock.now(), &buf[..n]),
+                    Poll::Ready(Err(_)) | Poll::Pending => {}
                 }
-                Poll::Ready(Ok(n)) => self.conn.handle_input(self.clock.now(), &buf[..n]),
+                r
+            });
+            match read {
+                Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => {
                     self.on_io_error();
                     return Poll::Ready(Some(Err(e.into())));

@@ -1,0 +1,180 @@
+//! Criterion micro-benchmarks of Engine.IO / Socket.IO: packet encode and decode, and
+//! a broadcast into N in-memory WebSocket recipients (the marginal cost per recipient
+//! must not grow with N or with the payload size: the frame is encoded once).
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use serde_json::json;
+use wirestate_engine::eio::{self, Data, Packet as EioPacket, Protocol, Reply, Transmit};
+use wirestate_engine::http::ServerConn;
+use wirestate_engine::sio::{
+    Broadcast, Config, Decoder, Event, Packet, PacketType, Payload, Server,
+};
+use wirestate_engine::ws::Message;
+
+fn packets(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sio_packet");
+    let cases: Vec<(&str, Packet)> = vec![
+        ("connect", Packet::new(PacketType::Connect, "/")),
+        (
+            "event",
+            Packet::event("/", "chat", Payload::new().arg(json!("hello world"))),
+        ),
+        ("event_with_ack", {
+            let mut p = Packet::event(
+                "/",
+                "chat",
+                Payload::new().arg(json!({"a": 1, "b": [1, 2, 3]})),
+            );
+            p.id = Some(12);
+            p
+        }),
+        (
+            "binary_event",
+            Packet::event(
+                "/",
+                "file",
+                Payload::new().arg(json!("x")).bin(vec![7u8; 1024]),
+            ),
+        ),
+        (
+            "custom_namespace",
+            Packet::event("/admin", "chat", Payload::new().arg(json!("hello world"))),
+        ),
+    ];
+    for (name, packet) in &cases {
+        group.bench_function(BenchmarkId::new("encode", name), |b| {
+            b.iter(|| black_box(packet).encode())
+        });
+        let encoded = packet.encode();
+        group.bench_function(BenchmarkId::new("decode", name), |b| {
+            b.iter(|| {
+                let mut d = Decoder::default();
+                let mut out = None;
+                for m in &encoded {
+                    out = d.feed(black_box(m.clone())).ok().flatten();
+                }
+                out
+            })
+        });
+    }
+    let eio_cases = [
+        (
+            "open",
+            EioPacket::text(
+                eio::PacketType::Open,
+                r#"{"sid":"abc","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#,
+            ),
+        ),
+        ("ping", EioPacket::bare(eio::PacketType::Ping)),
+        (
+            "message",
+            EioPacket::message(Data::from("2[\"chat\",\"hello world\"]")),
+        ),
+    ];
+    for (name, packet) in &eio_cases {
+        group.bench_function(BenchmarkId::new("eio_encode", name), |b| {
+            b.iter(|| black_box(packet).to_ws(Protocol::V4))
+        });
+        let ws = packet.to_ws(Protocol::V4);
+        group.bench_function(BenchmarkId::new("eio_decode", name), |b| {
+            b.iter(|| EioPacket::from_ws(black_box(&ws), Protocol::V4))
+        });
+    }
+    group.finish();
+}
+
+/// A masked client frame (zero key, so the payload reads as is).
+fn client_frame(text: &str) -> Vec<u8> {
+    let mut f = vec![0x81, 0x80 | text.len() as u8, 0, 0, 0, 0];
+    f.extend_from_slice(text.as_bytes());
+    f
+}
+
+/// A server with `n` WebSocket clients connected to `/`, all in room `r`.
+fn server_with(n: usize) -> (Server, Instant) {
+    let now = Instant::now();
+    let config = Config::default().eio(
+        eio::Config::default()
+            .path("/socket.io/")
+            .heartbeat(Duration::from_secs(3600), Duration::from_secs(3600)),
+    );
+    let mut server = Server::new(config, [1; 32]);
+    server.add_namespace("/");
+    let raw = "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    for _ in 0..n {
+        let mut http = ServerConn::new(8192, 1024);
+        http.handle_input(raw.as_bytes());
+        let Some(request) = http.poll_request() else {
+            panic!("request")
+        };
+        let Reply::Upgrade(tid) = server.handle_request(now, &request) else {
+            panic!("upgrade")
+        };
+        server.handle_ws_input(now, tid, &client_frame("40"));
+        while server.poll_transmit().is_some() {}
+        while let Some(e) = server.poll_event() {
+            match e {
+                Event::Connecting(info) => {
+                    let _ = server.accept(now, &info.session, &info.nsp);
+                }
+                Event::Connected { sid, .. } => {
+                    let _ = server.join(&sid, &["r".into()]);
+                }
+                _ => {}
+            }
+        }
+        while server.poll_transmit().is_some() {}
+    }
+    (server, now)
+}
+
+fn broadcast(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sio_broadcast");
+    group.sample_size(20);
+    for n in [1usize, 10, 100, 1000, 10_000] {
+        let (mut server, now) = server_with(n);
+        for size in [20usize, 1024] {
+            let text = "x".repeat(size);
+            group.throughput(Throughput::Elements(n as u64));
+            group.bench_function(BenchmarkId::new(format!("{size}B"), n), |b| {
+                b.iter(|| {
+                    let sent = server.broadcast(
+                        now,
+                        &Broadcast::nsp("/").to("r"),
+                        "news",
+                        Payload::new().arg(json!(text)),
+                    );
+                    let mut bytes = 0;
+                    while let Some(t) = server.poll_transmit() {
+                        if let Transmit::Ws { bytes: b, .. } = t {
+                            bytes += b.len();
+                        }
+                    }
+                    black_box((sent, bytes))
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn ws_message(c: &mut Criterion) {
+    // The Engine.IO message → WebSocket message step a broadcast no longer repeats.
+    let data = Data::Text("x".repeat(1024).into());
+    c.bench_function("eio_to_ws_1KiB_per_recipient_copy", |b| {
+        b.iter(|| EioPacket::message(black_box(data.clone())).to_ws(Protocol::V4))
+    });
+    let shared = eio::SharedMessage::new(data.clone());
+    c.bench_function("eio_shared_message_clone", |b| {
+        b.iter(|| black_box(&shared).clone())
+    });
+    let _ = Message::Binary(Bytes::new());
+}
+
+criterion_group!(benches, packets, broadcast, ws_message);
+criterion_main!(benches);

@@ -1,0 +1,168 @@
+//! `bench-server --impl NAME --addr HOST:PORT`: a WebSocket echo server on a
+//! single-threaded runtime, for load runs side by side. NAME is `wirestate-tokio`,
+//! `wirestate-smol`, or (built with `--features peers`) `fastwebsockets`,
+//! `tokio-websockets`, `tokio-tungstenite`. Every socket has `TCP_NODELAY`; messages
+//! are echoed as they come, uncompressed.
+
+use std::io;
+use std::sync::Arc;
+
+use wirestate_engine::ws::Config;
+
+fn usage() -> ! {
+    eprintln!("usage: bench-server --impl NAME --addr HOST:PORT");
+    std::process::exit(2)
+}
+
+fn main() -> io::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let (mut name, mut addr) = (String::new(), "127.0.0.1:9100".to_owned());
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--impl" => name = args.next().unwrap_or_else(|| usage()),
+            "--addr" => addr = args.next().unwrap_or_else(|| usage()),
+            _ => usage(),
+        }
+    }
+    let config = Arc::new(Config::default().max_message_size(64 << 20));
+    if name == "wirestate-smol" {
+        return smol::block_on(async {
+            let listener = smol::net::TcpListener::bind(&addr).await?;
+            eprintln!("{name} on {addr}");
+            loop {
+                let (stream, _) = listener.accept().await?;
+                let config = config.clone();
+                smol::spawn(async move {
+                    stream.set_nodelay(true).ok();
+                    if let Ok(mut ws) = wirestate_smol::accept(stream, config).await {
+                        while let Some(Ok(m)) = ws.recv().await {
+                            if ws.send(m).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                })
+                .detach();
+            }
+        });
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&addr).await?;
+        eprintln!("{name} on {addr}");
+        loop {
+            let (stream, _) = listener.accept().await?;
+            stream.set_nodelay(true)?;
+            let config = config.clone();
+            match name.as_str() {
+                "wirestate-tokio" => {
+                    tokio::spawn(async move {
+                        if let Ok(mut ws) = wirestate_tokio::accept(stream, config).await {
+                            while let Some(Ok(m)) = ws.recv().await {
+                                if ws.send(m).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    });
+                }
+                #[cfg(feature = "peers")]
+                other => {
+                    tokio::spawn(peers::serve(other.to_owned(), stream));
+                }
+                #[cfg(not(feature = "peers"))]
+                other => {
+                    eprintln!("unknown implementation {other} (peers need --features peers)");
+                    std::process::exit(2);
+                }
+            }
+        }
+    })
+}
+
+#[cfg(feature = "peers")]
+mod peers {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    pub(crate) async fn serve(name: String, stream: TcpStream) {
+        match name.as_str() {
+            "fastwebsockets" => fast(stream).await,
+            "tokio-websockets" => {
+                let Ok((_req, mut ws)) = tokio_websockets::ServerBuilder::new()
+                    .limits(tokio_websockets::Limits::unlimited())
+                    .accept(stream)
+                    .await
+                else {
+                    return;
+                };
+                while let Some(Ok(m)) = ws.next().await {
+                    if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            "tokio-tungstenite" => {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(m)) = ws.next().await {
+                    if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            other => {
+                eprintln!("unknown implementation {other}");
+                std::process::exit(2);
+            }
+        }
+    }
+
+    /// fastwebsockets leaves the HTTP handshake to hyper; ours does it here.
+    async fn fast(mut stream: TcpStream) {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let request = loop {
+            let Ok(n) = stream.read(&mut chunk).await else {
+                return;
+            };
+            if n == 0 {
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            match wirestate_engine::ws::handshake::parse_request(&buf, 8192) {
+                Ok(Some((request, _))) => break request,
+                Ok(None) => continue,
+                Err(_) => return,
+            }
+        };
+        if stream
+            .write_all(&request.response(None, None))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let mut ws =
+            fastwebsockets::WebSocket::after_handshake(stream, fastwebsockets::Role::Server);
+        ws.set_auto_close(true);
+        ws.set_auto_pong(true);
+        ws.set_max_message_size(64 << 20);
+        while let Ok(frame) = ws.read_frame().await {
+            match frame.opcode {
+                fastwebsockets::OpCode::Text | fastwebsockets::OpCode::Binary => {
+                    let reply = fastwebsockets::Frame::new(true, frame.opcode, None, frame.payload);
+                    if ws.write_frame(reply).await.is_err() {
+                        return;
+                    }
+                }
+                fastwebsockets::OpCode::Close => return,
+                _ => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! `load`: a WebSocket load client for loopback comparisons.
+//!
+//! ```text
+//! load --addr 127.0.0.1:9100 --conns 100 --size 20 --secs 5 [--pipeline 1] [--server-pid PID]
+//! load --addr 127.0.0.1:9100 --idle 10000 --server-pid PID
+//! ```
+//!
+//! Echo mode: `conns` connections each keep `pipeline` binary messages of `size` bytes
+//! in flight (closed loop) for `secs` seconds (after a 1 s warm-up); prints messages/s,
+//! p50/p99 round-trip time, this client's CPU and the server's CPU (from
+//! `/proc/PID/stat`) and RSS. Idle mode: opens `idle` connections and prints the
+//! server's RSS growth per connection. Frames are pre-masked once, so the client spends
+//! its time in the kernel, not in WebSocket code. One line of `key=value` output.
+#![allow(clippy::print_stdout)] // A measuring tool: its report is its stdout.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+struct Opts {
+    addr: String,
+    conns: usize,
+    size: usize,
+    secs: f64,
+    pipeline: usize,
+    server_pid: Option<u32>,
+    idle: Option<usize>,
+}
+
+fn parse() -> Opts {
+    let mut o = Opts {
+        addr: "127.0.0.1:9100".into(),
+        conns: 10,
+        size: 20,
+        secs: 5.0,
+        pipeline: 1,
+        server_pid: None,
+        idle: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let v = args.next().unwrap_or_default();
+        match a.as_str() {
+            "--addr" => o.addr = v,
+            "--conns" => o.conns = v.parse().unwrap_or(o.conns),
+            "--size" => o.size = v.parse().unwrap_or(o.size),
+            "--secs" => o.secs = v.parse().unwrap_or(o.secs),
+            "--pipeline" => o.pipeline = v.parse().unwrap_or(1).max(1),
+            "--server-pid" => o.server_pid = v.parse().ok(),
+            "--idle" => o.idle = v.parse().ok(),
+            other => {
+                eprintln!("unknown argument {other}");
+                std::process::exit(2);
+            }
+        }
+    }
+    o
+}
+
+/// CPU seconds (user + system) of a process, from `/proc/PID/stat`.
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may contain spaces) start at ")".
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Resident set size in KiB, from `/proc/PID/status`.
+fn rss_kib(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn handshake(addr: &str) -> io::Result<TcpStream> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.set_nodelay(true)?;
+    let req = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        head.push(byte[0]);
+    }
+    if !head.starts_with(b"HTTP/1.1 101") {
+        return Err(io::Error::other("no 101"));
+    }
+    Ok(s)
+}
+
+/// A masked binary frame carrying `size` bytes.
+fn frame(size: usize) -> Vec<u8> {
+    let key = [0x12u8, 0x34, 0x56, 0x78];
+    let mut f = vec![0x82];
+    match size {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n < 65536 => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&key);
+    f.extend((0..size).map(|i| b'a' ^ key[i % 4]));
+    f
+}
+
+/// Reads one unmasked server frame; returns its payload length.
+async fn read_frame(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).await?;
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut b = [0u8; 2];
+            s.read_exact(&mut b).await?;
+            usize::from(u16::from_be_bytes(b))
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            s.read_exact(&mut b).await?;
+            u64::from_be_bytes(b) as usize
+        }
+        n => usize::from(n),
+    };
+    buf.resize(len, 0);
+    s.read_exact(buf).await?;
+    Ok(len)
+}
+
+async fn echo(o: &Opts) -> io::Result<()> {
+    let payload = frame(o.size);
+    let warmup = Duration::from_secs(1);
+    let run = Duration::from_secs_f64(o.secs);
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let end = measure_from + run;
+    let mut tasks = Vec::new();
+    for _ in 0..o.conns {
+        let mut s = handshake(&o.addr).await?;
+        let payload = payload.clone();
+        let pipeline = o.pipeline;
+        tasks.push(tokio::spawn(async move {
+            let mut rtts: Vec<u32> = Vec::new();
+            let mut buf = Vec::new();
+            let mut sent: std::collections::VecDeque<Instant> = Default::default();
+            let mut count = 0u64;
+            loop {
+                while sent.len() < pipeline {
+                    if s.write_all(&payload).await.is_err() {
+                        return (count, rtts);
+                    }
+                    sent.push_back(Instant::now());
+                }
+                if read_frame(&mut s, &mut buf).await.is_err() {
+                    return (count, rtts);
+                }
+                let now = Instant::now();
+                let t0 = sent.pop_front().unwrap_or(now);
+                if now >= end {
+                    return (count, rtts);
+                }
+                if now >= measure_from {
+                    count += 1;
+                    rtts.push((now - t0).as_micros().min(u128::from(u32::MAX)) as u32);
+                }
+            }
+        }));
+    }
+    let pid = o.server_pid.map(|p| p.to_string());
+    tokio::time::sleep_until((measure_from).into()).await;
+    let c0 = cpu_seconds("self");
+    let s0 = pid.as_deref().map_or(0.0, cpu_seconds);
+    let mut total = 0u64;
+    let mut rtts = Vec::new();
+    for t in tasks {
+        if let Ok((n, r)) = t.await {
+            total += n;
+            rtts.extend(r);
+        }
+    }
+    let c1 = cpu_seconds("self");
+    let s1 = pid.as_deref().map_or(0.0, cpu_seconds);
+    rtts.sort_unstable();
+    let pct = |p: f64| {
+        rtts.get(((rtts.len() as f64 * p) as usize).min(rtts.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    let secs = run.as_secs_f64();
+    println!(
+        "conns={} size={} pipeline={} msgs_per_s={:.0} p50_us={} p99_us={} client_cpu={:.0}% server_cpu={:.0}% server_cpu_us_per_msg={:.2} server_rss_kib={}",
+        o.conns,
+        o.size,
+        o.pipeline,
+        total as f64 / secs,
+        pct(0.50),
+        pct(0.99),
+        (c1 - c0) / secs * 100.0,
+        (s1 - s0) / secs * 100.0,
+        if total > 0 { (s1 - s0) * 1e6 / total as f64 } else { 0.0 },
+        pid.as_deref().map_or(0, rss_kib),
+    );
+    Ok(())
+}
+
+async fn idle(o: &Opts, n: usize) -> io::Result<()> {
+    let pid = o
+        .server_pid
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| "self".into());
+    let before = rss_kib(&pid);
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        conns.push(handshake(&o.addr).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib(&pid);
+    println!(
+        "idle_conns={n} server_rss_before_kib={before} server_rss_after_kib={after} bytes_per_conn={:.0}",
+        (after.saturating_sub(before)) as f64 * 1024.0 / n as f64
+    );
+    drop(conns);
+    Ok(())
+}
+
+fn main() -> io::Result<()> {
+    let o = parse();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        match o.idle {
+            Some(n) => idle(&o, n).await,
+            None => echo(&o).await,
+        }
+    })
+}

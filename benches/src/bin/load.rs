@@ -150,12 +150,16 @@ async fn echo(o: &Opts) -> io::Result<()> {
     let payload = frame(o.size);
     let warmup = Duration::from_secs(1);
     let run = Duration::from_secs_f64(o.secs);
+    // Connect everyone first: the warm-up and the measurement start after that.
+    let mut streams = Vec::with_capacity(o.conns);
+    for _ in 0..o.conns {
+        streams.push(handshake(&o.addr).await?);
+    }
     let start = Instant::now();
     let measure_from = start + warmup;
     let end = measure_from + run;
     let mut tasks = Vec::new();
-    for _ in 0..o.conns {
-        let mut s = handshake(&o.addr).await?;
+    for mut s in streams {
         let payload = payload.clone();
         let pipeline = o.pipeline;
         tasks.push(tokio::spawn(async move {

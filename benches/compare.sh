@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Loopback comparison of WebSocket echo servers, ours and peers, on this machine, in
+# one run: every case against every server in turn (ROUNDS rounds, interleaved), then
+# a Markdown table of medians with ratios against the best peer.
+#
+#   benches/compare.sh            ROUNDS=3 SECS=3 by default (about 10 minutes)
+#
+# Servers (single-threaded runtimes, TCP_NODELAY): wirestate on tokio and on smol,
+# fastwebsockets, tokio-websockets, tokio-tungstenite (crates.io, `--features peers`).
+# Client: `load` (pre-masked frames, one core). Reported per case: messages/s, p99
+# round trip, and server CPU µs per message (from /proc), which is the figure that
+# matters when the client is the bottleneck (it usually is on 2 cores: see the
+# client_cpu column of the raw lines, kept in target/bench-compare/raw.txt).
+# Idle memory: server RSS growth per connection with 10,000 open connections.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+rounds="${ROUNDS:-3}"
+secs="${SECS:-3}"
+idle="${IDLE_CONNS:-10000}"
+out="$root/target/bench-compare"
+mkdir -p "$out"
+raw="$out/raw.txt"
+: > "$raw"
+cargo build --release --quiet -p wirestate-benches --features peers --bin bench-server --bin load
+bin="$root/target/release"
+impls=(wirestate-tokio wirestate-smol fastwebsockets tokio-websockets tokio-tungstenite)
+# conns size pipeline
+cases=("100 20 1" "10 1024 1" "10 16384 1" "500 16384 1" "10 20 16")
+port=9190
+
+start_server() {
+    "$bin/bench-server" --impl "$1" --addr "127.0.0.1:$port" 2>/dev/null &
+    server=$!
+    for _ in $(seq 1 50); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "server $1 did not start" >&2
+    return 1
+}
+stop_server() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; }
+
+for round in $(seq 1 "$rounds"); do
+    for c in "${cases[@]}"; do
+        read -r conns size pipeline <<< "$c"
+        for impl in "${impls[@]}"; do
+            start_server "$impl"
+            line="$(timeout $((secs + 30)) "$bin/load" --addr "127.0.0.1:$port" --conns "$conns" \
+                --size "$size" --pipeline "$pipeline" --secs "$secs" --server-pid "$server" || echo failed=1)"
+            stop_server
+            echo "impl=$impl round=$round case=${conns}x${size}B/p${pipeline} $line" | tee -a "$raw"
+        done
+    done
+done
+for impl in "${impls[@]}"; do
+    start_server "$impl"
+    line="$(timeout 120 "$bin/load" --addr "127.0.0.1:$port" --idle "$idle" --server-pid "$server" || echo failed=1)"
+    stop_server
+    echo "impl=$impl round=1 case=idle $line" | tee -a "$raw"
+done
+
+python3 - "$raw" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    kv = dict(p.split("=", 1) for p in line.split() if "=" in p)
+    rows.setdefault(kv["case"], {}).setdefault(kv["impl"], []).append(kv)
+ours = ["wirestate-tokio", "wirestate-smol"]
+def med(runs, key):
+    vals = [float(r[key].rstrip("%")) for r in runs if key in r]
+    vals = [v for v in vals if v > 0]
+    return statistics.median(vals) if vals else float("nan")
+def ok(v):
+    return v == v and v > 0
+print("| case | server | msgs/s | p99 µs | server CPU µs/msg | client CPU | vs best peer (msgs/s) | vs best peer (CPU/msg) |")
+print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+for case, impls in rows.items():
+    if case == "idle":
+        continue
+    peers = {i: r for i, r in impls.items() if i not in ours}
+    rated = [i for i in peers if ok(med(peers[i], "msgs_per_s"))]
+    costed = [i for i in peers if ok(med(peers[i], "server_cpu_us_per_msg"))]
+    best_rate = max(rated, key=lambda i: med(peers[i], "msgs_per_s"))
+    best_cpu = min(costed, key=lambda i: med(peers[i], "server_cpu_us_per_msg"))
+    for impl, runs in impls.items():
+        rate, cpu = med(runs, "msgs_per_s"), med(runs, "server_cpu_us_per_msg")
+        vs_rate = rate / med(peers[best_rate], "msgs_per_s")
+        vs_cpu = med(peers[best_cpu], "server_cpu_us_per_msg") / cpu if cpu else float("nan")
+        mark = "**" if impl in ours else ""
+        print(f"| {case} | {mark}{impl}{mark} | {rate:,.0f} | {med(runs, 'p99_us'):,.0f} | {cpu:.2f} | {med(runs, 'client_cpu'):.0f}% | "
+              f"{vs_rate:.2f}× ({best_rate}) | {vs_cpu:.2f}× ({best_cpu}) |")
+if "idle" in rows:
+    print()
+    print("| idle connections | server | bytes per connection |")
+    print("| --- | --- | ---: |")
+    for impl, runs in rows["idle"].items():
+        print(f"| {runs[0].get('idle_conns','?')} | {impl} | {float(runs[0].get('bytes_per_conn', 'nan')):,.0f} |")
+PY

@@ -12,6 +12,9 @@
 # matters when the client is the bottleneck (it usually is on 2 cores: see the
 # client_cpu column of the raw lines, kept in target/bench-compare/raw.txt).
 # Idle memory: server RSS growth per connection with 10,000 open connections.
+# Socket.IO echo with ack (100 × 20 B): ours on tokio, socketioxide 0.18 (axum, tokio
+# current-thread, TCP_NODELAY), Node's socket.io 4.8 (conformance/interop, npm ci on
+# first use).
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -61,13 +64,37 @@ for impl in "${impls[@]}"; do
     echo "impl=$impl round=1 case=idle $line" | tee -a "$raw"
 done
 
+# Socket.IO echo with ack.
+if [ ! -d conformance/interop/node_modules/socket.io ]; then
+    (cd conformance/interop && npm ci --no-audit --no-fund --loglevel=error) >&2
+fi
+sio_impls=(sio-wirestate-tokio sio-socketioxide sio-node)
+for round in $(seq 1 "$rounds"); do
+    for impl in "${sio_impls[@]}"; do
+        if [ "$impl" = sio-node ]; then
+            node conformance/interop/sio-echo-server.mjs "$port" &
+            server=$!
+            for _ in $(seq 1 50); do
+                (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+                sleep 0.1
+            done
+        else
+            start_server "$impl"
+        fi
+        line="$(timeout $((secs + 30)) "$bin/load" --addr "127.0.0.1:$port" --sio --conns 100 \
+            --size 20 --secs "$secs" --server-pid "$server" || echo failed=1)"
+        stop_server
+        echo "impl=$impl round=$round case=sio-echo-ack-100x20B $line" | tee -a "$raw"
+    done
+done
+
 python3 - "$raw" <<'PY'
 import statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
     kv = dict(p.split("=", 1) for p in line.split() if "=" in p)
     rows.setdefault(kv["case"], {}).setdefault(kv["impl"], []).append(kv)
-ours = ["wirestate-tokio", "wirestate-smol"]
+ours = ["wirestate-tokio", "wirestate-smol", "sio-wirestate-tokio"]
 def med(runs, key):
     vals = [float(r[key].rstrip("%")) for r in runs if key in r]
     vals = [v for v in vals if v > 0]

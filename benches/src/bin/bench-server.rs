@@ -1,8 +1,14 @@
-//! `bench-server --impl NAME --addr HOST:PORT`: a WebSocket echo server on a
-//! single-threaded runtime, for load runs side by side. NAME is `wirestate-tokio`,
-//! `wirestate-smol`, or (built with `--features peers`) `fastwebsockets`,
-//! `tokio-websockets`, `tokio-tungstenite`. Every socket has `TCP_NODELAY`; messages
-//! are echoed as they come, uncompressed.
+//! `bench-server --impl NAME --addr HOST:PORT`: an echo server on a single-threaded
+//! runtime, for load runs side by side.
+//!
+//! * WebSocket echo: `wirestate-tokio`, `wirestate-smol`, and (built with
+//!   `--features peers`) `fastwebsockets`, `tokio-websockets`, `tokio-tungstenite`;
+//!   messages are echoed as they come, uncompressed.
+//! * Socket.IO echo with ack (event `echo`, acked with its argument) on
+//!   `/socket.io/`: `sio-wirestate-tokio`, and with `--features peers`
+//!   `sio-socketioxide` (socketioxide on axum).
+//!
+//! Every socket has `TCP_NODELAY`.
 
 use std::io;
 use std::sync::Arc;
@@ -49,6 +55,24 @@ fn main() -> io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    if name == "sio-wirestate-tokio" {
+        return rt.block_on(async move {
+            let io = wirestate_tokio::sio::server(wirestate_tokio::sio::Config::default())?;
+            io.of("/").on_connection(|socket| async move {
+                socket.on("echo", |_socket, mut msg| async move {
+                    let payload = msg.take_payload();
+                    msg.ack_payload(payload)
+                });
+            });
+            let listener = tokio::net::TcpListener::bind(&addr).await?;
+            eprintln!("{name} on {addr}");
+            wirestate_tokio::sio::serve(io, listener).await
+        });
+    }
+    #[cfg(feature = "peers")]
+    if name == "sio-socketioxide" {
+        return rt.block_on(peers::socketioxide(addr));
+    }
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&addr).await?;
         eprintln!("{name} on {addr}");
@@ -120,6 +144,27 @@ mod peers {
                 std::process::exit(2);
             }
         }
+    }
+
+    /// socketioxide on axum, echoing `echo` through its ack.
+    pub(crate) async fn socketioxide(addr: String) -> std::io::Result<()> {
+        use axum::serve::ListenerExt;
+        use socketioxide::extract::{AckSender, Data, SocketRef};
+        let (layer, io) = socketioxide::SocketIo::new_layer();
+        io.ns("/", async |socket: SocketRef| {
+            socket.on(
+                "echo",
+                async |Data::<serde_json::Value>(data), ack: AckSender| {
+                    ack.send(&data).ok();
+                },
+            );
+        });
+        let app = axum::Router::new().layer(layer);
+        let listener = tokio::net::TcpListener::bind(&addr).await?.tap_io(|tcp| {
+            tcp.set_nodelay(true).ok();
+        });
+        eprintln!("sio-socketioxide on {addr}");
+        axum::serve(listener, app).await
     }
 
     /// fastwebsockets leaves the HTTP handshake to hyper; ours does it here.

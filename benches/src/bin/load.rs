@@ -3,7 +3,12 @@
 //! ```text
 //! load --addr 127.0.0.1:9100 --conns 100 --size 20 --secs 5 [--pipeline 1] [--server-pid PID]
 //! load --addr 127.0.0.1:9100 --idle 10000 --server-pid PID
+//! load --addr 127.0.0.1:9100 --sio --conns 100 --size 20 --secs 5 --server-pid PID
 //! ```
+//!
+//! With `--sio`, each message is a Socket.IO event `echo` with an ack over an
+//! Engine.IO WebSocket session on `/socket.io/`, and the round trip ends with the ack
+//! (the client answers the server's pings).
 //!
 //! Echo mode: `conns` connections each keep `pipeline` binary messages of `size` bytes
 //! in flight (closed loop) for `secs` seconds (after a 1 s warm-up); prints messages/s,
@@ -27,6 +32,7 @@ struct Opts {
     pipeline: usize,
     server_pid: Option<u32>,
     idle: Option<usize>,
+    sio: bool,
 }
 
 fn parse() -> Opts {
@@ -38,9 +44,14 @@ fn parse() -> Opts {
         pipeline: 1,
         server_pid: None,
         idle: None,
+        sio: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
+        if a == "--sio" {
+            o.sio = true;
+            continue;
+        }
         let v = args.next().unwrap_or_default();
         match a.as_str() {
             "--addr" => o.addr = v,
@@ -84,10 +95,14 @@ fn rss_kib(pid: &str) -> u64 {
 }
 
 async fn handshake(addr: &str) -> io::Result<TcpStream> {
+    handshake_to(addr, "/").await
+}
+
+async fn handshake_to(addr: &str, target: &str) -> io::Result<TcpStream> {
     let mut s = TcpStream::connect(addr).await?;
     s.set_nodelay(true)?;
     let req = format!(
-        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
     s.write_all(req.as_bytes()).await?;
     let mut head = Vec::new();
@@ -106,8 +121,14 @@ async fn handshake(addr: &str) -> io::Result<TcpStream> {
 
 /// A masked binary frame carrying `size` bytes.
 fn frame(size: usize) -> Vec<u8> {
+    masked(0x82, &vec![b'a'; size])
+}
+
+/// A masked frame (`first` = FIN and opcode) carrying `payload`.
+fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
+    let size = payload.len();
     let key = [0x12u8, 0x34, 0x56, 0x78];
-    let mut f = vec![0x82];
+    let mut f = vec![first];
     match size {
         n if n < 126 => f.push(0x80 | n as u8),
         n if n < 65536 => {
@@ -120,8 +141,35 @@ fn frame(size: usize) -> Vec<u8> {
         }
     }
     f.extend_from_slice(&key);
-    f.extend((0..size).map(|i| b'a' ^ key[i % 4]));
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
     f
+}
+
+/// An Engine.IO WebSocket session connected to Socket.IO namespace `/`.
+async fn sio_session(addr: &str) -> io::Result<TcpStream> {
+    let mut s = handshake_to(addr, "/socket.io/?EIO=4&transport=websocket").await?;
+    let mut buf = Vec::new();
+    read_frame(&mut s, &mut buf).await?; // the open packet
+    s.write_all(&masked(0x81, b"40")).await?;
+    loop {
+        read_frame(&mut s, &mut buf).await?;
+        if buf.starts_with(b"40") {
+            return Ok(s);
+        }
+    }
+}
+
+/// Reads frames until the ack of an echo, answering pings.
+async fn read_ack(s: &mut TcpStream, buf: &mut Vec<u8>, pong: &[u8]) -> io::Result<()> {
+    loop {
+        read_frame(s, buf).await?;
+        if buf.starts_with(b"43") {
+            return Ok(());
+        }
+        if buf.as_slice() == b"2" {
+            s.write_all(pong).await?;
+        }
+    }
 }
 
 /// Reads one unmasked server frame; returns its payload length.
@@ -147,13 +195,26 @@ async fn read_frame(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
 }
 
 async fn echo(o: &Opts) -> io::Result<()> {
-    let payload = frame(o.size);
+    let payload = if o.sio {
+        masked(
+            0x81,
+            format!("421[\"echo\",\"{}\"]", "a".repeat(o.size)).as_bytes(),
+        )
+    } else {
+        frame(o.size)
+    };
+    let pong = masked(0x81, b"3");
+    let sio = o.sio;
     let warmup = Duration::from_secs(1);
     let run = Duration::from_secs_f64(o.secs);
     // Connect everyone first: the warm-up and the measurement start after that.
     let mut streams = Vec::with_capacity(o.conns);
     for _ in 0..o.conns {
-        streams.push(handshake(&o.addr).await?);
+        streams.push(if sio {
+            sio_session(&o.addr).await?
+        } else {
+            handshake(&o.addr).await?
+        });
     }
     let start = Instant::now();
     let measure_from = start + warmup;
@@ -161,6 +222,7 @@ async fn echo(o: &Opts) -> io::Result<()> {
     let mut tasks = Vec::new();
     for mut s in streams {
         let payload = payload.clone();
+        let pong = pong.clone();
         let pipeline = o.pipeline;
         tasks.push(tokio::spawn(async move {
             let mut rtts: Vec<u32> = Vec::new();
@@ -174,7 +236,12 @@ async fn echo(o: &Opts) -> io::Result<()> {
                     }
                     sent.push_back(Instant::now());
                 }
-                if read_frame(&mut s, &mut buf).await.is_err() {
+                let got = if sio {
+                    read_ack(&mut s, &mut buf, &pong).await.map(|_| 0)
+                } else {
+                    read_frame(&mut s, &mut buf).await
+                };
+                if got.is_err() {
                     return (count, rtts);
                 }
                 let now = Instant::now();
@@ -211,7 +278,8 @@ async fn echo(o: &Opts) -> io::Result<()> {
     };
     let secs = run.as_secs_f64();
     println!(
-        "conns={} size={} pipeline={} msgs_per_s={:.0} p50_us={} p99_us={} client_cpu={:.0}% server_cpu={:.0}% server_cpu_us_per_msg={:.2} server_rss_kib={}",
+        "sio={} conns={} size={} pipeline={} msgs_per_s={:.0} p50_us={} p99_us={} client_cpu={:.0}% server_cpu={:.0}% server_cpu_us_per_msg={:.2} server_rss_kib={}",
+        o.sio,
         o.conns,
         o.size,
         o.pipeline,

@@ -494,6 +494,18 @@ mod tests {
     }
 
     #[test]
+    fn numbers_decode_correctly_rounded_and_round_trip() {
+        // Found by the sio_packet fuzz target: without correctly rounded float parsing,
+        // this decoded to 5.2500000000000004e38 and re-encoded as a different number.
+        let p = decode("2[\"n\",525000000000000000000000000000000000000.5,0.1,1e-7]")
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(p.data, Some(json!(["n", 5.25e38, 0.1, 1e-7])));
+        let text = p.encode_text();
+        assert_eq!(decode(&text).expect("valid").expect("complete").data, p.data);
+    }
+
+    #[test]
     fn reference_examples_decode() {
         let p = decode("0").expect("valid").expect("complete");
         assert_eq!((p.kind, &*p.nsp, p.data), (PacketType::Connect, "/", None));

@@ -12,9 +12,11 @@
 # matters when the client is the bottleneck (it usually is on 2 cores: see the
 # client_cpu column of the raw lines, kept in target/bench-compare/raw.txt).
 # Idle memory: server RSS growth per connection with 10,000 open connections.
-# Socket.IO echo with ack (100 × 20 B): ours on tokio, socketioxide 0.18 (axum, tokio
-# current-thread, TCP_NODELAY), Node's socket.io 4.8 (conformance/interop, npm ci on
-# first use).
+# Socket.IO (ours on tokio, socketioxide 0.18 on axum with tokio current-thread and
+# TCP_NODELAY, Node's socket.io 4.8 from conformance/interop, npm ci on first use):
+# echo with ack (100 × 20 B); broadcast to a room of BCAST_SIZES recipients (1,000 and
+# 10,000 by default) with 20 B and 1 KiB strings, one broadcast in flight; and server
+# RSS per idle Socket.IO session.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -22,6 +24,7 @@ cd "$root"
 rounds="${ROUNDS:-3}"
 secs="${SECS:-3}"
 idle="${IDLE_CONNS:-10000}"
+bcast_sizes="${BCAST_SIZES:-1000 10000}"
 out="$root/target/bench-compare"
 mkdir -p "$out"
 raw="$out/raw.txt"
@@ -69,23 +72,44 @@ if [ ! -d conformance/interop/node_modules/socket.io ]; then
     (cd conformance/interop && npm ci --no-audit --no-fund --loglevel=error) >&2
 fi
 sio_impls=(sio-wirestate-tokio sio-socketioxide sio-node)
+start_sio_server() {
+    if [ "$1" = sio-node ]; then
+        node conformance/interop/sio-echo-server.mjs "$port" &
+        server=$!
+        for _ in $(seq 1 50); do
+            (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+            sleep 0.1
+        done
+        echo "server $1 did not start" >&2
+        return 1
+    fi
+    start_server "$1"
+}
 for round in $(seq 1 "$rounds"); do
     for impl in "${sio_impls[@]}"; do
-        if [ "$impl" = sio-node ]; then
-            node conformance/interop/sio-echo-server.mjs "$port" &
-            server=$!
-            for _ in $(seq 1 50); do
-                (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-                sleep 0.1
-            done
-        else
-            start_server "$impl"
-        fi
+        start_sio_server "$impl"
         line="$(timeout $((secs + 30)) "$bin/load" --addr "127.0.0.1:$port" --sio --conns 100 \
             --size 20 --secs "$secs" --server-pid "$server" || echo failed=1)"
         stop_server
         echo "impl=$impl round=$round case=sio-echo-ack-100x20B $line" | tee -a "$raw"
     done
+    for n in $bcast_sizes; do
+        for size in 20 1024; do
+            for impl in "${sio_impls[@]}"; do
+                start_sio_server "$impl"
+                line="$(timeout $((secs + 90)) "$bin/load" --addr "127.0.0.1:$port" --sio-broadcast \
+                    --conns "$n" --size "$size" --secs "$secs" --server-pid "$server" || echo failed=1)"
+                stop_server
+                echo "impl=$impl round=$round case=sio-bcast-${n}x${size}B $line" | tee -a "$raw"
+            done
+        done
+    done
+done
+for impl in "${sio_impls[@]}"; do
+    start_sio_server "$impl"
+    line="$(timeout 180 "$bin/load" --addr "127.0.0.1:$port" --sio --idle "$idle" --server-pid "$server" || echo failed=1)"
+    stop_server
+    echo "impl=$impl round=1 case=sio-idle $line" | tee -a "$raw"
 done
 
 python3 - "$raw" <<'PY'
@@ -101,27 +125,49 @@ def med(runs, key):
     return statistics.median(vals) if vals else float("nan")
 def ok(v):
     return v == v and v > 0
+def bold(impl):
+    return f"**{impl}**" if impl in ours else impl
+echo_cases = [c for c in rows if not c.startswith("sio-bcast") and not c.endswith("idle")]
 print("| case | server | msgs/s | p99 µs | server CPU µs/msg | client CPU | vs best peer (msgs/s) | vs best peer (CPU/msg) |")
 print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-for case, impls in rows.items():
-    if case == "idle":
-        continue
+for case in echo_cases:
+    impls = rows[case]
     peers = {i: r for i, r in impls.items() if i not in ours}
     rated = [i for i in peers if ok(med(peers[i], "msgs_per_s"))]
     costed = [i for i in peers if ok(med(peers[i], "server_cpu_us_per_msg"))]
+    if not rated or not costed:
+        continue
     best_rate = max(rated, key=lambda i: med(peers[i], "msgs_per_s"))
     best_cpu = min(costed, key=lambda i: med(peers[i], "server_cpu_us_per_msg"))
     for impl, runs in impls.items():
         rate, cpu = med(runs, "msgs_per_s"), med(runs, "server_cpu_us_per_msg")
         vs_rate = rate / med(peers[best_rate], "msgs_per_s")
         vs_cpu = med(peers[best_cpu], "server_cpu_us_per_msg") / cpu if cpu else float("nan")
-        mark = "**" if impl in ours else ""
-        print(f"| {case} | {mark}{impl}{mark} | {rate:,.0f} | {med(runs, 'p99_us'):,.0f} | {cpu:.2f} | {med(runs, 'client_cpu'):.0f}% | "
+        print(f"| {case} | {bold(impl)} | {rate:,.0f} | {med(runs, 'p99_us'):,.0f} | {cpu:.2f} | {med(runs, 'client_cpu'):.0f}% | "
               f"{vs_rate:.2f}× ({best_rate}) | {vs_cpu:.2f}× ({best_cpu}) |")
-if "idle" in rows:
+bcast = [c for c in rows if c.startswith("sio-bcast")]
+if bcast:
     print()
-    print("| idle connections | server | bytes per connection |")
+    print("Broadcast: ratios are the peer's figure over ours (above 1: ours uses less CPU per delivery / has the lower p99).")
+    print()
+    print("| case | server | deliveries/s | p50 µs | p99 µs | last delivery µs | server CPU µs/delivery | client CPU | CPU vs socketioxide | CPU vs node | p99 vs socketioxide | p99 vs node |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for case in bcast:
+        impls = rows[case]
+        def ratio(peer, key, impl):
+            p, o = med(impls.get(peer, []), key), med(impls[impl], key)
+            return f"{p / o:.2f}×" if ok(p) and ok(o) else "–"
+        for impl, runs in impls.items():
+            print(f"| {case} | {bold(impl)} | {med(runs, 'deliveries_per_s'):,.0f} | {med(runs, 'p50_us'):,.0f} | {med(runs, 'p99_us'):,.0f} | "
+                  f"{med(runs, 'last_delivery_mean_us'):,.0f} | {med(runs, 'server_cpu_us_per_delivery'):.2f} | {med(runs, 'client_cpu'):.0f}% | "
+                  f"{ratio('sio-socketioxide', 'server_cpu_us_per_delivery', impl)} | {ratio('sio-node', 'server_cpu_us_per_delivery', impl)} | "
+                  f"{ratio('sio-socketioxide', 'p99_us', impl)} | {ratio('sio-node', 'p99_us', impl)} |")
+for case, label in (("idle", "WebSocket connection"), ("sio-idle", "Socket.IO session")):
+    if case not in rows:
+        continue
+    print()
+    print(f"| idle | server | bytes per idle {label} |")
     print("| --- | --- | ---: |")
-    for impl, runs in rows["idle"].items():
-        print(f"| {runs[0].get('idle_conns','?')} | {impl} | {float(runs[0].get('bytes_per_conn', 'nan')):,.0f} |")
+    for impl, runs in rows[case].items():
+        print(f"| {runs[0].get('idle_conns','?')} | {bold(impl)} | {float(runs[0].get('bytes_per_conn', 'nan')):,.0f} |")
 PY

@@ -4,9 +4,10 @@
 //! * WebSocket echo: `wirestate-tokio`, `wirestate-smol`, and (built with
 //!   `--features peers`) `fastwebsockets`, `tokio-websockets`, `tokio-tungstenite`;
 //!   messages are echoed as they come, uncompressed.
-//! * Socket.IO echo with ack (event `echo`, acked with its argument) on
-//!   `/socket.io/`: `sio-wirestate-tokio`, and with `--features peers`
-//!   `sio-socketioxide` (socketioxide on axum).
+//! * Socket.IO on `/socket.io/`: `sio-wirestate-tokio`, and with `--features peers`
+//!   `sio-socketioxide` (socketioxide on axum). Every socket joins room `r`; event
+//!   `echo` is acked with its argument, and event `bcast` is forwarded as `msg` to room
+//!   `r` except the sender (`socket.to("r").emit("msg", data)`).
 //!
 //! Every socket has `TCP_NODELAY`.
 
@@ -59,9 +60,13 @@ fn main() -> io::Result<()> {
         return rt.block_on(async move {
             let io = wirestate_tokio::sio::server(wirestate_tokio::sio::Config::default())?;
             io.of("/").on_connection(|socket| async move {
+                socket.join(["r"]);
                 socket.on("echo", |_socket, mut msg| async move {
                     let payload = msg.take_payload();
                     msg.ack_payload(payload)
+                });
+                socket.on("bcast", |socket, mut msg| async move {
+                    socket.to("r").emit_payload("msg", msg.take_payload());
                 });
             });
             let listener = tokio::net::TcpListener::bind(&addr).await?;
@@ -146,12 +151,19 @@ mod peers {
         }
     }
 
-    /// socketioxide on axum, echoing `echo` through its ack.
+    /// socketioxide on axum, with the same handlers as ours.
     pub(crate) async fn socketioxide(addr: String) -> std::io::Result<()> {
         use axum::serve::ListenerExt;
         use socketioxide::extract::{AckSender, Data, SocketRef};
         let (layer, io) = socketioxide::SocketIo::new_layer();
         io.ns("/", async |socket: SocketRef| {
+            socket.join("r");
+            socket.on(
+                "bcast",
+                async |socket: SocketRef, Data::<serde_json::Value>(data)| {
+                    socket.to("r").emit("msg", &data).await.ok();
+                },
+            );
             socket.on(
                 "echo",
                 async |Data::<serde_json::Value>(data), ack: AckSender| {

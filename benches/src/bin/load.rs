@@ -4,11 +4,22 @@
 //! load --addr 127.0.0.1:9100 --conns 100 --size 20 --secs 5 [--pipeline 1] [--server-pid PID]
 //! load --addr 127.0.0.1:9100 --idle 10000 --server-pid PID
 //! load --addr 127.0.0.1:9100 --sio --conns 100 --size 20 --secs 5 --server-pid PID
+//! load --addr 127.0.0.1:9100 --sio-broadcast --conns 1000 --size 20 --secs 5 --server-pid PID
+//! load --addr 127.0.0.1:9100 --sio --idle 10000 --server-pid PID
 //! ```
 //!
 //! With `--sio`, each message is a Socket.IO event `echo` with an ack over an
 //! Engine.IO WebSocket session on `/socket.io/`, and the round trip ends with the ack
 //! (the client answers the server's pings).
+//!
+//! With `--sio-broadcast`, `conns` Socket.IO sessions wait in the server's room `r`
+//! (every bench server joins each socket to it) and one more session, the publisher,
+//! emits `bcast` with a `size`-byte string; the server forwards it as `msg` to the room
+//! except the publisher. One broadcast is in flight at a time: the next is published
+//! when every recipient has its copy. Reports deliveries/s, p50/p99 of the time from
+//! publishing to each delivery (fan-out latency), the mean time until the last
+//! recipient has it, and the server's CPU µs per delivery, measured from the first
+//! measured publish to the last measured completion.
 //!
 //! Echo mode: `conns` connections each keep `pipeline` binary messages of `size` bytes
 //! in flight (closed loop) for `secs` seconds (after a 1 s warm-up); prints messages/s,
@@ -19,10 +30,13 @@
 #![allow(clippy::print_stdout)] // A measuring tool: its report is its stdout.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
 struct Opts {
     addr: String,
@@ -33,6 +47,7 @@ struct Opts {
     server_pid: Option<u32>,
     idle: Option<usize>,
     sio: bool,
+    broadcast: bool,
 }
 
 fn parse() -> Opts {
@@ -45,11 +60,13 @@ fn parse() -> Opts {
         server_pid: None,
         idle: None,
         sio: false,
+        broadcast: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        if a == "--sio" {
+        if a == "--sio" || a == "--sio-broadcast" {
             o.sio = true;
+            o.broadcast |= a == "--sio-broadcast";
             continue;
         }
         let v = args.next().unwrap_or_default();
@@ -294,6 +311,141 @@ async fn echo(o: &Opts) -> io::Result<()> {
     Ok(())
 }
 
+/// Microseconds since `base`, as stored in the broadcast's shared clock.
+fn micros_since(base: Instant) -> u64 {
+    base.elapsed().as_micros().min(u128::from(u64::MAX)) as u64
+}
+
+/// What the publisher and the recipients of the broadcast run share.
+struct Fanout {
+    base: Instant,
+    /// When the broadcast in flight was published (µs since `base`).
+    sent_at: AtomicU64,
+    /// Recipients still waiting for the broadcast in flight.
+    remaining: AtomicUsize,
+    /// Whether the broadcast in flight is measured.
+    measuring: AtomicBool,
+    /// Publish-to-delivery times of measured broadcasts, µs.
+    latencies: Mutex<Vec<u32>>,
+    /// Wakes the publisher when `remaining` reaches zero.
+    done: Notify,
+}
+
+async fn broadcast(o: &Opts) -> io::Result<()> {
+    let n = o.conns;
+    let fanout = Arc::new(Fanout {
+        base: Instant::now(),
+        sent_at: AtomicU64::new(0),
+        remaining: AtomicUsize::new(0),
+        measuring: AtomicBool::new(false),
+        latencies: Mutex::new(Vec::new()),
+        done: Notify::new(),
+    });
+    let mut recipients = Vec::with_capacity(n);
+    for _ in 0..n {
+        recipients.push(sio_session(&o.addr).await?);
+    }
+    let mut publisher = sio_session(&o.addr).await?;
+    let pong = masked(0x81, b"3");
+    let mut tasks = Vec::with_capacity(n);
+    for mut s in recipients {
+        let fanout = fanout.clone();
+        let pong = pong.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut buf = Vec::new();
+            while read_frame(&mut s, &mut buf).await.is_ok() {
+                if buf.starts_with(b"42[\"msg\"") {
+                    if fanout.measuring.load(Ordering::Relaxed) {
+                        let sent = fanout.sent_at.load(Ordering::Relaxed);
+                        let rtt = micros_since(fanout.base).saturating_sub(sent);
+                        if let Ok(mut l) = fanout.latencies.lock() {
+                            l.push(rtt.min(u64::from(u32::MAX)) as u32);
+                        }
+                    }
+                    if fanout.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        fanout.done.notify_one();
+                    }
+                } else if buf.as_slice() == b"2" && s.write_all(&pong).await.is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    let message = masked(
+        0x81,
+        format!("42[\"bcast\",\"{}\"]", "a".repeat(o.size)).as_bytes(),
+    );
+    let pid = o.server_pid.map(|p| p.to_string());
+    let start = Instant::now();
+    let measure_from = start + Duration::from_secs(1);
+    let end = measure_from + Duration::from_secs_f64(o.secs);
+    let (mut broadcasts, mut completions_us) = (0u64, 0u64);
+    let mut cpu = None;
+    let mut measured_from = start;
+    let mut client_cpu = 0.0;
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        let measuring = now >= measure_from;
+        if measuring && cpu.is_none() {
+            cpu = Some(pid.as_deref().map_or(0.0, cpu_seconds));
+            client_cpu = cpu_seconds("self");
+            measured_from = now;
+        }
+        fanout.measuring.store(measuring, Ordering::Relaxed);
+        fanout.remaining.store(n, Ordering::Release);
+        let sent = micros_since(fanout.base);
+        fanout.sent_at.store(sent, Ordering::Relaxed);
+        publisher.write_all(&message).await?;
+        if tokio::time::timeout(Duration::from_secs(30), fanout.done.notified())
+            .await
+            .is_err()
+        {
+            return Err(io::Error::other(format!(
+                "broadcast not delivered to {} of {n} recipients within 30 s",
+                fanout.remaining.load(Ordering::Acquire)
+            )));
+        }
+        if measuring {
+            broadcasts += 1;
+            completions_us += micros_since(fanout.base).saturating_sub(sent);
+        }
+    }
+    let server_cpu = pid.as_deref().map_or(0.0, cpu_seconds) - cpu.unwrap_or(0.0);
+    let client_cpu = cpu_seconds("self") - client_cpu;
+    let secs = measured_from.elapsed().as_secs_f64();
+    for t in &tasks {
+        t.abort();
+    }
+    let mut rtts = fanout
+        .latencies
+        .lock()
+        .map(|mut l| std::mem::take(&mut *l))
+        .unwrap_or_default();
+    rtts.sort_unstable();
+    let pct = |p: f64| {
+        rtts.get(((rtts.len() as f64 * p) as usize).min(rtts.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    let deliveries = broadcasts * n as u64;
+    println!(
+        "sio_broadcast=true recipients={n} size={} broadcasts={broadcasts} deliveries_per_s={:.0} p50_us={} p99_us={} last_delivery_mean_us={:.0} client_cpu={:.0}% server_cpu={:.0}% server_cpu_us_per_delivery={:.3} server_rss_kib={}",
+        o.size,
+        deliveries as f64 / secs,
+        pct(0.50),
+        pct(0.99),
+        completions_us as f64 / broadcasts.max(1) as f64,
+        client_cpu / secs * 100.0,
+        server_cpu / secs * 100.0,
+        if deliveries > 0 { server_cpu * 1e6 / deliveries as f64 } else { 0.0 },
+        pid.as_deref().map_or(0, rss_kib),
+    );
+    Ok(())
+}
+
 async fn idle(o: &Opts, n: usize) -> io::Result<()> {
     let pid = o
         .server_pid
@@ -302,12 +454,17 @@ async fn idle(o: &Opts, n: usize) -> io::Result<()> {
     let before = rss_kib(&pid);
     let mut conns = Vec::with_capacity(n);
     for _ in 0..n {
-        conns.push(handshake(&o.addr).await?);
+        conns.push(if o.sio {
+            sio_session(&o.addr).await?
+        } else {
+            handshake(&o.addr).await?
+        });
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = rss_kib(&pid);
     println!(
-        "idle_conns={n} server_rss_before_kib={before} server_rss_after_kib={after} bytes_per_conn={:.0}",
+        "sio={} idle_conns={n} server_rss_before_kib={before} server_rss_after_kib={after} bytes_per_conn={:.0}",
+        o.sio,
         (after.saturating_sub(before)) as f64 * 1024.0 / n as f64
     );
     drop(conns);
@@ -322,6 +479,7 @@ fn main() -> io::Result<()> {
     rt.block_on(async {
         match o.idle {
             Some(n) => idle(&o, n).await,
+            None if o.broadcast => broadcast(&o).await,
             None => echo(&o).await,
         }
     })

@@ -502,7 +502,10 @@ mod tests {
             .expect("complete");
         assert_eq!(p.data, Some(json!(["n", 5.25e38, 0.1, 1e-7])));
         let text = p.encode_text();
-        assert_eq!(decode(&text).expect("valid").expect("complete").data, p.data);
+        assert_eq!(
+            decode(&text).expect("valid").expect("complete").data,
+            p.data
+        );
     }
 
     #[test]

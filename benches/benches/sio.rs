@@ -1,5 +1,6 @@
-//! Criterion micro-benchmarks of Engine.IO / Socket.IO: packet encode and decode, and
-//! a broadcast into N in-memory WebSocket recipients (the marginal cost per recipient
+//! Criterion micro-benchmarks of Engine.IO / Socket.IO: packet encode and decode (next
+//! to engineioxide's and socketioxide's parsers with `--features peers`), and a
+//! broadcast into N in-memory WebSocket recipients (the marginal cost per recipient
 //! must not grow with N or with the payload size: the frame is encoded once).
 #![allow(missing_docs)]
 
@@ -51,6 +52,8 @@ fn packets(c: &mut Criterion) {
             b.iter(|| black_box(packet).encode())
         });
         let encoded = packet.encode();
+        #[cfg(feature = "peers")]
+        peers::socketioxide(&mut group, name, packet, &encoded);
         group.bench_function(BenchmarkId::new("decode", name), |b| {
             b.iter(|| {
                 let mut d = Decoder::default();
@@ -84,8 +87,118 @@ fn packets(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("eio_decode", name), |b| {
             b.iter(|| EioPacket::from_ws(black_box(&ws), Protocol::V4))
         });
+        #[cfg(feature = "peers")]
+        peers::engineioxide(&mut group, name, &ws);
     }
     group.finish();
+}
+
+/// The same packets through socketioxide's common parser and engineioxide's packet
+/// codec. socketioxide decodes lazily (event arguments stay JSON text until a handler
+/// extracts them), so its decode is measured both bare and followed by reading the
+/// arguments as a `serde_json::Value`, which is what ours hands out.
+#[cfg(feature = "peers")]
+mod peers {
+    use super::*;
+    use criterion::measurement::WallTime;
+    use criterion::BenchmarkGroup;
+    use socketioxide_core::packet::{Packet as SxPacket, PacketData};
+    use socketioxide_core::parser::{Parse, ParseConfig, ParserState};
+    use socketioxide_core::Str;
+    use socketioxide_parser_common::CommonParser;
+
+    fn sx_decode(encoded: &[Data]) -> Option<SxPacket> {
+        let state = ParserState::default();
+        let config = ParseConfig::default();
+        let mut out = None;
+        for m in encoded {
+            out = match m {
+                Data::Text(t) => CommonParser.decode_str(&config, &state, Str::from(t.to_string())),
+                Data::Binary(b) => CommonParser.decode_bin(&config, &state, b.clone()),
+            }
+            .ok();
+        }
+        out
+    }
+
+    pub(super) fn socketioxide(
+        group: &mut BenchmarkGroup<'_, WallTime>,
+        name: &str,
+        packet: &Packet,
+        encoded: &[Data],
+    ) {
+        if packet.kind != PacketType::Connect {
+            // The emit path: arguments serialised by the parser, then the packet.
+            let data = packet.data.clone().unwrap_or_default();
+            let (event, args) = match &data {
+                serde_json::Value::Array(a) => {
+                    (a[0].as_str().unwrap_or("e").to_owned(), a[1..].to_vec())
+                }
+                _ => ("e".to_owned(), Vec::new()),
+            };
+            let bins: Vec<Bytes> = packet.attachments.clone();
+            let nsp = packet.nsp.to_string();
+            let id = packet.id;
+            group.bench_function(BenchmarkId::new("socketioxide_encode", name), |b| {
+                b.iter(|| {
+                    // Every case has one argument (and at most one attachment).
+                    let value = if bins.is_empty() {
+                        CommonParser.encode_value(black_box(&args[0]), Some(&event))
+                    } else {
+                        CommonParser.encode_value(
+                            black_box(&(&args[0], bytes::Bytes::clone(&bins[0]))),
+                            Some(&event),
+                        )
+                    }
+                    .ok()?;
+                    let mut p = SxPacket::event(nsp.clone(), value);
+                    if let Some(id) = id {
+                        p.inner.set_ack_id(id as i64);
+                    }
+                    Some(CommonParser.encode(p))
+                })
+            });
+        }
+        group.bench_function(BenchmarkId::new("socketioxide_decode", name), |b| {
+            b.iter(|| sx_decode(black_box(encoded)))
+        });
+        group.bench_function(BenchmarkId::new("socketioxide_decode_value", name), |b| {
+            b.iter(|| {
+                let mut p = sx_decode(black_box(encoded))?;
+                match &mut p.inner {
+                    PacketData::Event(v, _) | PacketData::BinaryEvent(v, _) => {
+                        CommonParser.decode_value::<serde_json::Value>(v, true).ok()
+                    }
+                    PacketData::Connect(Some(v)) => CommonParser
+                        .decode_default::<serde_json::Value>(Some(v))
+                        .ok(),
+                    _ => None,
+                }
+            })
+        });
+    }
+
+    pub(super) fn engineioxide(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, ws: &Message) {
+        let Message::Text(t) = ws else { return };
+        let t = t.to_string();
+        if name == "open" {
+            return; // engineioxide builds its open packet from its config and a sid.
+        }
+        let packet =
+            engineioxide_core::Packet::parse(engineioxide_core::ProtocolVersion::V4, t.clone())
+                .expect("valid Engine.IO packet");
+        group.bench_function(BenchmarkId::new("engineioxide_encode", name), |b| {
+            b.iter(|| String::from(black_box(packet.clone())))
+        });
+        group.bench_function(BenchmarkId::new("engineioxide_decode", name), |b| {
+            b.iter(|| {
+                engineioxide_core::Packet::parse(
+                    engineioxide_core::ProtocolVersion::V4,
+                    Str::from(black_box(&t).clone()),
+                )
+            })
+        });
+    }
 }
 
 /// A masked client frame (zero key, so the payload reads as is).

@@ -1,13 +1,22 @@
-//! Criterion micro-benchmarks of the WebSocket hot paths.
+//! Criterion micro-benchmarks of the WebSocket hot paths, ours next to the peers'
+//! (built with `--features peers`): masking, UTF-8 validation, frame headers, and an
+//! in-memory send → echo → receive of 100,000 small messages.
 #![allow(missing_docs)]
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
-use wirestate_engine::ws::{mask::apply_mask, utf8::Utf8Validator};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wirestate_engine::ws::frame::{FrameHeader, OpCode};
+use wirestate_engine::ws::utf8::{validate, Utf8Validator};
+use wirestate_engine::ws::{mask::apply_mask, Config, Connection, Event};
 
 fn masking(c: &mut Criterion) {
     let mut group = c.benchmark_group("mask");
-    for size in [16usize, 1024, 16 * 1024, 1 << 20] {
+    for size in [16usize, 125, 1024, 16 * 1024, 64 * 1024, 1 << 20] {
         let mut buf = vec![0x5au8; size + 3];
         group.throughput(Throughput::Bytes(size as u64));
         group.bench_with_input(BenchmarkId::new("aligned", size), &size, |b, &size| {
@@ -16,25 +25,175 @@ fn masking(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("unaligned", size), &size, |b, &size| {
             b.iter(|| apply_mask(black_box(&mut buf[3..3 + size]), [1, 2, 3, 4], 1));
         });
+        // tokio-websockets' and tungstenite's masking functions are private; their cost
+        // shows in the echo group below.
+        #[cfg(feature = "peers")]
+        group.bench_with_input(
+            BenchmarkId::new("fastwebsockets_unaligned", size),
+            &size,
+            |b, &size| {
+                b.iter(|| fastwebsockets::unmask(black_box(&mut buf[3..3 + size]), [1, 2, 3, 4]));
+            },
+        );
     }
     group.finish();
 }
 
 fn utf8(c: &mut Criterion) {
     let mut group = c.benchmark_group("utf8");
-    let text = "wirestate κόσμε 🚀 ".repeat(4096);
-    group.throughput(Throughput::Bytes(text.len() as u64));
-    group.bench_function("streamed_4k_chunks", |b| {
-        b.iter(|| {
-            let mut v = Utf8Validator::new();
-            for chunk in text.as_bytes().chunks(4096) {
-                v.feed(black_box(chunk)).ok();
-            }
-            v.finish().ok()
+    let texts = [
+        ("ascii", "wirestate speaks websocket. ".repeat(2340)),
+        ("multibyte", "wirestate κόσμε 🚀 ".repeat(2340)),
+    ];
+    for (kind, text) in &texts {
+        let bytes = text.as_bytes();
+        group.throughput(Throughput::Bytes(bytes.len() as u64));
+        group.bench_function(BenchmarkId::new("one_shot", kind), |b| {
+            b.iter(|| validate(black_box(bytes)).is_ok())
         });
-    });
+        // Chunks of 1000 bytes split multi-byte characters between fragments.
+        for chunk in [4096usize, 1000] {
+            group.bench_function(BenchmarkId::new(format!("streamed_{chunk}"), kind), |b| {
+                b.iter(|| {
+                    let mut v = Utf8Validator::new();
+                    for piece in bytes.chunks(chunk) {
+                        v.feed(black_box(piece)).ok();
+                    }
+                    v.finish().is_ok()
+                })
+            });
+        }
+        group.bench_function(BenchmarkId::new("simdutf8_basic", kind), |b| {
+            b.iter(|| simdutf8::basic::from_utf8(black_box(bytes)).is_ok())
+        });
+        group.bench_function(BenchmarkId::new("std", kind), |b| {
+            b.iter(|| std::str::from_utf8(black_box(bytes)).is_ok())
+        });
+    }
     group.finish();
 }
 
-criterion_group!(benches, masking, utf8);
+fn frame_header(c: &mut Criterion) {
+    let mut group = c.benchmark_group("frame_header");
+    for (name, len) in [("7bit", 14u64), ("16bit", 1024), ("64bit", 1 << 20)] {
+        let header = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode: OpCode::Binary,
+            mask: Some([1, 2, 3, 4]),
+            payload_len: len,
+        };
+        let mut encoded = BytesMut::new();
+        header.encode(&mut encoded);
+        let mut out = BytesMut::with_capacity(64);
+        group.bench_function(BenchmarkId::new("encode", name), |b| {
+            b.iter(|| {
+                out.clear();
+                black_box(&header).encode(&mut out);
+            })
+        });
+        group.bench_function(BenchmarkId::new("decode", name), |b| {
+            b.iter(|| FrameHeader::parse(black_box(&encoded)))
+        });
+    }
+    group.finish();
+}
+
+const ECHO_MESSAGES: usize = 100_000;
+const ECHO_SIZE: usize = 14;
+
+/// 100,000 masked 14-byte binary frames, back to back.
+fn echo_input() -> Vec<u8> {
+    let frame = wirestate_benches::masked_frame(0x82, &[b'a'; ECHO_SIZE]);
+    frame.repeat(ECHO_MESSAGES)
+}
+
+/// Each echo comes back as an unmasked frame: 2 header bytes and the payload.
+const ECHO_OUTPUT: usize = ECHO_MESSAGES * (2 + ECHO_SIZE);
+
+/// Drives one echo server over an in-memory duplex stream: handshake (not timed), then
+/// all messages written while the echoes are read back (timed).
+async fn echo_once(name: &'static str, input: &[u8], config: Arc<Config>) -> Duration {
+    let (mut client, server) = tokio::io::duplex(64 * 1024);
+    let task = tokio::spawn(wirestate_benches::serve_echo(name, server, config));
+    client
+        .write_all(wirestate_benches::UPGRADE_REQUEST)
+        .await
+        .expect("upgrade request");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        client.read_exact(&mut byte).await.expect("101 response");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{name}: no 101");
+    let (mut rd, mut wr) = tokio::io::split(client);
+    let start = Instant::now();
+    let writer = async {
+        wr.write_all(input).await.expect("write");
+    };
+    let reader = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = 0;
+        while got < ECHO_OUTPUT {
+            let n = rd.read(&mut buf).await.expect("read");
+            assert!(n > 0, "{name}: closed after {got} bytes");
+            got += n;
+        }
+    };
+    tokio::join!(writer, reader);
+    let elapsed = start.elapsed();
+    drop((rd, wr));
+    task.abort();
+    elapsed
+}
+
+fn echo_in_memory(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ws_echo_in_memory_100k_x_14B");
+    group.throughput(Throughput::Elements(ECHO_MESSAGES as u64));
+    group.sample_size(10);
+    let input = echo_input();
+    let config = Arc::new(Config::default());
+    // The engine alone: one server connection fed the frames in 64 KiB reads, echoing
+    // each message, no runtime and no stream.
+    group.bench_function("wirestate-sans-io", |b| {
+        b.iter(|| {
+            let now = Instant::now();
+            let mut server = Connection::accepted(config.clone(), now);
+            let mut out = 0usize;
+            for chunk in input.chunks(64 * 1024) {
+                server.handle_input(now, chunk);
+                while let Some(event) = server.poll_event() {
+                    if let Event::Message(m) = event {
+                        server.send(m).expect("send");
+                    }
+                }
+                while let Some(bytes) = server.poll_transmit() {
+                    out += bytes.len();
+                }
+            }
+            assert_eq!(out, ECHO_OUTPUT);
+        })
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for &name in wirestate_benches::TOKIO_ECHO_SERVERS {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        total += echo_once(name, &input, config.clone()).await;
+                    }
+                    total
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, masking, utf8, frame_header, echo_in_memory);
 criterion_main!(benches);

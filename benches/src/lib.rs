@@ -1,1 +1,155 @@
-//! Benchmarks of wirestate (see `benches/`).
+//! Benchmarks of wirestate (see `benches/`): the WebSocket echo servers that the load
+//! runs (`bench-server`) and the in-memory criterion group share, ours and (with the
+//! `peers` feature) the peers', each over any tokio byte stream.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use wirestate_engine::ws::Config;
+
+/// The WebSocket echo servers on tokio: ours, then the peers built in.
+pub const TOKIO_ECHO_SERVERS: &[&str] = &[
+    "wirestate-tokio",
+    #[cfg(feature = "peers")]
+    "fastwebsockets",
+    #[cfg(feature = "peers")]
+    "tokio-websockets",
+    #[cfg(feature = "peers")]
+    "tokio-tungstenite",
+];
+
+/// Runs WebSocket echo server `name` (one of [`TOKIO_ECHO_SERVERS`]) on one accepted
+/// stream: the upgrade handshake, then every text or binary message is sent back as it
+/// came, uncompressed, until the peer closes. Returns `false` for an unknown name.
+pub async fn serve_echo<S>(name: &str, stream: S, config: Arc<Config>) -> bool
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match name {
+        "wirestate-tokio" => {
+            if let Ok(mut ws) = wirestate_tokio::accept(stream, config).await {
+                while let Some(Ok(m)) = ws.recv().await {
+                    if ws.send(m).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            true
+        }
+        #[cfg(feature = "peers")]
+        other => peers::serve(other, stream).await,
+        #[cfg(not(feature = "peers"))]
+        _ => false,
+    }
+}
+
+#[cfg(feature = "peers")]
+mod peers {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+    pub(crate) async fn serve<S>(name: &str, stream: S) -> bool
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        match name {
+            "fastwebsockets" => fast(stream).await,
+            "tokio-websockets" => {
+                let Ok((_req, mut ws)) = tokio_websockets::ServerBuilder::new()
+                    .limits(tokio_websockets::Limits::unlimited())
+                    .accept(stream)
+                    .await
+                else {
+                    return true;
+                };
+                while let Some(Ok(m)) = ws.next().await {
+                    if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            "tokio-tungstenite" => {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return true;
+                };
+                while let Some(Ok(m)) = ws.next().await {
+                    if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// fastwebsockets leaves the HTTP handshake to hyper; ours does it here.
+    async fn fast<S>(mut stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let request = loop {
+            let Ok(n) = stream.read(&mut chunk).await else {
+                return;
+            };
+            if n == 0 {
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            match wirestate_engine::ws::handshake::parse_request(&buf, 8192) {
+                Ok(Some((request, _))) => break request,
+                Ok(None) => continue,
+                Err(_) => return,
+            }
+        };
+        if stream
+            .write_all(&request.response(None, None))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let mut ws =
+            fastwebsockets::WebSocket::after_handshake(stream, fastwebsockets::Role::Server);
+        ws.set_auto_close(true);
+        ws.set_auto_pong(true);
+        ws.set_max_message_size(64 << 20);
+        while let Ok(frame) = ws.read_frame().await {
+            match frame.opcode {
+                fastwebsockets::OpCode::Text | fastwebsockets::OpCode::Binary => {
+                    let reply = fastwebsockets::Frame::new(true, frame.opcode, None, frame.payload);
+                    if ws.write_frame(reply).await.is_err() {
+                        return;
+                    }
+                }
+                fastwebsockets::OpCode::Close => return,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A client-side upgrade request for path `/` (the key from RFC 6455's example).
+pub const UPGRADE_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// A masked client frame (`first` = FIN and opcode) carrying `payload`.
+pub fn masked_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let key = [0x12u8, 0x34, 0x56, 0x78];
+    let mut f = vec![first];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n < 65536 => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&key);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    f
+}

@@ -16,6 +16,9 @@ use std::sync::Arc;
 
 use wirestate_engine::ws::Config;
 
+/// Whether the size of a connection's task has been printed (once, on stderr).
+static SIZE_SHOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn usage() -> ! {
     eprintln!("usage: bench-server --impl NAME --addr HOST:PORT");
     std::process::exit(2)
@@ -78,79 +81,32 @@ fn main() -> io::Result<()> {
     if name == "sio-socketioxide" {
         return rt.block_on(peers::socketioxide(addr));
     }
+    if !wirestate_benches::TOKIO_ECHO_SERVERS.contains(&name.as_str()) {
+        eprintln!("unknown implementation {name} (peers need --features peers)");
+        std::process::exit(2);
+    }
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&addr).await?;
         eprintln!("{name} on {addr}");
+        let name: Arc<str> = name.into();
         loop {
             let (stream, _) = listener.accept().await?;
             stream.set_nodelay(true)?;
-            let config = config.clone();
-            match name.as_str() {
-                "wirestate-tokio" => {
-                    tokio::spawn(async move {
-                        if let Ok(mut ws) = wirestate_tokio::accept(stream, config).await {
-                            while let Some(Ok(m)) = ws.recv().await {
-                                if ws.send(m).await.is_err() {
-                                    break;
-                                }
-                            }
-                        }
-                    });
-                }
-                #[cfg(feature = "peers")]
-                other => {
-                    tokio::spawn(peers::serve(other.to_owned(), stream));
-                }
-                #[cfg(not(feature = "peers"))]
-                other => {
-                    eprintln!("unknown implementation {other} (peers need --features peers)");
-                    std::process::exit(2);
-                }
+            let (config, name) = (config.clone(), name.clone());
+            let task = async move { wirestate_benches::serve_echo(&name, stream, config).await };
+            if !SIZE_SHOWN.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                eprintln!(
+                    "connection task future: {} bytes",
+                    std::mem::size_of_val(&task)
+                );
             }
+            tokio::spawn(task);
         }
     })
 }
 
 #[cfg(feature = "peers")]
 mod peers {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpStream;
-
-    pub(crate) async fn serve(name: String, stream: TcpStream) {
-        match name.as_str() {
-            "fastwebsockets" => fast(stream).await,
-            "tokio-websockets" => {
-                let Ok((_req, mut ws)) = tokio_websockets::ServerBuilder::new()
-                    .limits(tokio_websockets::Limits::unlimited())
-                    .accept(stream)
-                    .await
-                else {
-                    return;
-                };
-                while let Some(Ok(m)) = ws.next().await {
-                    if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
-                        break;
-                    }
-                }
-            }
-            "tokio-tungstenite" => {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
-                    return;
-                };
-                while let Some(Ok(m)) = ws.next().await {
-                    if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
-                        break;
-                    }
-                }
-            }
-            other => {
-                eprintln!("unknown implementation {other}");
-                std::process::exit(2);
-            }
-        }
-    }
-
     /// socketioxide on axum, with the same handlers as ours.
     pub(crate) async fn socketioxide(addr: String) -> std::io::Result<()> {
         use axum::serve::ListenerExt;
@@ -177,49 +133,5 @@ mod peers {
         });
         eprintln!("sio-socketioxide on {addr}");
         axum::serve(listener, app).await
-    }
-
-    /// fastwebsockets leaves the HTTP handshake to hyper; ours does it here.
-    async fn fast(mut stream: TcpStream) {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        let request = loop {
-            let Ok(n) = stream.read(&mut chunk).await else {
-                return;
-            };
-            if n == 0 {
-                return;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            match wirestate_engine::ws::handshake::parse_request(&buf, 8192) {
-                Ok(Some((request, _))) => break request,
-                Ok(None) => continue,
-                Err(_) => return,
-            }
-        };
-        if stream
-            .write_all(&request.response(None, None))
-            .await
-            .is_err()
-        {
-            return;
-        }
-        let mut ws =
-            fastwebsockets::WebSocket::after_handshake(stream, fastwebsockets::Role::Server);
-        ws.set_auto_close(true);
-        ws.set_auto_pong(true);
-        ws.set_max_message_size(64 << 20);
-        while let Ok(frame) = ws.read_frame().await {
-            match frame.opcode {
-                fastwebsockets::OpCode::Text | fastwebsockets::OpCode::Binary => {
-                    let reply = fastwebsockets::Frame::new(true, frame.opcode, None, frame.payload);
-                    if ws.write_frame(reply).await.is_err() {
-                        return;
-                    }
-                }
-                fastwebsockets::OpCode::Close => return,
-                _ => {}
-            }
-        }
     }
 }

@@ -141,26 +141,7 @@ fn frame(size: usize) -> Vec<u8> {
     masked(0x82, &vec![b'a'; size])
 }
 
-/// A masked frame (`first` = FIN and opcode) carrying `payload`.
-fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
-    let size = payload.len();
-    let key = [0x12u8, 0x34, 0x56, 0x78];
-    let mut f = vec![first];
-    match size {
-        n if n < 126 => f.push(0x80 | n as u8),
-        n if n < 65536 => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(&key);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    f
-}
+use wirestate_benches::masked_frame as masked;
 
 /// An Engine.IO WebSocket session connected to Socket.IO namespace `/`.
 async fn sio_session(addr: &str) -> io::Result<TcpStream> {

@@ -104,14 +104,20 @@ impl Outbox {
         cx: &mut Context<'_>,
     ) -> io::Result<()> {
         use bytes::Buf;
-        while !self.queue.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_IOV];
-            let mut count = 0;
-            for (slot, bytes) in slices.iter_mut().zip(self.queue.iter()) {
-                *slot = IoSlice::new(bytes);
-                count += 1;
-            }
-            let mut n = match io.poll_write_vectored(cx, &slices[..count]) {
+        while let Some(front) = self.queue.front() {
+            let written = if self.queue.len() == 1 {
+                // The common case (one frame queued): no array of slices to fill.
+                io.poll_write_vectored(cx, &[IoSlice::new(front)])
+            } else {
+                let mut slices = [IoSlice::new(&[]); MAX_IOV];
+                let mut count = 0;
+                for (slot, bytes) in slices.iter_mut().zip(self.queue.iter()) {
+                    *slot = IoSlice::new(bytes);
+                    count += 1;
+                }
+                io.poll_write_vectored(cx, &slices[..count])
+            };
+            let mut n = match written {
                 Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(e)) => return Err(e),

@@ -115,7 +115,7 @@ const ECHO_OUTPUT: usize = ECHO_MESSAGES * (2 + ECHO_SIZE);
 /// all messages written while the echoes are read back (timed).
 async fn echo_once(name: &'static str, input: &[u8], config: Arc<Config>) -> Duration {
     let (mut client, server) = tokio::io::duplex(64 * 1024);
-    let task = tokio::spawn(wirestate_benches::serve_echo(name, server, config));
+    let task = wirestate_benches::spawn_echo(name, server, config).expect("a known server");
     client
         .write_all(wirestate_benches::UPGRADE_REQUEST)
         .await

@@ -2,9 +2,12 @@
 //! runs (`bench-server`) and the in-memory criterion group share, ours and (with the
 //! `peers` feature) the peers', each over any tokio byte stream.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::task::JoinHandle;
 use wirestate_engine::ws::Config;
 
 /// The WebSocket echo servers on tokio: ours, then the peers built in.
@@ -18,15 +21,17 @@ pub const TOKIO_ECHO_SERVERS: &[&str] = &[
     "tokio-tungstenite",
 ];
 
-/// Runs WebSocket echo server `name` (one of [`TOKIO_ECHO_SERVERS`]) on one accepted
-/// stream: the upgrade handshake, then every text or binary message is sent back as it
-/// came, uncompressed, until the peer closes. Returns `false` for an unknown name.
-pub async fn serve_echo<S>(name: &str, stream: S, config: Arc<Config>) -> bool
+/// Spawns WebSocket echo server `name` (one of [`TOKIO_ECHO_SERVERS`]) on one accepted
+/// stream, as its own tokio task: the upgrade handshake, then every text or binary
+/// message is sent back as it came, uncompressed, until the peer closes. Each
+/// implementation gets a task of its own type, so the task's size (which the idle
+/// memory runs measure) is that implementation's alone. `None` for an unknown name.
+pub fn spawn_echo<S>(name: &str, stream: S, config: Arc<Config>) -> Option<JoinHandle<()>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     match name {
-        "wirestate-tokio" => {
+        "wirestate-tokio" => Some(spawn_sized(async move {
             if let Ok(mut ws) = wirestate_tokio::accept(stream, config).await {
                 while let Some(Ok(m)) = ws.recv().await {
                     if ws.send(m).await.is_err() {
@@ -34,53 +39,66 @@ where
                     }
                 }
             }
-            true
-        }
+        })),
         #[cfg(feature = "peers")]
-        other => peers::serve(other, stream).await,
+        other => peers::spawn(other, stream),
         #[cfg(not(feature = "peers"))]
-        _ => false,
+        _ => None,
     }
+}
+
+/// Whether the size of a connection's task has been printed (once, on stderr).
+static SIZE_SHOWN: AtomicBool = AtomicBool::new(false);
+
+/// Spawns `task`; the first time, prints the size of its future on stderr.
+fn spawn_sized<F: Future<Output = ()> + Send + 'static>(task: F) -> JoinHandle<()> {
+    if !SIZE_SHOWN.swap(true, Ordering::Relaxed) {
+        eprintln!(
+            "connection task future: {} bytes",
+            std::mem::size_of_val(&task)
+        );
+    }
+    tokio::spawn(task)
 }
 
 #[cfg(feature = "peers")]
 mod peers {
     use futures_util::{SinkExt, StreamExt};
     use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+    use tokio::task::JoinHandle;
 
-    pub(crate) async fn serve<S>(name: &str, stream: S) -> bool
+    pub(crate) fn spawn<S>(name: &str, stream: S) -> Option<JoinHandle<()>>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        match name {
-            "fastwebsockets" => fast(stream).await,
-            "tokio-websockets" => {
+        Some(match name {
+            "fastwebsockets" => super::spawn_sized(fast(stream)),
+            "tokio-websockets" => super::spawn_sized(async move {
                 let Ok((_req, mut ws)) = tokio_websockets::ServerBuilder::new()
                     .limits(tokio_websockets::Limits::unlimited())
                     .accept(stream)
                     .await
                 else {
-                    return true;
+                    return;
                 };
                 while let Some(Ok(m)) = ws.next().await {
                     if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
                         break;
                     }
                 }
-            }
-            "tokio-tungstenite" => {
+            }),
+            "tokio-tungstenite" => super::spawn_sized(async move {
                 let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
-                    return true;
+                    return;
                 };
                 while let Some(Ok(m)) = ws.next().await {
                     if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
                         break;
                     }
                 }
-            }
-            _ => return false,
-        }
-        true
+            }),
+            _ => return None,
+        })
     }
 
     /// fastwebsockets leaves the HTTP handshake to hyper; ours does it here.

@@ -16,9 +16,6 @@ use std::sync::Arc;
 
 use wirestate_engine::ws::Config;
 
-/// Whether the size of a connection's task has been printed (once, on stderr).
-static SIZE_SHOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
 fn usage() -> ! {
     eprintln!("usage: bench-server --impl NAME --addr HOST:PORT");
     std::process::exit(2)
@@ -88,19 +85,10 @@ fn main() -> io::Result<()> {
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&addr).await?;
         eprintln!("{name} on {addr}");
-        let name: Arc<str> = name.into();
         loop {
             let (stream, _) = listener.accept().await?;
             stream.set_nodelay(true)?;
-            let (config, name) = (config.clone(), name.clone());
-            let task = async move { wirestate_benches::serve_echo(&name, stream, config).await };
-            if !SIZE_SHOWN.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                eprintln!(
-                    "connection task future: {} bytes",
-                    std::mem::size_of_val(&task)
-                );
-            }
-            tokio::spawn(task);
+            wirestate_benches::spawn_echo(&name, stream, config.clone());
         }
     })
 }

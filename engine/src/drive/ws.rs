@@ -84,7 +84,9 @@ const HIGH_WATER: usize = 1 << 20;
 pub struct WebSocket<T, C> {
     io: T,
     clock: C,
-    conn: Connection,
+    /// Boxed, so that a `WebSocket` is small to move and to hold in a future (an
+    /// `if let Ok(ws) = accept(..).await` keeps two of them in the task).
+    conn: Box<Connection>,
     outbox: Outbox,
     read_eof: bool,
     shut_down: bool,
@@ -132,7 +134,7 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
         Self {
             io,
             clock,
-            conn,
+            conn: Box::new(conn),
             outbox: Outbox::default(),
             read_eof: false,
             shut_down: false,
@@ -169,7 +171,9 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
     /// Runs the server side of the opening handshake on `io`.
     pub async fn accept(io: T, clock: C, config: Arc<ws::Config>) -> Result<Self, Error> {
         let conn = Connection::server(config, clock.now());
-        Self::from_connection(io, clock, conn).handshake().await
+        // Boxed: the handshake's state is on the heap only while it runs, so a task
+        // that accepts and then serves the connection is not sized for both.
+        Box::pin(Self::from_connection(io, clock, conn).handshake()).await
     }
 
     /// Runs the client side of the opening handshake on `io`, an already connected
@@ -182,7 +186,7 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
         seed: [u8; 32],
     ) -> Result<Self, Error> {
         let conn = Connection::client(config, request, clock.now(), seed);
-        Self::from_connection(io, clock, conn).handshake().await
+        Box::pin(Self::from_connection(io, clock, conn).handshake()).await
     }
 
     async fn handshake(mut self) -> Result<Self, Error> {

@@ -6,8 +6,8 @@
 //! [`ServerConn`] is one TCP connection: feed it bytes, take complete [`Request`]s,
 //! give it one [`Response`] per request, write what `poll_transmit` returns.
 
+use crate::queue::Queue;
 use std::borrow::Cow;
-use std::collections::VecDeque;
 use std::fmt;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -16,24 +16,58 @@ use bytes::{Buf, Bytes, BytesMut};
 pub const MAX_HEADERS: usize = 64;
 
 /// Header lines, in order, names as sent.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Headers(Vec<(String, Vec<u8>)>);
+///
+/// Stored compactly, because a WebSocket connection or an Engine.IO session keeps its
+/// upgrade request for as long as it lives: every name and value back to back in one
+/// buffer, and one small index, instead of two allocations per line.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    /// Names and values, back to back: line `i` is `name_i value_i`.
+    text: Box<[u8]>,
+    /// For each line, where its name ends and where its value ends, in `text`.
+    ends: Box<[(u32, u32)]>,
+}
 
 impl Headers {
     pub(crate) fn from_httparse(raw: &[httparse::Header<'_>]) -> Self {
-        Self(
-            raw.iter()
-                .map(|h| (h.name.to_owned(), h.value.to_vec()))
-                .collect(),
-        )
+        let mut text = Vec::with_capacity(raw.iter().map(|h| h.name.len() + h.value.len()).sum());
+        let mut ends = Vec::with_capacity(raw.len());
+        for h in raw {
+            let (Ok(name_end), Ok(value_end)) = (
+                u32::try_from(text.len() + h.name.len()),
+                u32::try_from(text.len() + h.name.len() + h.value.len()),
+            ) else {
+                break; // only past 4 GiB of head, far above any sane head limit
+            };
+            text.extend_from_slice(h.name.as_bytes());
+            text.extend_from_slice(h.value);
+            ends.push((name_end, value_end));
+        }
+        Self {
+            text: text.into(),
+            ends: ends.into(),
+        }
+    }
+
+    /// All header lines.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        let starts = std::iter::once(0).chain(self.ends.iter().map(|&(_, v)| v));
+        starts
+            .zip(self.ends.iter())
+            .map(|(start, &(name_end, value_end))| {
+                let (start, name_end, value_end) =
+                    (start as usize, name_end as usize, value_end as usize);
+                // Names came in as `&str` (httparse checks they are tokens).
+                let name = std::str::from_utf8(&self.text[start..name_end]).unwrap_or_default();
+                (name, &self.text[name_end..value_end])
+            })
     }
 
     /// The first value of header `name` (case-insensitive).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.0
-            .iter()
+        self.iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+            .map(|(_, v)| v)
     }
 
     /// The first value of header `name` as text, if it is UTF-8.
@@ -43,15 +77,9 @@ impl Headers {
 
     /// Every value of header `name` (case-insensitive), in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.0
-            .iter()
+        self.iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
-    }
-
-    /// All header lines.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.0.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+            .map(|(_, v)| v)
     }
 
     /// The comma-separated tokens of every `name` header, trimmed, empty ones skipped.
@@ -66,6 +94,14 @@ impl Headers {
     /// Whether the `name` header lists `token` (case-insensitive).
     pub fn has_token(&self, name: &str, token: &str) -> bool {
         self.tokens(name).any(|t| t.eq_ignore_ascii_case(token))
+    }
+}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(|(n, v)| (n, String::from_utf8_lossy(v))))
+            .finish()
     }
 }
 
@@ -374,7 +410,7 @@ pub struct ServerConn {
     max_head_size: usize,
     max_body_size: usize,
     ready: Option<Request>,
-    out: VecDeque<Bytes>,
+    out: Queue<Bytes>,
     eof: bool,
     close: bool,
 }
@@ -388,7 +424,7 @@ impl ServerConn {
             max_head_size,
             max_body_size,
             ready: None,
-            out: VecDeque::new(),
+            out: Queue::new(),
             eof: false,
             close: false,
         }
@@ -615,6 +651,41 @@ fn read_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_keep_order_case_and_repeats() {
+        let head = b"GET /a?b=c HTTP/1.1\r\nHost: x\r\nX-Many: 1, 2\r\nx-many: 3\r\nEmpty:\r\nUpgrade: WebSocket\r\n\r\n";
+        let Ok(Some((req, used))) = parse_head(head, 8192) else {
+            panic!("head not parsed");
+        };
+        assert_eq!(used, head.len());
+        let h = &req.headers;
+        let lines: Vec<_> = h.iter().collect();
+        assert_eq!(
+            lines,
+            [
+                ("Host", &b"x"[..]),
+                ("X-Many", b"1, 2"),
+                ("x-many", b"3"),
+                ("Empty", b""),
+                ("Upgrade", b"WebSocket"),
+            ]
+        );
+        assert_eq!(h.get("HOST"), Some(&b"x"[..]));
+        assert_eq!(h.get_str("empty"), Some(""));
+        assert_eq!(h.get("missing"), None);
+        assert_eq!(
+            h.get_all("X-MANY").collect::<Vec<_>>(),
+            [&b"1, 2"[..], b"3"]
+        );
+        assert_eq!(h.tokens("x-many").collect::<Vec<_>>(), ["1", "2", "3"]);
+        assert!(req.is_websocket_upgrade());
+        assert_eq!(
+            format!("{h:?}"),
+            r#"[("Host", "x"), ("X-Many", "1, 2"), ("x-many", "3"), ("Empty", ""), ("Upgrade", "WebSocket")]"#
+        );
+        assert_eq!(Headers::default().iter().count(), 0);
+    }
 
     fn requests(conn: &mut ServerConn, input: &[u8], step: usize) -> Vec<Request> {
         let mut out = Vec::new();

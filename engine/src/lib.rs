@@ -21,6 +21,17 @@
 pub mod drive;
 pub mod eio;
 pub mod http;
+mod queue;
 pub mod rand;
 pub mod sio;
 pub mod ws;
+
+/// A hash map keyed by ids that this crate generates (session ids, sids, transport,
+/// poll and ack ids). Such tables are looked up on every packet, so they hash with
+/// foldhash (randomly seeded per process, several times faster than SipHash on short
+/// keys). Peers choose none of their keys, so foldhash's weaker HashDoS resistance does
+/// not matter there; tables keyed by names that peers or applications choose (rooms,
+/// namespaces, event names) keep std's SipHash.
+pub(crate) type IdMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// A hash set of ids that this crate generates: see [`IdMap`].
+pub(crate) type IdSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;

@@ -8,7 +8,7 @@
 //! [`Host::serve_connection`] for every accepted TCP connection and
 //! [`Host::run_timers`] once. [`EioServer`] is the Engine.IO host.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,6 +21,7 @@ use super::{Clock, Outbox, Transport, WebSocket};
 use crate::eio::{self, Data, PollId, Reply, SendError, SessionId, Transmit, TransportId};
 use crate::http::{Request, Response, ServerConn};
 use crate::{sio, ws};
+use crate::{IdMap, IdSet};
 
 /// A sans-IO server that a [`Host`] drives: the inputs and outputs that
 /// [`eio::Server`] and [`sio::Server`] share.
@@ -144,10 +145,10 @@ enum Mailbox {
 
 struct Shared<E: Endpoint> {
     server: E,
-    responses: HashMap<PollId, Response>,
-    ws_out: HashMap<TransportId, Vec<Bytes>>,
-    ws_closed: HashSet<TransportId>,
-    wakers: HashMap<Mailbox, Waker>,
+    responses: IdMap<PollId, Response>,
+    ws_out: IdMap<TransportId, Vec<Bytes>>,
+    ws_closed: IdSet<TransportId>,
+    wakers: IdMap<Mailbox, Waker>,
     events: VecDeque<E::Event>,
     event_waker: Option<Waker>,
     timer_waker: Option<Waker>,
@@ -280,10 +281,10 @@ impl<E: Endpoint> Host<E> {
         Self {
             shared: Arc::new(Mutex::new(Shared {
                 server,
-                responses: HashMap::new(),
-                ws_out: HashMap::new(),
-                ws_closed: HashSet::new(),
-                wakers: HashMap::new(),
+                responses: IdMap::default(),
+                ws_out: IdMap::default(),
+                ws_closed: IdSet::default(),
+                wakers: IdMap::default(),
                 events: VecDeque::new(),
                 event_waker: None,
                 timer_waker: None,

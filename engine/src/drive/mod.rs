@@ -69,7 +69,7 @@ pub(crate) fn with_read_buf<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
 /// Bytes queued for a transport, written with vectored writes, partial writes kept.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
-    queue: std::collections::VecDeque<bytes::Bytes>,
+    queue: crate::queue::Queue<bytes::Bytes>,
     bytes: usize,
 }
 

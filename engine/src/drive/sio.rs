@@ -27,6 +27,7 @@ use crate::sio::{
     self, AckError, AckId, Broadcast, ClusterMessage, ConnectInfo, DisconnectReason, Payload, Room,
     Sid,
 };
+use crate::IdMap;
 
 /// A boxed future the adapter runs to completion.
 pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -193,12 +194,12 @@ struct AckShared {
 struct App {
     namespaces: HashMap<Arc<str>, Arc<NamespaceHandlers>>,
     dynamic: Vec<(sio::NamespacePredicate, Arc<NamespaceHandlers>)>,
-    sockets: HashMap<Sid, (Arc<ConnectInfo>, bool, SocketState)>,
+    sockets: IdMap<Sid, (Arc<ConnectInfo>, bool, SocketState)>,
     /// Data set by the connect middleware, until the socket's Connected event.
-    connecting: HashMap<Sid, Value>,
+    connecting: IdMap<Sid, Value>,
     /// Data of disconnected sockets kept for recovery.
-    kept: HashMap<Sid, Value>,
-    acks: HashMap<AckId, Arc<Mutex<AckShared>>>,
+    kept: IdMap<Sid, Value>,
+    acks: IdMap<AckId, Arc<Mutex<AckShared>>>,
     cluster: Option<ClusterHook>,
 }
 

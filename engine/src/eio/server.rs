@@ -1,7 +1,7 @@
 //! The Engine.IO server registry and its sessions.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ use super::packet::{
 use crate::http::{Headers, Request, Response};
 use crate::rand::Rng;
 use crate::ws::{self, CloseCode, DeflateConfig};
+use crate::IdMap;
 
 /// How often a poll parked during an upgrade is ended with a noop (as the reference
 /// server's upgrade check does).
@@ -413,9 +414,11 @@ pub struct Server {
     config: Arc<Config>,
     ws_config: Arc<ws::Config>,
     rng: Rng,
-    sessions: HashMap<SessionId, Session>,
-    polls: HashMap<PollId, SessionId>,
-    transports: HashMap<TransportId, WsTransport>,
+    sessions: IdMap<SessionId, Session>,
+    polls: IdMap<PollId, SessionId>,
+    /// Boxed: a transport holds a whole `ws::Connection`, and a table of them inline
+    /// would keep that much in every empty slot too.
+    transports: IdMap<TransportId, Box<WsTransport>>,
     timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -431,9 +434,9 @@ impl Server {
             config: Arc::new(config),
             ws_config: Arc::new(ws_config),
             rng: Rng::from_seed(seed),
-            sessions: HashMap::new(),
-            polls: HashMap::new(),
-            transports: HashMap::new(),
+            sessions: IdMap::default(),
+            polls: IdMap::default(),
+            transports: IdMap::default(),
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -641,12 +644,12 @@ impl Server {
         let conn = ws::Connection::accept(self.ws_config.clone(), upgrade, now);
         self.transports.insert(
             tid,
-            WsTransport {
+            Box::new(WsTransport {
                 conn,
                 sid: owner.clone(),
                 protocol,
                 armed: None,
-            },
+            }),
         );
         match owner {
             Some(sid) => {

@@ -10,7 +10,7 @@
 //! reconnection).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +23,7 @@ use super::server::{AckError, AckId};
 use crate::eio::{self, Action, ClientCloseReason, RequestId, WsId};
 use crate::rand::Rng;
 use crate::ws::Message;
+use crate::IdSet;
 
 /// Client options, with socket.io-client's names and defaults.
 #[derive(Clone, Debug)]
@@ -244,7 +245,7 @@ struct Namespace {
     /// Events that came before the CONNECT answer (a recovering server sends the
     /// missed packets first), delivered right after it.
     early: VecDeque<(String, Payload, Option<u64>)>,
-    acks: HashSet<u64>,
+    acks: IdSet<u64>,
 }
 
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]

@@ -17,6 +17,7 @@ use crate::eio::{
 };
 use crate::http::Request;
 use crate::rand::Rng;
+use crate::{IdMap, IdSet};
 
 /// A socket id (one per namespace connection; distinct from the Engine.IO session id).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -448,19 +449,19 @@ struct Client {
 struct Socket {
     info: Arc<ConnectInfo>,
     rooms: HashSet<Room>,
-    acks: HashSet<u64>,
+    acks: IdSet<u64>,
     pid: Option<Arc<str>>,
 }
 
 #[derive(Debug, Default)]
 struct Namespace {
-    sockets: HashSet<Sid>,
-    rooms: HashMap<Room, HashSet<Sid>>,
+    sockets: IdSet<Sid>,
+    rooms: HashMap<Room, IdSet<Sid>>,
 }
 
 #[derive(Debug)]
 struct PendingAck {
-    waiting: HashSet<Sid>,
+    waiting: IdSet<Sid>,
     deadline: Option<Instant>,
 }
 
@@ -503,13 +504,13 @@ pub struct Server {
     eio: eio::Server,
     config: Config,
     rng: Rng,
-    clients: HashMap<SessionId, Client>,
-    sockets: HashMap<Sid, Socket>,
+    clients: IdMap<SessionId, Client>,
+    sockets: IdMap<Sid, Socket>,
     namespaces: HashMap<Arc<str>, Namespace>,
     dynamic: Vec<NamespacePredicate>,
-    acks: HashMap<u64, PendingAck>,
+    acks: IdMap<u64, PendingAck>,
     next_ack: u64,
-    kept: HashMap<Arc<str>, Kept>,
+    kept: IdMap<Arc<str>, Kept>,
     store: VecDeque<Stored>,
     store_bytes: usize,
     next_offset: u64,
@@ -541,13 +542,13 @@ impl Server {
             eio: eio::Server::new(config.eio.clone(), eio_seed),
             config,
             rng,
-            clients: HashMap::new(),
-            sockets: HashMap::new(),
+            clients: IdMap::default(),
+            sockets: IdMap::default(),
             namespaces: HashMap::new(),
             dynamic: Vec::new(),
-            acks: HashMap::new(),
+            acks: IdMap::default(),
             next_ack: 0,
-            kept: HashMap::new(),
+            kept: IdMap::default(),
             store: VecDeque::new(),
             store_bytes: 0,
             next_offset: 0,
@@ -966,7 +967,7 @@ impl Server {
         let mut socket = Socket {
             info: info.clone(),
             rooms: HashSet::new(),
-            acks: HashSet::new(),
+            acks: IdSet::default(),
             pid: pid.clone(),
         };
         let namespace = self.namespaces.entry(nsp.clone()).or_default();
@@ -1264,7 +1265,7 @@ impl Server {
         self.acks.insert(
             id,
             PendingAck {
-                waiting: HashSet::new(),
+                waiting: IdSet::default(),
                 deadline,
             },
         );

@@ -1,0 +1,147 @@
+//! A FIFO queue for the per-connection outputs (transmits, events, the drivers'
+//! outboxes), which hold zero or one item nearly all the time.
+
+use std::collections::VecDeque;
+
+/// A FIFO queue that keeps its oldest item inline.
+///
+/// One queued item, the common case, never touches the heap; more spill into a
+/// `VecDeque` whose buffer is given back as soon as the queue is empty again. So an idle
+/// connection's queues hold no memory (a `VecDeque` keeps the capacity it once grew to
+/// for as long as it lives), and the one-in, one-out traffic of a busy connection does
+/// no allocation at all.
+///
+/// Invariant: `first` is `None` only when `rest` is empty.
+#[derive(Debug)]
+pub(crate) struct Queue<T> {
+    first: Option<T>,
+    rest: VecDeque<T>,
+}
+
+impl<T> Default for Queue<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Queue<T> {
+    /// An empty queue (no allocation).
+    pub(crate) const fn new() -> Self {
+        Self {
+            first: None,
+            rest: VecDeque::new(),
+        }
+    }
+
+    /// Appends `item` at the back.
+    pub(crate) fn push_back(&mut self, item: T) {
+        if self.first.is_none() {
+            self.first = Some(item);
+        } else {
+            self.rest.push_back(item);
+        }
+    }
+
+    /// Takes the oldest item.
+    pub(crate) fn pop_front(&mut self) -> Option<T> {
+        let item = self.first.take()?;
+        self.first = self.rest.pop_front();
+        if self.first.is_none() && self.rest.capacity() > 0 {
+            self.rest = VecDeque::new();
+        }
+        Some(item)
+    }
+
+    /// The oldest item.
+    pub(crate) fn front(&self) -> Option<&T> {
+        self.first.as_ref()
+    }
+
+    /// The oldest item, to change in place.
+    pub(crate) fn front_mut(&mut self) -> Option<&mut T> {
+        self.first.as_mut()
+    }
+
+    /// How many items are queued.
+    pub(crate) fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    /// Whether nothing is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    /// Drops every item and gives the buffer back.
+    pub(crate) fn clear(&mut self) {
+        self.first = None;
+        self.rest = VecDeque::new();
+    }
+
+    /// The items, oldest first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.first.iter().chain(self.rest.iter())
+    }
+
+    /// The bytes this queue holds on the heap (for tests of idle memory).
+    #[cfg(test)]
+    pub(crate) fn heap_capacity(&self) -> usize {
+        self.rest.capacity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Queue;
+
+    #[test]
+    fn keeps_fifo_order_across_the_inline_slot() {
+        let mut q = Queue::new();
+        assert!(q.is_empty());
+        assert_eq!(q.pop_front(), None::<u32>);
+        for round in 0..3u32 {
+            for i in 0..5 {
+                q.push_back(round * 10 + i);
+            }
+            assert_eq!(q.len(), 5);
+            assert_eq!(
+                q.iter().copied().collect::<Vec<_>>(),
+                (0..5).map(|i| round * 10 + i).collect::<Vec<_>>()
+            );
+            assert_eq!(q.pop_front(), Some(round * 10));
+            q.push_back(99);
+            let rest: Vec<_> = std::iter::from_fn(|| q.pop_front()).collect();
+            let mut expected: Vec<u32> = (1..5).map(|i| round * 10 + i).collect();
+            expected.push(99);
+            assert_eq!(rest, expected);
+            assert!(q.is_empty());
+            assert_eq!(q.len(), 0);
+        }
+    }
+
+    #[test]
+    fn one_item_at_a_time_never_allocates_and_a_drained_queue_holds_nothing() {
+        let mut q = Queue::new();
+        for i in 0..100u64 {
+            q.push_back(i);
+            assert_eq!(q.heap_capacity(), 0);
+            assert_eq!(q.front(), Some(&i));
+            assert_eq!(q.pop_front(), Some(i));
+        }
+        for i in 0..10u64 {
+            q.push_back(i);
+        }
+        assert!(q.heap_capacity() > 0);
+        while q.pop_front().is_some() {}
+        assert_eq!(q.heap_capacity(), 0);
+        q.push_back(1);
+        q.push_back(2);
+        if let Some(front) = q.front_mut() {
+            *front = 7;
+        }
+        assert_eq!(q.pop_front(), Some(7));
+        q.clear();
+        assert!(q.is_empty());
+        assert_eq!(q.heap_capacity(), 0);
+    }
+}

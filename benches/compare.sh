@@ -11,6 +11,9 @@
 # round trip, and server CPU µs per message (from /proc), which is the figure that
 # matters when the client is the bottleneck (it usually is on 2 cores: see the
 # client_cpu column of the raw lines, kept in target/bench-compare/raw.txt).
+# Compressed echo (permessage-deflate, 1 KiB and 16 KiB JSON-like text, the client
+# offering client_no_context_takeover): ours against Node's `ws` 8 (none of the Rust
+# peers above implements permessage-deflate).
 # Idle memory: server RSS growth per connection with 10,000 open connections.
 # Socket.IO (ours on tokio, socketioxide 0.18 on axum with tokio current-thread and
 # TCP_NODELAY, Node's socket.io 4.8 from conformance/interop, npm ci on first use):
@@ -60,6 +63,36 @@ for round in $(seq 1 "$rounds"); do
         done
     done
 done
+# Compressed echo. Node's servers (ws, socket.io) come from conformance/interop.
+if [ ! -d conformance/interop/node_modules/ws ] || [ ! -d conformance/interop/node_modules/socket.io ]; then
+    (cd conformance/interop && npm ci --no-audit --no-fund --loglevel=error) >&2
+fi
+start_any() {
+    case "$1" in
+        ws-node-deflate) node conformance/interop/ws-echo-server.mjs "$port" & server=$! ;;
+        sio-node) node conformance/interop/sio-echo-server.mjs "$port" & server=$! ;;
+        *) start_server "$1"; return ;;
+    esac
+    for _ in $(seq 1 50); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "server $1 did not start" >&2
+    return 1
+}
+deflate_impls=(wirestate-tokio-deflate ws-node-deflate)
+for round in $(seq 1 "$rounds"); do
+    for size in 1024 16384; do
+        for impl in "${deflate_impls[@]}"; do
+            start_any "$impl"
+            line="$(timeout $((secs + 30)) "$bin/load" --addr "127.0.0.1:$port" --deflate --conns 10 \
+                --size "$size" --secs "$secs" --server-pid "$server" || echo failed=1)"
+            stop_server
+            echo "impl=$impl round=$round case=deflate-10x${size}B/p1 $line" | tee -a "$raw"
+        done
+    done
+done
+
 for impl in "${impls[@]}"; do
     start_server "$impl"
     line="$(timeout 120 "$bin/load" --addr "127.0.0.1:$port" --idle "$idle" --server-pid "$server" || echo failed=1)"
@@ -67,27 +100,11 @@ for impl in "${impls[@]}"; do
     echo "impl=$impl round=1 case=idle $line" | tee -a "$raw"
 done
 
-# Socket.IO echo with ack.
-if [ ! -d conformance/interop/node_modules/socket.io ]; then
-    (cd conformance/interop && npm ci --no-audit --no-fund --loglevel=error) >&2
-fi
+# Socket.IO echo with ack (Node's socket.io installed with ws above).
 sio_impls=(sio-wirestate-tokio sio-socketioxide sio-node)
-start_sio_server() {
-    if [ "$1" = sio-node ]; then
-        node conformance/interop/sio-echo-server.mjs "$port" &
-        server=$!
-        for _ in $(seq 1 50); do
-            (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-            sleep 0.1
-        done
-        echo "server $1 did not start" >&2
-        return 1
-    fi
-    start_server "$1"
-}
 for round in $(seq 1 "$rounds"); do
     for impl in "${sio_impls[@]}"; do
-        start_sio_server "$impl"
+        start_any "$impl"
         line="$(timeout $((secs + 30)) "$bin/load" --addr "127.0.0.1:$port" --sio --conns 100 \
             --size 20 --secs "$secs" --server-pid "$server" || echo failed=1)"
         stop_server
@@ -96,7 +113,7 @@ for round in $(seq 1 "$rounds"); do
     for n in $bcast_sizes; do
         for size in 20 1024; do
             for impl in "${sio_impls[@]}"; do
-                start_sio_server "$impl"
+                start_any "$impl"
                 line="$(timeout $((secs + 90)) "$bin/load" --addr "127.0.0.1:$port" --sio-broadcast \
                     --conns "$n" --size "$size" --secs "$secs" --server-pid "$server" || echo failed=1)"
                 stop_server
@@ -106,7 +123,7 @@ for round in $(seq 1 "$rounds"); do
     done
 done
 for impl in "${sio_impls[@]}"; do
-    start_sio_server "$impl"
+    start_any "$impl"
     line="$(timeout 180 "$bin/load" --addr "127.0.0.1:$port" --sio --idle "$idle" --server-pid "$server" || echo failed=1)"
     stop_server
     echo "impl=$impl round=1 case=sio-idle $line" | tee -a "$raw"
@@ -118,7 +135,7 @@ rows = {}
 for line in open(sys.argv[1]):
     kv = dict(p.split("=", 1) for p in line.split() if "=" in p)
     rows.setdefault(kv["case"], {}).setdefault(kv["impl"], []).append(kv)
-ours = ["wirestate-tokio", "wirestate-smol", "sio-wirestate-tokio"]
+ours = ["wirestate-tokio", "wirestate-smol", "sio-wirestate-tokio", "wirestate-tokio-deflate"]
 def med(runs, key):
     vals = [float(r[key].rstrip("%")) for r in runs if key in r]
     vals = [v for v in vals if v > 0]

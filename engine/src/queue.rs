@@ -34,6 +34,7 @@ impl<T> Queue<T> {
     }
 
     /// Appends `item` at the back.
+    #[inline(always)]
     pub(crate) fn push_back(&mut self, item: T) {
         if self.first.is_none() {
             self.first = Some(item);
@@ -43,11 +44,14 @@ impl<T> Queue<T> {
     }
 
     /// Takes the oldest item.
+    #[inline(always)]
     pub(crate) fn pop_front(&mut self) -> Option<T> {
         let item = self.first.take()?;
-        self.first = self.rest.pop_front();
-        if self.first.is_none() && self.rest.capacity() > 0 {
-            self.rest = VecDeque::new();
+        if !self.rest.is_empty() {
+            self.first = self.rest.pop_front();
+            if self.rest.is_empty() {
+                self.rest = VecDeque::new();
+            }
         }
         Some(item)
     }

@@ -3,7 +3,9 @@
 //!
 //! * WebSocket echo: `wirestate-tokio`, `wirestate-smol`, and (built with
 //!   `--features peers`) `fastwebsockets`, `tokio-websockets`, `tokio-tungstenite`;
-//!   messages are echoed as they come, uncompressed.
+//!   messages are echoed as they come, uncompressed. `wirestate-tokio-deflate` is
+//!   `wirestate-tokio` with permessage-deflate accepted (`DeflateConfig::default()`:
+//!   level 6, messages under 1 KiB sent plain), for the compressed echo case.
 //! * Socket.IO on `/socket.io/`: `sio-wirestate-tokio`, and with `--features peers`
 //!   `sio-socketioxide` (socketioxide on axum). Every socket joins room `r`; event
 //!   `echo` is acked with its argument, and event `bcast` is forwarded as `msg` to room
@@ -31,7 +33,12 @@ fn main() -> io::Result<()> {
             _ => usage(),
         }
     }
-    let config = Arc::new(Config::default().max_message_size(64 << 20));
+    let mut config = Config::default().max_message_size(64 << 20);
+    if let Some(base) = name.strip_suffix("-deflate") {
+        name = base.to_owned();
+        config = config.deflate(wirestate_engine::ws::DeflateConfig::default());
+    }
+    let config = Arc::new(config);
     if name == "wirestate-smol" {
         return smol::block_on(async {
             let listener = smol::net::TcpListener::bind(&addr).await?;

@@ -1,7 +1,7 @@
 //! `load`: a WebSocket load client for loopback comparisons.
 //!
 //! ```text
-//! load --addr 127.0.0.1:9100 --conns 100 --size 20 --secs 5 [--pipeline 1] [--server-pid PID]
+//! load --addr 127.0.0.1:9100 --conns 100 --size 20 --secs 5 [--pipeline 1] [--deflate] [--server-pid PID]
 //! load --addr 127.0.0.1:9100 --idle 10000 --server-pid PID
 //! load --addr 127.0.0.1:9100 --sio --conns 100 --size 20 --secs 5 --server-pid PID
 //! load --addr 127.0.0.1:9100 --sio-broadcast --conns 1000 --size 20 --secs 5 --server-pid PID
@@ -20,6 +20,12 @@
 //! publishing to each delivery (fan-out latency), the mean time until the last
 //! recipient has it, and the server's CPU µs per delivery, measured from the first
 //! measured publish to the last measured completion.
+//!
+//! With `--deflate`, the client offers permessage-deflate with
+//! `client_no_context_takeover` (so one pre-compressed frame is valid every time) and
+//! sends text messages of `size` bytes of JSON-like text, compressed; the server must
+//! accept the extension, and its answers (compressed or not) are counted as they come,
+//! not inflated.
 //!
 //! Echo mode: `conns` connections each keep `pipeline` binary messages of `size` bytes
 //! in flight (closed loop) for `secs` seconds (after a 1 s warm-up); prints messages/s,
@@ -48,6 +54,7 @@ struct Opts {
     idle: Option<usize>,
     sio: bool,
     broadcast: bool,
+    deflate: bool,
 }
 
 fn parse() -> Opts {
@@ -61,12 +68,17 @@ fn parse() -> Opts {
         idle: None,
         sio: false,
         broadcast: false,
+        deflate: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--sio" || a == "--sio-broadcast" {
             o.sio = true;
             o.broadcast |= a == "--sio-broadcast";
+            continue;
+        }
+        if a == "--deflate" {
+            o.deflate = true;
             continue;
         }
         let v = args.next().unwrap_or_default();
@@ -111,15 +123,35 @@ fn rss_kib(pid: &str) -> u64 {
         .unwrap_or(0)
 }
 
-async fn handshake(addr: &str) -> io::Result<TcpStream> {
-    handshake_to(addr, "/").await
+async fn handshake(addr: &str, deflate: bool) -> io::Result<TcpStream> {
+    let extension = if deflate {
+        "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n"
+    } else {
+        ""
+    };
+    let (s, head) = handshake_with(addr, "/", extension).await?;
+    if deflate
+        && !String::from_utf8_lossy(&head)
+            .to_ascii_lowercase()
+            .contains("permessage-deflate")
+    {
+        return Err(io::Error::other(
+            "the server did not accept permessage-deflate",
+        ));
+    }
+    Ok(s)
 }
 
 async fn handshake_to(addr: &str, target: &str) -> io::Result<TcpStream> {
+    Ok(handshake_with(addr, target, "").await?.0)
+}
+
+/// Opens a WebSocket on `target`, with `extra` header lines; returns the response head.
+async fn handshake_with(addr: &str, target: &str, extra: &str) -> io::Result<(TcpStream, Vec<u8>)> {
     let mut s = TcpStream::connect(addr).await?;
     s.set_nodelay(true)?;
     let req = format!(
-        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
     );
     s.write_all(req.as_bytes()).await?;
     let mut head = Vec::new();
@@ -133,12 +165,40 @@ async fn handshake_to(addr: &str, target: &str) -> io::Result<TcpStream> {
     if !head.starts_with(b"HTTP/1.1 101") {
         return Err(io::Error::other("no 101"));
     }
-    Ok(s)
+    Ok((s, head))
 }
 
 /// A masked binary frame carrying `size` bytes.
 fn frame(size: usize) -> Vec<u8> {
     masked(0x82, &vec![b'a'; size])
+}
+
+/// A masked, compressed text frame (RSV1 set) carrying `size` bytes of JSON-like text
+/// (records that differ, so it is not one repeated line), deflated with no context, as
+/// `client_no_context_takeover` allows.
+fn deflated_frame(size: usize) -> Vec<u8> {
+    let mut text = String::with_capacity(size + 64);
+    let mut i = 0u64;
+    while text.len() < size {
+        // A cheap generator, so the text is not one repeated line.
+        let x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
+        text.push_str(&format!(
+            "{{\"id\":{x},\"user\":\"u{}\",\"text\":\"msg {:x}\"}},",
+            x % 97,
+            x
+        ));
+        i += 1;
+    }
+    text.truncate(size);
+    // What a client does (RFC 7692 §7.2.1): deflate with a sync flush, then drop the
+    // flush's trailing 00 00 ff ff.
+    let mut z = flate2::Compress::new(flate2::Compression::new(6), false);
+    let mut data = Vec::with_capacity(size * 2 + 64);
+    let _ = z.compress_vec(text.as_bytes(), &mut data, flate2::FlushCompress::Sync);
+    if data.ends_with(&[0, 0, 0xff, 0xff]) {
+        data.truncate(data.len() - 4);
+    }
+    masked(0xc1, &data)
 }
 
 use wirestate_benches::masked_frame as masked;
@@ -198,6 +258,8 @@ async fn echo(o: &Opts) -> io::Result<()> {
             0x81,
             format!("421[\"echo\",\"{}\"]", "a".repeat(o.size)).as_bytes(),
         )
+    } else if o.deflate {
+        deflated_frame(o.size)
     } else {
         frame(o.size)
     };
@@ -211,7 +273,7 @@ async fn echo(o: &Opts) -> io::Result<()> {
         streams.push(if sio {
             sio_session(&o.addr).await?
         } else {
-            handshake(&o.addr).await?
+            handshake(&o.addr, o.deflate).await?
         });
     }
     let start = Instant::now();
@@ -276,8 +338,9 @@ async fn echo(o: &Opts) -> io::Result<()> {
     };
     let secs = run.as_secs_f64();
     println!(
-        "sio={} conns={} size={} pipeline={} msgs_per_s={:.0} p50_us={} p99_us={} client_cpu={:.0}% server_cpu={:.0}% server_cpu_us_per_msg={:.2} server_rss_kib={}",
+        "sio={} deflate={} conns={} size={} pipeline={} msgs_per_s={:.0} p50_us={} p99_us={} client_cpu={:.0}% server_cpu={:.0}% server_cpu_us_per_msg={:.2} server_rss_kib={}",
         o.sio,
+        o.deflate,
         o.conns,
         o.size,
         o.pipeline,
@@ -438,7 +501,7 @@ async fn idle(o: &Opts, n: usize) -> io::Result<()> {
         conns.push(if o.sio {
             sio_session(&o.addr).await?
         } else {
-            handshake(&o.addr).await?
+            handshake(&o.addr, false).await?
         });
     }
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -183,8 +183,16 @@ for case, label in (("idle", "WebSocket connection"), ("sio-idle", "Socket.IO se
     if case not in rows:
         continue
     print()
-    print(f"| idle | server | bytes per idle {label} |")
-    print("| --- | --- | ---: |")
-    for impl, runs in rows[case].items():
-        print(f"| {runs[0].get('idle_conns','?')} | {bold(impl)} | {float(runs[0].get('bytes_per_conn', 'nan')):,.0f} |")
+    print(f"Ratios: the best peer's bytes over this server's (above 1: less memory than it).")
+    print()
+    print(f"| idle | server | bytes per idle {label} | vs best peer |")
+    print("| --- | --- | ---: | ---: |")
+    impls = rows[case]
+    peer_bytes = {i: med(r, "bytes_per_conn") for i, r in impls.items() if i not in ours}
+    peer_bytes = {i: b for i, b in peer_bytes.items() if ok(b)}
+    best = min(peer_bytes, key=peer_bytes.get) if peer_bytes else None
+    for impl, runs in impls.items():
+        b = med(runs, "bytes_per_conn")
+        vs = f"{peer_bytes[best] / b:.2f}× ({best})" if best and ok(b) else "–"
+        print(f"| {runs[0].get('idle_conns','?')} | {bold(impl)} | {b:,.0f} | {vs} |")
 PY

@@ -57,6 +57,15 @@ pub async fn accept<S>(stream: S, config: Arc<Config>) -> Result<WebSocket<S>, E
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    // Boxed: a task that accepts and then serves the connection holds the handshake's
+    // state only while it runs, not for the connection's whole life.
+    Box::pin(accept_handshake(stream, config)).await
+}
+
+async fn accept_handshake<S>(stream: S, config: Arc<Config>) -> Result<WebSocket<S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let span = tracing::debug_span!("ws", role = "server");
     let io = TokioIo {
         inner: stream,
@@ -79,6 +88,17 @@ pub async fn connect(url: &str, config: Arc<Config>) -> Result<WebSocket<TcpStre
 
 /// Runs the client handshake for `request` on an already connected stream.
 pub async fn client<S>(
+    stream: S,
+    request: &ClientRequest,
+    config: Arc<Config>,
+) -> Result<WebSocket<S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    Box::pin(client_handshake(stream, request, config)).await
+}
+
+async fn client_handshake<S>(
     stream: S,
     request: &ClientRequest,
     config: Arc<Config>,

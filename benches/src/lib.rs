@@ -32,11 +32,14 @@ where
 {
     match name {
         "wirestate-tokio" => Some(spawn_sized(async move {
-            if let Ok(mut ws) = wirestate_tokio::accept(stream, config).await {
-                while let Some(Ok(m)) = ws.recv().await {
-                    if ws.send(m).await.is_err() {
-                        break;
-                    }
+            // `let else`, as the peers below are written (and as `?` would do): an
+            // `if let` scrutinee would keep the accept's `Result` alive beside `ws`.
+            let Ok(mut ws) = wirestate_tokio::accept(stream, config).await else {
+                return;
+            };
+            while let Some(Ok(m)) = ws.recv().await {
+                if ws.send(m).await.is_err() {
+                    break;
                 }
             }
         })),

@@ -480,7 +480,9 @@ impl ServerConn {
     pub fn upgrade(&mut self, response_head: Bytes) -> Bytes {
         self.out.push_back(response_head);
         self.state = ReadState::Upgraded;
-        self.buf.split().freeze()
+        // All of it, buffer included: a `split` would keep the read buffer's allocation
+        // alive in this (now idle) connection for as long as the WebSocket lives.
+        std::mem::take(&mut self.buf).freeze()
     }
 
     /// The next bytes to write.

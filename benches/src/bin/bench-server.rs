@@ -48,11 +48,12 @@ fn main() -> io::Result<()> {
                 let config = config.clone();
                 smol::spawn(async move {
                     stream.set_nodelay(true).ok();
-                    if let Ok(mut ws) = wirestate_smol::accept(stream, config).await {
-                        while let Some(Ok(m)) = ws.recv().await {
-                            if ws.send(m).await.is_err() {
-                                break;
-                            }
+                    let Ok(mut ws) = wirestate_smol::accept(stream, config).await else {
+                        return;
+                    };
+                    while let Some(Ok(m)) = ws.recv().await {
+                        if ws.send(m).await.is_err() {
+                            break;
                         }
                     }
                 })

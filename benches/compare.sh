@@ -145,8 +145,9 @@ def ok(v):
 def bold(impl):
     return f"**{impl}**" if impl in ours else impl
 echo_cases = [c for c in rows if not c.startswith("sio-bcast") and not c.endswith("idle")]
-print("| case | server | msgs/s | p99 µs | server CPU µs/msg | client CPU | vs best peer (msgs/s) | vs best peer (CPU/msg) |")
-print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+if echo_cases:
+    print("| case | server | msgs/s | p99 µs | server CPU µs/msg | client CPU | vs best peer (msgs/s) | vs best peer (CPU/msg) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 for case in echo_cases:
     impls = rows[case]
     peers = {i: r for i, r in impls.items() if i not in ours}

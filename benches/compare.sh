@@ -39,9 +39,14 @@ impls=(wirestate-tokio wirestate-smol fastwebsockets tokio-websockets tokio-tung
 cases=("100 20 1" "10 1024 1" "10 16384 1" "500 16384 1" "10 20 16")
 port=9190
 
+# start_server IMPL: starts IMPL on $port (Node's servers for the ws-node-* and
+# sio-node peers, bench-server for the rest) and waits until it accepts connections.
 start_server() {
-    "$bin/bench-server" --impl "$1" --addr "127.0.0.1:$port" 2>/dev/null &
-    server=$!
+    case "$1" in
+        ws-node-deflate) node conformance/interop/ws-echo-server.mjs "$port" & server=$! ;;
+        sio-node) node conformance/interop/sio-echo-server.mjs "$port" & server=$! ;;
+        *) "$bin/bench-server" --impl "$1" --addr "127.0.0.1:$port" 2>/dev/null & server=$! ;;
+    esac
     for _ in $(seq 1 50); do
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
         sleep 0.1
@@ -67,24 +72,11 @@ done
 if [ ! -d conformance/interop/node_modules/ws ] || [ ! -d conformance/interop/node_modules/socket.io ]; then
     (cd conformance/interop && npm ci --no-audit --no-fund --loglevel=error) >&2
 fi
-start_any() {
-    case "$1" in
-        ws-node-deflate) node conformance/interop/ws-echo-server.mjs "$port" & server=$! ;;
-        sio-node) node conformance/interop/sio-echo-server.mjs "$port" & server=$! ;;
-        *) start_server "$1"; return ;;
-    esac
-    for _ in $(seq 1 50); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "server $1 did not start" >&2
-    return 1
-}
 deflate_impls=(wirestate-tokio-deflate ws-node-deflate)
 for round in $(seq 1 "$rounds"); do
     for size in 1024 16384; do
         for impl in "${deflate_impls[@]}"; do
-            start_any "$impl"
+            start_server "$impl"
             line="$(timeout $((secs + 30)) "$bin/load" --addr "127.0.0.1:$port" --deflate --conns 10 \
                 --size "$size" --secs "$secs" --server-pid "$server" || echo failed=1)"
             stop_server
@@ -104,7 +96,7 @@ done
 sio_impls=(sio-wirestate-tokio sio-socketioxide sio-node)
 for round in $(seq 1 "$rounds"); do
     for impl in "${sio_impls[@]}"; do
-        start_any "$impl"
+        start_server "$impl"
         line="$(timeout $((secs + 30)) "$bin/load" --addr "127.0.0.1:$port" --sio --conns 100 \
             --size 20 --secs "$secs" --server-pid "$server" || echo failed=1)"
         stop_server
@@ -113,7 +105,7 @@ for round in $(seq 1 "$rounds"); do
     for n in $bcast_sizes; do
         for size in 20 1024; do
             for impl in "${sio_impls[@]}"; do
-                start_any "$impl"
+                start_server "$impl"
                 line="$(timeout $((secs + 90)) "$bin/load" --addr "127.0.0.1:$port" --sio-broadcast \
                     --conns "$n" --size "$size" --secs "$secs" --server-pid "$server" || echo failed=1)"
                 stop_server
@@ -123,7 +115,7 @@ for round in $(seq 1 "$rounds"); do
     done
 done
 for impl in "${sio_impls[@]}"; do
-    start_any "$impl"
+    start_server "$impl"
     line="$(timeout 180 "$bin/load" --addr "127.0.0.1:$port" --sio --idle "$idle" --server-pid "$server" || echo failed=1)"
     stop_server
     echo "impl=$impl round=1 case=sio-idle $line" | tee -a "$raw"

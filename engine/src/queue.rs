@@ -87,7 +87,7 @@ impl<T> Queue<T> {
         self.first.iter().chain(self.rest.iter())
     }
 
-    /// The bytes this queue holds on the heap (for tests of idle memory).
+    /// How many items its heap buffer has room for (for tests of idle memory).
     #[cfg(test)]
     pub(crate) fn heap_capacity(&self) -> usize {
         self.rest.capacity()

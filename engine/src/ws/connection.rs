@@ -217,10 +217,10 @@ enum Frame {
         fin: bool,
         mask: Option<[u8; 4]>,
     },
+    /// Its payload so far is `Connection::control`.
     Control {
         opcode: OpCode,
         mask: Option<[u8; 4]>,
-        len: u8,
     },
 }
 
@@ -861,7 +861,6 @@ impl Connection {
             self.frame = Some(Frame::Control {
                 opcode: h.opcode,
                 mask: h.mask,
-                len: 0,
             });
             return Ok(());
         }
@@ -899,13 +898,12 @@ impl Connection {
 
     fn on_payload(&mut self, data: &[u8], offset: u64) -> Result<(), ProtocolError> {
         match (&mut self.frame, &mut self.message) {
-            (Some(Frame::Control { mask, len, .. }), _) => {
+            (Some(Frame::Control { mask, .. }), _) => {
                 let start = self.control.len();
                 self.control.extend_from_slice(data); // at most 125: checked on the header
                 if let Some(key) = mask {
                     apply_mask(&mut self.control[start..], *key, offset);
                 }
-                *len = self.control.len() as u8;
                 Ok(())
             }
             (Some(Frame::Data { mask, .. }), Some(msg)) if msg.compressed => {
@@ -966,30 +964,25 @@ impl Connection {
                 self.events.push_back(Event::Message(message));
             }
             Some(Frame::Data { fin: false, .. }) | None => {}
-            Some(Frame::Control { opcode, len, .. }) => match opcode {
-                OpCode::Ping => {
-                    let payload = std::mem::take(&mut self.control).freeze();
-                    if matches!(self.state, State::Open) {
-                        self.queue_pong(&payload);
+            Some(Frame::Control { opcode, .. }) => {
+                // Taken, so the connection keeps no buffer between control frames.
+                let payload = std::mem::take(&mut self.control).freeze();
+                match opcode {
+                    OpCode::Ping => {
+                        if matches!(self.state, State::Open) {
+                            self.queue_pong(&payload);
+                        }
+                        self.events.push_back(Event::Ping(payload));
                     }
-                    self.events.push_back(Event::Ping(payload));
+                    OpCode::Pong => self.events.push_back(Event::Pong(payload)),
+                    _ => self.on_close_frame(now, &payload)?,
                 }
-                OpCode::Pong => {
-                    let payload = std::mem::take(&mut self.control).freeze();
-                    self.events.push_back(Event::Pong(payload));
-                }
-                _ => {
-                    let result = self.on_close_frame(now, usize::from(len));
-                    self.control = BytesMut::new();
-                    result?;
-                }
-            },
+            }
         }
         Ok(())
     }
 
-    fn on_close_frame(&mut self, now: Instant, len: usize) -> Result<(), ProtocolError> {
-        let payload = &self.control[..len];
+    fn on_close_frame(&mut self, now: Instant, payload: &[u8]) -> Result<(), ProtocolError> {
         let (code, reason) = match payload {
             [] => (CloseCode::NO_STATUS, ""),
             [_] => return Err(ProtocolError::InvalidClosePayload),

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use wirestate_engine::drive::{Clock, Transport, WebSocket};
+use wirestate_async::{Clock, Transport, WebSocket};
 
 /// Which async runtime drives the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -208,7 +208,7 @@ macro_rules! runtime_tests {
             #[test]
             fn a_trickled_request_is_cut_off() {
                 $block_on(async {
-                    let limits = wirestate_engine::drive::HttpLimits::default().request_timeout(Duration::from_millis(100));
+                    let limits = wirestate_async::HttpLimits::default().request_timeout(Duration::from_millis(100));
                     let server = adapter::eio::server(adapter::eio::Config::default()).expect("server").http_limits(limits);
                     let listener = <$listener>::bind("127.0.0.1:0").await.expect("bind");
                     let addr = listener.local_addr().expect("addr");

@@ -13,15 +13,12 @@
 //! * [`ws`]: the WebSocket connection, both roles, handshake included.
 //! * [`eio`]: Engine.IO v4 (and v3) server and client.
 //! * [`sio`]: Socket.IO v5 (and v4) server: namespaces, rooms, acks, recovery.
-//! * [`drive`]: the runtime-agnostic poll loop that adapters plug their sockets and
-//!   timers into, so that no protocol plumbing is written twice.
 //! * [`rand`]: the seedable random source.
 #![deny(unsafe_code)]
 
-pub mod drive;
 pub mod eio;
 pub mod http;
-mod queue;
+pub mod queue;
 pub mod rand;
 pub mod sio;
 pub mod ws;
@@ -32,6 +29,6 @@ pub mod ws;
 /// keys). Peers choose none of their keys, so foldhash's weaker HashDoS resistance does
 /// not matter there; tables keyed by names that peers or applications choose (rooms,
 /// namespaces, event names) keep std's SipHash.
-pub(crate) type IdMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub type IdMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 /// A hash set of ids that this crate generates: see [`IdMap`].
-pub(crate) type IdSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+pub type IdSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 ///
 /// Invariant: `first` is `None` only when `rest` is empty.
 #[derive(Debug)]
-pub(crate) struct Queue<T> {
+pub struct Queue<T> {
     first: Option<T>,
     rest: VecDeque<T>,
 }
@@ -26,7 +26,7 @@ impl<T> Default for Queue<T> {
 
 impl<T> Queue<T> {
     /// An empty queue (no allocation).
-    pub(crate) const fn new() -> Self {
+    pub const fn new() -> Self {
         Self {
             first: None,
             rest: VecDeque::new(),
@@ -35,7 +35,7 @@ impl<T> Queue<T> {
 
     /// Appends `item` at the back.
     #[inline(always)]
-    pub(crate) fn push_back(&mut self, item: T) {
+    pub fn push_back(&mut self, item: T) {
         if self.first.is_none() {
             self.first = Some(item);
         } else {
@@ -45,7 +45,7 @@ impl<T> Queue<T> {
 
     /// Takes the oldest item.
     #[inline(always)]
-    pub(crate) fn pop_front(&mut self) -> Option<T> {
+    pub fn pop_front(&mut self) -> Option<T> {
         let item = self.first.take()?;
         if !self.rest.is_empty() {
             self.first = self.rest.pop_front();
@@ -57,39 +57,39 @@ impl<T> Queue<T> {
     }
 
     /// The oldest item.
-    pub(crate) fn front(&self) -> Option<&T> {
+    pub fn front(&self) -> Option<&T> {
         self.first.as_ref()
     }
 
     /// The oldest item, to change in place.
-    pub(crate) fn front_mut(&mut self) -> Option<&mut T> {
+    pub fn front_mut(&mut self) -> Option<&mut T> {
         self.first.as_mut()
     }
 
     /// How many items are queued.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         usize::from(self.first.is_some()) + self.rest.len()
     }
 
     /// Whether nothing is queued.
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.first.is_none()
     }
 
     /// Drops every item and gives the buffer back.
-    pub(crate) fn clear(&mut self) {
+    pub fn clear(&mut self) {
         self.first = None;
         self.rest = VecDeque::new();
     }
 
     /// The items, oldest first.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.first.iter().chain(self.rest.iter())
     }
 
     /// How many items its heap buffer has room for (for tests of idle memory).
     #[cfg(test)]
-    pub(crate) fn heap_capacity(&self) -> usize {
+    pub fn heap_capacity(&self) -> usize {
         self.rest.capacity()
     }
 }

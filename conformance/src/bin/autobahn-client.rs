@@ -5,8 +5,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use wirestate_async::{Clock, Error, Transport, WebSocket};
 use wirestate_conformance::{echo, init_tracing, ws_config, Args, Runtime};
-use wirestate_engine::drive::{Clock, Error, Transport, WebSocket};
 use wirestate_engine::ws::Message;
 
 const USAGE: &str =

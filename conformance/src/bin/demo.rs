@@ -13,8 +13,8 @@
 //! or python-socketio.
 
 use serde_json::{json, Value};
+use wirestate_async::sio::{ConnectError, SocketIo};
 use wirestate_conformance::{init_tracing, Args, Runtime};
-use wirestate_engine::drive::sio::{ConnectError, SocketIo};
 use wirestate_engine::sio::Config;
 
 const USAGE: &str = "demo [--runtime tokio|smol] [--addr HOST:PORT]";

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
+use wirestate_async::EioClient;
 use wirestate_conformance::{init_tracing, Args, Runtime};
-use wirestate_engine::drive::{Clock, Connector, EioClient};
 use wirestate_engine::eio::{ClientConfig, ClientEvent, Data};
 
 const USAGE: &str = "eio-client [--runtime tokio|smol] [--url http://HOST:PORT]";
@@ -21,11 +21,10 @@ fn payloads() -> Vec<Data> {
 }
 
 /// Runs one case: open, (wait for the upgrade), send, check the echoes, close.
-async fn case<K, C>(mut client: EioClient<K, C>, expect_upgrade: bool) -> Result<(), String>
-where
-    K: Connector,
-    C: Clock + Default + Send + 'static,
-{
+async fn case<R: wirestate_async::Runtime>(
+    mut client: EioClient<R>,
+    expect_upgrade: bool,
+) -> Result<(), String> {
     match client.recv().await {
         Some(ClientEvent::Open(_)) => {}
         other => return Err(format!("expected open, got {other:?}")),
@@ -59,11 +58,10 @@ where
     Ok(())
 }
 
-async fn run_all<F, K, C>(connect: F) -> (u32, u32)
+async fn run_all<F, R>(connect: F) -> (u32, u32)
 where
-    F: Fn(ClientConfig) -> EioClient<K, C>,
-    K: Connector,
-    C: Clock + Default + Send + 'static,
+    F: Fn(ClientConfig) -> EioClient<R>,
+    R: wirestate_async::Runtime,
 {
     let cases = [
         (

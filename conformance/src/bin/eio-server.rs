@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use wirestate_async::EioServer;
 use wirestate_conformance::{init_tracing, Args, Runtime};
-use wirestate_engine::drive::EioServer;
 use wirestate_engine::eio::{Config, Cors, Event};
 
 const USAGE: &str = "eio-server [--runtime tokio|smol] [--addr HOST:PORT]";

@@ -18,15 +18,15 @@ use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use wirestate_async::sio::{ClientSocket, IoOptions};
 use wirestate_conformance::{init_tracing, Args, Runtime};
-use wirestate_engine::drive::sio_client::{ClientSocket, IoOptions};
 use wirestate_engine::sio::{ClientConfig, Payload};
 
 const USAGE: &str =
     "sio-client [--runtime tokio|smol] --url http://HOST:PORT [--recovery-url http://HOST:PORT]";
 
 type Sleep = fn(Duration) -> Pin<Box<dyn Future<Output = ()> + Send>>;
-type Connect = fn(&str, IoOptions) -> std::io::Result<ClientSocket>;
+type Connect = fn(&str, IoOptions) -> Result<ClientSocket, wirestate_async::Error>;
 
 /// Events of one name, collected by a handler, awaited by a case.
 #[derive(Clone, Default)]

@@ -21,8 +21,8 @@
 use std::time::Duration;
 
 use serde_json::json;
+use wirestate_async::sio::{ConnectError, Socket, SocketIo};
 use wirestate_conformance::{init_tracing, Args, Runtime};
-use wirestate_engine::drive::sio::{ConnectError, Socket, SocketIo};
 use wirestate_engine::eio::{self, Cors};
 use wirestate_engine::sio::{Config, Payload, Recovery};
 

@@ -227,6 +227,8 @@ pub struct Handshake {
     pub target: String,
     /// The headers of the first request.
     pub headers: Headers,
+    /// The client's address, when the connection has one.
+    pub peer_addr: Option<std::net::SocketAddr>,
 }
 
 /// Why a session ended, named as the reference server names it.
@@ -910,6 +912,7 @@ impl Server {
                 transport,
                 target: request.head.target.clone(),
                 headers: request.head.headers.clone(),
+                peer_addr: request.peer_addr,
             }),
         });
         sid

@@ -6,8 +6,6 @@
 //! Client: [`ClientRequest`] builds the request from a `ws://` URL, and
 //! [`parse_response`] checks the server's answer.
 
-use std::fmt;
-
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
@@ -156,26 +154,7 @@ pub fn rejection(err: &HandshakeError) -> Vec<u8> {
     .into_bytes()
 }
 
-/// A `ws://` URL that cannot be used.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum UrlError {
-    /// Not of the form `ws://host[:port][/path]`.
-    Invalid,
-    /// `wss://`: TLS is not part of this engine; wrap the stream yourself.
-    TlsUnsupported,
-}
-
-impl fmt::Display for UrlError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Invalid => "invalid ws:// URL",
-            Self::TlsUnsupported => "wss:// needs TLS, which wirestate does not provide",
-        })
-    }
-}
-
-impl std::error::Error for UrlError {}
+pub use crate::http::UrlError;
 
 /// What a client sends to open a WebSocket.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -195,41 +174,11 @@ pub struct ClientRequest {
 impl ClientRequest {
     /// A request for a `ws://host[:port][/path][?query]` URL.
     pub fn from_url(url: &str) -> Result<Self, UrlError> {
-        let rest = if let Some(rest) = strip_prefix_ignore_case(url, "ws://") {
-            rest
-        } else if strip_prefix_ignore_case(url, "wss://").is_some() {
-            return Err(UrlError::TlsUnsupported);
-        } else {
-            return Err(UrlError::Invalid);
-        };
-        let (authority, path) = match rest.find(['/', '?']) {
-            Some(i) if rest.as_bytes()[i] == b'?' => (&rest[..i], format!("/{}", &rest[i..])),
-            Some(i) => (&rest[..i], rest[i..].to_owned()),
-            None => (rest, "/".to_owned()),
-        };
-        if authority.contains('@') {
-            return Err(UrlError::Invalid);
-        }
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (host, after) = v6.split_once(']').ok_or(UrlError::Invalid)?;
-            match after.strip_prefix(':') {
-                Some(p) => (host, p.parse().map_err(|_| UrlError::Invalid)?),
-                None if after.is_empty() => (host, 80),
-                None => return Err(UrlError::Invalid),
-            }
-        } else {
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (h, p.parse().map_err(|_| UrlError::Invalid)?),
-                None => (authority, 80),
-            }
-        };
-        if host.is_empty() || path.contains(char::is_whitespace) {
-            return Err(UrlError::Invalid);
-        }
+        let url = crate::http::Url::parse_plain(url, &[crate::http::Scheme::Ws])?;
         Ok(Self {
-            host: host.to_owned(),
-            port,
-            path,
+            host: url.host,
+            port: url.port,
+            path: url.target,
             protocols: Vec::new(),
             headers: Vec::new(),
         })
@@ -279,12 +228,6 @@ impl ClientRequest {
             self.host.clone()
         }
     }
-}
-
-fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &s[prefix.len()..])
 }
 
 /// A server's accepted answer to a [`ClientRequest`].

@@ -11,8 +11,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use super::{Clock, Outbox, Transport};
-use crate::ws::{self, CloseCode, Closed, Connection, Event, Message, Opened, SendError};
+use tracing::Instrument;
+
+use super::{Clock, Outbox, Runtime, Transport};
+use wirestate_engine::ws::{
+    self, CloseCode, Closed, Connection, Event, Message, Opened, SendError,
+};
 
 /// Errors of the async API.
 #[derive(Debug)]
@@ -418,4 +422,55 @@ impl<T: Transport, C: Clock, M: Into<Message>> futures_sink::Sink<M> for WebSock
         }
         this.poll_write_all(cx)
     }
+}
+
+/// Accepts a WebSocket on a server-side transport: reads the upgrade request, answers
+/// it (101, or the HTTP error for a bad request), and returns the open connection.
+pub async fn accept<R: Runtime, T: Transport>(
+    rt: &R,
+    io: T,
+    config: Arc<ws::Config>,
+) -> Result<WebSocket<T, R::Clock>, Error> {
+    let span = tracing::debug_span!("ws", role = "server");
+    let result = WebSocket::accept(io, rt.clock(), config)
+        .instrument(span.clone())
+        .await;
+    log_handshake(&span, &result);
+    result
+}
+
+/// Connects to a `ws://` URL over the runtime's TCP and runs the handshake.
+pub async fn connect<R: Runtime>(
+    rt: &R,
+    url: &str,
+    config: Arc<ws::Config>,
+) -> Result<WebSocket<R::Tcp, R::Clock>, Error> {
+    let request = ws::ClientRequest::from_url(url)?;
+    let io = rt.connect(request.authority()).await?;
+    client(rt, io, &request, config).await
+}
+
+/// Runs the client handshake for `request` on an already connected transport, with
+/// OS-seeded masking keys.
+pub async fn client<R: Runtime, T: Transport>(
+    rt: &R,
+    io: T,
+    request: &ws::ClientRequest,
+    config: Arc<ws::Config>,
+) -> Result<WebSocket<T, R::Clock>, Error> {
+    let seed = crate::os_seed()?;
+    let span =
+        tracing::debug_span!("ws", role = "client", host = %request.host, path = %request.path);
+    let result = WebSocket::connect(io, rt.clock(), config, request, seed)
+        .instrument(span.clone())
+        .await;
+    log_handshake(&span, &result);
+    result
+}
+
+fn log_handshake<T, C>(span: &tracing::Span, result: &Result<WebSocket<T, C>, Error>) {
+    span.in_scope(|| match result {
+        Ok(ws) => tracing::debug!(protocol = ws.protocol(), "websocket open"),
+        Err(e) => tracing::debug!(error = %e, "websocket handshake failed"),
+    })
 }

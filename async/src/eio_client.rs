@@ -2,9 +2,10 @@
 //! [`EioClient`] for the Engine.IO client, and the Socket.IO client's driver.
 //!
 //! Runs the sans-IO machine: each HTTP request it asks for goes out on a fresh
-//! connection from the [`Connector`] (a long poll and a POST can be in flight
-//! together), and each WebSocket is a [`WebSocket`]. Like [`WebSocket`], all I/O
-//! happens while [`Pilot::recv`] is being awaited: keep calling it.
+//! connection from the [`Runtime`] (a long poll and a POST can be in flight together),
+//! as an [`http::ClientConn`] exchange, and each WebSocket is a [`WebSocket`]. Like
+//! [`WebSocket`], all I/O happens while [`Pilot::recv`] is being awaited: keep calling
+//! it.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -13,14 +14,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
-use super::{Clock, Outbox, Transport, WebSocket};
-use crate::eio::{Action, Client, ClientConfig, ClientEvent, ClosedError, Data, RequestId, WsId};
-use crate::ws;
+use super::{Clock, Outbox, Runtime, Transport, WebSocket};
+use wirestate_engine::eio::{
+    Action, Client, ClientConfig, ClientEvent, ClosedError, Data, RequestId, WsId,
+};
+use wirestate_engine::http::{self, Url};
+use wirestate_engine::ws;
 
 /// A sans-IO client that asks for I/O with [`Action`]s and takes the outcomes:
-/// [`Client`] (Engine.IO) and [`crate::sio::Manager`] (Socket.IO).
+/// [`Client`] (Engine.IO) and [`wirestate_engine::sio::Manager`] (Socket.IO).
 pub trait ClientMachine {
     /// What it tells the application.
     type Event;
@@ -91,40 +95,40 @@ macro_rules! client_machine {
 }
 
 client_machine!(Client, ClientEvent, |e| matches!(e, ClientEvent::Closed(_)));
-client_machine!(crate::sio::Manager, crate::sio::ClientEvent, |e| matches!(
-    e,
-    crate::sio::ClientEvent::Closed
-));
-
-/// Opens connections to the server (TCP, or TLS around it).
-pub trait Connector {
-    /// The connection type.
-    type Io: Transport + Send + 'static;
-    /// Opens a new connection.
-    fn connect(&self) -> Pin<Box<dyn Future<Output = io::Result<Self::Io>> + Send>>;
-}
+client_machine!(
+    wirestate_engine::sio::Manager,
+    wirestate_engine::sio::ClientEvent,
+    |e| matches!(e, wirestate_engine::sio::ClientEvent::Closed)
+);
 
 type Pending<T> = Pin<Box<dyn Future<Output = io::Result<T>> + Send>>;
+/// A WebSocket over the runtime's TCP.
+type TcpWebSocket<R> = WebSocket<<R as Runtime>::Tcp, <R as Runtime>::Clock>;
 /// A WebSocket being opened.
-type Opening<K, C> = (WsId, Pending<WebSocket<<K as Connector>::Io, C>>);
+type Opening<R> = (WsId, Pending<TcpWebSocket<R>>);
 
-/// A client machine driven over a [`Connector`] and a [`Clock`].
-pub struct Pilot<M, K: Connector, C: Clock> {
+/// The largest response head the client reads.
+const MAX_RESPONSE_HEAD: usize = 16 << 10;
+/// The largest response body the client reads.
+const MAX_RESPONSE_BODY: usize = 64 << 20;
+
+/// A client machine driven over a [`Runtime`]'s connections and clock.
+pub struct Pilot<M, R: Runtime> {
     client: M,
-    connector: K,
-    clock: C,
-    host: String,
+    rt: R,
+    clock: R::Clock,
+    url: Url,
     requests: Vec<(RequestId, Pending<(u16, Bytes)>)>,
-    connecting: Vec<Opening<K, C>>,
-    sockets: Vec<(WsId, WebSocket<K::Io, C>)>,
-    rng: crate::rand::Rng,
+    connecting: Vec<Opening<R>>,
+    sockets: Vec<(WsId, TcpWebSocket<R>)>,
+    rng: wirestate_engine::rand::Rng,
     finished: bool,
 }
 
-/// An Engine.IO client session over a [`Connector`] and a [`Clock`].
-pub type EioClient<K, C> = Pilot<Client, K, C>;
+/// An Engine.IO client session over a [`Runtime`].
+pub type EioClient<R> = Pilot<Client, R>;
 
-impl<M: std::fmt::Debug, K: Connector, C: Clock> std::fmt::Debug for Pilot<M, K, C> {
+impl<M: std::fmt::Debug, R: Runtime> std::fmt::Debug for Pilot<M, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pilot")
             .field("client", &self.client)
@@ -132,18 +136,14 @@ impl<M: std::fmt::Debug, K: Connector, C: Clock> std::fmt::Debug for Pilot<M, K,
     }
 }
 
-impl<K, C> EioClient<K, C>
-where
-    K: Connector,
-    C: Clock + Default + Send + 'static,
-{
-    /// Starts a session with the server at `host` (the `Host` header value) reached
-    /// through `connector`. The handshake happens while [`recv`](Self::recv) runs;
-    /// its first event is [`ClientEvent::Open`]. `seed` seeds the WebSocket masking
-    /// keys (use OS randomness).
-    pub fn new(connector: K, clock: C, host: &str, config: ClientConfig, seed: [u8; 32]) -> Self {
-        let client = Client::new(config, clock.now());
-        Self::with_machine(client, connector, clock, host, seed)
+impl<R: Runtime> EioClient<R> {
+    /// Starts a session with the server at `url` (its scheme, host and port; the
+    /// path comes from `config`) over `rt`'s connections. The handshake happens while
+    /// [`recv`](Self::recv) runs; its first event is [`ClientEvent::Open`]. `seed`
+    /// seeds the WebSocket masking keys (use OS randomness).
+    pub fn new(rt: R, url: Url, config: ClientConfig, seed: [u8; 32]) -> Self {
+        let client = Client::new(config, rt.now());
+        Self::with_machine(client, rt, url, seed)
     }
 
     /// The state machine.
@@ -165,24 +165,19 @@ where
     }
 }
 
-impl<M, K, C> Pilot<M, K, C>
-where
-    M: ClientMachine,
-    K: Connector,
-    C: Clock + Default + Send + 'static,
-{
-    /// Drives `client` with connections from `connector` to `host` (the `Host`
-    /// header value); `seed` seeds the WebSocket masking keys.
-    pub fn with_machine(client: M, connector: K, clock: C, host: &str, seed: [u8; 32]) -> Self {
+impl<M: ClientMachine, R: Runtime> Pilot<M, R> {
+    /// Drives `client` with `rt`'s connections to the server at `url`; `seed` seeds
+    /// the WebSocket masking keys.
+    pub fn with_machine(client: M, rt: R, url: Url, seed: [u8; 32]) -> Self {
         Self {
             client,
-            connector,
-            clock,
-            host: host.to_owned(),
+            clock: rt.clock(),
+            rt,
+            url,
             requests: Vec::new(),
             connecting: Vec::new(),
             sockets: Vec::new(),
-            rng: crate::rand::Rng::from_seed(seed),
+            rng: wirestate_engine::rand::Rng::from_seed(seed),
             finished: false,
         }
     }
@@ -299,37 +294,48 @@ where
                     target,
                     body,
                 } => {
-                    let mut head = format!(
-                        "{method} {target} HTTP/1.1\r\nHost: {}\r\nAccept: */*\r\nConnection: close\r\n",
-                        self.host
-                    );
+                    let mut headers = vec![("Accept", "*/*"), ("Connection", "close")];
                     if method == "POST" {
-                        head.push_str("Content-Type: text/plain;charset=UTF-8\r\n");
+                        headers.push(("Content-Type", "text/plain;charset=UTF-8"));
                     }
-                    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-                    let connect = self.connector.connect();
+                    let conn = http::ClientConn::new(
+                        method,
+                        &target,
+                        &self.url.host_header(),
+                        &headers,
+                        body,
+                        MAX_RESPONSE_HEAD,
+                        MAX_RESPONSE_BODY,
+                    );
+                    let connect = self.rt.connect(self.url.authority());
                     self.requests.push((
                         id,
-                        Box::pin(
-                            async move { exchange(connect.await?, Bytes::from(head), body).await },
-                        ),
+                        Box::pin(async move {
+                            let conn =
+                                conn.map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                            exchange(connect.await?, conn).await
+                        }),
                     ));
                 }
                 Action::OpenWs { id, target } => {
-                    let request =
-                        ws::ClientRequest::from_url(&format!("ws://{}{target}", self.host));
-                    let connect = self.connector.connect();
+                    let request = ws::ClientRequest {
+                        host: self.url.host.clone(),
+                        port: self.url.port,
+                        path: target,
+                        protocols: Vec::new(),
+                        headers: Vec::new(),
+                    };
+                    let connect = self.rt.connect(self.url.authority());
+                    let clock = self.rt.clock();
                     let mut seed = [0u8; 32];
                     self.rng.fill(&mut seed);
                     self.connecting.push((
                         id,
                         Box::pin(async move {
-                            let request = request
-                                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
                             let io = connect.await?;
                             WebSocket::connect(
                                 io,
-                                C::default(),
+                                clock,
                                 Arc::new(ws::Config::default()),
                                 &request,
                                 seed,
@@ -355,102 +361,46 @@ where
     }
 }
 
-/// The `host:port` of an `http://host:port[/...]` (or `ws://`) URL. TLS schemes are
-/// refused: wrap the connector's stream yourself.
-pub fn authority_of(url: &str) -> io::Result<String> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("ws://"))
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "expected an http:// URL (no TLS)",
-            )
-        })?;
-    let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    if authority.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "URL without a host",
-        ));
-    }
-    Ok(authority.to_owned())
-}
-
-/// Writes one request and reads its response: status and body (by `Content-Length`,
-/// chunked, or to EOF).
-async fn exchange<T: Transport>(mut io: T, head: Bytes, body: Bytes) -> io::Result<(u16, Bytes)> {
+/// Writes one request and reads its response: status and body.
+async fn exchange<T: Transport>(mut io: T, mut conn: http::ClientConn) -> io::Result<(u16, Bytes)> {
     let mut out = Outbox::default();
-    out.push(head);
-    out.push(body);
-    let mut buf = BytesMut::new();
+    while let Some(bytes) = conn.poll_transmit() {
+        out.push(bytes);
+    }
     let mut eof = false;
     poll_fn(|cx| loop {
         out.write_to(&mut io, cx)?;
         if !out.is_empty() {
             return Poll::Pending;
         }
-        if let Some(done) = parse_response(&buf, eof)? {
-            return Poll::Ready(Ok(done));
+        if let Some(response) = conn.poll_response() {
+            return Poll::Ready(
+                response
+                    .map(|r| (r.status, r.body))
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+            );
         }
         if eof {
             return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
         }
-        let mut chunk = [0u8; 16 * 1024];
-        match io.poll_read(cx, &mut chunk) {
-            Poll::Ready(Ok(0)) => eof = true,
-            Poll::Ready(Ok(n)) => {
-                if buf.len() + n > 64 << 20 {
-                    return Poll::Ready(Err(io::Error::other("response too large")));
-                }
-                buf.extend_from_slice(&chunk[..n]);
+        let read = super::with_read_buf(|buf| match io.poll_read(cx, buf) {
+            Poll::Ready(Ok(0)) => {
+                eof = true;
+                conn.handle_eof();
+                Poll::Ready(Ok(()))
             }
+            Poll::Ready(Ok(n)) => {
+                conn.handle_input(&buf[..n]);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        });
+        match read {
+            Poll::Ready(Ok(())) => {}
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => return Poll::Pending,
         }
     })
     .await
-}
-
-fn parse_response(buf: &[u8], eof: bool) -> io::Result<Option<(u16, Bytes)>> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut res = httparse::Response::new(&mut headers);
-    let head_len = match res.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
-    };
-    let status = res.code.unwrap_or(0);
-    let header = |name: &str| {
-        res.headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase())
-    };
-    let body = &buf[head_len..];
-    if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        return Ok((body.len() >= len).then(|| (status, Bytes::copy_from_slice(&body[..len]))));
-    }
-    if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        let mut out = Vec::new();
-        let mut rest = body;
-        loop {
-            let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
-                return Ok(None);
-            };
-            let size_text = String::from_utf8_lossy(&rest[..eol]);
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            rest = &rest[eol + 2..];
-            if size == 0 {
-                return Ok(Some((status, Bytes::from(out))));
-            }
-            if rest.len() < size + 2 {
-                return Ok(None);
-            }
-            out.extend_from_slice(&rest[..size]);
-            rest = &rest[size + 2..];
-        }
-    }
-    Ok(eof.then(|| (status, Bytes::copy_from_slice(body))))
 }

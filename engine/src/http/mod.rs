@@ -1,14 +1,24 @@
-//! A minimal sans-IO HTTP/1.1 server side: what Engine.IO needs, and the upgrade to
-//! WebSocket. Request heads are parsed with httparse under a size cap (431 above it);
-//! bodies are framed by `Content-Length` or chunked encoding and buffered under a cap
-//! (413 above it); connections are kept alive unless either side says otherwise.
+//! Sans-IO HTTP/1.1, both sides: what Engine.IO needs, and the upgrade to WebSocket.
+//! Heads are parsed with httparse under a size cap (431 above it); bodies are framed by
+//! `Content-Length` or chunked encoding and buffered under a cap (413 above it).
 //!
-//! [`ServerConn`] is one TCP connection: feed it bytes, take complete [`Request`]s,
-//! give it one [`Response`] per request, write what `poll_transmit` returns.
+//! * [`ServerConn`] is one server connection: feed it bytes, take complete
+//!   [`Request`]s, give it one [`Response`] per request, write what `poll_transmit`
+//!   returns. Connections are kept alive unless either side says otherwise.
+//! * [`ClientConn`] is one client exchange: a request out, its [`ClientResponse`] in,
+//!   decoded by the same head check and body decoders.
+//! * [`Url`] is the one URL parser of every client.
 
 use crate::queue::Queue;
 use std::borrow::Cow;
 use std::fmt;
+use std::net::SocketAddr;
+
+mod client;
+mod url;
+
+pub use client::{ClientConn, ClientResponse};
+pub use url::{Scheme, Url, UrlError};
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -193,9 +203,13 @@ pub struct Request {
     pub head: RequestHead,
     /// The body (empty when there is none).
     pub body: Bytes,
+    /// The peer's address, when the transport has one (set by whoever serves the
+    /// connection: [`ServerConn`] does not know it).
+    pub peer_addr: Option<SocketAddr>,
 }
 
-/// An HTTP-level fault of the client, with the status that answers it.
+/// An HTTP-level fault of the peer, with the status that answers it (on the server
+/// side).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HttpError {
@@ -223,9 +237,9 @@ impl HttpError {
 impl fmt::Display for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Self::Malformed => "malformed HTTP request",
-            Self::HeadTooLarge => "request head too large",
-            Self::BodyTooLarge => "request body too large",
+            Self::Malformed => "malformed HTTP message",
+            Self::HeadTooLarge => "head too large",
+            Self::BodyTooLarge => "body too large",
             Self::BadFraming => "bad body framing",
         })
     }
@@ -369,6 +383,8 @@ pub fn reason_phrase(status: u16) -> &'static str {
 enum Body {
     Length(usize),
     Chunked(ChunkState),
+    /// A response body that ends with the stream.
+    UntilEof,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -522,7 +538,7 @@ impl ServerConn {
                         Err(e) => return self.fail(e),
                     };
                     self.buf.advance(used);
-                    let framing = match body_framing(&head) {
+                    let framing = match body_framing(&head.headers, Body::Length(0)) {
                         Ok(f) => f,
                         Err(e) => return self.fail(e),
                     };
@@ -554,6 +570,7 @@ impl ServerConn {
                     self.ready = Some(Request {
                         head,
                         body: body.freeze(),
+                        peer_addr: None,
                     });
                     return;
                 }
@@ -563,9 +580,11 @@ impl ServerConn {
     }
 }
 
-fn body_framing(head: &RequestHead) -> Result<Body, HttpError> {
-    let chunked = head.headers.has_token("transfer-encoding", "chunked");
-    let length = head.headers.get("content-length");
+/// How a message's body is framed; `otherwise` when it has neither `Content-Length`
+/// nor chunked encoding (no body for a request, the rest of the stream for a response).
+fn body_framing(headers: &Headers, otherwise: Body) -> Result<Body, HttpError> {
+    let chunked = headers.has_token("transfer-encoding", "chunked");
+    let length = headers.get("content-length");
     match (chunked, length) {
         (true, Some(_)) => Err(HttpError::BadFraming),
         (true, None) => Ok(Body::Chunked(ChunkState::Size)),
@@ -574,7 +593,7 @@ fn body_framing(head: &RequestHead) -> Result<Body, HttpError> {
             .and_then(|v| v.trim().parse().ok())
             .map(Body::Length)
             .ok_or(HttpError::BadFraming),
-        (false, None) => Ok(Body::Length(0)),
+        (false, None) => Ok(otherwise),
     }
 }
 
@@ -591,6 +610,14 @@ fn read_body(
             body.extend_from_slice(&buf.split_to(take));
             *left -= take;
             Ok(*left == 0)
+        }
+        Body::UntilEof => {
+            if body.len().saturating_add(buf.len()) > max {
+                return Err(HttpError::BodyTooLarge);
+            }
+            body.extend_from_slice(buf);
+            buf.clear();
+            Ok(false)
         }
         Body::Chunked(state) => loop {
             match *state {

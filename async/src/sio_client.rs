@@ -4,7 +4,7 @@
 //! `reconnect_error`, `reconnect_failed`).
 //!
 //! A [`SioClient`] (socket.io-client's Manager) shares the sans-IO
-//! [`crate::sio::Manager`] between the application's handles and one driver
+//! [`wirestate_engine::sio::Manager`] between the application's handles and one driver
 //! task ([`SioClient::drive`], spawned by the adapter), which carries out its I/O with
 //! a [`Pilot`] and calls the registered handlers, in order, with no lock held.
 
@@ -19,13 +19,14 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Clock, Connector, Pilot};
-use crate::eio::{Action, RequestId, WsId};
-use crate::sio::{
+use super::{Executor, Pilot, Runtime};
+use wirestate_engine::eio::{Action, RequestId, WsId};
+use wirestate_engine::http::{Scheme, Url, UrlError};
+use wirestate_engine::sio::{
     AckError, AckId, ClientConfig, ClientDisconnectReason, ClientError, ClientEvent, Manager,
     Payload,
 };
-use crate::ws::Message;
+use wirestate_engine::ws::Message;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // No user code runs under these locks.
@@ -97,7 +98,7 @@ struct Inner {
     handlers: Mutex<Handlers>,
     status: Mutex<StatusBoard>,
     acks: Mutex<HashMap<AckId, AckWaiter>>,
-    now: fn() -> Instant,
+    rt: Arc<dyn Executor>,
 }
 
 /// A Socket.IO client manager: one connection, many namespaces, reconnection.
@@ -114,7 +115,7 @@ impl fmt::Debug for SioClient {
 }
 
 /// The [`Manager`] as the driver's [`Pilot`] sees it: shared with the handles.
-pub struct SharedManager(SioClient);
+pub(crate) struct SharedManager(SioClient);
 
 impl fmt::Debug for SharedManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -157,10 +158,10 @@ impl super::ClientMachine for SharedManager {
 }
 
 impl SioClient {
-    /// A manager with `config`; `seed` seeds the reconnection jitter, `now` reads the
-    /// runtime's clock. Nothing connects until [`socket`](Self::socket); run
-    /// [`drive`](Self::drive) on a task (the adapters' `sio::io` do both).
-    pub fn new(config: ClientConfig, seed: [u8; 32], now: fn() -> Instant) -> Self {
+    /// A manager with `config` on `rt`; `seed` seeds the reconnection jitter. Nothing
+    /// connects until [`socket`](Self::socket); run [`drive`](Self::drive) on a task
+    /// ([`io`](crate::sio::io) does both).
+    pub fn new<R: Runtime>(rt: &R, config: ClientConfig, seed: [u8; 32]) -> Self {
         Self {
             inner: Arc::new(Inner {
                 manager: Mutex::new(Manager::new(config, seed)),
@@ -168,7 +169,7 @@ impl SioClient {
                 handlers: Mutex::new(Handlers::default()),
                 status: Mutex::new((HashMap::new(), Vec::new())),
                 acks: Mutex::new(HashMap::new()),
-                now,
+                rt: Arc::new(rt.clone()),
             }),
         }
     }
@@ -178,7 +179,7 @@ impl SioClient {
     }
 
     fn now(&self) -> Instant {
-        (self.inner.now)()
+        self.inner.rt.now()
     }
 
     fn wake_driver(&self) {
@@ -187,43 +188,11 @@ impl SioClient {
         }
     }
 
-    /// socket.io-client's `io(url, options)` without the runtime: the socket of the
-    /// URL's namespace, and the driver future to spawn. `make_connector` gets the
-    /// URL's `host:port`; `seed` (use OS randomness) seeds the jitter and the
-    /// WebSocket masking keys.
-    pub fn open<K, C, F>(
-        url: &str,
-        options: IoOptions,
-        seed: [u8; 64],
-        now: fn() -> Instant,
-        make_connector: F,
-        clock: C,
-    ) -> std::io::Result<(ClientSocket, impl Future<Output = ()> + use<K, C, F>)>
-    where
-        F: FnOnce(String) -> K,
-        K: Connector,
-        C: Clock + Default + Send + 'static,
-    {
-        let (authority, nsp) = split_url(url)?;
-        let mut jitter = [0u8; 32];
-        let mut masks = [0u8; 32];
-        jitter.copy_from_slice(&seed[..32]);
-        masks.copy_from_slice(&seed[32..]);
-        let client = SioClient::new(options.config, jitter, now);
-        let socket = client.socket(&nsp, options.auth);
-        let connector = make_connector(authority.clone());
-        Ok((socket, client.drive(connector, clock, authority, masks)))
-    }
-
-    /// Carries out the manager's I/O over `connector` and `clock` (to `host`, the
-    /// `Host` header value) and calls the handlers, until the manager is done.
-    pub async fn drive<K, C>(self, connector: K, clock: C, host: String, seed: [u8; 32])
-    where
-        K: Connector,
-        C: Clock + Default + Send + 'static,
-    {
-        let mut pilot =
-            Pilot::with_machine(SharedManager(self.clone()), connector, clock, &host, seed);
+    /// Carries out the manager's I/O over `rt`'s connections to the server at `url`
+    /// and calls the handlers, until the manager is done. `seed` seeds the WebSocket
+    /// masking keys.
+    pub async fn drive<R: Runtime>(self, rt: R, url: Url, seed: [u8; 32]) {
+        let mut pilot = Pilot::with_machine(SharedManager(self.clone()), rt, url, seed);
         loop {
             let event = poll_fn(|cx| {
                 *lock(&self.inner.driver) = Some(cx.waker().clone());
@@ -682,7 +651,7 @@ impl From<ClientError> for EmitFailure {
     }
 }
 
-/// Options for [`io`](crate::drive::sio_client) in the adapters: the client
+/// Options for [`io`](crate::sio::io): the client
 /// configuration and the auth payload of the first namespace.
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
@@ -707,18 +676,15 @@ impl IoOptions {
     }
 }
 
-/// Splits `http://host:port/nsp` into the authority and the namespace (`/` if none).
-pub fn split_url(url: &str) -> std::io::Result<(String, String)> {
-    let authority = super::authority_of(url)?;
-    let rest = url
-        .split_once("://")
-        .map_or("", |(_, r)| r)
-        .trim_start_matches(authority.as_str());
-    let path = rest.split(['?', '#']).next().unwrap_or("");
-    let nsp = if path.is_empty() || path == "/" {
+/// Splits `http://host:port/nsp` into the server's URL and the namespace (`/` if
+/// none).
+pub(crate) fn split_url(url: &str) -> Result<(Url, String), UrlError> {
+    let url = Url::parse_plain(url, &[Scheme::Http, Scheme::Ws])?;
+    let path = url.path();
+    let nsp = if path == "/" {
         "/".to_owned()
     } else {
         path.trim_end_matches('/').to_owned()
     };
-    Ok((authority, nsp))
+    Ok((url, nsp))
 }

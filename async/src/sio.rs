@@ -2,8 +2,8 @@
 //!
 //! A [`Host`] drives the sans-IO [`sio::Server`]; its events are handed, in order and
 //! as they happen, to the handlers registered here. A handler's future is polled once
-//! where the event was produced; only if it has to wait is it spawned (with the
-//! adapter's [`Spawn`]). So handlers that do not wait cost no task, and the handlers a
+//! where the event was produced; only if it has to wait is it spawned (on the server's
+//! [`Runtime`]). So handlers that do not wait cost no task, and the handlers a
 //! connection handler registers before its first `.await` are in place before the
 //! socket's first event is dispatched.
 
@@ -21,22 +21,16 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{Host, HttpLimits};
-use crate::eio::Handshake;
-use crate::sio::{
-    self, AckError, AckId, Broadcast, ClusterMessage, ConnectInfo, DisconnectReason, Payload, Room,
-    Sid,
+use crate::{BoxFuture, Host, Runtime};
+pub use wirestate_engine::eio::{
+    ClientConfig as EioClientConfig, Config as EioConfig, Cors, Handshake,
 };
-use crate::IdMap;
-
-/// A boxed future the adapter runs to completion.
-pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
-
-/// How an adapter runs a handler that has to wait: spawn it on the runtime.
-pub trait Spawn: Send + Sync + 'static {
-    /// Runs `future` to completion in the background.
-    fn spawn(&self, future: BoxFuture);
-}
+use wirestate_engine::sio::{self, AckId, ConnectInfo};
+pub use wirestate_engine::sio::{
+    AckError, Broadcast, ClientConfig, ClientDisconnectReason, ClusterMessage, Config,
+    DisconnectReason, Payload, Recovery, Room, Sid,
+};
+use wirestate_engine::IdMap;
 
 /// What a handler's future may return: nothing, or a `Result` whose error is reported
 /// to the client through the event's ack (if it asked for one).
@@ -206,8 +200,6 @@ struct App {
 struct Inner {
     host: Host<sio::Server>,
     app: Mutex<App>,
-    spawner: Arc<dyn Spawn>,
-    now: fn() -> Instant,
     stopping: AtomicBool,
     stop_wakers: Mutex<Vec<Waker>>,
 }
@@ -236,14 +228,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SocketIo {
-    /// A server with `config`. `seed` seeds ids (use OS randomness), `spawner` runs
-    /// handlers that have to wait, `now` reads the runtime's clock.
-    pub fn new(
+    /// A server with `config` on `rt` (which runs the handlers that have to wait);
+    /// `seed` seeds ids (use OS randomness). Its timers run once the host's
+    /// [`run_timers`](Host::run_timers) is spawned ([`server`] does both).
+    pub fn new<R: Runtime>(
+        rt: &R,
         config: sio::Config,
         seed: [u8; 32],
         limits: HttpLimits,
-        spawner: Arc<dyn Spawn>,
-        now: fn() -> Instant,
     ) -> Self {
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
             let weak = weak.clone();
@@ -253,12 +245,10 @@ impl SocketIo {
                 }
             });
             Inner {
-                host: Host::from_endpoint(sio::Server::new(config, seed))
+                host: Host::from_endpoint(rt, sio::Server::new(config, seed))
                     .http_limits(limits)
                     .with_event_hook(hook),
                 app: Mutex::new(App::default()),
-                spawner,
-                now,
                 stopping: AtomicBool::new(false),
                 stop_wakers: Mutex::new(Vec::new()),
             }
@@ -272,7 +262,7 @@ impl SocketIo {
     }
 
     fn now(&self) -> Instant {
-        (self.inner.now)()
+        self.inner.host.now()
     }
 
     /// The namespace `name` (created if new): register its middleware and connection
@@ -382,7 +372,7 @@ impl SocketIo {
             Ok(Poll::Ready(())) | Err(_) => {}
             Ok(Poll::Pending) => {
                 let future = CatchPanic(future);
-                self.inner.spawner.spawn(Box::pin(async move {
+                self.inner.host.spawn(Box::pin(async move {
                     let _ = future.await;
                 }))
             }
@@ -1195,4 +1185,61 @@ impl futures_core::Stream for AckStream {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.poll_answer(cx)
     }
+}
+
+pub use crate::host::HttpLimits;
+pub use crate::sio_client::{
+    ClientAck, ClientSocket, ConnectFailure, EmitFailure, IoOptions, SioClient, TimedSocket,
+};
+
+/// A Socket.IO server on `rt` with OS-seeded ids and `limits`; its timer task is
+/// spawned on `rt`, and so are handlers that have to wait.
+pub fn server<R: Runtime>(rt: &R, config: Config, limits: HttpLimits) -> std::io::Result<SocketIo> {
+    let io = SocketIo::new(rt, config, crate::os_seed()?, limits);
+    let host = io.host().clone();
+    let clock = rt.clock();
+    rt.spawn(async move { host.run_timers(clock).await });
+    Ok(io)
+}
+
+/// socket.io-client's `io(url, options)` on `rt`: the socket of the URL's namespace
+/// (`http://host:port/namespace`, `/` if none); the client (connection, reconnection,
+/// handlers) runs on a task of `rt`. A bad URL is [`crate::Error::Url`].
+pub fn io<R: Runtime>(rt: &R, url: &str, options: IoOptions) -> Result<ClientSocket, crate::Error> {
+    let (url, nsp) = crate::sio_client::split_url(url)?;
+    let client = SioClient::new(rt, options.config, crate::os_seed()?);
+    let socket = client.socket(&nsp, options.auth);
+    rt.spawn(client.drive(rt.clone(), url, crate::os_seed()?));
+    Ok(socket)
+}
+
+/// Serves one connection over any transport, with its peer's address when it has one.
+pub async fn serve_connection<R: Runtime, T: crate::Transport>(
+    rt: &R,
+    io: &SocketIo,
+    stream: T,
+    peer_addr: Option<std::net::SocketAddr>,
+) -> std::io::Result<()> {
+    use tracing::Instrument;
+    let span = tracing::debug_span!("sio-conn", peer = ?peer_addr);
+    io.host()
+        .serve_connection(stream, rt.clock(), peer_addr)
+        .instrument(span)
+        .await?;
+    Ok(())
+}
+
+/// Accepts connections on `listener`, serving each on its own task, until
+/// [`SocketIo::shutdown`] starts.
+pub async fn serve<R: Runtime>(rt: &R, io: SocketIo, listener: R::Listener) -> std::io::Result<()> {
+    crate::accept_loop(rt, &listener, io.stopping(), |stream, peer| {
+        let (rt, io) = (rt.clone(), io.clone());
+        async move {
+            if let Err(e) = serve_connection(&rt, &io, stream, Some(peer)).await {
+                tracing::debug!(error = %e, "socket.io connection ended with an error");
+            }
+        }
+    })
+    .await;
+    Ok(())
 }

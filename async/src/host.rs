@@ -11,17 +11,20 @@
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{Clock, Outbox, Transport, WebSocket};
-use crate::eio::{self, Data, PollId, Reply, SendError, SessionId, Transmit, TransportId};
-use crate::http::{Request, Response, ServerConn};
-use crate::{sio, ws};
-use crate::{IdMap, IdSet};
+use super::{Clock, Executor, Outbox, Runtime, Transport, WebSocket};
+use wirestate_engine::eio::{
+    self, Data, PollId, Reply, SendError, SessionId, Transmit, TransportId,
+};
+use wirestate_engine::http::{Request, Response, ServerConn};
+use wirestate_engine::{sio, ws};
+use wirestate_engine::{IdMap, IdSet};
 
 /// A sans-IO server that a [`Host`] drives: the inputs and outputs that
 /// [`eio::Server`] and [`sio::Server`] share.
@@ -213,6 +216,7 @@ impl<E: Endpoint> Shared<E> {
 /// An endpoint served over many connections: cheap to clone, shared by all of them.
 pub struct Host<E: Endpoint> {
     shared: Arc<Mutex<Shared<E>>>,
+    rt: Arc<dyn Executor>,
     limits: HttpLimits,
     routes: Arc<Vec<(String, Arc<ws::Config>)>>,
     hook: Option<EventHook<E::Event>>,
@@ -222,6 +226,7 @@ impl<E: Endpoint> Clone for Host<E> {
     fn clone(&self) -> Self {
         Self {
             shared: self.shared.clone(),
+            rt: self.rt.clone(),
             limits: self.limits,
             routes: self.routes.clone(),
             hook: self.hook.clone(),
@@ -254,14 +259,11 @@ enum Mode {
 const HIGH_WATER: usize = 1 << 20;
 
 impl EioServer {
-    /// An endpoint with `config`; `seed` seeds session ids (use OS randomness).
-    pub fn new(config: eio::Config, seed: [u8; 32]) -> Self {
-        Self::with_limits(config, seed, HttpLimits::default())
-    }
-
-    /// An endpoint with explicit HTTP limits.
-    pub fn with_limits(config: eio::Config, seed: [u8; 32], limits: HttpLimits) -> Self {
-        Host::from_endpoint(eio::Server::new(config, seed)).http_limits(limits)
+    /// An endpoint with `config` on `rt`; `seed` seeds session ids (use OS
+    /// randomness). Its timers run once [`run_timers`](Self::run_timers) is spawned
+    /// (`eio::server` does both).
+    pub fn new<R: Runtime>(rt: &R, config: eio::Config, seed: [u8; 32]) -> Self {
+        Host::from_endpoint(rt, eio::Server::new(config, seed))
     }
 
     /// Sends a message to a session.
@@ -270,15 +272,17 @@ impl EioServer {
     }
 
     /// Closes a session.
-    pub fn close(&self, now: Instant, sid: &SessionId) -> Result<(), SendError> {
+    pub fn close(&self, sid: &SessionId) -> Result<(), SendError> {
+        let now = self.now();
         self.with(|s| s.close(now, sid))
     }
 }
 
 impl<E: Endpoint> Host<E> {
-    /// Serves `server`.
-    pub fn from_endpoint(server: E) -> Self {
+    /// Serves `server` on `rt`.
+    pub fn from_endpoint<R: Runtime>(rt: &R, server: E) -> Self {
         Self {
+            rt: Arc::new(rt.clone()),
             shared: Arc::new(Mutex::new(Shared {
                 server,
                 responses: IdMap::default(),
@@ -304,6 +308,16 @@ impl<E: Endpoint> Host<E> {
     pub fn with_event_hook(mut self, hook: EventHook<E::Event>) -> Self {
         self.hook = Some(hook);
         self
+    }
+
+    /// The current time on the host's runtime.
+    pub fn now(&self) -> Instant {
+        self.rt.now()
+    }
+
+    /// Runs `future` on the host's runtime.
+    pub(crate) fn spawn(&self, future: super::BoxFuture) {
+        self.rt.spawn_boxed(future);
     }
 
     /// Calls into the endpoint (e.g. to send), then carries out what that produced.
@@ -437,11 +451,13 @@ impl<E: Endpoint> Host<E> {
     /// Engine.IO path, parked polls, and upgraded WebSockets. A WebSocket upgrade for a
     /// route added with [`with_websocket_route`](Self::with_websocket_route) returns the
     /// open connection (with the route's path) for the caller to run; other paths get
-    /// 404.
+    /// 404. `peer_addr` reaches the endpoint with every request (and so the
+    /// handshake).
     pub async fn serve_connection<T: Transport, C: Clock>(
         &self,
         mut io: T,
         mut clock: C,
+        peer_addr: Option<SocketAddr>,
     ) -> io::Result<Option<(String, WebSocket<T, C>)>> {
         let mut http = ServerConn::new(
             self.limits.max_head_size,
@@ -480,7 +496,8 @@ impl<E: Endpoint> Host<E> {
                 }
                 match mode {
                     Mode::Http => {
-                        if let Some(request) = http.poll_request() {
+                        if let Some(mut request) = http.poll_request() {
+                            request.peer_addr = peer_addr;
                             mode = self.route(&mut http, request, clock.now());
                             busy.set(matches!(mode, Mode::Ws(_) | Mode::Parked(_)));
                             self.drain_events();
@@ -586,7 +603,12 @@ impl<E: Endpoint> Host<E> {
     }
 
     /// Hands one request to the Engine.IO server (or answers 404).
-    fn route(&self, http: &mut ServerConn, request: crate::http::Request, now: Instant) -> Mode {
+    fn route(
+        &self,
+        http: &mut ServerConn,
+        request: wirestate_engine::http::Request,
+        now: Instant,
+    ) -> Mode {
         let mut s = self.lock();
         if !s.server.matches(request.head.path()) {
             drop(s);

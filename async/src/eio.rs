@@ -1,0 +1,94 @@
+//! Engine.IO on any [`Runtime`]: endpoints served over any stream, and the client.
+//!
+//! An adapter's `eio` module (made by [`runtime_api!`](crate::runtime_api)) wraps
+//! these functions with its runtime filled in:
+//!
+//! ```ignore
+//! let server = wirestate_tokio::eio::server(Config::default())?;
+//! tokio::spawn(wirestate_tokio::eio::serve(server.clone(), listener));
+//! loop {
+//!     if let Event::Message { sid, data } = server.next_event().await {
+//!         let _ = server.send(&sid, data); // echo
+//!     }
+//! }
+//! ```
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+
+use tracing::Instrument;
+use wirestate_engine::http::{Scheme, Url};
+
+pub use crate::host::{EioServer, HttpLimits};
+pub use wirestate_engine::eio::{
+    ClientCloseReason, ClientConfig, ClientEvent, CloseReason, Config, Cors, Data, Event,
+    Handshake, OpenInfo, SessionId,
+};
+
+use crate::{EioClient, Error, Runtime, Transport, WebSocket};
+
+/// An endpoint with OS-seeded session ids; its timer task is spawned on `rt`.
+pub fn server<R: Runtime>(rt: &R, config: Config) -> io::Result<EioServer> {
+    let server = EioServer::new(rt, config, crate::os_seed()?);
+    let timers = server.clone();
+    let clock = rt.clock();
+    rt.spawn(async move { timers.run_timers(clock).await });
+    Ok(server)
+}
+
+/// Starts an Engine.IO session with the server at `url` (`http://host:port`; the path
+/// comes from `config`) over `rt`'s connections. Nothing happens until
+/// [`EioClient::recv`] is awaited.
+pub fn connect<R: Runtime>(rt: &R, url: &str, config: ClientConfig) -> Result<EioClient<R>, Error> {
+    let url = Url::parse_plain(url, &[Scheme::Http, Scheme::Ws])?;
+    Ok(EioClient::new(rt.clone(), url, config, crate::os_seed()?))
+}
+
+/// Serves one connection over any transport, with its peer's address when it has one.
+/// A WebSocket upgrade for a route added with [`EioServer::with_websocket_route`] comes
+/// back open, with its path, for the caller to run.
+pub async fn serve_connection<R: Runtime, T: Transport>(
+    rt: &R,
+    server: &EioServer,
+    io: T,
+    peer_addr: Option<SocketAddr>,
+) -> io::Result<Option<(String, WebSocket<T, R::Clock>)>> {
+    let span = tracing::debug_span!("eio-conn", peer = ?peer_addr);
+    server
+        .serve_connection(io, rt.clock(), peer_addr)
+        .instrument(span)
+        .await
+}
+
+/// Accepts connections on `listener` for ever, serving each on its own task; plain
+/// WebSocket routes are closed.
+pub async fn serve<R: Runtime>(rt: &R, server: EioServer, listener: R::Listener) -> io::Result<()> {
+    serve_with(rt, server, listener, |_path, _ws| async {}).await
+}
+
+/// [`serve`], running `on_websocket(path, socket)` for the plain WebSocket routes.
+pub async fn serve_with<R, F, Fut>(
+    rt: &R,
+    server: EioServer,
+    listener: R::Listener,
+    on_websocket: F,
+) -> io::Result<()>
+where
+    R: Runtime,
+    F: Fn(String, WebSocket<R::Tcp, R::Clock>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    crate::accept_loop(rt, &listener, std::future::pending(), |stream, peer| {
+        let (rt, server, on_websocket) = (rt.clone(), server.clone(), on_websocket.clone());
+        async move {
+            match serve_connection(&rt, &server, stream, Some(peer)).await {
+                Ok(Some((path, ws))) => on_websocket(path, ws).await,
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "engine.io connection ended with an error"),
+            }
+        }
+    })
+    .await;
+    Ok(())
+}

@@ -1,0 +1,535 @@
+//! # wirestate-async
+//!
+//! wirestate's async layer, written once for every runtime. A runtime adapter
+//! (`wirestate-tokio`, `wirestate-smol`, or a test's in-memory runtime) implements one
+//! trait, [`Runtime`] — its clock and timer, spawn, TCP connect and accept — and a
+//! [`Transport`] for its byte streams; [`runtime_api!`] then gives it the whole public
+//! API, the same on every runtime:
+//!
+//! * [`WebSocket`], [`accept`], [`connect`], [`client`]: one WebSocket connection.
+//! * [`eio`]: Engine.IO servers ([`EioServer`], `serve`, `serve_connection`) and the
+//!   Engine.IO client ([`EioClient`]).
+//! * [`sio`]: the Socket.IO server ([`sio::SocketIo`], handlers, rooms, acks) and client
+//!   ([`sio::io`]).
+//!
+//! This layer only moves bytes, wakes tasks and reads the clock: every protocol
+//! decision is made by the sans-IO state machines of `wirestate-engine`.
+//! Any byte stream can be served — TCP, TLS, a Unix socket, an in-memory pipe — with
+//! its peer's address when it has one.
+
+use std::future::{poll_fn, Future};
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+pub mod eio;
+mod eio_client;
+mod host;
+pub mod sio;
+mod sio_client;
+mod ws;
+
+/// The sans-IO engine this layer drives (for paths in [`runtime_api!`]).
+pub use wirestate_engine as engine;
+
+pub use eio::EioServer;
+pub use eio_client::{ClientMachine, EioClient, Pilot};
+pub use host::{Endpoint, EventHook, Host, HttpLimits};
+pub use ws::{accept, client, connect, Error, WebSocket};
+
+/// A byte stream as the async layer sees it (a TCP socket, a TLS stream, ...).
+pub trait Transport: Unpin {
+    /// Reads into `buf`; `Ok(0)` is end of stream.
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
+    /// Writes from `bufs` in order; returns how many bytes were written.
+    fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>>;
+    /// Flushes buffered writes.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Shuts the write side down (for TCP: sends FIN).
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+/// A runtime's clock and one re-armable timer, owned by the task that waits on it.
+pub trait Clock: Unpin {
+    /// The current time.
+    fn now(&self) -> Instant;
+    /// Ready once `deadline` has passed; otherwise arranges a wake-up for it.
+    fn poll_until(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()>;
+}
+
+/// A boxed future that a runtime runs to completion.
+pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// Everything the async layer needs from an async runtime: the one trait an adapter
+/// implements. A value of it is a cheap handle (a unit struct for tokio and smol).
+pub trait Runtime: Clone + Send + Sync + 'static {
+    /// A timer, one per task that waits.
+    type Clock: Clock + Send + 'static;
+    /// A connected TCP stream.
+    type Tcp: Transport + Send + 'static;
+    /// A bound TCP listener.
+    type Listener: Send + Sync + 'static;
+
+    /// A new timer.
+    fn clock(&self) -> Self::Clock;
+    /// The current time, on the same clock as [`Self::Clock`].
+    fn now(&self) -> Instant {
+        self.clock().now()
+    }
+    /// Runs `future` to completion in the background.
+    fn spawn<F>(&self, future: F)
+    where
+        F: Future<Output = ()> + Send + 'static;
+    /// Opens a TCP connection to `authority` (`host:port`), with `TCP_NODELAY`.
+    fn connect(
+        &self,
+        authority: String,
+    ) -> impl Future<Output = io::Result<Self::Tcp>> + Send + 'static;
+    /// Accepts the next connection on `listener`, with `TCP_NODELAY` set where it can be.
+    fn accept<'a>(
+        &'a self,
+        listener: &'a Self::Listener,
+    ) -> impl Future<Output = io::Result<(Self::Tcp, SocketAddr)>> + Send + 'a;
+}
+
+/// The part of a [`Runtime`] that type-erased handles keep: the clock and spawn.
+pub(crate) trait Executor: Send + Sync + 'static {
+    fn now(&self) -> Instant;
+    fn spawn_boxed(&self, future: BoxFuture);
+}
+
+impl<R: Runtime> Executor for R {
+    fn now(&self) -> Instant {
+        Runtime::now(self)
+    }
+
+    fn spawn_boxed(&self, future: BoxFuture) {
+        self.spawn(future);
+    }
+}
+
+/// Waits for `duration` on `clock`.
+pub(crate) async fn sleep<C: Clock>(clock: &mut C, duration: Duration) {
+    let deadline = clock.now() + duration;
+    poll_fn(|cx| clock.poll_until(cx, deadline)).await
+}
+
+/// 32 bytes of OS randomness, for ids and masking keys.
+pub(crate) fn os_seed<const N: usize>() -> io::Result<[u8; N]> {
+    let mut seed = [0u8; N];
+    getrandom::fill(&mut seed).map_err(io::Error::other)?;
+    Ok(seed)
+}
+
+/// Accepts connections on `listener` and hands each to `serve`, until `stop` resolves
+/// (or for ever). An accept error never ends the loop: an error of one connection
+/// (reset, aborted) is skipped; any other (out of file descriptors, of memory) is
+/// logged, and accepting resumes after a pause that lets connections close.
+pub(crate) async fn accept_loop<R, S, Fut>(
+    rt: &R,
+    listener: &R::Listener,
+    stop: impl Future<Output = ()>,
+    serve: S,
+) where
+    R: Runtime,
+    S: Fn(R::Tcp, SocketAddr) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut stop = std::pin::pin!(stop);
+    let mut clock = rt.clock();
+    loop {
+        let accepted = {
+            let mut accept = std::pin::pin!(rt.accept(listener));
+            poll_fn(|cx| {
+                if stop.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(None);
+                }
+                accept.as_mut().poll(cx).map(Some)
+            })
+            .await
+        };
+        match accepted {
+            None => return,
+            Some(Ok((stream, peer))) => rt.spawn(serve(stream, peer)),
+            Some(Err(e)) if is_connection_error(&e) => {
+                tracing::debug!(error = %e, "accept: connection failed before it was accepted")
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "accept failed; retrying in 100 ms");
+                sleep(&mut clock, ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}
+
+/// The pause after an accept error that is not one connection's own.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+    )
+}
+
+/// How many bytes one read asks for.
+pub(crate) const READ_CHUNK: usize = 16 * 1024;
+
+thread_local! {
+    /// The read buffer of every connection polled on this thread: zeroed once, not on
+    /// every read (a 16 KiB memset per read cost more than the WebSocket decoding of a
+    /// small message), and no per-connection memory.
+    static READ_BUF: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice());
+}
+
+/// Runs `f` with this thread's read buffer (or, if it is in use further up the stack,
+/// a buffer of its own). What `f` reads must be consumed before it returns.
+pub(crate) fn with_read_buf<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
+    READ_BUF.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => f(&mut buf),
+        Err(_) => f(&mut [0u8; READ_CHUNK]),
+    })
+}
+
+/// Bytes queued for a transport, written with vectored writes, partial writes kept.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    queue: wirestate_engine::queue::Queue<bytes::Bytes>,
+    bytes: usize,
+}
+
+/// Buffers handed to one vectored write.
+const MAX_IOV: usize = 64;
+
+impl Outbox {
+    pub(crate) fn push(&mut self, b: bytes::Bytes) {
+        if !b.is_empty() {
+            self.bytes += b.len();
+            self.queue.push_back(b);
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.bytes
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.queue.clear();
+        self.bytes = 0;
+    }
+
+    /// Writes as much as the transport takes now. `Ok` also when it would block.
+    pub(crate) fn write_to<T: Transport>(
+        &mut self,
+        io: &mut T,
+        cx: &mut Context<'_>,
+    ) -> io::Result<()> {
+        use bytes::Buf;
+        while let Some(front) = self.queue.front() {
+            let written = if self.queue.len() == 1 {
+                // The common case (one frame queued): no array of slices to fill.
+                io.poll_write_vectored(cx, &[IoSlice::new(front)])
+            } else {
+                let mut slices = [IoSlice::new(&[]); MAX_IOV];
+                let mut count = 0;
+                for (slot, bytes) in slices.iter_mut().zip(self.queue.iter()) {
+                    *slot = IoSlice::new(bytes);
+                    count += 1;
+                }
+                io.poll_write_vectored(cx, &slices[..count])
+            };
+            let mut n = match written {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => return Ok(()),
+            };
+            self.bytes -= n;
+            while n > 0 {
+                let Some(front) = self.queue.front_mut() else {
+                    break;
+                };
+                if n < front.len() {
+                    front.advance(n);
+                    break;
+                }
+                n -= front.len();
+                self.queue.pop_front();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Makes a runtime adapter from its runtime's primitives: the [`Runtime`] and the whole
+/// public API, the same items with the same docs on every runtime, so that adapters
+/// cannot drift apart.
+///
+/// The adapter names its runtime (`runtime`, a unit struct this defines, with the
+/// attributes given before it), its timer (`clock`: a [`Clock`] with `Default`), a
+/// function that spawns a `Send + 'static` future (`spawn`), the name of its transport
+/// wrapper (`io`), and its TCP types (`tcp`, `listener`: the usual shape, as tokio's and
+/// async-net's, with `Stream::connect(addr)`, `set_nodelay` and `listener.accept()`).
+/// It defines where it is invoked:
+/// * the runtime struct and its [`Runtime`] impl;
+/// * the wrapper `io<S>` (`new`, `get_ref`, `into_inner`), for which the adapter
+///   implements [`Transport`];
+/// * the WebSocket API (`WebSocket<S = tcp>`, `accept`, `connect`, `client`);
+/// * the modules `eio` and `sio`, whose functions take the runtime's listener and any
+///   stream `S` for which `io<S>` is a [`Transport`].
+#[macro_export]
+macro_rules! runtime_api {
+    (
+        $(#[$attr:meta])*
+        runtime: $rt:ident,
+        clock: $clock:ty,
+        spawn: $spawn:path,
+        io: $io:ident,
+        tcp: $tcp:ty,
+        listener: $listener:ty $(,)?
+    ) => {
+        $(#[$attr])*
+        #[derive(Clone, Copy, Debug, Default)]
+        pub struct $rt;
+
+        impl $crate::Runtime for $rt {
+            type Clock = $clock;
+            type Tcp = $io<$tcp>;
+            type Listener = $listener;
+
+            fn clock(&self) -> $clock {
+                <$clock>::default()
+            }
+
+            fn spawn<F>(&self, future: F)
+            where
+                F: ::std::future::Future<Output = ()> + Send + 'static,
+            {
+                $spawn(future);
+            }
+
+            fn connect(
+                &self,
+                authority: ::std::string::String,
+            ) -> impl ::std::future::Future<Output = ::std::io::Result<Self::Tcp>> + Send + 'static
+            {
+                async move {
+                    let stream = <$tcp>::connect(authority.as_str()).await?;
+                    stream.set_nodelay(true)?;
+                    Ok($io::new(stream))
+                }
+            }
+
+            fn accept<'a>(
+                &'a self,
+                listener: &'a $listener,
+            ) -> impl ::std::future::Future<
+                Output = ::std::io::Result<(Self::Tcp, ::std::net::SocketAddr)>,
+            > + Send
+                   + 'a {
+                async move {
+                    let (stream, peer) = listener.accept().await?;
+                    let _ = stream.set_nodelay(true); // a latency hint only: serve it anyway
+                    Ok(($io::new(stream), peer))
+                }
+            }
+        }
+
+        /// A byte stream of this runtime as a [`Transport`](wirestate_async::Transport):
+        /// wrap any stream the runtime can read and write (TCP, TLS, Unix, in memory).
+        #[derive(Debug)]
+        pub struct $io<S>(S);
+
+        impl<S> $io<S> {
+            /// Wraps `stream`.
+            pub fn new(stream: S) -> Self {
+                Self(stream)
+            }
+
+            /// The wrapped stream.
+            pub fn get_ref(&self) -> &S {
+                &self.0
+            }
+
+            /// The wrapped stream, unwrapped.
+            pub fn into_inner(self) -> S {
+                self.0
+            }
+        }
+
+        pub use $crate::engine::ws::{
+            ClientRequest, CloseCode, Closed, Config, DeflateConfig, DeflateParams, Event,
+            Message, Opened, Precompressed, Side, UrlError, Utf8Bytes,
+        };
+        pub use $crate::Error;
+
+        /// A WebSocket over a byte stream of this runtime (TCP by default).
+        ///
+        /// Implements `Stream<Item = Result<Message, Error>>` and
+        /// `Sink<impl Into<Message>>`.
+        pub type WebSocket<S = $tcp> =
+            $crate::WebSocket<$io<S>, <$rt as $crate::Runtime>::Clock>;
+
+        /// Accepts a WebSocket on a server-side stream: reads the upgrade request,
+        /// answers it (101, or the HTTP error for a bad request), and returns the open
+        /// connection.
+        pub async fn accept<S>(
+            stream: S,
+            config: ::std::sync::Arc<Config>,
+        ) -> ::std::result::Result<WebSocket<S>, Error>
+        where
+            $io<S>: $crate::Transport,
+        {
+            $crate::accept(&$rt, $io::new(stream), config).await
+        }
+
+        /// Connects to a `ws://` URL over TCP (with `TCP_NODELAY`) and runs the
+        /// handshake.
+        pub async fn connect(
+            url: &str,
+            config: ::std::sync::Arc<Config>,
+        ) -> ::std::result::Result<WebSocket, Error> {
+            $crate::connect(&$rt, url, config).await
+        }
+
+        /// Runs the client handshake for `request` on an already connected stream.
+        pub async fn client<S>(
+            stream: S,
+            request: &ClientRequest,
+            config: ::std::sync::Arc<Config>,
+        ) -> ::std::result::Result<WebSocket<S>, Error>
+        where
+            $io<S>: $crate::Transport,
+        {
+            $crate::client(&$rt, $io::new(stream), request, config).await
+        }
+
+        /// Engine.IO servers and clients on this runtime.
+        pub mod eio {
+            use super::{$io, $rt};
+            pub use $crate::eio::*;
+
+            /// An Engine.IO client session on this runtime (see [`connect`]).
+            pub type EioClient = $crate::EioClient<$rt>;
+
+            /// An endpoint with OS-seeded session ids; its timer task is spawned on the
+            /// runtime.
+            pub fn server(config: Config) -> ::std::io::Result<EioServer> {
+                $crate::eio::server(&$rt, config)
+            }
+
+            /// Starts an Engine.IO session with the server at `url` (`http://host:port`;
+            /// the path comes from `config`). Nothing happens until [`EioClient::recv`]
+            /// is awaited; its first event is `Open` (or `Closed` if the server cannot
+            /// be reached).
+            pub fn connect(
+                url: &str,
+                config: ClientConfig,
+            ) -> ::std::result::Result<EioClient, $crate::Error> {
+                $crate::eio::connect(&$rt, url, config)
+            }
+
+            /// Serves one connection over any stream (TCP, TLS, Unix, in memory), with
+            /// its peer's address when it has one: use it from your own accept loop. A
+            /// WebSocket upgrade for a route added with
+            /// [`EioServer::with_websocket_route`] comes back open, with its path, for
+            /// you to run.
+            pub async fn serve_connection<S>(
+                server: &EioServer,
+                stream: S,
+                peer_addr: Option<::std::net::SocketAddr>,
+            ) -> ::std::io::Result<Option<(String, super::WebSocket<S>)>>
+            where
+                $io<S>: $crate::Transport,
+            {
+                $crate::eio::serve_connection(&$rt, server, $io::new(stream), peer_addr).await
+            }
+
+            /// Accepts connections for ever, serving each on its own task (an accept
+            /// error is logged and retried, never returned). Plain WebSocket routes, if
+            /// any, are closed: use [`serve_with`] to run them.
+            pub async fn serve(server: EioServer, listener: $listener) -> ::std::io::Result<()> {
+                $crate::eio::serve(&$rt, server, listener).await
+            }
+
+            /// [`serve`], running `on_websocket(path, socket)` for the plain WebSocket
+            /// routes.
+            pub async fn serve_with<F, Fut>(
+                server: EioServer,
+                listener: $listener,
+                on_websocket: F,
+            ) -> ::std::io::Result<()>
+            where
+                F: Fn(String, super::WebSocket) -> Fut + Clone + Send + Sync + 'static,
+                Fut: ::std::future::Future<Output = ()> + Send + 'static,
+            {
+                $crate::eio::serve_with(&$rt, server, listener, on_websocket).await
+            }
+        }
+
+        /// Socket.IO servers and clients on this runtime.
+        pub mod sio {
+            use super::{$io, $rt};
+            pub use $crate::sio::*;
+
+            /// A Socket.IO server with OS-seeded ids; its timer task is spawned on the
+            /// runtime, and so are handlers that have to wait.
+            pub fn server(config: Config) -> ::std::io::Result<SocketIo> {
+                $crate::sio::server(&$rt, config, HttpLimits::default())
+            }
+
+            /// [`server`] with explicit HTTP limits.
+            pub fn server_with_limits(
+                config: Config,
+                limits: HttpLimits,
+            ) -> ::std::io::Result<SocketIo> {
+                $crate::sio::server(&$rt, config, limits)
+            }
+
+            /// Connects to `url` (`http://host:port`, or `http://host:port/namespace`)
+            /// like socket.io-client's `io(url, options)`: returns the namespace's
+            /// socket and runs the client (connection, reconnection, handlers) on the
+            /// runtime. More namespaces over the same connection:
+            /// `socket.io().socket("/other", auth)`.
+            pub fn io(
+                url: &str,
+                options: IoOptions,
+            ) -> ::std::result::Result<ClientSocket, $crate::Error> {
+                $crate::sio::io(&$rt, url, options)
+            }
+
+            /// Serves one connection over any stream (TCP, TLS, Unix, in memory), with
+            /// its peer's address when it has one, for your own accept loop.
+            pub async fn serve_connection<S>(
+                io: &SocketIo,
+                stream: S,
+                peer_addr: Option<::std::net::SocketAddr>,
+            ) -> ::std::io::Result<()>
+            where
+                $io<S>: $crate::Transport,
+            {
+                $crate::sio::serve_connection(&$rt, io, $io::new(stream), peer_addr).await
+            }
+
+            /// Accepts connections, serving each on its own task, until
+            /// [`SocketIo::shutdown`] starts (an accept error is logged and retried,
+            /// never returned).
+            pub async fn serve(io: SocketIo, listener: $listener) -> ::std::io::Result<()> {
+                $crate::sio::serve(&$rt, io, listener).await
+            }
+        }
+    };
+}

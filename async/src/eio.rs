@@ -1,16 +1,42 @@
 //! Engine.IO on any [`Runtime`]: endpoints served over any stream, and the client.
 //!
 //! An adapter's `eio` module (made by [`runtime_api!`](crate::runtime_api)) wraps
-//! these functions with its runtime filled in:
+//! these functions with its runtime filled in (`wirestate_tokio::eio::server(config)`).
+//! Here they run on the in-memory runtime:
 //!
-//! ```ignore
-//! let server = wirestate_tokio::eio::server(Config::default())?;
-//! tokio::spawn(wirestate_tokio::eio::serve(server.clone(), listener));
-//! loop {
-//!     if let Event::Message { sid, data } = server.next_event().await {
-//!         let _ = server.send(&sid, data); // echo
+//! ```
+//! use wirestate_async::eio::{self, ClientConfig, ClientEvent, Config, Data, Event};
+//! use wirestate_async::{mem::Sim, Runtime};
+//!
+//! let sim = Sim::new();
+//! let server = eio::server(&sim, Config::default())?;
+//! let listener = sim.listen("127.0.0.1:3000")?;
+//! let (rt, serving) = (sim.clone(), server.clone());
+//! sim.spawn(async move {
+//!     let _ = eio::serve(&rt, serving, listener).await;
+//! });
+//! let echo = server.clone();
+//! sim.spawn(async move {
+//!     loop {
+//!         if let Event::Message { sid, data } = echo.next_event().await {
+//!             let _ = echo.send(&sid, data);
+//!         }
 //!     }
-//! }
+//! });
+//! let mut client = eio::connect(&sim, "http://127.0.0.1:3000", ClientConfig::default())?;
+//! let echoed = sim.block_on(async {
+//!     assert!(matches!(client.recv().await, Some(ClientEvent::Open(_))));
+//!     client.send(Data::from("hello")).expect("open");
+//!     loop {
+//!         match client.recv().await {
+//!             Some(ClientEvent::Message(data)) => break data,
+//!             Some(_) => {} // the upgrade to WebSocket
+//!             None => panic!("closed"),
+//!         }
+//!     }
+//! });
+//! assert_eq!(echoed, Data::from("hello"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::future::Future;

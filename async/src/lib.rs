@@ -12,6 +12,9 @@
 //! * [`sio`]: the Socket.IO server ([`sio::SocketIo`], handlers, rooms, acks) and client
 //!   ([`sio::io`]).
 //!
+//! * [`mem`]: an in-memory runtime on a virtual clock, to test all of the above (and
+//!   applications on it) with no sockets and no sleeps.
+//!
 //! This layer only moves bytes, wakes tasks and reads the clock: every protocol
 //! decision is made by the sans-IO state machines of `wirestate-engine`.
 //! Any byte stream can be served — TCP, TLS, a Unix socket, an in-memory pipe — with
@@ -27,6 +30,7 @@ use std::time::{Duration, Instant};
 pub mod eio;
 mod eio_client;
 mod host;
+pub mod mem;
 pub mod sio;
 mod sio_client;
 mod ws;

@@ -230,7 +230,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl SocketIo {
     /// A server with `config` on `rt` (which runs the handlers that have to wait);
     /// `seed` seeds ids (use OS randomness). Its timers run once the host's
-    /// [`run_timers`](Host::run_timers) is spawned ([`server`] does both).
+    /// [`run_timers`](Host::run_timers) is spawned ([`server`] does both). As in
+    /// Node's socket.io, the main namespace `/` always exists.
     pub fn new<R: Runtime>(
         rt: &R,
         config: sio::Config,
@@ -253,7 +254,9 @@ impl SocketIo {
                 stop_wakers: Mutex::new(Vec::new()),
             }
         });
-        Self { inner }
+        let io = Self { inner };
+        io.of("/");
+        io
     }
 
     /// The HTTP host to serve connections and timers with.

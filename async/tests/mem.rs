@@ -1,0 +1,358 @@
+//! The async layer driven in memory: `mem::Sim` (a virtual clock and an executor that
+//! jumps to the next deadline) and in-memory streams. No sockets, no threads, no
+//! sleeps: every timing below is exact virtual time.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use wirestate_async::mem::{duplex, MemStream, Sim};
+use wirestate_async::{eio, sio, Runtime};
+use wirestate_engine::ws::{ClientRequest, CloseCode, Config, Message};
+
+fn text(m: Option<Result<Message, wirestate_async::Error>>) -> String {
+    match m {
+        Some(Ok(Message::Text(t))) => t.to_string(),
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
+const UPGRADE: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+#[test]
+fn websocket_echo_through_a_small_duplex_with_backpressure() {
+    let sim = Sim::new();
+    sim.block_on(async {
+        // 4 KiB each way: a 1 MiB message only gets through if both sides keep
+        // writing and reading in turn.
+        let (client_end, server_end) = duplex(4096);
+        let rt = sim.clone();
+        sim.spawn(async move {
+            let config = Arc::new(Config::default());
+            let mut ws = wirestate_async::accept(&rt, server_end, config)
+                .await
+                .expect("accept");
+            while let Some(Ok(m)) = ws.recv().await {
+                if ws.send(m).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let request = ClientRequest::from_url("ws://h/echo").expect("url");
+        let mut ws =
+            wirestate_async::client(&sim, client_end, &request, Arc::new(Config::default()))
+                .await
+                .expect("handshake");
+        let big = "é".repeat(512 << 10);
+        ws.send("hello").await.expect("send");
+        ws.send(big.as_str()).await.expect("send");
+        assert_eq!(text(ws.recv().await), "hello");
+        assert_eq!(text(ws.recv().await), big);
+        ws.close(CloseCode::NORMAL, "done").await.expect("close");
+        assert!(ws.recv().await.is_none());
+        assert!(ws.close_info().expect("closed").is_clean());
+    });
+    assert_eq!(sim.elapsed(), Duration::ZERO, "nothing waited on a timer");
+}
+
+#[test]
+fn websocket_keepalive_drops_a_silent_peer_at_its_deadline() {
+    let sim = Sim::new();
+    let (mut raw, server_end) = duplex(1 << 16);
+    let closed_at = sim.block_on(async {
+        raw.write_all(UPGRADE).await.expect("write");
+        let config = Config::default().keepalive(Duration::from_secs(30), Duration::from_secs(10));
+        let mut ws = wirestate_async::accept(&sim, server_end, Arc::new(config))
+            .await
+            .expect("accept");
+        match ws.recv().await {
+            Some(Err(e)) => assert!(e.to_string().contains("keepalive"), "{e}"),
+            other => panic!("expected a keepalive error, got {other:?}"),
+        }
+        let at = sim.elapsed();
+        assert!(ws.recv().await.is_none());
+        let wire = raw.read_to_end().await.expect("EOF");
+        // The 101, one ping (0x89 0x00) at 30 s, nothing else.
+        assert!(
+            wire.ends_with(b"\r\n\r\n\x89\x00"),
+            "{:?}",
+            String::from_utf8_lossy(&wire)
+        );
+        at
+    });
+    assert_eq!(closed_at, Duration::from_secs(40));
+}
+
+#[test]
+fn an_idle_or_trickled_request_is_cut_off_at_the_request_timeout() {
+    let sim = Sim::new();
+    let limits = wirestate_async::HttpLimits::default().request_timeout(Duration::from_secs(30));
+    let server = eio::server(&sim, eio::Config::default())
+        .expect("server")
+        .http_limits(limits);
+    let (mut raw, server_end) = duplex(1 << 16);
+    let rt = sim.clone();
+    sim.spawn(async move {
+        let _ = eio::serve_connection(&rt, &server, server_end, None).await;
+    });
+    let rest = sim.block_on(async {
+        sim.sleep(Duration::from_secs(20)).await;
+        raw.write_all(b"GET /engine.io/?EIO=4")
+            .await
+            .expect("write");
+        raw.read_to_end().await.expect("closed by the server")
+    });
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    // The timeout counts from the connection's start (or its last complete request),
+    // not from the last byte: trickling does not extend it.
+    assert_eq!(sim.elapsed(), Duration::from_secs(30));
+}
+
+/// Reads one HTTP response (head and Content-Length body).
+async fn read_response(raw: &mut MemStream) -> (u16, String) {
+    let mut buf = Vec::new();
+    loop {
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len: usize = text[..end]
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                return (
+                    text[9..12].parse().expect("status"),
+                    text[end + 4..end + 4 + len].to_owned(),
+                );
+            }
+        }
+        let more = raw.read_some().await.expect("read");
+        assert!(!more.is_empty(), "closed mid-response: {text:?}");
+        buf.extend_from_slice(&more);
+    }
+}
+
+#[test]
+fn a_polling_session_that_stops_answering_pings_times_out_on_the_virtual_clock() {
+    let sim = Sim::new();
+    let config = eio::Config::default().heartbeat(Duration::from_secs(25), Duration::from_secs(20));
+    let server = eio::server(&sim, config).expect("server");
+    let (mut raw, server_end) = duplex(1 << 16);
+    let (rt, serving) = (sim.clone(), server.clone());
+    sim.spawn(async move {
+        let _ = eio::serve_connection(&rt, &serving, server_end, None).await;
+    });
+    sim.block_on(async {
+        raw.write_all(b"GET /engine.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let (status, body) = read_response(&mut raw).await;
+        assert_eq!(status, 200);
+        assert!(body.starts_with("0{\"sid\":\""), "{body}");
+        assert!(matches!(server.next_event().await, eio::Event::Open { .. }));
+        match server.next_event().await {
+            eio::Event::Closed { reason, .. } => assert_eq!(reason, eio::CloseReason::PingTimeout),
+            other => panic!("{other:?}"),
+        }
+    });
+    assert_eq!(
+        sim.elapsed(),
+        Duration::from_secs(45),
+        "ping at 25 s, no pong by 45 s"
+    );
+    assert_eq!(server.session_count(), 0);
+}
+
+#[test]
+fn serve_connection_serves_a_duplex_and_the_peer_address_reaches_the_middleware() {
+    let sim = Sim::new();
+    let io = sio::server(&sim, sio::Config::default(), sio::HttpLimits::default()).expect("server");
+    let seen = Arc::new(Mutex::new(None));
+    let record = seen.clone();
+    io.of("/").middleware(move |req| {
+        *record.lock().expect("lock") = Some(req.handshake().peer_addr);
+        async { Ok(()) }
+    });
+    let (client_end, server_end) = duplex(1 << 16);
+    let peer: SocketAddr = "127.0.0.1:5555".parse().expect("addr");
+    let (rt, serving) = (sim.clone(), io.clone());
+    sim.spawn(async move {
+        let _ = sio::serve_connection(&rt, &serving, server_end, Some(peer)).await;
+    });
+    sim.block_on(async {
+        let request =
+            ClientRequest::from_url("ws://h/socket.io/?EIO=4&transport=websocket").expect("url");
+        let mut ws =
+            wirestate_async::client(&sim, client_end, &request, Arc::new(Config::default()))
+                .await
+                .expect("upgrade");
+        assert!(text(ws.recv().await).starts_with("0{\"sid\":"));
+        ws.send("40").await.expect("send");
+        assert!(text(ws.recv().await).starts_with("40{\"sid\":"));
+    });
+    assert_eq!(*seen.lock().expect("lock"), Some(Some(peer)));
+    assert_eq!(io.socket_count(), 1);
+}
+
+#[test]
+fn engine_io_client_on_every_transport_and_the_upgrade() {
+    let sim = Sim::new();
+    let server = eio::server(&sim, eio::Config::default()).expect("server");
+    let listener = sim.listen("127.0.0.1:3000").expect("listen");
+    let (rt, serving) = (sim.clone(), server.clone());
+    sim.spawn(async move {
+        let _ = eio::serve(&rt, serving, listener).await;
+    });
+    let echo = server.clone();
+    sim.spawn(async move {
+        loop {
+            if let eio::Event::Message { sid, data } = echo.next_event().await {
+                let _ = echo.send(&sid, data);
+            }
+        }
+    });
+    sim.block_on(async {
+        for (polling, websocket, upgrades) in [
+            (true, false, false),
+            (false, true, false),
+            (true, true, true),
+        ] {
+            let config = eio::ClientConfig::default().transports(polling, websocket);
+            let mut client = eio::connect(&sim, "http://127.0.0.1:3000", config).expect("url");
+            assert!(matches!(
+                client.recv().await,
+                Some(eio::ClientEvent::Open(_))
+            ));
+            if upgrades {
+                assert!(matches!(
+                    client.recv().await,
+                    Some(eio::ClientEvent::Upgraded)
+                ));
+                assert!(client.client().is_websocket());
+            }
+            client.send(eio::Data::from("ping me")).expect("open");
+            assert_eq!(
+                client.recv().await,
+                Some(eio::ClientEvent::Message(eio::Data::from("ping me")))
+            );
+            client.close();
+            while client.recv().await.is_some() {}
+        }
+        let mut refused =
+            eio::connect(&sim, "http://127.0.0.1:1", eio::ClientConfig::default()).expect("url");
+        assert!(matches!(
+            refused.recv().await,
+            Some(eio::ClientEvent::Closed(_))
+        ));
+    });
+    let err = eio::connect(&sim, "https://127.0.0.1:3000", eio::ClientConfig::default())
+        .expect_err("TLS");
+    assert!(matches!(err, wirestate_async::Error::Url(_)), "{err}");
+}
+
+#[test]
+fn socket_io_client_reconnects_until_a_server_listens_then_after_the_network_fails() {
+    let sim = Sim::new();
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let socket = sio::io(&sim, "http://127.0.0.1:3000/", sio::IoOptions::default()).expect("url");
+    let record = attempts.clone();
+    socket
+        .io()
+        .on_reconnect(move |n| record.lock().expect("lock").push(n));
+    let start_server = |sim: &Sim| {
+        let io =
+            sio::server(sim, sio::Config::default(), sio::HttpLimits::default()).expect("server");
+        io.of("/").on_connection(|socket| async move {
+            socket.on("double", |_socket, msg| async move {
+                let n: i64 = msg.data().map_err(|e| e.to_string())?;
+                msg.ack(&(n * 2)).map_err(|e| e.to_string())
+            });
+        });
+        let listener = sim.listen("127.0.0.1:3000").expect("listen");
+        let (rt, serving) = (sim.clone(), io.clone());
+        sim.spawn(async move {
+            let _ = sio::serve(&rt, serving, listener).await;
+        });
+        io
+    };
+    let first = sim.block_on(async {
+        // Nobody listens for the first 10 s: the client backs off and retries.
+        sim.sleep(Duration::from_secs(10)).await;
+        let io = start_server(&sim);
+        assert_eq!(socket.wait_connected().await, Ok(false));
+        let doubled = socket
+            .timeout(Duration::from_secs(5))
+            .emit_with_ack("double", &21)
+            .await;
+        assert_eq!(doubled.expect("ack"), sio::Payload::new().arg(json!(42)));
+        io
+    });
+    assert!(sim.elapsed() >= Duration::from_secs(10));
+    assert_eq!(first.socket_count(), 1);
+    let reconnected = sim.block_on(async {
+        sim.sever();
+        sim.timeout(Duration::from_secs(60), async {
+            while attempts.lock().expect("lock").len() < 2 {
+                sim.sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .is_some()
+    });
+    assert!(reconnected, "the client came back: {attempts:?}");
+    assert!(socket.connected());
+    assert_eq!(
+        first.socket_count(),
+        1,
+        "the old socket left, the new one joined"
+    );
+}
+
+#[test]
+fn shutdown_delivers_disconnect_to_every_client_and_serve_returns() {
+    let sim = Sim::new();
+    let io = sio::server(&sim, sio::Config::default(), sio::HttpLimits::default()).expect("server");
+    let listener = sim.listen("127.0.0.1:3000").expect("listen");
+    let served = Arc::new(Mutex::new(None));
+    let (rt, serving, done) = (sim.clone(), io.clone(), served.clone());
+    sim.spawn(async move {
+        let result = sio::serve(&rt, serving, listener).await;
+        *done.lock().expect("lock") = Some(result.is_ok());
+    });
+    let reasons = Arc::new(Mutex::new(Vec::new()));
+    // One client on polling (then upgraded), one on WebSocket only.
+    let sockets: Vec<_> = [false, true]
+        .into_iter()
+        .map(|websocket_only| {
+            let mut config = sio::ClientConfig::default().reconnection(false);
+            config.eio = config.eio.transports(!websocket_only, true);
+            let options = sio::IoOptions::default().config(config);
+            let socket = sio::io(&sim, "http://127.0.0.1:3000/", options).expect("url");
+            let record = reasons.clone();
+            socket.on_disconnect(move |r| record.lock().expect("lock").push(r.to_string()));
+            socket
+        })
+        .collect();
+    sim.block_on(async {
+        for s in &sockets {
+            assert_eq!(s.wait_connected().await, Ok(false));
+        }
+        assert_eq!(io.socket_count(), 2);
+        // Settled sessions (the upgrade done, a poll parked). A shutdown in the same
+        // instant as the connect, with the polling client's next GET not yet in,
+        // closes that session before its DISCONNECT is fetched: the client sees a
+        // transport error instead (issue #13, "nothing lost at shutdown").
+        sim.sleep(Duration::from_secs(1)).await;
+        io.shutdown().await;
+        sim.sleep(Duration::from_secs(1)).await;
+    });
+    assert_eq!(io.socket_count(), 0);
+    assert_eq!(
+        *served.lock().expect("lock"),
+        Some(true),
+        "serve returned Ok"
+    );
+    let reasons = reasons.lock().expect("lock").clone();
+    assert_eq!(reasons, ["io server disconnect", "io server disconnect"]);
+}

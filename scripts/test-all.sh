@@ -91,10 +91,23 @@ run clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 run unit-and-integration cargo test --workspace --locked
 run docs env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
+# The engine is sans-IO: no async runtime, futures or async-* crate among its
+# dependencies, and it builds for wasm32 (when the target can be had).
+engine_pure() {
+    local deps
+    deps="$(cargo tree -p wirestate-engine --no-default-features -e normal --prefix none --locked)" || return 1
+    if grep -E '^(futures|tokio|smol|async-)' <<< "$deps"; then
+        echo "the sans-IO engine depends on an async crate (above)"
+        return 1
+    fi
+    echo "$(wc -l <<< "$deps") crates, none async"
+}
+run engine-pure engine_pure
+
 # The engine does no I/O: prove it by building it for wasm32 (when the target can be had).
 if rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$' \
     || timeout 120 rustup target add wasm32-unknown-unknown > "$logs/wasm-target.log" 2>&1; then
-    run engine-wasm32 cargo build -p wirestate-engine --target wasm32-unknown-unknown --locked
+    run engine-wasm32 cargo build -p wirestate-engine --no-default-features --target wasm32-unknown-unknown --locked
 else
     summary+=("SKIP  engine-wasm32 (the wasm32-unknown-unknown target is not installable here)")
 fi

@@ -462,7 +462,8 @@ impl<E: Endpoint> Host<E> {
         let mut http = ServerConn::new(
             self.limits.max_head_size,
             self.lock().server.max_body_size() + 1024,
-        );
+        )
+        .with_request_timeout(self.limits.request_timeout, clock.now());
         let mut out = Outbox::default();
         let mut mode = Mode::Http;
         let mut busy = BusyGuard {
@@ -470,7 +471,6 @@ impl<E: Endpoint> Host<E> {
             busy: false,
         };
         let mut read_eof = false;
-        let mut idle_since = clock.now();
         let done = poll_fn(|cx| {
             loop {
                 // Everything queued for this connection goes out first.
@@ -501,17 +501,16 @@ impl<E: Endpoint> Host<E> {
                             mode = self.route(&mut http, request, clock.now());
                             busy.set(matches!(mode, Mode::Ws(_) | Mode::Parked(_)));
                             self.drain_events();
-                            idle_since = clock.now();
                             continue;
                         }
                         if http.should_close() && out.is_empty() {
                             return shutdown(&mut io, cx);
                         }
-                        if clock
-                            .poll_until(cx, idle_since + self.limits.request_timeout)
-                            .is_ready()
-                        {
-                            return shutdown(&mut io, cx);
+                        if let Some(deadline) = http.poll_timeout() {
+                            if clock.poll_until(cx, deadline).is_ready() {
+                                http.handle_timeout(clock.now());
+                                continue;
+                            }
                         }
                     }
                     Mode::Handoff(..) => {
@@ -525,10 +524,9 @@ impl<E: Endpoint> Host<E> {
                         match s.responses.remove(&poll) {
                             Some(response) => {
                                 drop(s);
-                                http.respond(response);
+                                http.respond(clock.now(), response);
                                 mode = Mode::Http;
                                 busy.set(false);
-                                idle_since = clock.now();
                                 continue;
                             }
                             None => {
@@ -602,41 +600,24 @@ impl<E: Endpoint> Host<E> {
         }
     }
 
-    /// Hands one request to the Engine.IO server (or answers 404).
-    fn route(
-        &self,
-        http: &mut ServerConn,
-        request: wirestate_engine::http::Request,
-        now: Instant,
-    ) -> Mode {
+    /// Hands one request to the endpoint, or to a plain WebSocket route (the core's
+    /// [`ws::handshake::route`] decides, and answers the rest).
+    fn route(&self, http: &mut ServerConn, request: Request, now: Instant) -> Mode {
         let mut s = self.lock();
         if !s.server.matches(request.head.path()) {
             drop(s);
-            let route = self.routes.iter().find(|(p, _)| p == request.head.path());
-            if let (Some((_, config)), true) = (route, request.head.is_websocket_upgrade()) {
-                match ws::handshake::validate(request.head) {
-                    Ok(upgrade) => return Mode::Handoff(Box::new(upgrade), config.clone()),
-                    Err(e) => {
-                        http.respond(
-                            Response::new(e.status())
-                                .header("Content-Type", "text/plain; charset=utf-8")
-                                .body(e.to_string()),
-                        );
-                        return Mode::Http;
-                    }
+            return match ws::handshake::route(&self.routes, &request.head) {
+                Ok((upgrade, config)) => Mode::Handoff(Box::new(upgrade), config.clone()),
+                Err(response) => {
+                    http.respond(now, response);
+                    Mode::Http
                 }
-            }
-            http.respond(
-                Response::new(404)
-                    .header("Content-Type", "text/plain")
-                    .body("Not Found"),
-            );
-            return Mode::Http;
+            };
         }
         let reply = s.server.handle_request(now, &request);
         let mode = match reply {
             Reply::Respond(response) => {
-                http.respond(response);
+                http.respond(now, response);
                 Mode::Http
             }
             Reply::Park(poll) => Mode::Parked(poll),

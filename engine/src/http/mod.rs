@@ -13,6 +13,7 @@ use crate::queue::Queue;
 use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 mod client;
 mod url;
@@ -419,6 +420,15 @@ enum ReadState {
 /// returns one, no further request is parsed until [`respond`](Self::respond) (or
 /// [`upgrade`](Self::upgrade)) is called. A fault in a request is answered with its
 /// status by the connection itself, which then closes.
+///
+/// With a [request timeout](Self::with_request_timeout), a connection waiting for a
+/// request — idle between keep-alive requests, or receiving a head or body — for
+/// longer than the timeout is closed (no answer: the client may not even have begun a
+/// request). The time counts from the connection's start or the last response, not
+/// from the last byte, so a client that trickles a request (slowloris) gains nothing.
+/// The deadline is [`poll_timeout`](Self::poll_timeout); call
+/// [`handle_timeout`](Self::handle_timeout) when it passes. While a request is with the
+/// caller (a long poll parked, say) no deadline runs.
 #[derive(Debug)]
 pub struct ServerConn {
     buf: BytesMut,
@@ -429,6 +439,9 @@ pub struct ServerConn {
     out: Queue<Bytes>,
     eof: bool,
     close: bool,
+    request_timeout: Option<Duration>,
+    /// When the wait for the next request began.
+    waiting_since: Option<Instant>,
 }
 
 impl ServerConn {
@@ -443,6 +456,35 @@ impl ServerConn {
             out: Queue::new(),
             eof: false,
             close: false,
+            request_timeout: None,
+            waiting_since: None,
+        }
+    }
+
+    /// Closes the connection when a request takes longer than `timeout` to arrive,
+    /// counting from `now`.
+    pub fn with_request_timeout(mut self, timeout: Duration, now: Instant) -> Self {
+        self.request_timeout = Some(timeout);
+        self.waiting_since = Some(now);
+        self
+    }
+
+    /// When the connection gives up waiting for a request, if it is waiting for one.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.close || !matches!(self.state, ReadState::Head | ReadState::Body { .. }) {
+            return None;
+        }
+        Some(self.waiting_since? + self.request_timeout?)
+    }
+
+    /// Time has passed: past the deadline, the connection closes (a spurious call is a
+    /// no-op).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.poll_timeout().is_some_and(|deadline| now >= deadline) {
+            self.state = ReadState::Closing;
+            self.close = true;
+            self.buf = BytesMut::new();
         }
     }
 
@@ -472,8 +514,9 @@ impl ServerConn {
         self.ready.take()
     }
 
-    /// Answers the current request.
-    pub fn respond(&mut self, response: Response) {
+    /// Answers the current request; a request timeout starts again from `now`.
+    pub fn respond(&mut self, now: Instant, response: Response) {
+        self.waiting_since = Some(now);
         let keep_alive = match self.state {
             ReadState::Responding { keep_alive } => keep_alive && !self.eof,
             _ => false,
@@ -722,7 +765,7 @@ mod tests {
             conn.handle_input(chunk);
             while let Some(r) = conn.poll_request() {
                 out.push(r);
-                conn.respond(Response::new(200).body("ok"));
+                conn.respond(Instant::now(), Response::new(200).body("ok"));
             }
         }
         out
@@ -812,5 +855,30 @@ mod tests {
             b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
         ));
         assert_eq!(&rest[..], b"\x81\x80");
+    }
+
+    #[test]
+    fn the_request_timeout_counts_from_the_last_response_not_the_last_byte() {
+        let t0 = Instant::now();
+        let secs = Duration::from_secs;
+        let mut conn = ServerConn::new(8192, 1000).with_request_timeout(secs(30), t0);
+        assert_eq!(conn.poll_timeout(), Some(t0 + secs(30)));
+        conn.handle_input(b"GET / HTTP/1.1\r\n\r\n");
+        let _request = conn.poll_request().expect("request");
+        assert_eq!(
+            conn.poll_timeout(),
+            None,
+            "no deadline while the caller holds it"
+        );
+        conn.respond(t0 + secs(50), Response::new(204));
+        assert_eq!(conn.poll_timeout(), Some(t0 + secs(80)));
+        conn.handle_input(b"GET / HT"); // trickled: the deadline stays
+        conn.handle_timeout(t0 + secs(79));
+        assert!(!conn.should_close() && conn.poll_timeout() == Some(t0 + secs(80)));
+        while conn.poll_transmit().is_some() {}
+        conn.handle_timeout(t0 + secs(80));
+        assert!(conn.should_close());
+        assert!(conn.poll_transmit().is_none(), "closed without an answer");
+        assert_eq!(conn.poll_timeout(), None);
     }
 }

@@ -95,6 +95,28 @@ pub fn parse_request(
     Ok(Some((validate(head)?, used)))
 }
 
+/// Routes a request that no other endpoint took to one of the plain WebSocket `routes`
+/// (`(path, value)` pairs, matched on the exact path): the validated upgrade with the
+/// route's value, or the response to send instead — 404 for an unknown path or a
+/// request that is not an upgrade, the handshake error's status for a bad upgrade.
+pub fn route<'r, T>(
+    routes: &'r [(String, T)],
+    head: &crate::http::RequestHead,
+) -> Result<(Request, &'r T), crate::http::Response> {
+    let route = routes.iter().find(|(path, _)| path == head.path());
+    match route {
+        Some((_, value)) if head.is_websocket_upgrade() => match validate(head.clone()) {
+            Ok(upgrade) => Ok((upgrade, value)),
+            Err(e) => Err(crate::http::Response::new(e.status())
+                .header("Content-Type", "text/plain; charset=utf-8")
+                .body(e.to_string())),
+        },
+        _ => Err(crate::http::Response::new(404)
+            .header("Content-Type", "text/plain")
+            .body("Not Found")),
+    }
+}
+
 /// Validates an already parsed request head as a WebSocket upgrade request.
 pub fn validate(head: crate::http::RequestHead) -> Result<Request, HandshakeError> {
     if head.method != "GET" {
@@ -387,6 +409,29 @@ mod tests {
         let err = parse_request(big.as_bytes(), 8192).expect_err("too large");
         assert_eq!(err, HandshakeError::HeadTooLarge);
         assert!(String::from_utf8_lossy(&rejection(&err)).starts_with("HTTP/1.1 431 "));
+    }
+
+    #[test]
+    fn routes_plain_upgrades_and_answers_the_rest() {
+        let routes = [("/chat".to_owned(), 1), ("/feed".to_owned(), 2)];
+        let head = |text: &str| {
+            crate::http::parse_head(text.as_bytes(), 8192)
+                .expect("valid")
+                .expect("complete")
+                .0
+        };
+        let upgrade = "GET /feed?x=1 HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        let (_, value) = route(&routes, &head(upgrade)).expect("routed");
+        assert_eq!(*value, 2);
+        let status = |text: &str| {
+            route(&routes, &head(text))
+                .map(|_| ())
+                .expect_err("refused")
+                .status
+        };
+        assert_eq!(status(&upgrade.replace("/feed", "/nowhere")), 404);
+        assert_eq!(status("GET /chat HTTP/1.1\r\nHost: h\r\n\r\n"), 404);
+        assert_eq!(status(&upgrade.replace("Version: 13", "Version: 8")), 426);
     }
 
     #[test]

@@ -46,7 +46,7 @@ use std::net::SocketAddr;
 use tracing::Instrument;
 use wirestate_engine::http::{Scheme, Url};
 
-pub use crate::host::{EioServer, HttpLimits};
+pub use crate::host::{EioServer, HttpLimits, ServerOptions};
 pub use wirestate_engine::eio::{
     ClientCloseReason, ClientConfig, ClientEvent, CloseReason, Config, Cors, Data, Event,
     Handshake, OpenInfo, SessionId,
@@ -54,9 +54,10 @@ pub use wirestate_engine::eio::{
 
 use crate::{EioClient, Error, Runtime, Transport, WebSocket};
 
-/// An endpoint with OS-seeded session ids; its timer task is spawned on `rt`.
-pub fn server<R: Runtime>(rt: &R, config: Config) -> io::Result<EioServer> {
-    let server = EioServer::new(rt, config, crate::os_seed()?);
+/// An endpoint with `options` (a [`Config`], or [`ServerOptions`] for HTTP limits and
+/// plain WebSocket routes) and OS-seeded session ids; its timer task is spawned on `rt`.
+pub fn server<R: Runtime>(rt: &R, options: impl Into<ServerOptions>) -> io::Result<EioServer> {
+    let server = EioServer::new(rt, options, crate::os_seed()?);
     let timers = server.clone();
     let clock = rt.clock();
     rt.spawn(async move { timers.run_timers(clock).await });
@@ -72,7 +73,7 @@ pub fn connect<R: Runtime>(rt: &R, url: &str, config: ClientConfig) -> Result<Ei
 }
 
 /// Serves one connection over any transport, with its peer's address when it has one.
-/// A WebSocket upgrade for a route added with [`EioServer::with_websocket_route`] comes
+/// A WebSocket upgrade for a route added with [`ServerOptions::websocket_route`] comes
 /// back open, with its path, for the caller to run.
 pub async fn serve_connection<R: Runtime, T: Transport>(
     rt: &R,

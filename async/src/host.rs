@@ -101,9 +101,9 @@ macro_rules! endpoint {
 endpoint!(eio::Server, eio::Event, |s| s);
 endpoint!(sio::Server, sio::Event, |s| s.eio());
 
-/// Takes a host's events as they happen, instead of [`Host::next_event`]. Called with
+/// Takes a host's events as they happen (a Socket.IO server's dispatch). Called with
 /// no lock held, one event at a time, never concurrently (events keep their order).
-pub type EventHook<E> = Arc<dyn Fn(E) + Send + Sync>;
+pub(crate) type EventHook<E> = Arc<dyn Fn(E) + Send + Sync>;
 
 /// Limits for the HTTP side of an [`EioServer`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -213,23 +213,26 @@ impl<E: Endpoint> Shared<E> {
     }
 }
 
-/// An endpoint served over many connections: cheap to clone, shared by all of them.
-pub struct Host<E: Endpoint> {
-    shared: Arc<Mutex<Shared<E>>>,
+/// The settings of a host, given once when it is made: every clone sees the same.
+struct Settings<E: Endpoint> {
     rt: Arc<dyn Executor>,
     limits: HttpLimits,
-    routes: Arc<Vec<(String, Arc<ws::Config>)>>,
+    routes: Vec<(String, Arc<ws::Config>)>,
     hook: Option<EventHook<E::Event>>,
+}
+
+/// An endpoint served over many connections: cheap to clone, shared by all of them,
+/// its settings fixed when it was made.
+pub struct Host<E: Endpoint> {
+    shared: Arc<Mutex<Shared<E>>>,
+    settings: Arc<Settings<E>>,
 }
 
 impl<E: Endpoint> Clone for Host<E> {
     fn clone(&self) -> Self {
         Self {
             shared: self.shared.clone(),
-            rt: self.rt.clone(),
-            limits: self.limits,
-            routes: self.routes.clone(),
-            hook: self.hook.clone(),
+            settings: self.settings.clone(),
         }
     }
 }
@@ -237,8 +240,8 @@ impl<E: Endpoint> Clone for Host<E> {
 impl<E: Endpoint> std::fmt::Debug for Host<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Host")
-            .field("limits", &self.limits)
-            .field("routes", &self.routes.len())
+            .field("limits", &self.settings.limits)
+            .field("routes", &self.settings.routes.len())
             .finish_non_exhaustive()
     }
 }
@@ -258,12 +261,66 @@ enum Mode {
 /// Reading pauses while this many bytes wait to be written.
 const HIGH_WATER: usize = 1 << 20;
 
+/// The settings of an Engine.IO server, given once to [`eio::server`](crate::eio::server)
+/// (a plain [`eio::Config`] converts into them).
+#[derive(Clone, Debug, Default)]
+pub struct ServerOptions {
+    /// The Engine.IO protocol settings.
+    pub config: eio::Config,
+    /// The HTTP limits.
+    pub limits: HttpLimits,
+    /// Plain WebSocket routes served beside Engine.IO.
+    pub routes: Vec<(String, Arc<ws::Config>)>,
+}
+
+impl From<eio::Config> for ServerOptions {
+    fn from(config: eio::Config) -> Self {
+        Self {
+            config,
+            ..Self::default()
+        }
+    }
+}
+
+impl ServerOptions {
+    /// Sets the HTTP limits.
+    pub fn http_limits(mut self, limits: HttpLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Serves plain WebSocket connections on `path` beside Engine.IO: the server's
+    /// `serve_connection` hands each such upgrade back to the caller as an open
+    /// [`WebSocket`] (`serve_with` runs a handler on it).
+    pub fn websocket_route(mut self, path: &str, config: Arc<ws::Config>) -> Self {
+        self.routes.push((path.to_owned(), config));
+        self
+    }
+}
+
 impl EioServer {
-    /// An endpoint with `config` on `rt`; `seed` seeds session ids (use OS
-    /// randomness). Its timers run once [`run_timers`](Self::run_timers) is spawned
-    /// (`eio::server` does both).
-    pub fn new<R: Runtime>(rt: &R, config: eio::Config, seed: [u8; 32]) -> Self {
-        Host::from_endpoint(rt, eio::Server::new(config, seed))
+    /// An endpoint with `options` on `rt`; `seed` seeds session ids (use OS
+    /// randomness). Its timers run once [`run_timers`](Host::run_timers) is spawned
+    /// ([`eio::server`](crate::eio::server) does both).
+    pub fn new<R: Runtime>(rt: &R, options: impl Into<ServerOptions>, seed: [u8; 32]) -> Self {
+        let options = options.into();
+        let endpoint = eio::Server::new(options.config, seed);
+        Host::with_settings(rt, endpoint, options.limits, options.routes, None)
+    }
+
+    /// The next event (open, message, upgrade, close).
+    pub async fn next_event(&self) -> eio::Event {
+        poll_fn(|cx| {
+            let mut s = self.lock();
+            match s.events.pop_front() {
+                Some(e) => Poll::Ready(e),
+                None => {
+                    s.event_waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
     }
 
     /// Sends a message to a session.
@@ -279,10 +336,22 @@ impl EioServer {
 }
 
 impl<E: Endpoint> Host<E> {
-    /// Serves `server` on `rt`.
-    pub fn from_endpoint<R: Runtime>(rt: &R, server: E) -> Self {
+    /// Serves `server` on `rt` with `limits` and plain WebSocket `routes`; `hook`, if
+    /// any, takes every event as it happens.
+    pub(crate) fn with_settings<R: Runtime>(
+        rt: &R,
+        server: E,
+        limits: HttpLimits,
+        routes: Vec<(String, Arc<ws::Config>)>,
+        hook: Option<EventHook<E::Event>>,
+    ) -> Self {
         Self {
-            rt: Arc::new(rt.clone()),
+            settings: Arc::new(Settings {
+                rt: Arc::new(rt.clone()),
+                limits,
+                routes,
+                hook,
+            }),
             shared: Arc::new(Mutex::new(Shared {
                 server,
                 responses: IdMap::default(),
@@ -297,27 +366,17 @@ impl<E: Endpoint> Host<E> {
                 busy: 0,
                 idle_wakers: Vec::new(),
             })),
-            limits: HttpLimits::default(),
-            routes: Arc::new(Vec::new()),
-            hook: None,
         }
-    }
-
-    /// Hands every event to `hook` as it happens instead of queueing it for
-    /// [`next_event`](Self::next_event).
-    pub fn with_event_hook(mut self, hook: EventHook<E::Event>) -> Self {
-        self.hook = Some(hook);
-        self
     }
 
     /// The current time on the host's runtime.
     pub fn now(&self) -> Instant {
-        self.rt.now()
+        self.settings.rt.now()
     }
 
     /// Runs `future` on the host's runtime.
     pub(crate) fn spawn(&self, future: super::BoxFuture) {
-        self.rt.spawn_boxed(future);
+        self.settings.rt.spawn_boxed(future);
     }
 
     /// Calls into the endpoint (e.g. to send), then carries out what that produced.
@@ -339,7 +398,7 @@ impl<E: Endpoint> Host<E> {
 
     /// Passes queued events to the hook, one drainer at a time.
     fn drain_events(&self) {
-        let Some(hook) = &self.hook else {
+        let Some(hook) = &self.settings.hook else {
             return;
         };
         {
@@ -382,40 +441,10 @@ impl<E: Endpoint> Host<E> {
         .await
     }
 
-    /// Replaces the HTTP limits.
-    pub fn http_limits(mut self, limits: HttpLimits) -> Self {
-        self.limits = limits;
-        self
-    }
-
-    /// Serves plain WebSocket connections on `path` beside Engine.IO:
-    /// [`serve_connection`](Self::serve_connection) hands each such upgrade back to the
-    /// caller as an open [`WebSocket`].
-    pub fn with_websocket_route(mut self, path: &str, config: Arc<ws::Config>) -> Self {
-        Arc::make_mut(&mut self.routes).push((path.to_owned(), config));
-        self
-    }
-
     fn lock(&self) -> MutexGuard<'_, Shared<E>> {
         // A panic while locked cannot leave the state machine half-updated in a way
         // that matters more than stopping every connection would: keep serving.
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The next event (for Engine.IO: open, message, upgrade, close). Not used when an
-    /// event hook is set.
-    pub async fn next_event(&self) -> E::Event {
-        poll_fn(|cx| {
-            let mut s = self.lock();
-            match s.events.pop_front() {
-                Some(e) => Poll::Ready(e),
-                None => {
-                    s.event_waker = Some(cx.waker().clone());
-                    Poll::Pending
-                }
-            }
-        })
-        .await
     }
 
     /// How many sessions are open.
@@ -449,7 +478,7 @@ impl<E: Endpoint> Host<E> {
 
     /// Serves one accepted connection until it closes: HTTP requests for the
     /// Engine.IO path, parked polls, and upgraded WebSockets. A WebSocket upgrade for a
-    /// route added with [`with_websocket_route`](Self::with_websocket_route) returns the
+    /// route added with [`ServerOptions::websocket_route`] returns the
     /// open connection (with the route's path) for the caller to run; other paths get
     /// 404. `peer_addr` reaches the endpoint with every request (and so the
     /// handshake).
@@ -460,10 +489,10 @@ impl<E: Endpoint> Host<E> {
         peer_addr: Option<SocketAddr>,
     ) -> io::Result<Option<(String, WebSocket<T, C>)>> {
         let mut http = ServerConn::new(
-            self.limits.max_head_size,
+            self.settings.limits.max_head_size,
             self.lock().server.max_body_size() + 1024,
         )
-        .with_request_timeout(self.limits.request_timeout, clock.now());
+        .with_request_timeout(self.settings.limits.request_timeout, clock.now());
         let mut out = Outbox::default();
         let mut mode = Mode::Http;
         let mut busy = BusyGuard {
@@ -606,7 +635,7 @@ impl<E: Endpoint> Host<E> {
         let mut s = self.lock();
         if !s.server.matches(request.head.path()) {
             drop(s);
-            return match ws::handshake::route(&self.routes, &request.head) {
+            return match ws::handshake::route(&self.settings.routes, &request.head) {
                 Ok((upgrade, config)) => Mode::Handoff(Box::new(upgrade), config.clone()),
                 Err(response) => {
                     http.respond(now, response);

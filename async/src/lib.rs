@@ -40,7 +40,7 @@ pub use wirestate_engine as engine;
 
 pub use eio::EioServer;
 pub use eio_client::{ClientMachine, EioClient, Pilot};
-pub use host::{Endpoint, EventHook, Host, HttpLimits};
+pub use host::{Endpoint, Host, HttpLimits};
 pub use ws::{accept, client, connect, Error, WebSocket};
 
 /// A byte stream as the async layer sees it (a TCP socket, a TLS stream, ...).
@@ -429,10 +429,11 @@ macro_rules! runtime_api {
             /// An Engine.IO client session on this runtime (see [`connect`]).
             pub type EioClient = $crate::EioClient<$rt>;
 
-            /// An endpoint with OS-seeded session ids; its timer task is spawned on the
-            /// runtime.
-            pub fn server(config: Config) -> ::std::io::Result<EioServer> {
-                $crate::eio::server(&$rt, config)
+            /// An endpoint with `options` (a [`Config`], or [`ServerOptions`] for HTTP
+            /// limits and plain WebSocket routes) and OS-seeded session ids; its timer
+            /// task is spawned on the runtime.
+            pub fn server(options: impl Into<ServerOptions>) -> ::std::io::Result<EioServer> {
+                $crate::eio::server(&$rt, options)
             }
 
             /// Starts an Engine.IO session with the server at `url` (`http://host:port`;
@@ -448,9 +449,8 @@ macro_rules! runtime_api {
 
             /// Serves one connection over any stream (TCP, TLS, Unix, in memory), with
             /// its peer's address when it has one: use it from your own accept loop. A
-            /// WebSocket upgrade for a route added with
-            /// [`EioServer::with_websocket_route`] comes back open, with its path, for
-            /// you to run.
+            /// WebSocket upgrade for a route added with [`ServerOptions::websocket_route`]
+            /// comes back open, with its path, for you to run.
             pub async fn serve_connection<S>(
                 server: &EioServer,
                 stream: S,
@@ -489,18 +489,11 @@ macro_rules! runtime_api {
             use super::{$io, $rt};
             pub use $crate::sio::*;
 
-            /// A Socket.IO server with OS-seeded ids; its timer task is spawned on the
-            /// runtime, and so are handlers that have to wait.
-            pub fn server(config: Config) -> ::std::io::Result<SocketIo> {
-                $crate::sio::server(&$rt, config, HttpLimits::default())
-            }
-
-            /// [`server`] with explicit HTTP limits.
-            pub fn server_with_limits(
-                config: Config,
-                limits: HttpLimits,
-            ) -> ::std::io::Result<SocketIo> {
-                $crate::sio::server(&$rt, config, limits)
+            /// A Socket.IO server with `options` (a [`Config`], or [`ServerOptions`] for
+            /// HTTP limits) and OS-seeded ids; its timer task is spawned on the runtime,
+            /// and so are handlers that have to wait.
+            pub fn server(options: impl Into<ServerOptions>) -> ::std::io::Result<SocketIo> {
+                $crate::sio::server(&$rt, options)
             }
 
             /// Connects to `url` (`http://host:port`, or `http://host:port/namespace`)

@@ -45,9 +45,9 @@ impl HandlerResult for () {
     }
 }
 
-impl<E: fmt::Display + Send + 'static> HandlerResult for Result<(), E> {
+impl<T: Send + 'static, E: fmt::Display + Send + 'static> HandlerResult for Result<T, E> {
     fn into_result(self) -> Result<(), String> {
-        self.map_err(|e| e.to_string())
+        self.map(drop).map_err(|e| e.to_string())
     }
 }
 
@@ -228,27 +228,27 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SocketIo {
-    /// A server with `config` on `rt` (which runs the handlers that have to wait);
+    /// A server with `options` on `rt` (which runs the handlers that have to wait);
     /// `seed` seeds ids (use OS randomness). Its timers run once the host's
     /// [`run_timers`](Host::run_timers) is spawned ([`server`] does both). As in
     /// Node's socket.io, the main namespace `/` always exists.
-    pub fn new<R: Runtime>(
-        rt: &R,
-        config: sio::Config,
-        seed: [u8; 32],
-        limits: HttpLimits,
-    ) -> Self {
+    pub fn new<R: Runtime>(rt: &R, options: impl Into<ServerOptions>, seed: [u8; 32]) -> Self {
+        let ServerOptions { config, limits } = options.into();
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
             let weak = weak.clone();
-            let hook: super::EventHook<sio::Event> = Arc::new(move |event| {
+            let hook: crate::host::EventHook<sio::Event> = Arc::new(move |event| {
                 if let Some(inner) = weak.upgrade() {
                     SocketIo { inner }.on_event(event);
                 }
             });
             Inner {
-                host: Host::from_endpoint(rt, sio::Server::new(config, seed))
-                    .http_limits(limits)
-                    .with_event_hook(hook),
+                host: Host::with_settings(
+                    rt,
+                    sio::Server::new(config, seed),
+                    limits,
+                    Vec::new(),
+                    Some(hook),
+                ),
                 app: Mutex::new(App::default()),
                 stopping: AtomicBool::new(false),
                 stop_wakers: Mutex::new(Vec::new()),
@@ -851,13 +851,14 @@ impl Socket {
         self.with_state(|s| s.data = data);
     }
 
-    /// Emits `name` with one argument, `data`.
-    pub fn emit<T: Serialize + ?Sized>(&self, name: &str, data: &T) -> Result<(), EmitError> {
+    /// Emits `name` with one argument, `data`. Like every emit, returns how many
+    /// sockets it reached: here 1.
+    pub fn emit<T: Serialize + ?Sized>(&self, name: &str, data: &T) -> Result<usize, EmitError> {
         self.emit_payload(name, Payload::from_value(data)?)
     }
 
-    /// Emits `name` with these arguments (JSON and binary).
-    pub fn emit_payload(&self, name: &str, payload: Payload) -> Result<(), EmitError> {
+    /// Emits `name` with these arguments (JSON and binary); 1, the socket reached.
+    pub fn emit_payload(&self, name: &str, payload: Payload) -> Result<usize, EmitError> {
         let outgoing = self
             .with_state(|s| s.any_outgoing.clone())
             .unwrap_or_default();
@@ -869,6 +870,7 @@ impl Socket {
             .inner
             .host
             .with(|s| s.emit(now, &self.sid, name, payload))
+            .map(|()| 1)
             .map_err(|_| EmitError::Disconnected)
     }
 
@@ -1013,9 +1015,15 @@ impl Namespace {
         self.sockets().to(room)
     }
 
-    /// Emits to every socket of the namespace.
+    /// Emits to every socket of the namespace; returns how many local sockets it
+    /// reached.
     pub fn emit<T: Serialize + ?Sized>(&self, name: &str, data: &T) -> Result<usize, EmitError> {
         self.sockets().emit(name, data)
+    }
+
+    /// [`emit`](Self::emit) with these arguments (JSON and binary).
+    pub fn emit_payload(&self, name: &str, payload: Payload) -> Result<usize, EmitError> {
+        self.sockets().emit_payload(name, payload)
     }
 }
 
@@ -1084,12 +1092,13 @@ impl Operator {
 
     /// Emits `name` with one argument; returns how many local sockets it reached.
     pub fn emit<T: Serialize + ?Sized>(&self, name: &str, data: &T) -> Result<usize, EmitError> {
-        Ok(self.emit_payload(name, Payload::from_value(data)?))
+        self.emit_payload(name, Payload::from_value(data)?)
     }
 
-    /// Emits `name` with these arguments, encoded once for every recipient.
-    pub fn emit_payload(&self, name: &str, payload: Payload) -> usize {
-        self.io.broadcast(&self.target, name, payload)
+    /// Emits `name` with these arguments, encoded once for every recipient; returns
+    /// how many local sockets it reached.
+    pub fn emit_payload(&self, name: &str, payload: Payload) -> Result<usize, EmitError> {
+        Ok(self.io.broadcast(&self.target, name, payload))
     }
 
     /// Emits `name` and collects every recipient's ack until all have answered or
@@ -1192,13 +1201,41 @@ impl futures_core::Stream for AckStream {
 
 pub use crate::host::HttpLimits;
 pub use crate::sio_client::{
-    ClientAck, ClientSocket, ConnectFailure, EmitFailure, IoOptions, SioClient, TimedSocket,
+    ClientAck, ClientConnectError, ClientEmitError, ClientSocket, IoOptions, SioClient, TimedSocket,
 };
 
-/// A Socket.IO server on `rt` with OS-seeded ids and `limits`; its timer task is
-/// spawned on `rt`, and so are handlers that have to wait.
-pub fn server<R: Runtime>(rt: &R, config: Config, limits: HttpLimits) -> std::io::Result<SocketIo> {
-    let io = SocketIo::new(rt, config, crate::os_seed()?, limits);
+/// The settings of a Socket.IO server, given once to [`server`] (a plain [`Config`]
+/// converts into them).
+#[derive(Clone, Debug, Default)]
+pub struct ServerOptions {
+    /// The Socket.IO (and Engine.IO) protocol settings.
+    pub config: Config,
+    /// The HTTP limits.
+    pub limits: HttpLimits,
+}
+
+impl From<Config> for ServerOptions {
+    fn from(config: Config) -> Self {
+        Self {
+            config,
+            limits: HttpLimits::default(),
+        }
+    }
+}
+
+impl ServerOptions {
+    /// Sets the HTTP limits.
+    pub fn http_limits(mut self, limits: HttpLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+}
+
+/// A Socket.IO server on `rt` with `options` (a [`Config`], or [`ServerOptions`] for
+/// HTTP limits) and OS-seeded ids; its timer task is spawned on `rt`, and so are
+/// handlers that have to wait.
+pub fn server<R: Runtime>(rt: &R, options: impl Into<ServerOptions>) -> std::io::Result<SocketIo> {
+    let io = SocketIo::new(rt, options, crate::os_seed()?);
     let host = io.host().clone();
     let clock = rt.clock();
     rt.spawn(async move { host.run_timers(clock).await });

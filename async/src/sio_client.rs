@@ -37,27 +37,27 @@ type EventCb = Arc<dyn Fn(Payload, Option<ClientAck>) + Send + Sync>;
 type AnyCb = Arc<dyn Fn(&str, &Payload) + Send + Sync>;
 type ConnectCb = Arc<dyn Fn(bool) + Send + Sync>;
 type DisconnectCb = Arc<dyn Fn(ClientDisconnectReason) + Send + Sync>;
-type ErrorCb = Arc<dyn Fn(&ConnectFailure) + Send + Sync>;
+type ErrorCb = Arc<dyn Fn(&ClientConnectError) + Send + Sync>;
 type AttemptCb = Arc<dyn Fn(u32) + Send + Sync>;
 type PlainCb = Arc<dyn Fn() + Send + Sync>;
 
 /// Why a namespace could not connect: the server's CONNECT_ERROR (`message`, `data`),
 /// or a transport failure, or the client giving up.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ConnectFailure {
+pub struct ClientConnectError {
     /// The message.
     pub message: String,
     /// The server's data.
     pub data: Option<Value>,
 }
 
-impl fmt::Display for ConnectFailure {
+impl fmt::Display for ClientConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
     }
 }
 
-impl std::error::Error for ConnectFailure {}
+impl std::error::Error for ClientConnectError {}
 
 #[derive(Default)]
 struct NsHandlers {
@@ -81,7 +81,7 @@ struct Handlers {
 enum Status {
     Pending,
     Connected { recovered: bool },
-    Failed(ConnectFailure),
+    Failed(ClientConnectError),
 }
 
 /// Each namespace's status, and who waits for a change.
@@ -279,7 +279,7 @@ impl SioClient {
                 }
             }
             ClientEvent::ConnectError { nsp, message, data } => {
-                let failure = ConnectFailure { message, data };
+                let failure = ClientConnectError { message, data };
                 // A transport failure is not final while reconnection will retry.
                 let final_error = !self.manager().is_active(&nsp);
                 if final_error {
@@ -296,7 +296,7 @@ impl SioClient {
                 let status = match reason {
                     ClientDisconnectReason::IoServerDisconnect
                     | ClientDisconnectReason::IoClientDisconnect => {
-                        Status::Failed(ConnectFailure {
+                        Status::Failed(ClientConnectError {
                             message: reason.as_str().to_owned(),
                             data: None,
                         })
@@ -374,7 +374,7 @@ impl SioClient {
                     if !connected {
                         self.set_status(
                             &nsp,
-                            Status::Failed(ConnectFailure {
+                            Status::Failed(ClientConnectError {
                                 message: "the client is closed".into(),
                                 data: None,
                             }),
@@ -456,7 +456,7 @@ impl ClientSocket {
 
     /// Waits until the socket is connected: `Ok(recovered)`, or why it will not
     /// connect (refused by the server, disconnected on purpose, client closed).
-    pub async fn wait_connected(&self) -> Result<bool, ConnectFailure> {
+    pub async fn wait_connected(&self) -> Result<bool, ClientConnectError> {
         poll_fn(|cx| {
             let mut s = lock(&self.client.inner.status);
             match s.0.get(&self.nsp) {
@@ -508,18 +508,18 @@ impl ClientSocket {
     }
 
     /// Calls `f(error)` when the connection is refused or cannot be made.
-    pub fn on_connect_error(&self, f: impl Fn(&ConnectFailure) + Send + Sync + 'static) {
+    pub fn on_connect_error(&self, f: impl Fn(&ClientConnectError) + Send + Sync + 'static) {
         self.with_handlers(|h| h.connect_error.push(Arc::new(f)));
     }
 
     /// Emits `name` with one argument (buffered while disconnected, up to
     /// [`ClientConfig::max_buffered`]).
-    pub fn emit<T: Serialize + ?Sized>(&self, name: &str, data: &T) -> Result<(), EmitFailure> {
+    pub fn emit<T: Serialize + ?Sized>(&self, name: &str, data: &T) -> Result<(), ClientEmitError> {
         self.emit_payload(name, Payload::from_value(data)?)
     }
 
     /// Emits `name` with these arguments (JSON and binary).
-    pub fn emit_payload(&self, name: &str, payload: Payload) -> Result<(), EmitFailure> {
+    pub fn emit_payload(&self, name: &str, payload: Payload) -> Result<(), ClientEmitError> {
         let now = self.client.now();
         self.client.manager().emit(now, &self.nsp, name, payload)?;
         self.client.wake_driver();
@@ -532,7 +532,7 @@ impl ClientSocket {
         name: &str,
         payload: Payload,
         timeout: Option<Duration>,
-    ) -> Result<Payload, EmitFailure> {
+    ) -> Result<Payload, ClientEmitError> {
         let now = self.client.now();
         let id = {
             let mut m = self.client.manager();
@@ -564,7 +564,7 @@ impl ClientSocket {
             }
         })
         .await;
-        result.map_err(EmitFailure::Ack)
+        result.map_err(ClientEmitError::Ack)
     }
 
     /// A view of this socket whose acks time out after `timeout` (`socket.timeout`).
@@ -605,8 +605,8 @@ impl TimedSocket<'_> {
         &self,
         name: &str,
         data: &T,
-    ) -> impl Future<Output = Result<Payload, EmitFailure>> + '_ {
-        let payload = Payload::from_value(data).map_err(EmitFailure::from);
+    ) -> impl Future<Output = Result<Payload, ClientEmitError>> + '_ {
+        let payload = Payload::from_value(data).map_err(ClientEmitError::from);
         let name = name.to_owned();
         async move {
             self.socket
@@ -618,7 +618,7 @@ impl TimedSocket<'_> {
 
 /// Why an emit failed.
 #[derive(Debug)]
-pub enum EmitFailure {
+pub enum ClientEmitError {
     /// The data does not serialise.
     Serialize(serde_json::Error),
     /// The manager refused it (closed, buffer full, unknown namespace).
@@ -627,7 +627,7 @@ pub enum EmitFailure {
     Ack(AckError),
 }
 
-impl fmt::Display for EmitFailure {
+impl fmt::Display for ClientEmitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Serialize(e) => write!(f, "cannot serialise the payload: {e}"),
@@ -637,15 +637,15 @@ impl fmt::Display for EmitFailure {
     }
 }
 
-impl std::error::Error for EmitFailure {}
+impl std::error::Error for ClientEmitError {}
 
-impl From<serde_json::Error> for EmitFailure {
+impl From<serde_json::Error> for ClientEmitError {
     fn from(e: serde_json::Error) -> Self {
         Self::Serialize(e)
     }
 }
 
-impl From<ClientError> for EmitFailure {
+impl From<ClientError> for ClientEmitError {
     fn from(e: ClientError) -> Self {
         Self::Client(e)
     }

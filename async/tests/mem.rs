@@ -88,9 +88,8 @@ fn websocket_keepalive_drops_a_silent_peer_at_its_deadline() {
 fn an_idle_or_trickled_request_is_cut_off_at_the_request_timeout() {
     let sim = Sim::new();
     let limits = wirestate_async::HttpLimits::default().request_timeout(Duration::from_secs(30));
-    let server = eio::server(&sim, eio::Config::default())
-        .expect("server")
-        .http_limits(limits);
+    let options = eio::ServerOptions::from(eio::Config::default()).http_limits(limits);
+    let server = eio::server(&sim, options).expect("server");
     let (mut raw, server_end) = duplex(1 << 16);
     let rt = sim.clone();
     sim.spawn(async move {
@@ -167,7 +166,7 @@ fn a_polling_session_that_stops_answering_pings_times_out_on_the_virtual_clock()
 #[test]
 fn serve_connection_serves_a_duplex_and_the_peer_address_reaches_the_middleware() {
     let sim = Sim::new();
-    let io = sio::server(&sim, sio::Config::default(), sio::HttpLimits::default()).expect("server");
+    let io = sio::server(&sim, sio::Config::default()).expect("server");
     let seen = Arc::new(Mutex::new(None));
     let record = seen.clone();
     io.of("/").middleware(move |req| {
@@ -261,8 +260,7 @@ fn socket_io_client_reconnects_until_a_server_listens_then_after_the_network_fai
         .io()
         .on_reconnect(move |n| record.lock().expect("lock").push(n));
     let start_server = |sim: &Sim| {
-        let io =
-            sio::server(sim, sio::Config::default(), sio::HttpLimits::default()).expect("server");
+        let io = sio::server(sim, sio::Config::default()).expect("server");
         io.of("/").on_connection(|socket| async move {
             socket.on("double", |_socket, msg| async move {
                 let n: i64 = msg.data().map_err(|e| e.to_string())?;
@@ -312,7 +310,7 @@ fn socket_io_client_reconnects_until_a_server_listens_then_after_the_network_fai
 #[test]
 fn shutdown_delivers_disconnect_to_every_client_and_serve_returns() {
     let sim = Sim::new();
-    let io = sio::server(&sim, sio::Config::default(), sio::HttpLimits::default()).expect("server");
+    let io = sio::server(&sim, sio::Config::default()).expect("server");
     let listener = sim.listen("127.0.0.1:3000").expect("listen");
     let served = Arc::new(Mutex::new(None));
     let (rt, serving, done) = (sim.clone(), io.clone(), served.clone());

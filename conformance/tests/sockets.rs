@@ -184,9 +184,9 @@ macro_rules! runtime_tests {
             #[test]
             fn plain_websocket_route_beside_engine_io() {
                 $block_on(async {
-                    let server = adapter::eio::server(adapter::eio::Config::default())
-                        .expect("server")
-                        .with_websocket_route("/chat", Arc::new(Config::default()));
+                    let options = adapter::eio::ServerOptions::from(adapter::eio::Config::default())
+                        .websocket_route("/chat", Arc::new(Config::default()));
+                    let server = adapter::eio::server(options).expect("server");
                     let listener = <$listener>::bind("127.0.0.1:0").await.expect("bind");
                     let addr = listener.local_addr().expect("addr");
                     $spawn(async move {
@@ -209,7 +209,8 @@ macro_rules! runtime_tests {
             fn a_trickled_request_is_cut_off() {
                 $block_on(async {
                     let limits = wirestate_async::HttpLimits::default().request_timeout(Duration::from_millis(100));
-                    let server = adapter::eio::server(adapter::eio::Config::default()).expect("server").http_limits(limits);
+                    let options = adapter::eio::ServerOptions::from(adapter::eio::Config::default()).http_limits(limits);
+                    let server = adapter::eio::server(options).expect("server");
                     let listener = <$listener>::bind("127.0.0.1:0").await.expect("bind");
                     let addr = listener.local_addr().expect("addr");
                     $spawn(async move {

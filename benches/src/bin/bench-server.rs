@@ -74,7 +74,7 @@ fn main() -> io::Result<()> {
                     msg.ack_payload(payload)
                 });
                 socket.on("bcast", |socket, mut msg| async move {
-                    socket.to("r").emit_payload("msg", msg.take_payload());
+                    let _ = socket.to("r").emit_payload("msg", msg.take_payload());
                 });
             });
             let listener = tokio::net::TcpListener::bind(&addr).await?;

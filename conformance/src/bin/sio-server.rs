@@ -74,7 +74,7 @@ fn setup(io: &SocketIo) {
             }
             let room = payload.args.remove(0);
             let room = room.as_str().unwrap_or_default().to_owned();
-            socket.to(room).emit_payload("room-message", payload);
+            let _ = socket.to(room).emit_payload("room-message", payload);
             Ok(())
         });
         socket.on("ask-me", |socket, _msg| async move {

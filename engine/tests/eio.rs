@@ -176,7 +176,7 @@ impl Harness {
         self.clients
             .get_mut(&tid)
             .expect("client")
-            .send_text(text)
+            .send(Message::text(text))
             .expect("open");
         self.pump();
     }

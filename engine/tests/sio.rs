@@ -118,7 +118,7 @@ impl Harness {
                 }
                 // An Engine.IO client answers pings.
                 for _ in 0..pings {
-                    let _ = client.send_text("3");
+                    let _ = client.send(Message::text("3"));
                     while let Some(b) = client.poll_transmit() {
                         out.extend_from_slice(&b);
                     }
@@ -200,7 +200,7 @@ impl Harness {
         self.clients
             .get_mut(&tid)
             .expect("client")
-            .send_text(text)
+            .send(Message::text(text))
             .expect("open");
         self.pump();
     }
@@ -209,7 +209,7 @@ impl Harness {
         self.clients
             .get_mut(&tid)
             .expect("client")
-            .send_binary(bytes)
+            .send(Message::binary(bytes))
             .expect("open");
         self.pump();
     }

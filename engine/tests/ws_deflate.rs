@@ -65,8 +65,11 @@ fn negotiated_pair_compresses_and_round_trips() {
     pair.server.events.clear();
 
     let long = "wirestate compresses repeated text ".repeat(100);
-    pair.server.conn.send_text(&long).expect("open");
-    pair.server.conn.send_text("tiny").expect("open");
+    pair.server
+        .conn
+        .send(Message::text(long.as_str()))
+        .expect("open");
+    pair.server.conn.send(Message::text("tiny")).expect("open");
     let wire = drain(&mut pair.server.conn);
     let hs = headers(&wire);
     assert_eq!(hs[0].rsv, 0b100, "long message compressed");
@@ -77,7 +80,10 @@ fn negotiated_pair_compresses_and_round_trips() {
     );
     assert_eq!(hs[1].rsv, 0, "under the threshold: plain");
     pair.client.conn.handle_input(pair.now, &wire);
-    pair.client.conn.send_text(&long).expect("open");
+    pair.client
+        .conn
+        .send(Message::text(long.as_str()))
+        .expect("open");
     pair.drive();
     assert_eq!(
         pair.client.messages(),

@@ -181,7 +181,7 @@ proptest! {
         server.handle_input(now, &drain(&mut client));
         prop_assert!(matches!(server.poll_event(), Some(Event::Open(_))));
         for t in &texts {
-            server.send_text(t).expect("open");
+            server.send(Message::text(t.as_str())).expect("open");
         }
         let wire = drain(&mut server);
         let mut rest = &wire[..];

@@ -14,7 +14,7 @@ use wirestate_engine::ws::{
 #[test]
 fn messages_flow_both_ways() {
     let mut pair = Pair::open(Config::default(), Config::default());
-    pair.client.conn.send_text("hello").expect("open");
+    pair.client.conn.send(Message::text("hello")).expect("open");
     pair.client
         .conn
         .send(Message::binary(vec![1u8, 2, 3]))
@@ -24,7 +24,10 @@ fn messages_flow_both_ways() {
         .conn
         .send(Message::text(big.clone()))
         .expect("open");
-    pair.server.conn.send_binary(&[]).expect("open");
+    pair.server
+        .conn
+        .send(Message::binary(Vec::new()))
+        .expect("open");
     pair.drive();
     assert_eq!(
         pair.server.messages(),
@@ -44,7 +47,10 @@ fn client_initiated_close_is_clean_and_server_closes_tcp_first() {
         .conn
         .close(now, CloseCode::NORMAL, "bye")
         .expect("open");
-    assert_eq!(pair.client.conn.send_text("late"), Err(SendError::Closed));
+    assert_eq!(
+        pair.client.conn.send(Message::text("late")),
+        Err(SendError::Closed)
+    );
     pair.drive();
     let server = pair.server.closed().expect("server closed");
     assert_eq!(
@@ -448,7 +454,7 @@ fn a_message_is_answered_before_a_violation_that_follows_it() {
         server.poll_event(),
         Some(Event::Message(Message::text("first")))
     );
-    server.send_text("first").expect("still open");
+    server.send(Message::text("first")).expect("still open");
     let Some(Event::Closed(closed)) = server.poll_event() else {
         panic!("violation after the message")
     };
@@ -466,7 +472,10 @@ fn a_message_is_answered_before_a_violation_that_follows_it() {
 #[test]
 fn misuse_is_an_error_not_a_panic() {
     let mut pair = Pair::new(Config::default(), Config::default());
-    assert_eq!(pair.server.conn.send_text("early"), Err(SendError::NotOpen));
+    assert_eq!(
+        pair.server.conn.send(Message::text("early")),
+        Err(SendError::NotOpen)
+    );
     pair.drive();
     let now = pair.now;
     assert_eq!(

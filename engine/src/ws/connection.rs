@@ -369,8 +369,9 @@ impl Connection {
         conn
     }
 
-    /// A server connection whose opening handshake was done elsewhere (for example by
-    /// an HTTP router that already answered the upgrade): it starts open.
+    /// A server connection whose opening handshake was done elsewhere: it starts open.
+    /// For benchmarks and tests; servers use [`accept`](Self::accept).
+    #[doc(hidden)]
     pub fn accepted(config: Arc<Config>, now: Instant) -> Self {
         let mut conn = Self::new(Role::Server, config, State::Open, None);
         conn.on_open(now);
@@ -590,30 +591,6 @@ impl Connection {
             return self.send_with(frame.message.clone(), Some(false));
         }
         self.push_out(frame.frame.clone());
-        Ok(())
-    }
-
-    /// Queues a text message (copying it).
-    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
-        self.send_slice(OpCode::Text, text.as_bytes())
-    }
-
-    /// Queues a binary message (copying it).
-    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
-        self.send_slice(OpCode::Binary, data)
-    }
-
-    fn send_slice(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
-        self.check_open()?;
-        if let Some(codec) = &mut self.deflate {
-            if codec.wants(payload.len()) {
-                if let Some(z) = codec.compress(payload) {
-                    self.queue_data_frame(opcode, 0b100, Bytes::from(z));
-                    return Ok(());
-                }
-            }
-        }
-        self.queue_frame(opcode, 0, payload);
         Ok(())
     }
 

@@ -1,0 +1,98 @@
+//! Acknowledgements: emits that wait for the client's ack, one socket's or a whole
+//! broadcast's, their timeouts, and the acks the application sends.
+
+use super::*;
+
+impl Server {
+    /// Emits an event to one socket and waits for its ack: answered by
+    /// [`Event::Ack`] then [`Event::AckDone`] (also on timeout or disconnection).
+    pub fn emit_with_ack(
+        &mut self,
+        now: Instant,
+        sid: &Sid,
+        name: &str,
+        payload: Payload,
+        timeout: Option<Duration>,
+    ) -> Result<AckId, Error> {
+        if !self.sockets.contains_key(sid) {
+            return Err(Error::UnknownSocket);
+        }
+        let nsp = self.sockets.get(sid).map(|s| s.info.nsp.clone());
+        let mut target = Broadcast::nsp(nsp.unwrap_or_else(|| Arc::from("/")));
+        target.rooms.push(Arc::from(sid.as_str()));
+        target.local = true;
+        Ok(self.broadcast_with_ack(now, &target, name, payload, timeout))
+    }
+
+    /// Answers a client's event that asked for an ack.
+    pub fn ack(&mut self, sid: &Sid, id: u64, payload: Payload) -> Result<(), Error> {
+        let socket = self.sockets.get(sid).ok_or(Error::UnknownSocket)?;
+        let session = socket.info.session.clone();
+        let packet = Packet::ack(socket.info.nsp.clone(), id, payload);
+        self.send_to_session(&session, &packet.encode(), None);
+        Ok(())
+    }
+
+    /// Emits an event to every socket `target` selects and collects their acks
+    /// (local sockets only): one [`Event::Ack`] per socket, then [`Event::AckDone`] once
+    /// all have answered, or at `timeout` (the rest get [`AckError::Timeout`]).
+    pub fn broadcast_with_ack(
+        &mut self,
+        now: Instant,
+        target: &Broadcast,
+        name: &str,
+        payload: Payload,
+        timeout: Option<Duration>,
+    ) -> AckId {
+        let id = self.next_ack;
+        self.next_ack += 1;
+        let deadline = timeout.map(|t| now + t);
+        self.acks.insert(
+            id,
+            PendingAck {
+                waiting: IdSet::default(),
+                deadline,
+            },
+        );
+        let mut packet = Packet::event("/", name, payload);
+        packet.id = Some(id);
+        self.broadcast_packet(now, target, packet);
+        if self.acks.get(&id).is_some_and(|a| a.waiting.is_empty()) {
+            self.acks.remove(&id);
+            self.events.push_back(Event::AckDone { ack: AckId(id) });
+        } else if let Some(deadline) = deadline {
+            self.timers.push(Reverse((deadline, Timer::Ack(id))));
+        }
+        AckId(id)
+    }
+
+    pub(super) fn ack_answered(&mut self, id: u64, sid: &Sid) {
+        let Some(pending) = self.acks.get_mut(&id) else {
+            return;
+        };
+        pending.waiting.remove(sid);
+        if pending.waiting.is_empty() {
+            self.acks.remove(&id);
+            self.events.push_back(Event::AckDone { ack: AckId(id) });
+        }
+    }
+
+    pub(super) fn finish_ack(&mut self, id: u64, error: AckError) {
+        let Some(pending) = self.acks.remove(&id) else {
+            return;
+        };
+        let mut waiting: Vec<Sid> = pending.waiting.into_iter().collect();
+        waiting.sort();
+        for sid in waiting {
+            if let Some(s) = self.sockets.get_mut(&sid) {
+                s.acks.remove(&id);
+            }
+            self.events.push_back(Event::Ack {
+                ack: AckId(id),
+                sid,
+                result: Err(error),
+            });
+        }
+        self.events.push_back(Event::AckDone { ack: AckId(id) });
+    }
+}

@@ -1,0 +1,232 @@
+//! Rooms and broadcast targeting: emits to one socket, to rooms and namespaces
+//! (encoded once for every recipient), and room membership.
+
+use super::recovery::stored_size;
+use super::*;
+
+impl Server {
+    /// Emits an event to one socket.
+    pub fn emit(
+        &mut self,
+        now: Instant,
+        sid: &Sid,
+        name: &str,
+        payload: Payload,
+    ) -> Result<(), Error> {
+        let socket = self.sockets.get(sid).ok_or(Error::UnknownSocket)?;
+        let nsp = socket.info.nsp.clone();
+        if self.config.recovery.is_some() {
+            // Stored like a broadcast to the socket's own room, so that it can be
+            // replayed after a reconnection.
+            let target = Broadcast::nsp(nsp)
+                .to(Arc::<str>::from(sid.as_str()))
+                .local();
+            self.broadcast(now, &target, name, payload);
+            return Ok(());
+        }
+        let session = socket.info.session.clone();
+        let packet = Packet::event(nsp, name, payload);
+        self.send_to_session(&session, &packet.encode(), None);
+        Ok(())
+    }
+
+    /// The sockets a target reaches, in no particular order.
+    pub(super) fn targets(&self, target: &Broadcast) -> Vec<Sid> {
+        let mut out = Vec::new();
+        let mut visit = |nsp: &Namespace| {
+            let except: HashSet<&Sid> = target
+                .except
+                .iter()
+                .filter_map(|r| nsp.rooms.get(r))
+                .flatten()
+                .collect();
+            if target.rooms.is_empty() {
+                out.extend(nsp.sockets.iter().filter(|s| !except.contains(s)).cloned());
+            } else if target.rooms.len() == 1 {
+                if let Some(members) = nsp.rooms.get(&target.rooms[0]) {
+                    out.extend(members.iter().filter(|s| !except.contains(s)).cloned());
+                }
+            } else {
+                let mut seen = HashSet::new();
+                for members in target.rooms.iter().filter_map(|r| nsp.rooms.get(r)) {
+                    for s in members {
+                        if !except.contains(s) && seen.insert(s) {
+                            out.push(s.clone());
+                        }
+                    }
+                }
+            }
+        };
+        match &target.nsp {
+            Some(name) => {
+                if let Some(nsp) = self.namespaces.get(name) {
+                    visit(nsp);
+                }
+            }
+            None => self.namespaces.values().for_each(visit),
+        }
+        out
+    }
+
+    pub(super) fn namespaces_of(&self, target: &Broadcast) -> Vec<Arc<str>> {
+        match &target.nsp {
+            Some(n) => vec![n.clone()],
+            None => self.namespaces.keys().cloned().collect(),
+        }
+    }
+
+    /// Emits an event to every socket `target` selects, encoding it once per namespace:
+    /// every recipient gets the same bytes. Returns how many sockets it reached here.
+    pub fn broadcast(
+        &mut self,
+        now: Instant,
+        target: &Broadcast,
+        name: &str,
+        payload: Payload,
+    ) -> usize {
+        if self.config.cluster && !target.local {
+            self.events
+                .push_back(Event::Cluster(ClusterMessage::Broadcast {
+                    target: target.clone(),
+                    packet: Packet::event("/", name, payload.clone()),
+                }));
+        }
+        self.broadcast_packet(now, target, Packet::event("/", name, payload))
+    }
+
+    pub(super) fn broadcast_packet(
+        &mut self,
+        now: Instant,
+        target: &Broadcast,
+        packet: Packet,
+    ) -> usize {
+        let mut count = 0;
+        for nsp in self.namespaces_of(target) {
+            let per_nsp = Broadcast {
+                nsp: Some(nsp.clone()),
+                ..target.clone()
+            };
+            let mut packet = Packet {
+                nsp: nsp.clone(),
+                ..packet.clone()
+            };
+            let store = self.config.recovery.is_some()
+                && !target.volatile
+                && packet.id.is_none()
+                && matches!(packet.kind, PacketType::Event | PacketType::BinaryEvent);
+            let offset = store.then(|| self.next_offset());
+            if let (Some(offset), Some(Value::Array(a))) = (&offset, &mut packet.data) {
+                a.push(Value::String(offset.to_string()));
+            }
+            let messages = packet.encode();
+            let shared: Vec<SharedMessage> =
+                messages.iter().cloned().map(SharedMessage::new).collect();
+            if let Some(offset) = offset {
+                self.store_bytes += stored_size(&messages);
+                self.store.push_back(Stored {
+                    offset,
+                    at: now,
+                    nsp: nsp.clone(),
+                    rooms: target.rooms.clone(),
+                    except: target.except.clone(),
+                    messages: messages.clone(),
+                });
+                self.trim_store(now);
+            }
+            for sid in self.targets(&per_nsp) {
+                let Some(socket) = self.sockets.get_mut(&sid) else {
+                    continue;
+                };
+                if let Some(id) = packet.id {
+                    socket.acks.insert(id);
+                    if let Some(a) = self.acks.get_mut(&id) {
+                        a.waiting.insert(sid.clone());
+                    }
+                }
+                let session = socket.info.session.clone();
+                if target.volatile && !self.eio.is_writable(&session) {
+                    continue;
+                }
+                for m in &shared {
+                    let _ = self.eio.send_shared(&session, m, target.compress);
+                }
+                count += 1;
+            }
+        }
+        count
+    }
+
+    /// Sockets `target` selects join `rooms` (`socketsJoin`).
+    pub fn join_by(&mut self, target: &Broadcast, rooms: &[Room]) {
+        if self.config.cluster && !target.local {
+            self.events.push_back(Event::Cluster(ClusterMessage::Join {
+                target: target.clone(),
+                rooms: rooms.to_vec(),
+            }));
+        }
+        for sid in self.targets(target) {
+            let _ = self.join(&sid, rooms);
+        }
+    }
+
+    /// Sockets `target` selects leave `rooms` (`socketsLeave`).
+    pub fn leave_by(&mut self, target: &Broadcast, rooms: &[Room]) {
+        if self.config.cluster && !target.local {
+            self.events.push_back(Event::Cluster(ClusterMessage::Leave {
+                target: target.clone(),
+                rooms: rooms.to_vec(),
+            }));
+        }
+        for sid in self.targets(target) {
+            for room in rooms {
+                let _ = self.leave(&sid, room);
+            }
+        }
+    }
+
+    /// Disconnects the sockets `target` selects (`disconnectSockets`).
+    pub fn disconnect_by(&mut self, now: Instant, target: &Broadcast, close: bool) {
+        if self.config.cluster && !target.local {
+            self.events
+                .push_back(Event::Cluster(ClusterMessage::Disconnect {
+                    target: target.clone(),
+                    close,
+                }));
+        }
+        for sid in self.targets(target) {
+            let _ = self.disconnect(now, &sid, close);
+        }
+    }
+
+    /// A socket joins rooms.
+    pub fn join(&mut self, sid: &Sid, rooms: &[Room]) -> Result<(), Error> {
+        let socket = self.sockets.get_mut(sid).ok_or(Error::UnknownSocket)?;
+        let namespace = self.namespaces.entry(socket.info.nsp.clone()).or_default();
+        for room in rooms {
+            if socket.rooms.insert(room.clone()) {
+                namespace
+                    .rooms
+                    .entry(room.clone())
+                    .or_default()
+                    .insert(sid.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// A socket leaves a room.
+    pub fn leave(&mut self, sid: &Sid, room: &str) -> Result<(), Error> {
+        let socket = self.sockets.get_mut(sid).ok_or(Error::UnknownSocket)?;
+        if socket.rooms.remove(room) {
+            if let Some(namespace) = self.namespaces.get_mut(&socket.info.nsp) {
+                if let Some(members) = namespace.rooms.get_mut(room) {
+                    members.remove(sid);
+                    if members.is_empty() {
+                        namespace.rooms.remove(room);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

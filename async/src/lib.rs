@@ -32,7 +32,7 @@ mod eio_client;
 mod host;
 pub mod mem;
 pub mod sio;
-mod sio_client;
+
 mod ws;
 
 /// The sans-IO engine this layer drives (for paths in [`runtime_api!`]).

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Executor, Pilot, Runtime};
+use crate::{Executor, Pilot, Runtime};
 use wirestate_engine::eio::{Action, RequestId, WsId};
 use wirestate_engine::http::{Scheme, Url, UrlError};
 use wirestate_engine::sio::{
@@ -123,7 +123,7 @@ impl fmt::Debug for SharedManager {
     }
 }
 
-impl super::ClientMachine for SharedManager {
+impl crate::ClientMachine for SharedManager {
     type Event = ClientEvent;
     fn handle_http_response(&mut self, now: Instant, id: RequestId, status: u16, body: Bytes) {
         self.0.manager().handle_http_response(now, id, status, body)

@@ -20,6 +20,11 @@
 # echo with ack (100 × 20 B); broadcast to a room of BCAST_SIZES recipients (1,000 and
 # 10,000 by default) with 20 B and 1 KiB strings, one broadcast in flight; and server
 # RSS per idle Socket.IO session.
+#
+#   BASELINE=REV benches/compare.sh
+# also builds bench-server at git revision REV (in a worktree under target/) and runs
+# it as `baseline-<impl>` beside each of our servers, interleaved in the same rounds:
+# before/after figures of a change from one run.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -35,6 +40,19 @@ raw="$out/raw.txt"
 cargo build --release --quiet -p wirestate-benches --features peers --bin bench-server --bin load
 bin="$root/target/release"
 impls=(wirestate-tokio wirestate-smol fastwebsockets tokio-websockets tokio-tungstenite)
+deflate_impls=(wirestate-tokio-deflate ws-node-deflate)
+sio_impls=(sio-wirestate-tokio sio-socketioxide sio-node)
+baseline_bin=""
+if [ -n "${BASELINE:-}" ]; then
+    tree="$root/target/bench-baseline"
+    git worktree remove --force "$tree" 2>/dev/null || rm -rf "$tree"
+    git worktree add --detach "$tree" "$BASELINE" >&2
+    (cd "$tree" && cargo build --release --quiet -p wirestate-benches --features peers --bin bench-server)
+    baseline_bin="$tree/target/release"
+    impls+=(baseline-wirestate-tokio baseline-wirestate-smol)
+    deflate_impls+=(baseline-wirestate-tokio-deflate)
+    sio_impls+=(baseline-sio-wirestate-tokio)
+fi
 # conns size pipeline
 cases=("100 20 1" "10 1024 1" "10 16384 1" "500 16384 1" "10 20 16")
 port=9190
@@ -45,6 +63,7 @@ start_server() {
     case "$1" in
         ws-node-deflate) node conformance/interop/ws-echo-server.mjs "$port" & server=$! ;;
         sio-node) node conformance/interop/sio-echo-server.mjs "$port" & server=$! ;;
+        baseline-*) "$baseline_bin/bench-server" --impl "${1#baseline-}" --addr "127.0.0.1:$port" 2>/dev/null & server=$! ;;
         *) "$bin/bench-server" --impl "$1" --addr "127.0.0.1:$port" 2>/dev/null & server=$! ;;
     esac
     for _ in $(seq 1 50); do
@@ -72,7 +91,6 @@ done
 if [ ! -d conformance/interop/node_modules/ws ] || [ ! -d conformance/interop/node_modules/socket.io ]; then
     (cd conformance/interop && npm ci --no-audit --no-fund --loglevel=error) >&2
 fi
-deflate_impls=(wirestate-tokio-deflate ws-node-deflate)
 for round in $(seq 1 "$rounds"); do
     for size in 1024 16384; do
         for impl in "${deflate_impls[@]}"; do
@@ -93,7 +111,6 @@ for impl in "${impls[@]}"; do
 done
 
 # Socket.IO echo with ack (Node's socket.io installed with ws above).
-sio_impls=(sio-wirestate-tokio sio-socketioxide sio-node)
 for round in $(seq 1 "$rounds"); do
     for impl in "${sio_impls[@]}"; do
         start_server "$impl"
@@ -128,6 +145,7 @@ for line in open(sys.argv[1]):
     kv = dict(p.split("=", 1) for p in line.split() if "=" in p)
     rows.setdefault(kv["case"], {}).setdefault(kv["impl"], []).append(kv)
 ours = ["wirestate-tokio", "wirestate-smol", "sio-wirestate-tokio", "wirestate-tokio-deflate"]
+ours += ["baseline-" + o for o in ours]
 def med(runs, key):
     vals = [float(r[key].rstrip("%")) for r in runs if key in r]
     vals = [v for v in vals if v > 0]

@@ -26,7 +26,11 @@ async fn websocket_keepalive_on_paused_time_over_a_duplex() {
     assert!(ws.recv().await.is_none());
     let mut wire = Vec::new();
     raw.read_to_end(&mut wire).await.expect("EOF");
-    assert!(wire.ends_with(b"\r\n\r\n\x89\x00"), "{:?}", String::from_utf8_lossy(&wire));
+    assert!(
+        wire.ends_with(b"\r\n\r\n\x89\x00"),
+        "{:?}",
+        String::from_utf8_lossy(&wire)
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -17,89 +17,10 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::{Clock, Outbox, Runtime, Transport, WebSocket};
-use wirestate_engine::eio::{
-    Action, Client, ClientConfig, ClientEvent, ClosedError, Data, RequestId, WsId,
-};
+use wirestate_engine::eio::{Action, Client, ClientConfig, ClosedError, Data, RequestId, WsId};
 use wirestate_engine::http::{self, Url};
 use wirestate_engine::ws;
-
-/// A sans-IO client that asks for I/O with [`Action`]s and takes the outcomes:
-/// [`Client`] (Engine.IO) and [`wirestate_engine::sio::Manager`] (Socket.IO).
-pub trait ClientMachine {
-    /// What it tells the application.
-    type Event;
-    /// See [`Client::handle_http_response`].
-    fn handle_http_response(&mut self, now: Instant, id: RequestId, status: u16, body: Bytes);
-    /// See [`Client::handle_http_failed`].
-    fn handle_http_failed(&mut self, now: Instant, id: RequestId);
-    /// See [`Client::handle_ws_opened`].
-    fn handle_ws_opened(&mut self, now: Instant, id: WsId);
-    /// See [`Client::handle_ws_message`].
-    fn handle_ws_message(&mut self, now: Instant, id: WsId, message: &ws::Message);
-    /// See [`Client::handle_ws_closed`].
-    fn handle_ws_closed(&mut self, now: Instant, id: WsId);
-    /// See [`Client::handle_timeout`].
-    fn handle_timeout(&mut self, now: Instant);
-    /// See [`Client::poll_action`].
-    fn poll_action(&mut self) -> Option<Action>;
-    /// The next event.
-    fn poll_event(&mut self) -> Option<Self::Event>;
-    /// See [`Client::poll_timeout`].
-    fn poll_timeout(&self) -> Option<Instant>;
-    /// Nothing follows this event.
-    fn is_final(event: &Self::Event) -> bool;
-}
-
-macro_rules! client_machine {
-    ($ty:ty, $event:ty, |$e:ident| $final:expr) => {
-        impl ClientMachine for $ty {
-            type Event = $event;
-            fn handle_http_response(
-                &mut self,
-                now: Instant,
-                id: RequestId,
-                status: u16,
-                body: Bytes,
-            ) {
-                <$ty>::handle_http_response(self, now, id, status, body)
-            }
-            fn handle_http_failed(&mut self, now: Instant, id: RequestId) {
-                <$ty>::handle_http_failed(self, now, id)
-            }
-            fn handle_ws_opened(&mut self, now: Instant, id: WsId) {
-                <$ty>::handle_ws_opened(self, now, id)
-            }
-            fn handle_ws_message(&mut self, now: Instant, id: WsId, message: &ws::Message) {
-                <$ty>::handle_ws_message(self, now, id, message)
-            }
-            fn handle_ws_closed(&mut self, now: Instant, id: WsId) {
-                <$ty>::handle_ws_closed(self, now, id)
-            }
-            fn handle_timeout(&mut self, now: Instant) {
-                <$ty>::handle_timeout(self, now)
-            }
-            fn poll_action(&mut self) -> Option<Action> {
-                <$ty>::poll_action(self)
-            }
-            fn poll_event(&mut self) -> Option<Self::Event> {
-                <$ty>::poll_event(self)
-            }
-            fn poll_timeout(&self) -> Option<Instant> {
-                <$ty>::poll_timeout(self)
-            }
-            fn is_final($e: &Self::Event) -> bool {
-                $final
-            }
-        }
-    };
-}
-
-client_machine!(Client, ClientEvent, |e| matches!(e, ClientEvent::Closed(_)));
-client_machine!(
-    wirestate_engine::sio::Manager,
-    wirestate_engine::sio::ClientEvent,
-    |e| matches!(e, wirestate_engine::sio::ClientEvent::Closed)
-);
+use wirestate_engine::ClientMachine;
 
 type Pending<T> = Pin<Box<dyn Future<Output = io::Result<T>> + Send>>;
 /// A WebSocket over the runtime's TCP.
@@ -139,7 +60,7 @@ impl<M: std::fmt::Debug, R: Runtime> std::fmt::Debug for Pilot<M, R> {
 impl<R: Runtime> EioClient<R> {
     /// Starts a session with the server at `url` (its scheme, host and port; the
     /// path comes from `config`) over `rt`'s connections. The handshake happens while
-    /// [`recv`](Self::recv) runs; its first event is [`ClientEvent::Open`]. `seed`
+    /// [`recv`](Self::recv) runs; its first event is [`ClientEvent::Open`](wirestate_engine::eio::ClientEvent::Open). `seed`
     /// seeds the WebSocket masking keys (use OS randomness).
     pub fn new(rt: R, url: Url, config: ClientConfig, seed: [u8; 32]) -> Self {
         let client = Client::new(config, rt.now());

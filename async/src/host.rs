@@ -23,83 +23,9 @@ use wirestate_engine::eio::{
     self, Data, PollId, Reply, SendError, SessionId, Transmit, TransportId,
 };
 use wirestate_engine::http::{Request, Response, ServerConn};
-use wirestate_engine::{sio, ws};
+use wirestate_engine::ws;
+use wirestate_engine::Endpoint;
 use wirestate_engine::{IdMap, IdSet};
-
-/// A sans-IO server that a [`Host`] drives: the inputs and outputs that
-/// [`eio::Server`] and [`sio::Server`] share.
-pub trait Endpoint: Send + 'static {
-    /// What the endpoint tells the application.
-    type Event: Send + 'static;
-    /// The request path is this endpoint's.
-    fn matches(&self, path: &str) -> bool;
-    /// The largest request body worth reading.
-    fn max_body_size(&self) -> usize;
-    /// How many sessions are open.
-    fn session_count(&self) -> usize;
-    /// See [`eio::Server::handle_request`].
-    fn handle_request(&mut self, now: Instant, request: &Request) -> Reply;
-    /// See [`eio::Server::handle_poll_aborted`].
-    fn handle_poll_aborted(&mut self, now: Instant, poll: PollId);
-    /// See [`eio::Server::handle_ws_input`].
-    fn handle_ws_input(&mut self, now: Instant, transport: TransportId, bytes: &[u8]);
-    /// See [`eio::Server::handle_ws_eof`].
-    fn handle_ws_eof(&mut self, now: Instant, transport: TransportId);
-    /// See [`eio::Server::handle_timeout`].
-    fn handle_timeout(&mut self, now: Instant);
-    /// See [`eio::Server::poll_transmit`].
-    fn poll_transmit(&mut self) -> Option<Transmit>;
-    /// The next event.
-    fn poll_event(&mut self) -> Option<Self::Event>;
-    /// See [`eio::Server::poll_timeout`].
-    fn poll_timeout(&self) -> Option<Instant>;
-}
-
-macro_rules! endpoint {
-    ($ty:ty, $event:ty, |$s:ident| $eio:expr) => {
-        impl Endpoint for $ty {
-            type Event = $event;
-            fn matches(&self, path: &str) -> bool {
-                let $s = self;
-                $eio.config().matches(path)
-            }
-            fn max_body_size(&self) -> usize {
-                let $s = self;
-                $eio.max_body_size()
-            }
-            fn session_count(&self) -> usize {
-                <$ty>::session_count(self)
-            }
-            fn handle_request(&mut self, now: Instant, request: &Request) -> Reply {
-                <$ty>::handle_request(self, now, request)
-            }
-            fn handle_poll_aborted(&mut self, now: Instant, poll: PollId) {
-                <$ty>::handle_poll_aborted(self, now, poll)
-            }
-            fn handle_ws_input(&mut self, now: Instant, transport: TransportId, bytes: &[u8]) {
-                <$ty>::handle_ws_input(self, now, transport, bytes)
-            }
-            fn handle_ws_eof(&mut self, now: Instant, transport: TransportId) {
-                <$ty>::handle_ws_eof(self, now, transport)
-            }
-            fn handle_timeout(&mut self, now: Instant) {
-                <$ty>::handle_timeout(self, now)
-            }
-            fn poll_transmit(&mut self) -> Option<Transmit> {
-                <$ty>::poll_transmit(self)
-            }
-            fn poll_event(&mut self) -> Option<Self::Event> {
-                <$ty>::poll_event(self)
-            }
-            fn poll_timeout(&self) -> Option<Instant> {
-                <$ty>::poll_timeout(self)
-            }
-        }
-    };
-}
-
-endpoint!(eio::Server, eio::Event, |s| s);
-endpoint!(sio::Server, sio::Event, |s| s.eio());
 
 /// Takes a host's events as they happen (a Socket.IO server's dispatch). Called with
 /// no lock held, one event at a time, never concurrently (events keep their order).

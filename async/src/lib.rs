@@ -39,8 +39,9 @@ mod ws;
 pub use wirestate_engine as engine;
 
 pub use eio::EioServer;
-pub use eio_client::{ClientMachine, EioClient, Pilot};
-pub use host::{Endpoint, Host, HttpLimits};
+pub use eio_client::{EioClient, Pilot};
+pub use host::{Host, HttpLimits};
+pub use wirestate_engine::{ClientMachine, Endpoint};
 pub use ws::{accept, client, connect, Error, WebSocket};
 
 /// A byte stream as the async layer sees it (a TCP socket, a TLS stream, ...).

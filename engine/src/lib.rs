@@ -18,10 +18,13 @@
 
 pub mod eio;
 pub mod http;
+mod machine;
 pub mod queue;
 pub mod rand;
 pub mod sio;
 pub mod ws;
+
+pub use machine::{ClientMachine, Endpoint};
 
 /// A hash map keyed by ids that this crate generates (session ids, sids, transport,
 /// poll and ack ids). Such tables are looked up on every packet, so they hash with

@@ -3,35 +3,19 @@
 //! backoff after a server restart or a ping timeout, buffering while disconnected, and
 //! connection-state recovery.
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use serde_json::{json, Value};
-use wirestate_engine::eio::{
-    self, Action, ClientCloseReason, PollId, Reply, RequestId, Transmit, TransportId, WsId,
-};
-use wirestate_engine::http::ServerConn;
+use wirestate_engine::eio::{self, ClientCloseReason};
 use wirestate_engine::sio::{
     AckError, Broadcast, ClientConfig, ClientDisconnectReason, ClientError, ClientEvent, Config,
     Event, Manager, Payload, Recovery, Server,
 };
-use wirestate_engine::ws::{self, ClientRequest, Connection};
 
-struct World {
-    now: Instant,
-    server: Server,
-    server_config: Config,
-    manager: Manager,
-    parked: HashMap<PollId, RequestId>,
-    sockets: HashMap<WsId, (Connection, TransportId)>,
-    by_transport: HashMap<TransportId, WsId>,
-    client_events: Vec<ClientEvent>,
-    server_events: Vec<Event>,
-    /// While true, every connection attempt is refused and every open one is silent.
-    server_down: bool,
-}
+#[path = "support/world.rs"]
+mod world;
+
+type World = world::World<Server, Manager>;
 
 fn server_config() -> Config {
     Config::default()
@@ -62,266 +46,56 @@ fn client_config(polling: bool) -> ClientConfig {
         .randomization_factor(0.0)
 }
 
-fn request(method: &str, target: &str, body: &Bytes) -> wirestate_engine::http::Request {
-    let raw = format!(
-        "{method} {target} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    let mut conn = ServerConn::new(8192, 1 << 22);
-    conn.handle_input(raw.as_bytes());
-    conn.handle_input(body);
-    conn.poll_request().expect("request")
+/// The server application: `/secure` refuses, `echo` answers with `echo-back` and
+/// through its ack.
+fn serve_event(server: &mut Server, now: Instant, e: &Event) {
+    match e {
+        Event::Connecting(info) => {
+            if &*info.nsp == "/secure" && info.auth["token"] != "ok" {
+                let _ = server.reject(
+                    &info.session,
+                    &info.nsp,
+                    "denied",
+                    Some(json!({"why": "token"})),
+                );
+            } else {
+                let _ = server.accept(now, &info.session, &info.nsp);
+            }
+        }
+        Event::Event {
+            sid,
+            name,
+            payload,
+            ack,
+        } if name == "echo" => {
+            let _ = server.emit(now, sid, "echo-back", payload.clone());
+            if let Some(id) = ack {
+                let _ = server.ack(sid, *id, payload.clone());
+            }
+        }
+        _ => {}
+    }
 }
 
-impl World {
-    fn new(server_config: Config, client: ClientConfig) -> Self {
-        Self {
-            now: Instant::now(),
-            server: new_server(&server_config),
-            server_config,
-            manager: Manager::new(client, [8; 32]),
-            parked: HashMap::new(),
-            sockets: HashMap::new(),
-            by_transport: HashMap::new(),
-            client_events: Vec::new(),
-            server_events: Vec::new(),
-            server_down: false,
-        }
-    }
+fn new_world(server_config: Config, client: ClientConfig) -> World {
+    let (server, client) = (new_server(&server_config), Manager::new(client, [8; 32]));
+    world::World::new(Instant::now(), server, client, serve_event)
+}
 
-    /// The server application: `/secure` refuses, `echo` answers with `echo-back`
-    /// and through its ack.
-    fn serve_event(&mut self, e: &Event) {
-        match e {
-            Event::Connecting(info) => {
-                if &*info.nsp == "/secure" && info.auth["token"] != "ok" {
-                    let _ = self.server.reject(
-                        &info.session,
-                        &info.nsp,
-                        "denied",
-                        Some(json!({"why": "token"})),
-                    );
-                } else {
-                    let _ = self.server.accept(self.now, &info.session, &info.nsp);
-                }
-            }
-            Event::Event {
-                sid,
-                name,
-                payload,
-                ack,
-            } if name == "echo" => {
-                let _ = self
-                    .server
-                    .emit(self.now, sid, "echo-back", payload.clone());
-                if let Some(id) = ack {
-                    let _ = self.server.ack(sid, *id, payload.clone());
-                }
-            }
-            _ => {}
-        }
-    }
+/// What these tests read and do beyond the shared world.
+trait Ext {
+    /// A new server process (no memory of the old one) comes up after a
+    /// [`crash`](world::World::crash).
+    fn restart(&mut self);
+    fn take(&mut self) -> Vec<ClientEvent>;
+    fn connects(&self) -> Vec<(String, bool)>;
+}
 
-    /// Runs everything until nothing moves.
-    fn settle(&mut self) {
-        for _ in 0..10_000 {
-            let mut progress = false;
-            let mut n = 0;
-            while let Some(action) = self.manager.poll_action() {
-                progress = true;
-                n += 1;
-                assert!(n < 1000, "endless actions: {action:?}");
-                self.carry_out(action);
-            }
-            while let Some(t) = self.server.poll_transmit() {
-                progress = true;
-                if self.server_down {
-                    continue;
-                }
-                match t {
-                    Transmit::Respond { poll, response } => {
-                        if let Some(id) = self.parked.remove(&poll) {
-                            self.manager.handle_http_response(
-                                self.now,
-                                id,
-                                response.status,
-                                response.body,
-                            );
-                        }
-                    }
-                    Transmit::Ws { transport, bytes } => {
-                        if let Some((conn, _)) = self
-                            .by_transport
-                            .get(&transport)
-                            .and_then(|id| self.sockets.get_mut(id))
-                        {
-                            conn.handle_input(self.now, &bytes);
-                        }
-                    }
-                    Transmit::CloseTransport(transport) => {
-                        if let Some((conn, _)) = self
-                            .by_transport
-                            .get(&transport)
-                            .and_then(|id| self.sockets.get_mut(id))
-                        {
-                            conn.handle_eof(self.now);
-                        }
-                    }
-                }
-            }
-            let ids: Vec<WsId> = self.sockets.keys().copied().collect();
-            for id in ids {
-                let (conn, tid) = self.sockets.get_mut(&id).expect("socket");
-                let tid = *tid;
-                let mut out = Vec::new();
-                while let Some(b) = conn.poll_transmit() {
-                    out.extend_from_slice(&b);
-                }
-                let mut evs = Vec::new();
-                while let Some(e) = conn.poll_event() {
-                    evs.push(e);
-                }
-                if !out.is_empty() && !self.server_down {
-                    progress = true;
-                    self.server.handle_ws_input(self.now, tid, &out);
-                }
-                for e in evs {
-                    progress = true;
-                    match e {
-                        ws::Event::Open(_) => self.manager.handle_ws_opened(self.now, id),
-                        ws::Event::Message(m) => self.manager.handle_ws_message(self.now, id, &m),
-                        ws::Event::Closed(_) => {
-                            self.sockets.remove(&id);
-                            self.manager.handle_ws_closed(self.now, id);
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            while let Some(e) = self.server.poll_event() {
-                progress = true;
-                self.serve_event(&e);
-                self.server_events.push(e);
-            }
-            while let Some(e) = self.manager.poll_event() {
-                progress = true;
-                self.client_events.push(e);
-            }
-            if !progress {
-                return;
-            }
-        }
-        panic!("did not settle");
-    }
-
-    fn carry_out(&mut self, action: Action) {
-        match action {
-            Action::Http {
-                id,
-                method,
-                target,
-                body,
-            } => {
-                if self.server_down {
-                    self.manager.handle_http_failed(self.now, id);
-                    return;
-                }
-                match self
-                    .server
-                    .handle_request(self.now, &request(method, &target, &body))
-                {
-                    Reply::Respond(r) => self
-                        .manager
-                        .handle_http_response(self.now, id, r.status, r.body),
-                    Reply::Park(poll) => {
-                        self.parked.insert(poll, id);
-                    }
-                    Reply::Upgrade(_) => panic!("HTTP request upgraded"),
-                }
-            }
-            Action::OpenWs { id, target } => {
-                if self.server_down {
-                    self.manager.handle_ws_closed(self.now, id);
-                    return;
-                }
-                let req = ClientRequest::from_url(&format!("ws://localhost{target}")).expect("url");
-                let mut conn =
-                    Connection::client(Arc::new(ws::Config::default()), &req, self.now, [1; 32]);
-                let head = conn.poll_transmit().expect("head");
-                let mut http = ServerConn::new(8192, 1024);
-                http.handle_input(&head);
-                let upgrade = http.poll_request().expect("upgrade");
-                match self.server.handle_request(self.now, &upgrade) {
-                    Reply::Upgrade(tid) => {
-                        self.by_transport.insert(tid, id);
-                        self.sockets.insert(id, (conn, tid));
-                    }
-                    Reply::Respond(_) => self.manager.handle_ws_closed(self.now, id),
-                    Reply::Park(_) => panic!("upgrade parked"),
-                }
-            }
-            Action::SendWs { id, message } => {
-                if let Some((conn, _)) = self.sockets.get_mut(&id) {
-                    let _ = conn.send(message);
-                }
-            }
-            Action::CloseWs(id) => {
-                if let Some((conn, _)) = self.sockets.get_mut(&id) {
-                    let _ = conn.close(self.now, ws::CloseCode::NORMAL, "");
-                }
-            }
-        }
-    }
-
-    /// The server process dies: every connection drops, and nothing answers until
-    /// [`restart`](Self::restart).
-    fn crash(&mut self) {
-        self.server_down = true;
-        for (id, (mut conn, _)) in std::mem::take(&mut self.sockets) {
-            conn.handle_eof(self.now);
-            self.manager.handle_ws_closed(self.now, id);
-        }
-        for (_, id) in std::mem::take(&mut self.parked) {
-            self.manager.handle_http_failed(self.now, id);
-        }
-        self.by_transport.clear();
-        self.settle();
-    }
-
-    /// A new server process (no memory of the old one) comes up.
+impl Ext for World {
     fn restart(&mut self) {
-        self.server = new_server(&self.server_config);
-        self.server_down = false;
+        self.server = new_server(&server_config());
+        self.network = world::Network::Up;
         self.settle();
-    }
-
-    fn advance(&mut self, by: Duration) {
-        let until = self.now + by;
-        for _ in 0..100_000 {
-            let next = [self.server.poll_timeout(), self.manager.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .min();
-            match next {
-                Some(t) if t <= until => {
-                    self.now = self.now.max(t);
-                    self.server.handle_timeout(self.now);
-                    self.manager.handle_timeout(self.now);
-                    self.settle();
-                }
-                _ => {
-                    self.now = until;
-                    self.settle();
-                    return;
-                }
-            }
-        }
-        panic!(
-            "timers do not move: server {:?}, client {:?}, now {:?}",
-            self.server.poll_timeout(),
-            self.manager.poll_timeout(),
-            self.now
-        );
     }
 
     fn take(&mut self) -> Vec<ClientEvent> {
@@ -352,12 +126,12 @@ fn events_named(events: &[ClientEvent], wanted: &str) -> Vec<Payload> {
 #[test]
 fn namespaces_events_and_acks_both_ways_on_every_transport() {
     for polling in [true, false] {
-        let mut w = World::new(server_config(), client_config(polling));
+        let mut w = new_world(server_config(), client_config(polling));
         let now = w.now;
-        w.manager
+        w.client
             .socket(now, "/", json!({"token": "a"}))
             .expect("open");
-        w.manager
+        w.client
             .socket(now, "/chat", json!({"token": "b"}))
             .expect("open");
         w.settle();
@@ -374,15 +148,15 @@ fn namespaces_events_and_acks_both_ways_on_every_transport() {
             })
             .collect();
         assert_eq!(auths, [json!({"token": "a"}), json!({"token": "b"})]);
-        assert_ne!(w.manager.sid("/"), w.manager.sid("/chat"));
+        assert_ne!(w.client.sid("/"), w.client.sid("/chat"));
         w.take();
 
         let payload = Payload::new().arg(json!({"x": 1})).bin(vec![1u8, 2, 3]);
-        w.manager
+        w.client
             .emit(w.now, "/chat", "echo", payload.clone())
             .expect("emit");
         let ack = w
-            .manager
+            .client
             .emit_with_ack(
                 w.now,
                 "/",
@@ -432,7 +206,7 @@ fn namespaces_events_and_acks_both_ways_on_every_transport() {
                 _ => None,
             })
             .expect("an ack id");
-        w.manager
+        w.client
             .ack(w.now, "/", id, Payload::new().arg(json!(42)))
             .expect("ack");
         w.settle();
@@ -440,7 +214,7 @@ fn namespaces_events_and_acks_both_ways_on_every_transport() {
             e,
             Event::Ack { ack, result: Ok(p), .. } if *ack == server_ack && p.args == [json!(42)]
         )));
-        w.manager.close(w.now);
+        w.client.close(w.now);
         w.settle();
         assert_eq!(w.take().last(), Some(&ClientEvent::Closed));
         assert!(w.server_events.iter().any(|e| matches!(
@@ -455,13 +229,13 @@ fn namespaces_events_and_acks_both_ways_on_every_transport() {
 
 #[test]
 fn connect_errors_carry_message_and_data() {
-    let mut w = World::new(server_config(), client_config(false));
+    let mut w = new_world(server_config(), client_config(false));
     let now = w.now;
-    w.manager.socket(now, "/", Value::Null).expect("open");
-    w.manager
+    w.client.socket(now, "/", Value::Null).expect("open");
+    w.client
         .socket(now, "/secure", json!({"token": "bad"}))
         .expect("open");
-    w.manager.socket(now, "/nope", Value::Null).expect("open");
+    w.client.socket(now, "/nope", Value::Null).expect("open");
     w.settle();
     let errors: Vec<(String, String, Option<Value>)> = w
         .take()
@@ -484,22 +258,22 @@ fn connect_errors_carry_message_and_data() {
             ),
         ]
     );
-    assert!(w.manager.is_connected("/"));
+    assert!(w.client.is_connected("/"));
     // A refused namespace buffers nothing.
     assert_eq!(
-        w.manager.emit(w.now, "/elsewhere", "x", Payload::new()),
+        w.client.emit(w.now, "/elsewhere", "x", Payload::new()),
         Err(ClientError::UnknownNamespace)
     );
 }
 
 #[test]
 fn reconnects_with_backoff_after_a_server_restart_and_flushes_the_buffer() {
-    let mut w = World::new(server_config(), client_config(true));
+    let mut w = new_world(server_config(), client_config(true));
     let now = w.now;
-    w.manager.socket(now, "/", json!({"n": 1})).expect("open");
+    w.client.socket(now, "/", json!({"n": 1})).expect("open");
     w.settle();
     w.advance(Duration::from_millis(50));
-    assert!(w.manager.is_connected("/"));
+    assert!(w.client.is_connected("/"));
     w.take();
 
     w.crash();
@@ -515,7 +289,7 @@ fn reconnects_with_backoff_after_a_server_restart_and_flushes_the_buffer() {
         "{events:?}"
     );
     // Emits while disconnected are buffered.
-    w.manager
+    w.client
         .emit(w.now, "/", "echo", Payload::new().arg(json!("later")))
         .expect("buffered");
     // Attempts at 100 ms, then 200 ms later, then 400 ms later (capped), all refused.
@@ -561,13 +335,13 @@ fn reconnects_with_backoff_after_a_server_restart_and_flushes_the_buffer() {
 
 #[test]
 fn a_silent_server_is_a_ping_timeout_then_a_reconnection() {
-    let mut w = World::new(server_config(), client_config(false));
+    let mut w = new_world(server_config(), client_config(false));
     let now = w.now;
-    w.manager.socket(now, "/", Value::Null).expect("open");
+    w.client.socket(now, "/", Value::Null).expect("open");
     w.settle();
     w.take();
     // The server stops sending (pings included) but keeps the connection.
-    w.server_down = true;
+    w.network = world::Network::Silent;
     w.advance(Duration::from_millis(501));
     let events = w.take();
     assert!(
@@ -577,22 +351,22 @@ fn a_silent_server_is_a_ping_timeout_then_a_reconnection() {
         }),
         "{events:?}"
     );
-    w.server_down = false;
+    w.network = world::Network::Up;
     w.sockets.clear();
     w.advance(Duration::from_millis(150));
     let events = w.take();
     assert!(events.contains(&ClientEvent::Reconnect(1)), "{events:?}");
-    assert!(w.manager.is_connected("/"));
+    assert!(w.client.is_connected("/"));
 }
 
 #[test]
 fn giving_up_after_the_configured_attempts() {
-    let mut w = World::new(
+    let mut w = new_world(
         server_config(),
         client_config(false).reconnection_attempts(2),
     );
     let now = w.now;
-    w.manager.socket(now, "/", Value::Null).expect("open");
+    w.client.socket(now, "/", Value::Null).expect("open");
     w.settle();
     w.take();
     w.crash();
@@ -607,9 +381,9 @@ fn giving_up_after_the_configured_attempts() {
         &events[events.len() - 2..],
         [ClientEvent::ReconnectFailed, ClientEvent::Closed]
     );
-    assert!(w.manager.is_closed());
+    assert!(w.client.is_closed());
     assert_eq!(
-        w.manager.emit(w.now, "/", "x", Payload::new()),
+        w.client.emit(w.now, "/", "x", Payload::new()),
         Err(ClientError::Closed)
     );
 }
@@ -618,15 +392,15 @@ fn giving_up_after_the_configured_attempts() {
 fn acks_time_out_buffers_are_bounded_and_server_disconnects_are_final() {
     let mut config = client_config(false);
     config.max_buffered = 2;
-    let mut w = World::new(server_config(), config);
+    let mut w = new_world(server_config(), config);
     let now = w.now;
-    w.manager.socket(now, "/", Value::Null).expect("open");
+    w.client.socket(now, "/", Value::Null).expect("open");
     // Not connected yet: two packets fit, the third does not.
-    w.manager
+    w.client
         .emit(now, "/", "a", Payload::new())
         .expect("buffered");
     let ack = w
-        .manager
+        .client
         .emit_with_ack(
             now,
             "/",
@@ -636,7 +410,7 @@ fn acks_time_out_buffers_are_bounded_and_server_disconnects_are_final() {
         )
         .expect("buffered");
     assert_eq!(
-        w.manager.emit(now, "/", "c", Payload::new()),
+        w.client.emit(now, "/", "c", Payload::new()),
         Err(ClientError::BufferFull)
     );
     w.settle();
@@ -674,14 +448,14 @@ fn acks_time_out_buffers_are_bounded_and_server_disconnects_are_final() {
 
 #[test]
 fn connection_state_recovery_after_a_dropped_transport() {
-    let mut w = World::new(
+    let mut w = new_world(
         server_config().recovery(Recovery::default()),
         client_config(false),
     );
     let now = w.now;
-    w.manager.socket(now, "/", Value::Null).expect("open");
+    w.client.socket(now, "/", Value::Null).expect("open");
     w.settle();
-    let first = w.manager.sid("/").expect("connected").to_owned();
+    let first = w.client.sid("/").expect("connected").to_owned();
     let sid = w
         .server
         .fetch_sockets(&Broadcast::nsp("/"))
@@ -697,7 +471,7 @@ fn connection_state_recovery_after_a_dropped_transport() {
     for (id, (mut conn, tid)) in std::mem::take(&mut w.sockets) {
         conn.handle_eof(w.now);
         w.server.handle_ws_eof(w.now, tid);
-        w.manager.handle_ws_closed(w.now, id);
+        w.client.handle_ws_closed(w.now, id);
     }
     w.settle();
     w.server.broadcast(
@@ -719,7 +493,7 @@ fn connection_state_recovery_after_a_dropped_transport() {
         )),
         "{events:?}"
     );
-    assert_eq!(w.manager.sid("/"), Some(first.as_str()));
+    assert_eq!(w.client.sid("/"), Some(first.as_str()));
     let missed = events_named(&events, "missed");
     assert_eq!(missed.len(), 1);
     assert_eq!(missed[0].args[0], json!(1));

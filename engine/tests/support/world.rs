@@ -1,0 +1,276 @@
+//! One in-memory world for every client-against-server test: a server [`Endpoint`]
+//! (Engine.IO or Socket.IO) and a [`ClientMachine`] (the Engine.IO client or the
+//! Socket.IO manager) joined by in-memory HTTP exchanges and WebSocket connections, on
+//! a virtual clock. `settle` runs everything until nothing moves; `advance` jumps from
+//! deadline to deadline. The network can fail: silently, or by refusing connections
+//! after a crash.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use wirestate_engine::eio::{Action, PollId, Reply, RequestId, Transmit, TransportId, WsId};
+use wirestate_engine::http::{Request, ServerConn};
+use wirestate_engine::ws::{self, ClientRequest, Connection};
+use wirestate_engine::{ClientMachine, Endpoint};
+
+/// What the network between the client and the server does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Network {
+    /// Everything arrives.
+    Up,
+    /// The server hears nothing and says nothing, and its timers stand still: requests
+    /// hang, as behind a dead link.
+    Silent,
+    /// The server is gone (see [`World::crash`]): connection attempts fail at once.
+    Refusing,
+}
+
+/// The server application: called with every server event.
+pub type Serve<E> = fn(&mut E, Instant, &<E as Endpoint>::Event);
+
+/// A server and a client machine, in memory.
+pub struct World<E: Endpoint, M: ClientMachine> {
+    pub now: Instant,
+    pub server: E,
+    pub client: M,
+    pub client_events: Vec<M::Event>,
+    pub server_events: Vec<E::Event>,
+    pub network: Network,
+    serve: Serve<E>,
+    parked: HashMap<PollId, RequestId>,
+    /// The client's open WebSockets, with the server's transport for each.
+    pub sockets: HashMap<WsId, (Connection, TransportId)>,
+    by_transport: HashMap<TransportId, WsId>,
+}
+
+fn request(method: &str, target: &str, body: &Bytes) -> Request {
+    let raw = format!(
+        "{method} {target} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut conn = ServerConn::new(8192, 1 << 22);
+    conn.handle_input(raw.as_bytes());
+    conn.handle_input(body);
+    conn.poll_request().expect("request")
+}
+
+impl<E: Endpoint, M: ClientMachine> World<E, M>
+where
+    M::Event: std::fmt::Debug,
+{
+    /// `server` and `client` at `now`; `serve` answers the server's events.
+    pub fn new(now: Instant, server: E, client: M, serve: Serve<E>) -> Self {
+        Self {
+            now,
+            server,
+            client,
+            client_events: Vec::new(),
+            server_events: Vec::new(),
+            network: Network::Up,
+            serve,
+            parked: HashMap::new(),
+            sockets: HashMap::new(),
+            by_transport: HashMap::new(),
+        }
+    }
+
+    /// Runs everything until nothing moves.
+    pub fn settle(&mut self) {
+        for _ in 0..10_000 {
+            let mut progress = false;
+            let mut n = 0;
+            while let Some(action) = self.client.poll_action() {
+                progress = true;
+                n += 1;
+                assert!(n < 1000, "endless actions: {action:?}");
+                self.carry_out(action);
+            }
+            while let Some(t) = self.server.poll_transmit() {
+                progress = true;
+                if self.network != Network::Up {
+                    continue;
+                }
+                match t {
+                    Transmit::Respond { poll, response } => {
+                        if let Some(id) = self.parked.remove(&poll) {
+                            let (status, body) = (response.status, response.body);
+                            self.client.handle_http_response(self.now, id, status, body);
+                        }
+                    }
+                    Transmit::Ws { transport, bytes } => {
+                        let now = self.now;
+                        if let Some((conn, _)) = self.socket_of(transport) {
+                            conn.handle_input(now, &bytes);
+                        }
+                    }
+                    Transmit::CloseTransport(transport) => {
+                        let now = self.now;
+                        if let Some((conn, _)) = self.socket_of(transport) {
+                            conn.handle_eof(now);
+                        }
+                    }
+                }
+            }
+            let ids: Vec<WsId> = self.sockets.keys().copied().collect();
+            for id in ids {
+                let (conn, tid) = self.sockets.get_mut(&id).expect("socket");
+                let tid = *tid;
+                let mut out = Vec::new();
+                while let Some(b) = conn.poll_transmit() {
+                    out.extend_from_slice(&b);
+                }
+                let mut events = Vec::new();
+                while let Some(e) = conn.poll_event() {
+                    events.push(e);
+                }
+                if !out.is_empty() && self.network == Network::Up {
+                    progress = true;
+                    self.server.handle_ws_input(self.now, tid, &out);
+                }
+                for e in events {
+                    progress = true;
+                    match e {
+                        ws::Event::Open(_) => self.client.handle_ws_opened(self.now, id),
+                        ws::Event::Message(m) => self.client.handle_ws_message(self.now, id, &m),
+                        ws::Event::Closed(_) => {
+                            self.sockets.remove(&id);
+                            self.client.handle_ws_closed(self.now, id);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            while let Some(e) = self.server.poll_event() {
+                progress = true;
+                (self.serve)(&mut self.server, self.now, &e);
+                self.server_events.push(e);
+            }
+            while let Some(e) = self.client.poll_event() {
+                progress = true;
+                self.client_events.push(e);
+            }
+            if !progress {
+                return;
+            }
+        }
+        panic!("did not settle");
+    }
+
+    fn socket_of(&mut self, transport: TransportId) -> Option<&mut (Connection, TransportId)> {
+        let id = self.by_transport.get(&transport)?;
+        self.sockets.get_mut(id)
+    }
+
+    fn carry_out(&mut self, action: Action) {
+        match action {
+            Action::Http {
+                id,
+                method,
+                target,
+                body,
+            } => match self.network {
+                Network::Silent => {}
+                Network::Refusing => self.client.handle_http_failed(self.now, id),
+                Network::Up => match self
+                    .server
+                    .handle_request(self.now, &request(method, &target, &body))
+                {
+                    Reply::Respond(r) => self
+                        .client
+                        .handle_http_response(self.now, id, r.status, r.body),
+                    Reply::Park(poll) => {
+                        self.parked.insert(poll, id);
+                    }
+                    Reply::Upgrade(_) => panic!("HTTP request upgraded"),
+                },
+            },
+            Action::OpenWs { id, target } => match self.network {
+                Network::Silent => {}
+                Network::Refusing => self.client.handle_ws_closed(self.now, id),
+                Network::Up => {
+                    let url = format!("ws://localhost{target}");
+                    let req = ClientRequest::from_url(&url).expect("url");
+                    let config = Arc::new(ws::Config::default());
+                    let mut conn = Connection::client(config, &req, self.now, [1; 32]);
+                    let head = conn.poll_transmit().expect("head");
+                    let mut http = ServerConn::new(8192, 1024);
+                    http.handle_input(&head);
+                    let upgrade = http.poll_request().expect("upgrade");
+                    match self.server.handle_request(self.now, &upgrade) {
+                        Reply::Upgrade(tid) => {
+                            self.by_transport.insert(tid, id);
+                            self.sockets.insert(id, (conn, tid));
+                        }
+                        Reply::Respond(_) => self.client.handle_ws_closed(self.now, id),
+                        Reply::Park(_) => panic!("upgrade parked"),
+                    }
+                }
+            },
+            Action::SendWs { id, message } => {
+                if let Some((conn, _)) = self.sockets.get_mut(&id) {
+                    let _ = conn.send(message);
+                }
+            }
+            Action::CloseWs(id) => {
+                if let Some((conn, _)) = self.sockets.get_mut(&id) {
+                    let _ = conn.close(self.now, ws::CloseCode::NORMAL, "");
+                }
+            }
+        }
+    }
+
+    /// The server process dies: every connection drops, and connections are refused
+    /// until the test puts a new server in place and the network back [`Network::Up`].
+    pub fn crash(&mut self) {
+        self.network = Network::Refusing;
+        for (id, (mut conn, _)) in std::mem::take(&mut self.sockets) {
+            conn.handle_eof(self.now);
+            self.client.handle_ws_closed(self.now, id);
+        }
+        for (_, id) in std::mem::take(&mut self.parked) {
+            self.client.handle_http_failed(self.now, id);
+        }
+        self.by_transport.clear();
+        self.settle();
+    }
+
+    /// Jumps from deadline to deadline (the server's stand still unless the network is
+    /// up) until `by` has passed.
+    pub fn advance(&mut self, by: Duration) {
+        let until = self.now + by;
+        for _ in 0..100_000 {
+            let server_next = match self.network {
+                Network::Up => self.server.poll_timeout(),
+                Network::Silent | Network::Refusing => None,
+            };
+            let next = [server_next, self.client.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            match next {
+                Some(t) if t <= until => {
+                    self.now = self.now.max(t);
+                    if server_next.is_some() {
+                        self.server.handle_timeout(self.now);
+                    }
+                    self.client.handle_timeout(self.now);
+                    self.settle();
+                }
+                _ => {
+                    self.now = until;
+                    self.settle();
+                    return;
+                }
+            }
+        }
+        panic!(
+            "timers do not move: server {:?}, client {:?}, now {:?}",
+            self.server.poll_timeout(),
+            self.client.poll_timeout(),
+            self.now
+        );
+    }
+}

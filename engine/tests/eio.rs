@@ -2,124 +2,53 @@
 //! makes go in, the responses and WebSocket bytes come out. Derived from the protocol
 //! and from what the official engine.io-protocol test suite checks.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wirestate_engine::eio::{
-    CloseReason, Config, Cors, Data, Event, PollId, Reply, Server, SessionId, Transmit, TransportId,
+    CloseReason, Config, Cors, Data, Event, Reply, Server, SessionId, TransportId,
 };
-use wirestate_engine::http::{self, Request, Response, ServerConn};
+use wirestate_engine::http::{self, Response, ServerConn};
 use wirestate_engine::ws::{self, ClientRequest, Connection, Message};
 
 const PATH: &str = "/engine.io/";
 
-struct Harness {
-    now: Instant,
-    server: Server,
-    events: Vec<Event>,
-    /// Responses to parked polls, by poll.
-    late: HashMap<PollId, Response>,
-    /// WebSocket clients, by the transport the server gave them.
-    clients: HashMap<TransportId, Connection>,
-    /// Messages each WebSocket client received.
-    received: HashMap<TransportId, Vec<Message>>,
-    closed: Vec<TransportId>,
+#[path = "support/world.rs"]
+mod world;
+
+type Harness = world::RawWorld<Server>;
+
+fn harness(config: Config) -> Harness {
+    world::RawWorld::new(Instant::now(), Server::new(config, [3; 32]))
 }
 
 fn config() -> Config {
     Config::default().heartbeat(Duration::from_millis(300), Duration::from_millis(200))
 }
 
-fn request(method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Request {
-    let mut raw = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n");
-    for (k, v) in headers {
-        raw.push_str(&format!("{k}: {v}\r\n"));
-    }
-    raw.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    let mut conn = ServerConn::new(8192, 1 << 24);
-    conn.handle_input(raw.as_bytes());
-    conn.handle_input(body);
-    conn.poll_request().expect("complete request")
-}
+use world::request;
 
 fn body(r: &Response) -> String {
     String::from_utf8(r.body.to_vec()).expect("utf8 body")
 }
 
-impl Harness {
-    fn new(config: Config) -> Self {
-        Self {
-            now: Instant::now(),
-            server: Server::new(config, [3; 32]),
-            events: Vec::new(),
-            late: HashMap::new(),
-            clients: HashMap::new(),
-            received: HashMap::new(),
-            closed: Vec::new(),
-        }
-    }
+/// The Engine.IO requests and readings of these tests, over the shared raw world.
+trait Ext {
+    fn send(&mut self, method: &str, query: &str, body: &[u8]) -> Reply;
+    fn respond(&mut self, method: &str, query: &str, body: &[u8]) -> Response;
+    fn handshake(&mut self, eio: u8) -> SessionId;
+    /// Opens a WebSocket to the server (`query` picks EIO, sid).
+    fn ws_open(&mut self, query: &str) -> TransportId;
+    fn ws_text(&mut self, tid: TransportId, text: &str);
+    fn ws_received(&mut self, tid: TransportId) -> Vec<String>;
+    fn messages(&self) -> Vec<Data>;
+    fn closed_reason(&self, sid: &SessionId) -> Option<CloseReason>;
+}
 
-    fn pump(&mut self) {
-        loop {
-            let mut progress = false;
-            while let Some(t) = self.server.poll_transmit() {
-                progress = true;
-                match t {
-                    Transmit::Respond { poll, response } => {
-                        assert!(
-                            self.late.insert(poll, response).is_none(),
-                            "one response per poll"
-                        );
-                    }
-                    Transmit::Ws { transport, bytes } => {
-                        if let Some(c) = self.clients.get_mut(&transport) {
-                            c.handle_input(self.now, &bytes);
-                        }
-                    }
-                    Transmit::CloseTransport(transport) => {
-                        self.closed.push(transport);
-                        if let Some(c) = self.clients.get_mut(&transport) {
-                            c.handle_eof(self.now);
-                        }
-                    }
-                }
-            }
-            while let Some(e) = self.server.poll_event() {
-                progress = true;
-                self.events.push(e);
-            }
-            let ids: Vec<TransportId> = self.clients.keys().copied().collect();
-            for tid in ids {
-                let client = self.clients.get_mut(&tid).expect("client");
-                let mut out = Vec::new();
-                while let Some(b) = client.poll_transmit() {
-                    out.extend_from_slice(&b);
-                }
-                while let Some(ev) = client.poll_event() {
-                    if let ws::Event::Message(m) = ev {
-                        self.received.entry(tid).or_default().push(m);
-                    }
-                }
-                if !out.is_empty() && !self.closed.contains(&tid) {
-                    progress = true;
-                    self.server.handle_ws_input(self.now, tid, &out);
-                }
-            }
-            if !progress {
-                return;
-            }
-        }
-    }
-
+impl Ext for Harness {
     fn send(&mut self, method: &str, query: &str, body: &[u8]) -> Reply {
-        let reply = self.server.handle_request(
-            self.now,
-            &request(method, &format!("{PATH}?{query}"), &[], body),
-        );
-        self.pump();
-        reply
+        self.request(method, &format!("{PATH}?{query}"), &[], body)
     }
 
     fn respond(&mut self, method: &str, query: &str, body: &[u8]) -> Response {
@@ -152,33 +81,12 @@ impl Harness {
         }
     }
 
-    /// Opens a WebSocket to the server (`query` picks EIO, sid).
-    fn websocket(&mut self, query: &str) -> TransportId {
-        let url = format!("ws://localhost{PATH}?{query}");
-        let req = ClientRequest::from_url(&url).expect("url");
-        let mut client =
-            Connection::client(Arc::new(ws::Config::default()), &req, self.now, [9; 32]);
-        let head = client.poll_transmit().expect("request head");
-        let mut conn = ServerConn::new(8192, 1 << 20);
-        conn.handle_input(&head);
-        let request = conn.poll_request().expect("upgrade request");
-        match self.server.handle_request(self.now, &request) {
-            Reply::Upgrade(tid) => {
-                self.clients.insert(tid, client);
-                self.pump();
-                tid
-            }
-            other => panic!("expected an upgrade, got {other:?}"),
-        }
+    fn ws_open(&mut self, query: &str) -> TransportId {
+        self.websocket(&format!("{PATH}?{query}"))
     }
 
-    fn ws_send(&mut self, tid: TransportId, text: &str) {
-        self.clients
-            .get_mut(&tid)
-            .expect("client")
-            .send(Message::text(text))
-            .expect("open");
-        self.pump();
+    fn ws_text(&mut self, tid: TransportId, text: &str) {
+        self.ws_send(tid, Message::text(text));
     }
 
     fn ws_received(&mut self, tid: TransportId) -> Vec<String> {
@@ -191,21 +99,6 @@ impl Harness {
                 Message::Binary(b) => format!("{:?}", &b[..]),
             })
             .collect()
-    }
-
-    fn advance(&mut self, by: Duration) {
-        let until = self.now + by;
-        while let Some(t) = self.server.poll_timeout() {
-            if t > until {
-                break;
-            }
-            self.now = self.now.max(t);
-            self.server.handle_timeout(self.now);
-            self.pump();
-        }
-        self.now = until;
-        self.server.handle_timeout(self.now);
-        self.pump();
     }
 
     fn messages(&self) -> Vec<Data> {
@@ -232,7 +125,7 @@ fn text(s: &'static str) -> Data {
 
 #[test]
 fn polling_handshake_has_the_reference_fields() {
-    let mut h = Harness::new(config());
+    let mut h = harness(config());
     let r = h.respond("GET", "EIO=4&transport=polling", b"");
     assert_eq!(r.status, 200);
     assert_eq!(
@@ -252,7 +145,7 @@ fn polling_handshake_has_the_reference_fields() {
 
 #[test]
 fn bad_requests_get_the_reference_status_and_body() {
-    let mut h = Harness::new(config());
+    let mut h = harness(config());
     let cases = [
         (
             "GET",
@@ -325,7 +218,7 @@ fn bad_requests_get_the_reference_status_and_body() {
 
 #[test]
 fn messages_both_ways_over_polling() {
-    let mut h = Harness::new(config());
+    let mut h = harness(config());
     let sid = h.handshake(4);
     let r = h.respond(
         "POST",
@@ -361,7 +254,7 @@ fn messages_both_ways_over_polling() {
 
 #[test]
 fn an_invalid_payload_closes_the_session() {
-    let mut h = Harness::new(config());
+    let mut h = harness(config());
     let sid = h.handshake(4);
     let r = h.respond(
         "POST",
@@ -376,7 +269,7 @@ fn an_invalid_payload_closes_the_session() {
 
 #[test]
 fn a_duplicate_poll_closes_the_session() {
-    let mut h = Harness::new(config());
+    let mut h = harness(config());
     let sid = h.handshake(4);
     let Reply::Park(first) = h.send("GET", &format!("EIO=4&transport=polling&sid={sid}"), b"")
     else {
@@ -399,7 +292,7 @@ fn a_duplicate_poll_closes_the_session() {
 
 #[test]
 fn heartbeat_rounds_then_timeout() {
-    let mut h = Harness::new(config());
+    let mut h = harness(config());
     let sid = h.handshake(4);
     for _ in 0..3 {
         let Reply::Park(poll) = h.send("GET", &format!("EIO=4&transport=polling&sid={sid}"), b"")
@@ -430,7 +323,7 @@ fn heartbeat_rounds_then_timeout() {
 
 #[test]
 fn client_close_ends_the_parked_poll_with_a_noop() {
-    let mut h = Harness::new(config());
+    let mut h = harness(config());
     let sid = h.handshake(4);
     let Reply::Park(poll) = h.send("GET", &format!("EIO=4&transport=polling&sid={sid}"), b"")
     else {
@@ -449,7 +342,7 @@ fn client_close_ends_the_parked_poll_with_a_noop() {
 
 #[test]
 fn server_close_delivers_what_was_queued_then_close() {
-    let mut h = Harness::new(config());
+    let mut h = harness(config());
     let sid = h.handshake(4);
     let Reply::Park(poll) = h.send("GET", &format!("EIO=4&transport=polling&sid={sid}"), b"")
     else {
@@ -464,14 +357,14 @@ fn server_close_delivers_what_was_queued_then_close() {
 
 #[test]
 fn upgrade_probe_noop_upgrade_then_polling_is_refused() {
-    let mut h = Harness::new(config());
+    let mut h = harness(config());
     let sid = h.handshake(4);
     let Reply::Park(poll) = h.send("GET", &format!("EIO=4&transport=polling&sid={sid}"), b"")
     else {
         panic!("park")
     };
-    let ws = h.websocket(&format!("EIO=4&transport=websocket&sid={sid}"));
-    h.ws_send(ws, "2probe");
+    let ws = h.ws_open(&format!("EIO=4&transport=websocket&sid={sid}"));
+    h.ws_text(ws, "2probe");
     assert_eq!(h.ws_received(ws), ["3probe"]);
     assert_eq!(
         body(&h.late[&poll]),
@@ -482,12 +375,12 @@ fn upgrade_probe_noop_upgrade_then_polling_is_refused() {
     h.server.send(&sid, text("via polling")).expect("open");
     let r = h.respond("GET", &format!("EIO=4&transport=polling&sid={sid}"), b"");
     assert_eq!(body(&r), "4via polling");
-    h.ws_send(ws, "5");
+    h.ws_text(ws, "5");
     assert!(h
         .events
         .iter()
         .any(|e| matches!(e, Event::Upgraded { sid: s } if *s == sid)));
-    h.ws_send(ws, "4hello");
+    h.ws_text(ws, "4hello");
     assert_eq!(h.messages(), [text("hello")]);
     h.server.send(&sid, text("via websocket")).expect("open");
     h.pump();
@@ -510,30 +403,30 @@ fn upgrade_probe_noop_upgrade_then_polling_is_refused() {
     // Heartbeats continue over the WebSocket.
     h.advance(Duration::from_millis(300));
     assert_eq!(h.ws_received(ws), ["2"]);
-    h.ws_send(ws, "3");
+    h.ws_text(ws, "3");
     h.advance(Duration::from_millis(250));
     assert_eq!(h.closed_reason(&sid), None);
 }
 
 #[test]
 fn upgrade_without_a_parked_poll_sends_the_noop_over_the_websocket() {
-    let mut h = Harness::new(config());
+    let mut h = harness(config());
     let sid = h.handshake(4);
-    let ws = h.websocket(&format!("EIO=4&transport=websocket&sid={sid}"));
-    h.ws_send(ws, "2probe");
+    let ws = h.ws_open(&format!("EIO=4&transport=websocket&sid={sid}"));
+    h.ws_text(ws, "2probe");
     assert_eq!(h.ws_received(ws), ["3probe"]);
-    h.ws_send(ws, "5");
+    h.ws_text(ws, "5");
     assert_eq!(h.ws_received(ws), ["6"]);
-    h.ws_send(ws, "4hello");
+    h.ws_text(ws, "4hello");
     assert_eq!(h.messages(), [text("hello")]);
 }
 
 #[test]
 fn a_failed_probe_leaves_the_session_on_polling() {
-    let mut h = Harness::new(config());
+    let mut h = harness(config());
     let sid = h.handshake(4);
-    let ws = h.websocket(&format!("EIO=4&transport=websocket&sid={sid}"));
-    h.ws_send(ws, "4not a probe");
+    let ws = h.ws_open(&format!("EIO=4&transport=websocket&sid={sid}"));
+    h.ws_text(ws, "4not a probe");
     assert!(h.closed.contains(&ws) || h.clients[&ws].is_closed());
     h.server.send(&sid, text("still here")).expect("open");
     let r = h.respond("GET", &format!("EIO=4&transport=polling&sid={sid}"), b"");
@@ -542,15 +435,15 @@ fn a_failed_probe_leaves_the_session_on_polling() {
 
 #[test]
 fn websocket_only_sessions() {
-    let mut h = Harness::new(config());
-    let ws = h.websocket("EIO=4&transport=websocket");
+    let mut h = harness(config());
+    let ws = h.ws_open("EIO=4&transport=websocket");
     let open = h.ws_received(ws);
     assert_eq!(open.len(), 1);
     assert!(
         open[0].starts_with("0{\"sid\":\"") && open[0].contains("\"upgrades\":[]"),
         "{open:?}"
     );
-    h.ws_send(ws, "4hello");
+    h.ws_text(ws, "4hello");
     h.clients
         .get_mut(&ws)
         .expect("client")
@@ -571,9 +464,9 @@ fn websocket_only_sessions() {
     h.pump();
     assert_eq!(h.received[&ws], [Message::binary(vec![5u8])]);
     // An invalid packet closes the session; so does the client closing the socket.
-    h.ws_send(ws, "abc");
+    h.ws_text(ws, "abc");
     assert_eq!(h.closed_reason(&sid), Some(CloseReason::ParseError));
-    let ws2 = h.websocket("EIO=4&transport=websocket");
+    let ws2 = h.ws_open("EIO=4&transport=websocket");
     let sid2 = h.server.session_count();
     assert_eq!(sid2, 1);
     let now = h.now;
@@ -595,8 +488,8 @@ fn websocket_only_sessions() {
 
 #[test]
 fn websocket_ping_timeout_closes_the_session() {
-    let mut h = Harness::new(config());
-    let ws = h.websocket("EIO=4&transport=websocket");
+    let mut h = harness(config());
+    let ws = h.ws_open("EIO=4&transport=websocket");
     let _open = h.ws_received(ws);
     h.advance(Duration::from_millis(300));
     assert_eq!(h.ws_received(ws), ["2"]);
@@ -612,7 +505,7 @@ fn websocket_ping_timeout_closes_the_session() {
 
 #[test]
 fn eio3_clients_ping_and_use_length_prefixed_payloads() {
-    let mut h = Harness::new(config().allow_eio3(true));
+    let mut h = harness(config().allow_eio3(true));
     let r = h.respond("GET", "EIO=3&transport=polling", b"");
     let open = body(&r);
     let (len, packet) = open.split_once(':').expect("v3 payload");
@@ -645,7 +538,7 @@ fn eio3_clients_ping_and_use_length_prefixed_payloads() {
 
 #[test]
 fn payload_over_max_is_413_and_closes() {
-    let mut h = Harness::new(config().max_payload(100));
+    let mut h = harness(config().max_payload(100));
     let sid = h.handshake(4);
     let big = [b'4'; 101];
     let r = h.respond("POST", &format!("EIO=4&transport=polling&sid={sid}"), &big);
@@ -655,7 +548,7 @@ fn payload_over_max_is_413_and_closes() {
 
 #[test]
 fn an_aborted_poll_closes_the_session() {
-    let mut h = Harness::new(config());
+    let mut h = harness(config());
     let sid = h.handshake(4);
     let Reply::Park(poll) = h.send("GET", &format!("EIO=4&transport=polling&sid={sid}"), b"")
     else {
@@ -669,7 +562,7 @@ fn an_aborted_poll_closes_the_session() {
 
 #[test]
 fn cors_headers_preflight_and_refused_origins() {
-    let mut h = Harness::new(config().cors(Cors::any()));
+    let mut h = harness(config().cors(Cors::any()));
     let r = h.respond("GET", "EIO=4&transport=polling", b"");
     assert_eq!(r.header_value("Access-Control-Allow-Origin"), Some("*"));
     let pre = request(
@@ -690,7 +583,7 @@ fn cors_headers_preflight_and_refused_origins() {
         Some("content-type")
     );
 
-    let mut h = Harness::new(config().cors(Cors::origins(["http://good.example"])));
+    let mut h = harness(config().cors(Cors::origins(["http://good.example"])));
     let good = request(
         "GET",
         &format!("{PATH}?EIO=4&transport=polling"),
@@ -721,7 +614,7 @@ fn cors_headers_preflight_and_refused_origins() {
 
 #[test]
 fn many_sessions_share_one_timer_heap() {
-    let mut h = Harness::new(config());
+    let mut h = harness(config());
     let sids: Vec<SessionId> = (0..500).map(|_| h.handshake(4)).collect();
     assert_eq!(h.server.session_count(), 500);
     // Everyone is pinged after the interval; nobody answers; everyone times out.

@@ -3,33 +3,45 @@
 //! the application sees. Derived from the Socket.IO protocol and what the official
 //! socket.io-protocol test suite checks.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use wirestate_engine::eio::{self, Reply, Transmit, TransportId};
+use wirestate_engine::eio::{self, Reply, TransportId};
 use wirestate_engine::http::{Request, ServerConn};
 use wirestate_engine::sio::{
     AckError, Broadcast, ClusterMessage, Config, DisconnectReason, Event, Payload, Recovery,
     Server, Sid,
 };
-use wirestate_engine::ws::{self, ClientRequest, Connection, Message};
+use wirestate_engine::ws::{self, Message};
 
 const PATH: &str = "/socket.io/";
 
-struct Harness {
-    now: Instant,
-    server: Server,
-    events: Vec<Event>,
-    clients: HashMap<TransportId, Connection>,
-    received: HashMap<TransportId, Vec<Message>>,
-    closed: Vec<TransportId>,
-    /// Every WebSocket write, as the server produced it.
-    writes: Vec<(TransportId, Bytes)>,
-    /// Accept every CONNECT at once (the default middleware).
-    auto_accept: bool,
+#[path = "support/world.rs"]
+mod world;
+
+type Harness = world::RawWorld<Server>;
+
+/// The default middleware: every CONNECT is accepted at once.
+fn accept_all(server: &mut Server, now: Instant, e: &Event) {
+    if let Event::Connecting(info) = e {
+        server
+            .accept(now, &info.session, &info.nsp)
+            .expect("pending connect");
+    }
+}
+
+/// A server with `/` and `/custom`; its clients answer pings, and every CONNECT is
+/// accepted unless the test takes `serve` away.
+fn harness(config: Config) -> Harness {
+    let mut server = Server::new(config, [5; 32]);
+    server.add_namespace("/");
+    server.add_namespace("/custom");
+    let mut h = world::RawWorld::new(Instant::now(), server);
+    h.answer_pings = true;
+    h.serve = Some(accept_all);
+    h
 }
 
 fn config() -> Config {
@@ -44,124 +56,39 @@ fn config() -> Config {
 }
 
 fn request(target: &str) -> Request {
-    let raw = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    let mut conn = ServerConn::new(8192, 1 << 20);
-    conn.handle_input(raw.as_bytes());
-    conn.poll_request().expect("complete request")
+    world::request("GET", target, &[], b"")
 }
 
-impl Harness {
-    fn new(config: Config) -> Self {
-        let mut server = Server::new(config, [5; 32]);
-        server.add_namespace("/");
-        server.add_namespace("/custom");
-        Self {
-            now: Instant::now(),
-            server,
-            events: Vec::new(),
-            clients: HashMap::new(),
-            received: HashMap::new(),
-            closed: Vec::new(),
-            writes: Vec::new(),
-            auto_accept: true,
-        }
-    }
-
-    fn pump(&mut self) {
-        loop {
-            let mut progress = false;
-            while let Some(t) = self.server.poll_transmit() {
-                progress = true;
-                match t {
-                    Transmit::Respond { .. } => {}
-                    Transmit::Ws { transport, bytes } => {
-                        self.writes.push((transport, bytes.clone()));
-                        if let Some(c) = self.clients.get_mut(&transport) {
-                            c.handle_input(self.now, &bytes);
-                        }
-                    }
-                    Transmit::CloseTransport(transport) => {
-                        self.closed.push(transport);
-                        if let Some(c) = self.clients.get_mut(&transport) {
-                            c.handle_eof(self.now);
-                        }
-                    }
-                }
-            }
-            while let Some(e) = self.server.poll_event() {
-                progress = true;
-                if let (true, Event::Connecting(info)) = (self.auto_accept, &e) {
-                    let (session, nsp) = (info.session.clone(), info.nsp.clone());
-                    self.events.push(e);
-                    self.server
-                        .accept(self.now, &session, &nsp)
-                        .expect("pending connect");
-                    continue;
-                }
-                self.events.push(e);
-            }
-            let ids: Vec<TransportId> = self.clients.keys().copied().collect();
-            for tid in ids {
-                let client = self.clients.get_mut(&tid).expect("client");
-                let mut out = Vec::new();
-                while let Some(b) = client.poll_transmit() {
-                    out.extend_from_slice(&b);
-                }
-                let mut pings = 0;
-                while let Some(ev) = client.poll_event() {
-                    if let ws::Event::Message(m) = ev {
-                        if m == Message::text("2") {
-                            pings += 1;
-                        }
-                        self.received.entry(tid).or_default().push(m);
-                    }
-                }
-                // An Engine.IO client answers pings.
-                for _ in 0..pings {
-                    let _ = client.send(Message::text("3"));
-                    while let Some(b) = client.poll_transmit() {
-                        out.extend_from_slice(&b);
-                    }
-                }
-                if !out.is_empty() && !self.closed.contains(&tid) {
-                    progress = true;
-                    self.server.handle_ws_input(self.now, tid, &out);
-                }
-            }
-            if !progress {
-                return;
-            }
-        }
-    }
-
+/// The Socket.IO conversations of these tests, over the shared raw world.
+trait Ext {
     /// A WebSocket-only Engine.IO client; its open packet is read.
+    fn open(&mut self, eio: u8) -> TransportId;
+    /// Opens an Engine.IO v4 client and connects it to `nsp`; returns its sid.
+    fn connect(&mut self, nsp: &str) -> (TransportId, Sid);
+    fn join_nsp(&mut self, tid: TransportId, nsp: &str, auth: Option<Value>) -> Sid;
+    fn sid(&self, sid: &str) -> Sid;
+    fn send(&mut self, tid: TransportId, text: &str);
+    fn send_binary(&mut self, tid: TransportId, bytes: &'static [u8]);
+    fn received(&mut self, tid: TransportId) -> Vec<Message>;
+    /// Text messages received, Engine.IO pings answered and left out.
+    fn texts(&mut self, tid: TransportId) -> Vec<String>;
+    fn take_events(&mut self) -> Vec<Event>;
+    fn disconnect_reason(&self, sid: &Sid) -> Option<DisconnectReason>;
+}
+
+impl Ext for Harness {
     fn open(&mut self, eio: u8) -> TransportId {
-        let url = format!("ws://localhost{PATH}?EIO={eio}&transport=websocket");
-        let req = ClientRequest::from_url(&url).expect("url");
-        let mut client =
-            Connection::client(Arc::new(ws::Config::default()), &req, self.now, [9; 32]);
-        let head = client.poll_transmit().expect("request head");
-        let mut conn = ServerConn::new(8192, 1 << 20);
-        conn.handle_input(&head);
-        let request = conn.poll_request().expect("upgrade request");
-        match self.server.handle_request(self.now, &request) {
-            Reply::Upgrade(tid) => {
-                self.clients.insert(tid, client);
-                self.pump();
-                let mut got = self.received(tid);
-                assert!(
-                    matches!(got.first(), Some(Message::Text(t)) if t.starts_with("0{")),
-                    "open packet: {got:?}"
-                );
-                got.remove(0);
-                self.received.insert(tid, got);
-                tid
-            }
-            other => panic!("expected an upgrade, got {other:?}"),
-        }
+        let tid = self.websocket(&format!("{PATH}?EIO={eio}&transport=websocket"));
+        let mut got = self.received(tid);
+        assert!(
+            matches!(got.first(), Some(Message::Text(t)) if t.starts_with("0{")),
+            "open packet: {got:?}"
+        );
+        got.remove(0);
+        self.received.insert(tid, got);
+        tid
     }
 
-    /// Opens an Engine.IO v4 client and connects it to `nsp`; returns its sid.
     fn connect(&mut self, nsp: &str) -> (TransportId, Sid) {
         let tid = self.open(4);
         let sid = self.join_nsp(tid, nsp, None);
@@ -197,28 +124,17 @@ impl Harness {
     }
 
     fn send(&mut self, tid: TransportId, text: &str) {
-        self.clients
-            .get_mut(&tid)
-            .expect("client")
-            .send(Message::text(text))
-            .expect("open");
-        self.pump();
+        self.ws_send(tid, Message::text(text));
     }
 
     fn send_binary(&mut self, tid: TransportId, bytes: &'static [u8]) {
-        self.clients
-            .get_mut(&tid)
-            .expect("client")
-            .send(Message::binary(bytes))
-            .expect("open");
-        self.pump();
+        self.ws_send(tid, Message::binary(bytes));
     }
 
     fn received(&mut self, tid: TransportId) -> Vec<Message> {
         self.received.remove(&tid).unwrap_or_default()
     }
 
-    /// Text messages received, Engine.IO pings answered and left out.
     fn texts(&mut self, tid: TransportId) -> Vec<String> {
         self.received(tid)
             .into_iter()
@@ -228,21 +144,6 @@ impl Harness {
             })
             .filter(|t| t != "2")
             .collect()
-    }
-
-    fn advance(&mut self, by: Duration) {
-        let until = self.now + by;
-        while let Some(t) = self.server.poll_timeout() {
-            if t > until {
-                break;
-            }
-            self.now = self.now.max(t);
-            self.server.handle_timeout(self.now);
-            self.pump();
-        }
-        self.now = until;
-        self.server.handle_timeout(self.now);
-        self.pump();
     }
 
     fn take_events(&mut self) -> Vec<Event> {
@@ -263,7 +164,7 @@ fn payload(v: Value) -> Payload {
 
 #[test]
 fn connect_answers_with_a_sid_distinct_from_the_engine_io_sid() {
-    let mut h = Harness::new(config());
+    let mut h = harness(config());
     let tid = h.open(4);
     h.send(tid, "40{\"token\":\"abc\"}");
     let got = h.texts(tid);
@@ -284,7 +185,7 @@ fn connect_answers_with_a_sid_distinct_from_the_engine_io_sid() {
 
 #[test]
 fn v5_has_no_implicit_default_namespace() {
-    let mut h = Harness::new(config());
+    let mut h = harness(config());
     let tid = h.open(4);
     h.send(tid, "42[\"hello\"]");
     assert!(h.texts(tid).is_empty());
@@ -297,14 +198,14 @@ fn v5_has_no_implicit_default_namespace() {
 
 #[test]
 fn unknown_namespace_and_middleware_rejection() {
-    let mut h = Harness::new(config());
+    let mut h = harness(config());
     let tid = h.open(4);
     h.send(tid, "40/nope,");
     assert_eq!(
         h.texts(tid),
         ["44/nope,{\"message\":\"Invalid namespace\"}"]
     );
-    h.auto_accept = false;
+    h.serve = None;
     h.send(tid, "40/custom,");
     let Some(Event::Connecting(info)) = h.take_events().pop() else {
         panic!("connecting")
@@ -330,7 +231,7 @@ fn unknown_namespace_and_middleware_rejection() {
 
 #[test]
 fn dynamic_namespaces_are_created_on_first_connect() {
-    let mut h = Harness::new(config());
+    let mut h = harness(config());
     h.server
         .add_dynamic_namespace(Arc::new(|name: &str| name.starts_with("/dyn-")));
     let (tid, sid) = h.connect("/dyn-42");
@@ -345,7 +246,7 @@ fn dynamic_namespaces_are_created_on_first_connect() {
 #[test]
 fn malformed_packets_close_the_session() {
     for bad in ["4abc", "42{}", "42abc[\"a\"]", "2[\"connect\"]", "7"] {
-        let mut h = Harness::new(config());
+        let mut h = harness(config());
         let (tid, sid) = h.connect("/");
         let text = if let Some(rest) = bad.strip_prefix('4') {
             format!("4{rest}")
@@ -364,7 +265,7 @@ fn malformed_packets_close_the_session() {
 
 #[test]
 fn events_and_acks_both_ways() {
-    let mut h = Harness::new(config());
+    let mut h = harness(config());
     let (tid, sid) = h.connect("/");
     h.take_events();
     h.send(tid, "42[\"hello\",1,{\"a\":2}]");
@@ -429,7 +330,7 @@ fn events_and_acks_both_ways() {
 
 #[test]
 fn acks_time_out_and_fail_on_disconnect() {
-    let mut h = Harness::new(config());
+    let mut h = harness(config());
     let (tid, sid) = h.connect("/");
     let timeout = Some(Duration::from_millis(100));
     let ack = h
@@ -484,7 +385,7 @@ fn acks_time_out_and_fail_on_disconnect() {
 
 #[test]
 fn binary_events_are_reassembled_and_sent_as_attachments() {
-    let mut h = Harness::new(config());
+    let mut h = harness(config());
     let (tid, sid) = h.connect("/");
     h.take_events();
     h.send(tid, "451-[\"bin\",{\"_placeholder\":true,\"num\":0}]");
@@ -518,7 +419,7 @@ fn binary_events_are_reassembled_and_sent_as_attachments() {
 
 #[test]
 fn rooms_and_broadcast_operators() {
-    let mut h = Harness::new(config());
+    let mut h = harness(config());
     let (a, sa) = h.connect("/");
     let (b, sb) = h.connect("/");
     let (c, _sc) = h.connect("/");
@@ -601,7 +502,7 @@ fn rooms_and_broadcast_operators() {
 
 #[test]
 fn broadcast_with_ack_collects_every_answer() {
-    let mut h = Harness::new(config());
+    let mut h = harness(config());
     let (a, sa) = h.connect("/");
     let (b, sb) = h.connect("/");
     let (_c, sc) = h.connect("/");
@@ -660,7 +561,7 @@ fn broadcast_with_ack_collects_every_answer() {
 
 #[test]
 fn server_disconnect_and_close() {
-    let mut h = Harness::new(config());
+    let mut h = harness(config());
     let tid = h.open(4);
     let s1 = h.join_nsp(tid, "/", None);
     let s2 = h.join_nsp(tid, "/custom", None);
@@ -680,7 +581,7 @@ fn server_disconnect_and_close() {
 
 #[test]
 fn transport_close_and_ping_timeout_reasons() {
-    let mut h = Harness::new(config());
+    let mut h = harness(config());
     let (tid, sid) = h.connect("/");
     h.clients
         .get_mut(&tid)
@@ -705,7 +606,7 @@ fn transport_close_and_ping_timeout_reasons() {
 
 #[test]
 fn eio3_clients_are_in_the_default_namespace_at_once() {
-    let mut h = Harness::new(config());
+    let mut h = harness(config());
     let tid = h.open(3);
     assert_eq!(h.texts(tid), ["40"]);
     let sid = h
@@ -730,7 +631,7 @@ fn eio3_clients_are_in_the_default_namespace_at_once() {
     });
     assert_eq!(auth, Some(json!({"token": "abc"})));
     // v2 clients get the bare error.
-    h.auto_accept = false;
+    h.serve = None;
     let t2 = h.open(3);
     h.take_events();
     let _ = h.texts(t2);
@@ -751,7 +652,7 @@ fn recovery_config() -> Config {
 
 #[test]
 fn connection_state_recovery_restores_sid_rooms_and_missed_packets() {
-    let mut h = Harness::new(recovery_config());
+    let mut h = harness(recovery_config());
     let tid = h.open(4);
     h.send(tid, "40");
     let got = h.texts(tid);
@@ -814,7 +715,7 @@ fn connection_state_recovery_restores_sid_rooms_and_missed_packets() {
 
 #[test]
 fn recovery_window_and_unknown_offsets() {
-    let mut h = Harness::new(recovery_config());
+    let mut h = harness(recovery_config());
     let tid = h.open(4);
     h.send(tid, "40");
     let got = h.texts(tid);
@@ -852,7 +753,7 @@ fn recovery_window_and_unknown_offsets() {
 
 #[test]
 fn graceful_shutdown_disconnects_everyone() {
-    let mut h = Harness::new(config());
+    let mut h = harness(config());
     let (a, sa) = h.connect("/");
     let (b, _) = h.connect("/custom");
     h.server.shutdown(h.now);
@@ -873,8 +774,8 @@ fn graceful_shutdown_disconnects_everyone() {
 
 #[test]
 fn cluster_messages_repeat_operations_on_other_servers() {
-    let mut h1 = Harness::new(config().cluster(true));
-    let mut h2 = Harness::new(config().cluster(true));
+    let mut h1 = harness(config().cluster(true));
+    let mut h2 = harness(config().cluster(true));
     let (_a, _) = h1.connect("/");
     let (b, sb) = h2.connect("/");
     h2.server.join(&sb, &["r".into()]).expect("b");
@@ -902,7 +803,7 @@ fn cluster_messages_repeat_operations_on_other_servers() {
 
 #[test]
 fn polling_clients_get_the_same_packet_bytes() {
-    let mut h = Harness::new(config());
+    let mut h = harness(config());
     let (ws_client, _) = h.connect("/");
     // A polling client: handshake, CONNECT, then poll.
     let get = |h: &mut Harness, q: &str| match h
@@ -946,7 +847,7 @@ fn polling_clients_get_the_same_packet_bytes() {
 
 #[test]
 fn a_broadcast_is_one_shared_frame_for_every_websocket_recipient() {
-    let mut h = Harness::new(config());
+    let mut h = harness(config());
     let (a, _) = h.connect("/");
     let (b, _) = h.connect("/");
     let (c, _) = h.connect("/");
@@ -990,7 +891,7 @@ fn a_broadcast_is_one_shared_frame_for_every_websocket_recipient() {
 fn the_recovery_store_is_bounded() {
     let mut recovery = Recovery::default();
     recovery.max_packets = 2;
-    let mut h = Harness::new(config().recovery(recovery));
+    let mut h = harness(config().recovery(recovery));
     let tid = h.open(4);
     h.send(tid, "40");
     let got = h.texts(tid);

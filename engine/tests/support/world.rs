@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wirestate_engine::eio::{Action, PollId, Reply, RequestId, Transmit, TransportId, WsId};
-use wirestate_engine::http::{Request, ServerConn};
+use wirestate_engine::http::{Request, Response, ServerConn};
 use wirestate_engine::ws::{self, ClientRequest, Connection};
 use wirestate_engine::{ClientMachine, Endpoint};
 
@@ -46,15 +46,18 @@ pub struct World<E: Endpoint, M: ClientMachine> {
     by_transport: HashMap<TransportId, WsId>,
 }
 
-fn request(method: &str, target: &str, body: &Bytes) -> Request {
-    let raw = format!(
-        "{method} {target} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    let mut conn = ServerConn::new(8192, 1 << 22);
+/// A complete request as a client sends it: `headers` besides `Host` and
+/// `Content-Length`.
+pub fn request(method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Request {
+    let mut raw = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n");
+    for (k, v) in headers {
+        raw.push_str(&format!("{k}: {v}\r\n"));
+    }
+    raw.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut conn = ServerConn::new(8192, 1 << 24);
     conn.handle_input(raw.as_bytes());
     conn.handle_input(body);
-    conn.poll_request().expect("request")
+    conn.poll_request().expect("complete request")
 }
 
 impl<E: Endpoint, M: ClientMachine> World<E, M>
@@ -176,7 +179,7 @@ where
                 Network::Refusing => self.client.handle_http_failed(self.now, id),
                 Network::Up => match self
                     .server
-                    .handle_request(self.now, &request(method, &target, &body))
+                    .handle_request(self.now, &request(method, &target, &[], &body))
                 {
                     Reply::Respond(r) => self
                         .client
@@ -272,5 +275,172 @@ where
             self.client.poll_timeout(),
             self.now
         );
+    }
+}
+
+/// A server and raw clients: tests that write the protocol by hand send HTTP requests
+/// and WebSocket messages themselves and read exactly what came back.
+pub struct RawWorld<E: Endpoint> {
+    pub now: Instant,
+    pub server: E,
+    pub events: Vec<E::Event>,
+    /// Responses to parked polls, by poll.
+    pub late: HashMap<PollId, Response>,
+    /// WebSocket clients, by the transport the server gave them.
+    pub clients: HashMap<TransportId, Connection>,
+    /// Messages each WebSocket client received.
+    pub received: HashMap<TransportId, Vec<ws::Message>>,
+    /// Transports the server closed.
+    pub closed: Vec<TransportId>,
+    /// Every WebSocket write, as the server produced it.
+    pub writes: Vec<(TransportId, Bytes)>,
+    /// The WebSocket clients answer Engine.IO pings (`2`) with pongs (`3`).
+    pub answer_pings: bool,
+    /// The server application, if any: called with every server event.
+    pub serve: Option<Serve<E>>,
+}
+
+impl<E: Endpoint> RawWorld<E> {
+    /// `server` at `now`, with no client yet.
+    pub fn new(now: Instant, server: E) -> Self {
+        Self {
+            now,
+            server,
+            events: Vec::new(),
+            late: HashMap::new(),
+            clients: HashMap::new(),
+            received: HashMap::new(),
+            closed: Vec::new(),
+            writes: Vec::new(),
+            answer_pings: false,
+            serve: None,
+        }
+    }
+
+    /// Runs everything until nothing moves.
+    pub fn pump(&mut self) {
+        loop {
+            let mut progress = false;
+            while let Some(t) = self.server.poll_transmit() {
+                progress = true;
+                match t {
+                    Transmit::Respond { poll, response } => {
+                        let earlier = self.late.insert(poll, response);
+                        assert!(earlier.is_none(), "one response per poll");
+                    }
+                    Transmit::Ws { transport, bytes } => {
+                        self.writes.push((transport, bytes.clone()));
+                        if let Some(c) = self.clients.get_mut(&transport) {
+                            c.handle_input(self.now, &bytes);
+                        }
+                    }
+                    Transmit::CloseTransport(transport) => {
+                        self.closed.push(transport);
+                        if let Some(c) = self.clients.get_mut(&transport) {
+                            c.handle_eof(self.now);
+                        }
+                    }
+                }
+            }
+            while let Some(e) = self.server.poll_event() {
+                progress = true;
+                if let Some(serve) = self.serve {
+                    serve(&mut self.server, self.now, &e);
+                }
+                self.events.push(e);
+            }
+            let ids: Vec<TransportId> = self.clients.keys().copied().collect();
+            for tid in ids {
+                let client = self.clients.get_mut(&tid).expect("client");
+                let mut out = Vec::new();
+                while let Some(b) = client.poll_transmit() {
+                    out.extend_from_slice(&b);
+                }
+                let mut pings = 0;
+                while let Some(ev) = client.poll_event() {
+                    if let ws::Event::Message(m) = ev {
+                        if self.answer_pings && m == ws::Message::text("2") {
+                            pings += 1;
+                        }
+                        self.received.entry(tid).or_default().push(m);
+                    }
+                }
+                for _ in 0..pings {
+                    let _ = client.send(ws::Message::text("3"));
+                    while let Some(b) = client.poll_transmit() {
+                        out.extend_from_slice(&b);
+                    }
+                }
+                if !out.is_empty() && !self.closed.contains(&tid) {
+                    progress = true;
+                    self.server.handle_ws_input(self.now, tid, &out);
+                }
+            }
+            if !progress {
+                return;
+            }
+        }
+    }
+
+    /// Hands the server a request (`headers` besides `Host` and `Content-Length`) and
+    /// runs what it produced.
+    pub fn request(
+        &mut self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Reply {
+        let reply = self
+            .server
+            .handle_request(self.now, &request(method, target, headers, body));
+        self.pump();
+        reply
+    }
+
+    /// Opens a WebSocket client to `target` (path and query); it must be upgraded.
+    pub fn websocket(&mut self, target: &str) -> TransportId {
+        let url = format!("ws://localhost{target}");
+        let req = ClientRequest::from_url(&url).expect("url");
+        let mut client =
+            Connection::client(Arc::new(ws::Config::default()), &req, self.now, [9; 32]);
+        let head = client.poll_transmit().expect("request head");
+        let mut conn = ServerConn::new(8192, 1 << 20);
+        conn.handle_input(&head);
+        let request = conn.poll_request().expect("upgrade request");
+        match self.server.handle_request(self.now, &request) {
+            Reply::Upgrade(tid) => {
+                self.clients.insert(tid, client);
+                self.pump();
+                tid
+            }
+            other => panic!("expected an upgrade, got {other:?}"),
+        }
+    }
+
+    /// A WebSocket client sends `message`.
+    pub fn ws_send(&mut self, tid: TransportId, message: ws::Message) {
+        self.clients
+            .get_mut(&tid)
+            .expect("client")
+            .send(message)
+            .expect("open");
+        self.pump();
+    }
+
+    /// Jumps from deadline to deadline until `by` has passed.
+    pub fn advance(&mut self, by: Duration) {
+        let until = self.now + by;
+        while let Some(t) = self.server.poll_timeout() {
+            if t > until {
+                break;
+            }
+            self.now = self.now.max(t);
+            self.server.handle_timeout(self.now);
+            self.pump();
+        }
+        self.now = until;
+        self.server.handle_timeout(self.now);
+        self.pump();
     }
 }

@@ -637,7 +637,15 @@ impl fmt::Display for ClientEmitError {
     }
 }
 
-impl std::error::Error for ClientEmitError {}
+impl std::error::Error for ClientEmitError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Serialize(e) => Some(e),
+            Self::Client(e) => Some(e),
+            Self::Ack(e) => Some(e),
+        }
+    }
+}
 
 impl From<serde_json::Error> for ClientEmitError {
     fn from(e: serde_json::Error) -> Self {

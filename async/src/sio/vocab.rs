@@ -40,7 +40,14 @@ impl fmt::Display for EmitError {
     }
 }
 
-impl std::error::Error for EmitError {}
+impl std::error::Error for EmitError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Serialize(e) => Some(e),
+            Self::Disconnected => None,
+        }
+    }
+}
 
 impl From<serde_json::Error> for EmitError {
     fn from(e: serde_json::Error) -> Self {

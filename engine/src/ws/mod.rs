@@ -1,8 +1,10 @@
 //! RFC 6455 WebSocket: handshake, framing, masking, fragmentation, streaming UTF-8
 //! validation, and the closing handshake, for both roles; permessage-deflate (RFC 7692).
 //!
-//! [`Connection`] is the state machine; the other modules are its parts, public so that
-//! other layers (Engine.IO's upgrade, benchmarks, fuzzers) can use them alone.
+//! [`Connection`] is the state machine; the other modules are its parts. `handshake`,
+//! `deflate`, `close` and `error` are documented API; the frame codec, masking and
+//! streaming UTF-8 validation are public only for benchmarks and fuzzers, and hidden
+//! from these docs.
 //!
 //! | peer fault | answer |
 //! | --- | --- |
@@ -17,10 +19,13 @@ pub mod close;
 mod connection;
 pub mod deflate;
 pub mod error;
+#[doc(hidden)]
 pub mod frame;
 pub mod handshake;
+#[doc(hidden)]
 pub mod mask;
 mod message;
+#[doc(hidden)]
 pub mod utf8;
 
 pub use close::CloseCode;

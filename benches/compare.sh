@@ -45,8 +45,12 @@ sio_impls=(sio-wirestate-tokio sio-socketioxide sio-node)
 baseline_bin=""
 if [ -n "${BASELINE:-}" ]; then
     tree="$root/target/bench-baseline"
-    git worktree remove --force "$tree" 2>/dev/null || rm -rf "$tree"
-    git worktree add --detach "$tree" "$BASELINE" >&2
+    want="$(git rev-parse "$BASELINE^{commit}")"
+    if [ "$(git -C "$tree" rev-parse HEAD 2>/dev/null)" != "$want" ]; then
+        git worktree remove --force "$tree" 2>/dev/null || rm -rf "$tree"
+        git worktree prune
+        git worktree add --detach "$tree" "$want" >&2
+    fi
     (cd "$tree" && cargo build --release --quiet -p wirestate-benches --features peers --bin bench-server)
     baseline_bin="$tree/target/release"
     impls+=(baseline-wirestate-tokio baseline-wirestate-smol)

@@ -125,7 +125,7 @@ pub(crate) async fn sleep<C: Clock>(clock: &mut C, duration: Duration) {
     poll_fn(|cx| clock.poll_until(cx, deadline)).await
 }
 
-/// 32 bytes of OS randomness, for ids and masking keys.
+/// `N` bytes of OS randomness, for ids, jitter and masking keys.
 pub(crate) fn os_seed<const N: usize>() -> io::Result<[u8; N]> {
     let mut seed = [0u8; N];
     getrandom::fill(&mut seed).map_err(io::Error::other)?;

@@ -172,12 +172,12 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
         ws
     }
 
-    /// Runs the server side of the opening handshake on `io`.
+    /// Runs the server side of the opening handshake on `io`. The future carries the
+    /// handshake's state: box it if a long-lived task awaits it (as
+    /// [`accept`](crate::accept) does), so that the task is not sized for both.
     pub async fn accept(io: T, clock: C, config: Arc<ws::Config>) -> Result<Self, Error> {
         let conn = Connection::server(config, clock.now());
-        // Boxed: the handshake's state is on the heap only while it runs, so a task
-        // that accepts and then serves the connection is not sized for both.
-        Box::pin(Self::from_connection(io, clock, conn).handshake()).await
+        Self::from_connection(io, clock, conn).handshake().await
     }
 
     /// Runs the client side of the opening handshake on `io`, an already connected
@@ -190,7 +190,7 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
         seed: [u8; 32],
     ) -> Result<Self, Error> {
         let conn = Connection::client(config, request, clock.now(), seed);
-        Box::pin(Self::from_connection(io, clock, conn).handshake()).await
+        Self::from_connection(io, clock, conn).handshake().await
     }
 
     async fn handshake(mut self) -> Result<Self, Error> {
@@ -431,12 +431,18 @@ pub async fn accept<R: Runtime, T: Transport>(
     io: T,
     config: Arc<ws::Config>,
 ) -> Result<WebSocket<T, R::Clock>, Error> {
-    let span = tracing::debug_span!("ws", role = "server");
-    let result = WebSocket::accept(io, rt.clock(), config)
-        .instrument(span.clone())
-        .await;
-    log_handshake(&span, &result);
-    result
+    let clock = rt.clock();
+    // Boxed: a task that accepts and then serves the connection holds the handshake's
+    // state only while it runs, not for the connection's whole life.
+    Box::pin(async move {
+        let span = tracing::debug_span!("ws", role = "server");
+        let result = WebSocket::accept(io, clock, config)
+            .instrument(span.clone())
+            .await;
+        log_handshake(&span, &result);
+        result
+    })
+    .await
 }
 
 /// Connects to a `ws://` URL over the runtime's TCP and runs the handshake.
@@ -459,13 +465,22 @@ pub async fn client<R: Runtime, T: Transport>(
     config: Arc<ws::Config>,
 ) -> Result<WebSocket<T, R::Clock>, Error> {
     let seed = crate::os_seed()?;
-    let span =
-        tracing::debug_span!("ws", role = "client", host = %request.host, path = %request.path);
-    let result = WebSocket::connect(io, rt.clock(), config, request, seed)
-        .instrument(span.clone())
-        .await;
-    log_handshake(&span, &result);
-    result
+    let clock = rt.clock();
+    // Boxed, as in `accept`.
+    Box::pin(async move {
+        let span = tracing::debug_span!(
+            "ws",
+            role = "client",
+            host = %request.host,
+            path = %request.path
+        );
+        let result = WebSocket::connect(io, clock, config, request, seed)
+            .instrument(span.clone())
+            .await;
+        log_handshake(&span, &result);
+        result
+    })
+    .await
 }
 
 fn log_handshake<T, C>(span: &tracing::Span, result: &Result<WebSocket<T, C>, Error>) {

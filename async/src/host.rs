@@ -4,9 +4,11 @@
 //! One sans-IO [`Endpoint`] is shared (behind a mutex held only for the synchronous
 //! calls into it) by every connection future and one timer future. Its outputs are
 //! sorted into mailboxes — the response for a parked poll, the bytes for a WebSocket
-//! transport — and the future waiting on each mailbox is woken. Adapters spawn
-//! [`Host::serve_connection`] for every accepted TCP connection and
-//! [`Host::run_timers`] once. [`EioServer`] is the Engine.IO host.
+//! transport — and the future waiting on each mailbox is woken. The serve loops
+//! (`eio::serve`, `sio::serve`) spawn [`Host::serve_connection`] for every accepted
+//! connection, and `eio::server`/`sio::server` spawn [`Host::run_timers`] once.
+//! [`EioServer`] is the Engine.IO host. The lock is the host's own: handles never
+//! expose it, so the state can later be sharded per worker without an API change.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;

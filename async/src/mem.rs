@@ -250,6 +250,13 @@ impl MemListener {
     }
 }
 
+impl Drop for SimClock {
+    fn drop(&mut self) {
+        let armed = lock(&self.inner.state).timers.remove(&self.id);
+        drop(armed); // after the lock, as in `poll_until`
+    }
+}
+
 impl Drop for MemListener {
     fn drop(&mut self) {
         let mut backlog = lock(&self.backlog);
@@ -295,7 +302,9 @@ impl Wake for MainWaker {
 #[derive(Default)]
 struct State {
     elapsed: Duration,
-    timers: Vec<(Duration, Waker)>,
+    /// Each clock's one armed deadline (a clock is a re-armable timer).
+    timers: HashMap<u64, (Duration, Waker)>,
+    next_clock: u64,
     ready: VecDeque<Arc<Task>>,
     listeners: HashMap<SocketAddr, Arc<Mutex<Backlog>>>,
     /// Every connection the network made, to sever them.
@@ -426,17 +435,21 @@ impl Sim {
     /// Jumps to the earliest armed deadline and wakes what waits on it.
     fn advance(&self) -> bool {
         let mut state = lock(&self.inner.state);
-        let Some(next) = state.timers.iter().map(|(at, _)| *at).min() else {
+        let Some(next) = state.timers.values().map(|(at, _)| *at).min() else {
             return false;
         };
         state.elapsed = state.elapsed.max(next);
         let now = state.elapsed;
-        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut state.timers)
-            .into_iter()
-            .partition(|(at, _)| *at <= now);
-        state.timers = later;
+        let due: Vec<u64> = (state.timers.iter())
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        let wakers: Vec<Waker> = (due.iter())
+            .filter_map(|id| state.timers.remove(id))
+            .map(|(_, waker)| waker)
+            .collect();
         drop(state);
-        for (_, waker) in due {
+        for waker in wakers {
             waker.wake();
         }
         true
@@ -486,10 +499,10 @@ impl Sim {
     }
 }
 
-/// [`Sim`]'s virtual clock and timer.
-#[derive(Clone)]
+/// [`Sim`]'s virtual clock and one re-armable timer.
 pub struct SimClock {
     inner: Arc<Inner>,
+    id: u64,
 }
 
 impl fmt::Debug for SimClock {
@@ -506,11 +519,23 @@ impl Clock for SimClock {
     fn poll_until(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()> {
         let at = deadline.saturating_duration_since(self.inner.start);
         let mut state = lock(&self.inner.state);
-        if state.elapsed >= at {
-            return Poll::Ready(());
+        // A replaced waker is dropped after the lock: the last handle of a task drops
+        // its future, whose clocks lock the state again.
+        let (ready, replaced) = if state.elapsed >= at {
+            (true, state.timers.remove(&self.id))
+        } else {
+            (
+                false,
+                state.timers.insert(self.id, (at, cx.waker().clone())),
+            )
+        };
+        drop(state);
+        drop(replaced);
+        if ready {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
-        state.timers.push((at, cx.waker().clone()));
-        Poll::Pending
     }
 }
 
@@ -520,8 +545,11 @@ impl Runtime for Sim {
     type Listener = MemListener;
 
     fn clock(&self) -> SimClock {
+        let mut state = lock(&self.inner.state);
+        state.next_clock += 1;
         SimClock {
             inner: self.inner.clone(),
+            id: state.next_clock,
         }
     }
 

@@ -563,7 +563,7 @@ impl<E: Endpoint> Host<E> {
         let mut s = self.lock();
         if !s.server.matches(request.head.path()) {
             drop(s);
-            return match ws::handshake::route(&self.settings.routes, &request.head) {
+            return match ws::handshake::route(&self.settings.routes, request.head) {
                 Ok((upgrade, config)) => Mode::Handoff(Box::new(upgrade), config.clone()),
                 Err(response) => {
                     http.respond(now, response);

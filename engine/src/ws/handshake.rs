@@ -99,13 +99,13 @@ pub fn parse_request(
 /// (`(path, value)` pairs, matched on the exact path): the validated upgrade with the
 /// route's value, or the response to send instead — 404 for an unknown path or a
 /// request that is not an upgrade, the handshake error's status for a bad upgrade.
-pub fn route<'r, T>(
-    routes: &'r [(String, T)],
-    head: &crate::http::RequestHead,
-) -> Result<(Request, &'r T), crate::http::Response> {
+pub fn route<T>(
+    routes: &[(String, T)],
+    head: crate::http::RequestHead,
+) -> Result<(Request, &T), crate::http::Response> {
     let route = routes.iter().find(|(path, _)| path == head.path());
     match route {
-        Some((_, value)) if head.is_websocket_upgrade() => match validate(head.clone()) {
+        Some((_, value)) if head.is_websocket_upgrade() => match validate(head) {
             Ok(upgrade) => Ok((upgrade, value)),
             Err(e) => Err(crate::http::Response::new(e.status())
                 .header("Content-Type", "text/plain; charset=utf-8")
@@ -421,10 +421,10 @@ mod tests {
                 .0
         };
         let upgrade = "GET /feed?x=1 HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-        let (_, value) = route(&routes, &head(upgrade)).expect("routed");
+        let (_, value) = route(&routes, head(upgrade)).expect("routed");
         assert_eq!(*value, 2);
         let status = |text: &str| {
-            route(&routes, &head(text))
+            route(&routes, head(text))
                 .map(|_| ())
                 .expect_err("refused")
                 .status

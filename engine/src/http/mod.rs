@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 mod client;
-mod url;
+pub(crate) mod url;
 
 pub use client::{ClientConn, ClientResponse};
 pub use url::{Scheme, Url, UrlError};

@@ -131,29 +131,35 @@ impl Url {
 
     /// `host:port`, to connect to (IPv6 in brackets).
     pub fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        authority(&self.host, self.port)
     }
 
     /// The `Host` header's value: the port only when it is not the scheme's default.
     pub fn host_header(&self) -> String {
-        if self.port == self.scheme.default_port() {
-            if self.host.contains(':') {
-                format!("[{}]", self.host)
-            } else {
-                self.host.clone()
-            }
-        } else {
-            self.authority()
-        }
+        host_header(&self.host, self.port, self.scheme.default_port())
     }
 
     /// The path, without the query.
     pub fn path(&self) -> &str {
         self.target.split_once('?').map_or(&self.target, |(p, _)| p)
+    }
+}
+
+/// `host:port`, IPv6 in brackets.
+pub(crate) fn authority(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// A `Host` header's value: the port only when it is not `default_port`.
+pub(crate) fn host_header(host: &str, port: u16, default_port: u16) -> String {
+    match (port == default_port, host.contains(':')) {
+        (false, _) => authority(host, port),
+        (true, true) => format!("[{host}]"),
+        (true, false) => host.to_owned(),
     }
 }
 

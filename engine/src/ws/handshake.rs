@@ -208,11 +208,7 @@ impl ClientRequest {
 
     /// `host:port` as a socket address string (IPv6 in brackets).
     pub fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        crate::http::url::authority(&self.host, self.port)
     }
 
     /// The request head, with `key` (base64 of 16 random bytes) as `Sec-WebSocket-Key`
@@ -221,7 +217,7 @@ impl ClientRequest {
         let mut out = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n",
             self.path,
-            if self.port == 80 { self.host_for_header() } else { self.authority() },
+            crate::http::url::host_header(&self.host, self.port, 80),
         );
         if !self.protocols.is_empty() {
             out.push_str("Sec-WebSocket-Protocol: ");
@@ -241,14 +237,6 @@ impl ClientRequest {
         }
         out.push_str("\r\n");
         out.into_bytes()
-    }
-
-    fn host_for_header(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        }
     }
 }
 

@@ -106,16 +106,25 @@ where
     F: Fn(String, WebSocket<R::Tcp, R::Clock>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    crate::accept_loop(rt, &listener, std::future::pending(), |stream, peer| {
-        let (rt, server, on_websocket) = (rt.clone(), server.clone(), on_websocket.clone());
-        async move {
-            match serve_connection(&rt, &server, stream, Some(peer)).await {
-                Ok(Some((path, ws))) => on_websocket(path, ws).await,
-                Ok(None) => {}
-                Err(e) => tracing::debug!(error = %e, "engine.io connection ended with an error"),
+    let max = server.limits().max_connections;
+    crate::accept_loop(
+        rt,
+        &listener,
+        std::future::pending(),
+        max,
+        |stream, peer| {
+            let (rt, server, on_websocket) = (rt.clone(), server.clone(), on_websocket.clone());
+            async move {
+                match serve_connection(&rt, &server, stream, Some(peer)).await {
+                    Ok(Some((path, ws))) => on_websocket(path, ws).await,
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "engine.io connection ended with an error")
+                    }
+                }
             }
-        }
-    })
+        },
+    )
     .await;
     Ok(())
 }

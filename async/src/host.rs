@@ -27,7 +27,7 @@ use wirestate_engine::eio::{
 use wirestate_engine::http::{Request, Response, ServerConn};
 use wirestate_engine::ws;
 use wirestate_engine::Endpoint;
-use wirestate_engine::{IdMap, IdSet};
+use wirestate_engine::IdMap;
 
 /// Takes a host's events as they happen (a Socket.IO server's dispatch). Called with
 /// no lock held, one event at a time, never concurrently (events keep their order).
@@ -41,8 +41,16 @@ pub struct HttpLimits {
     pub max_head_size: usize,
     /// How long an idle or half-sent request may hold a connection before it is closed
     /// (default 30 s): keep-alive connections do not live forever, and a client that
-    /// trickles a request head (slowloris) is cut off.
+    /// trickles a request head (slowloris) is cut off. It counts from when the last
+    /// response was written, not queued.
     pub request_timeout: Duration,
+    /// How long a connection may make no write progress while it has bytes to write
+    /// (default 20 s) before it is dropped: a peer that stops reading releases its
+    /// socket and queued bytes within this time, whether or not its session has ended.
+    pub write_timeout: Duration,
+    /// Most connections served at once (default: no cap). At the cap the accept loop
+    /// stops accepting; new connections wait in the listener's backlog until one ends.
+    pub max_connections: Option<usize>,
 }
 
 impl Default for HttpLimits {
@@ -50,11 +58,25 @@ impl Default for HttpLimits {
         Self {
             max_head_size: 8 << 10,
             request_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(20),
+            max_connections: None,
         }
     }
 }
 
 impl HttpLimits {
+    /// Sets [`HttpLimits::write_timeout`].
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// Sets [`HttpLimits::max_connections`].
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = Some(connections);
+        self
+    }
+
     /// Sets [`HttpLimits::request_timeout`].
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
@@ -78,7 +100,8 @@ struct Shared<E: Endpoint> {
     server: E,
     responses: IdMap<PollId, Response>,
     ws_out: IdMap<TransportId, Vec<Bytes>>,
-    ws_closed: IdSet<TransportId>,
+    /// Transports to close once written (`false`) or drop at once (`true`).
+    ws_closed: IdMap<TransportId, bool>,
     wakers: IdMap<Mailbox, Waker>,
     events: VecDeque<E::Event>,
     event_waker: Option<Waker>,
@@ -105,7 +128,12 @@ impl<E: Endpoint> Shared<E> {
                     Mailbox::Ws(transport)
                 }
                 Transmit::CloseTransport(transport) => {
-                    self.ws_closed.insert(transport);
+                    self.ws_closed.insert(transport, false);
+                    Mailbox::Ws(transport)
+                }
+                Transmit::AbortTransport(transport) => {
+                    self.ws_closed.insert(transport, true);
+                    self.ws_out.remove(&transport);
                     Mailbox::Ws(transport)
                 }
             };
@@ -133,7 +161,7 @@ impl<E: Endpoint> Shared<E> {
     }
 
     fn wake_if_idle(&mut self) {
-        if self.busy == 0 && self.server.session_count() == 0 {
+        if self.busy == 0 && self.server.is_idle() {
             for w in self.idle_wakers.drain(..) {
                 w.wake();
             }
@@ -284,7 +312,7 @@ impl<E: Endpoint> Host<E> {
                 server,
                 responses: IdMap::default(),
                 ws_out: IdMap::default(),
-                ws_closed: IdSet::default(),
+                ws_closed: IdMap::default(),
                 wakers: IdMap::default(),
                 events: VecDeque::new(),
                 event_waker: None,
@@ -295,6 +323,11 @@ impl<E: Endpoint> Host<E> {
                 idle_wakers: Vec::new(),
             })),
         }
+    }
+
+    /// The HTTP limits it was made with.
+    pub fn limits(&self) -> HttpLimits {
+        self.settings.limits
     }
 
     /// The current time on the host's runtime.
@@ -359,7 +392,7 @@ impl<E: Endpoint> Host<E> {
     pub async fn idle(&self) {
         poll_fn(|cx| {
             let mut s = self.lock();
-            if s.busy == 0 && s.server.session_count() == 0 {
+            if s.busy == 0 && s.server.is_idle() {
                 Poll::Ready(())
             } else {
                 s.idle_wakers.push(cx.waker().clone());
@@ -410,64 +443,105 @@ impl<E: Endpoint> Host<E> {
     /// open connection (with the route's path) for the caller to run; other paths get
     /// 404. `peer_addr` reaches the endpoint with every request (and so the
     /// handshake).
+    ///
+    /// Every exit (an error, the end, or the future dropped) releases what the
+    /// connection held in the host; a connection with bytes to write that makes no
+    /// progress for [`HttpLimits::write_timeout`] ends with `TimedOut`.
     pub async fn serve_connection<T: Transport, C: Clock>(
         &self,
         mut io: T,
         mut clock: C,
         peer_addr: Option<SocketAddr>,
     ) -> io::Result<Option<(String, WebSocket<T, C>)>> {
+        let limits = self.settings.limits;
         let mut http = ServerConn::new(
-            self.settings.limits.max_head_size,
+            limits.max_head_size,
             self.lock().server.max_body_size() + 1024,
         )
-        .with_request_timeout(self.settings.limits.request_timeout, clock.now());
+        .with_request_timeout(limits.request_timeout, clock.now());
         let mut out = Outbox::default();
-        let mut mode = Mode::Http;
-        let mut busy = BusyGuard {
-            shared: &self.shared,
+        let mut conn = ConnGuard {
+            host: self,
+            mode: Mode::Http,
             busy: false,
         };
         let mut read_eof = false;
+        // Written on the WebSocket and not yet reported to the endpoint.
+        let mut unreported = 0;
+        // Since when bytes have waited to be written with none going out.
+        let mut stalled_since: Option<Instant> = None;
         let done = poll_fn(|cx| {
             loop {
                 // Everything queued for this connection goes out first.
                 while let Some(b) = http.poll_transmit() {
                     out.push(b);
                 }
-                if let Mode::Ws(tid) = mode {
+                if let Mode::Ws(tid) = conn.mode {
                     let mut s = self.lock();
+                    if unreported > 0 {
+                        s.server.handle_ws_written(tid, unreported);
+                        unreported = 0;
+                    }
+                    if s.ws_closed.get(&tid) == Some(&true) {
+                        // A slow consumer: dropped with what it did not read.
+                        return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                    }
                     for b in s.ws_out.remove(&tid).unwrap_or_default() {
                         out.push(b);
                     }
                     // Registered under the same lock as the drain above, so that bytes
                     // dispatched by another thread right after it still wake us.
                     s.wakers.insert(Mailbox::Ws(tid), cx.waker().clone());
-                    if out.is_empty() && s.ws_closed.remove(&tid) {
+                    if out.is_empty() && s.ws_closed.contains_key(&tid) {
                         drop(s);
                         return shutdown(&mut io, cx);
                     }
                 }
-                if let Err(e) = out.write_to(&mut io, cx) {
-                    self.abandon(&mode, clock.now());
-                    return Poll::Ready(Err(e));
+                let was_empty = out.is_empty();
+                let written = match out.write_to(&mut io, cx) {
+                    Ok(n) => n,
+                    Err(e) => return Poll::Ready(Err(e)),
+                };
+                if matches!(conn.mode, Mode::Ws(_)) {
+                    unreported += written;
                 }
-                match mode {
+                if out.is_empty() {
+                    if !was_empty && matches!(conn.mode, Mode::Http) {
+                        http.handle_written(clock.now());
+                    }
+                    stalled_since = None;
+                } else if written > 0 || stalled_since.is_none() {
+                    stalled_since = Some(clock.now());
+                }
+                // One deadline at a time on the clock: the write timeout while bytes
+                // wait, the request timeout while a request is awaited.
+                let write_deadline = stalled_since.map(|t| t + limits.write_timeout);
+                let http_deadline = match conn.mode {
+                    Mode::Http if out.is_empty() => http.poll_timeout(),
+                    _ => None,
+                };
+                if let Some(deadline) = write_deadline.into_iter().chain(http_deadline).min() {
+                    if clock.poll_until(cx, deadline).is_ready() {
+                        let now = clock.now();
+                        if write_deadline.is_some_and(|d| now >= d) {
+                            return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                        }
+                        http.handle_timeout(now);
+                        continue;
+                    }
+                }
+                match conn.mode {
                     Mode::Http => {
                         if let Some(mut request) = http.poll_request() {
                             request.peer_addr = peer_addr;
-                            mode = self.route(&mut http, request, clock.now());
-                            busy.set(matches!(mode, Mode::Ws(_) | Mode::Parked(_)));
+                            conn.mode = self.route(&mut http, request, clock.now());
+                            let busy = matches!(conn.mode, Mode::Ws(_) | Mode::Parked(_));
+                            conn.set_busy(busy);
                             self.drain_events();
                             continue;
                         }
                         if http.should_close() && out.is_empty() {
                             return shutdown(&mut io, cx);
-                        }
-                        if let Some(deadline) = http.poll_timeout() {
-                            if clock.poll_until(cx, deadline).is_ready() {
-                                http.handle_timeout(clock.now());
-                                continue;
-                            }
                         }
                     }
                     Mode::Handoff(..) => {
@@ -480,26 +554,36 @@ impl<E: Endpoint> Host<E> {
                         let mut s = self.lock();
                         match s.responses.remove(&poll) {
                             Some(response) => {
+                                s.wakers.remove(&Mailbox::Poll(poll));
                                 drop(s);
                                 http.respond(clock.now(), response);
-                                mode = Mode::Http;
-                                busy.set(false);
+                                conn.mode = Mode::Http;
+                                conn.set_busy(false);
                                 continue;
                             }
                             None => {
                                 s.wakers.insert(Mailbox::Poll(poll), cx.waker().clone());
                             }
                         }
+                        if !http.wants_input() {
+                            // Nothing more is read behind a parked poll than a head's
+                            // worth; the poll's answer wakes us.
+                            return Poll::Pending;
+                        }
                     }
                     Mode::Ws(_) => {}
                 }
                 if read_eof || out.len() > HIGH_WATER {
-                    if read_eof && matches!(mode, Mode::Http) && out.is_empty() {
+                    if read_eof && matches!(conn.mode, Mode::Http) && out.is_empty() {
                         return shutdown(&mut io, cx);
                     }
                     return Poll::Pending;
                 }
+                if matches!(conn.mode, Mode::Http) && !http.wants_input() {
+                    return Poll::Pending;
+                }
                 let now = clock.now();
+                let mode = &conn.mode;
                 let read = super::with_read_buf(|buf| {
                     let r = io.poll_read(cx, buf);
                     if let Poll::Ready(Ok(n)) = r {
@@ -507,7 +591,7 @@ impl<E: Endpoint> Host<E> {
                             match mode {
                                 Mode::Ws(tid) => {
                                     let mut s = self.lock();
-                                    s.server.handle_ws_input(now, tid, &buf[..n]);
+                                    s.server.handle_ws_input(now, *tid, &buf[..n]);
                                     s.dispatch();
                                 }
                                 Mode::Http | Mode::Parked(_) | Mode::Handoff(..) => {
@@ -521,39 +605,41 @@ impl<E: Endpoint> Host<E> {
                 match read {
                     Poll::Ready(Ok(0)) => {
                         read_eof = true;
-                        match mode {
+                        match conn.mode {
                             Mode::Http | Mode::Handoff(..) => http.handle_eof(),
-                            Mode::Parked(_) | Mode::Ws(_) => self.abandon(&mode, now),
-                        }
-                        if matches!(mode, Mode::Parked(_) | Mode::Ws(_)) {
-                            return shutdown(&mut io, cx);
+                            Mode::Parked(_) | Mode::Ws(_) => {
+                                conn.release(now);
+                                return shutdown(&mut io, cx);
+                            }
                         }
                     }
                     Poll::Ready(Ok(_)) => {
-                        if matches!(mode, Mode::Ws(_)) {
+                        if matches!(conn.mode, Mode::Ws(_)) {
                             // Handlers run here, with the read buffer free again.
                             self.drain_events();
                         }
                     }
-                    Poll::Ready(Err(e)) => {
-                        self.abandon(&mode, now);
-                        return Poll::Ready(Err(e));
-                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Pending => return Poll::Pending,
                 }
             }
         })
         .await;
-        busy.set(false);
-        done?;
-        match mode {
-            Mode::Handoff(request, config) => {
+        match (done, std::mem::replace(&mut conn.mode, Mode::Http)) {
+            (Ok(()), Mode::Handoff(request, config)) => {
+                drop(conn);
                 let rest = http.upgrade(Bytes::new());
                 let path = request.path().split('?').next().unwrap_or("/").to_owned();
                 let ws = WebSocket::accept_request(io, clock, config, *request, &rest);
                 Ok(Some((path, ws)))
             }
-            _ => Ok(None),
+            (done, mode) => {
+                // The guard releases what the connection held, however it ended (a
+                // cleanly closed WebSocket still has its waker registered).
+                conn.mode = mode;
+                drop(conn);
+                done.map(|()| None)
+            }
         }
     }
 
@@ -589,12 +675,40 @@ impl<E: Endpoint> Host<E> {
         s.dispatch();
         mode
     }
+}
 
-    /// The connection is gone: tell the server about what it was waiting for.
-    fn abandon(&self, mode: &Mode, now: Instant) {
-        let mut s = self.lock();
-        match *mode {
-            Mode::Http | Mode::Handoff(..) => {}
+/// What one connection holds in its host, released on every way out of
+/// [`Host::serve_connection`] (its `Drop`): the mailbox entries of its parked poll or
+/// WebSocket (the endpoint is told the client went away, a no-op if the session
+/// already ended) and its count as a busy connection.
+struct ConnGuard<'a, E: Endpoint> {
+    host: &'a Host<E>,
+    mode: Mode,
+    busy: bool,
+}
+
+impl<E: Endpoint> ConnGuard<'_, E> {
+    fn set_busy(&mut self, busy: bool) {
+        if busy == self.busy {
+            return;
+        }
+        self.busy = busy;
+        let mut s = self.host.lock();
+        if busy {
+            s.busy += 1;
+        } else {
+            s.busy -= 1;
+            s.wake_if_idle();
+        }
+    }
+
+    /// Releases what the connection's mode holds; the connection then holds nothing.
+    fn release(&mut self, now: Instant) {
+        let mode = std::mem::replace(&mut self.mode, Mode::Http);
+        self.set_busy(false);
+        let mut s = self.host.lock();
+        match mode {
+            Mode::Http | Mode::Handoff(..) => return,
             Mode::Parked(poll) => {
                 s.wakers.remove(&Mailbox::Poll(poll));
                 if s.responses.remove(&poll).is_none() {
@@ -604,45 +718,29 @@ impl<E: Endpoint> Host<E> {
             Mode::Ws(tid) => {
                 s.wakers.remove(&Mailbox::Ws(tid));
                 s.server.handle_ws_eof(now, tid);
-                s.ws_out.remove(&tid);
-                s.ws_closed.remove(&tid);
             }
         }
         s.dispatch();
-        if let Mode::Ws(tid) = *mode {
+        if let Mode::Ws(tid) = mode {
+            // After the dispatch: what the endpoint just sent this transport has
+            // nowhere to go.
             s.ws_out.remove(&tid);
             s.ws_closed.remove(&tid);
+            s.wakers.remove(&Mailbox::Ws(tid));
         }
         drop(s);
-        self.drain_events();
+        self.host.drain_events();
     }
 }
 
-/// Counts a connection as busy (carrying a session) while it is.
-struct BusyGuard<'a, E: Endpoint> {
-    shared: &'a Mutex<Shared<E>>,
-    busy: bool,
-}
-
-impl<E: Endpoint> BusyGuard<'_, E> {
-    fn set(&mut self, busy: bool) {
-        if busy == self.busy {
+impl<E: Endpoint> Drop for ConnGuard<'_, E> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Unwinding, perhaps from under the host's lock: do not lock again.
             return;
         }
-        self.busy = busy;
-        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-        if busy {
-            s.busy += 1;
-        } else {
-            s.busy -= 1;
-            s.wake_if_idle();
-        }
-    }
-}
-
-impl<E: Endpoint> Drop for BusyGuard<'_, E> {
-    fn drop(&mut self) {
-        self.set(false);
+        let now = self.host.now();
+        self.release(now);
     }
 }
 

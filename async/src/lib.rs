@@ -24,6 +24,7 @@ use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -135,11 +136,15 @@ pub(crate) fn os_seed<const N: usize>() -> io::Result<[u8; N]> {
 /// Accepts connections on `listener` and hands each to `serve`, until `stop` resolves
 /// (or for ever). An accept error never ends the loop: an error of one connection
 /// (reset, aborted) is skipped; any other (out of file descriptors, of memory) is
-/// logged, and accepting resumes after a pause that lets connections close.
+/// logged, and accepting resumes after a pause that lets connections close. With
+/// `max_connections`, no more than that many served connections are open at once:
+/// at the cap the loop stops accepting (new connections wait in the listener's
+/// backlog) until one ends.
 pub(crate) async fn accept_loop<R, S, Fut>(
     rt: &R,
     listener: &R::Listener,
     stop: impl Future<Output = ()>,
+    max_connections: Option<usize>,
     serve: S,
 ) where
     R: Runtime,
@@ -147,13 +152,18 @@ pub(crate) async fn accept_loop<R, S, Fut>(
     Fut: Future<Output = ()> + Send + 'static,
 {
     let mut stop = std::pin::pin!(stop);
-    let mut clock = rt.clock();
+    let gate = Arc::new(Gate::default());
     loop {
         let accepted = {
-            let mut accept = std::pin::pin!(rt.accept(listener));
+            let mut accept = std::pin::pin!(next_connection(rt, listener));
             poll_fn(|cx| {
                 if stop.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(None);
+                }
+                if let Some(max) = max_connections {
+                    if !gate.has_room(max, cx) {
+                        return Poll::Pending;
+                    }
                 }
                 accept.as_mut().poll(cx).map(Some)
             })
@@ -161,14 +171,78 @@ pub(crate) async fn accept_loop<R, S, Fut>(
         };
         match accepted {
             None => return,
-            Some(Ok((stream, peer))) => rt.spawn(serve(stream, peer)),
-            Some(Err(e)) if is_connection_error(&e) => {
+            Some((stream, peer)) => {
+                let permit = Gate::enter(&gate);
+                let served = serve(stream, peer);
+                rt.spawn(async move {
+                    served.await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+}
+
+/// The next connection on `listener`, never an error: see the adapters'
+/// `next_connection`.
+pub async fn next_connection<R: Runtime>(rt: &R, listener: &R::Listener) -> (R::Tcp, SocketAddr) {
+    let mut clock = None;
+    loop {
+        match rt.accept(listener).await {
+            Ok(accepted) => return accepted,
+            Err(e) if is_connection_error(&e) => {
                 tracing::debug!(error = %e, "accept: connection failed before it was accepted")
             }
-            Some(Err(e)) => {
+            Err(e) => {
                 tracing::warn!(error = %e, "accept failed; retrying in 100 ms");
-                sleep(&mut clock, ACCEPT_BACKOFF).await;
+                sleep(clock.get_or_insert_with(|| rt.clock()), ACCEPT_BACKOFF).await;
             }
+        }
+    }
+}
+
+/// Counts the connections an accept loop serves, and wakes the loop when one ends.
+#[derive(Default)]
+struct Gate {
+    open: std::sync::atomic::AtomicUsize,
+    waker: std::sync::Mutex<Option<std::task::Waker>>,
+}
+
+/// One served connection, counted in its [`Gate`] until dropped.
+struct Permit(Arc<Gate>);
+
+impl Gate {
+    fn enter(gate: &Arc<Gate>) -> Permit {
+        gate.open.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Permit(gate.clone())
+    }
+
+    /// Below `max` open connections; if not, the waker is woken when one ends.
+    fn has_room(&self, max: usize, cx: &mut Context<'_>) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.open.load(SeqCst) < max {
+            return true;
+        }
+        *self.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+        // Checked again after registering: a connection that ended in between has
+        // found no waker to wake.
+        self.open.load(SeqCst) < max
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0
+            .open
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        let waker = self
+            .0
+            .waker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(w) = waker {
+            w.wake();
         }
     }
 }
@@ -236,13 +310,15 @@ impl Outbox {
         self.bytes = 0;
     }
 
-    /// Writes as much as the transport takes now. `Ok` also when it would block.
+    /// Writes as much as the transport takes now: how many bytes that was (`Ok` also
+    /// when it would block).
     pub(crate) fn write_to<T: Transport>(
         &mut self,
         io: &mut T,
         cx: &mut Context<'_>,
-    ) -> io::Result<()> {
+    ) -> io::Result<usize> {
         use bytes::Buf;
+        let mut total = 0;
         while let Some(front) = self.queue.front() {
             let written = if self.queue.len() == 1 {
                 // The common case (one frame queued): no array of slices to fill.
@@ -260,9 +336,10 @@ impl Outbox {
                 Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => return Ok(()),
+                Poll::Pending => return Ok(total),
             };
             self.bytes -= n;
+            total += n;
             while n > 0 {
                 let Some(front) = self.queue.front_mut() else {
                     break;
@@ -275,7 +352,7 @@ impl Outbox {
                 self.queue.pop_front();
             }
         }
-        Ok(())
+        Ok(total)
     }
 }
 
@@ -399,6 +476,17 @@ macro_rules! runtime_api {
             $io<S>: $crate::Transport,
         {
             $crate::accept(&$rt, $io::new(stream), config).await
+        }
+
+        /// The next connection on `listener`. It never fails: a connection's own error
+        /// (reset before it was accepted) is skipped, and any other (out of file
+        /// descriptors, of memory) is logged and retried after a pause (100 ms), so an
+        /// accept loop built on it survives overload.
+        pub async fn next_connection(
+            listener: &$listener,
+        ) -> ($tcp, ::std::net::SocketAddr) {
+            let (io, peer) = $crate::next_connection(&$rt, listener).await;
+            (io.into_inner(), peer)
         }
 
         /// Connects to a `ws://` URL over TCP (with `TCP_NODELAY`) and runs the

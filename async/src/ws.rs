@@ -378,7 +378,7 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
         while let Some(bytes) = self.conn.poll_transmit() {
             self.outbox.push(bytes);
         }
-        self.outbox.write_to(&mut self.io, cx)
+        self.outbox.write_to(&mut self.io, cx).map(drop)
     }
 
     fn on_io_error(&mut self) {

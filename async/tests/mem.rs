@@ -337,11 +337,8 @@ fn shutdown_delivers_disconnect_to_every_client_and_serve_returns() {
             assert_eq!(s.wait_connected().await, Ok(false));
         }
         assert_eq!(io.socket_count(), 2);
-        // Settled sessions (the upgrade done, a poll parked). A shutdown in the same
-        // instant as the connect, with the polling client's next GET not yet in,
-        // closes that session before its DISCONNECT is fetched: the client sees a
-        // transport error instead (issue #13, "nothing lost at shutdown").
-        sim.sleep(Duration::from_secs(1)).await;
+        // In the same instant as the connect: the polling client's next GET is not
+        // in yet, so its DISCONNECT waits for it (nothing lost at shutdown).
         io.shutdown().await;
         sim.sleep(Duration::from_secs(1)).await;
     });

@@ -25,6 +25,8 @@ pub trait Endpoint: Send + 'static {
     fn max_body_size(&self) -> usize;
     /// How many sessions are open.
     fn session_count(&self) -> usize;
+    /// No session is open or closing (what a graceful shutdown waits for).
+    fn is_idle(&self) -> bool;
     /// See [`eio::Server::handle_request`].
     fn handle_request(&mut self, now: Instant, request: &Request) -> Reply;
     /// See [`eio::Server::handle_poll_aborted`].
@@ -33,6 +35,8 @@ pub trait Endpoint: Send + 'static {
     fn handle_ws_input(&mut self, now: Instant, transport: TransportId, bytes: &[u8]);
     /// See [`eio::Server::handle_ws_eof`].
     fn handle_ws_eof(&mut self, now: Instant, transport: TransportId);
+    /// See [`eio::Server::handle_ws_written`].
+    fn handle_ws_written(&mut self, transport: TransportId, bytes: usize);
     /// See [`eio::Server::handle_timeout`].
     fn handle_timeout(&mut self, now: Instant);
     /// See [`eio::Server::poll_transmit`].
@@ -57,6 +61,13 @@ macro_rules! endpoint {
             }
             fn session_count(&self) -> usize {
                 <$ty>::session_count(self)
+            }
+            fn is_idle(&self) -> bool {
+                let $s = self;
+                $eio.is_idle()
+            }
+            fn handle_ws_written(&mut self, transport: TransportId, bytes: usize) {
+                <$ty>::handle_ws_written(self, transport, bytes)
             }
             fn handle_request(&mut self, now: Instant, request: &Request) -> Reply {
                 <$ty>::handle_request(self, now, request)

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wirestate_engine::eio::{
-    CloseReason, Config, Cors, Data, Event, Reply, Server, SessionId, TransportId,
+    self, CloseReason, Config, Cors, Data, Event, Reply, Server, SessionId, TransportId,
 };
 use wirestate_engine::http::{self, Response, ServerConn};
 use wirestate_engine::ws::{self, ClientRequest, Connection, Message};
@@ -44,9 +44,22 @@ trait Ext {
     fn ws_received(&mut self, tid: TransportId) -> Vec<String>;
     fn messages(&self) -> Vec<Data>;
     fn closed_reason(&self, sid: &SessionId) -> Option<CloseReason>;
+    /// The session of the latest open event.
+    fn last_open(&self) -> SessionId;
 }
 
 impl Ext for Harness {
+    fn last_open(&self) -> SessionId {
+        self.events
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                Event::Open { sid, .. } => Some(sid.clone()),
+                _ => None,
+            })
+            .expect("an open event")
+    }
+
     fn send(&mut self, method: &str, query: &str, body: &[u8]) -> Reply {
         self.request(method, &format!("{PATH}?{query}"), &[], body)
     }
@@ -409,16 +422,238 @@ fn upgrade_probe_noop_upgrade_then_polling_is_refused() {
 }
 
 #[test]
-fn upgrade_without_a_parked_poll_sends_the_noop_over_the_websocket() {
+fn upgrade_sends_no_noop_over_the_websocket() {
+    // As the reference: the noop belongs to polling; the WebSocket carries none.
     let mut h = harness(config());
     let sid = h.handshake(4);
     let ws = h.ws_open(&format!("EIO=4&transport=websocket&sid={sid}"));
     h.ws_text(ws, "2probe");
     assert_eq!(h.ws_received(ws), ["3probe"]);
     h.ws_text(ws, "5");
-    assert_eq!(h.ws_received(ws), ["6"]);
+    assert_eq!(h.ws_received(ws), Vec::<String>::new());
     h.ws_text(ws, "4hello");
     assert_eq!(h.messages(), [text("hello")]);
+    h.server.send(&sid, text("first")).expect("open");
+    h.pump();
+    assert_eq!(h.ws_received(ws), ["4first"]);
+}
+
+#[test]
+fn a_second_websocket_for_an_upgraded_session_is_refused_and_the_first_keeps_working() {
+    let mut h = harness(config());
+    let sid = h.handshake(4);
+    let ws = h.ws_open(&format!("EIO=4&transport=websocket&sid={sid}"));
+    h.ws_text(ws, "2probe");
+    h.ws_text(ws, "5");
+    let _ = h.ws_received(ws);
+    let second = h.request(
+        "GET",
+        &format!("{PATH}?EIO=4&transport=websocket&sid={sid}"),
+        &[
+            ("Connection", "Upgrade"),
+            ("Upgrade", "websocket"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ],
+        b"",
+    );
+    assert!(
+        matches!(&second, Reply::Respond(r) if r.status == 400),
+        "{second:?}"
+    );
+    assert_eq!(h.closed_reason(&sid), None);
+    h.ws_text(ws, "4still");
+    assert_eq!(h.messages(), [text("still")]);
+    h.server.send(&sid, text("back")).expect("open");
+    h.pump();
+    assert_eq!(h.ws_received(ws), ["4back"]);
+}
+
+#[test]
+fn pongs_that_answer_no_ping_do_not_defer_the_next_ping() {
+    let mut h = harness(config());
+    let sid = h.handshake(4);
+    let q = format!("EIO=4&transport=polling&sid={sid}");
+    let Reply::Park(poll) = h.send("GET", &q, b"") else {
+        panic!("park")
+    };
+    // Unsolicited pongs every 100 ms: the ping still comes at pingInterval (300 ms).
+    for _ in 0..2 {
+        h.advance(Duration::from_millis(100));
+        assert_eq!(h.respond("POST", &q, b"3").status, 200);
+    }
+    assert!(!h.late.contains_key(&poll));
+    h.advance(Duration::from_millis(100));
+    assert_eq!(body(&h.late[&poll]), "2", "the poll ends with a ping");
+    // And a client that never answers it is gone pingInterval + pingTimeout after
+    // the handshake, whatever it sends meanwhile.
+    let Reply::Park(_) = h.send("GET", &q, b"") else {
+        panic!("park")
+    };
+    h.advance(Duration::from_millis(199));
+    assert_eq!(h.closed_reason(&sid), None);
+    h.advance(Duration::from_millis(1));
+    assert_eq!(h.closed_reason(&sid), Some(CloseReason::PingTimeout));
+}
+
+#[test]
+fn a_late_timer_does_not_keep_a_session_alive() {
+    // The host's timer has not run (a busy runtime), but a request at
+    // pingInterval + pingTimeout after the handshake finds the session gone, as the
+    // reference's would.
+    let mut h = harness(config());
+    let sid = h.handshake(4);
+    h.now += Duration::from_millis(500);
+    let r = h.respond("GET", &format!("EIO=4&transport=polling&sid={sid}"), b"");
+    assert_eq!(
+        (r.status, body(&r).as_str()),
+        (400, r#"{"code":1,"message":"Session ID unknown"}"#)
+    );
+    assert_eq!(h.closed_reason(&sid), Some(CloseReason::PingTimeout));
+}
+
+#[test]
+fn handshakes_past_max_sessions_get_503() {
+    let mut h = harness(config().max_sessions(2));
+    let a = h.handshake(4);
+    let _b = h.handshake(4);
+    let r = h.respond("GET", "EIO=4&transport=polling", b"");
+    assert_eq!(
+        (r.status, body(&r).as_str()),
+        (503, r#"{"code":4,"message":"Server full"}"#)
+    );
+    let refused = h.request(
+        "GET",
+        &format!("{PATH}?EIO=4&transport=websocket"),
+        &[
+            ("Connection", "Upgrade"),
+            ("Upgrade", "websocket"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ],
+        b"",
+    );
+    assert!(matches!(refused, Reply::Respond(r) if r.status == 503));
+    // A slot frees up when a session ends.
+    let now = h.now;
+    h.server.close(now, &a).expect("open");
+    h.pump();
+    let _ = h.respond("GET", &format!("EIO=4&transport=polling&sid={a}"), b"");
+    assert_eq!(h.server.session_count(), 1);
+    h.handshake(4);
+}
+
+#[test]
+fn payloads_with_too_many_packets_are_refused() {
+    let mut h = harness(config().max_packets(100));
+    let sid = h.handshake(4);
+    let q = format!("EIO=4&transport=polling&sid={sid}");
+    let ok = vec!["4"; 100].join("\u{1e}");
+    assert_eq!(h.respond("POST", &q, ok.as_bytes()).status, 200);
+    assert_eq!(h.messages().len(), 100);
+    let many = vec!["4"; 101].join("\u{1e}");
+    assert_eq!(h.respond("POST", &q, many.as_bytes()).status, 413);
+    assert_eq!(
+        h.messages().len(),
+        100,
+        "none of the refused payload's packets"
+    );
+    assert_eq!(h.closed_reason(&sid), Some(CloseReason::TransportError));
+}
+
+#[test]
+fn each_queued_packet_counts_its_overhead_against_max_buffered() {
+    // 100 empty messages are 100 × PACKET_OVERHEAD bytes of queue, not 100 bytes.
+    let limit = 50 * eio::PACKET_OVERHEAD;
+    let mut h = harness(config().max_buffered(limit));
+    let sid = h.handshake(4);
+    for _ in 0..49 {
+        h.server.send(&sid, text("")).expect("open");
+    }
+    assert_eq!(h.closed_reason(&sid), None);
+    for _ in 0..2 {
+        let _ = h.server.send(&sid, text(""));
+    }
+    h.pump();
+    assert_eq!(h.closed_reason(&sid), Some(CloseReason::TransportError));
+}
+
+#[test]
+fn a_websocket_client_that_stops_reading_is_dropped_past_max_buffered() {
+    let mut h = harness(config().max_buffered(64 << 10));
+    let ws = h.ws_open("EIO=4&transport=websocket");
+    let _open = h.ws_received(ws);
+    let sid = h.last_open();
+    h.stalled.push(ws);
+    let chunk = Data::Binary(Bytes::from(vec![b'x'; 1000]));
+    assert!(h.server.is_writable(&sid));
+    let mut sent = 0;
+    while h.server.send(&sid, chunk.clone()).is_ok() {
+        h.pump();
+        sent += 1;
+        assert!(sent < 1000, "never closed");
+    }
+    // Just past 64 KiB of unwritten bytes, and volatile emits were refused before.
+    assert!((64..70).contains(&sent), "{sent}");
+    assert_eq!(h.closed_reason(&sid), Some(CloseReason::TransportError));
+    assert!(h.closed.contains(&ws), "the transport is dropped");
+}
+
+#[test]
+fn volatile_sends_see_a_backed_up_websocket_as_not_writable() {
+    let mut h = harness(config());
+    let ws = h.ws_open("EIO=4&transport=websocket");
+    let _open = h.ws_received(ws);
+    let sid = h.last_open();
+    h.stalled.push(ws);
+    let chunk = Data::Binary(Bytes::from(vec![b'x'; 10_000]));
+    while h.server.is_writable(&sid) {
+        h.server.send(&sid, chunk.clone()).expect("open");
+        h.pump();
+    }
+    let unwritten: usize = h.writes.iter().map(|(_, b)| b.len()).sum();
+    assert!(unwritten > eio::VOLATILE_LOW_WATER && unwritten < eio::VOLATILE_LOW_WATER + 11_000);
+    // The client reads it all: writable again.
+    h.stalled.clear();
+    let now = h.now;
+    let written = std::mem::take(&mut h.writes);
+    for (tid, bytes) in written {
+        h.server.handle_ws_written(tid, bytes.len());
+        if let Some(c) = h.clients.get_mut(&tid) {
+            c.handle_input(now, &bytes);
+        }
+    }
+    assert!(h.server.is_writable(&sid));
+}
+
+#[test]
+fn a_forced_close_keeps_the_last_packets_for_the_next_poll() {
+    let mut h = harness(config());
+    let sid = h.handshake(4);
+    h.server.send(&sid, text("bye")).expect("open");
+    let now = h.now;
+    h.server.close(now, &sid).expect("open");
+    h.pump();
+    assert_eq!(h.closed_reason(&sid), Some(CloseReason::ForcedClose));
+    assert!(!h.server.is_idle(), "waiting for the client's poll");
+    let q = format!("EIO=4&transport=polling&sid={sid}");
+    assert_eq!(
+        h.respond("POST", &q, b"3").status,
+        200,
+        "posts are read and dropped"
+    );
+    let r = h.respond("GET", &q, b"");
+    assert_eq!(body(&r), "4bye\u{1e}1");
+    assert!(h.server.is_idle());
+    assert_eq!(h.respond("GET", &q, b"").status, 400);
+    // Without a poll, the grace period (pingTimeout) ends it.
+    let sid = h.handshake(4);
+    let now = h.now;
+    h.server.close(now, &sid).expect("open");
+    h.advance(Duration::from_millis(199));
+    assert!(!h.server.is_idle());
+    h.advance(Duration::from_millis(1));
+    assert!(h.server.is_idle());
 }
 
 #[test]

@@ -234,9 +234,9 @@ impl SocketIo {
         self.inner.host.with(|s| s.handle_cluster(now, message));
     }
 
-    /// Graceful shutdown: new requests get 503, every socket gets a DISCONNECT packet
+    /// Graceful shutdown: new sessions get 503, every socket gets a DISCONNECT packet
     /// and every session is closed; returns once all of them are gone and their last
-    /// bytes written. The adapters' `serve` loops stop accepting.
+    /// bytes written. The adapters' `serve` loops return once it is done.
     pub async fn shutdown(&self) {
         self.inner.stopping.store(true, Ordering::SeqCst);
         for w in lock(&self.inner.stop_wakers).drain(..) {
@@ -606,9 +606,22 @@ pub async fn serve_connection<R: Runtime, T: crate::Transport>(
 }
 
 /// Accepts connections on `listener`, serving each on its own task, until
-/// [`SocketIo::shutdown`] starts.
+/// [`SocketIo::shutdown`] has drained every session: during the shutdown polling
+/// clients still reach the server (on new connections too) to fetch their
+/// DISCONNECT, and new sessions get 503. Returns once every session is gone and its
+/// last bytes written (bounded: a polling client that does not come back is waited
+/// for `ping_timeout`, a peer that does not read for
+/// [`HttpLimits::write_timeout`](crate::HttpLimits::write_timeout)).
 pub async fn serve<R: Runtime>(rt: &R, io: SocketIo, listener: R::Listener) -> std::io::Result<()> {
-    crate::accept_loop(rt, &listener, io.stopping(), |stream, peer| {
+    let max = io.host().limits().max_connections;
+    let drained = {
+        let io = io.clone();
+        async move {
+            io.stopping().await;
+            io.host().idle().await;
+        }
+    };
+    crate::accept_loop(rt, &listener, drained, max, |stream, peer| {
         let (rt, io) = (rt.clone(), io.clone());
         async move {
             if let Err(e) = serve_connection(&rt, &io, stream, Some(peer)).await {

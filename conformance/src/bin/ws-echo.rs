@@ -33,8 +33,9 @@ async fn serve_tokio(args: Args, config: Arc<Config>) -> std::io::Result<()> {
     local
         .run_until(async move {
             loop {
-                let (stream, _) = listener.accept().await?;
-                stream.set_nodelay(true)?;
+                // Never an error: overload (EMFILE) pauses accepting, it does not end it.
+                let (stream, _) = wirestate_tokio::next_connection(&listener).await;
+                let _ = stream.set_nodelay(true);
                 let config = config.clone();
                 tokio::task::spawn_local(async move {
                     if let Ok(mut ws) = wirestate_tokio::accept(stream, config).await {
@@ -54,8 +55,8 @@ async fn serve_smol(
     let listener = smol::net::TcpListener::bind(args.addr).await?;
     eprintln!("ws-echo (smol) listening on {}", listener.local_addr()?);
     loop {
-        let (stream, _) = listener.accept().await?;
-        stream.set_nodelay(true)?;
+        let (stream, _) = wirestate_smol::next_connection(&listener).await;
+        let _ = stream.set_nodelay(true);
         let config = config.clone();
         ex.spawn(async move {
             if let Ok(mut ws) = wirestate_smol::accept(stream, config).await {

@@ -22,7 +22,7 @@ pub use packet::{
 };
 pub use server::{
     CloseReason, Config, Cors, ErrorCode, Event, Handshake, PollId, Reply, SendError, Server,
-    SessionId, Transmit, TransportId, TransportKind,
+    SessionId, Transmit, TransportId, TransportKind, PACKET_OVERHEAD, VOLATILE_LOW_WATER,
 };
 
 /// Engine.IO paths end with `/`.

@@ -225,7 +225,7 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-const SEPARATOR: u8 = 0x1e;
+pub(crate) const SEPARATOR: u8 = 0x1e;
 
 /// Encodes packets as one polling payload (a response body; always text).
 pub fn encode_payload(packets: &[Packet], protocol: Protocol) -> Bytes {
@@ -354,10 +354,15 @@ fn decode_v3_binary(body: &Bytes) -> Result<Vec<Packet>, DecodeError> {
             if d > 9 || digits >= 10 {
                 return Err(DecodeError);
             }
-            len = len * 10 + usize::from(d);
+            // Checked: ten digits overflow a 32-bit `usize`.
+            len = len
+                .checked_mul(10)
+                .and_then(|l| l.checked_add(usize::from(d)))
+                .ok_or(DecodeError)?;
             digits += 1;
         }
-        let packet = body.get(i..i + len).ok_or(DecodeError)?;
+        let end = i.checked_add(len).ok_or(DecodeError)?;
+        let packet = body.get(i..end).ok_or(DecodeError)?;
         let packet = body.slice_ref(packet);
         i += len;
         if is_binary {

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 
 use super::packet::{
-    decode_payload, encode_payload, Data, Packet, PacketType, Protocol, SharedMessage,
+    decode_payload, encode_payload, Data, Packet, PacketType, Protocol, SharedMessage, SEPARATOR,
 };
 use crate::http::{Headers, Request, Response};
 use crate::rand::Rng;
@@ -48,9 +48,25 @@ pub struct Config {
     /// permessage-deflate on the websocket transport (default off, like the reference).
     pub per_message_deflate: Option<DeflateConfig>,
     /// Bytes a session may have queued for a client that does not read before it is
-    /// closed as a slow consumer (default 16 MiB).
+    /// closed as a slow consumer (`transport error`; default 16 MiB). Each packet
+    /// counts [`PACKET_OVERHEAD`] bytes more than its payload. On WebSocket the count
+    /// is of bytes the transport has not yet written (the host reports writes with
+    /// [`Server::handle_ws_written`]).
     pub max_buffered: usize,
+    /// Most sessions open at once (default 100,000); a handshake beyond it gets 503
+    /// with `{"code":4,"message":"Server full"}`.
+    pub max_sessions: usize,
+    /// Most packets in one polling payload (default 10,000); more: 413 and the
+    /// session is closed (`transport error`), as for a payload over `max_payload`.
+    pub max_packets: usize,
 }
+
+/// Bytes each queued packet counts for beyond its payload (the queue's own cost).
+pub const PACKET_OVERHEAD: usize = 48;
+
+/// Above this many unwritten bytes on its WebSocket, a session is not
+/// [writable](Server::is_writable): `volatile` messages to it are dropped.
+pub const VOLATILE_LOW_WATER: usize = 64 << 10;
 
 impl Default for Config {
     fn default() -> Self {
@@ -66,6 +82,8 @@ impl Default for Config {
             cors: None,
             per_message_deflate: None,
             max_buffered: 16 << 20,
+            max_sessions: 100_000,
+            max_packets: 10_000,
         }
     }
 }
@@ -87,6 +105,24 @@ impl Config {
     /// Sets [`Config::max_payload`].
     pub fn max_payload(mut self, bytes: usize) -> Self {
         self.max_payload = bytes;
+        self
+    }
+
+    /// Sets [`Config::max_sessions`].
+    pub fn max_sessions(mut self, sessions: usize) -> Self {
+        self.max_sessions = sessions;
+        self
+    }
+
+    /// Sets [`Config::max_packets`].
+    pub fn max_packets(mut self, packets: usize) -> Self {
+        self.max_packets = packets;
+        self
+    }
+
+    /// Sets [`Config::max_buffered`].
+    pub fn max_buffered(mut self, bytes: usize) -> Self {
+        self.max_buffered = bytes;
         self
     }
 
@@ -293,6 +329,9 @@ pub enum Transmit {
     },
     /// Close this transport's TCP connection (after writing what came before).
     CloseTransport(TransportId),
+    /// Drop this transport's TCP connection now, unwritten bytes included (a slow
+    /// consumer past [`Config::max_buffered`]).
+    AbortTransport(TransportId),
 }
 
 /// Something that happened to a session.
@@ -392,12 +431,38 @@ struct WsTransport {
     sid: Option<SessionId>,
     protocol: Protocol,
     armed: Option<Instant>,
+    /// Bytes handed out as [`Transmit::Ws`] and not yet reported written.
+    unsent: usize,
+}
+
+impl WsTransport {
+    /// Moves the connection's output to `transmits`, counting it as unwritten.
+    fn drain_into(&mut self, tid: TransportId, transmits: &mut VecDeque<Transmit>) {
+        while let Some(bytes) = self.conn.poll_transmit() {
+            self.unsent += bytes.len();
+            transmits.push_back(Transmit::Ws {
+                transport: tid,
+                bytes,
+            });
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKey {
     Session(SessionId),
     Transport(TransportId),
+    Closing(SessionId),
+}
+
+/// A polling session the server closed while no poll was parked: what it had queued
+/// (Socket.IO's DISCONNECT packets, say) and a close packet wait for its next poll,
+/// until the grace period ends.
+#[derive(Debug)]
+struct Closing {
+    protocol: Protocol,
+    packets: Vec<Packet>,
+    until: Instant,
 }
 
 /// The Engine.IO server: every session of one endpoint, sans-IO.
@@ -421,6 +486,7 @@ pub struct Server {
     /// Boxed: a transport holds a whole `ws::Connection`, and a table of them inline
     /// would keep that much in every empty slot too.
     transports: IdMap<TransportId, Box<WsTransport>>,
+    closing: IdMap<SessionId, Closing>,
     timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -439,6 +505,7 @@ impl Server {
             sessions: IdMap::default(),
             polls: IdMap::default(),
             transports: IdMap::default(),
+            closing: IdMap::default(),
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -456,6 +523,12 @@ impl Server {
         self.sessions.len()
     }
 
+    /// No session is open, and none closed by the server still waits for its client
+    /// to fetch its last packets.
+    pub fn is_idle(&self) -> bool {
+        self.sessions.is_empty() && self.closing.is_empty()
+    }
+
     /// The largest request body worth reading: bigger ones are refused with 413 (set
     /// the HTTP layer's body cap to this).
     pub fn max_body_size(&self) -> usize {
@@ -468,6 +541,9 @@ impl Server {
 
     /// Answers an HTTP request for the Engine.IO path.
     pub fn handle_request(&mut self, now: Instant, request: &Request) -> Reply {
+        // Deadlines that have passed fire first: a request never sees a session that
+        // its heartbeat has already ended, however late the host's timer runs.
+        self.handle_timeout(now);
         let head = &request.head;
         let cors = self.cors_headers(head.headers.get_str("origin"));
         if let Some(cors_cfg) = &self.config.cors {
@@ -500,13 +576,16 @@ impl Server {
                 if head.method != "GET" {
                     return Reply::Respond(self.error(ErrorCode::BadHandshakeMethod, cors));
                 }
+                if self.sessions.len() >= self.config.max_sessions {
+                    return Reply::Respond(server_full(cors));
+                }
                 let sid = self.open_session(now, request, protocol, TransportKind::Polling, None);
                 let packets = self.take_buffer(&sid);
                 Reply::Respond(polling_response(encode_payload(&packets, protocol), cors))
             }
             (TransportKind::Polling, Some(sid)) => {
                 let Some(session) = self.sessions.get(sid.as_str()) else {
-                    return Reply::Respond(self.error(ErrorCode::UnknownSid, cors));
+                    return Reply::Respond(self.closing_request(head.method == "GET", &sid, cors));
                 };
                 if session.websocket.is_some() {
                     return Reply::Respond(self.error(ErrorCode::BadRequest, cors));
@@ -518,6 +597,32 @@ impl Server {
                     _ => Reply::Respond(self.error(ErrorCode::BadRequest, cors)),
                 }
             }
+        }
+    }
+
+    /// A request for a session in its grace period after a server close: a GET takes
+    /// the last packets (and ends the grace), a POST is read and ignored.
+    fn closing_request(
+        &mut self,
+        get: bool,
+        sid: &str,
+        cors: Vec<(&'static str, String)>,
+    ) -> Response {
+        if !self.closing.contains_key(sid) {
+            return self.error(ErrorCode::UnknownSid, cors);
+        }
+        if !get {
+            let mut response = Response::new(200)
+                .header("Content-Type", "text/html")
+                .body("ok");
+            response
+                .headers
+                .extend(cors.into_iter().map(|(k, v)| (k.into(), v)));
+            return response;
+        }
+        match self.closing.remove(sid) {
+            Some(c) => polling_response(encode_payload(&c.packets, c.protocol), cors),
+            None => self.error(ErrorCode::UnknownSid, cors),
         }
     }
 
@@ -588,11 +693,23 @@ impl Server {
             Some(s) => s.protocol,
             None => return Reply::Respond(self.error(ErrorCode::UnknownSid, cors)),
         };
-        if body.len() > self.config.max_payload {
+        let too_many = match protocol {
+            // Counted before decoding: a payload of empty packets would otherwise
+            // become hundreds of thousands of events.
+            Protocol::V4 => {
+                body.iter().filter(|&&b| b == SEPARATOR).count() >= self.config.max_packets
+            }
+            Protocol::V3 => false,
+        };
+        if body.len() > self.config.max_payload || too_many {
             self.close_session(now, &sid, CloseReason::TransportError);
             return Reply::Respond(Response::new(413).body("payload too large"));
         }
         let packets = match decode_payload(body, protocol) {
+            Ok(p) if p.len() > self.config.max_packets => {
+                self.close_session(now, &sid, CloseReason::TransportError);
+                return Reply::Respond(Response::new(413).body("payload too large"));
+            }
             Ok(p) => p,
             Err(_) => {
                 self.close_session(now, &sid, CloseReason::ParseError);
@@ -633,6 +750,9 @@ impl Server {
             }
         };
         let owner = match sid {
+            None if self.sessions.len() >= self.config.max_sessions => {
+                return Reply::Respond(server_full(cors))
+            }
             None => None,
             Some(sid) => match self.sessions.get(sid.as_str()) {
                 None => return Reply::Respond(self.error(ErrorCode::UnknownSid, cors)),
@@ -651,6 +771,7 @@ impl Server {
                 sid: owner.clone(),
                 protocol,
                 armed: None,
+                unsent: 0,
             }),
         );
         match owner {
@@ -685,9 +806,45 @@ impl Server {
 
     /// Bytes read on a WebSocket transport.
     pub fn handle_ws_input(&mut self, now: Instant, transport: TransportId, bytes: &[u8]) {
+        self.handle_timeout(now);
         if let Some(t) = self.transports.get_mut(&transport) {
             t.conn.handle_input(now, bytes);
             self.drive_ws(now, transport);
+        }
+    }
+
+    /// `bytes` of a WebSocket transport's output were written to its connection: they
+    /// no longer count against [`Config::max_buffered`].
+    pub fn handle_ws_written(&mut self, transport: TransportId, bytes: usize) {
+        if let Some(t) = self.transports.get_mut(&transport) {
+            t.unsent = t.unsent.saturating_sub(bytes);
+        }
+    }
+
+    /// A session whose WebSocket has more than [`Config::max_buffered`] bytes unwritten
+    /// is a slow consumer: it is closed (`transport error`) and its connection dropped
+    /// at once (a close frame would only queue behind what it does not read).
+    fn check_backlog(&mut self, tid: TransportId) {
+        let Some(t) = self.transports.get(&tid) else {
+            return;
+        };
+        if t.unsent <= self.config.max_buffered {
+            return;
+        }
+        let sid = t.sid.clone();
+        self.transports.remove(&tid);
+        self.transmits.push_back(Transmit::AbortTransport(tid));
+        if let Some(sid) = sid {
+            if self
+                .sessions
+                .get(&sid)
+                .is_some_and(|s| s.websocket == Some(tid))
+            {
+                self.close_session_quiet(&sid, CloseReason::TransportError);
+            } else if let Some(session) = self.sessions.get_mut(&sid) {
+                // A probing transport: the session stays on polling.
+                session.upgrade = None;
+            }
         }
     }
 
@@ -705,12 +862,7 @@ impl Server {
             let Some(t) = self.transports.get_mut(&tid) else {
                 return;
             };
-            while let Some(bytes) = t.conn.poll_transmit() {
-                self.transmits.push_back(Transmit::Ws {
-                    transport: tid,
-                    bytes,
-                });
-            }
+            t.drain_into(tid, &mut self.transmits);
             let Some(event) = t.conn.poll_event() else {
                 break;
             };
@@ -783,7 +935,7 @@ impl Server {
                 kind: PacketType::Upgrade,
                 ..
             }) if session.upgrade.as_ref().is_some_and(|u| u.probed) => {
-                let upgrade = session.upgrade.take();
+                session.upgrade = None;
                 session.websocket = Some(tid);
                 if let Some(parked) = session.parked.take() {
                     self.polls.remove(&parked.id);
@@ -792,10 +944,9 @@ impl Server {
                         poll: parked.id,
                         response: polling_response(body, parked.cors),
                     });
-                } else if upgrade.is_some_and(|u| !u.noop_delivered) {
-                    // The client never saw the noop over polling: give it one here.
-                    session.buffer.insert(0, Packet::bare(PacketType::Noop));
                 }
+                // No noop over the WebSocket (the reference sends none): the client
+                // paused polling before it sent the upgrade packet.
                 self.events.push_back(Event::Upgraded { sid: sid.clone() });
                 self.flush(&sid);
                 self.arm_session(&sid);
@@ -842,12 +993,8 @@ impl Server {
     fn ws_send_with(&mut self, tid: TransportId, packet: &Packet, compress: Option<bool>) {
         if let Some(t) = self.transports.get_mut(&tid) {
             let _ = t.conn.send_with(packet.to_ws(t.protocol), compress);
-            while let Some(bytes) = t.conn.poll_transmit() {
-                self.transmits.push_back(Transmit::Ws {
-                    transport: tid,
-                    bytes,
-                });
-            }
+            t.drain_into(tid, &mut self.transmits);
+            self.check_backlog(tid);
         }
     }
 
@@ -942,7 +1089,10 @@ impl Server {
                 self.arm_session(sid);
             }
             PacketType::Pong => {
-                if session.protocol == Protocol::V4 {
+                // Only a pong that answers our ping moves the heartbeat: unsolicited
+                // ones would otherwise defer the next ping (and so keep a poll parked)
+                // for ever.
+                if session.protocol == Protocol::V4 && session.pong_deadline.is_some() {
                     session.pong_deadline = None;
                     session.next_ping = Some(now + self.config.ping_interval);
                     self.arm_session(sid);
@@ -1004,24 +1154,25 @@ impl Server {
         ) {
             if let Some(t) = self.transports.get_mut(&tid) {
                 let _ = t.conn.send_prepared(&message.frame);
-                while let Some(bytes) = t.conn.poll_transmit() {
-                    self.transmits.push_back(Transmit::Ws {
-                        transport: tid,
-                        bytes,
-                    });
-                }
+                t.drain_into(tid, &mut self.transmits);
+                self.check_backlog(tid);
                 return Ok(());
             }
         }
         self.send_with(sid, message.data.clone(), compress)
     }
 
-    /// The session can take a message right now: it has a WebSocket transport or a
-    /// parked poll (what `volatile` emits check).
+    /// The session can take a message right now: it has a parked poll, or a WebSocket
+    /// transport with at most [`VOLATILE_LOW_WATER`] bytes unwritten (what `volatile`
+    /// emits check).
     pub fn is_writable(&self, sid: &SessionId) -> bool {
-        self.sessions
-            .get(sid)
-            .is_some_and(|s| s.websocket.is_some() || s.parked.is_some())
+        self.sessions.get(sid).is_some_and(|s| match s.websocket {
+            Some(tid) => self
+                .transports
+                .get(&tid)
+                .is_some_and(|t| t.unsent <= VOLATILE_LOW_WATER),
+            None => s.parked.is_some(),
+        })
     }
 
     /// Closes a session from the server side (`forced close`): a parked poll gets what
@@ -1038,7 +1189,7 @@ impl Server {
         let Some(session) = self.sessions.get_mut(sid) else {
             return;
         };
-        session.buffered_bytes += packet.data.as_bytes().len() + 1;
+        session.buffered_bytes += packet.data.as_bytes().len() + PACKET_OVERHEAD;
         session.buffer.push(packet);
         if session.buffered_bytes > self.config.max_buffered
             && session.parked.is_none()
@@ -1110,6 +1261,21 @@ impl Server {
                 poll: parked.id,
                 response: polling_response(encode_payload(&packets, protocol), parked.cors),
             });
+        } else if reason == CloseReason::ForcedClose && session.websocket.is_none() {
+            // Nothing parked to carry the last packets: keep them for the next poll.
+            let mut packets = std::mem::take(&mut session.buffer);
+            packets.push(Packet::bare(PacketType::Close));
+            let until = now + self.config.ping_timeout;
+            self.closing.insert(
+                sid.clone(),
+                Closing {
+                    protocol,
+                    packets,
+                    until,
+                },
+            );
+            self.timers
+                .push(Reverse((until, TimerKey::Closing(sid.clone()))));
         }
         for tid in session
             .websocket
@@ -1189,6 +1355,11 @@ impl Server {
                     self.session_timeout(now, &sid);
                     self.arm_session(&sid);
                 }
+                TimerKey::Closing(sid) => {
+                    if self.closing.get(&sid).is_some_and(|c| c.until <= now) {
+                        self.closing.remove(&sid);
+                    }
+                }
                 TimerKey::Transport(tid) => {
                     let Some(t) = self.transports.get_mut(&tid) else {
                         continue;
@@ -1242,9 +1413,10 @@ impl Server {
         let Some(session) = self.sessions.get_mut(sid) else {
             return;
         };
-        if due(session.next_ping) {
+        if let Some(scheduled) = session.next_ping.filter(|&t| t <= now) {
+            // Counted from when the ping was due, not from when the timer fired.
             session.next_ping = None;
-            session.pong_deadline = Some(now + self.config.ping_timeout);
+            session.pong_deadline = Some(scheduled + self.config.ping_timeout);
             self.enqueue(sid, Packet::bare(PacketType::Ping));
         }
     }
@@ -1316,6 +1488,17 @@ impl Server {
             .extend(cors.into_iter().map(|(k, v)| (k.into(), v)));
         response
     }
+}
+
+/// The answer to a handshake past [`Config::max_sessions`].
+fn server_full(cors: Vec<(&'static str, String)>) -> Response {
+    let mut response = Response::new(503)
+        .header("Content-Type", "application/json")
+        .body(r#"{"code":4,"message":"Server full"}"#);
+    response
+        .headers
+        .extend(cors.into_iter().map(|(k, v)| (k.into(), v)));
+    response
 }
 
 fn polling_response(body: Bytes, cors: Vec<(&'static str, String)>) -> Response {

@@ -220,8 +220,11 @@ pub enum HttpError {
     HeadTooLarge,
     /// The body is over the cap: 413.
     BodyTooLarge,
-    /// Both `Content-Length` and `Transfer-Encoding`, or a bad length: 400.
+    /// Both `Content-Length` and `Transfer-Encoding`, differing or malformed
+    /// `Content-Length` values, or a bad chunk: 400.
     BadFraming,
+    /// A transfer coding other than a lone `chunked`: 501.
+    UnsupportedTransferCoding,
 }
 
 impl HttpError {
@@ -231,6 +234,7 @@ impl HttpError {
             Self::Malformed | Self::BadFraming => 400,
             Self::HeadTooLarge => 431,
             Self::BodyTooLarge => 413,
+            Self::UnsupportedTransferCoding => 501,
         }
     }
 }
@@ -242,6 +246,7 @@ impl fmt::Display for HttpError {
             Self::HeadTooLarge => "head too large",
             Self::BodyTooLarge => "body too large",
             Self::BadFraming => "bad body framing",
+            Self::UnsupportedTransferCoding => "unsupported transfer coding",
         })
     }
 }
@@ -488,6 +493,27 @@ impl ServerConn {
         }
     }
 
+    /// The last response has been written out: the wait for the next request counts
+    /// from `now`, not from when the response was queued (a large answer on a slow
+    /// link is not cut by the request timeout while it is still being written).
+    pub fn handle_written(&mut self, now: Instant) {
+        if matches!(self.state, ReadState::Head | ReadState::Body { .. }) {
+            self.waiting_since = Some(now);
+        }
+    }
+
+    /// Whether to read more from the transport now. While a request is with the caller
+    /// (a parked long poll, say) at most a head's worth of what follows is buffered:
+    /// a client cannot stream into the server's memory behind an unanswered request.
+    #[must_use]
+    pub fn wants_input(&self) -> bool {
+        match self.state {
+            ReadState::Responding { .. } => self.buf.len() < self.max_head_size,
+            ReadState::Closing => false,
+            ReadState::Head | ReadState::Body { .. } | ReadState::Upgraded => !self.close,
+        }
+    }
+
     /// Bytes read from the transport.
     pub fn handle_input(&mut self, bytes: &[u8]) {
         if matches!(self.state, ReadState::Upgraded | ReadState::Closing) || self.close {
@@ -623,21 +649,51 @@ impl ServerConn {
     }
 }
 
-/// How a message's body is framed; `otherwise` when it has neither `Content-Length`
-/// nor chunked encoding (no body for a request, the rest of the stream for a response).
+/// How a message's body is framed (RFC 9112 §6.3); `otherwise` when it has neither
+/// `Content-Length` nor `Transfer-Encoding` (no body for a request, the rest of the
+/// stream for a response).
+///
+/// Strict, because a lenient reading behind a proxy that reuses connections is request
+/// smuggling: both headers, `Content-Length` values that differ or are not plain
+/// digits (`+5`, `0x5`, empty) are refused, and so is any transfer coding other than a
+/// lone `chunked` (`chunked, gzip`, `gzip`, two `chunked`).
 fn body_framing(headers: &Headers, otherwise: Body) -> Result<Body, HttpError> {
-    let chunked = headers.has_token("transfer-encoding", "chunked");
-    let length = headers.get("content-length");
-    match (chunked, length) {
-        (true, Some(_)) => Err(HttpError::BadFraming),
-        (true, None) => Ok(Body::Chunked(ChunkState::Size)),
-        (false, Some(v)) => std::str::from_utf8(v)
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .map(Body::Length)
-            .ok_or(HttpError::BadFraming),
-        (false, None) => Ok(otherwise),
+    let mut codings = headers.get_all("transfer-encoding").peekable();
+    let length = content_length(headers)?;
+    if codings.peek().is_none() {
+        return Ok(length.map_or(otherwise, Body::Length));
     }
+    if length.is_some() {
+        return Err(HttpError::BadFraming);
+    }
+    let mut tokens = headers.tokens("transfer-encoding");
+    match (tokens.next(), tokens.next()) {
+        (Some(t), None) if t.eq_ignore_ascii_case("chunked") => Ok(Body::Chunked(ChunkState::Size)),
+        _ => Err(HttpError::UnsupportedTransferCoding),
+    }
+}
+
+/// The `Content-Length`, if any: every value (repeated headers, comma lists) must be
+/// the same run of ASCII digits.
+fn content_length(headers: &Headers) -> Result<Option<usize>, HttpError> {
+    let mut found = None;
+    for value in headers.get_all("content-length") {
+        for item in value.split(|&b| b == b',') {
+            let item = item.trim_ascii();
+            if item.is_empty() || !item.iter().all(u8::is_ascii_digit) {
+                return Err(HttpError::BadFraming);
+            }
+            let n = std::str::from_utf8(item)
+                .ok()
+                .and_then(|t| t.parse::<usize>().ok())
+                .ok_or(HttpError::BadFraming)?;
+            if found.is_some_and(|seen| seen != n) {
+                return Err(HttpError::BadFraming);
+            }
+            found = Some(n);
+        }
+    }
+    Ok(found)
 }
 
 /// Moves body bytes from `buf` to `body`. `Ok(true)` when the body is complete.
@@ -681,7 +737,15 @@ fn read_body(
                     }
                     let text =
                         std::str::from_utf8(&line[..eol]).map_err(|_| HttpError::BadFraming)?;
-                    let size_text = text.split(';').next().unwrap_or("").trim();
+                    let size_text = text.split(';').next().unwrap_or("").trim_end();
+                    // Hex digits only (`from_str_radix` would take a sign), and few
+                    // enough that the size cannot overflow.
+                    if size_text.is_empty()
+                        || size_text.len() > 15
+                        || !size_text.bytes().all(|b| b.is_ascii_hexdigit())
+                    {
+                        return Err(HttpError::BadFraming);
+                    }
                     let size =
                         usize::from_str_radix(size_text, 16).map_err(|_| HttpError::BadFraming)?;
                     if body.len().saturating_add(size) > max {
@@ -806,6 +870,48 @@ mod tests {
                 b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
                 "HTTP/1.1 400 ",
             ),
+            // Request smuggling vectors (RFC 9112 §6.3).
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+                "HTTP/1.1 400 ",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\nhello!",
+                "HTTP/1.1 400 ",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello",
+                "HTTP/1.1 400 ",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: \r\n\r\n",
+                "HTTP/1.1 400 ",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 0x5\r\n\r\nhello",
+                "HTTP/1.1 400 ",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n",
+                "HTTP/1.1 501 ",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+                "HTTP/1.1 501 ",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                "HTTP/1.1 501 ",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n+5\r\nhello\r\n0\r\n\r\n",
+                "HTTP/1.1 400 ",
+            ),
+            // obs-fold (a header continued on the next line) is refused.
+            (
+                b"GET / HTTP/1.1\r\nX-A: 1\r\n 2\r\n\r\n",
+                "HTTP/1.1 400 ",
+            ),
         ];
         for (input, status) in cases {
             let mut conn = ServerConn::new(8192, 1000);
@@ -825,6 +931,31 @@ mod tests {
         assert!(conn
             .poll_transmit()
             .is_some_and(|b| b.starts_with(b"HTTP/1.1 431 ")));
+    }
+
+    #[test]
+    fn behind_an_unanswered_request_only_a_head_s_worth_is_buffered() {
+        let mut conn = ServerConn::new(1024, 1 << 20);
+        conn.handle_input(b"GET /poll HTTP/1.1\r\n\r\n");
+        let parked = conn.poll_request().expect("request");
+        assert_eq!(parked.head.path(), "/poll");
+        assert!(conn.wants_input());
+        conn.handle_input(&[b'x'; 1000]);
+        assert!(conn.wants_input());
+        conn.handle_input(&[b'x'; 100]);
+        assert!(!conn.wants_input(), "reading stops");
+        conn.respond(Instant::now(), Response::new(200));
+        // The bytes behind it were not a request: 400, and no more reading.
+        assert!(!conn.wants_input());
+    }
+
+    #[test]
+    fn repeated_equal_content_lengths_are_one_length() {
+        let input = b"POST / HTTP/1.1\r\nContent-Length: 5\r\ncontent-length: 5, 5\r\n\r\nhello";
+        let mut conn = ServerConn::new(8192, 1000);
+        let reqs = requests(&mut conn, input, 4);
+        assert_eq!(reqs.len(), 1);
+        assert_eq!(&reqs[0].body[..], b"hello");
     }
 
     #[test]

@@ -109,7 +109,7 @@ where
                             conn.handle_input(now, &bytes);
                         }
                     }
-                    Transmit::CloseTransport(transport) => {
+                    Transmit::CloseTransport(transport) | Transmit::AbortTransport(transport) => {
                         let now = self.now;
                         if let Some((conn, _)) = self.socket_of(transport) {
                             conn.handle_eof(now);
@@ -290,8 +290,11 @@ pub struct RawWorld<E: Endpoint> {
     pub clients: HashMap<TransportId, Connection>,
     /// Messages each WebSocket client received.
     pub received: HashMap<TransportId, Vec<ws::Message>>,
-    /// Transports the server closed.
+    /// Transports the server closed (or aborted).
     pub closed: Vec<TransportId>,
+    /// Transports whose client does not read: writes to them are recorded but neither
+    /// delivered nor reported written.
+    pub stalled: Vec<TransportId>,
     /// Every WebSocket write, as the server produced it.
     pub writes: Vec<(TransportId, Bytes)>,
     /// The WebSocket clients answer Engine.IO pings (`2`) with pongs (`3`).
@@ -311,6 +314,7 @@ impl<E: Endpoint> RawWorld<E> {
             clients: HashMap::new(),
             received: HashMap::new(),
             closed: Vec::new(),
+            stalled: Vec::new(),
             writes: Vec::new(),
             answer_pings: false,
             serve: None,
@@ -330,11 +334,15 @@ impl<E: Endpoint> RawWorld<E> {
                     }
                     Transmit::Ws { transport, bytes } => {
                         self.writes.push((transport, bytes.clone()));
+                        if self.stalled.contains(&transport) {
+                            continue;
+                        }
+                        self.server.handle_ws_written(transport, bytes.len());
                         if let Some(c) = self.clients.get_mut(&transport) {
                             c.handle_input(self.now, &bytes);
                         }
                     }
-                    Transmit::CloseTransport(transport) => {
+                    Transmit::CloseTransport(transport) | Transmit::AbortTransport(transport) => {
                         self.closed.push(transport);
                         if let Some(c) = self.clients.get_mut(&transport) {
                             c.handle_eof(self.now);

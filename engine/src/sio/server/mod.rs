@@ -204,7 +204,9 @@ impl Server {
 
     /// Answers an HTTP request for the Socket.IO path.
     pub fn handle_request(&mut self, now: Instant, request: &Request) -> Reply {
-        let reply = if self.shutting_down {
+        // While shutting down, sessions (and those closing) still get their polls:
+        // that is how polling clients fetch their DISCONNECT.
+        let reply = if self.shutting_down && request.head.query_param("sid").is_none() {
             Reply::Respond(
                 crate::http::Response::new(503)
                     .header("Content-Type", "text/plain")
@@ -233,6 +235,12 @@ impl Server {
     pub fn handle_ws_eof(&mut self, now: Instant, transport: TransportId) {
         self.eio.handle_ws_eof(now, transport);
         self.pump(now);
+    }
+
+    /// Bytes of a WebSocket transport's output were written (see
+    /// [`eio::Server::handle_ws_written`]).
+    pub fn handle_ws_written(&mut self, transport: TransportId, bytes: usize) {
+        self.eio.handle_ws_written(transport, bytes);
     }
 
     /// Fires due deadlines (Engine.IO's, connect timeouts, ack timeouts, recovery).

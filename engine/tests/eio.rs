@@ -845,6 +845,112 @@ fn cors_headers_preflight_and_refused_origins() {
         (r.status, body(&r).as_str()),
         (403, r#"{"code":4,"message":"Forbidden"}"#)
     );
+    // The allow-list applies to WebSocket upgrades too.
+    let upgrade = |origin: &str| {
+        request(
+            "GET",
+            &format!("{PATH}?EIO=4&transport=websocket"),
+            &[
+                ("Origin", origin),
+                ("Connection", "Upgrade"),
+                ("Upgrade", "websocket"),
+                ("Sec-WebSocket-Version", "13"),
+                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ],
+            b"",
+        )
+    };
+    let Reply::Respond(r) = h
+        .server
+        .handle_request(h.now, &upgrade("http://evil.example"))
+    else {
+        panic!("an upgrade from a refused origin is answered, not accepted")
+    };
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        h.server.session_count(),
+        1,
+        "only the good polling handshake"
+    );
+    assert!(matches!(
+        h.server
+            .handle_request(h.now, &upgrade("http://good.example")),
+        Reply::Upgrade(_)
+    ));
+    // Credentials only with an allow-list: the origin is echoed, never `*`.
+    let mut h = harness(config().cors(Cors::credentialed(["http://good.example"])));
+    let Reply::Respond(r) = h.server.handle_request(h.now, &good) else {
+        panic!("respond")
+    };
+    assert_eq!(
+        r.header_value("Access-Control-Allow-Origin"),
+        Some("http://good.example")
+    );
+    assert_eq!(
+        r.header_value("Access-Control-Allow-Credentials"),
+        Some("true")
+    );
+    assert!(!Cors::any().allows_credentials());
+}
+
+#[test]
+fn allow_request_decides_before_a_session_or_upgrade_exists() {
+    let mut h = harness(config().allow_request(
+        |req| match req.head.headers.get_str("authorization") {
+            Some("Bearer ok") => Ok(()),
+            _ => Err("no token".to_owned()),
+        },
+    ));
+    let r = h.respond("GET", "EIO=4&transport=polling", b"");
+    assert_eq!(
+        (r.status, body(&r).as_str()),
+        (403, r#"{"code":4,"message":"no token"}"#)
+    );
+    assert_eq!(h.server.session_count(), 0);
+    let authed = |target: &str, upgrade: bool| {
+        let mut headers = vec![("Authorization", "Bearer ok")];
+        if upgrade {
+            headers.extend([
+                ("Connection", "Upgrade"),
+                ("Upgrade", "websocket"),
+                ("Sec-WebSocket-Version", "13"),
+                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ]);
+        }
+        request("GET", &format!("{PATH}?{target}"), &headers, b"")
+    };
+    let Reply::Respond(r) = h
+        .server
+        .handle_request(h.now, &authed("EIO=4&transport=polling", false))
+    else {
+        panic!("respond")
+    };
+    assert_eq!(r.status, 200);
+    h.pump();
+    let sid = h.last_open();
+    // Polls of an allowed session are not asked again; its upgrade is.
+    let Reply::Park(_) = h.send("GET", &format!("EIO=4&transport=polling&sid={sid}"), b"") else {
+        panic!("park")
+    };
+    let refused = h.request(
+        "GET",
+        &format!("{PATH}?EIO=4&transport=websocket&sid={sid}"),
+        &[
+            ("Connection", "Upgrade"),
+            ("Upgrade", "websocket"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ],
+        b"",
+    );
+    assert!(matches!(refused, Reply::Respond(r) if r.status == 403));
+    assert!(matches!(
+        h.server.handle_request(
+            h.now,
+            &authed(&format!("EIO=4&transport=websocket&sid={sid}"), true)
+        ),
+        Reply::Upgrade(_)
+    ));
 }
 
 #[test]

@@ -244,6 +244,122 @@ fn dynamic_namespaces_are_created_on_first_connect() {
 }
 
 #[test]
+fn dynamic_namespaces_exist_only_while_accepted_sockets_are_in_them() {
+    let mut h = harness(config());
+    h.server
+        .add_dynamic_namespace(Arc::new(|name: &str| name.starts_with("/dyn-")));
+    let has = |h: &Harness, name: &str| h.server.namespaces().any(|n| n == name);
+    let tid = h.open(4);
+    h.serve = None;
+    // Not created before the middleware has accepted, nor by a refusal.
+    h.send(tid, "40/dyn-1,");
+    let Some(Event::Connecting(info)) = h.take_events().pop() else {
+        panic!("connecting")
+    };
+    assert!(!has(&h, "/dyn-1"));
+    h.server
+        .reject(&info.session, "/dyn-1", "no", None)
+        .expect("pending");
+    h.pump();
+    assert!(!has(&h, "/dyn-1"));
+    // Accepted: created; its last socket leaves: removed.
+    h.send(tid, "40/dyn-1,");
+    let Some(Event::Connecting(info)) = h.take_events().pop() else {
+        panic!("connecting")
+    };
+    let now = h.now;
+    h.server
+        .accept(now, &info.session, "/dyn-1")
+        .expect("pending");
+    h.pump();
+    assert!(has(&h, "/dyn-1"));
+    h.send(tid, "41/dyn-1,");
+    assert!(!has(&h, "/dyn-1"));
+    // Declared namespaces stay when empty.
+    assert!(has(&h, "/custom"));
+    // Names are capped in length.
+    let _ = h.texts(tid);
+    let long = format!("/dyn-{}", "x".repeat(300));
+    h.send(tid, &format!("40{long},"));
+    assert_eq!(
+        h.texts(tid),
+        [format!("44{long},{{\"message\":\"Invalid namespace\"}}")]
+    );
+    assert!(h
+        .take_events()
+        .iter()
+        .all(|e| !matches!(e, Event::Connecting(_))));
+}
+
+#[test]
+fn namespaces_per_client_are_capped() {
+    let mut h = harness(config().max_namespaces_per_client(3));
+    h.server
+        .add_dynamic_namespace(Arc::new(|name: &str| name.starts_with("/dyn-")));
+    let tid = h.open(4);
+    for i in 0..3 {
+        h.send(tid, &format!("40/dyn-{i},"));
+    }
+    let _ = h.texts(tid);
+    h.send(tid, "40/dyn-3,");
+    assert_eq!(
+        h.texts(tid),
+        ["44/dyn-3,{\"message\":\"Too many namespaces\"}"]
+    );
+    // Leaving one makes room.
+    h.send(tid, "41/dyn-0,");
+    h.send(tid, "40/dyn-3,");
+    assert!(h.texts(tid)[0].starts_with("40/dyn-3,{\"sid\""));
+}
+
+#[test]
+fn attachments_are_bounded_in_size_and_in_time() {
+    let mut h = harness(config());
+    let (tid, sid) = h.connect("/");
+    // A binary packet whose attachment never comes: closed after the timeout.
+    h.send(tid, "451-[\"bin\",{\"_placeholder\":true,\"num\":0}]");
+    h.advance(Duration::from_millis(9_900));
+    assert_eq!(h.disconnect_reason(&sid), None);
+    h.advance(Duration::from_millis(200));
+    assert_eq!(
+        h.disconnect_reason(&sid),
+        Some(DisconnectReason::ParseError)
+    );
+    // Attachments over `max_attachment_bytes` (1 MB by default): closed at once.
+    let mut config = config();
+    config.eio = config.eio.max_payload(2_000_000);
+    let mut h = harness(config);
+    let (tid, sid) = h.connect("/");
+    h.send(tid, "451-[\"bin\",{\"_placeholder\":true,\"num\":0}]");
+    h.clients
+        .get_mut(&tid)
+        .expect("client")
+        .send(Message::binary(vec![0u8; 1_000_001]))
+        .expect("open");
+    h.pump();
+    assert_eq!(
+        h.disconnect_reason(&sid),
+        Some(DisconnectReason::ParseError)
+    );
+}
+
+#[test]
+fn rooms_per_socket_are_capped() {
+    let mut h = harness(config().max_rooms_per_socket(3));
+    let (_tid, sid) = h.connect("/");
+    // Its own room, then two more.
+    h.server
+        .join(&sid, &[Arc::from("a"), Arc::from("b")])
+        .expect("room for two");
+    assert_eq!(
+        h.server.join(&sid, &[Arc::from("a"), Arc::from("c")]),
+        Err(wirestate_engine::sio::Error::TooManyRooms)
+    );
+    h.server.leave(&sid, "a").expect("socket");
+    h.server.join(&sid, &[Arc::from("c")]).expect("room again");
+}
+
+#[test]
 fn malformed_packets_close_the_session() {
     for bad in ["4abc", "42{}", "42abc[\"a\"]", "2[\"connect\"]", "7"] {
         let mut h = harness(config());
@@ -738,6 +854,16 @@ fn recovery_window_and_unknown_offsets() {
     h.send(t2, &format!("40{}", json!({"pid": pid, "offset": "nope"})));
     let got = h.texts(t2);
     assert!(!got[0].contains(sid.as_str()), "{got:?}");
+    let retry = h.open(4);
+    h.send(
+        retry,
+        &format!("40{}", json!({"pid": pid, "offset": offset})),
+    );
+    let got = h.texts(retry);
+    assert!(got[0].contains(sid.as_str()), "recovered on retry: {got:?}");
+    h.clients.remove(&retry);
+    h.server.handle_ws_eof(h.now, retry);
+    h.pump();
 
     // After the window, the state is gone.
     h.advance(Duration::from_secs(121));
@@ -885,6 +1011,29 @@ fn a_broadcast_is_one_shared_frame_for_every_websocket_recipient() {
         assert!(matches!(&got[0], Message::Text(t) if t.starts_with("451-[\"news\",\"yyy")));
         assert_eq!(got[1], Message::Binary(Bytes::from(vec![1u8; 5000])));
     }
+}
+
+#[test]
+fn kept_sockets_are_capped() {
+    let mut recovery = Recovery::default();
+    recovery.max_kept = 1;
+    let mut h = harness(config().recovery(recovery));
+    let (a, _) = h.connect("/");
+    let (b, _) = h.connect("/");
+    for tid in [a, b] {
+        h.clients.remove(&tid);
+        h.server.handle_ws_eof(h.now, tid);
+        h.pump();
+    }
+    let kept: Vec<bool> = h
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Disconnected { kept, .. } => Some(*kept),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kept, [true, false]);
 }
 
 #[test]

@@ -59,6 +59,29 @@ pub struct Config {
     /// Most packets in one polling payload (default 10,000); more: 413 and the
     /// session is closed (`transport error`), as for a payload over `max_payload`.
     pub max_packets: usize,
+    /// The reference's `allowRequest`: decides on every request that would open a
+    /// session or a WebSocket (handshakes and upgrades) before anything is created
+    /// (default: none, all allowed).
+    pub allow_request: Option<AllowRequest>,
+}
+
+/// A hook that sees a request's method, target, headers and peer address (in
+/// [`Request`]) and allows it, or refuses it with a message: 403 with
+/// `{"code":4,"message":<message>}`, as the reference answers.
+#[derive(Clone)]
+pub struct AllowRequest(Arc<dyn Fn(&Request) -> Result<(), String> + Send + Sync>);
+
+impl AllowRequest {
+    /// Wraps `hook`.
+    pub fn new(hook: impl Fn(&Request) -> Result<(), String> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(hook))
+    }
+}
+
+impl fmt::Debug for AllowRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AllowRequest(..)")
+    }
 }
 
 /// Bytes each queued packet counts for beyond its payload (the queue's own cost).
@@ -84,6 +107,7 @@ impl Default for Config {
             max_buffered: 16 << 20,
             max_sessions: 100_000,
             max_packets: 10_000,
+            allow_request: None,
         }
     }
 }
@@ -111,6 +135,15 @@ impl Config {
     /// Sets [`Config::max_sessions`].
     pub fn max_sessions(mut self, sessions: usize) -> Self {
         self.max_sessions = sessions;
+        self
+    }
+
+    /// Sets [`Config::allow_request`].
+    pub fn allow_request(
+        mut self,
+        hook: impl Fn(&Request) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.allow_request = Some(AllowRequest::new(hook));
         self
     }
 
@@ -151,13 +184,16 @@ impl Config {
     }
 }
 
-/// CORS policy.
+/// CORS policy, also the origin check of WebSocket upgrades: with an allow-list, a
+/// request (polling or upgrade) whose `Origin` is not on it gets 403.
+///
+/// Credentials go only with an allow-list ([`Cors::credentialed`]): "any origin with
+/// credentials" would hand every site a logged-in user's session, so it cannot be
+/// configured.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Cors {
-    /// Allowed origins; `None` allows any.
-    pub origins: Option<Vec<String>>,
-    /// Send `Access-Control-Allow-Credentials: true` (the origin is then echoed, never `*`).
-    pub credentials: bool,
+    origins: Option<Vec<String>>,
+    credentials: bool,
 }
 
 impl Cors {
@@ -166,12 +202,31 @@ impl Cors {
         Self::default()
     }
 
-    /// Only these origins.
+    /// Only these origins, no credentials.
     pub fn origins<I: IntoIterator<Item = S>, S: Into<String>>(origins: I) -> Self {
         Self {
             origins: Some(origins.into_iter().map(Into::into).collect()),
             credentials: false,
         }
+    }
+
+    /// Only these origins, with credentials (`Access-Control-Allow-Credentials: true`,
+    /// the origin echoed).
+    pub fn credentialed<I: IntoIterator<Item = S>, S: Into<String>>(origins: I) -> Self {
+        Self {
+            credentials: true,
+            ..Self::origins(origins)
+        }
+    }
+
+    /// The allow-list; `None`: any origin.
+    pub fn allowed_origins(&self) -> Option<&[String]> {
+        self.origins.as_deref()
+    }
+
+    /// Whether credentials are allowed.
+    pub fn allows_credentials(&self) -> bool {
+        self.credentials
     }
 }
 
@@ -569,6 +624,22 @@ impl Server {
         if head.query_param("j").is_some() {
             // JSONP was dropped by Engine.IO v4 and is not offered for v3 either.
             return Reply::Respond(self.error(ErrorCode::BadRequest, cors));
+        }
+        if sid.is_none() || transport == TransportKind::WebSocket {
+            if let Some(AllowRequest(hook)) = &self.config.allow_request {
+                if let Err(message) = hook(request) {
+                    let mut response = Response::new(403)
+                        .header("Content-Type", "application/json")
+                        .body(
+                            serde_json::json!({"code": ErrorCode::Forbidden.code(), "message": message})
+                                .to_string(),
+                        );
+                    response
+                        .headers
+                        .extend(cors.into_iter().map(|(k, v)| (k.into(), v)));
+                    return Reply::Respond(response);
+                }
+            }
         }
         match (transport, sid) {
             (TransportKind::WebSocket, sid) => self.websocket_request(now, request, protocol, sid),
@@ -1454,7 +1525,6 @@ impl Server {
             return Vec::new();
         };
         let allow = match (&cors.origins, origin) {
-            (None, Some(o)) if cors.credentials => o.to_owned(),
             (None, _) => "*".to_owned(),
             (Some(list), Some(o)) if list.iter().any(|a| a == o) => o.to_owned(),
             (Some(_), _) => return Vec::new(),

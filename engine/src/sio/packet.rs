@@ -328,16 +328,20 @@ impl std::error::Error for DecodeError {}
 pub struct DecodeLimits {
     /// Most attachments one packet may announce (default 64).
     pub max_attachments: usize,
-    /// Most bytes of attachments one packet may carry in total (default 16 MiB; each
-    /// is also bounded by the Engine.IO `maxPayload`).
+    /// Most bytes of attachments one packet may carry in total (default 1 MB, the
+    /// default Engine.IO `maxPayload`; each is also bounded by `maxPayload`).
     pub max_attachment_bytes: usize,
+    /// Longest a binary packet may wait for its attachments (default 10 s); the
+    /// server closes a session still reassembling after it (`parse error`).
+    pub reassembly_timeout: std::time::Duration,
 }
 
 impl Default for DecodeLimits {
     fn default() -> Self {
         Self {
             max_attachments: 64,
-            max_attachment_bytes: 16 << 20,
+            max_attachment_bytes: 1_000_000,
+            reassembly_timeout: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -607,6 +611,7 @@ mod tests {
         let limits = DecodeLimits {
             max_attachments: 1,
             max_attachment_bytes: 4,
+            ..DecodeLimits::default()
         };
         let mut d = Decoder::new(limits);
         assert!(d.feed(Data::Text("52-[\"a\"]".into())).is_err());

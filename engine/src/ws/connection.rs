@@ -44,6 +44,10 @@ pub struct Config {
     /// permessage-deflate: offered (client) or accepted (server) when set. Off by
     /// default; see [`DeflateConfig`] for the memory it costs.
     pub deflate: Option<DeflateConfig>,
+    /// Server: the browser origins allowed to open a connection (default `None`: any).
+    /// An upgrade whose `Origin` is not listed gets 403; one without `Origin` (not
+    /// from a browser) is not checked.
+    pub origins: Option<Vec<String>>,
 }
 
 impl Default for Config {
@@ -58,11 +62,31 @@ impl Default for Config {
             protocols: Vec::new(),
             max_pending_pongs: 16,
             deflate: None,
+            origins: None,
         }
     }
 }
 
 impl Config {
+    /// Sets [`Config::origins`].
+    pub fn origins<I: IntoIterator<Item = S>, S: Into<String>>(mut self, origins: I) -> Self {
+        self.origins = Some(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Refuses a request whose `Origin` is not on [`Config::origins`].
+    pub(crate) fn check_origin(
+        &self,
+        headers: &crate::http::Headers,
+    ) -> Result<(), HandshakeError> {
+        match (&self.origins, headers.get_str("origin")) {
+            (Some(list), Some(origin)) if !list.iter().any(|o| o == origin) => {
+                Err(HandshakeError::ForbiddenOrigin)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Sets [`Config::max_message_size`].
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
@@ -651,6 +675,9 @@ impl Connection {
     fn server_handshake(&mut self, now: Instant, mut buf: Vec<u8>) {
         match handshake::parse_request(&buf, self.config.max_head_size) {
             Ok(None) => self.state = State::ServerHandshake { buf },
+            Ok(Some((request, _))) if self.config.check_origin(request.headers()).is_err() => {
+                self.refuse_handshake(HandshakeError::ForbiddenOrigin);
+            }
             Ok(Some((request, used))) => {
                 self.complete_server_handshake(request, now);
                 let rest = buf.split_off(used);
@@ -659,16 +686,19 @@ impl Connection {
                     self.read_frames(now, &rest);
                 }
             }
-            Err(err) => {
-                self.push_out(Bytes::from(handshake::rejection(&err)));
-                self.end(Closed {
-                    code: CloseCode::ABNORMAL,
-                    reason: String::new(),
-                    initiator: Side::Local,
-                    error: Some(Error::Handshake(err)),
-                });
-            }
+            Err(err) => self.refuse_handshake(err),
         }
+    }
+
+    /// Answers a refused upgrade with its HTTP error and ends.
+    fn refuse_handshake(&mut self, err: HandshakeError) {
+        self.push_out(Bytes::from(handshake::rejection(&err)));
+        self.end(Closed {
+            code: CloseCode::ABNORMAL,
+            reason: String::new(),
+            initiator: Side::Local,
+            error: Some(Error::Handshake(err)),
+        });
     }
 
     /// Selects the subprotocol and extensions, queues the `101`, and opens.

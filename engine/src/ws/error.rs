@@ -125,6 +125,8 @@ pub enum HandshakeError {
     UnexpectedProtocol,
     /// (client) The server selected an extension the client did not offer.
     UnexpectedExtension,
+    /// (server) The request's `Origin` is not on `Config::origins`.
+    ForbiddenOrigin,
 }
 
 impl HandshakeError {
@@ -133,6 +135,7 @@ impl HandshakeError {
         match self {
             Self::UnsupportedVersion => 426,
             Self::HeadTooLarge => 431,
+            Self::ForbiddenOrigin => 403,
             _ => 400,
         }
     }
@@ -153,6 +156,7 @@ impl fmt::Display for HandshakeError {
             Self::AcceptMismatch => "Sec-WebSocket-Accept does not match the key",
             Self::UnexpectedProtocol => "server chose a subprotocol that was not offered",
             Self::UnexpectedExtension => "server chose an extension that was not offered",
+            Self::ForbiddenOrigin => "origin not allowed",
         };
         f.write_str(s)
     }

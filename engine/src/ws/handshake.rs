@@ -96,16 +96,22 @@ pub fn parse_request(
 }
 
 /// Routes a request that no other endpoint took to one of the plain WebSocket `routes`
-/// (`(path, value)` pairs, matched on the exact path): the validated upgrade with the
-/// route's value, or the response to send instead — 404 for an unknown path or a
-/// request that is not an upgrade, the handshake error's status for a bad upgrade.
-pub fn route<T>(
+/// (`(path, config)` pairs, matched on the exact path): the validated upgrade with the
+/// route's config, or the response to send instead — 404 for an unknown path or a
+/// request that is not an upgrade, 403 for an `Origin` not on the route's
+/// [`Config::origins`](super::Config::origins), the handshake error's status for a
+/// bad upgrade.
+pub fn route<T: std::borrow::Borrow<super::Config>>(
     routes: &[(String, T)],
     head: crate::http::RequestHead,
 ) -> Result<(Request, &T), crate::http::Response> {
     let route = routes.iter().find(|(path, _)| path == head.path());
+    let checked = |value: &T, head: crate::http::RequestHead| {
+        value.borrow().check_origin(&head.headers)?;
+        validate(head)
+    };
     match route {
-        Some((_, value)) if head.is_websocket_upgrade() => match validate(head) {
+        Some((_, value)) if head.is_websocket_upgrade() => match checked(value, head) {
             Ok(upgrade) => Ok((upgrade, value)),
             Err(e) => Err(crate::http::Response::new(e.status())
                 .header("Content-Type", "text/plain; charset=utf-8")
@@ -159,6 +165,7 @@ pub fn validate(head: crate::http::RequestHead) -> Result<Request, HandshakeErro
 pub fn rejection(err: &HandshakeError) -> Vec<u8> {
     let status = err.status();
     let phrase = match status {
+        403 => "Forbidden",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
         _ => "Bad Request",
@@ -401,7 +408,12 @@ mod tests {
 
     #[test]
     fn routes_plain_upgrades_and_answers_the_rest() {
-        let routes = [("/chat".to_owned(), 1), ("/feed".to_owned(), 2)];
+        use super::super::Config;
+        let feed = Config::default().origins(["http://good.example"]);
+        let routes = [
+            ("/chat".to_owned(), Config::default()),
+            ("/feed".to_owned(), feed),
+        ];
         let head = |text: &str| {
             crate::http::parse_head(text.as_bytes(), 8192)
                 .expect("valid")
@@ -409,8 +421,8 @@ mod tests {
                 .0
         };
         let upgrade = "GET /feed?x=1 HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-        let (_, value) = route(&routes, head(upgrade)).expect("routed");
-        assert_eq!(*value, 2);
+        let (_, config) = route(&routes, head(upgrade)).expect("routed");
+        assert!(config.origins.is_some(), "the /feed route");
         let status = |text: &str| {
             route(&routes, head(text))
                 .map(|_| ())
@@ -420,6 +432,17 @@ mod tests {
         assert_eq!(status(&upgrade.replace("/feed", "/nowhere")), 404);
         assert_eq!(status("GET /chat HTTP/1.1\r\nHost: h\r\n\r\n"), 404);
         assert_eq!(status(&upgrade.replace("Version: 13", "Version: 8")), 426);
+        // The route's origin allow-list: a browser from elsewhere gets 403.
+        let from = |origin: &str| {
+            upgrade.replace("Host: h\r\n", &format!("Host: h\r\nOrigin: {origin}\r\n"))
+        };
+        assert_eq!(status(&from("http://evil.example")), 403);
+        assert!(route(&routes, head(&from("http://good.example"))).is_ok());
+        assert!(route(
+            &routes,
+            head(&from("http://evil.example").replace("/feed", "/chat"))
+        )
+        .is_ok());
     }
 
     #[test]

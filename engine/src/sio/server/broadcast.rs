@@ -198,11 +198,19 @@ impl Server {
         }
     }
 
-    /// A socket joins rooms.
+    /// A socket joins rooms (up to [`Config::max_rooms_per_socket`]: past it the rest
+    /// are not joined and the answer is [`Error::TooManyRooms`]).
     pub fn join(&mut self, sid: &Sid, rooms: &[Room]) -> Result<(), Error> {
         let socket = self.sockets.get_mut(sid).ok_or(Error::UnknownSocket)?;
         let namespace = self.namespaces.entry(socket.info.nsp.clone()).or_default();
+        let max = self.config.max_rooms_per_socket;
         for room in rooms {
+            if socket.rooms.contains(room) {
+                continue;
+            }
+            if socket.rooms.len() >= max {
+                return Err(Error::TooManyRooms);
+            }
             if socket.rooms.insert(room.clone()) {
                 namespace
                     .rooms

@@ -35,6 +35,8 @@ struct Client {
     pending: HashMap<Arc<str>, Value>,
     close_reason: Option<DisconnectReason>,
     ever_connected: bool,
+    /// When the binary packet being reassembled began, if one is.
+    reassembling_since: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -49,6 +51,9 @@ struct Socket {
 struct Namespace {
     sockets: IdSet<Sid>,
     rooms: HashMap<Room, IdSet<Sid>>,
+    /// Declared with [`Server::add_namespace`]: kept when empty (a dynamic one is
+    /// removed with its last socket).
+    declared: bool,
 }
 
 #[derive(Debug)]
@@ -79,6 +84,8 @@ struct Stored {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Connect(SessionId),
+    /// A binary packet began reassembling at this instant.
+    Reassembly(SessionId, Instant),
     Ack(u64),
     Kept(Arc<str>),
 }
@@ -164,13 +171,21 @@ impl Server {
     /// Declares a namespace (clients connecting to an undeclared one get
     /// `Invalid namespace`). `/` must be declared too.
     pub fn add_namespace(&mut self, nsp: &str) {
-        self.namespaces.entry(Arc::from(nsp)).or_default();
+        self.namespaces.entry(Arc::from(nsp)).or_default().declared = true;
     }
 
-    /// Declares dynamic namespaces: any name `matches` accepts is created on its first
-    /// CONNECT (the reference's parent namespaces).
+    /// Declares dynamic namespaces: any name `matches` accepts is created when a
+    /// client's CONNECT to it is accepted (after the connect middleware, never
+    /// before), and removed when its last socket leaves. Names are capped at
+    /// [`Config::max_namespace_len`].
     pub fn add_dynamic_namespace(&mut self, matches: NamespacePredicate) {
         self.dynamic.push(matches);
+    }
+
+    /// The namespaces that exist now: the declared ones, and the dynamic ones that
+    /// have sockets.
+    pub fn namespaces(&self) -> impl Iterator<Item = &str> {
+        self.namespaces.keys().map(|n| &**n)
     }
 
     /// How many sockets are connected, over all namespaces.
@@ -264,6 +279,14 @@ impl Server {
                         let _ = self.eio.close(now, &session);
                     }
                 }
+                Timer::Reassembly(session, since) => {
+                    if let Some(client) = self.clients.get_mut(&session) {
+                        if client.reassembling_since == Some(since) {
+                            client.close_reason = Some(DisconnectReason::ParseError);
+                            let _ = self.eio.close(now, &session);
+                        }
+                    }
+                }
                 Timer::Ack(id) => {
                     if self.acks.get(&id).is_some_and(|a| a.deadline <= Some(now)) {
                         self.finish_ack(id, AckError::Timeout);
@@ -333,6 +356,7 @@ impl Server {
             pending: HashMap::new(),
             close_reason: None,
             ever_connected: false,
+            reassembling_since: None,
         };
         self.clients.insert(session.clone(), client);
         if protocol == Protocol::V3 {
@@ -351,8 +375,19 @@ impl Server {
             return;
         };
         let packet = match client.decoder.feed(data) {
-            Ok(Some(p)) => p,
-            Ok(None) => return,
+            Ok(Some(p)) => {
+                client.reassembling_since = None;
+                p
+            }
+            Ok(None) => {
+                if client.reassembling_since.is_none() {
+                    client.reassembling_since = Some(now);
+                    let deadline = now + self.config.decode_limits.reassembly_timeout;
+                    self.timers
+                        .push(Reverse((deadline, Timer::Reassembly(session.clone(), now))));
+                }
+                return;
+            }
             Err(_) => {
                 client.close_reason = Some(DisconnectReason::ParseError);
                 let _ = self.eio.close(now, session);
@@ -414,15 +449,13 @@ impl Server {
         }
     }
 
-    fn namespace_exists(&mut self, nsp: &Arc<str>) -> bool {
+    /// Whether a CONNECT to `nsp` may go on: a declared namespace, or a name a dynamic
+    /// matcher takes (not created yet: only an accepted socket creates it).
+    fn namespace_exists(&self, nsp: &Arc<str>) -> bool {
         if self.namespaces.contains_key(nsp) {
             return true;
         }
-        if self.dynamic.iter().any(|m| m(nsp)) {
-            self.namespaces.insert(nsp.clone(), Namespace::default());
-            return true;
-        }
-        false
+        nsp.len() <= self.config.max_namespace_len && self.dynamic.iter().any(|m| m(nsp))
     }
 
     fn on_connect(&mut self, now: Instant, session: &SessionId, nsp: Arc<str>, auth: Value) {
@@ -433,9 +466,18 @@ impl Server {
             return;
         }
         let handshake = client.handshake.clone();
-        if !self.namespace_exists(&nsp) {
+        let refusal = if client.sockets.len() + client.pending.len()
+            >= self.config.max_namespaces_per_client
+        {
+            Some("Too many namespaces")
+        } else if !self.namespace_exists(&nsp) {
+            Some("Invalid namespace")
+        } else {
+            None
+        };
+        if let Some(message) = refusal {
             let mut err = Packet::new(PacketType::ConnectError, nsp);
-            err.data = Some(error_object("Invalid namespace", None));
+            err.data = Some(error_object(message, None));
             self.send_to_session(session, &err.encode(), None);
             return;
         }
@@ -595,6 +637,9 @@ impl Server {
                     }
                 }
             }
+            if !namespace.declared && namespace.sockets.is_empty() {
+                self.namespaces.remove(&nsp);
+            }
         }
         if let Some(client) = self.clients.get_mut(&socket.info.session) {
             client.sockets.remove(&nsp);
@@ -611,7 +656,7 @@ impl Server {
         }
         let mut kept = false;
         if let (Some(recovery), Some(pid)) = (self.config.recovery, &socket.pid) {
-            if reason.is_recoverable() {
+            if reason.is_recoverable() && self.kept.len() < recovery.max_kept {
                 let own: &str = sid.as_str();
                 let expires = now + recovery.max_disconnection_duration;
                 self.kept.insert(

@@ -46,6 +46,9 @@ pub struct Recovery {
     pub max_bytes: usize,
     /// Recovered sockets skip the connect middleware (default true).
     pub skip_middlewares: bool,
+    /// Most disconnected sockets kept for recovery at once (default 100,000); beyond
+    /// it a disconnected socket is not kept (its client gets a new one).
+    pub max_kept: usize,
 }
 
 impl Default for Recovery {
@@ -55,6 +58,7 @@ impl Default for Recovery {
             max_packets: 10_000,
             max_bytes: 32 << 20,
             skip_middlewares: true,
+            max_kept: 100_000,
         }
     }
 }
@@ -73,6 +77,15 @@ pub struct Config {
     pub decode_limits: DecodeLimits,
     /// Emit [`Event::Cluster`] for operations other servers must repeat (default off).
     pub cluster: bool,
+    /// Longest namespace name a client may connect to (default 256 bytes); longer:
+    /// `connect_error` "Invalid namespace".
+    pub max_namespace_len: usize,
+    /// Most namespaces one client may be connected or connecting to at once (default
+    /// 64); beyond: `connect_error` "Too many namespaces".
+    pub max_namespaces_per_client: usize,
+    /// Most rooms one socket may be in, its own included (default 1,024); a join
+    /// beyond it is refused ([`Error::TooManyRooms`]).
+    pub max_rooms_per_socket: usize,
 }
 
 impl Default for Config {
@@ -83,6 +96,9 @@ impl Default for Config {
             recovery: None,
             decode_limits: DecodeLimits::default(),
             cluster: false,
+            max_namespace_len: 256,
+            max_namespaces_per_client: 64,
+            max_rooms_per_socket: 1024,
         }
     }
 }
@@ -103,6 +119,18 @@ impl Config {
     /// Turns on connection-state recovery.
     pub fn recovery(mut self, recovery: Recovery) -> Self {
         self.recovery = Some(recovery);
+        self
+    }
+
+    /// Sets [`Config::max_rooms_per_socket`].
+    pub fn max_rooms_per_socket(mut self, rooms: usize) -> Self {
+        self.max_rooms_per_socket = rooms;
+        self
+    }
+
+    /// Sets [`Config::max_namespaces_per_client`].
+    pub fn max_namespaces_per_client(mut self, namespaces: usize) -> Self {
+        self.max_namespaces_per_client = namespaces;
         self
     }
 
@@ -405,6 +433,8 @@ pub enum Error {
     UnknownSocket,
     /// No pending CONNECT for that session and namespace.
     NotConnecting,
+    /// The socket is in [`Config::max_rooms_per_socket`] rooms already.
+    TooManyRooms,
 }
 
 impl fmt::Display for Error {
@@ -412,6 +442,7 @@ impl fmt::Display for Error {
         f.write_str(match self {
             Self::UnknownSocket => "no such socket",
             Self::NotConnecting => "no pending connection for that namespace",
+            Self::TooManyRooms => "too many rooms for one socket",
         })
     }
 }

@@ -29,6 +29,24 @@ pub struct Args {
     pub recovery_url: Option<String>,
     /// Flags without a value, e.g. `--no-deflate`.
     pub flags: Vec<String>,
+    /// `--write-timeout MS` (servers): [`wirestate_async::HttpLimits::write_timeout`].
+    pub write_timeout: Option<std::time::Duration>,
+    /// `--max-connections N` (servers): [`wirestate_async::HttpLimits::max_connections`].
+    pub max_connections: Option<usize>,
+}
+
+impl Args {
+    /// The HTTP limits the server flags ask for, over the defaults.
+    pub fn http_limits(&self) -> wirestate_async::HttpLimits {
+        let mut limits = wirestate_async::HttpLimits::default();
+        if let Some(t) = self.write_timeout {
+            limits = limits.write_timeout(t);
+        }
+        if let Some(n) = self.max_connections {
+            limits = limits.max_connections(n);
+        }
+        limits
+    }
 }
 
 impl Args {
@@ -57,6 +75,8 @@ impl Args {
             agent: None,
             recovery_url: None,
             flags: Vec::new(),
+            write_timeout: None,
+            max_connections: None,
         };
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -84,6 +104,19 @@ impl Args {
                 "--url" => parsed.url = value()?,
                 "--agent" => parsed.agent = Some(value()?),
                 "--recovery-url" => parsed.recovery_url = Some(value()?),
+                "--write-timeout" => {
+                    let ms = value()?
+                        .parse()
+                        .map_err(|e| format!("bad --write-timeout: {e}"))?;
+                    parsed.write_timeout = Some(std::time::Duration::from_millis(ms));
+                }
+                "--max-connections" => {
+                    parsed.max_connections = Some(
+                        value()?
+                            .parse()
+                            .map_err(|e| format!("bad --max-connections: {e}"))?,
+                    );
+                }
                 "-h" | "--help" => return Err(String::new()),
                 flag if flag.starts_with("--") && inline.is_none() => {
                     parsed.flags.push(flag.to_owned())

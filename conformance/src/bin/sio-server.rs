@@ -1,4 +1,5 @@
-//! `sio-server --runtime tokio|smol --addr HOST:PORT [--recovery]`: a Socket.IO server
+//! `sio-server --runtime tokio|smol --addr HOST:PORT [--recovery] [--write-timeout MS]
+//! [--max-connections N]`: a Socket.IO server
 //! configured like the reference server of the official socket.io-protocol test suite
 //! — path `/socket.io/`, pingInterval 300 ms, pingTimeout 200 ms, maxPayload 1000000,
 //! connectTimeout 1000 ms, CORS `*`, EIO 3 and 4:
@@ -16,7 +17,8 @@
 //! `auth.token == "secret"` (`not authorized`, data `{"code":401}`); dynamic
 //! namespaces `/dyn-*` greeting with `hello`. `--recovery` turns on
 //! connection-state recovery (which appends an offset to emitted events, so the
-//! official suite must run without it).
+//! official suite must run without it). `--write-timeout` and `--max-connections` set
+//! those HTTP limits (defaults: 20 s, no cap) for the hardening tests.
 
 use std::time::Duration;
 
@@ -26,7 +28,8 @@ use wirestate_conformance::{init_tracing, Args, Runtime};
 use wirestate_engine::eio::{self, Cors};
 use wirestate_engine::sio::{Config, Payload, Recovery};
 
-const USAGE: &str = "sio-server [--runtime tokio|smol] [--addr HOST:PORT] [--recovery]";
+const USAGE: &str = "sio-server [--runtime tokio|smol] [--addr HOST:PORT] [--recovery] \
+                     [--write-timeout MS] [--max-connections N]";
 
 fn config(recovery: bool) -> Config {
     let config = Config::default()
@@ -126,19 +129,21 @@ fn main() -> std::io::Result<()> {
     init_tracing();
     let args = Args::parse(USAGE, "127.0.0.1:3000");
     let recovery = args.flags.iter().any(|f| f == "--recovery");
+    let options = wirestate_async::sio::ServerOptions::from(config(recovery))
+        .http_limits(args.http_limits());
     match args.runtime {
         Runtime::Tokio => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
             .block_on(async {
-                let io = wirestate_tokio::sio::server(config(recovery))?;
+                let io = wirestate_tokio::sio::server(options)?;
                 setup(&io);
                 let listener = tokio::net::TcpListener::bind(args.addr).await?;
                 eprintln!("sio-server (tokio) listening on {}", listener.local_addr()?);
                 wirestate_tokio::sio::serve(io, listener).await
             }),
         Runtime::Smol => smol::block_on(async {
-            let io = wirestate_smol::sio::server(config(recovery))?;
+            let io = wirestate_smol::sio::server(options)?;
             setup(&io);
             let listener = smol::net::TcpListener::bind(args.addr).await?;
             eprintln!("sio-server (smol) listening on {}", listener.local_addr()?);

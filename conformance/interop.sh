@@ -18,7 +18,9 @@
 # against our `sio-server`: auth, events, binary, acks both ways, multiplexing,
 # middleware, a server restart (killed and started again when the client prints
 # RESTART-ME), and state recovery against a second server with recovery on.
-# Ends with `N passed, M failed`.
+# Ends with `N passed, M failed`. A client run counts as passed only if it exits with
+# status 0 and reports exactly the number of cases it is known to have (a client
+# killed by its timeout, or one that ran fewer cases, fails).
 # WIRESTATE_BIN_DIR: prebuilt binaries (default: cargo build --release).
 set -euo pipefail
 
@@ -51,6 +53,23 @@ if [ -z "${WIRESTATE_BIN_DIR:-}" ]; then
 else
     bindir="$WIRESTATE_BIN_DIR"
 fi
+
+# check LABEL STATUS OUT EXPECTED: prints the run's lines; adds its cases to `passed`
+# and `failed`, and one failure more if it exited non-zero or ran another number of
+# cases than EXPECTED.
+check() {
+    local label="$1" status="$2" out="$3" expected="$4" p f
+    grep -v '^RESTART-ME' <<< "$out" | grep -vE '^[0-9]+ passed, [0-9]+ failed$' || true
+    p=$(grep -cE '^ok ' <<< "$out" || true)
+    f=$(grep -cE '^FAIL' <<< "$out" || true)
+    if [ "$status" -ne 0 ]; then
+        echo "FAIL $label exited with status $status"; f=$((f + 1))
+    fi
+    if [ $((p + f)) -lt "$expected" ] || [ "$p" -gt "$expected" ]; then
+        echo "FAIL $label ran $((p + f)) cases ($p ok), $expected expected"; f=$((f + 1))
+    fi
+    passed=$((passed + p)); failed=$((failed + f))
+}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() {
@@ -92,11 +111,8 @@ if [ "$what" = sio-client ]; then
             fi
             sleep 0.1
         done
-        wait "$client" || true
-        grep -v '^RESTART-ME' "$out" | grep -vE '^[0-9]+ passed, [0-9]+ failed$' | sed "s/\$/ [server: $target]/"
-        p=$(grep -cE '^ok ' "$out" || true); f=$(grep -cE '^FAIL' "$out" || true)
-        if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then echo "FAIL no result against $target:"; cat "$out"; f=1; fi
-        passed=$((passed + p)); failed=$((failed + f))
+        status=0; wait "$client" || status=$?
+        check "sio-client against $target" "$status" "$(sed "s/\$/ [server: $target]/" "$out")" 5
         kill "$main" "$recovery" 2>/dev/null || true; wait "$main" "$recovery" 2>/dev/null || true
         rm -f "$out"
     done
@@ -138,16 +154,21 @@ passed=0; failed=0
 runs=()
 for client in "${clients[@]}"; do runs+=("$client http://127.0.0.1:$port"); done
 [ "$what" = sio ] && runs+=("node sio-client.mjs http://127.0.0.1:$rport recovery")
+# The number of cases each client run has.
+expected() {
+    case "$1" in
+        *recovery) echo 1 ;;
+        "node eio-client.mjs"*|"python3 eio_client.py"*|*/eio-client*) echo 3 ;;
+        "node sio-client.mjs"*) echo 18 ;;
+        "python3 sio_client.py"*) echo 15 ;;
+        *) echo "no expected count for: $1" >&2; echo 999 ;;
+    esac
+}
 for run in "${runs[@]}"; do
     client="${run%% http*}"
-    out="$(timeout 240 $run 2>&1)" || true
-    echo "$out" | grep -vE '^[0-9]+ passed, [0-9]+ failed$' || true
-    p=$(echo "$out" | grep -cE '^ok ' || true)
-    f=$(echo "$out" | grep -cE '^FAIL' || true)
-    if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then
-        echo "FAIL $client produced no result"; f=1
-    fi
-    passed=$((passed + p)); failed=$((failed + f))
+    status=0
+    out="$(timeout 240 $run 2>&1)" || status=$?
+    check "$client" "$status" "$out" "$(expected "$run")"
 done
 if ! kill -0 "$server" 2>/dev/null; then
     echo "FAIL the server exited during the run:"; cat "$log"; failed=$((failed + 1))

@@ -248,7 +248,11 @@ fn accepting_survives_running_out_of_file_descriptors() {
         let idle: Vec<TcpStream> = (0..120)
             .filter_map(|_| TcpStream::connect(server.addr).ok())
             .collect();
-        assert!(idle.len() > 48, "{runtime}: the backlog took {}", idle.len());
+        assert!(
+            idle.len() > 48,
+            "{runtime}: the backlog took {}",
+            idle.len()
+        );
         std::thread::sleep(Duration::from_millis(500));
         assert!(server.alive(), "{runtime}: the server survived EMFILE");
         drop(idle);
@@ -256,9 +260,8 @@ fn accepting_survives_running_out_of_file_descriptors() {
         let start = Instant::now();
         loop {
             let mut s = server.connect();
-            let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                polling_session(&mut s)
-            }));
+            let answer =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| polling_session(&mut s)));
             if answer.is_ok() {
                 break;
             }
@@ -366,7 +369,9 @@ fn open_close_churn_leaves_no_memory_or_descriptors_behind() {
         let baseline_fds = server.fds();
         // Warm up allocator pools and tables first.
         churn(&server, 2_000);
-        assert!(server.wait_fds(baseline_fds, Duration::from_secs(5)).is_some());
+        assert!(server
+            .wait_fds(baseline_fds, Duration::from_secs(5))
+            .is_some());
         let before = server.rss();
         let start = Instant::now();
         churn(&server, sessions);

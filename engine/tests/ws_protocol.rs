@@ -235,7 +235,16 @@ fn bad_upgrade_requests_get_an_http_error_and_nothing_is_kept() {
             b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
         );
     }
-    assert!(drain(&mut server).starts_with(b"HTTP/1.1 431 "));
+    let answer = drain(&mut server);
+    assert!(answer.starts_with(b"HTTP/1.1 431 "));
+    assert!(server.should_close_transport());
+    assert!(matches!(events(&mut server).as_slice(), [Event::Closed(_)]));
+    // Nothing more is taken in: further bytes neither answer nor grow anything.
+    for _ in 0..1000 {
+        server.handle_input(now, &[b'a'; 1024]);
+    }
+    assert!(drain(&mut server).is_empty());
+    assert!(events(&mut server).is_empty());
 }
 
 /// The close code a server answers with, and the error its `Closed` event reports.
@@ -374,6 +383,20 @@ fn oversized_frames_and_messages_get_1009_before_their_payload_arrives() {
     ]
     .concat();
     assert_eq!(answer_to(config(), &at_limit), (None, None));
+    let (mut server, now) = open_server(config());
+    server.handle_input(now, &at_limit);
+    let delivered: Vec<usize> = events(&mut server)
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m.as_bytes().len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        delivered,
+        [1000],
+        "a message exactly at the limit is delivered"
+    );
 }
 
 #[test]

@@ -82,7 +82,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         while let Some(t) = server.poll_transmit() {
-            if let Transmit::CloseTransport(t) = t {
+            if let Transmit::CloseTransport(t) | Transmit::AbortTransport(t) = t {
                 transports.retain(|x| *x != t);
             }
         }

@@ -2,7 +2,8 @@
 //! A Socket.IO server fed arbitrary Socket.IO traffic from several WebSocket clients
 //! (v4 and v3), clock jumps, dropped transports and application calls (emits,
 //! broadcasts, acks, joins, disconnects, shutdown). Ops are `[op, len, bytes[len]]`.
-//! Nothing may panic, and every CONNECT is answered.
+//! Nothing may panic, every CONNECT is answered with a packet on its transport, and
+//! after a shutdown no session, socket or dynamic namespace is left.
 
 use std::time::{Duration, Instant};
 
@@ -125,7 +126,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         while let Some(t) = server.poll_transmit() {
-            if let Transmit::CloseTransport(t) = t {
+            if let Transmit::CloseTransport(t) | Transmit::AbortTransport(t) = t {
                 transports.retain(|x| *x != t);
             }
         }
@@ -146,6 +147,17 @@ fuzz_target!(|data: &[u8]| {
                 server.accept(now, &info.session, &info.nsp).is_ok()
             };
             assert!(answered, "a pending CONNECT can be answered");
+            let mut wrote = false;
+            while let Some(t) = server.poll_transmit() {
+                match t {
+                    Transmit::Ws { .. } => wrote = true,
+                    Transmit::CloseTransport(t) | Transmit::AbortTransport(t) => {
+                        transports.retain(|x| *x != t)
+                    }
+                    Transmit::Respond { .. } => {}
+                }
+            }
+            assert!(wrote, "the answer to a CONNECT goes out");
             while let Some(e) = server.poll_event() {
                 if let Event::Connected { sid, .. } = e {
                     sockets.push(sid);
@@ -153,4 +165,15 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
+    server.shutdown(now);
+    now += Duration::from_secs(3600);
+    server.handle_timeout(now);
+    while server.poll_transmit().is_some() {}
+    while server.poll_event().is_some() {}
+    assert_eq!(server.session_count(), 0, "no session left");
+    assert_eq!(server.socket_count(), 0, "no socket left");
+    assert!(
+        server.namespaces().all(|n| n == "/" || n == "/a"),
+        "no dynamic namespace left"
+    );
 });

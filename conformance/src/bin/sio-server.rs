@@ -129,8 +129,8 @@ fn main() -> std::io::Result<()> {
     init_tracing();
     let args = Args::parse(USAGE, "127.0.0.1:3000");
     let recovery = args.flags.iter().any(|f| f == "--recovery");
-    let options = wirestate_async::sio::ServerOptions::from(config(recovery))
-        .http_limits(args.http_limits());
+    let options =
+        wirestate_async::sio::ServerOptions::from(config(recovery)).http_limits(args.http_limits());
     match args.runtime {
         Runtime::Tokio => tokio::runtime::Builder::new_current_thread()
             .enable_all()

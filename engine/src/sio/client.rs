@@ -932,6 +932,30 @@ mod tests {
             assert!(d <= 1.0 + 1e-9, "capped: {d}");
             assert!(d >= base * 0.5 - 1e-9, "at most 50% below: {d} vs {base}");
         }
+        // Jitter: the same attempt gets different delays from different seeds, on both
+        // sides of the base (400 ms for attempt 2, ±50%).
+        let delays: Vec<f64> = (0..32u8)
+            .map(|seed| {
+                let mut m = Manager::new(
+                    ClientConfig::default()
+                        .reconnection_delay(Duration::from_millis(100), Duration::from_secs(10)),
+                    [seed; 32],
+                );
+                m.attempts = 2;
+                m.backoff().as_secs_f64()
+            })
+            .collect();
+        let (min, max) = delays
+            .iter()
+            .fold((f64::MAX, 0f64), |(lo, hi), &d| (lo.min(d), hi.max(d)));
+        assert!(
+            min < 0.39 && max > 0.41,
+            "jittered around 0.4 s: {delays:?}"
+        );
+        assert!(
+            min >= 0.2 - 1e-9 && max <= 0.6 + 1e-9,
+            "within ±50%: {delays:?}"
+        );
         let mut fixed = Manager::new(
             ClientConfig::default()
                 .reconnection_delay(Duration::from_millis(100), Duration::from_millis(1000))

@@ -126,8 +126,9 @@ finish() {
 run fmt cargo fmt --all --check
 run clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 # --show-output: what the tests report beside pass/fail (which masking paths this CPU
-# checked, the hardening tests' figures) lands in the log.
-run unit-and-integration cargo test --workspace --locked -- --show-output
+# checked, the hardening tests' figures) lands in the log. SIM_SEEDS: 300 seeds of the
+# whole-server simulation (async/tests/sim.rs).
+run unit-and-integration env SIM_SEEDS=300 cargo test --workspace --locked -- --show-output
 run docs env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 # The engine is sans-IO: no async runtime, futures or async-* crate among its

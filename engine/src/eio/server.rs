@@ -69,7 +69,9 @@ pub struct Config {
 /// [`Request`]) and allows it, or refuses it with a message: 403 with
 /// `{"code":4,"message":<message>}`, as the reference answers.
 #[derive(Clone)]
-pub struct AllowRequest(Arc<dyn Fn(&Request) -> Result<(), String> + Send + Sync>);
+pub struct AllowRequest(Arc<AllowFn>);
+
+type AllowFn = dyn Fn(&Request) -> Result<(), String> + Send + Sync;
 
 impl AllowRequest {
     /// Wraps `hook`.

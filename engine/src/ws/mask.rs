@@ -125,6 +125,7 @@ mod x86 {
 
         /// Both wide paths against the portable one, where the CPU has them.
         #[test]
+        #[allow(clippy::print_stdout)] // which paths ran is reported on purpose
         fn wide_paths_match_the_portable_loop() {
             let key = [0x37, 0xfa, 0x21, 0x3d];
             // Said, not silently skipped: which wide paths this CPU could check.

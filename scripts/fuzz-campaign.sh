@@ -21,7 +21,11 @@ for t in "${targets[@]}"; do
     [ -z "$(ls "artifacts/$t" 2>/dev/null)" ] || { echo "crash in $t: fuzz/artifacts/$t"; exit 1; }
     merged="../target/fuzz-campaign/$t.min"
     rm -rf "$merged"; mkdir -p "$merged"
-    cargo fuzz run "$t" "$merged" "$kept" "$found" -- -merge=1 -timeout=10 > /dev/null 2>&1
-    rm -rf "$kept"; mv "$merged" "$kept"
+    if cargo fuzz run "$t" "$merged" "$kept" "$found" -- -merge=1 -timeout=10 > /dev/null 2>&1 \
+        && [ -n "$(ls "$merged")" ]; then
+        rm -rf "$kept"; mv "$merged" "$kept"
+    else
+        echo "$t: merge failed; the kept corpus is unchanged"
+    fi
     echo "$t: $(ls "$kept" | wc -l) inputs kept"
 done

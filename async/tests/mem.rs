@@ -351,3 +351,36 @@ fn shutdown_delivers_disconnect_to_every_client_and_serve_returns() {
     let reasons = reasons.lock().expect("lock").clone();
     assert_eq!(reasons, ["io server disconnect", "io server disconnect"]);
 }
+
+#[test]
+fn at_max_connections_new_connections_wait_until_one_ends() {
+    let sim = Sim::new();
+    let options = eio::ServerOptions::from(eio::Config::default())
+        .http_limits(wirestate_async::HttpLimits::default().max_connections(1));
+    let server = eio::server(&sim, options).expect("server");
+    let listener = sim.listen("127.0.0.1:4000").expect("listen");
+    let (rt, serving) = (sim.clone(), server.clone());
+    sim.spawn(async move {
+        let _ = eio::serve(&rt, serving, listener).await;
+    });
+    const HANDSHAKE: &[u8] = b"GET /engine.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n";
+    sim.block_on(async {
+        let mut first = sim.connect("127.0.0.1:4000".into()).await.expect("connect");
+        first.write_all(HANDSHAKE).await.expect("write");
+        assert_eq!(read_response(&mut first).await.0, 200);
+        // The second waits in the backlog: no answer while the first is open...
+        let mut second = sim.connect("127.0.0.1:4000".into()).await.expect("connect");
+        second.write_all(HANDSHAKE).await.expect("write");
+        let early = sim
+            .timeout(Duration::from_secs(5), read_response(&mut second))
+            .await;
+        assert!(early.is_none(), "not served while at the cap");
+        // ...and is served once the first ends.
+        drop(first);
+        let late = sim
+            .timeout(Duration::from_secs(5), read_response(&mut second))
+            .await;
+        assert_eq!(late.map(|r| r.0), Some(200));
+    });
+    assert_eq!(server.session_count(), 2);
+}

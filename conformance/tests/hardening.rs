@@ -1,7 +1,8 @@
 //! Black-box hardening tests: the `sio-server` binary attacked over real loopback
 //! sockets as an overloaded or hostile peer would, on both runtimes. Each test
 //! watches the server process from outside (`/proc/PID/fd`, `VmRSS`), bounded in
-//! count and time.
+//! count and time. `SIO_SERVER_BIN=PATH` runs them against another `sio-server` build
+//! (figures for a before/after comparison).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -17,7 +18,9 @@ struct Server {
 impl Server {
     /// Starts `sio-server` on a free port with `args`, under `ulimit -n fds` if given.
     fn start(runtime: &str, args: &[&str], fds: Option<u32>) -> Self {
-        let bin = env!("CARGO_BIN_EXE_sio-server");
+        // SIO_SERVER_BIN: another build to measure (an older one, for before/after).
+        let bin = std::env::var("SIO_SERVER_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_sio-server").to_owned());
         let mut command = Command::new("sh");
         let limit = fds.map_or(String::new(), |n| format!("ulimit -n {n} && "));
         command
@@ -25,7 +28,11 @@ impl Server {
             .arg(format!("{limit}exec \"$0\" \"$@\""))
             .arg(bin)
             .args(["--runtime", runtime, "--addr", "127.0.0.1:0"])
-            .args(args)
+            // An older build (SIO_SERVER_BIN) knows none of the hardening flags.
+            .args(
+                args.iter()
+                    .filter(|_| std::env::var_os("SIO_SERVER_BIN").is_none()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawn sio-server");

@@ -351,8 +351,13 @@ fn churn(server: &Server, sessions: usize) {
         if i % 2 == 0 {
             let mut s = websocket_session(server);
             if i % 4 == 0 {
-                // A clean close packet; otherwise just the TCP close.
+                // A close packet, and wait for the server to close the connection
+                // (the server-side close path); otherwise just the TCP close.
                 send_frame(&mut s, b"1");
+                // Our half of the closing handshake (an empty, masked close frame).
+                s.write_all(&[0x88, 0x80, 0, 0, 0, 0]).expect("close frame");
+                let mut sink = [0u8; 4096];
+                while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
             }
         } else {
             let mut s = server.connect();

@@ -29,6 +29,14 @@ fn config() -> Config {
 
 use world::request;
 
+/// The headers of a WebSocket upgrade request.
+const UPGRADE_HEADERS: &[(&str, &str)] = &[
+    ("Connection", "Upgrade"),
+    ("Upgrade", "websocket"),
+    ("Sec-WebSocket-Version", "13"),
+    ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+];
+
 fn body(r: &Response) -> String {
     String::from_utf8(r.body.to_vec()).expect("utf8 body")
 }
@@ -449,12 +457,7 @@ fn a_second_websocket_for_an_upgraded_session_is_refused_and_the_first_keeps_wor
     let second = h.request(
         "GET",
         &format!("{PATH}?EIO=4&transport=websocket&sid={sid}"),
-        &[
-            ("Connection", "Upgrade"),
-            ("Upgrade", "websocket"),
-            ("Sec-WebSocket-Version", "13"),
-            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-        ],
+        UPGRADE_HEADERS,
         b"",
     );
     assert!(
@@ -525,12 +528,7 @@ fn handshakes_past_max_sessions_get_503() {
     let refused = h.request(
         "GET",
         &format!("{PATH}?EIO=4&transport=websocket"),
-        &[
-            ("Connection", "Upgrade"),
-            ("Upgrade", "websocket"),
-            ("Sec-WebSocket-Version", "13"),
-            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-        ],
+        UPGRADE_HEADERS,
         b"",
     );
     assert!(matches!(refused, Reply::Respond(r) if r.status == 503));
@@ -850,13 +848,7 @@ fn cors_headers_preflight_and_refused_origins() {
         request(
             "GET",
             &format!("{PATH}?EIO=4&transport=websocket"),
-            &[
-                ("Origin", origin),
-                ("Connection", "Upgrade"),
-                ("Upgrade", "websocket"),
-                ("Sec-WebSocket-Version", "13"),
-                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-            ],
+            &[&[("Origin", origin)], UPGRADE_HEADERS].concat(),
             b"",
         )
     };
@@ -910,12 +902,7 @@ fn allow_request_decides_before_a_session_or_upgrade_exists() {
     let authed = |target: &str, upgrade: bool| {
         let mut headers = vec![("Authorization", "Bearer ok")];
         if upgrade {
-            headers.extend([
-                ("Connection", "Upgrade"),
-                ("Upgrade", "websocket"),
-                ("Sec-WebSocket-Version", "13"),
-                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-            ]);
+            headers.extend_from_slice(UPGRADE_HEADERS);
         }
         request("GET", &format!("{PATH}?{target}"), &headers, b"")
     };
@@ -935,12 +922,7 @@ fn allow_request_decides_before_a_session_or_upgrade_exists() {
     let refused = h.request(
         "GET",
         &format!("{PATH}?EIO=4&transport=websocket&sid={sid}"),
-        &[
-            ("Connection", "Upgrade"),
-            ("Upgrade", "websocket"),
-            ("Sec-WebSocket-Version", "13"),
-            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-        ],
+        UPGRADE_HEADERS,
         b"",
     );
     assert!(matches!(refused, Reply::Respond(r) if r.status == 403));

@@ -630,16 +630,11 @@ impl Server {
         if sid.is_none() || transport == TransportKind::WebSocket {
             if let Some(AllowRequest(hook)) = &self.config.allow_request {
                 if let Err(message) = hook(request) {
-                    let mut response = Response::new(403)
+                    let body = serde_json::json!({"code": ErrorCode::Forbidden.code(), "message": message});
+                    let response = Response::new(403)
                         .header("Content-Type", "application/json")
-                        .body(
-                            serde_json::json!({"code": ErrorCode::Forbidden.code(), "message": message})
-                                .to_string(),
-                        );
-                    response
-                        .headers
-                        .extend(cors.into_iter().map(|(k, v)| (k.into(), v)));
-                    return Reply::Respond(response);
+                        .body(body.to_string());
+                    return Reply::Respond(with_cors(response, cors));
                 }
             }
         }
@@ -685,13 +680,7 @@ impl Server {
             return self.error(ErrorCode::UnknownSid, cors);
         }
         if !get {
-            let mut response = Response::new(200)
-                .header("Content-Type", "text/html")
-                .body("ok");
-            response
-                .headers
-                .extend(cors.into_iter().map(|(k, v)| (k.into(), v)));
-            return response;
+            return post_ok(cors);
         }
         match self.closing.remove(sid) {
             Some(c) => polling_response(encode_payload(&c.packets, c.protocol), cors),
@@ -795,13 +784,7 @@ impl Server {
             }
             self.on_packet(now, &sid, packet);
         }
-        let mut response = Response::new(200)
-            .header("Content-Type", "text/html")
-            .body("ok");
-        response
-            .headers
-            .extend(cors.into_iter().map(|(k, v)| (k.into(), v)));
-        Reply::Respond(response)
+        Reply::Respond(post_ok(cors))
     }
 
     fn websocket_request(
@@ -1548,39 +1531,46 @@ impl Server {
         } else {
             400
         };
-        let mut response = Response::new(status)
+        let response = Response::new(status)
             .header("Content-Type", "application/json")
             .body(format!(
                 "{{\"code\":{},\"message\":\"{}\"}}",
                 code.code(),
                 code.message()
             ));
-        response
-            .headers
-            .extend(cors.into_iter().map(|(k, v)| (k.into(), v)));
-        response
+        with_cors(response, cors)
     }
+}
+
+/// `response` with the CORS headers.
+fn with_cors(mut response: Response, cors: Vec<(&'static str, String)>) -> Response {
+    response
+        .headers
+        .extend(cors.into_iter().map(|(k, v)| (k.into(), v)));
+    response
 }
 
 /// The answer to a handshake past [`Config::max_sessions`].
 fn server_full(cors: Vec<(&'static str, String)>) -> Response {
-    let mut response = Response::new(503)
+    let response = Response::new(503)
         .header("Content-Type", "application/json")
         .body(r#"{"code":4,"message":"Server full"}"#);
-    response
-        .headers
-        .extend(cors.into_iter().map(|(k, v)| (k.into(), v)));
-    response
+    with_cors(response, cors)
+}
+
+/// The answer to a POST that was read.
+fn post_ok(cors: Vec<(&'static str, String)>) -> Response {
+    let response = Response::new(200)
+        .header("Content-Type", "text/html")
+        .body("ok");
+    with_cors(response, cors)
 }
 
 fn polling_response(body: Bytes, cors: Vec<(&'static str, String)>) -> Response {
-    let mut response = Response::new(200)
+    let response = Response::new(200)
         .header("Content-Type", "text/plain; charset=UTF-8")
         .body(body);
-    response
-        .headers
-        .extend(cors.into_iter().map(|(k, v)| (k.into(), v)));
-    response
+    with_cors(response, cors)
 }
 
 fn preflight(head: &crate::http::RequestHead, cors: Vec<(&'static str, String)>) -> Response {
@@ -1589,8 +1579,5 @@ fn preflight(head: &crate::http::RequestHead, cors: Vec<(&'static str, String)>)
     if let Some(h) = head.headers.get_str("access-control-request-headers") {
         response = response.header("Access-Control-Allow-Headers", h);
     }
-    response
-        .headers
-        .extend(cors.into_iter().map(|(k, v)| (k.into(), v)));
-    response
+    with_cors(response, cors)
 }

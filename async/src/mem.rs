@@ -306,6 +306,8 @@ struct State {
     timers: HashMap<u64, (Duration, Waker)>,
     next_clock: u64,
     ready: VecDeque<Arc<Task>>,
+    /// Every task spawned and not yet finished (for `shutdown`).
+    tasks: Vec<std::sync::Weak<Task>>,
     listeners: HashMap<SocketAddr, Arc<Mutex<Backlog>>>,
     /// Every connection the network made, to sever them.
     pipes: Vec<std::sync::Weak<Mutex<Pipe>>>,
@@ -455,6 +457,29 @@ impl Sim {
         true
     }
 
+    /// Ends the simulation as a runtime's shutdown does: every task's future is
+    /// dropped unfinished, with what it holds (servers, connections, clocks), and the
+    /// network is cut. Without it, tasks that wait on each other keep one another
+    /// alive after the last handle is gone.
+    pub fn shutdown(&self) {
+        self.sever();
+        let tasks = {
+            let mut state = lock(&self.inner.state);
+            state.ready.clear();
+            state.listeners.clear();
+            std::mem::take(&mut state.tasks)
+        };
+        // Dropped with no lock held: a future's drop may call into the simulation.
+        let futures: Vec<_> = tasks
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .filter_map(|t| lock(&t.future).take())
+            .collect();
+        drop(futures);
+        let timers = std::mem::take(&mut lock(&self.inner.state).timers);
+        drop(timers);
+    }
+
     /// Cuts every connection made through the network so far, as a crash of the
     /// server or a lost network would: reads see EOF, writes fail. Listeners stay.
     pub fn sever(&self) {
@@ -562,7 +587,12 @@ impl Runtime for Sim {
             queued: AtomicBool::new(true),
             sim: Arc::downgrade(&self.inner),
         });
-        lock(&self.inner.state).ready.push_back(task);
+        let mut state = lock(&self.inner.state);
+        if state.tasks.len() >= 64 && state.tasks.len().is_power_of_two() {
+            state.tasks.retain(|t| t.strong_count() > 0);
+        }
+        state.tasks.push(Arc::downgrade(&task));
+        state.ready.push_back(task);
     }
 
     fn connect(

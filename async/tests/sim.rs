@@ -193,10 +193,12 @@ fn run(seed: u64) -> Outcome {
     assert_eq!(namespaces, ["/"], "seed {seed}: no dynamic namespace left");
     let delivered = delivered.lock().expect("lock").clone();
     let acked = acked.lock().expect("lock").clone();
+    let elapsed = sim.elapsed();
+    sim.shutdown();
     Outcome {
         delivered,
         acked,
-        elapsed: sim.elapsed(),
+        elapsed,
     }
 }
 

@@ -81,4 +81,6 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(io.socket_count(), 0, "no socket left");
     assert_eq!(sessions, 0, "no session left");
     assert!(idle, "the host is idle");
+    // Tasks that wait on each other (the timer task, servers) are dropped here.
+    sim.shutdown();
 });

@@ -398,8 +398,13 @@ fn open_close_churn_leaves_no_memory_or_descriptors_behind() {
             after / 1024
         );
         assert!(fds.is_some(), "{runtime}: no descriptor left");
+        // Target: < 100 B per session. The allocator's and the tables' high-water
+        // mark moves RSS by a few hundred KiB whatever the count, so that much is
+        // allowed on top (the leak this guards against was 1.4 KB per closed session:
+        // 367 B per session over this mix at 20,000).
+        let growth = after.saturating_sub(before);
         assert!(
-            per_session < 100.0,
+            growth < 100 * sessions as u64 + (512 << 10),
             "{runtime}: {per_session:.1} B of RSS per session"
         );
     });

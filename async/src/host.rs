@@ -554,7 +554,6 @@ impl<E: Endpoint> Host<E> {
                         let mut s = self.lock();
                         match s.responses.remove(&poll) {
                             Some(response) => {
-                                s.wakers.remove(&Mailbox::Poll(poll));
                                 drop(s);
                                 http.respond(clock.now(), response);
                                 conn.mode = Mode::Http;
@@ -726,7 +725,6 @@ impl<E: Endpoint> ConnGuard<'_, E> {
             // nowhere to go.
             s.ws_out.remove(&tid);
             s.ws_closed.remove(&tid);
-            s.wakers.remove(&Mailbox::Ws(tid));
         }
         drop(s);
         self.host.drain_events();

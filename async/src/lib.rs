@@ -24,6 +24,7 @@ use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -204,7 +205,7 @@ pub async fn next_connection<R: Runtime>(rt: &R, listener: &R::Listener) -> (R::
 /// Counts the connections an accept loop serves, and wakes the loop when one ends.
 #[derive(Default)]
 struct Gate {
-    open: std::sync::atomic::AtomicUsize,
+    open: AtomicUsize,
     waker: std::sync::Mutex<Option<std::task::Waker>>,
 }
 
@@ -213,13 +214,12 @@ struct Permit(Arc<Gate>);
 
 impl Gate {
     fn enter(gate: &Arc<Gate>) -> Permit {
-        gate.open.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        gate.open.fetch_add(1, SeqCst);
         Permit(gate.clone())
     }
 
     /// Below `max` open connections; if not, the waker is woken when one ends.
     fn has_room(&self, max: usize, cx: &mut Context<'_>) -> bool {
-        use std::sync::atomic::Ordering::SeqCst;
         if self.open.load(SeqCst) < max {
             return true;
         }
@@ -232,9 +232,7 @@ impl Gate {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.0
-            .open
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.open.fetch_sub(1, SeqCst);
         let waker = self
             .0
             .waker

@@ -676,14 +676,10 @@ impl Server {
         sid: &str,
         cors: Vec<(&'static str, String)>,
     ) -> Response {
-        if !self.closing.contains_key(sid) {
-            return self.error(ErrorCode::UnknownSid, cors);
-        }
-        if !get {
-            return post_ok(cors);
-        }
-        match self.closing.remove(sid) {
+        let closing = if get { self.closing.remove(sid) } else { None };
+        match closing {
             Some(c) => polling_response(encode_payload(&c.packets, c.protocol), cors),
+            None if !get && self.closing.contains_key(sid) => post_ok(cors),
             None => self.error(ErrorCode::UnknownSid, cors),
         }
     }
@@ -764,13 +760,12 @@ impl Server {
             Protocol::V3 => false,
         };
         if body.len() > self.config.max_payload || too_many {
-            self.close_session(now, &sid, CloseReason::TransportError);
-            return Reply::Respond(Response::new(413).body("payload too large"));
+            return self.payload_too_large(now, &sid);
         }
         let packets = match decode_payload(body, protocol) {
+            // v3 payloads are length-prefixed: counted once decoded.
             Ok(p) if p.len() > self.config.max_packets => {
-                self.close_session(now, &sid, CloseReason::TransportError);
-                return Reply::Respond(Response::new(413).body("payload too large"));
+                return self.payload_too_large(now, &sid);
             }
             Ok(p) => p,
             Err(_) => {
@@ -785,6 +780,12 @@ impl Server {
             self.on_packet(now, &sid, packet);
         }
         Reply::Respond(post_ok(cors))
+    }
+
+    /// A POST over `max_payload` or `max_packets`: 413, and the session is closed.
+    fn payload_too_large(&mut self, now: Instant, sid: &SessionId) -> Reply {
+        self.close_session(now, sid, CloseReason::TransportError);
+        Reply::Respond(Response::new(413).body("payload too large"))
     }
 
     fn websocket_request(

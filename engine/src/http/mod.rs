@@ -658,9 +658,8 @@ impl ServerConn {
 /// digits (`+5`, `0x5`, empty) are refused, and so is any transfer coding other than a
 /// lone `chunked` (`chunked, gzip`, `gzip`, two `chunked`).
 fn body_framing(headers: &Headers, otherwise: Body) -> Result<Body, HttpError> {
-    let mut codings = headers.get_all("transfer-encoding").peekable();
     let length = content_length(headers)?;
-    if codings.peek().is_none() {
+    if headers.get("transfer-encoding").is_none() {
         return Ok(length.map_or(otherwise, Body::Length));
     }
     if length.is_some() {

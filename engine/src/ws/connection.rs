@@ -675,10 +675,10 @@ impl Connection {
     fn server_handshake(&mut self, now: Instant, mut buf: Vec<u8>) {
         match handshake::parse_request(&buf, self.config.max_head_size) {
             Ok(None) => self.state = State::ServerHandshake { buf },
-            Ok(Some((request, _))) if self.config.check_origin(request.headers()).is_err() => {
-                self.refuse_handshake(HandshakeError::ForbiddenOrigin);
-            }
             Ok(Some((request, used))) => {
+                if let Err(err) = self.config.check_origin(request.headers()) {
+                    return self.refuse_handshake(err);
+                }
                 self.complete_server_handshake(request, now);
                 let rest = buf.split_off(used);
                 drop(buf);

@@ -211,13 +211,12 @@ impl Server {
             if socket.rooms.len() >= max {
                 return Err(Error::TooManyRooms);
             }
-            if socket.rooms.insert(room.clone()) {
-                namespace
-                    .rooms
-                    .entry(room.clone())
-                    .or_default()
-                    .insert(sid.clone());
-            }
+            socket.rooms.insert(room.clone());
+            namespace
+                .rooms
+                .entry(room.clone())
+                .or_default()
+                .insert(sid.clone());
         }
         Ok(())
     }

@@ -3,8 +3,11 @@
 //!
 //! One sans-IO [`Endpoint`] is shared (behind a mutex held only for the synchronous
 //! calls into it) by every connection future and one timer future. Its outputs are
-//! sorted into mailboxes — the response for a parked poll, the bytes for a WebSocket
-//! transport — and the future waiting on each mailbox is woken. The serve loops
+//! sorted into mailboxes — the response for a parked poll, the packets for a WebSocket
+//! transport — and the future waiting on each mailbox is woken. Each upgraded
+//! connection drives its own [`WsLink`]: frames are decoded, inflated, encoded and
+//! compressed in the connection's task with the lock released, so one connection's
+//! large messages do not hold up the others. The serve loops
 //! (`eio::serve`, `sio::serve`) spawn [`Host::serve_connection`] for every accepted
 //! connection, and `eio::server`/`sio::server` spawn [`Host::run_timers`] once.
 //! [`EioServer`] is the Engine.IO host. The lock is the host's own: handles never
@@ -22,7 +25,8 @@ use bytes::Bytes;
 
 use super::{Clock, Executor, Outbox, Runtime, Transport, WebSocket};
 use wirestate_engine::eio::{
-    self, Data, PollId, Reply, SendError, SessionId, Transmit, TransportId,
+    self, Data, PollId, Reply, SendError, SessionId, Transmit, TransportId, WsInput, WsLink,
+    WsOutput,
 };
 use wirestate_engine::http::{Request, Response, ServerConn};
 use wirestate_engine::ws;
@@ -99,9 +103,9 @@ enum Mailbox {
 struct Shared<E: Endpoint> {
     server: E,
     responses: IdMap<PollId, Response>,
-    ws_out: IdMap<TransportId, Vec<Bytes>>,
-    /// Transports to close once written (`false`) or drop at once (`true`).
-    ws_closed: IdMap<TransportId, bool>,
+    ws_out: IdMap<TransportId, Vec<WsOutput>>,
+    /// Transports to drop at once (slow consumers).
+    ws_aborted: IdMap<TransportId, ()>,
     wakers: IdMap<Mailbox, Waker>,
     events: VecDeque<E::Event>,
     event_waker: Option<Waker>,
@@ -123,16 +127,12 @@ impl<E: Endpoint> Shared<E> {
                     self.responses.insert(poll, response);
                     Mailbox::Poll(poll)
                 }
-                Transmit::Ws { transport, bytes } => {
-                    self.ws_out.entry(transport).or_default().push(bytes);
-                    Mailbox::Ws(transport)
-                }
-                Transmit::CloseTransport(transport) => {
-                    self.ws_closed.insert(transport, false);
+                Transmit::Ws { transport, output } => {
+                    self.ws_out.entry(transport).or_default().push(output);
                     Mailbox::Ws(transport)
                 }
                 Transmit::AbortTransport(transport) => {
-                    self.ws_closed.insert(transport, true);
+                    self.ws_aborted.insert(transport, ());
                     self.ws_out.remove(&transport);
                     Mailbox::Ws(transport)
                 }
@@ -209,7 +209,7 @@ pub type EioServer = Host<eio::Server>;
 enum Mode {
     Http,
     Parked(PollId),
-    Ws(TransportId),
+    Ws(Box<WsLink>),
     /// A WebSocket upgrade for one of the plain routes: leave the loop.
     Handoff(Box<ws::Request>, Arc<ws::Config>),
 }
@@ -312,7 +312,7 @@ impl<E: Endpoint> Host<E> {
                 server,
                 responses: IdMap::default(),
                 ws_out: IdMap::default(),
-                ws_closed: IdMap::default(),
+                ws_aborted: IdMap::default(),
                 wakers: IdMap::default(),
                 events: VecDeque::new(),
                 event_waker: None,
@@ -466,8 +466,6 @@ impl<E: Endpoint> Host<E> {
             busy: false,
         };
         let mut read_eof = false;
-        // Written on the WebSocket and not yet reported to the endpoint.
-        let mut unreported = 0;
         // Since when bytes have waited to be written with none going out.
         let mut stalled_since: Option<Instant> = None;
         let done = poll_fn(|cx| {
@@ -476,24 +474,31 @@ impl<E: Endpoint> Host<E> {
                 while let Some(b) = http.poll_transmit() {
                     out.push(b);
                 }
-                if let Mode::Ws(tid) = conn.mode {
+                if let Mode::Ws(link) = &mut conn.mode {
+                    let tid = link.transport();
                     let mut s = self.lock();
-                    if unreported > 0 {
-                        s.server.handle_ws_written(tid, unreported);
-                        unreported = 0;
+                    let written = link.take_written();
+                    if written > 0 {
+                        s.server.handle_ws_written(tid, written);
                     }
-                    if s.ws_closed.get(&tid) == Some(&true) {
+                    if s.ws_aborted.contains_key(&tid) {
                         // A slow consumer: dropped with what it did not read.
                         return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
                     }
-                    for b in s.ws_out.remove(&tid).unwrap_or_default() {
-                        out.push(b);
-                    }
-                    // Registered under the same lock as the drain above, so that bytes
+                    let outputs = s.ws_out.remove(&tid).unwrap_or_default();
+                    // Registered under the same lock as the take above, so that outputs
                     // dispatched by another thread right after it still wake us.
                     s.wakers.insert(Mailbox::Ws(tid), cx.waker().clone());
-                    if out.is_empty() && s.ws_closed.contains_key(&tid) {
-                        drop(s);
+                    drop(s);
+                    // Encoded and compressed here, with the lock released.
+                    let now = clock.now();
+                    for output in outputs {
+                        link.handle_output(now, output);
+                    }
+                    while let Some(b) = link.poll_transmit() {
+                        out.push(b);
+                    }
+                    if out.is_empty() && link.should_close_transport() {
                         return shutdown(&mut io, cx);
                     }
                 }
@@ -502,8 +507,8 @@ impl<E: Endpoint> Host<E> {
                     Ok(n) => n,
                     Err(e) => return Poll::Ready(Err(e)),
                 };
-                if matches!(conn.mode, Mode::Ws(_)) {
-                    unreported += written;
+                if let Mode::Ws(link) = &mut conn.mode {
+                    link.handle_written(written);
                 }
                 if out.is_empty() {
                     if !was_empty && matches!(conn.mode, Mode::Http) {
@@ -516,17 +521,24 @@ impl<E: Endpoint> Host<E> {
                 // One deadline at a time on the clock: the write timeout while bytes
                 // wait, the request timeout while a request is awaited.
                 let write_deadline = stalled_since.map(|t| t + limits.write_timeout);
-                let http_deadline = match conn.mode {
+                let own_deadline = match &conn.mode {
                     Mode::Http if out.is_empty() => http.poll_timeout(),
+                    Mode::Ws(link) => link.poll_timeout(),
                     _ => None,
                 };
-                if let Some(deadline) = write_deadline.into_iter().chain(http_deadline).min() {
+                if let Some(deadline) = write_deadline.into_iter().chain(own_deadline).min() {
                     if clock.poll_until(cx, deadline).is_ready() {
                         let now = clock.now();
                         if write_deadline.is_some_and(|d| now >= d) {
                             return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
                         }
-                        http.handle_timeout(now);
+                        match &mut conn.mode {
+                            Mode::Ws(link) => {
+                                link.handle_timeout(now);
+                                self.deliver(link, now);
+                            }
+                            _ => http.handle_timeout(now),
+                        }
                         continue;
                     }
                 }
@@ -582,17 +594,14 @@ impl<E: Endpoint> Host<E> {
                     return Poll::Pending;
                 }
                 let now = clock.now();
-                let mode = &conn.mode;
+                let mode = &mut conn.mode;
                 let read = super::with_read_buf(|buf| {
                     let r = io.poll_read(cx, buf);
                     if let Poll::Ready(Ok(n)) = r {
                         if n > 0 {
                             match mode {
-                                Mode::Ws(tid) => {
-                                    let mut s = self.lock();
-                                    s.server.handle_ws_input(now, *tid, &buf[..n]);
-                                    s.dispatch();
-                                }
+                                // Decoded here, with the lock released.
+                                Mode::Ws(link) => link.handle_input(now, &buf[..n]),
                                 Mode::Http | Mode::Parked(_) | Mode::Handoff(..) => {
                                     http.handle_input(&buf[..n])
                                 }
@@ -604,18 +613,21 @@ impl<E: Endpoint> Host<E> {
                 match read {
                     Poll::Ready(Ok(0)) => {
                         read_eof = true;
-                        match conn.mode {
+                        match &mut conn.mode {
                             Mode::Http | Mode::Handoff(..) => http.handle_eof(),
                             Mode::Parked(_) | Mode::Ws(_) => {
+                                if let Mode::Ws(link) = &mut conn.mode {
+                                    link.handle_eof(now);
+                                    self.deliver(link, now);
+                                }
                                 conn.release(now);
                                 return shutdown(&mut io, cx);
                             }
                         }
                     }
                     Poll::Ready(Ok(_)) => {
-                        if matches!(conn.mode, Mode::Ws(_)) {
-                            // Handlers run here, with the read buffer free again.
-                            self.drain_events();
+                        if let Mode::Ws(link) = &mut conn.mode {
+                            self.deliver(link, now);
                         }
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -642,6 +654,23 @@ impl<E: Endpoint> Host<E> {
         }
     }
 
+    /// Hands what a WebSocket decoded (outside the lock) to the endpoint, then runs
+    /// the handlers.
+    fn deliver(&self, link: &mut WsLink, now: Instant) {
+        let inputs: Vec<WsInput> = std::iter::from_fn(|| link.poll_input()).collect();
+        if inputs.is_empty() {
+            return;
+        }
+        let mut s = self.lock();
+        let tid = link.transport();
+        for input in inputs {
+            s.server.handle_ws_input(now, tid, input);
+        }
+        s.dispatch();
+        drop(s);
+        self.drain_events();
+    }
+
     /// Hands one request to the endpoint, or to a plain WebSocket route (the core's
     /// [`ws::handshake::route`] decides, and answers the rest).
     fn route(&self, http: &mut ServerConn, request: Request, now: Instant) -> Mode {
@@ -663,12 +692,13 @@ impl<E: Endpoint> Host<E> {
                 Mode::Http
             }
             Reply::Park(poll) => Mode::Parked(poll),
-            Reply::Upgrade(tid) => {
+            Reply::Upgrade(mut link) => {
                 let rest = http.upgrade(Bytes::new());
                 if !rest.is_empty() {
-                    s.server.handle_ws_input(now, tid, &rest);
+                    link.handle_input(now, &rest);
+                    link.deliver(now, &mut s.server);
                 }
-                Mode::Ws(tid)
+                Mode::Ws(link)
             }
         };
         s.dispatch();
@@ -703,7 +733,7 @@ impl<E: Endpoint> ConnGuard<'_, E> {
 
     /// Releases what the connection's mode holds; the connection then holds nothing.
     fn release(&mut self, now: Instant) {
-        let mode = std::mem::replace(&mut self.mode, Mode::Http);
+        let mut mode = std::mem::replace(&mut self.mode, Mode::Http);
         self.set_busy(false);
         let mut s = self.host.lock();
         match mode {
@@ -714,17 +744,17 @@ impl<E: Endpoint> ConnGuard<'_, E> {
                     s.server.handle_poll_aborted(now, poll);
                 }
             }
-            Mode::Ws(tid) => {
-                s.wakers.remove(&Mailbox::Ws(tid));
-                s.server.handle_ws_eof(now, tid);
+            Mode::Ws(ref mut link) => {
+                s.wakers.remove(&Mailbox::Ws(link.transport()));
+                link.abandon(now, &mut s.server);
             }
         }
         s.dispatch();
-        if let Mode::Ws(tid) = mode {
+        if let Mode::Ws(link) = mode {
             // After the dispatch: what the endpoint just sent this transport has
             // nowhere to go.
-            s.ws_out.remove(&tid);
-            s.ws_closed.remove(&tid);
+            s.ws_out.remove(&link.transport());
+            s.ws_aborted.remove(&link.transport());
         }
         drop(s);
         self.host.drain_events();

@@ -384,3 +384,56 @@ fn at_max_connections_new_connections_wait_until_one_ends() {
     });
     assert_eq!(server.session_count(), 2);
 }
+
+#[test]
+fn a_socket_with_too_many_handlers_in_flight_is_disconnected() {
+    let sim = Sim::new();
+    let options = sio::ServerOptions::from(sio::Config::default()).max_in_flight(4);
+    let io = sio::server(&sim, options).expect("server");
+    let started = Arc::new(Mutex::new(0));
+    let (rt, count) = (sim.clone(), started.clone());
+    io.of("/").on_connection(move |socket| {
+        let (rt, count) = (rt.clone(), count.clone());
+        async move {
+            socket.on("slow", move |_socket, _msg| {
+                let (rt, count) = (rt.clone(), count.clone());
+                async move {
+                    *count.lock().expect("lock") += 1;
+                    rt.sleep(Duration::from_secs(10)).await;
+                }
+            });
+        }
+    });
+    let listener = sim.listen("127.0.0.1:3001").expect("listen");
+    let (rt, serving) = (sim.clone(), io.clone());
+    sim.spawn(async move {
+        let _ = sio::serve(&rt, serving, listener).await;
+    });
+    let config = sio::ClientConfig::default().reconnection(false);
+    let options = sio::IoOptions::default().config(config);
+    let socket = sio::io(&sim, "http://127.0.0.1:3001/", options).expect("url");
+    let reasons = Arc::new(Mutex::new(Vec::new()));
+    let record = reasons.clone();
+    socket.on_disconnect(move |r| record.lock().expect("lock").push(r.to_string()));
+    sim.block_on(async {
+        assert_eq!(socket.wait_connected().await, Ok(false));
+        // At the cap, twice: the handlers that finished no longer count.
+        for round in 1..=2 {
+            for _ in 0..4 {
+                socket.emit("slow", &1).expect("connected");
+            }
+            sim.sleep(Duration::from_secs(1)).await;
+            assert_eq!(*started.lock().expect("lock"), 4 * round);
+            assert_eq!(io.socket_count(), 1, "round {round}: still connected");
+            sim.sleep(Duration::from_secs(10)).await;
+        }
+        // One past the cap.
+        for _ in 0..5 {
+            socket.emit("slow", &1).expect("connected");
+        }
+        sim.sleep(Duration::from_secs(1)).await;
+    });
+    assert_eq!(*started.lock().expect("lock"), 12, "the fifth never ran");
+    assert_eq!(io.socket_count(), 0);
+    assert_eq!(*reasons.lock().expect("lock"), ["io server disconnect"]);
+}

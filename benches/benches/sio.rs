@@ -4,13 +4,16 @@
 //! must not grow with N or with the payload size: the frame is encoded once).
 #![allow(missing_docs)]
 
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use serde_json::json;
-use wirestate_engine::eio::{self, Data, Packet as EioPacket, Protocol, Reply, Transmit};
+use wirestate_engine::eio::{
+    self, Data, Packet as EioPacket, Protocol, Reply, Transmit, TransportId, WsLink,
+};
 use wirestate_engine::http::ServerConn;
 use wirestate_engine::sio::{
     Broadcast, Config, Decoder, Event, Packet, PacketType, Payload, Server,
@@ -208,8 +211,9 @@ fn client_frame(text: &str) -> Vec<u8> {
     f
 }
 
-/// A server with `n` WebSocket clients connected to `/`, all in room `r`.
-fn server_with(n: usize) -> (Server, Instant) {
+/// A server with `n` WebSocket clients connected to `/`, all in room `r`, and the
+/// links that carry them (by transport id, as the host keeps them).
+fn server_with(n: usize) -> (Server, Instant, HashMap<TransportId, WsLink>) {
     let now = Instant::now();
     let config = Config::default().eio(
         eio::Config::default()
@@ -218,6 +222,7 @@ fn server_with(n: usize) -> (Server, Instant) {
     );
     let mut server = Server::new(config, [1; 32]);
     server.add_namespace("/");
+    let mut links = HashMap::new();
     let raw = "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
     for _ in 0..n {
         let mut http = ServerConn::new(8192, 1024);
@@ -225,10 +230,11 @@ fn server_with(n: usize) -> (Server, Instant) {
         let Some(request) = http.poll_request() else {
             panic!("request")
         };
-        let Reply::Upgrade(tid) = server.handle_request(now, &request) else {
+        let Reply::Upgrade(mut link) = server.handle_request(now, &request) else {
             panic!("upgrade")
         };
-        server.handle_ws_input(now, tid, &client_frame("40"));
+        link.handle_input(now, &client_frame("40"));
+        link.deliver(now, &mut server);
         while server.poll_transmit().is_some() {}
         while let Some(e) = server.poll_event() {
             match e {
@@ -242,15 +248,17 @@ fn server_with(n: usize) -> (Server, Instant) {
             }
         }
         while server.poll_transmit().is_some() {}
+        while link.poll_transmit().is_some() {}
+        links.insert(link.transport(), *link);
     }
-    (server, now)
+    (server, now, links)
 }
 
 fn broadcast(c: &mut Criterion) {
     let mut group = c.benchmark_group("sio_broadcast");
     group.sample_size(20);
     for n in [1usize, 10, 100, 1000, 10_000] {
-        let (mut server, now) = server_with(n);
+        let (mut server, now, mut links) = server_with(n);
         for size in [20usize, 1024] {
             let text = "x".repeat(size);
             group.throughput(Throughput::Elements(n as u64));
@@ -262,10 +270,20 @@ fn broadcast(c: &mut Criterion) {
                         "news",
                         Payload::new().arg(json!(text)),
                     );
+                    // Each recipient's link turns the shared frame into its bytes (what
+                    // every connection task does, outside the server's lock).
                     let mut bytes = 0;
                     while let Some(t) = server.poll_transmit() {
-                        if let Transmit::Ws { bytes: b, .. } = t {
-                            bytes += b.len();
+                        if let Transmit::Ws { transport, output } = t {
+                            if let Some(link) = links.get_mut(&transport) {
+                                link.handle_output(now, output);
+                                while let Some(b) = link.poll_transmit() {
+                                    link.handle_written(b.len());
+                                    bytes += b.len();
+                                }
+                                let written = link.take_written();
+                                server.handle_ws_written(transport, written);
+                            }
                         }
                     }
                     black_box((sent, bytes))

@@ -1,6 +1,6 @@
 //! The two shapes every driver of this crate's machines relies on: a server
-//! [`Endpoint`] (HTTP requests and WebSocket bytes in; responses, WebSocket bytes and
-//! events out) and a [`ClientMachine`] ("actions out, outcomes in"). The async layer
+//! [`Endpoint`] (HTTP requests and WebSocket packets in; responses, WebSocket outputs
+//! and events out) and a [`ClientMachine`] ("actions out, outcomes in"). The async layer
 //! drives them over sockets; tests drive them in memory.
 
 use std::time::Instant;
@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use crate::eio::{
     self, Action, Client, ClientEvent, PollId, Reply, RequestId, Transmit, TransportId, WsId,
+    WsInput,
 };
 use crate::http::Request;
 use crate::{sio, ws};
@@ -32,9 +33,7 @@ pub trait Endpoint: Send + 'static {
     /// See [`eio::Server::handle_poll_aborted`].
     fn handle_poll_aborted(&mut self, now: Instant, poll: PollId);
     /// See [`eio::Server::handle_ws_input`].
-    fn handle_ws_input(&mut self, now: Instant, transport: TransportId, bytes: &[u8]);
-    /// See [`eio::Server::handle_ws_eof`].
-    fn handle_ws_eof(&mut self, now: Instant, transport: TransportId);
+    fn handle_ws_input(&mut self, now: Instant, transport: TransportId, input: WsInput);
     /// See [`eio::Server::handle_ws_written`].
     fn handle_ws_written(&mut self, transport: TransportId, bytes: usize);
     /// See [`eio::Server::handle_timeout`].
@@ -75,11 +74,8 @@ macro_rules! endpoint {
             fn handle_poll_aborted(&mut self, now: Instant, poll: PollId) {
                 <$ty>::handle_poll_aborted(self, now, poll)
             }
-            fn handle_ws_input(&mut self, now: Instant, transport: TransportId, bytes: &[u8]) {
-                <$ty>::handle_ws_input(self, now, transport, bytes)
-            }
-            fn handle_ws_eof(&mut self, now: Instant, transport: TransportId) {
-                <$ty>::handle_ws_eof(self, now, transport)
+            fn handle_ws_input(&mut self, now: Instant, transport: TransportId, input: WsInput) {
+                <$ty>::handle_ws_input(self, now, transport, input)
             }
             fn handle_timeout(&mut self, now: Instant) {
                 <$ty>::handle_timeout(self, now)

@@ -785,9 +785,7 @@ fn connection_state_recovery_restores_sid_rooms_and_missed_packets() {
     let offset = args[1].as_str().expect("offset").to_owned();
 
     // The transport drops; packets sent meanwhile are kept.
-    h.clients.remove(&tid);
-    h.server.handle_ws_eof(h.now, tid);
-    h.pump();
+    h.ws_drop(tid);
     assert!(h.events.iter().any(|e| matches!(
         e,
         Event::Disconnected {
@@ -845,9 +843,7 @@ fn recovery_window_and_unknown_offsets() {
     let got = h.texts(tid);
     let args: Value = serde_json::from_str(&got[0][2..]).expect("json");
     let offset = args[1].as_str().expect("offset").to_owned();
-    h.clients.remove(&tid);
-    h.server.handle_ws_eof(h.now, tid);
-    h.pump();
+    h.ws_drop(tid);
 
     // An unknown offset: a fresh socket, and the kept state stays for a valid retry.
     let t2 = h.open(4);
@@ -861,9 +857,7 @@ fn recovery_window_and_unknown_offsets() {
     );
     let got = h.texts(retry);
     assert!(got[0].contains(sid.as_str()), "recovered on retry: {got:?}");
-    h.clients.remove(&retry);
-    h.server.handle_ws_eof(h.now, retry);
-    h.pump();
+    h.ws_drop(retry);
 
     // After the window, the state is gone.
     h.advance(Duration::from_secs(121));
@@ -1021,9 +1015,7 @@ fn kept_sockets_are_capped() {
     let (a, _) = h.connect("/");
     let (b, _) = h.connect("/");
     for tid in [a, b] {
-        h.clients.remove(&tid);
-        h.server.handle_ws_eof(h.now, tid);
-        h.pump();
+        h.ws_drop(tid);
     }
     let kept: Vec<bool> = h
         .events
@@ -1054,9 +1046,7 @@ fn the_recovery_store_is_bounded() {
     let got = h.texts(tid);
     let args: Value = serde_json::from_str(&got[0][2..]).expect("json");
     let offset = args[1].as_str().expect("offset").to_owned();
-    h.clients.remove(&tid);
-    h.server.handle_ws_eof(h.now, tid);
-    h.pump();
+    h.ws_drop(tid);
     // Two more packets push the client's offset out of the store.
     for _ in 0..2 {
         h.server

@@ -468,11 +468,7 @@ fn connection_state_recovery_after_a_dropped_transport() {
     w.settle();
     w.take();
     // The transport drops (the server notices); the server keeps the session.
-    for (id, (mut conn, tid)) in std::mem::take(&mut w.sockets) {
-        conn.handle_eof(w.now);
-        w.server.handle_ws_eof(w.now, tid);
-        w.client.handle_ws_closed(w.now, id);
-    }
+    w.drop_sockets();
     w.settle();
     w.server.broadcast(
         w.now,

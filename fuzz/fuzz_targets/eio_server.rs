@@ -1,12 +1,15 @@
 #![no_main]
-//! An Engine.IO server fed an arbitrary sequence of requests, WebSocket bytes, aborted
-//! polls and clock jumps. Ops are `[op, len, bytes[len]]`; the sid of the latest
+//! An Engine.IO server fed an arbitrary sequence of requests, WebSocket bytes (through
+//! its transports' links), aborted polls and clock jumps. Ops are `[op, len, bytes[len]]`; the sid of the latest
 //! session is remembered and used by the requests that need one.
 
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use wirestate_engine::eio::{Config, Data, Event, PollId, Reply, Server, SessionId, Transmit, TransportId};
+use wirestate_engine::eio::{Config, Data, Event, PollId, Reply, Server, SessionId};
+
+#[path = "../common/links.rs"]
+mod links;
 use wirestate_engine::http::ServerConn;
 
 fn request(raw: &[u8]) -> Option<wirestate_engine::http::Request> {
@@ -24,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
     let mut server = Server::new(config, [7; 32]);
     let mut sid: Option<SessionId> = None;
     let mut polls: Vec<PollId> = Vec::new();
-    let mut transports: Vec<TransportId> = Vec::new();
+    let mut links = links::Links::default();
     let mut rest = data;
     while let [op, len, tail @ ..] = rest {
         let len = usize::from(*len).min(tail.len());
@@ -46,20 +49,22 @@ fuzz_target!(|data: &[u8]| {
             }
             3 => format!("GET /engine.io/?EIO={eio}&transport=websocket{sid_q} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").into_bytes(),
             4 => {
-                if let Some(&t) = transports.get(usize::from(*op >> 3) % transports.len().max(1)) {
-                    server.handle_ws_input(now, t, bytes);
-                }
+                links.input(usize::from(*op >> 3), now, bytes, &mut server);
                 Vec::new()
             }
             5 => {
                 if let Some(p) = polls.pop() {
                     server.handle_poll_aborted(now, p);
                 }
+                if op & 0x40 != 0 {
+                    links.eof(usize::from(*op >> 3), now, &mut server);
+                }
                 Vec::new()
             }
             6 => {
                 now += Duration::from_millis(len as u64 * 4);
                 server.handle_timeout(now);
+                links.timeout(now, &mut server);
                 if let Some(s) = &sid {
                     let _ = server.send(s, Data::Binary(bytes::Bytes::copy_from_slice(bytes)));
                 }
@@ -76,16 +81,12 @@ fuzz_target!(|data: &[u8]| {
             if let Some(req) = request(&raw) {
                 match server.handle_request(now, &req) {
                     Reply::Park(p) => polls.push(p),
-                    Reply::Upgrade(t) => transports.push(t),
+                    Reply::Upgrade(link) => links.add(link),
                     Reply::Respond(r) => assert!(r.status >= 200 && r.status < 600),
                 }
             }
         }
-        while let Some(t) = server.poll_transmit() {
-            if let Transmit::CloseTransport(t) | Transmit::AbortTransport(t) = t {
-                transports.retain(|x| *x != t);
-            }
-        }
+        links.carry(now, &mut server);
         while let Some(e) = server.poll_event() {
             if let Event::Open { sid: s, .. } = e {
                 sid = Some(s);

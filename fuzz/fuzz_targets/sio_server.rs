@@ -10,9 +10,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use wirestate_engine::eio::{self, Reply, Transmit, TransportId};
+use wirestate_engine::eio::{self, Reply};
 use wirestate_engine::http::ServerConn;
 use wirestate_engine::sio::{Broadcast, Config, Event, Payload, Recovery, Server, Sid};
+
+#[path = "../common/links.rs"]
+mod links;
 
 /// A masked (with a zero key) client frame.
 fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
@@ -53,7 +56,7 @@ fuzz_target!(|data: &[u8]| {
     server.add_namespace("/");
     server.add_namespace("/a");
     server.add_dynamic_namespace(std::sync::Arc::new(|n: &str| n.starts_with("/d")));
-    let mut transports: Vec<TransportId> = Vec::new();
+    let mut links = links::Links::default();
     let mut sockets: Vec<Sid> = Vec::new();
     let mut asks: Vec<(Sid, u64)> = Vec::new();
     let mut rest = data.get(1..).unwrap_or_default();
@@ -64,31 +67,26 @@ fuzz_target!(|data: &[u8]| {
         let pick = usize::from(*op >> 3);
         match op & 7 {
             0 => {
-                if let Reply::Upgrade(t) = server.handle_request(now, &upgrade(if op & 0x80 == 0 { 4 } else { 3 })) {
-                    transports.push(t);
+                if let Reply::Upgrade(link) = server.handle_request(now, &upgrade(if op & 0x80 == 0 { 4 } else { 3 })) {
+                    links.add(link);
                 }
             }
             1 | 2 => {
-                if let Some(&t) = transports.get(pick % transports.len().max(1)) {
-                    let payload = if op & 7 == 1 {
-                        let mut p = b"4".to_vec();
-                        p.extend_from_slice(String::from_utf8_lossy(bytes).as_bytes());
-                        frame(1, &p)
-                    } else {
-                        frame(2, bytes)
-                    };
-                    server.handle_ws_input(now, t, &payload);
-                }
+                let payload = if op & 7 == 1 {
+                    let mut p = b"4".to_vec();
+                    p.extend_from_slice(String::from_utf8_lossy(bytes).as_bytes());
+                    frame(1, &p)
+                } else {
+                    frame(2, bytes)
+                };
+                links.input(pick, now, &payload, &mut server);
             }
             3 => {
                 now += Duration::from_millis(len as u64 * 8);
                 server.handle_timeout(now);
+                links.timeout(now, &mut server);
             }
-            4 => {
-                if let Some(&t) = transports.get(pick % transports.len().max(1)) {
-                    server.handle_ws_eof(now, t);
-                }
-            }
+            4 => links.eof(pick, now, &mut server),
             5 => {
                 let name = String::from_utf8_lossy(bytes).into_owned();
                 let payload = Payload::new().arg(Value::from(name.clone())).bin(Bytes::copy_from_slice(bytes));
@@ -125,11 +123,7 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
         }
-        while let Some(t) = server.poll_transmit() {
-            if let Transmit::CloseTransport(t) | Transmit::AbortTransport(t) = t {
-                transports.retain(|x| *x != t);
-            }
-        }
+        links.carry(now, &mut server);
         let mut pending = Vec::new();
         while let Some(e) = server.poll_event() {
             match e {
@@ -147,17 +141,7 @@ fuzz_target!(|data: &[u8]| {
                 server.accept(now, &info.session, &info.nsp).is_ok()
             };
             assert!(answered, "a pending CONNECT can be answered");
-            let mut wrote = false;
-            while let Some(t) = server.poll_transmit() {
-                match t {
-                    Transmit::Ws { .. } => wrote = true,
-                    Transmit::CloseTransport(t) | Transmit::AbortTransport(t) => {
-                        transports.retain(|x| *x != t)
-                    }
-                    Transmit::Respond { .. } => {}
-                }
-            }
-            assert!(wrote, "the answer to a CONNECT goes out");
+            assert!(links.carry(now, &mut server), "the answer to a CONNECT goes out");
             while let Some(e) = server.poll_event() {
                 if let Event::Connected { sid, .. } = e {
                     sockets.push(sid);

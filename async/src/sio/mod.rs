@@ -12,7 +12,7 @@ use std::fmt;
 use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -69,6 +69,24 @@ struct SocketState {
     middlewares: Vec<EventMiddleware>,
     on_disconnect: Vec<DisconnectHandler>,
     data: Value,
+    /// Event handlers of this socket running now.
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// One running event handler, counted while it lives.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 struct AckShared {
@@ -95,6 +113,7 @@ struct Inner {
     app: Mutex<App>,
     stopping: AtomicBool,
     stop_wakers: Mutex<Vec<Waker>>,
+    max_in_flight: usize,
 }
 
 /// A Socket.IO server: cheap to clone, usable from any task or thread.
@@ -126,7 +145,11 @@ impl SocketIo {
     /// [`run_timers`](Host::run_timers) is spawned ([`server`] does both). As in
     /// Node's socket.io, the main namespace `/` always exists.
     pub fn new<R: Runtime>(rt: &R, options: impl Into<ServerOptions>, seed: [u8; 32]) -> Self {
-        let ServerOptions { config, limits } = options.into();
+        let ServerOptions {
+            config,
+            limits,
+            max_in_flight,
+        } = options.into();
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
             let weak = weak.clone();
             let hook: crate::host::EventHook<sio::Event> = Arc::new(move |event| {
@@ -145,6 +168,7 @@ impl SocketIo {
                 app: Mutex::new(App::default()),
                 stopping: AtomicBool::new(false),
                 stop_wakers: Mutex::new(Vec::new()),
+                max_in_flight,
             }
         });
         let io = Self { inner };
@@ -438,12 +462,23 @@ impl SocketIo {
                     state.middlewares.clone(),
                     state.any_incoming.clone(),
                     state.handlers.get(&name).cloned(),
+                    state.in_flight.clone(),
                 )
             })
         };
-        let Some((info, recovered, middlewares, any, handler)) = found else {
+        let Some((info, recovered, middlewares, any, handler, in_flight)) = found else {
             return;
         };
+        if in_flight.load(Ordering::Relaxed) >= self.inner.max_in_flight {
+            // A client that sends events faster than their handlers finish: it is
+            // disconnected rather than allowed to pile up handler tasks.
+            tracing::warn!(%sid, limit = self.inner.max_in_flight, "too many event handlers in flight: socket disconnected");
+            let now = self.now();
+            self.inner.host.with(|s| {
+                let _ = s.disconnect(now, &sid, false);
+            });
+            return;
+        }
         let socket = Socket {
             io: self.clone(),
             sid: sid.clone(),
@@ -478,8 +513,10 @@ impl SocketIo {
             payload,
             ack: slot.clone(),
         };
+        let running = InFlight::enter(&in_flight);
         let fut = CatchPanic(handler(socket, incoming));
         self.run(Box::pin(async move {
+            let _running = running;
             let outcome = match fut.await {
                 Ok(Ok(())) => return,
                 Ok(Err(message)) => message,
@@ -542,12 +579,23 @@ pub use client::{
 
 /// The settings of a Socket.IO server, given once to [`server`] (a plain [`Config`]
 /// converts into them).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ServerOptions {
     /// The Socket.IO (and Engine.IO) protocol settings.
     pub config: Config,
     /// The HTTP limits.
     pub limits: HttpLimits,
+    /// Most event handlers of one socket running at once (default 1,024): a handler
+    /// counts from when its event is dispatched until its future completes. An event
+    /// that arrives at the cap disconnects the socket (`io server disconnect` on the
+    /// client) instead of piling up handler tasks.
+    pub max_in_flight: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Config::default().into()
+    }
 }
 
 impl From<Config> for ServerOptions {
@@ -555,6 +603,7 @@ impl From<Config> for ServerOptions {
         Self {
             config,
             limits: HttpLimits::default(),
+            max_in_flight: 1024,
         }
     }
 }
@@ -563,6 +612,12 @@ impl ServerOptions {
     /// Sets the HTTP limits.
     pub fn http_limits(mut self, limits: HttpLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Sets [`ServerOptions::max_in_flight`].
+    pub fn max_in_flight(mut self, handlers: usize) -> Self {
+        self.max_in_flight = handlers;
         self
     }
 }

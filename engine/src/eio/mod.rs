@@ -1,8 +1,9 @@
 //! Engine.IO (v4, and v3 for old clients), sans-IO.
 //!
 //! [`Server`] is the server-wide registry: it takes HTTP requests (already parsed by
-//! [`crate::http`]) and the bytes of WebSocket transports, and hands back responses,
-//! bytes to write, events and one deadline. A polling GET that must wait is *parked*
+//! [`crate::http`]) and the packets of WebSocket transports, and hands back responses,
+//! what to send on each WebSocket, events and one deadline. Each upgraded connection's
+//! WebSocket itself is a [`WsLink`], driven by whoever drives that connection. A polling GET that must wait is *parked*
 //! under a [`PollId`]; its response comes out later through
 //! [`Server::poll_transmit`]. The adapter owns no protocol state of its own.
 //!
@@ -10,6 +11,7 @@
 //! to make, and takes their outcomes.
 
 mod client;
+mod link;
 mod packet;
 mod server;
 
@@ -17,6 +19,7 @@ pub use client::{
     Action, Client, ClientCloseReason, ClientConfig, ClientEvent, ClosedError, OpenInfo, RequestId,
     WsId,
 };
+pub use link::{WsInput, WsLink, WsOutput};
 pub use packet::{
     decode_payload, encode_payload, Data, DecodeError, Packet, PacketType, Protocol, SharedMessage,
 };

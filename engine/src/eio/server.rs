@@ -10,6 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
 
+use super::link::{WsInput, WsLink, WsOutput};
 use super::packet::{
     decode_payload, encode_payload, Data, Packet, PacketType, Protocol, SharedMessage, SEPARATOR,
 };
@@ -362,9 +363,10 @@ pub enum Reply {
     /// [`Server::handle_poll_aborted`] if the client goes away first).
     Park(PollId),
     /// The request was a WebSocket upgrade, accepted: the connection is now this
-    /// transport. Its bytes (the `101` first) come as [`Transmit::Ws`]; feed what it
-    /// reads to [`Server::handle_ws_input`].
-    Upgrade(TransportId),
+    /// transport, and the link drives it (its first bytes are the `101`). What the
+    /// server addresses to it comes as [`Transmit::Ws`]; what it reads goes back
+    /// through [`WsLink::deliver`].
+    Upgrade(Box<WsLink>),
 }
 
 /// Output for the adapter to carry out.
@@ -377,15 +379,13 @@ pub enum Transmit {
         /// Its response.
         response: Response,
     },
-    /// Bytes to write on a WebSocket transport.
+    /// Something for a WebSocket transport's [`WsLink`] to carry out.
     Ws {
         /// The transport.
         transport: TransportId,
-        /// The bytes.
-        bytes: Bytes,
+        /// What to do.
+        output: WsOutput,
     },
-    /// Close this transport's TCP connection (after writing what came before).
-    CloseTransport(TransportId),
     /// Drop this transport's TCP connection now, unwritten bytes included (a slow
     /// consumer past [`Config::max_buffered`]).
     AbortTransport(TransportId),
@@ -482,33 +482,20 @@ impl Session {
     }
 }
 
+/// What the server keeps of a WebSocket transport (its connection is the driver's
+/// [`WsLink`]).
 #[derive(Debug)]
 struct WsTransport {
-    conn: ws::Connection,
     sid: Option<SessionId>,
-    protocol: Protocol,
-    armed: Option<Instant>,
+    /// Its close was sent: nothing more goes to it.
+    closing: bool,
     /// Bytes handed out as [`Transmit::Ws`] and not yet reported written.
     unsent: usize,
-}
-
-impl WsTransport {
-    /// Moves the connection's output to `transmits`, counting it as unwritten.
-    fn drain_into(&mut self, tid: TransportId, transmits: &mut VecDeque<Transmit>) {
-        while let Some(bytes) = self.conn.poll_transmit() {
-            self.unsent += bytes.len();
-            transmits.push_back(Transmit::Ws {
-                transport: tid,
-                bytes,
-            });
-        }
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKey {
     Session(SessionId),
-    Transport(TransportId),
     Closing(SessionId),
 }
 
@@ -527,8 +514,9 @@ struct Closing {
 /// # Driving it
 /// Inputs: [`handle_request`](Self::handle_request) for each HTTP request on the
 /// Engine.IO path, [`handle_poll_aborted`](Self::handle_poll_aborted),
-/// [`handle_ws_input`](Self::handle_ws_input) / [`handle_ws_eof`](Self::handle_ws_eof)
-/// for upgraded connections, [`handle_timeout`](Self::handle_timeout), and the
+/// [`handle_ws_input`](Self::handle_ws_input) (what each upgraded connection's
+/// [`WsLink`] decoded) and [`handle_ws_written`](Self::handle_ws_written) (what it
+/// wrote), [`handle_timeout`](Self::handle_timeout), and the
 /// application's [`send`](Self::send) / [`close`](Self::close). After any input, drain
 /// [`poll_transmit`](Self::poll_transmit), then [`poll_event`](Self::poll_event), then
 /// re-arm one timer for [`poll_timeout`](Self::poll_timeout). Deadlines live in a heap,
@@ -540,9 +528,7 @@ pub struct Server {
     rng: Rng,
     sessions: IdMap<SessionId, Session>,
     polls: IdMap<PollId, SessionId>,
-    /// Boxed: a transport holds a whole `ws::Connection`, and a table of them inline
-    /// would keep that much in every empty slot too.
-    transports: IdMap<TransportId, Box<WsTransport>>,
+    transports: IdMap<TransportId, WsTransport>,
     closing: IdMap<SessionId, Closing>,
     timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
     transmits: VecDeque<Transmit>,
@@ -821,15 +807,14 @@ impl Server {
         };
         let tid = TransportId(self.next_id());
         let conn = ws::Connection::accept(self.ws_config.clone(), upgrade, now);
+        let link = Box::new(WsLink::new(tid, protocol, conn));
         self.transports.insert(
             tid,
-            Box::new(WsTransport {
-                conn,
+            WsTransport {
                 sid: owner.clone(),
-                protocol,
-                armed: None,
+                closing: false,
                 unsent: 0,
-            }),
+            },
         );
         match owner {
             Some(sid) => {
@@ -853,25 +838,26 @@ impl Server {
                 self.flush(&sid);
             }
         }
-        self.drive_ws(now, tid);
-        Reply::Upgrade(tid)
+        Reply::Upgrade(link)
     }
 
     // ----------------------------------------------------------------------------------
     // WebSocket transports
     // ----------------------------------------------------------------------------------
 
-    /// Bytes read on a WebSocket transport.
-    pub fn handle_ws_input(&mut self, now: Instant, transport: TransportId, bytes: &[u8]) {
+    /// What a WebSocket transport's [`WsLink`] decoded (see [`WsLink::deliver`]).
+    pub fn handle_ws_input(&mut self, now: Instant, transport: TransportId, input: WsInput) {
         self.handle_timeout(now);
-        if let Some(t) = self.transports.get_mut(&transport) {
-            t.conn.handle_input(now, bytes);
-            self.drive_ws(now, transport);
+        match input {
+            WsInput::Packet(packet) => self.on_ws_packet(now, transport, Ok(packet)),
+            WsInput::Invalid => self.on_ws_packet(now, transport, Err(())),
+            WsInput::Closed { clean } => self.on_ws_closed(now, transport, clean),
         }
     }
 
-    /// `bytes` of a WebSocket transport's output were written to its connection: they
-    /// no longer count against [`Config::max_buffered`].
+    /// `bytes` of a WebSocket transport's output were written to its connection (as
+    /// counted by [`WsLink::take_written`]): they no longer count against
+    /// [`Config::max_buffered`].
     pub fn handle_ws_written(&mut self, transport: TransportId, bytes: usize) {
         if let Some(t) = self.transports.get_mut(&transport) {
             t.unsent = t.unsent.saturating_sub(bytes);
@@ -905,59 +891,37 @@ impl Server {
         }
     }
 
-    /// A WebSocket transport's TCP connection ended.
-    pub fn handle_ws_eof(&mut self, now: Instant, transport: TransportId) {
-        if let Some(t) = self.transports.get_mut(&transport) {
-            t.conn.handle_eof(now);
-            self.drive_ws(now, transport);
-        }
-    }
-
-    /// Drains a transport's connection: bytes out, events into the session.
-    fn drive_ws(&mut self, now: Instant, tid: TransportId) {
-        loop {
-            let Some(t) = self.transports.get_mut(&tid) else {
-                return;
-            };
-            t.drain_into(tid, &mut self.transmits);
-            let Some(event) = t.conn.poll_event() else {
-                break;
-            };
-            match event {
-                ws::Event::Message(m) => self.on_ws_message(now, tid, &m),
-                ws::Event::Closed(closed) => self.on_ws_closed(now, tid, &closed),
-                ws::Event::Open(_) | ws::Event::Ping(_) | ws::Event::Pong(_) => {}
-            }
-        }
-        let Some(t) = self.transports.get_mut(&tid) else {
+    /// Hands `output` to a transport's link, counting what it will write.
+    fn ws_output(&mut self, tid: TransportId, output: WsOutput) {
+        let Some(t) = self.transports.get_mut(&tid).filter(|t| !t.closing) else {
             return;
         };
-        if t.conn.should_close_transport() {
-            self.transports.remove(&tid);
-            self.transmits.push_back(Transmit::CloseTransport(tid));
-            return;
-        }
-        let deadline = t.conn.poll_timeout();
-        if let Some(d) = deadline {
-            if t.armed.is_none_or(|a| d < a) {
-                t.armed = Some(d);
-                self.timers.push(Reverse((d, TimerKey::Transport(tid))));
-            }
-        }
+        t.unsent += output.counted();
+        t.closing = matches!(output, WsOutput::Close(..));
+        self.transmits.push_back(Transmit::Ws {
+            transport: tid,
+            output,
+        });
+        self.check_backlog(tid);
     }
 
-    fn on_ws_message(&mut self, now: Instant, tid: TransportId, message: &ws::Message) {
-        let Some(t) = self.transports.get(&tid) else {
-            return;
-        };
-        let (Some(sid), protocol) = (t.sid.clone(), t.protocol) else {
+    /// Closes a transport: it leaves its session and gets a close frame.
+    fn ws_close(&mut self, tid: TransportId, code: CloseCode, reason: &'static str) {
+        if let Some(t) = self.transports.get_mut(&tid) {
+            t.sid = None;
+        }
+        self.ws_output(tid, WsOutput::Close(code, reason));
+    }
+
+    fn on_ws_packet(&mut self, now: Instant, tid: TransportId, packet: Result<Packet, ()>) {
+        let Some(sid) = self.transports.get(&tid).and_then(|t| t.sid.clone()) else {
             return;
         };
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
+        let protocol = session.protocol;
         let is_probe = session.upgrade.as_ref().is_some_and(|u| u.transport == tid);
-        let packet = super::packet::Packet::from_ws(message, protocol);
         if !is_probe {
             match packet {
                 Ok(p) => self.on_packet(now, &sid, p),
@@ -970,7 +934,7 @@ impl Server {
                 kind: PacketType::Ping,
                 data: Data::Text(t),
             }) if t.as_str() == "probe" => {
-                self.ws_send(tid, &Packet::text(PacketType::Pong, "probe"));
+                self.ws_send(tid, Packet::text(PacketType::Pong, "probe"));
                 let Some(session) = self.sessions.get_mut(&sid) else {
                     return;
                 };
@@ -1012,18 +976,13 @@ impl Server {
                 // Anything else on a probing transport: the upgrade fails, the session
                 // stays on polling.
                 session.upgrade = None;
-                if let Some(t) = self.transports.get_mut(&tid) {
-                    t.sid = None;
-                    let _ = t
-                        .conn
-                        .close(now, CloseCode::PROTOCOL_ERROR, "invalid upgrade");
-                }
+                self.ws_close(tid, CloseCode::PROTOCOL_ERROR, "invalid upgrade");
             }
         }
     }
 
-    fn on_ws_closed(&mut self, now: Instant, tid: TransportId, closed: &ws::Closed) {
-        let Some(sid) = self.transports.get_mut(&tid).and_then(|t| t.sid.take()) else {
+    fn on_ws_closed(&mut self, now: Instant, tid: TransportId, clean: bool) {
+        let Some(sid) = self.transports.remove(&tid).and_then(|t| t.sid) else {
             return;
         };
         let Some(session) = self.sessions.get_mut(&sid) else {
@@ -1034,7 +993,7 @@ impl Server {
             return;
         }
         if session.websocket == Some(tid) {
-            let reason = if closed.is_clean() {
+            let reason = if clean {
                 CloseReason::TransportClose
             } else {
                 CloseReason::TransportError
@@ -1043,16 +1002,12 @@ impl Server {
         }
     }
 
-    fn ws_send(&mut self, tid: TransportId, packet: &Packet) {
+    fn ws_send(&mut self, tid: TransportId, packet: Packet) {
         self.ws_send_with(tid, packet, None);
     }
 
-    fn ws_send_with(&mut self, tid: TransportId, packet: &Packet, compress: Option<bool>) {
-        if let Some(t) = self.transports.get_mut(&tid) {
-            let _ = t.conn.send_with(packet.to_ws(t.protocol), compress);
-            t.drain_into(tid, &mut self.transmits);
-            self.check_backlog(tid);
-        }
+    fn ws_send_with(&mut self, tid: TransportId, packet: Packet, compress: Option<bool>) {
+        self.ws_output(tid, WsOutput::Packet { packet, compress });
     }
 
     // ----------------------------------------------------------------------------------
@@ -1184,7 +1139,7 @@ impl Server {
         };
         match (compress, session.websocket, session.buffer.is_empty()) {
             (Some(_), Some(tid), true) => {
-                self.ws_send_with(tid, &Packet::message(data), compress);
+                self.ws_send_with(tid, Packet::message(data), compress);
                 Ok(())
             }
             _ => self.send(sid, data),
@@ -1209,10 +1164,8 @@ impl Server {
             compress != Some(true),
             session.protocol,
         ) {
-            if let Some(t) = self.transports.get_mut(&tid) {
-                let _ = t.conn.send_prepared(&message.frame);
-                t.drain_into(tid, &mut self.transmits);
-                self.check_backlog(tid);
+            if self.transports.contains_key(&tid) {
+                self.ws_output(tid, WsOutput::Prepared(message.frame.clone()));
                 return Ok(());
             }
         }
@@ -1271,7 +1224,7 @@ impl Server {
         if let Some(tid) = session.websocket {
             let packets = std::mem::take(&mut session.buffer);
             session.buffered_bytes = 0;
-            for p in &packets {
+            for p in packets {
                 self.ws_send(tid, p);
             }
             return;
@@ -1339,21 +1292,17 @@ impl Server {
             .into_iter()
             .chain(session.upgrade.map(|u| u.transport))
         {
-            if let Some(t) = self.transports.get_mut(&tid) {
-                t.sid = None;
-                if reason == CloseReason::ForcedClose {
-                    for p in session.buffer.drain(..) {
-                        let _ = t.conn.send(p.to_ws(protocol));
-                    }
+            if reason == CloseReason::ForcedClose {
+                for p in session.buffer.drain(..) {
+                    self.ws_send(tid, p);
                 }
-                let code = if reason == CloseReason::ParseError {
-                    CloseCode::PROTOCOL_ERROR
-                } else {
-                    CloseCode::NORMAL
-                };
-                let _ = t.conn.close(now, code, "");
             }
-            self.drive_ws(now, tid);
+            let code = if reason == CloseReason::ParseError {
+                CloseCode::PROTOCOL_ERROR
+            } else {
+                CloseCode::NORMAL
+            };
+            self.ws_close(tid, code, "");
         }
         self.events.push_back(Event::Closed {
             sid: sid.clone(),
@@ -1417,17 +1366,6 @@ impl Server {
                         self.closing.remove(&sid);
                     }
                 }
-                TimerKey::Transport(tid) => {
-                    let Some(t) = self.transports.get_mut(&tid) else {
-                        continue;
-                    };
-                    if t.armed != Some(at) {
-                        continue;
-                    }
-                    t.armed = None;
-                    t.conn.handle_timeout(now);
-                    self.drive_ws(now, tid);
-                }
             }
         }
     }
@@ -1443,13 +1381,11 @@ impl Server {
         }
         if session.upgrade.as_ref().is_some_and(|u| u.deadline <= now) {
             if let Some(upgrade) = session.upgrade.take() {
-                if let Some(t) = self.transports.get_mut(&upgrade.transport) {
-                    t.sid = None;
-                    let _ = t
-                        .conn
-                        .close(now, CloseCode::POLICY_VIOLATION, "upgrade timeout");
-                }
-                self.drive_ws(now, upgrade.transport);
+                self.ws_close(
+                    upgrade.transport,
+                    CloseCode::POLICY_VIOLATION,
+                    "upgrade timeout",
+                );
             }
         }
         let Some(session) = self.sessions.get_mut(sid) else {

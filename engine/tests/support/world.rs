@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use wirestate_engine::eio::{Action, PollId, Reply, RequestId, Transmit, TransportId, WsId};
+use wirestate_engine::eio::{
+    Action, PollId, Reply, RequestId, Transmit, TransportId, WsId, WsLink,
+};
 use wirestate_engine::http::{Request, Response, ServerConn};
 use wirestate_engine::ws::{self, ClientRequest, Connection};
 use wirestate_engine::{ClientMachine, Endpoint};
@@ -43,7 +45,14 @@ pub struct World<E: Endpoint, M: ClientMachine> {
     parked: HashMap<PollId, RequestId>,
     /// The client's open WebSockets, with the server's transport for each.
     pub sockets: HashMap<WsId, (Connection, TransportId)>,
+    /// The server side of each open WebSocket.
+    pub links: HashMap<TransportId, WsLink>,
     by_transport: HashMap<TransportId, WsId>,
+}
+
+/// The earliest deadline of the links.
+fn links_timeout(links: &HashMap<TransportId, WsLink>) -> Option<Instant> {
+    links.values().filter_map(WsLink::poll_timeout).min()
 }
 
 /// A complete request as a client sends it: `headers` besides `Host` and
@@ -76,6 +85,7 @@ where
             serve,
             parked: HashMap::new(),
             sockets: HashMap::new(),
+            links: HashMap::new(),
             by_transport: HashMap::new(),
         }
     }
@@ -103,17 +113,45 @@ where
                             self.client.handle_http_response(self.now, id, status, body);
                         }
                     }
-                    Transmit::Ws { transport, bytes } => {
-                        let now = self.now;
-                        if let Some((conn, _)) = self.socket_of(transport) {
-                            conn.handle_input(now, &bytes);
+                    Transmit::Ws { transport, output } => {
+                        if let Some(link) = self.links.get_mut(&transport) {
+                            link.handle_output(self.now, output);
                         }
                     }
-                    Transmit::CloseTransport(transport) | Transmit::AbortTransport(transport) => {
+                    Transmit::AbortTransport(transport) => {
+                        self.links.remove(&transport);
                         let now = self.now;
                         if let Some((conn, _)) = self.socket_of(transport) {
                             conn.handle_eof(now);
                         }
+                    }
+                }
+            }
+            let tids: Vec<TransportId> = self.links.keys().copied().collect();
+            for tid in tids {
+                let now = self.now;
+                let link = self.links.get_mut(&tid).expect("link");
+                let mut out = Vec::new();
+                while let Some(b) = link.poll_transmit() {
+                    link.handle_written(b.len());
+                    out.extend_from_slice(&b);
+                }
+                let written = link.take_written();
+                let close = link.should_close_transport();
+                if written > 0 {
+                    self.server.handle_ws_written(tid, written);
+                }
+                if close {
+                    self.links.remove(&tid);
+                }
+                if let Some((conn, _)) = self.socket_of(tid) {
+                    if !out.is_empty() {
+                        progress = true;
+                        conn.handle_input(now, &out);
+                    }
+                    if close {
+                        progress = true;
+                        conn.handle_eof(now);
                     }
                 }
             }
@@ -131,7 +169,10 @@ where
                 }
                 if !out.is_empty() && self.network == Network::Up {
                     progress = true;
-                    self.server.handle_ws_input(self.now, tid, &out);
+                    if let Some(link) = self.links.get_mut(&tid) {
+                        link.handle_input(self.now, &out);
+                        link.deliver(self.now, &mut self.server);
+                    }
                 }
                 for e in events {
                     progress = true;
@@ -203,7 +244,9 @@ where
                     http.handle_input(&head);
                     let upgrade = http.poll_request().expect("upgrade");
                     match self.server.handle_request(self.now, &upgrade) {
-                        Reply::Upgrade(tid) => {
+                        Reply::Upgrade(link) => {
+                            let tid = link.transport();
+                            self.links.insert(tid, *link);
                             self.by_transport.insert(tid, id);
                             self.sockets.insert(id, (conn, tid));
                         }
@@ -233,11 +276,25 @@ where
             conn.handle_eof(self.now);
             self.client.handle_ws_closed(self.now, id);
         }
+        self.links.clear();
         for (_, id) in std::mem::take(&mut self.parked) {
             self.client.handle_http_failed(self.now, id);
         }
         self.by_transport.clear();
         self.settle();
+    }
+
+    /// Every WebSocket drops at once (the server notices, the client too).
+    pub fn drop_sockets(&mut self) {
+        for (id, (mut conn, tid)) in std::mem::take(&mut self.sockets) {
+            conn.handle_eof(self.now);
+            if let Some(mut link) = self.links.remove(&tid) {
+                link.handle_eof(self.now);
+                link.deliver(self.now, &mut self.server);
+            }
+            self.client.handle_ws_closed(self.now, id);
+        }
+        self.by_transport.clear();
     }
 
     /// Jumps from deadline to deadline (the server's stand still unless the network is
@@ -246,7 +303,10 @@ where
         let until = self.now + by;
         for _ in 0..100_000 {
             let server_next = match self.network {
-                Network::Up => self.server.poll_timeout(),
+                Network::Up => [self.server.poll_timeout(), links_timeout(&self.links)]
+                    .into_iter()
+                    .flatten()
+                    .min(),
                 Network::Silent | Network::Refusing => None,
             };
             let next = [server_next, self.client.poll_timeout()]
@@ -258,6 +318,10 @@ where
                     self.now = self.now.max(t);
                     if server_next.is_some() {
                         self.server.handle_timeout(self.now);
+                        for link in self.links.values_mut() {
+                            link.handle_timeout(self.now);
+                            link.deliver(self.now, &mut self.server);
+                        }
                     }
                     self.client.handle_timeout(self.now);
                     self.settle();
@@ -288,13 +352,16 @@ pub struct RawWorld<E: Endpoint> {
     pub late: HashMap<PollId, Response>,
     /// WebSocket clients, by the transport the server gave them.
     pub clients: HashMap<TransportId, Connection>,
+    /// The server side of each WebSocket.
+    pub links: HashMap<TransportId, WsLink>,
     /// Messages each WebSocket client received.
     pub received: HashMap<TransportId, Vec<ws::Message>>,
     /// Transports the server closed (or aborted).
     pub closed: Vec<TransportId>,
     /// Transports whose client does not read: writes to them are recorded but neither
-    /// delivered nor reported written.
+    /// delivered nor reported written (until [`unstall`](Self::unstall)).
     pub stalled: Vec<TransportId>,
+    held: Vec<(TransportId, Bytes)>,
     /// Every WebSocket write, as the server produced it.
     pub writes: Vec<(TransportId, Bytes)>,
     /// The WebSocket clients answer Engine.IO pings (`2`) with pongs (`3`).
@@ -312,9 +379,11 @@ impl<E: Endpoint> RawWorld<E> {
             events: Vec::new(),
             late: HashMap::new(),
             clients: HashMap::new(),
+            links: HashMap::new(),
             received: HashMap::new(),
             closed: Vec::new(),
             stalled: Vec::new(),
+            held: Vec::new(),
             writes: Vec::new(),
             answer_pings: false,
             serve: None,
@@ -332,22 +401,41 @@ impl<E: Endpoint> RawWorld<E> {
                         let earlier = self.late.insert(poll, response);
                         assert!(earlier.is_none(), "one response per poll");
                     }
-                    Transmit::Ws { transport, bytes } => {
-                        self.writes.push((transport, bytes.clone()));
-                        if self.stalled.contains(&transport) {
-                            continue;
-                        }
-                        self.server.handle_ws_written(transport, bytes.len());
-                        if let Some(c) = self.clients.get_mut(&transport) {
-                            c.handle_input(self.now, &bytes);
+                    Transmit::Ws { transport, output } => {
+                        if let Some(link) = self.links.get_mut(&transport) {
+                            link.handle_output(self.now, output);
                         }
                     }
-                    Transmit::CloseTransport(transport) | Transmit::AbortTransport(transport) => {
-                        self.closed.push(transport);
-                        if let Some(c) = self.clients.get_mut(&transport) {
-                            c.handle_eof(self.now);
-                        }
+                    Transmit::AbortTransport(transport) => self.drop_transport(transport),
+                }
+            }
+            let tids: Vec<TransportId> = self.links.keys().copied().collect();
+            for tid in tids {
+                let link = self.links.get_mut(&tid).expect("link");
+                let mut out = Vec::new();
+                while let Some(b) = link.poll_transmit() {
+                    progress = true;
+                    self.writes.push((tid, b.clone()));
+                    if self.stalled.contains(&tid) {
+                        self.held.push((tid, b));
+                    } else {
+                        link.handle_written(b.len());
+                        out.push(b);
                     }
+                }
+                let written = link.take_written();
+                let close = link.should_close_transport();
+                if written > 0 {
+                    self.server.handle_ws_written(tid, written);
+                }
+                if let Some(c) = self.clients.get_mut(&tid) {
+                    for b in out {
+                        c.handle_input(self.now, &b);
+                    }
+                }
+                if close {
+                    progress = true;
+                    self.drop_transport(tid);
                 }
             }
             while let Some(e) = self.server.poll_event() {
@@ -379,9 +467,10 @@ impl<E: Endpoint> RawWorld<E> {
                         out.extend_from_slice(&b);
                     }
                 }
-                if !out.is_empty() && !self.closed.contains(&tid) {
+                if let Some(link) = self.links.get_mut(&tid).filter(|_| !out.is_empty()) {
                     progress = true;
-                    self.server.handle_ws_input(self.now, tid, &out);
+                    link.handle_input(self.now, &out);
+                    link.deliver(self.now, &mut self.server);
                 }
             }
             if !progress {
@@ -417,7 +506,9 @@ impl<E: Endpoint> RawWorld<E> {
         conn.handle_input(&head);
         let request = conn.poll_request().expect("upgrade request");
         match self.server.handle_request(self.now, &request) {
-            Reply::Upgrade(tid) => {
+            Reply::Upgrade(link) => {
+                let tid = link.transport();
+                self.links.insert(tid, *link);
                 self.clients.insert(tid, client);
                 self.pump();
                 tid
@@ -436,19 +527,70 @@ impl<E: Endpoint> RawWorld<E> {
         self.pump();
     }
 
+    /// The server's side of a transport's connection is gone: its client sees the
+    /// end, and the server hears of it (if it has not closed the transport itself).
+    fn drop_transport(&mut self, tid: TransportId) {
+        self.closed.push(tid);
+        if let Some(mut link) = self.links.remove(&tid) {
+            link.abandon(self.now, &mut self.server);
+        }
+        if let Some(c) = self.clients.get_mut(&tid) {
+            c.handle_eof(self.now);
+        }
+    }
+
+    /// A WebSocket client's connection drops (TCP gone, no closing handshake).
+    pub fn ws_drop(&mut self, tid: TransportId) {
+        self.clients.remove(&tid);
+        if let Some(mut link) = self.links.remove(&tid) {
+            link.handle_eof(self.now);
+            link.deliver(self.now, &mut self.server);
+        }
+        self.pump();
+    }
+
+    /// Stalled clients read again: what they were sent is delivered and reported
+    /// written.
+    pub fn unstall(&mut self) {
+        self.stalled.clear();
+        for (tid, bytes) in std::mem::take(&mut self.held) {
+            if let Some(link) = self.links.get_mut(&tid) {
+                link.handle_written(bytes.len());
+                let written = link.take_written();
+                self.server.handle_ws_written(tid, written);
+            }
+            if let Some(c) = self.clients.get_mut(&tid) {
+                c.handle_input(self.now, &bytes);
+            }
+        }
+        self.pump();
+    }
+
+    /// Fires every deadline due at `now`: the server's and the links'.
+    fn fire(&mut self) {
+        self.server.handle_timeout(self.now);
+        for link in self.links.values_mut() {
+            link.handle_timeout(self.now);
+            link.deliver(self.now, &mut self.server);
+        }
+        self.pump();
+    }
+
     /// Jumps from deadline to deadline until `by` has passed.
     pub fn advance(&mut self, by: Duration) {
         let until = self.now + by;
-        while let Some(t) = self.server.poll_timeout() {
+        while let Some(t) = [self.server.poll_timeout(), links_timeout(&self.links)]
+            .into_iter()
+            .flatten()
+            .min()
+        {
             if t > until {
                 break;
             }
             self.now = self.now.max(t);
-            self.server.handle_timeout(self.now);
-            self.pump();
+            self.fire();
         }
         self.now = until;
-        self.server.handle_timeout(self.now);
-        self.pump();
+        self.fire();
     }
 }

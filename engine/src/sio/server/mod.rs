@@ -13,7 +13,8 @@ use serde_json::{Map, Value};
 
 use super::packet::{DecodeLimits, Decoder, Packet, PacketType, Payload};
 use crate::eio::{
-    self, Data, Handshake, PollId, Protocol, Reply, SessionId, SharedMessage, Transmit, TransportId,
+    self, Data, Handshake, PollId, Protocol, Reply, SessionId, SharedMessage, Transmit,
+    TransportId, WsInput,
 };
 use crate::http::Request;
 use crate::rand::Rng;
@@ -94,7 +95,7 @@ enum Timer {
 ///
 /// # Driving it
 /// Exactly like [`eio::Server`], whose inputs it takes (`handle_request`,
-/// `handle_poll_aborted`, `handle_ws_input`, `handle_ws_eof`, `handle_timeout`) and
+/// `handle_poll_aborted`, `handle_ws_input`, `handle_ws_written`, `handle_timeout`) and
 /// whose transmits it hands on ([`poll_transmit`](Self::poll_transmit)); its events
 /// are Socket.IO [`Event`]s. The application answers [`Event::Connecting`] with
 /// [`accept`](Self::accept) / [`reject`](Self::reject) and emits with
@@ -240,15 +241,10 @@ impl Server {
         self.pump(now);
     }
 
-    /// Bytes read on an upgraded WebSocket transport.
-    pub fn handle_ws_input(&mut self, now: Instant, transport: TransportId, bytes: &[u8]) {
-        self.eio.handle_ws_input(now, transport, bytes);
-        self.pump(now);
-    }
-
-    /// An upgraded WebSocket transport's peer closed TCP.
-    pub fn handle_ws_eof(&mut self, now: Instant, transport: TransportId) {
-        self.eio.handle_ws_eof(now, transport);
+    /// What an upgraded WebSocket transport's link decoded (see
+    /// [`eio::Server::handle_ws_input`]).
+    pub fn handle_ws_input(&mut self, now: Instant, transport: TransportId, input: WsInput) {
+        self.eio.handle_ws_input(now, transport, input);
         self.pump(now);
     }
 

@@ -1,0 +1,256 @@
+//! [`WsLink`]: the WebSocket side of one upgraded Engine.IO transport, owned by
+//! whoever drives that connection rather than by the [`Server`](super::Server).
+//!
+//! The server works in Engine.IO packets: it takes a transport's decoded packets
+//! ([`WsInput`], through `handle_ws_input`) and addresses packets, shared frames and
+//! closes to it ([`WsOutput`], in [`Transmit::Ws`](super::Transmit::Ws)). The link turns
+//! bytes into those inputs and those outputs into bytes. Frame decoding, unmasking,
+//! inflating, UTF-8 validation, packet encoding and compression all happen here, so a
+//! driver that shares one server between many connections does that work without
+//! holding the server, in the connection's own task.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::packet::{Packet, Protocol};
+use super::server::TransportId;
+use crate::machine::Endpoint;
+use crate::ws::{self, CloseCode, PreparedFrame};
+
+/// What a transport's link hands the server, in order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WsInput {
+    /// An Engine.IO packet arrived.
+    Packet(Packet),
+    /// A message arrived that is no Engine.IO packet (the session is closed with a
+    /// parse error).
+    Invalid,
+    /// The WebSocket ended; nothing follows. `clean`: the closing handshake completed.
+    Closed {
+        /// Whether the closing handshake completed in both directions.
+        clean: bool,
+    },
+}
+
+/// What the server asks of a transport's link.
+#[derive(Clone, Debug)]
+pub enum WsOutput {
+    /// Send an Engine.IO packet, with a compression choice (`Some(false)`: never,
+    /// `Some(true)`: always if permessage-deflate was negotiated, `None`: by size).
+    Packet {
+        /// The packet.
+        packet: Packet,
+        /// The compression choice.
+        compress: Option<bool>,
+    },
+    /// Send a message encoded once for many transports (a broadcast), as it is.
+    Prepared(PreparedFrame),
+    /// Start the closing handshake with this code and reason.
+    Close(CloseCode, &'static str),
+}
+
+impl WsOutput {
+    /// The bytes this output counts against the session's
+    /// [`max_buffered`](super::Config::max_buffered) until it is written: its payload.
+    pub fn counted(&self) -> usize {
+        match self {
+            WsOutput::Packet { packet, .. } => 1 + packet.data.as_bytes().len(),
+            WsOutput::Prepared(frame) => frame.message().len(),
+            WsOutput::Close(..) => 0,
+        }
+    }
+}
+
+/// One upgraded Engine.IO WebSocket transport: its [`ws::Connection`], driven apart
+/// from the server.
+///
+/// # Driving it
+/// Bytes read go to [`handle_input`](Self::handle_input) (the end of input to
+/// [`handle_eof`](Self::handle_eof)); then [`deliver`](Self::deliver) hands what they
+/// decoded to the endpoint (or [`poll_input`](Self::poll_input) does, one at a time).
+/// Every [`Transmit::Ws`](super::Transmit::Ws) addressed to
+/// [`transport`](Self::transport) goes to [`handle_output`](Self::handle_output). Write
+/// what [`poll_transmit`](Self::poll_transmit) gives, tell
+/// [`handle_written`](Self::handle_written) how much went out, and report
+/// [`take_written`](Self::take_written) to the endpoint's `handle_ws_written`. Arm
+/// [`poll_timeout`](Self::poll_timeout); shut the transport once
+/// [`should_close_transport`](Self::should_close_transport) says so.
+#[derive(Debug)]
+pub struct WsLink {
+    transport: TransportId,
+    protocol: Protocol,
+    conn: ws::Connection,
+    /// Bytes taken from the connection and not yet by the driver, with the counted
+    /// bytes they settle once written.
+    pending: VecDeque<(Bytes, usize)>,
+    /// Bytes handed to the driver and not yet written: (left to write, counted).
+    flight: VecDeque<(usize, usize)>,
+    /// Counted bytes written (or never to be written) and not yet reported.
+    settled: usize,
+    /// The `Closed` input was handed out.
+    ended: bool,
+}
+
+impl WsLink {
+    pub(crate) fn new(transport: TransportId, protocol: Protocol, conn: ws::Connection) -> Self {
+        let mut link = Self {
+            transport,
+            protocol,
+            conn,
+            pending: VecDeque::new(),
+            flight: VecDeque::new(),
+            settled: 0,
+            ended: false,
+        };
+        link.take_output(0);
+        link
+    }
+
+    /// The transport this link carries.
+    pub fn transport(&self) -> TransportId {
+        self.transport
+    }
+
+    /// Bytes read from the connection.
+    pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+        self.conn.handle_input(now, bytes);
+        self.take_output(0);
+    }
+
+    /// The peer closed its side of the connection.
+    pub fn handle_eof(&mut self, now: Instant) {
+        self.conn.handle_eof(now);
+        self.take_output(0);
+    }
+
+    /// A deadline from [`poll_timeout`](Self::poll_timeout) passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.conn.handle_timeout(now);
+        self.take_output(0);
+    }
+
+    /// The next thing the server must hear about: a packet, an invalid message, or the
+    /// end (once, last).
+    #[must_use]
+    pub fn poll_input(&mut self) -> Option<WsInput> {
+        if self.ended {
+            return None;
+        }
+        let input = loop {
+            match self.conn.poll_event()? {
+                ws::Event::Message(m) => {
+                    break match Packet::from_ws(&m, self.protocol) {
+                        Ok(p) => WsInput::Packet(p),
+                        Err(_) => WsInput::Invalid,
+                    }
+                }
+                ws::Event::Closed(closed) => {
+                    self.ended = true;
+                    break WsInput::Closed {
+                        clean: closed.is_clean(),
+                    };
+                }
+                ws::Event::Open(_) | ws::Event::Ping(_) | ws::Event::Pong(_) => {}
+            }
+        };
+        // A ping's pong, or the answer to a close, queued while decoding.
+        self.take_output(0);
+        Some(input)
+    }
+
+    /// Hands everything decoded so far to `endpoint`.
+    pub fn deliver<E: Endpoint + ?Sized>(&mut self, now: Instant, endpoint: &mut E) {
+        while let Some(input) = self.poll_input() {
+            endpoint.handle_ws_input(now, self.transport, input);
+        }
+    }
+
+    /// Tells the server the connection is gone without a `Closed` input (the driver
+    /// dropped it): what [`deliver`](Self::deliver) would have said, if it has not.
+    pub fn abandon<E: Endpoint + ?Sized>(&mut self, now: Instant, endpoint: &mut E) {
+        if !self.ended {
+            self.ended = true;
+            endpoint.handle_ws_input(now, self.transport, WsInput::Closed { clean: false });
+        }
+    }
+
+    /// Carries out what the server addressed to this transport.
+    pub fn handle_output(&mut self, now: Instant, output: WsOutput) {
+        let counted = output.counted();
+        let sent = match output {
+            WsOutput::Packet { packet, compress } => self
+                .conn
+                .send_with(packet.to_ws(self.protocol), compress)
+                .is_ok(),
+            WsOutput::Prepared(frame) => self.conn.send_prepared(&frame).is_ok(),
+            WsOutput::Close(code, reason) => self.conn.close(now, code, reason).is_ok(),
+        };
+        if sent {
+            self.take_output(counted);
+        } else {
+            // Never written: it no longer counts.
+            self.settled += counted;
+        }
+    }
+
+    /// The next bytes to write, in order.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        let (bytes, counted) = self.pending.pop_front()?;
+        self.flight.push_back((bytes.len(), counted));
+        Some(bytes)
+    }
+
+    /// `bytes` of what [`poll_transmit`](Self::poll_transmit) gave were written.
+    pub fn handle_written(&mut self, mut bytes: usize) {
+        while bytes > 0 {
+            let Some((left, counted)) = self.flight.front_mut() else {
+                return;
+            };
+            let n = bytes.min(*left);
+            *left -= n;
+            bytes -= n;
+            if *left == 0 {
+                self.settled += *counted;
+                self.flight.pop_front();
+            }
+        }
+    }
+
+    /// Counted bytes written since the last call: report them to the endpoint's
+    /// `handle_ws_written`.
+    pub fn take_written(&mut self) -> usize {
+        std::mem::take(&mut self.settled)
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is due (the closing handshake's
+    /// timeout).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.conn.poll_timeout()
+    }
+
+    /// The WebSocket has ended and everything it queued was taken: shut the
+    /// connection.
+    #[must_use]
+    pub fn should_close_transport(&self) -> bool {
+        self.pending.is_empty() && self.conn.should_close_transport()
+    }
+
+    /// Moves the connection's output to `pending`; the last chunk settles `counted`.
+    fn take_output(&mut self, counted: usize) {
+        let start = self.pending.len();
+        while let Some(bytes) = self.conn.poll_transmit() {
+            self.pending.push_back((bytes, 0));
+        }
+        if self.pending.len() > start {
+            if let Some(last) = self.pending.back_mut() {
+                last.1 = counted;
+                return;
+            }
+        }
+        self.settled += counted;
+    }
+}

@@ -204,9 +204,21 @@ mod peers {
     }
 }
 
-/// A masked client frame (zero key, so the payload reads as is).
+/// A masked client text frame (zero key, so the payload reads as is).
 fn client_frame(text: &str) -> Vec<u8> {
-    let mut f = vec![0x81, 0x80 | text.len() as u8, 0, 0, 0, 0];
+    let mut f = vec![0x81];
+    match text.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&[0; 4]);
     f.extend_from_slice(text.as_bytes());
     f
 }
@@ -214,10 +226,18 @@ fn client_frame(text: &str) -> Vec<u8> {
 /// A server with `n` WebSocket clients connected to `/`, all in room `r`, and the
 /// links that carry them (by transport id, as the host keeps them).
 fn server_with(n: usize) -> (Server, Instant, HashMap<TransportId, WsLink>) {
+    server_with_payload(n, 1 << 20)
+}
+
+fn server_with_payload(
+    n: usize,
+    max_payload: usize,
+) -> (Server, Instant, HashMap<TransportId, WsLink>) {
     let now = Instant::now();
     let config = Config::default().eio(
         eio::Config::default()
             .path("/socket.io/")
+            .max_payload(max_payload)
             .heartbeat(Duration::from_secs(3600), Duration::from_secs(3600)),
     );
     let mut server = Server::new(config, [1; 32]);
@@ -307,5 +327,40 @@ fn ws_message(c: &mut Criterion) {
     let _ = Message::Binary(Bytes::new());
 }
 
-criterion_group!(benches, packets, broadcast, ws_message);
+/// A 1 MiB event over WebSocket, split where the host splits it: the link's part
+/// (unmasking, UTF-8 validation, Engine.IO and Socket.IO decoding with the JSON parse)
+/// runs in the connection's task; only the server's part runs under the host's lock,
+/// and it must not grow with the event's size.
+fn large_event(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sio_ws_event_1MiB");
+    group.sample_size(20);
+    let (mut server, now, mut links) = server_with_payload(1, 4 << 20);
+    let (&tid, _) = links.iter().next().expect("one link");
+    let frame = client_frame(&format!("42[\"big\",\"{}\"]", "x".repeat(1 << 20)));
+    group.throughput(Throughput::Bytes(frame.len() as u64));
+    let link = links.get_mut(&tid).expect("link");
+    group.bench_function("link_outside_the_lock", |b| {
+        b.iter(|| {
+            link.handle_input(now, &frame);
+            black_box(link.poll_input())
+        })
+    });
+    group.bench_function("server_under_the_lock", |b| {
+        b.iter_batched(
+            || {
+                link.handle_input(now, &frame);
+                link.poll_input().expect("a packet")
+            },
+            |input| {
+                server.handle_ws_input(now, tid, input);
+                while server.poll_transmit().is_some() {}
+                black_box(server.poll_event())
+            },
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, packets, broadcast, ws_message, large_event);
 criterion_main!(benches);

@@ -1058,3 +1058,42 @@ fn the_recovery_store_is_bounded() {
     assert_eq!(got.len(), 1, "no replay: {got:?}");
     assert!(!got[0].contains(sid.as_str()), "not recovered: {got:?}");
 }
+
+#[test]
+fn a_websocket_link_parses_the_json_before_the_server_sees_it() {
+    let mut h = harness(config());
+    let (tid, sid) = h.connect("/");
+    // Drive this transport's link by hand: what the host does outside its lock.
+    let mut link = h.links.remove(&tid).expect("link");
+    let client = h.clients.get_mut(&tid).expect("client");
+    client
+        .send(Message::text(r#"42["ev",{"a":1}]"#))
+        .expect("open");
+    let mut bytes = Vec::new();
+    while let Some(b) = client.poll_transmit() {
+        bytes.extend_from_slice(&b);
+    }
+    link.handle_input(h.now, &bytes);
+    let input = link.poll_input().expect("a packet");
+    match &input {
+        eio::WsInput::Packet {
+            decoded: Some(decoded),
+            ..
+        } => assert!(decoded
+            .downcast_ref::<wirestate_engine::sio::Parsed>()
+            .is_some()),
+        other => panic!("not parsed in the link: {other:?}"),
+    }
+    h.server.handle_ws_input(h.now, tid, input);
+    h.pump();
+    let event = h.events.iter().find_map(|e| match e {
+        Event::Event {
+            sid: s,
+            name,
+            payload,
+            ..
+        } if *s == sid => Some((name.clone(), payload.args.clone())),
+        _ => None,
+    });
+    assert_eq!(event, Some(("ev".to_owned(), vec![json!({"a": 1})])));
+}

@@ -9,21 +9,60 @@
 //! driver that shares one server between many connections does that work without
 //! holding the server, in the connection's own task.
 
+use std::any::Any;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::packet::{Packet, Protocol};
+use super::packet::{Data, Packet, PacketType, Protocol};
 use super::server::TransportId;
 use crate::machine::Endpoint;
 use crate::ws::{self, CloseCode, PreparedFrame};
 
+/// A message's data as a higher layer decoded it (Socket.IO's parsed packet), in the
+/// link: see [`MessageDecoder`].
+pub type Decoded = Box<dyn Any + Send>;
+
+/// The part of a higher layer's message decoding that needs no server state (Socket.IO's
+/// JSON parsing), given to the server once
+/// ([`Server::set_message_decoder`](super::Server::set_message_decoder)) and run by
+/// every link on each message it receives, outside whatever guards the server.
+#[derive(Clone)]
+pub struct MessageDecoder(Arc<DecodeFn>);
+
+type DecodeFn = dyn Fn(&Data) -> Option<Decoded> + Send + Sync;
+
+impl MessageDecoder {
+    /// A decoder that runs `decode` on each message's data.
+    pub fn new(decode: impl Fn(&Data) -> Option<Decoded> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(decode))
+    }
+
+    /// Decodes one message's data (`None`: leave it to the server).
+    pub fn decode(&self, data: &Data) -> Option<Decoded> {
+        (self.0)(data)
+    }
+}
+
+impl std::fmt::Debug for MessageDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MessageDecoder")
+    }
+}
+
 /// What a transport's link hands the server, in order.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum WsInput {
-    /// An Engine.IO packet arrived.
-    Packet(Packet),
+    /// An Engine.IO packet arrived; a message's data comes decoded further if the
+    /// server has a [`MessageDecoder`].
+    Packet {
+        /// The packet.
+        packet: Packet,
+        /// What the message decoder made of its data.
+        decoded: Option<Decoded>,
+    },
     /// A message arrived that is no Engine.IO packet (the session is closed with a
     /// parse error).
     Invalid,
@@ -82,6 +121,7 @@ pub struct WsLink {
     transport: TransportId,
     protocol: Protocol,
     conn: ws::Connection,
+    decoder: Option<MessageDecoder>,
     /// Bytes taken from the connection and not yet by the driver, with the counted
     /// bytes they settle once written.
     pending: VecDeque<(Bytes, usize)>,
@@ -94,11 +134,17 @@ pub struct WsLink {
 }
 
 impl WsLink {
-    pub(crate) fn new(transport: TransportId, protocol: Protocol, conn: ws::Connection) -> Self {
+    pub(crate) fn new(
+        transport: TransportId,
+        protocol: Protocol,
+        conn: ws::Connection,
+        decoder: Option<MessageDecoder>,
+    ) -> Self {
         let mut link = Self {
             transport,
             protocol,
             conn,
+            decoder,
             pending: VecDeque::new(),
             flight: VecDeque::new(),
             settled: 0,
@@ -142,7 +188,15 @@ impl WsLink {
             match self.conn.poll_event()? {
                 ws::Event::Message(m) => {
                     break match Packet::from_ws(&m, self.protocol) {
-                        Ok(p) => WsInput::Packet(p),
+                        Ok(packet) => {
+                            let decoded = match (&self.decoder, packet.kind) {
+                                (Some(decoder), PacketType::Message) => {
+                                    decoder.decode(&packet.data)
+                                }
+                                _ => None,
+                            };
+                            WsInput::Packet { packet, decoded }
+                        }
                         Err(_) => WsInput::Invalid,
                     }
                 }

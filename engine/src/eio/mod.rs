@@ -19,7 +19,7 @@ pub use client::{
     Action, Client, ClientCloseReason, ClientConfig, ClientEvent, ClosedError, OpenInfo, RequestId,
     WsId,
 };
-pub use link::{WsInput, WsLink, WsOutput};
+pub use link::{Decoded, MessageDecoder, WsInput, WsLink, WsOutput};
 pub use packet::{
     decode_payload, encode_payload, Data, DecodeError, Packet, PacketType, Protocol, SharedMessage,
 };

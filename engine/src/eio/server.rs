@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
 
-use super::link::{WsInput, WsLink, WsOutput};
+use super::link::{MessageDecoder, WsInput, WsLink, WsOutput};
 use super::packet::{
     decode_payload, encode_payload, Data, Packet, PacketType, Protocol, SharedMessage, SEPARATOR,
 };
@@ -529,6 +529,7 @@ pub struct Server {
     sessions: IdMap<SessionId, Session>,
     polls: IdMap<PollId, SessionId>,
     transports: IdMap<TransportId, WsTransport>,
+    decoder: Option<MessageDecoder>,
     closing: IdMap<SessionId, Closing>,
     timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
     transmits: VecDeque<Transmit>,
@@ -548,12 +549,28 @@ impl Server {
             sessions: IdMap::default(),
             polls: IdMap::default(),
             transports: IdMap::default(),
+            decoder: None,
             closing: IdMap::default(),
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             next_id: 1,
         }
+    }
+
+    /// Has every WebSocket link accepted from now on run `decoder` on the messages it
+    /// receives (a layer above Engine.IO decoding its packets outside the server).
+    pub fn set_message_decoder(&mut self, decoder: MessageDecoder) {
+        self.decoder = Some(decoder);
+    }
+
+    /// The session a WebSocket transport carries, if it is that session's transport
+    /// (not an upgrade probe, not closed): a message on it is an [`Event::Message`] of
+    /// that session and nothing else.
+    pub fn ws_session(&self, transport: TransportId) -> Option<&SessionId> {
+        let sid = self.transports.get(&transport)?.sid.as_ref()?;
+        let session = self.sessions.get(sid)?;
+        (session.websocket == Some(transport)).then_some(&session.id)
     }
 
     /// The configuration.
@@ -807,7 +824,7 @@ impl Server {
         };
         let tid = TransportId(self.next_id());
         let conn = ws::Connection::accept(self.ws_config.clone(), upgrade, now);
-        let link = Box::new(WsLink::new(tid, protocol, conn));
+        let link = Box::new(WsLink::new(tid, protocol, conn, self.decoder.clone()));
         self.transports.insert(
             tid,
             WsTransport {
@@ -849,7 +866,7 @@ impl Server {
     pub fn handle_ws_input(&mut self, now: Instant, transport: TransportId, input: WsInput) {
         self.handle_timeout(now);
         match input {
-            WsInput::Packet(packet) => self.on_ws_packet(now, transport, Ok(packet)),
+            WsInput::Packet { packet, .. } => self.on_ws_packet(now, transport, Ok(packet)),
             WsInput::Invalid => self.on_ws_packet(now, transport, Err(())),
             WsInput::Closed { clean } => self.on_ws_closed(now, transport, clean),
         }

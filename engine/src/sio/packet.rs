@@ -368,14 +368,33 @@ impl Decoder {
         self.pending.is_some()
     }
 
+    /// Parses a text message as [`feed`](Self::feed) would, without a decoder's
+    /// state: the costly part (JSON), which can run anywhere, ahead of
+    /// [`feed_parsed`](Self::feed_parsed).
+    pub fn parse(text: &str, limits: &DecodeLimits) -> Parsed {
+        Parsed(decode_text(text, limits))
+    }
+
     /// Feeds one Engine.IO message; returns a packet when one is complete.
     pub fn feed(&mut self, data: Data) -> Result<Option<Packet>, DecodeError> {
+        self.feed_parsed(data, None)
+    }
+
+    /// [`feed`](Self::feed), with a text message already [`parse`](Self::parse)d.
+    pub fn feed_parsed(
+        &mut self,
+        data: Data,
+        parsed: Option<Parsed>,
+    ) -> Result<Option<Packet>, DecodeError> {
         match data {
             Data::Text(text) => {
                 if self.pending.is_some() {
                     return Err(DecodeError("text while waiting for attachments"));
                 }
-                let (packet, expected) = decode_text(&text, &self.limits)?;
+                let (packet, expected) = match parsed {
+                    Some(Parsed(parsed)) => parsed?,
+                    None => decode_text(&text, &self.limits)?,
+                };
                 if expected == 0 {
                     return Ok(Some(packet));
                 }
@@ -399,6 +418,11 @@ impl Decoder {
         }
     }
 }
+
+/// A text message parsed by [`Decoder::parse`]: the packet and how many binary
+/// attachments follow it, or why it is invalid.
+#[derive(Debug)]
+pub struct Parsed(Result<(Packet, usize), DecodeError>);
 
 fn decode_text(text: &str, limits: &DecodeLimits) -> Result<(Packet, usize), DecodeError> {
     let b = text.as_bytes();

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-use super::packet::{DecodeLimits, Decoder, Packet, PacketType, Payload};
+use super::packet::{DecodeLimits, Decoder, Packet, PacketType, Parsed, Payload};
 use crate::eio::{
     self, Data, Handshake, PollId, Protocol, Reply, SessionId, SharedMessage, Transmit,
     TransportId, WsInput,
@@ -139,7 +139,15 @@ impl Server {
         let mut tag = [0u8; 6];
         rng.fill(&mut tag);
         Self {
-            eio: eio::Server::new(config.eio.clone(), eio_seed),
+            eio: {
+                let mut eio = eio::Server::new(config.eio.clone(), eio_seed);
+                let limits = config.decode_limits;
+                eio.set_message_decoder(eio::MessageDecoder::new(move |data| match data {
+                    Data::Text(text) => Some(Box::new(Decoder::parse(text, &limits))),
+                    Data::Binary(_) => None,
+                }));
+                eio
+            },
             config,
             rng,
             clients: IdMap::default(),
@@ -242,8 +250,32 @@ impl Server {
     }
 
     /// What an upgraded WebSocket transport's link decoded (see
-    /// [`eio::Server::handle_ws_input`]).
+    /// [`eio::Server::handle_ws_input`]). A message on a session's transport comes
+    /// with its JSON already parsed by the link (the decoder this server gives its
+    /// Engine.IO server), and goes straight to the session.
     pub fn handle_ws_input(&mut self, now: Instant, transport: TransportId, input: WsInput) {
+        let input = match input {
+            WsInput::Packet {
+                packet,
+                decoded: Some(decoded),
+            } => {
+                self.eio.handle_timeout(now);
+                self.pump(now);
+                let sid = self.eio.ws_session(transport).cloned();
+                match (sid, decoded.downcast::<Parsed>()) {
+                    (Some(sid), Ok(parsed)) => {
+                        self.on_message(now, &sid, packet.data, Some(*parsed));
+                        self.pump(now);
+                        return;
+                    }
+                    _ => WsInput::Packet {
+                        packet,
+                        decoded: None,
+                    },
+                }
+            }
+            input => input,
+        };
         self.eio.handle_ws_input(now, transport, input);
         self.pump(now);
     }
@@ -325,7 +357,7 @@ impl Server {
         while let Some(e) = self.eio.poll_event() {
             match e {
                 eio::Event::Open { sid, handshake } => self.on_open(now, sid, handshake),
-                eio::Event::Message { sid, data } => self.on_message(now, &sid, data),
+                eio::Event::Message { sid, data } => self.on_message(now, &sid, data, None),
                 eio::Event::Upgraded { .. } => {}
                 eio::Event::Closed { sid, reason } => {
                     let Some(client) = self.clients.remove(&sid) else {
@@ -366,11 +398,17 @@ impl Server {
         }
     }
 
-    fn on_message(&mut self, now: Instant, session: &SessionId, data: Data) {
+    fn on_message(
+        &mut self,
+        now: Instant,
+        session: &SessionId,
+        data: Data,
+        parsed: Option<Parsed>,
+    ) {
         let Some(client) = self.clients.get_mut(session) else {
             return;
         };
-        let packet = match client.decoder.feed(data) {
+        let packet = match client.decoder.feed_parsed(data, parsed) {
             Ok(Some(p)) => {
                 client.reassembling_since = None;
                 p

@@ -6,8 +6,9 @@
 //! sorted into mailboxes — the response for a parked poll, the packets for a WebSocket
 //! transport — and the future waiting on each mailbox is woken. Each upgraded
 //! connection drives its own [`WsLink`]: frames are decoded, inflated, encoded and
-//! compressed in the connection's task with the lock released, so one connection's
-//! large messages do not hold up the others. The serve loops
+//! compressed in the connection's task with the lock released, and Socket.IO's JSON
+//! parsed there too (as it is for polling payloads, through the endpoint's
+//! [`eio::Preparer`]), so one connection's large messages do not hold up the others. The serve loops
 //! (`eio::serve`, `sio::serve`) spawn [`Host::serve_connection`] for every accepted
 //! connection, and `eio::server`/`sio::server` spawn [`Host::run_timers`] once.
 //! [`EioServer`] is the Engine.IO host. The lock is the host's own: handles never
@@ -175,6 +176,8 @@ struct Settings<E: Endpoint> {
     limits: HttpLimits,
     routes: Vec<(String, Arc<ws::Config>)>,
     hook: Option<EventHook<E::Event>>,
+    /// Decodes polling payloads apart from the endpoint.
+    preparer: eio::Preparer,
 }
 
 /// An endpoint served over many connections: cheap to clone, shared by all of them,
@@ -307,6 +310,7 @@ impl<E: Endpoint> Host<E> {
                 limits,
                 routes,
                 hook,
+                preparer: server.preparer(),
             }),
             shared: Arc::new(Mutex::new(Shared {
                 server,
@@ -674,6 +678,8 @@ impl<E: Endpoint> Host<E> {
     /// Hands one request to the endpoint, or to a plain WebSocket route (the core's
     /// [`ws::handshake::route`] decides, and answers the rest).
     fn route(&self, http: &mut ServerConn, request: Request, now: Instant) -> Mode {
+        // A polling payload (and its JSON) is decoded here, with the lock released.
+        let prepared = self.settings.preparer.prepare(&request);
         let mut s = self.lock();
         if !s.server.matches(request.head.path()) {
             drop(s);
@@ -685,7 +691,7 @@ impl<E: Endpoint> Host<E> {
                 }
             };
         }
-        let reply = s.server.handle_request(now, &request);
+        let reply = s.server.handle_prepared(now, &request, prepared);
         let mode = match reply {
             Reply::Respond(response) => {
                 http.respond(now, response);

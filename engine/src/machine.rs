@@ -30,6 +30,15 @@ pub trait Endpoint: Send + 'static {
     fn is_idle(&self) -> bool;
     /// See [`eio::Server::handle_request`].
     fn handle_request(&mut self, now: Instant, request: &Request) -> Reply;
+    /// See [`eio::Server::preparer`].
+    fn preparer(&self) -> eio::Preparer;
+    /// See [`eio::Server::handle_prepared`].
+    fn handle_prepared(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        prepared: eio::Prepared,
+    ) -> Reply;
     /// See [`eio::Server::handle_poll_aborted`].
     fn handle_poll_aborted(&mut self, now: Instant, poll: PollId);
     /// See [`eio::Server::handle_ws_input`].
@@ -70,6 +79,17 @@ macro_rules! endpoint {
             }
             fn handle_request(&mut self, now: Instant, request: &Request) -> Reply {
                 <$ty>::handle_request(self, now, request)
+            }
+            fn preparer(&self) -> eio::Preparer {
+                <$ty>::preparer(self)
+            }
+            fn handle_prepared(
+                &mut self,
+                now: Instant,
+                request: &Request,
+                prepared: eio::Prepared,
+            ) -> Reply {
+                <$ty>::handle_prepared(self, now, request, prepared)
             }
             fn handle_poll_aborted(&mut self, now: Instant, poll: PollId) {
                 <$ty>::handle_poll_aborted(self, now, poll)

@@ -1097,3 +1097,53 @@ fn a_websocket_link_parses_the_json_before_the_server_sees_it() {
     });
     assert_eq!(event, Some(("ev".to_owned(), vec![json!({"a": 1})])));
 }
+
+#[test]
+fn a_polling_payload_is_parsed_by_the_preparer_apart_from_the_server() {
+    let mut h = harness(config());
+    let open = match h.server.handle_request(
+        h.now,
+        &request(&format!("{PATH}?EIO=4&transport=polling")),
+    ) {
+        Reply::Respond(r) => String::from_utf8(r.body.to_vec()).expect("utf8"),
+        other => panic!("{other:?}"),
+    };
+    let sid = open
+        .split("\"sid\":\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("sid")
+        .to_owned();
+    let post = |body: &str| {
+        world::request(
+            "POST",
+            &format!("{PATH}?EIO=4&transport=polling&sid={sid}"),
+            &[],
+            body.as_bytes(),
+        )
+    };
+    let _ = h.server.handle_request(h.now, &post("40"));
+    h.pump();
+    // The preparer (what the host runs before it takes its lock) decodes the payload
+    // and parses each message's JSON; the server takes its work as it is.
+    let ours = post("42[\"prepared\",1]\u{1e}42[\"too\",2]");
+    let prepared = h.server.preparer().prepare(&ours);
+    let other = post("42[\"not parsed again\",3]");
+    let reply = h.server.handle_prepared(h.now, &other, prepared);
+    assert!(matches!(reply, Reply::Respond(r) if r.status == 200));
+    h.pump();
+    let names: Vec<&str> = h
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Event { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, ["prepared", "too"]);
+    // Too large or invalid, prepared: the same answers as when the server decodes.
+    let junk = post("zz");
+    let prepared = h.server.preparer().prepare(&junk);
+    let reply = h.server.handle_prepared(h.now, &junk, prepared);
+    assert!(matches!(reply, Reply::Respond(r) if r.status == 400));
+}

@@ -27,8 +27,10 @@ pub type Decoded = Box<dyn Any + Send>;
 
 /// The part of a higher layer's message decoding that needs no server state (Socket.IO's
 /// JSON parsing), given to the server once
-/// ([`Server::set_message_decoder`](super::Server::set_message_decoder)) and run by
-/// every link on each message it receives, outside whatever guards the server.
+/// ([`Server::set_message_decoder`](super::Server::set_message_decoder)) and run on
+/// each message apart from the server: by every link on what it receives, and by the
+/// [`Preparer`](super::Preparer) on polling payloads. What it returns comes back with
+/// the message's event ([`Server::poll_event_decoded`](super::Server::poll_event_decoded)).
 #[derive(Clone)]
 pub struct MessageDecoder(Arc<DecodeFn>);
 

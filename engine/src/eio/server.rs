@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
 
-use super::link::{MessageDecoder, WsInput, WsLink, WsOutput};
+use super::link::{Decoded, MessageDecoder, WsInput, WsLink, WsOutput};
 use super::packet::{
     decode_payload, encode_payload, Data, Packet, PacketType, Protocol, SharedMessage, SEPARATOR,
 };
@@ -509,6 +509,87 @@ struct Closing {
     until: Instant,
 }
 
+/// What [`Preparer::prepare`] made of a request: a polling POST's payload, decoded.
+#[derive(Debug, Default)]
+pub struct Prepared(Option<(Protocol, PostPayload)>);
+
+/// A POST's packets, each message with what the message decoder made of it.
+type PostPayload = Result<Vec<(Packet, Option<Decoded>)>, PostError>;
+
+/// Why a POST's payload is refused.
+#[derive(Debug)]
+enum PostError {
+    /// Over `max_payload` or `max_packets`: 413.
+    TooLarge,
+    /// Not a payload: 400, the session closed.
+    Invalid,
+}
+
+/// The part of answering requests that needs no session state: a polling POST's
+/// payload decoded, and each of its messages run through the
+/// [message decoder](Server::set_message_decoder) (Socket.IO's JSON parsing). A driver
+/// that shares one server between connections runs it on the connection's own task,
+/// apart from the server, and hands the result to [`Server::handle_prepared`].
+#[derive(Clone, Debug)]
+pub struct Preparer {
+    config: Arc<Config>,
+    decoder: Option<MessageDecoder>,
+}
+
+impl Preparer {
+    /// Decodes `request`'s payload if it is a polling POST for this endpoint; anything
+    /// else is left to the server.
+    pub fn prepare(&self, request: &Request) -> Prepared {
+        let head = &request.head;
+        if head.method != "POST"
+            || !self.config.matches(head.path())
+            || head.query_param("transport").as_deref() != Some("polling")
+        {
+            return Prepared::default();
+        }
+        let protocol = match head.query_param("EIO").as_deref() {
+            Some("4") => Protocol::V4,
+            Some("3") => Protocol::V3,
+            _ => return Prepared::default(),
+        };
+        let decoded = decode_post(&self.config, self.decoder.as_ref(), protocol, &request.body);
+        Prepared(Some((protocol, decoded)))
+    }
+}
+
+/// Decodes a polling POST's payload within the limits, and its messages with `decoder`.
+fn decode_post(
+    config: &Config,
+    decoder: Option<&MessageDecoder>,
+    protocol: Protocol,
+    body: &Bytes,
+) -> PostPayload {
+    let too_many = match protocol {
+        // Counted before decoding: a payload of empty packets would otherwise become
+        // hundreds of thousands of events.
+        Protocol::V4 => body.iter().filter(|&&b| b == SEPARATOR).count() >= config.max_packets,
+        Protocol::V3 => false,
+    };
+    if body.len() > config.max_payload || too_many {
+        return Err(PostError::TooLarge);
+    }
+    let packets = decode_payload(body, protocol).map_err(|_| PostError::Invalid)?;
+    // v3 payloads are length-prefixed: counted once decoded.
+    if packets.len() > config.max_packets {
+        return Err(PostError::TooLarge);
+    }
+    Ok(packets
+        .into_iter()
+        .map(|packet| {
+            let decoded = match (decoder, packet.kind) {
+                (Some(decoder), PacketType::Message) => decoder.decode(&packet.data),
+                _ => None,
+            };
+            (packet, decoded)
+        })
+        .collect())
+}
+
 /// The Engine.IO server: every session of one endpoint, sans-IO.
 ///
 /// # Driving it
@@ -533,7 +614,8 @@ pub struct Server {
     closing: IdMap<SessionId, Closing>,
     timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
     transmits: VecDeque<Transmit>,
-    events: VecDeque<Event>,
+    /// Events, each message's with what the message decoder made of it.
+    events: VecDeque<(Event, Option<Decoded>)>,
     next_id: u64,
 }
 
@@ -564,15 +646,6 @@ impl Server {
         self.decoder = Some(decoder);
     }
 
-    /// The session a WebSocket transport carries, if it is that session's transport
-    /// (not an upgrade probe, not closed): a message on it is an [`Event::Message`] of
-    /// that session and nothing else.
-    pub fn ws_session(&self, transport: TransportId) -> Option<&SessionId> {
-        let sid = self.transports.get(&transport)?.sid.as_ref()?;
-        let session = self.sessions.get(sid)?;
-        (session.websocket == Some(transport)).then_some(&session.id)
-    }
-
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
@@ -601,6 +674,26 @@ impl Server {
 
     /// Answers an HTTP request for the Engine.IO path.
     pub fn handle_request(&mut self, now: Instant, request: &Request) -> Reply {
+        self.handle_prepared(now, request, Prepared::default())
+    }
+
+    /// The stateless part of answering requests, to run apart from the server (see
+    /// [`Preparer`]).
+    pub fn preparer(&self) -> Preparer {
+        Preparer {
+            config: self.config.clone(),
+            decoder: self.decoder.clone(),
+        }
+    }
+
+    /// [`handle_request`](Self::handle_request), with what
+    /// [`Preparer::prepare`] made of the request (a POST's payload, decoded).
+    pub fn handle_prepared(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        prepared: Prepared,
+    ) -> Reply {
         // Deadlines that have passed fire first: a request never sees a session that
         // its heartbeat has already ended, however late the host's timer runs.
         self.handle_timeout(now);
@@ -664,7 +757,7 @@ impl Server {
                 let sid = session.id.clone();
                 match head.method.as_str() {
                     "GET" => self.poll(now, sid, cors),
-                    "POST" => self.post(now, sid, &request.body, cors),
+                    "POST" => self.post(now, sid, &request.body, cors, prepared),
                     _ => Reply::Respond(self.error(ErrorCode::BadRequest, cors)),
                 }
             }
@@ -749,38 +842,30 @@ impl Server {
         sid: SessionId,
         body: &Bytes,
         cors: Vec<(&'static str, String)>,
+        prepared: Prepared,
     ) -> Reply {
         let protocol = match self.sessions.get(&sid) {
             Some(s) => s.protocol,
             None => return Reply::Respond(self.error(ErrorCode::UnknownSid, cors)),
         };
-        let too_many = match protocol {
-            // Counted before decoding: a payload of empty packets would otherwise
-            // become hundreds of thousands of events.
-            Protocol::V4 => {
-                body.iter().filter(|&&b| b == SEPARATOR).count() >= self.config.max_packets
-            }
-            Protocol::V3 => false,
+        let decoded = match prepared.0 {
+            Some((p, decoded)) if p == protocol => decoded,
+            // Not prepared, or for another protocol than the session's: decoded here.
+            _ => decode_post(&self.config, self.decoder.as_ref(), protocol, body),
         };
-        if body.len() > self.config.max_payload || too_many {
-            return self.payload_too_large(now, &sid);
-        }
-        let packets = match decode_payload(body, protocol) {
-            // v3 payloads are length-prefixed: counted once decoded.
-            Ok(p) if p.len() > self.config.max_packets => {
-                return self.payload_too_large(now, &sid);
-            }
+        let packets = match decoded {
             Ok(p) => p,
-            Err(_) => {
+            Err(PostError::TooLarge) => return self.payload_too_large(now, &sid),
+            Err(PostError::Invalid) => {
                 self.close_session(now, &sid, CloseReason::ParseError);
                 return Reply::Respond(self.error(ErrorCode::BadRequest, cors));
             }
         };
-        for packet in packets {
+        for (packet, decoded) in packets {
             if !self.sessions.contains_key(&sid) {
                 break;
             }
-            self.on_packet(now, &sid, packet);
+            self.on_packet(now, &sid, packet, decoded);
         }
         Reply::Respond(post_ok(cors))
     }
@@ -866,7 +951,9 @@ impl Server {
     pub fn handle_ws_input(&mut self, now: Instant, transport: TransportId, input: WsInput) {
         self.handle_timeout(now);
         match input {
-            WsInput::Packet { packet, .. } => self.on_ws_packet(now, transport, Ok(packet)),
+            WsInput::Packet { packet, decoded } => {
+                self.on_ws_packet(now, transport, Ok((packet, decoded)))
+            }
             WsInput::Invalid => self.on_ws_packet(now, transport, Err(())),
             WsInput::Closed { clean } => self.on_ws_closed(now, transport, clean),
         }
@@ -930,7 +1017,12 @@ impl Server {
         self.ws_output(tid, WsOutput::Close(code, reason));
     }
 
-    fn on_ws_packet(&mut self, now: Instant, tid: TransportId, packet: Result<Packet, ()>) {
+    fn on_ws_packet(
+        &mut self,
+        now: Instant,
+        tid: TransportId,
+        packet: Result<(Packet, Option<Decoded>), ()>,
+    ) {
         let Some(sid) = self.transports.get(&tid).and_then(|t| t.sid.clone()) else {
             return;
         };
@@ -941,12 +1033,12 @@ impl Server {
         let is_probe = session.upgrade.as_ref().is_some_and(|u| u.transport == tid);
         if !is_probe {
             match packet {
-                Ok(p) => self.on_packet(now, &sid, p),
+                Ok((p, decoded)) => self.on_packet(now, &sid, p, decoded),
                 Err(_) => self.close_session(now, &sid, CloseReason::ParseError),
             }
             return;
         }
-        match packet {
+        match packet.map(|(p, _)| p) {
             Ok(Packet {
                 kind: PacketType::Ping,
                 data: Data::Text(t),
@@ -985,7 +1077,7 @@ impl Server {
                 }
                 // No noop over the WebSocket (the reference sends none): the client
                 // paused polling before it sent the upgrade packet.
-                self.events.push_back(Event::Upgraded { sid: sid.clone() });
+                self.emit(Event::Upgraded { sid: sid.clone() });
                 self.flush(&sid);
                 self.arm_session(&sid);
             }
@@ -1081,7 +1173,7 @@ impl Server {
             },
         );
         self.arm_session(&sid);
-        self.events.push_back(Event::Open {
+        self.emit(Event::Open {
             sid: sid.clone(),
             handshake: Box::new(Handshake {
                 protocol,
@@ -1094,15 +1186,24 @@ impl Server {
         sid
     }
 
-    fn on_packet(&mut self, now: Instant, sid: &SessionId, packet: Packet) {
+    fn on_packet(
+        &mut self,
+        now: Instant,
+        sid: &SessionId,
+        packet: Packet,
+        decoded: Option<Decoded>,
+    ) {
         let Some(session) = self.sessions.get_mut(sid) else {
             return;
         };
         match packet.kind {
-            PacketType::Message => self.events.push_back(Event::Message {
-                sid: sid.clone(),
-                data: packet.data,
-            }),
+            PacketType::Message => self.events.push_back((
+                Event::Message {
+                    sid: sid.clone(),
+                    data: packet.data,
+                },
+                decoded,
+            )),
             PacketType::Ping => {
                 if session.protocol == Protocol::V3 {
                     session.pong_deadline =
@@ -1321,7 +1422,7 @@ impl Server {
             };
             self.ws_close(tid, code, "");
         }
-        self.events.push_back(Event::Closed {
+        self.emit(Event::Closed {
             sid: sid.clone(),
             reason,
         });
@@ -1333,7 +1434,7 @@ impl Server {
             if let Some(parked) = session.parked {
                 self.polls.remove(&parked.id);
             }
-            self.events.push_back(Event::Closed {
+            self.emit(Event::Closed {
                 sid: sid.clone(),
                 reason,
             });
@@ -1445,7 +1546,19 @@ impl Server {
     /// The next event.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front().map(|(event, _)| event)
+    }
+
+    /// The next event, and for a message what the
+    /// [message decoder](Self::set_message_decoder) made of it (a layer above
+    /// Engine.IO takes its events this way).
+    #[must_use]
+    pub fn poll_event_decoded(&mut self) -> Option<(Event, Option<Decoded>)> {
         self.events.pop_front()
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.events.push_back((event, None));
     }
 
     /// The earliest deadline (possibly early: a spurious wake-up is harmless).

@@ -228,6 +228,23 @@ impl Server {
 
     /// Answers an HTTP request for the Socket.IO path.
     pub fn handle_request(&mut self, now: Instant, request: &Request) -> Reply {
+        self.handle_prepared(now, request, eio::Prepared::default())
+    }
+
+    /// The stateless part of answering requests (see [`eio::Preparer`]): it parses
+    /// the JSON of a polling payload's messages too.
+    pub fn preparer(&self) -> eio::Preparer {
+        self.eio.preparer()
+    }
+
+    /// [`handle_request`](Self::handle_request), with what the
+    /// [`preparer`](Self::preparer) made of the request.
+    pub fn handle_prepared(
+        &mut self,
+        now: Instant,
+        request: &Request,
+        prepared: eio::Prepared,
+    ) -> Reply {
         // While shutting down, sessions (and those closing) still get their polls:
         // that is how polling clients fetch their DISCONNECT.
         let reply = if self.shutting_down && request.head.query_param("sid").is_none() {
@@ -237,7 +254,7 @@ impl Server {
                     .body("Server shutting down"),
             )
         } else {
-            self.eio.handle_request(now, request)
+            self.eio.handle_prepared(now, request, prepared)
         };
         self.pump(now);
         reply
@@ -250,32 +267,10 @@ impl Server {
     }
 
     /// What an upgraded WebSocket transport's link decoded (see
-    /// [`eio::Server::handle_ws_input`]). A message on a session's transport comes
-    /// with its JSON already parsed by the link (the decoder this server gives its
-    /// Engine.IO server), and goes straight to the session.
+    /// [`eio::Server::handle_ws_input`]): its messages come with their JSON already
+    /// parsed by the link (the message decoder this server gives its Engine.IO
+    /// server).
     pub fn handle_ws_input(&mut self, now: Instant, transport: TransportId, input: WsInput) {
-        let input = match input {
-            WsInput::Packet {
-                packet,
-                decoded: Some(decoded),
-            } => {
-                self.eio.handle_timeout(now);
-                self.pump(now);
-                let sid = self.eio.ws_session(transport).cloned();
-                match (sid, decoded.downcast::<Parsed>()) {
-                    (Some(sid), Ok(parsed)) => {
-                        self.on_message(now, &sid, packet.data, Some(*parsed));
-                        self.pump(now);
-                        return;
-                    }
-                    _ => WsInput::Packet {
-                        packet,
-                        decoded: None,
-                    },
-                }
-            }
-            input => input,
-        };
         self.eio.handle_ws_input(now, transport, input);
         self.pump(now);
     }
@@ -354,10 +349,13 @@ impl Server {
 
     /// Moves Engine.IO events up into Socket.IO.
     fn pump(&mut self, now: Instant) {
-        while let Some(e) = self.eio.poll_event() {
+        while let Some((e, decoded)) = self.eio.poll_event_decoded() {
             match e {
                 eio::Event::Open { sid, handshake } => self.on_open(now, sid, handshake),
-                eio::Event::Message { sid, data } => self.on_message(now, &sid, data, None),
+                eio::Event::Message { sid, data } => {
+                    let parsed = decoded.and_then(|d| d.downcast::<Parsed>().ok());
+                    self.on_message(now, &sid, data, parsed.map(|p| *p));
+                }
                 eio::Event::Upgraded { .. } => {}
                 eio::Event::Closed { sid, reason } => {
                     let Some(client) = self.clients.remove(&sid) else {

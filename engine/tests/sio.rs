@@ -1101,10 +1101,10 @@ fn a_websocket_link_parses_the_json_before_the_server_sees_it() {
 #[test]
 fn a_polling_payload_is_parsed_by_the_preparer_apart_from_the_server() {
     let mut h = harness(config());
-    let open = match h.server.handle_request(
-        h.now,
-        &request(&format!("{PATH}?EIO=4&transport=polling")),
-    ) {
+    let open = match h
+        .server
+        .handle_request(h.now, &request(&format!("{PATH}?EIO=4&transport=polling")))
+    {
         Reply::Respond(r) => String::from_utf8(r.body.to_vec()).expect("utf8"),
         other => panic!("{other:?}"),
     };

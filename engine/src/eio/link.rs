@@ -124,11 +124,15 @@ pub struct WsLink {
     protocol: Protocol,
     conn: ws::Connection,
     decoder: Option<MessageDecoder>,
-    /// Bytes taken from the connection and not yet by the driver, with the counted
-    /// bytes they settle once written.
-    pending: VecDeque<(Bytes, usize)>,
-    /// Bytes handed to the driver and not yet written: (left to write, counted).
-    flight: VecDeque<(usize, usize)>,
+    /// Bytes handed out by `poll_transmit` so far.
+    polled: u64,
+    /// Bytes reported written so far.
+    written: u64,
+    /// Outputs not yet written: where in the byte stream each ends (a pong the
+    /// connection sends first may settle one early, by the pong's few bytes), and what
+    /// it counts. The oldest is kept inline, so that a quiet link holds no allocation.
+    first: Option<(u64, usize)>,
+    more: VecDeque<(u64, usize)>,
     /// Counted bytes written (or never to be written) and not yet reported.
     settled: usize,
     /// The `Closed` input was handed out.
@@ -142,18 +146,18 @@ impl WsLink {
         conn: ws::Connection,
         decoder: Option<MessageDecoder>,
     ) -> Self {
-        let mut link = Self {
+        Self {
             transport,
             protocol,
             conn,
             decoder,
-            pending: VecDeque::new(),
-            flight: VecDeque::new(),
+            polled: 0,
+            written: 0,
+            first: None,
+            more: VecDeque::new(),
             settled: 0,
             ended: false,
-        };
-        link.take_output(0);
-        link
+        }
     }
 
     /// The transport this link carries.
@@ -164,19 +168,16 @@ impl WsLink {
     /// Bytes read from the connection.
     pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
         self.conn.handle_input(now, bytes);
-        self.take_output(0);
     }
 
     /// The peer closed its side of the connection.
     pub fn handle_eof(&mut self, now: Instant) {
         self.conn.handle_eof(now);
-        self.take_output(0);
     }
 
     /// A deadline from [`poll_timeout`](Self::poll_timeout) passed.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.conn.handle_timeout(now);
-        self.take_output(0);
     }
 
     /// The next thing the server must hear about: a packet, an invalid message, or the
@@ -211,8 +212,6 @@ impl WsLink {
                 ws::Event::Open(_) | ws::Event::Ping(_) | ws::Event::Pong(_) => {}
             }
         };
-        // A ping's pong, or the answer to a close, queued while decoding.
-        self.take_output(0);
         Some(input)
     }
 
@@ -243,10 +242,15 @@ impl WsLink {
             WsOutput::Prepared(frame) => self.conn.send_prepared(&frame).is_ok(),
             WsOutput::Close(code, reason) => self.conn.close(now, code, reason).is_ok(),
         };
-        if sent {
-            self.take_output(counted);
+        if sent && counted > 0 {
+            // It ends where the connection's queue now ends.
+            let end = self.polled + self.conn.buffered_amount() as u64;
+            match self.first {
+                None => self.first = Some((end, counted)),
+                Some(_) => self.more.push_back((end, counted)),
+            }
         } else {
-            // Never written: it no longer counts.
+            // Never written (or counting nothing): it no longer counts.
             self.settled += counted;
         }
     }
@@ -254,23 +258,23 @@ impl WsLink {
     /// The next bytes to write, in order.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        let (bytes, counted) = self.pending.pop_front()?;
-        self.flight.push_back((bytes.len(), counted));
+        let bytes = self.conn.poll_transmit()?;
+        self.polled += bytes.len() as u64;
         Some(bytes)
     }
 
     /// `bytes` of what [`poll_transmit`](Self::poll_transmit) gave were written.
-    pub fn handle_written(&mut self, mut bytes: usize) {
-        while bytes > 0 {
-            let Some((left, counted)) = self.flight.front_mut() else {
+    pub fn handle_written(&mut self, bytes: usize) {
+        self.written += bytes as u64;
+        while let Some((end, counted)) = self.first {
+            if end > self.written {
                 return;
-            };
-            let n = bytes.min(*left);
-            *left -= n;
-            bytes -= n;
-            if *left == 0 {
-                self.settled += *counted;
-                self.flight.pop_front();
+            }
+            self.settled += counted;
+            self.first = self.more.pop_front();
+            if self.first.is_none() && self.more.capacity() > 0 {
+                // A burst is over: give its queue back.
+                self.more = VecDeque::new();
             }
         }
     }
@@ -292,21 +296,6 @@ impl WsLink {
     /// connection.
     #[must_use]
     pub fn should_close_transport(&self) -> bool {
-        self.pending.is_empty() && self.conn.should_close_transport()
-    }
-
-    /// Moves the connection's output to `pending`; the last chunk settles `counted`.
-    fn take_output(&mut self, counted: usize) {
-        let start = self.pending.len();
-        while let Some(bytes) = self.conn.poll_transmit() {
-            self.pending.push_back((bytes, 0));
-        }
-        if self.pending.len() > start {
-            if let Some(last) = self.pending.back_mut() {
-                last.1 = counted;
-                return;
-            }
-        }
-        self.settled += counted;
+        self.conn.should_close_transport()
     }
 }

@@ -293,6 +293,10 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
             if let Some(deadline) = self.conn.poll_timeout() {
                 if self.clock.poll_until(cx, deadline).is_ready() {
                     self.conn.handle_timeout(self.clock.now());
+                    if self.conn.write_timed_out() {
+                        // The peer stopped reading: what it did not take is dropped.
+                        self.outbox.clear();
+                    }
                     continue;
                 }
             }
@@ -322,29 +326,50 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
         }
     }
 
-    /// Writes everything queued. Ready when the transport has taken all of it.
+    /// Writes everything queued. Ready when the transport has taken all of it; an
+    /// error `TimedOut` when it took nothing for [`ws::Config::write_timeout`].
     pub fn poll_write_all(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if let Err(e) = self.write_some(cx) {
             self.on_io_error();
             return Poll::Ready(Err(e.into()));
         }
         if !self.outbox.is_empty() {
-            return Poll::Pending;
+            return self.poll_write_timeout(cx);
         }
         self.io.poll_flush(cx).map_err(Error::from)
     }
 
     /// Ready when fewer than the high-water mark of bytes are queued (the `Sink`
-    /// `poll_ready`).
+    /// `poll_ready`); an error `TimedOut` as for
+    /// [`poll_write_all`](Self::poll_write_all).
     pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if let Err(e) = self.write_some(cx) {
             self.on_io_error();
             return Poll::Ready(Err(e.into()));
         }
         if self.outbox.len() + self.conn.buffered_amount() > HIGH_WATER {
-            return Poll::Pending;
+            return self.poll_write_timeout(cx);
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// Waiting for the transport to take bytes: pending until the write timeout (or
+    /// another deadline of the connection) comes; `TimedOut` once the write timeout
+    /// has dropped the connection.
+    fn poll_write_timeout(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        loop {
+            if self.conn.write_timed_out() {
+                self.outbox.clear();
+                return Poll::Ready(Err(io::Error::from(io::ErrorKind::TimedOut).into()));
+            }
+            let Some(deadline) = self.conn.poll_timeout() else {
+                return Poll::Pending;
+            };
+            if self.clock.poll_until(cx, deadline).is_pending() {
+                return Poll::Pending;
+            }
+            self.conn.handle_timeout(self.clock.now());
+        }
     }
 
     /// Drives the connection to its end, discarding events.
@@ -378,7 +403,10 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
         while let Some(bytes) = self.conn.poll_transmit() {
             self.outbox.push(bytes);
         }
-        self.outbox.write_to(&mut self.io, cx).map(drop)
+        let written = self.outbox.write_to(&mut self.io, cx)?;
+        // Arms (or moves) the write timeout while bytes wait.
+        self.conn.handle_written(self.clock.now(), written);
+        Ok(())
     }
 
     fn on_io_error(&mut self) {

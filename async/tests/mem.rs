@@ -437,3 +437,35 @@ fn a_socket_with_too_many_handlers_in_flight_is_disconnected() {
     assert_eq!(io.socket_count(), 0);
     assert_eq!(*reasons.lock().expect("lock"), ["io server disconnect"]);
 }
+
+#[test]
+fn a_websocket_peer_that_stops_reading_is_dropped_at_the_write_timeout() {
+    let sim = Sim::new();
+    // 4 KiB of pipe, and the client reads only the handshake.
+    let (mut raw, server_end) = duplex(4096);
+    let (failed_at, wire) = sim.block_on(async {
+        raw.write_all(UPGRADE).await.expect("write");
+        let config = Config::default().write_timeout(Duration::from_secs(20));
+        let mut ws = wirestate_async::accept(&sim, server_end, Arc::new(config))
+            .await
+            .expect("accept");
+        let chunk = "x".repeat(64 << 10);
+        let mut sent = 0;
+        let err = loop {
+            match ws.send(chunk.as_str()).await {
+                Ok(()) => sent += 1,
+                Err(e) => break e,
+            }
+            assert!(sent < 100, "never blocked");
+        };
+        assert!(err.to_string().contains("timed out"), "{err}");
+        let at = sim.elapsed();
+        // The connection has ended and its transport is shut.
+        assert!(matches!(ws.recv().await, Some(Err(_)) | None));
+        assert!(ws.recv().await.is_none());
+        (at, raw.read_to_end().await.expect("EOF"))
+    });
+    assert_eq!(failed_at, Duration::from_secs(20));
+    // The reader gets what the pipe held, then the end: the rest was dropped.
+    assert!(wire.len() <= 4096, "{}", wire.len());
+}

@@ -356,7 +356,12 @@ macro_rules! runtime_tests {
                 $block_on(async {
                     let io = sio::server(sio::Config::default()).expect("server");
                     io.of("/").on_connection(|socket| async move {
-                        let _ = socket.emit("welcome", socket.auth());
+                        // Asked for, not sent on connection: the client's handler is
+                        // registered after `io()` has started connecting, on another
+                        // thread, and an event that arrives before it is dropped.
+                        socket.on("ready", |socket, _msg| async move {
+                            let _ = socket.emit("welcome", socket.auth());
+                        });
                         socket.on("double", |_socket, msg| async move {
                             let n: i64 = msg.data().map_err(|e| e.to_string())?;
                             msg.ack(&(n * 2)).map_err(|e| e.to_string())
@@ -375,6 +380,7 @@ macro_rules! runtime_tests {
                         let _ = tx.send(payload);
                     });
                     assert_eq!(socket.wait_connected().await, Ok(false));
+                    socket.emit("ready", &()).expect("connected");
                     let doubled = socket
                         .timeout(Duration::from_secs(5))
                         .emit_with_ack("double", &21)

@@ -551,3 +551,43 @@ fn frames_that_follow_the_handshake_in_the_same_read_are_kept() {
         matches!(evs.as_slice(), [Event::Open(_), Event::Message(m)] if *m == Message::text("early bird"))
     );
 }
+
+#[test]
+fn bytes_that_are_not_written_in_time_end_the_connection() {
+    let config = Config::default().write_timeout(Duration::from_secs(20));
+    let (mut server, start) = open_server(config);
+    // The handshake's bytes went out.
+    server.handle_written(start, usize::MAX);
+    assert_eq!(server.poll_timeout(), None, "nothing waits: no timer");
+    server.send(Message::text("x".repeat(1000))).expect("open");
+    let wire = drain(&mut server).len();
+    // Half goes out at once; the rest waits, and each bit of progress moves the
+    // deadline.
+    server.handle_written(start, wire / 2);
+    assert_eq!(server.poll_timeout(), Some(start + Duration::from_secs(20)));
+    let later = start + Duration::from_secs(15);
+    server.handle_written(later, 1);
+    assert_eq!(server.poll_timeout(), Some(later + Duration::from_secs(20)));
+    server.handle_written(later + Duration::from_secs(1), 0);
+    assert_eq!(server.poll_timeout(), Some(later + Duration::from_secs(20)));
+    server.handle_timeout(later + Duration::from_secs(20));
+    assert!(server.write_timed_out());
+    let closed = events(&mut server)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Closed(c) => Some(c),
+            _ => None,
+        })
+        .expect("closed");
+    assert_eq!(closed.error, Some(Error::WriteTimeout));
+    assert!(server.should_close_transport());
+    // All of it written: no timer. A driver that never reports writes has none either.
+    let (mut quiet, now) = open_server(Config::default());
+    quiet.send(Message::text("y")).expect("open");
+    let _ = drain(&mut quiet);
+    assert_eq!(quiet.poll_timeout(), None);
+    quiet.handle_written(now, 0);
+    assert_eq!(quiet.poll_timeout(), Some(now + Duration::from_secs(20)));
+    quiet.handle_written(now, usize::MAX);
+    assert_eq!(quiet.poll_timeout(), None);
+}

@@ -35,6 +35,11 @@ pub struct Config {
     pub close_timeout: Duration,
     /// Keepalive pings, off by default.
     pub keepalive: Option<Keepalive>,
+    /// How long bytes may wait to be written with none going out (default 20 s) before
+    /// the connection is dropped ([`Error::WriteTimeout`]): a peer that stops reading
+    /// cannot hold the connection and its queued bytes. It applies when the driver
+    /// reports its writes ([`Connection::handle_written`]).
+    pub write_timeout: Duration,
     /// Server: the subprotocols supported, in order of preference; the first one the
     /// client also offers is selected. Client: the subprotocols to offer.
     pub protocols: Vec<String>,
@@ -59,6 +64,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
             keepalive: None,
+            write_timeout: Duration::from_secs(20),
             protocols: Vec::new(),
             max_pending_pongs: 16,
             deflate: None,
@@ -114,6 +120,12 @@ impl Config {
     /// Sets [`Config::close_timeout`].
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Config::write_timeout`].
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
         self
     }
 
@@ -264,6 +276,7 @@ struct Timers {
     linger: Option<Instant>,
     ping: Option<Instant>,
     pong: Option<Instant>,
+    write: Option<Instant>,
 }
 
 impl Timers {
@@ -274,6 +287,7 @@ impl Timers {
             self.linger,
             self.ping,
             self.pong,
+            self.write,
         ]
         .into_iter()
         .flatten()
@@ -321,6 +335,10 @@ pub struct Connection {
     control: BytesMut,
     out: Queue<Bytes>,
     out_bytes: usize,
+    /// Bytes handed out by `poll_transmit` and not yet reported written.
+    unwritten: usize,
+    /// The write timeout fired: what is unwritten will never be.
+    write_timed_out: bool,
     pongs: Queue<Bytes>,
     events: Queue<Event>,
     timers: Timers,
@@ -413,6 +431,8 @@ impl Connection {
             control: BytesMut::new(),
             out: Queue::new(),
             out_bytes: 0,
+            unwritten: 0,
+            write_timed_out: false,
             pongs: Queue::new(),
             events: Queue::new(),
             timers: Timers::default(),
@@ -499,6 +519,16 @@ impl Connection {
             self.timers.pong = None;
             self.lose(Error::KeepaliveTimeout, Side::Local);
         }
+        if due(self.timers.write) {
+            self.timers.write = None;
+            self.write_timed_out = true;
+            self.lose(Error::WriteTimeout, Side::Local);
+            // Already ended (a close frame the peer never read): nothing more goes out.
+            self.out.clear();
+            self.out_bytes = 0;
+            self.pongs.clear();
+            self.close_transport = true;
+        }
         if due(self.timers.linger) {
             self.timers.linger = None;
             self.close_transport = true;
@@ -519,12 +549,36 @@ impl Connection {
     /// The next bytes to write to the transport, in order.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        if let Some(pong) = self.pongs.pop_front() {
-            return Some(pong);
-        }
-        let bytes = self.out.pop_front()?;
-        self.out_bytes -= bytes.len();
+        let bytes = match self.pongs.pop_front() {
+            Some(pong) => pong,
+            None => {
+                let bytes = self.out.pop_front()?;
+                self.out_bytes -= bytes.len();
+                bytes
+            }
+        };
+        self.unwritten += bytes.len();
         Some(bytes)
+    }
+
+    /// After each attempt to write what [`poll_transmit`](Self::poll_transmit) gave:
+    /// `bytes` of it went out. While bytes wait with none going out, the connection is
+    /// dropped after [`Config::write_timeout`]; a driver that never calls this has no
+    /// write timeout.
+    pub fn handle_written(&mut self, now: Instant, bytes: usize) {
+        self.unwritten = self.unwritten.saturating_sub(bytes);
+        if self.unwritten == 0 || self.write_timed_out {
+            self.timers.write = None;
+        } else if bytes > 0 || self.timers.write.is_none() {
+            self.timers.write = Some(now + self.config.write_timeout);
+        }
+    }
+
+    /// The write timeout fired: drop what is still unwritten and shut the transport
+    /// (the connection has ended, with [`Error::WriteTimeout`] if it had not already).
+    #[must_use]
+    pub fn write_timed_out(&self) -> bool {
+        self.write_timed_out
     }
 
     /// The next event.

@@ -180,6 +180,9 @@ pub enum Error {
     CloseTimeout,
     /// The peer did not answer a keepalive ping in time.
     KeepaliveTimeout,
+    /// Bytes waited to be written longer than the write timeout with none going out:
+    /// the peer stopped reading.
+    WriteTimeout,
 }
 
 impl fmt::Display for Error {
@@ -191,6 +194,9 @@ impl fmt::Display for Error {
             Self::HandshakeTimeout => f.write_str("opening handshake timed out"),
             Self::CloseTimeout => f.write_str("closing handshake timed out"),
             Self::KeepaliveTimeout => f.write_str("keepalive ping not answered in time"),
+            Self::WriteTimeout => {
+                f.write_str("no write progress in time: the peer stopped reading")
+            }
         }
     }
 }

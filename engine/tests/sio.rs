@@ -921,25 +921,34 @@ fn cluster_messages_repeat_operations_on_other_servers() {
     assert!(!h2.events.iter().any(|e| matches!(e, Event::Cluster(_))));
 }
 
-#[test]
-fn polling_clients_get_the_same_packet_bytes() {
-    let mut h = harness(config());
-    let (ws_client, _) = h.connect("/");
-    // A polling client: handshake, CONNECT, then poll.
-    let get = |h: &mut Harness, q: &str| match h
+/// A polling GET on the Socket.IO path (`q`: its query): the response body.
+fn polling_get(h: &mut Harness, q: &str) -> String {
+    match h
         .server
         .handle_request(h.now, &request(&format!("{PATH}?{q}")))
     {
         Reply::Respond(r) => String::from_utf8(r.body.to_vec()).expect("utf8"),
         other => panic!("{other:?}"),
-    };
-    let open = get(&mut h, "EIO=4&transport=polling");
-    let sid = open
-        .split("\"sid\":\"")
+    }
+}
+
+/// An Engine.IO v4 polling handshake: the session id.
+fn polling_handshake(h: &mut Harness) -> String {
+    let open = polling_get(h, "EIO=4&transport=polling");
+    open.split("\"sid\":\"")
         .nth(1)
         .and_then(|s| s.split('"').next())
         .expect("sid")
-        .to_owned();
+        .to_owned()
+}
+
+#[test]
+fn polling_clients_get_the_same_packet_bytes() {
+    let mut h = harness(config());
+    let (ws_client, _) = h.connect("/");
+    // A polling client: handshake, CONNECT, then poll.
+    let get = polling_get;
+    let sid = polling_handshake(&mut h);
     let raw = format!(
         "POST {PATH}?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n40"
     );
@@ -1101,19 +1110,7 @@ fn a_websocket_link_parses_the_json_before_the_server_sees_it() {
 #[test]
 fn a_polling_payload_is_parsed_by_the_preparer_apart_from_the_server() {
     let mut h = harness(config());
-    let open = match h
-        .server
-        .handle_request(h.now, &request(&format!("{PATH}?EIO=4&transport=polling")))
-    {
-        Reply::Respond(r) => String::from_utf8(r.body.to_vec()).expect("utf8"),
-        other => panic!("{other:?}"),
-    };
-    let sid = open
-        .split("\"sid\":\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .expect("sid")
-        .to_owned();
+    let sid = polling_handshake(&mut h);
     let post = |body: &str| {
         world::request(
             "POST",

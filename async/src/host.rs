@@ -8,10 +8,10 @@
 //! connection drives its own [`WsLink`]: frames are decoded, inflated, encoded and
 //! compressed in the connection's task with the lock released, and Socket.IO's JSON
 //! parsed there too (as it is for polling payloads, through the endpoint's
-//! [`eio::Preparer`]), so one connection's large messages do not hold up the others. The serve loops
-//! (`eio::serve`, `sio::serve`) spawn [`Host::serve_connection`] for every accepted
-//! connection, and `eio::server`/`sio::server` spawn [`Host::run_timers`] once.
-//! [`EioServer`] is the Engine.IO host. The lock is the host's own: handles never
+//! [`eio::Preparer`]), so one connection's large messages do not hold up the others.
+//! The serve loops (`eio::serve`, `sio::serve`) spawn [`Host::serve_connection`] for
+//! every accepted connection, and `eio::server`/`sio::server` spawn
+//! [`Host::run_timers`] once. [`EioServer`] is the Engine.IO host. The lock is the host's own: handles never
 //! expose it, so the state can later be sharded per worker without an API change.
 
 use std::collections::VecDeque;
@@ -417,7 +417,8 @@ impl<E: Endpoint> Host<E> {
         self.lock().server.session_count()
     }
 
-    /// Fires the endpoint's deadlines (heartbeats, upgrade and WebSocket timeouts).
+    /// Fires the endpoint's deadlines (heartbeats, upgrade timeouts; each WebSocket's
+    /// own are its connection's).
     /// Spawn it once; it runs until the process ends.
     pub async fn run_timers<C: Clock>(&self, mut clock: C) {
         poll_fn(move |cx| loop {

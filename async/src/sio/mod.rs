@@ -472,7 +472,11 @@ impl SocketIo {
         if in_flight.load(Ordering::Relaxed) >= self.inner.max_in_flight {
             // A client that sends events faster than their handlers finish: it is
             // disconnected rather than allowed to pile up handler tasks.
-            tracing::warn!(%sid, limit = self.inner.max_in_flight, "too many event handlers in flight: socket disconnected");
+            tracing::warn!(
+                %sid,
+                limit = self.inner.max_in_flight,
+                "too many event handlers in flight: socket disconnected"
+            );
             let now = self.now();
             self.inner.host.with(|s| {
                 let _ = s.disconnect(now, &sid, false);

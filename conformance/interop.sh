@@ -6,6 +6,7 @@
 #   conformance/interop.sh sio tokio|smol          real Socket.IO clients against sio-server
 #   conformance/interop.sh sio-client tokio|smol   our Socket.IO client against Node's
 #                                                  socket.io server and against sio-server
+#   conformance/interop.sh axum tokio              the sio clients against axum-app
 #
 # eio: installs the clients (npm `engine.io-client`, PyPI `python-engineio[client]`) on
 # first use, starts `eio-server` on a free port, runs each client over polling,
@@ -14,6 +15,9 @@
 # sio: npm `socket.io-client` and PyPI `python-socketio` against `sio-server` (events,
 # acks both ways, binary, namespaces, middleware, rooms, on every transport), and
 # socket.io-client's connection-state recovery against `sio-server --recovery`.
+# axum: the same clients and cases against `axum-app` (the same Socket.IO server
+# mounted in an axum app through the tower layer), with `GET /health` asked every
+# 100 ms on the same port while they run: each answer must be `200 ok`.
 # sio-client: our `sio-client` against Node's `socket.io` (interop/sio-server.mjs) and
 # against our `sio-server`: auth, events, binary, acks both ways, multiplexing,
 # middleware, a server restart (killed and started again when the client prints
@@ -25,9 +29,10 @@
 set -euo pipefail
 
 what="${1:-}"; runtime="${2:-}"
-usage="usage: $0 eio|eio-client|sio|sio-client tokio|smol"
-case "$what" in eio|eio-client|sio|sio-client) ;; *) echo "$usage" >&2; exit 2 ;; esac
+usage="usage: $0 eio|eio-client|sio|sio-client tokio|smol, or $0 axum tokio"
+case "$what" in eio|eio-client|sio|sio-client|axum) ;; *) echo "$usage" >&2; exit 2 ;; esac
 case "$runtime" in tokio|smol) ;; *) echo "$usage" >&2; exit 2 ;; esac
+if [ "$what" = axum ] && [ "$runtime" != tokio ]; then echo "$usage" >&2; exit 2; fi
 
 [ -n "${WIRESTATE_BIN_DIR:-}" ] && WIRESTATE_BIN_DIR="$(cd "$WIRESTATE_BIN_DIR" && pwd)"
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -48,7 +53,7 @@ then
     python3 -m pip install -q --disable-pip-version-check -r requirements.txt >&2
 fi
 if [ -z "${WIRESTATE_BIN_DIR:-}" ]; then
-    (cd "$root" && cargo build --release --quiet -p wirestate-conformance --bin eio-server --bin eio-client --bin sio-server --bin sio-client)
+    (cd "$root" && cargo build --release --quiet -p wirestate-conformance --bin eio-server --bin eio-client --bin sio-server --bin sio-client --bin axum-app)
     bindir="$root/target/release"
 else
     bindir="$WIRESTATE_BIN_DIR"
@@ -129,13 +134,14 @@ if [ "$what" = eio ]; then
     "$bindir/eio-server" --runtime "$runtime" --addr "127.0.0.1:$port" > "$log" 2>&1 &
     clients=("node eio-client.mjs" "python3 eio_client.py")
     peers="engine.io-client (npm) and python-engineio (PyPI) against eio-server"
-elif [ "$what" = sio ]; then
+elif [ "$what" = sio ] || [ "$what" = axum ]; then
+    bin=sio-server; [ "$what" = axum ] && bin=axum-app
     rport="$(free_port)"
-    "$bindir/sio-server" --runtime "$runtime" --addr "127.0.0.1:$rport" --recovery > "$log.recovery" 2>&1 &
+    "$bindir/$bin" --runtime "$runtime" --addr "127.0.0.1:$rport" --recovery > "$log.recovery" 2>&1 &
     extra=$!
-    "$bindir/sio-server" --runtime "$runtime" --addr "127.0.0.1:$port" > "$log" 2>&1 &
+    "$bindir/$bin" --runtime "$runtime" --addr "127.0.0.1:$port" > "$log" 2>&1 &
     clients=("node sio-client.mjs" "python3 sio_client.py")
-    peers="socket.io-client (npm) and python-socketio (PyPI) against sio-server"
+    peers="socket.io-client (npm) and python-socketio (PyPI) against $bin"
 else
     node eio-server.mjs "$port" > "$log" 2>&1 &
     clients=("$bindir/eio-client --runtime $runtime --url")
@@ -153,7 +159,25 @@ done
 passed=0; failed=0
 runs=()
 for client in "${clients[@]}"; do runs+=("$client http://127.0.0.1:$port"); done
-[ "$what" = sio ] && runs+=("node sio-client.mjs http://127.0.0.1:$rport recovery")
+[ "$what" != eio ] && [ "$what" != eio-client ] && runs+=("node sio-client.mjs http://127.0.0.1:$rport recovery")
+health=""
+if [ "$what" = axum ]; then
+    # The application's own route, on the same port, while the clients run.
+    python3 - "$port" > "$log.health" 2>&1 <<'PY' &
+import sys, time, urllib.request
+ok = bad = 0
+while True:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/health", timeout=5) as r:
+            good = r.status == 200 and r.read() == b"ok"
+    except Exception:
+        good = False
+    ok, bad = ok + good, bad + (not good)
+    print(ok, bad, flush=True)
+    time.sleep(0.1)
+PY
+    health=$!
+fi
 # The number of cases each client run has.
 expected() {
     case "$1" in
@@ -170,6 +194,16 @@ for run in "${runs[@]}"; do
     out="$(timeout 240 $run 2>&1)" || status=$?
     check "$client" "$status" "$out" "$(expected "$run")"
 done
+if [ -n "$health" ]; then
+    kill "$health" 2>/dev/null || true; wait "$health" 2>/dev/null || true
+    read -r ok bad < <(tail -n 1 "$log.health")
+    if [ "${ok:-0}" -gt 0 ] && [ "${bad:-1}" -eq 0 ]; then
+        echo "ok GET /health answered $ok times during the run"; passed=$((passed + 1))
+    else
+        echo "FAIL GET /health: ${ok:-0} good answers, ${bad:-?} bad"; failed=$((failed + 1))
+    fi
+    rm -f "$log.health"
+fi
 if ! kill -0 "$server" 2>/dev/null; then
     echo "FAIL the server exited during the run:"; cat "$log"; failed=$((failed + 1))
 fi

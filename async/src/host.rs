@@ -362,7 +362,7 @@ impl<E: Endpoint> Host<E> {
     }
 
     /// Passes queued events to the hook, one drainer at a time.
-    fn drain_events(&self) {
+    pub(crate) fn drain_events(&self) {
         let Some(hook) = &self.settings.hook else {
             return;
         };
@@ -465,70 +465,27 @@ impl<E: Endpoint> Host<E> {
         )
         .with_request_timeout(limits.request_timeout, clock.now());
         let mut out = Outbox::default();
-        let mut conn = ConnGuard {
-            host: self,
-            mode: Mode::Http,
-            busy: false,
-        };
+        let mut conn = ConnGuard::new(self.clone());
         let mut read_eof = false;
-        // Since when bytes have waited to be written with none going out.
-        let mut stalled_since: Option<Instant> = None;
+        let mut stall = Stall::default();
         let done = poll_fn(|cx| {
             loop {
                 // Everything queued for this connection goes out first.
                 while let Some(b) = http.poll_transmit() {
                     out.push(b);
                 }
-                if let Mode::Ws(link) = &mut conn.mode {
-                    let tid = link.transport();
-                    let mut s = self.lock();
-                    let written = link.take_written();
-                    if written > 0 {
-                        s.server.handle_ws_written(tid, written);
-                    }
-                    if s.ws_aborted.contains_key(&tid) {
-                        // A slow consumer: dropped with what it did not read.
-                        return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
-                    }
-                    let outputs = s.ws_out.remove(&tid).unwrap_or_default();
-                    // Registered under the same lock as the take above, so that outputs
-                    // dispatched by another thread right after it still wake us.
-                    s.wakers.insert(Mailbox::Ws(tid), cx.waker().clone());
-                    drop(s);
-                    // Encoded and compressed here, with the lock released.
-                    let now = clock.now();
-                    for output in outputs {
-                        link.handle_output(now, output);
-                    }
-                    while let Some(b) = link.poll_transmit() {
-                        out.push(b);
-                    }
-                    if out.is_empty() && link.should_close_transport() {
-                        return shutdown(&mut io, cx);
-                    }
-                }
                 let was_empty = out.is_empty();
-                let written = match out.write_to(&mut io, cx) {
-                    Ok(n) => n,
-                    Err(e) => return Poll::Ready(Err(e)),
-                };
-                if let Mode::Ws(link) = &mut conn.mode {
-                    link.handle_written(written);
+                if let Err(e) = stall.write(&mut out, &mut io, cx, &clock) {
+                    return Poll::Ready(Err(e));
                 }
-                if out.is_empty() {
-                    if !was_empty && matches!(conn.mode, Mode::Http) {
-                        http.handle_written(clock.now());
-                    }
-                    stalled_since = None;
-                } else if written > 0 || stalled_since.is_none() {
-                    stalled_since = Some(clock.now());
+                if out.is_empty() && !was_empty && matches!(conn.mode, Mode::Http) {
+                    http.handle_written(clock.now());
                 }
                 // One deadline at a time on the clock: the write timeout while bytes
                 // wait, the request timeout while a request is awaited.
-                let write_deadline = stalled_since.map(|t| t + limits.write_timeout);
+                let write_deadline = stall.deadline(limits);
                 let own_deadline = match &conn.mode {
                     Mode::Http if out.is_empty() => http.poll_timeout(),
-                    Mode::Ws(link) => link.poll_timeout(),
                     _ => None,
                 };
                 if let Some(deadline) = write_deadline.into_iter().chain(own_deadline).min() {
@@ -537,13 +494,7 @@ impl<E: Endpoint> Host<E> {
                         if write_deadline.is_some_and(|d| now >= d) {
                             return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
                         }
-                        match &mut conn.mode {
-                            Mode::Ws(link) => {
-                                link.handle_timeout(now);
-                                self.deliver(link, now);
-                            }
-                            _ => http.handle_timeout(now),
-                        }
+                        http.handle_timeout(now);
                         continue;
                     }
                 }
@@ -551,10 +502,16 @@ impl<E: Endpoint> Host<E> {
                     Mode::Http => {
                         if let Some(mut request) = http.poll_request() {
                             request.peer_addr = peer_addr;
-                            conn.mode = self.route(&mut http, request, clock.now());
-                            let busy = matches!(conn.mode, Mode::Ws(_) | Mode::Parked(_));
-                            conn.set_busy(busy);
+                            let mode = self.route(&mut http, request, clock.now());
+                            conn.enter(mode);
                             self.drain_events();
+                            if matches!(conn.mode, Mode::Ws(_)) {
+                                // The rest of the connection is the WebSocket's.
+                                while let Some(b) = http.poll_transmit() {
+                                    out.push(b);
+                                }
+                                return Poll::Ready(Ok(()));
+                            }
                             continue;
                         }
                         if http.should_close() && out.is_empty() {
@@ -568,18 +525,10 @@ impl<E: Endpoint> Host<E> {
                         return Poll::Pending;
                     }
                     Mode::Parked(poll) => {
-                        let mut s = self.lock();
-                        match s.responses.remove(&poll) {
-                            Some(response) => {
-                                drop(s);
-                                http.respond(clock.now(), response);
-                                conn.mode = Mode::Http;
-                                conn.set_busy(false);
-                                continue;
-                            }
-                            None => {
-                                s.wakers.insert(Mailbox::Poll(poll), cx.waker().clone());
-                            }
+                        if let Poll::Ready(response) = self.poll_parked(poll, cx) {
+                            http.respond(clock.now(), response);
+                            conn.enter(Mode::Http);
+                            continue;
                         }
                         if !http.wants_input() {
                             // Nothing more is read behind a parked poll than a head's
@@ -587,7 +536,7 @@ impl<E: Endpoint> Host<E> {
                             return Poll::Pending;
                         }
                     }
-                    Mode::Ws(_) => {}
+                    Mode::Ws(_) => return Poll::Ready(Ok(())),
                 }
                 if read_eof || out.len() > HIGH_WATER {
                     if read_eof && matches!(conn.mode, Mode::Http) && out.is_empty() {
@@ -598,43 +547,25 @@ impl<E: Endpoint> Host<E> {
                 if matches!(conn.mode, Mode::Http) && !http.wants_input() {
                     return Poll::Pending;
                 }
-                let now = clock.now();
-                let mode = &mut conn.mode;
                 let read = super::with_read_buf(|buf| {
                     let r = io.poll_read(cx, buf);
                     if let Poll::Ready(Ok(n)) = r {
-                        if n > 0 {
-                            match mode {
-                                // Decoded here, with the lock released.
-                                Mode::Ws(link) => link.handle_input(now, &buf[..n]),
-                                Mode::Http | Mode::Parked(_) | Mode::Handoff(..) => {
-                                    http.handle_input(&buf[..n])
-                                }
-                            }
-                        }
+                        http.handle_input(&buf[..n]);
                     }
                     r
                 });
                 match read {
                     Poll::Ready(Ok(0)) => {
                         read_eof = true;
-                        match &mut conn.mode {
+                        match conn.mode {
                             Mode::Http | Mode::Handoff(..) => http.handle_eof(),
                             Mode::Parked(_) | Mode::Ws(_) => {
-                                if let Mode::Ws(link) = &mut conn.mode {
-                                    link.handle_eof(now);
-                                    self.deliver(link, now);
-                                }
-                                conn.release(now);
+                                conn.release(clock.now());
                                 return shutdown(&mut io, cx);
                             }
                         }
                     }
-                    Poll::Ready(Ok(_)) => {
-                        if let Mode::Ws(link) = &mut conn.mode {
-                            self.deliver(link, now);
-                        }
-                    }
+                    Poll::Ready(Ok(_)) => {}
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Pending => return Poll::Pending,
                 }
@@ -649,12 +580,115 @@ impl<E: Endpoint> Host<E> {
                 let ws = WebSocket::accept_request(io, clock, config, *request, &rest);
                 Ok(Some((path, ws)))
             }
+            (Ok(()), mode @ Mode::Ws(_)) => {
+                conn.mode = mode;
+                self.drive_ws(io, clock, conn, out).await.map(|()| None)
+            }
             (done, mode) => {
                 // The guard releases what the connection held, however it ended (a
                 // cleanly closed WebSocket still has its waker registered).
                 conn.mode = mode;
                 drop(conn);
                 done.map(|()| None)
+            }
+        }
+    }
+
+    /// Runs an upgraded Engine.IO WebSocket (`conn` holds its link) over `io` until it
+    /// closes, after writing `out` (what the connection still owed before it).
+    pub(crate) async fn drive_ws<T: Transport, C: Clock>(
+        &self,
+        mut io: T,
+        mut clock: C,
+        mut conn: ConnGuard<E>,
+        mut out: Outbox,
+    ) -> io::Result<()> {
+        let limits = self.settings.limits;
+        let mut stall = Stall::default();
+        poll_fn(|cx| loop {
+            let Mode::Ws(link) = &mut conn.mode else {
+                return Poll::Ready(Ok(()));
+            };
+            let tid = link.transport();
+            let mut s = self.lock();
+            let written = link.take_written();
+            if written > 0 {
+                s.server.handle_ws_written(tid, written);
+            }
+            if s.ws_aborted.contains_key(&tid) {
+                // A slow consumer: dropped with what it did not read.
+                return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+            }
+            let outputs = s.ws_out.remove(&tid).unwrap_or_default();
+            // Registered under the same lock as the take above, so that outputs
+            // dispatched by another thread right after it still wake us.
+            s.wakers.insert(Mailbox::Ws(tid), cx.waker().clone());
+            drop(s);
+            // Encoded and compressed here, with the lock released.
+            let now = clock.now();
+            for output in outputs {
+                link.handle_output(now, output);
+            }
+            while let Some(b) = link.poll_transmit() {
+                out.push(b);
+            }
+            if out.is_empty() && link.should_close_transport() {
+                return shutdown(&mut io, cx);
+            }
+            match stall.write(&mut out, &mut io, cx, &clock) {
+                Ok(written) => link.handle_written(written),
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            let write_deadline = stall.deadline(limits);
+            if let Some(deadline) = write_deadline.into_iter().chain(link.poll_timeout()).min() {
+                if clock.poll_until(cx, deadline).is_ready() {
+                    let now = clock.now();
+                    if write_deadline.is_some_and(|d| now >= d) {
+                        return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                    }
+                    link.handle_timeout(now);
+                    self.deliver(link, now);
+                    continue;
+                }
+            }
+            if out.len() > HIGH_WATER {
+                return Poll::Pending;
+            }
+            let now = clock.now();
+            let read = super::with_read_buf(|buf| {
+                let r = io.poll_read(cx, buf);
+                if let Poll::Ready(Ok(n)) = r {
+                    // Decoded here, with the lock released.
+                    link.handle_input(now, &buf[..n]);
+                }
+                r
+            });
+            match read {
+                Poll::Ready(Ok(0)) => {
+                    link.handle_eof(now);
+                    self.deliver(link, now);
+                    conn.release(now);
+                    return shutdown(&mut io, cx);
+                }
+                Poll::Ready(Ok(_)) => self.deliver(link, now),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        })
+        .await
+        // The guard releases what the connection held, however it ended (a cleanly
+        // closed WebSocket still has its waker registered).
+    }
+
+    /// The response to parked poll `poll`, once the endpoint has given it; until then
+    /// `cx` is woken when it does.
+    fn poll_parked(&self, poll: PollId, cx: &mut Context<'_>) -> Poll<Response> {
+        let mut s = self.lock();
+        match s.responses.remove(&poll) {
+            Some(response) => Poll::Ready(response),
+            None => {
+                s.wakers.insert(Mailbox::Poll(poll), cx.waker().clone());
+                Poll::Pending
             }
         }
     }
@@ -676,40 +710,89 @@ impl<E: Endpoint> Host<E> {
         self.drain_events();
     }
 
+    /// Hands one request to the endpoint, if its path is the endpoint's (`None`
+    /// otherwise). The caller runs the handlers ([`drain_events`](Self::drain_events))
+    /// once it has taken what the reply holds.
+    pub(crate) fn handle_request(&self, request: &Request, now: Instant) -> Option<Reply> {
+        // A polling payload (and its JSON) is decoded here, with the lock released.
+        let prepared = self.settings.preparer.prepare(request);
+        let mut s = self.lock();
+        if !s.server.matches(request.head.path()) {
+            return None;
+        }
+        let reply = s.server.handle_prepared(now, request, prepared);
+        s.dispatch();
+        Some(reply)
+    }
+
+    /// Whether requests for `path` are the endpoint's.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn matches(&self, path: &str) -> bool {
+        self.lock().server.matches(path)
+    }
+
+    /// The largest request body the endpoint takes.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn max_body_size(&self) -> usize {
+        self.lock().server.max_body_size()
+    }
+
     /// Hands one request to the endpoint, or to a plain WebSocket route (the core's
     /// [`ws::handshake::route`] decides, and answers the rest).
     fn route(&self, http: &mut ServerConn, request: Request, now: Instant) -> Mode {
-        // A polling payload (and its JSON) is decoded here, with the lock released.
-        let prepared = self.settings.preparer.prepare(&request);
-        let mut s = self.lock();
-        if !s.server.matches(request.head.path()) {
-            drop(s);
-            return match ws::handshake::route(&self.settings.routes, request.head) {
+        match self.handle_request(&request, now) {
+            None => match ws::handshake::route(&self.settings.routes, request.head) {
                 Ok((upgrade, config)) => Mode::Handoff(Box::new(upgrade), config.clone()),
                 Err(response) => {
                     http.respond(now, response);
                     Mode::Http
                 }
-            };
-        }
-        let reply = s.server.handle_prepared(now, &request, prepared);
-        let mode = match reply {
-            Reply::Respond(response) => {
+            },
+            Some(Reply::Respond(response)) => {
                 http.respond(now, response);
                 Mode::Http
             }
-            Reply::Park(poll) => Mode::Parked(poll),
-            Reply::Upgrade(mut link) => {
+            Some(Reply::Park(poll)) => Mode::Parked(poll),
+            Some(Reply::Upgrade(mut link)) => {
                 let rest = http.upgrade(Bytes::new());
                 if !rest.is_empty() {
                     link.handle_input(now, &rest);
-                    link.deliver(now, &mut s.server);
+                    self.deliver(&mut link, now);
                 }
                 Mode::Ws(link)
             }
-        };
-        s.dispatch();
-        mode
+        }
+    }
+}
+
+/// Write progress of one connection: since when bytes have waited with none going
+/// out, for [`HttpLimits::write_timeout`].
+#[derive(Default)]
+struct Stall {
+    since: Option<Instant>,
+}
+
+impl Stall {
+    /// Writes what `out` holds, as far as `io` takes it, and notes the progress.
+    fn write<T: Transport, C: Clock>(
+        &mut self,
+        out: &mut Outbox,
+        io: &mut T,
+        cx: &mut Context<'_>,
+        clock: &C,
+    ) -> io::Result<usize> {
+        let written = out.write_to(io, cx)?;
+        if out.is_empty() {
+            self.since = None;
+        } else if written > 0 || self.since.is_none() {
+            self.since = Some(clock.now());
+        }
+        Ok(written)
+    }
+
+    /// When the connection times out if nothing more is written.
+    fn deadline(&self, limits: HttpLimits) -> Option<Instant> {
+        self.since.map(|t| t + limits.write_timeout)
     }
 }
 
@@ -717,13 +800,61 @@ impl<E: Endpoint> Host<E> {
 /// [`Host::serve_connection`] (its `Drop`): the mailbox entries of its parked poll or
 /// WebSocket (the endpoint is told the client went away, a no-op if the session
 /// already ended) and its count as a busy connection.
-struct ConnGuard<'a, E: Endpoint> {
-    host: &'a Host<E>,
+pub(crate) struct ConnGuard<E: Endpoint> {
+    host: Host<E>,
     mode: Mode,
     busy: bool,
 }
 
-impl<E: Endpoint> ConnGuard<'_, E> {
+impl<E: Endpoint> ConnGuard<E> {
+    pub(crate) fn new(host: Host<E>) -> Self {
+        Self {
+            host,
+            mode: Mode::Http,
+            busy: false,
+        }
+    }
+
+    /// A guard for a parked poll or an upgraded WebSocket (other replies hold nothing).
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn holding(host: Host<E>, reply: Reply) -> Result<Self, Reply> {
+        let mode = match reply {
+            Reply::Park(poll) => Mode::Parked(poll),
+            Reply::Upgrade(link) => Mode::Ws(link),
+            reply @ Reply::Respond(_) => return Err(reply),
+        };
+        let mut guard = Self::new(host);
+        guard.enter(mode);
+        Ok(guard)
+    }
+
+    /// The link of an upgraded WebSocket.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn link(&mut self) -> Option<&mut WsLink> {
+        match &mut self.mode {
+            Mode::Ws(link) => Some(link),
+            _ => None,
+        }
+    }
+
+    /// The response to the parked poll it holds, once the endpoint has given it.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn poll_response(&mut self, cx: &mut Context<'_>) -> Poll<Option<Response>> {
+        let Mode::Parked(poll) = self.mode else {
+            return Poll::Ready(None);
+        };
+        let response = std::task::ready!(self.host.poll_parked(poll, cx));
+        self.enter(Mode::Http);
+        Poll::Ready(Some(response))
+    }
+
+    /// Switches to `mode` (from one that holds nothing, or back to plain HTTP once a
+    /// parked poll was answered).
+    fn enter(&mut self, mode: Mode) {
+        self.set_busy(matches!(mode, Mode::Ws(_) | Mode::Parked(_)));
+        self.mode = mode;
+    }
+
     fn set_busy(&mut self, busy: bool) {
         if busy == self.busy {
             return;
@@ -768,7 +899,7 @@ impl<E: Endpoint> ConnGuard<'_, E> {
     }
 }
 
-impl<E: Endpoint> Drop for ConnGuard<'_, E> {
+impl<E: Endpoint> Drop for ConnGuard<E> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             // Unwinding, perhaps from under the host's lock: do not lock again.

@@ -34,6 +34,8 @@ mod eio_client;
 mod host;
 pub mod mem;
 pub mod sio;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 mod ws;
 
@@ -508,6 +510,12 @@ macro_rules! runtime_api {
             $crate::client(&$rt, $io::new(stream), request, config).await
         }
 
+        /// Serving inside a hyper 1 / tower / axum application.
+        #[cfg(feature = "tower")]
+        pub mod tower {
+            pub use $crate::tower::*;
+        }
+
         /// Engine.IO servers and clients on this runtime.
         pub mod eio {
             use super::{$io, $rt};
@@ -547,6 +555,15 @@ macro_rules! runtime_api {
                 $io<S>: $crate::Transport,
             {
                 $crate::eio::serve_connection(&$rt, server, $io::new(stream), peer_addr).await
+            }
+
+            /// A tower layer that serves `server` at its path inside a hyper or axum
+            /// application (see [`tower`](super::tower)).
+            #[cfg(feature = "tower")]
+            pub fn layer(
+                server: &EioServer,
+            ) -> $crate::tower::EngineLayer<$crate::engine::eio::Server, $rt> {
+                $crate::tower::EngineLayer::new(&$rt, server.clone())
             }
 
             /// Accepts connections for ever, serving each on its own task (an accept
@@ -606,6 +623,15 @@ macro_rules! runtime_api {
                 $io<S>: $crate::Transport,
             {
                 $crate::sio::serve_connection(&$rt, io, $io::new(stream), peer_addr).await
+            }
+
+            /// A tower layer that serves `io` at its path inside a hyper or axum
+            /// application (see [`tower`](super::tower)).
+            #[cfg(feature = "tower")]
+            pub fn layer(
+                io: &SocketIo,
+            ) -> $crate::tower::EngineLayer<$crate::engine::sio::Server, $rt> {
+                $crate::tower::EngineLayer::new(&$rt, io.host().clone())
             }
 
             /// Accepts connections, serving each on its own task, until

@@ -3,6 +3,8 @@
 
 use std::net::SocketAddr;
 
+pub mod sio_app;
+
 use wirestate_async::{Clock, Transport, WebSocket};
 
 /// Which async runtime drives the engine.

@@ -20,110 +20,11 @@
 //! official suite must run without it). `--write-timeout` and `--max-connections` set
 //! those HTTP limits (defaults: 20 s, no cap) for the hardening tests.
 
-use std::time::Duration;
-
-use serde_json::json;
-use wirestate_async::sio::{ConnectError, Socket, SocketIo};
+use wirestate_conformance::sio_app::{config, setup};
 use wirestate_conformance::{init_tracing, Args, Runtime};
-use wirestate_engine::eio::{self, Cors};
-use wirestate_engine::sio::{Config, Payload, Recovery};
 
 const USAGE: &str = "sio-server [--runtime tokio|smol] [--addr HOST:PORT] [--recovery] \
                      [--write-timeout MS] [--max-connections N]";
-
-fn config(recovery: bool) -> Config {
-    let config = Config::default()
-        .eio(
-            eio::Config::default()
-                .path("/socket.io/")
-                .heartbeat(Duration::from_millis(300), Duration::from_millis(200))
-                .max_payload(1_000_000)
-                .cors(Cors::any())
-                .allow_eio3(true),
-        )
-        .connect_timeout(Duration::from_millis(1000));
-    if recovery {
-        config.recovery(Recovery::default())
-    } else {
-        config
-    }
-}
-
-fn emit_auth(socket: &Socket) {
-    let _ = socket.emit("auth", socket.auth());
-}
-
-/// Registers the namespaces and handlers.
-fn setup(io: &SocketIo) {
-    io.of("/").on_connection(|socket| async move {
-        emit_auth(&socket);
-        socket.on("message", |socket, mut msg| async move {
-            socket.emit_payload("message-back", msg.take_payload())
-        });
-        socket.on("message-with-ack", |_socket, mut msg| async move {
-            let payload = msg.take_payload();
-            msg.ack_payload(payload)
-        });
-        socket.on("join", |socket, msg| async move {
-            let room: String = msg.data()?;
-            socket.join([room]);
-            msg.ack(&"joined")?;
-            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
-        });
-        socket.on("to-room", |socket, mut msg| async move {
-            let mut payload = msg.take_payload();
-            if payload.is_empty() {
-                return Err("to-room needs a room".to_owned());
-            }
-            let room = payload.args.remove(0);
-            let room = room.as_str().unwrap_or_default().to_owned();
-            let _ = socket.to(room).emit_payload("room-message", payload);
-            Ok(())
-        });
-        socket.on("ask-me", |socket, _msg| async move {
-            let answer = socket
-                .emit_with_ack(
-                    "ask",
-                    Payload::new().arg(json!("question")),
-                    Some(Duration::from_secs(5)),
-                )
-                .await;
-            let reply = match answer {
-                Ok(payload) => Payload {
-                    args: payload.args,
-                    bins: payload.bins,
-                },
-                Err(e) => Payload::new().arg(json!({ "error": e.to_string() })),
-            };
-            let _ = socket.emit_payload("answer", reply);
-        });
-        socket.on("disconnect-me", |socket, _msg| async move {
-            socket.disconnect(false);
-        });
-        socket.on("drop-me", |socket, _msg| async move {
-            socket.close_connection();
-        });
-    });
-    io.of("/custom").on_connection(|socket| async move {
-        emit_auth(&socket);
-    });
-    io.of("/secure")
-        .middleware(|req| async move {
-            if req.auth()["token"] == "secret" {
-                req.set_data(json!({ "user": "alice" }));
-                Ok(())
-            } else {
-                Err(ConnectError::new("not authorized").with_data(json!({ "code": 401 })))
-            }
-        })
-        .on_connection(|socket| async move {
-            let _ = socket.emit("welcome", &socket.data());
-        });
-    io.of_dynamic(|name| name.starts_with("/dyn-"))
-        .on_connection(|socket| async move {
-            let _ = socket.emit("hello", socket.nsp());
-        });
-}
 
 fn main() -> std::io::Result<()> {
     init_tracing();

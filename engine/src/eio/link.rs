@@ -165,6 +165,14 @@ impl WsLink {
         self.transport
     }
 
+    /// Takes the `101 Switching Protocols` response out of the link's output, for a
+    /// host whose HTTP server writes it (hyper): call it before the first
+    /// [`poll_transmit`](Self::poll_transmit). See
+    /// [`ws::Connection::take_handshake_response`].
+    pub fn take_handshake_response(&mut self) -> Option<crate::http::Response> {
+        self.conn.take_handshake_response()
+    }
+
     /// Bytes read from the connection.
     pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
         self.conn.handle_input(now, bytes);

@@ -323,6 +323,9 @@ pub struct Handshake {
     pub headers: Headers,
     /// The client's address, when the connection has one.
     pub peer_addr: Option<std::net::SocketAddr>,
+    /// What the host attached to the first request (an embedding host's request
+    /// extensions).
+    pub extensions: crate::http::Extensions,
 }
 
 /// Why a session ended, named as the reference server names it.
@@ -1181,6 +1184,7 @@ impl Server {
                 target: request.head.target.clone(),
                 headers: request.head.headers.clone(),
                 peer_addr: request.peer_addr,
+                extensions: request.extensions.clone(),
             }),
         });
         sid

@@ -40,24 +40,41 @@ pub struct Headers {
 }
 
 impl Headers {
-    pub(crate) fn from_httparse(raw: &[httparse::Header<'_>]) -> Self {
-        let mut text = Vec::with_capacity(raw.iter().map(|h| h.name.len() + h.value.len()).sum());
-        let mut ends = Vec::with_capacity(raw.len());
-        for h in raw {
+    /// Header lines from `(name, value)` pairs, in order (a request parsed by another
+    /// HTTP server: hyper's `HeaderMap`, say).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Self {
+        Self::with_capacity(pairs, 0)
+    }
+
+    /// [`from_pairs`](Self::from_pairs), with room for `size` bytes of names and
+    /// values.
+    fn with_capacity<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+        size: usize,
+    ) -> Self {
+        let pairs = pairs.into_iter();
+        let mut text = Vec::with_capacity(size);
+        let mut ends = Vec::with_capacity(pairs.size_hint().0);
+        for (name, value) in pairs {
             let (Ok(name_end), Ok(value_end)) = (
-                u32::try_from(text.len() + h.name.len()),
-                u32::try_from(text.len() + h.name.len() + h.value.len()),
+                u32::try_from(text.len() + name.len()),
+                u32::try_from(text.len() + name.len() + value.len()),
             ) else {
-                break; // only past 4 GiB of head, far above any sane head limit
+                break; // past 4 GiB of head
             };
-            text.extend_from_slice(h.name.as_bytes());
-            text.extend_from_slice(h.value);
+            text.extend_from_slice(name.as_bytes());
+            text.extend_from_slice(value);
             ends.push((name_end, value_end));
         }
         Self {
             text: text.into(),
             ends: ends.into(),
         }
+    }
+
+    pub(crate) fn from_httparse(raw: &[httparse::Header<'_>]) -> Self {
+        let size = raw.iter().map(|h| h.name.len() + h.value.len()).sum();
+        Self::with_capacity(raw.iter().map(|h| (h.name, h.value)), size)
     }
 
     /// All header lines.
@@ -68,7 +85,7 @@ impl Headers {
             .map(|(start, &(name_end, value_end))| {
                 let (start, name_end, value_end) =
                     (start as usize, name_end as usize, value_end as usize);
-                // Names came in as `&str` (httparse checks they are tokens).
+                // Names came in as `&str`.
                 let name = std::str::from_utf8(&self.text[start..name_end]).unwrap_or_default();
                 (name, &self.text[name_end..value_end])
             })
@@ -207,6 +224,53 @@ pub struct Request {
     /// The peer's address, when the transport has one (set by whoever serves the
     /// connection: [`ServerConn`] does not know it).
     pub peer_addr: Option<SocketAddr>,
+    /// What the host's HTTP server attached to the request (an embedding host puts
+    /// the application's request extensions here); kept with the session it opens.
+    pub extensions: Extensions,
+}
+
+/// Values a host attaches to a request, opaque to the engine: shared, not copied, by
+/// the session the request opens. Two are equal when they share one attachment.
+#[derive(Clone, Default)]
+pub struct Extensions(Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>);
+
+impl Extensions {
+    /// Attaches `value`.
+    pub fn new<T: std::any::Any + Send + Sync>(value: T) -> Self {
+        Self(Some(std::sync::Arc::new(value)))
+    }
+
+    /// The attached value, if it is a `T`.
+    pub fn get<T: std::any::Any>(&self) -> Option<&T> {
+        self.0.as_deref()?.downcast_ref()
+    }
+
+    /// Whether nothing is attached.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl PartialEq for Extensions {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Extensions {}
+
+impl fmt::Debug for Extensions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.is_empty() {
+            "Extensions(none)"
+        } else {
+            "Extensions(..)"
+        })
+    }
 }
 
 /// An HTTP-level fault of the peer, with the status that answers it (on the server
@@ -640,6 +704,7 @@ impl ServerConn {
                         head,
                         body: body.freeze(),
                         peer_addr: None,
+                        extensions: Extensions::default(),
                     });
                     return;
                 }

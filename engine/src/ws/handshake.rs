@@ -59,21 +59,29 @@ impl Request {
     /// one the client offered) and `extensions` (a `Sec-WebSocket-Extensions` value)
     /// if given.
     pub fn response(&self, protocol: Option<&str>, extensions: Option<&str>) -> Vec<u8> {
-        let mut out = Vec::with_capacity(160);
-        out.extend_from_slice(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
-        );
-        out.extend_from_slice(accept_key(&self.key).as_bytes());
+        self.response_head(protocol, extensions)
+            .encode_head(false)
+            .to_vec()
+    }
+
+    /// The same response as [`response`](Self::response), as status and header lines
+    /// for a host whose HTTP server writes it (hyper).
+    pub fn response_head(
+        &self,
+        protocol: Option<&str>,
+        extensions: Option<&str>,
+    ) -> crate::http::Response {
+        let mut response = crate::http::Response::new(101)
+            .header("Upgrade", "websocket")
+            .header("Connection", "Upgrade")
+            .header("Sec-WebSocket-Accept", accept_key(&self.key));
         if let Some(p) = protocol {
-            out.extend_from_slice(b"\r\nSec-WebSocket-Protocol: ");
-            out.extend_from_slice(p.as_bytes());
+            response = response.header("Sec-WebSocket-Protocol", p);
         }
         if let Some(e) = extensions {
-            out.extend_from_slice(b"\r\nSec-WebSocket-Extensions: ");
-            out.extend_from_slice(e.as_bytes());
+            response = response.header("Sec-WebSocket-Extensions", e);
         }
-        out.extend_from_slice(b"\r\n\r\n");
-        out
+        response
     }
 }
 

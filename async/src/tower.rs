@@ -1,0 +1,336 @@
+//! Engine.IO and Socket.IO inside a hyper 1 / tower application (axum, say), on the
+//! application's own port: [`EngineLayer`] serves the endpoint's path and hands every
+//! other request to the service it wraps.
+//!
+//! * Polling requests arrive as hyper requests; a parked GET is a pending response
+//!   future (dropping it, as hyper does when the client goes away, ends the poll).
+//!   POST bodies are read up to the endpoint's `max_payload` (413 above it).
+//! * A WebSocket upgrade is answered with the `101` response for hyper to write; the
+//!   stream that `hyper::upgrade::on` then yields is driven, in a task of its own on
+//!   the host's runtime, exactly as a connection of the built-in server is. Upgrades
+//!   need an HTTP/1.1 connection served with upgrades (axum's `serve`, hyper-util's
+//!   `serve_connection_with_upgrades`); elsewhere (HTTP/2) a WebSocket request gets
+//!   `400` and clients stay on long-polling.
+//! * The client's address is taken from a [`std::net::SocketAddr`] request extension
+//!   when there is one (with axum, a `map_request` middleware can copy it from
+//!   `ConnectInfo`). All the request's extensions go with the session it opens:
+//!   Socket.IO middleware reads them with [`extensions`].
+//!
+//! The built-in server's HTTP limits that are hyper's job there (head size, request
+//! and write timeouts, connection caps) are the application's hyper settings here.
+
+use std::convert::Infallible;
+use std::future::{poll_fn, Future};
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Either, Full, Limited};
+use wirestate_engine::eio::{Handshake, Reply};
+use wirestate_engine::http::{Headers, Request, RequestHead, Response};
+use wirestate_engine::Endpoint;
+
+use crate::host::ConnGuard;
+use crate::{Host, Outbox, Runtime, Transport};
+
+/// The error type of request bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of a response that went through [`EngineService`]: the endpoint's own, or
+/// the inner service's.
+pub type ResponseBody<B> = Either<Full<Bytes>, B>;
+
+/// A [`tower_layer::Layer`] that serves an Engine.IO or Socket.IO host at its path
+/// (`/socket.io/` or `/engine.io/` by default) in front of the service it wraps.
+/// Adapters make it: `wirestate_tokio::sio::layer(&io)`.
+pub struct EngineLayer<E: Endpoint, R: Runtime> {
+    host: Host<E>,
+    rt: R,
+}
+
+impl<E: Endpoint, R: Runtime> EngineLayer<E, R> {
+    /// A layer for `host`, whose upgraded connections run on `rt`.
+    pub fn new(rt: &R, host: Host<E>) -> Self {
+        Self {
+            host,
+            rt: rt.clone(),
+        }
+    }
+}
+
+impl<E: Endpoint, R: Runtime> Clone for EngineLayer<E, R> {
+    fn clone(&self) -> Self {
+        Self {
+            host: self.host.clone(),
+            rt: self.rt.clone(),
+        }
+    }
+}
+
+impl<E: Endpoint, R: Runtime> std::fmt::Debug for EngineLayer<E, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineLayer").finish_non_exhaustive()
+    }
+}
+
+impl<E: Endpoint, R: Runtime, S> tower_layer::Layer<S> for EngineLayer<E, R> {
+    type Service = EngineService<E, R, S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        EngineService {
+            host: self.host.clone(),
+            rt: self.rt.clone(),
+            inner,
+        }
+    }
+}
+
+/// The service an [`EngineLayer`] makes: the endpoint's requests are answered here,
+/// the rest go to `S`. With [`NotFound`] as `S` it serves the endpoint alone (axum's
+/// `route_service`, or plain hyper).
+pub struct EngineService<E: Endpoint, R: Runtime, S> {
+    host: Host<E>,
+    rt: R,
+    inner: S,
+}
+
+impl<E: Endpoint, R: Runtime, S: Clone> Clone for EngineService<E, R, S> {
+    fn clone(&self) -> Self {
+        Self {
+            host: self.host.clone(),
+            rt: self.rt.clone(),
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<E: Endpoint, R: Runtime, S> std::fmt::Debug for EngineService<E, R, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineService").finish_non_exhaustive()
+    }
+}
+
+/// A boxed response future.
+pub type ResponseFuture<T, Err> = Pin<Box<dyn Future<Output = Result<T, Err>> + Send>>;
+
+impl<E, R, S, B, ResB> tower_service::Service<http::Request<B>> for EngineService<E, R, S>
+where
+    E: Endpoint,
+    R: Runtime,
+    S: tower_service::Service<http::Request<B>, Response = http::Response<ResB>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = http::Response<ResponseBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<Self::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if !self.host.matches(request.uri().path()) {
+            // The inner service that was made ready goes; a clone waits for next time.
+            let clone = self.inner.clone();
+            let mut inner = std::mem::replace(&mut self.inner, clone);
+            let response = inner.call(request);
+            return Box::pin(async move { Ok(response.await?.map(Either::Right)) });
+        }
+        let (host, rt) = (self.host.clone(), self.rt.clone());
+        Box::pin(async move { Ok(serve_request(host, rt, request).await.map(Either::Left)) })
+    }
+}
+
+/// The inner service of an [`EngineService`] that serves nothing else: `404` for
+/// every request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NotFound;
+
+impl<B> tower_service::Service<http::Request<B>> for NotFound {
+    type Response = http::Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _request: http::Request<B>) -> Self::Future {
+        std::future::ready(Ok(into_http(Response::new(404))))
+    }
+}
+
+/// The extensions of the request that opened a session (what the application's
+/// middleware put there: an authenticated user, say), when the session was opened
+/// through an [`EngineLayer`].
+pub fn extensions(handshake: &Handshake) -> Option<&http::Extensions> {
+    handshake.extensions.get::<http::Extensions>()
+}
+
+/// Answers one request for the endpoint's path.
+async fn serve_request<E: Endpoint, R: Runtime, B>(
+    host: Host<E>,
+    rt: R,
+    request: http::Request<B>,
+) -> http::Response<Full<Bytes>>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let (mut parts, body) = request.into_parts();
+    let head = RequestHead {
+        method: parts.method.as_str().to_owned(),
+        target: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned()),
+        version: u8::from(parts.version != http::Version::HTTP_10),
+        headers: Headers::from_pairs(
+            parts
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_bytes())),
+        ),
+    };
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    if head.is_websocket_upgrade() && upgrade.is_none() {
+        return plain(
+            400,
+            "WebSocket upgrades need an HTTP/1.1 connection served with upgrades",
+        );
+    }
+    let body = if parts.method == http::Method::POST {
+        match Limited::new(body, host.max_body_size()).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return plain(413, "payload too large")
+            }
+            Err(_) => return plain(400, "request body failed"),
+        }
+    } else {
+        Bytes::new()
+    };
+    let peer_addr = parts.extensions.get::<SocketAddr>().copied();
+    let request = Request {
+        head,
+        body,
+        peer_addr,
+        extensions: wirestate_engine::http::Extensions::new(parts.extensions),
+    };
+    let Some(reply) = host.handle_request(&request, host.now()) else {
+        return into_http(Response::new(404));
+    };
+    let guard = match ConnGuard::holding(host.clone(), reply) {
+        Ok(guard) => guard,
+        Err(Reply::Respond(response)) => {
+            host.drain_events();
+            return into_http(response);
+        }
+        Err(_) => return into_http(Response::new(500)),
+    };
+    host.drain_events();
+    answer(host, rt, guard, upgrade).await
+}
+
+/// The answer to a request that left the endpoint holding something: a parked poll's
+/// response once it comes, or the `101` of an upgrade (whose stream is then driven).
+async fn answer<E: Endpoint, R: Runtime>(
+    host: Host<E>,
+    rt: R,
+    mut guard: ConnGuard<E>,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> http::Response<Full<Bytes>> {
+    let Some(link) = guard.link() else {
+        // A parked poll; dropping this future (the client went away) releases it.
+        return match poll_fn(|cx| guard.poll_response(cx)).await {
+            Some(response) => into_http(response),
+            None => into_http(Response::new(500)),
+        };
+    };
+    let (Some(response), Some(upgrade)) = (link.take_handshake_response(), upgrade) else {
+        return into_http(Response::new(500));
+    };
+    let task_rt = rt.clone();
+    rt.spawn(async move {
+        match upgrade.await {
+            Ok(upgraded) => {
+                let io = HyperIo(upgraded);
+                if let Err(e) = host
+                    .drive_ws(io, task_rt.clock(), guard, Outbox::default())
+                    .await
+                {
+                    tracing::debug!(error = %e, "upgraded connection ended with an error");
+                }
+            }
+            // The guard releases the transport: the client is told nothing more.
+            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+        }
+    });
+    into_http(response)
+}
+
+fn plain(status: u16, text: &'static str) -> http::Response<Full<Bytes>> {
+    into_http(
+        Response::new(status)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .body(text),
+    )
+}
+
+/// An engine response as a hyper one (hyper adds `Content-Length` and `Connection`).
+fn into_http(response: Response) -> http::Response<Full<Bytes>> {
+    let mut out = http::Response::new(Full::new(response.body));
+    *out.status_mut() = http::StatusCode::from_u16(response.status)
+        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = out.headers_mut();
+    for (name, value) in response.headers {
+        // The endpoint's header lines are its own, all valid: none is dropped in fact.
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_str(&value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    out
+}
+
+/// A hyper stream (an upgraded connection) as a [`Transport`].
+struct HyperIo<T>(T);
+
+impl<T: hyper::rt::Read + hyper::rt::Write + Unpin> Transport for HyperIo<T> {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let mut read = hyper::rt::ReadBuf::new(buf);
+        std::task::ready!(Pin::new(&mut self.0).poll_read(cx, read.unfilled()))?;
+        Poll::Ready(Ok(read.filled().len()))
+    }
+
+    fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match bufs {
+            [one] => Pin::new(&mut self.0).poll_write(cx, one),
+            _ if self.0.is_write_vectored() => Pin::new(&mut self.0).poll_write_vectored(cx, bufs),
+            _ => Pin::new(&mut self.0).poll_write(cx, bufs.first().map_or(&[], |b| &b[..])),
+        }
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}

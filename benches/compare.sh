@@ -15,8 +15,8 @@
 # offering client_no_context_takeover): ours against Node's `ws` 8 (none of the Rust
 # peers above implements permessage-deflate).
 # Idle memory: server RSS growth per connection with 10,000 open connections.
-# Socket.IO (ours on tokio, socketioxide 0.18 on axum with tokio current-thread and
-# TCP_NODELAY, Node's socket.io 4.8 from conformance/interop, npm ci on first use):
+# Socket.IO (ours on tokio, on its own server and mounted in axum 0.8 through the
+# tower layer; socketioxide 0.18 on axum with tokio current-thread and TCP_NODELAY, Node's socket.io 4.8 from conformance/interop, npm ci on first use):
 # echo with ack (100 × 20 B); broadcast to a room of BCAST_SIZES recipients (1,000 and
 # 10,000 by default) with 20 B and 1 KiB strings, one broadcast in flight; and server
 # RSS per idle Socket.IO session.
@@ -41,7 +41,7 @@ cargo build --release --quiet -p wirestate-benches --features peers --bin bench-
 bin="$root/target/release"
 impls=(wirestate-tokio wirestate-smol fastwebsockets tokio-websockets tokio-tungstenite)
 deflate_impls=(wirestate-tokio-deflate ws-node-deflate)
-sio_impls=(sio-wirestate-tokio sio-socketioxide sio-node)
+sio_impls=(sio-wirestate-tokio sio-wirestate-axum sio-socketioxide sio-node)
 baseline_bin=""
 if [ -n "${BASELINE:-}" ]; then
     tree="$root/target/bench-baseline"
@@ -148,7 +148,7 @@ rows = {}
 for line in open(sys.argv[1]):
     kv = dict(p.split("=", 1) for p in line.split() if "=" in p)
     rows.setdefault(kv["case"], {}).setdefault(kv["impl"], []).append(kv)
-ours = ["wirestate-tokio", "wirestate-smol", "sio-wirestate-tokio", "wirestate-tokio-deflate"]
+ours = ["wirestate-tokio", "wirestate-smol", "sio-wirestate-tokio", "sio-wirestate-axum", "wirestate-tokio-deflate"]
 ours += ["baseline-" + o for o in ours]
 def med(runs, key):
     vals = [float(r[key].rstrip("%")) for r in runs if key in r]

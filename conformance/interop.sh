@@ -7,6 +7,7 @@
 #   conformance/interop.sh sio-client tokio|smol   our Socket.IO client against Node's
 #                                                  socket.io server and against sio-server
 #   conformance/interop.sh axum tokio              the sio clients against axum-app
+#   conformance/interop.sh tls tokio|smol          clients over https:// and wss://
 #
 # eio: installs the clients (npm `engine.io-client`, PyPI `python-engineio[client]`) on
 # first use, starts `eio-server` on a free port, runs each client over polling,
@@ -22,6 +23,10 @@
 # against our `sio-server`: auth, events, binary, acks both ways, multiplexing,
 # middleware, a server restart (killed and started again when the client prints
 # RESTART-ME), and state recovery against a second server with recovery on.
+# tls: a CA and a server certificate for 127.0.0.1 made with openssl for the run;
+# the eio and sio clients (npm and PyPI, trusting that CA) against `eio-server` and
+# `sio-server` given `--tls-cert/--tls-key`, over https:// and wss://, and npm `ws`
+# against `ws-echo` over wss://.
 # Ends with `N passed, M failed`. A client run counts as passed only if it exits with
 # status 0 and reports exactly the number of cases it is known to have (a client
 # killed by its timeout, or one that ran fewer cases, fails).
@@ -29,8 +34,8 @@
 set -euo pipefail
 
 what="${1:-}"; runtime="${2:-}"
-usage="usage: $0 eio|eio-client|sio|sio-client tokio|smol, or $0 axum tokio"
-case "$what" in eio|eio-client|sio|sio-client|axum) ;; *) echo "$usage" >&2; exit 2 ;; esac
+usage="usage: $0 eio|eio-client|sio|sio-client|tls tokio|smol, or $0 axum tokio"
+case "$what" in eio|eio-client|sio|sio-client|axum|tls) ;; *) echo "$usage" >&2; exit 2 ;; esac
 case "$runtime" in tokio|smol) ;; *) echo "$usage" >&2; exit 2 ;; esac
 if [ "$what" = axum ] && [ "$runtime" != tokio ]; then echo "$usage" >&2; exit 2; fi
 
@@ -53,7 +58,7 @@ then
     python3 -m pip install -q --disable-pip-version-check -r requirements.txt >&2
 fi
 if [ -z "${WIRESTATE_BIN_DIR:-}" ]; then
-    (cd "$root" && cargo build --release --quiet -p wirestate-conformance --bin eio-server --bin eio-client --bin sio-server --bin sio-client --bin axum-app)
+    (cd "$root" && cargo build --release --quiet -p wirestate-conformance --bin eio-server --bin eio-client --bin sio-server --bin sio-client --bin axum-app --bin ws-echo)
     bindir="$root/target/release"
 else
     bindir="$WIRESTATE_BIN_DIR"
@@ -122,6 +127,49 @@ if [ "$what" = sio-client ]; then
         rm -f "$out"
     done
     echo "interop sio-client $runtime: wirestate's Socket.IO client against Node's socket.io and sio-server"
+    echo "$passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+    exit
+fi
+
+if [ "$what" = tls ]; then
+    passed=0; failed=0; pids=()
+    certs="$(mktemp -d)"
+    trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$certs"' EXIT
+    (
+        cd "$certs"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=wirestate test CA" \
+            -keyout ca.key -out ca.pem 2> /dev/null
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+            -keyout key.pem -out server.csr 2> /dev/null
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext.cnf
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile ext.cnf -out cert.pem 2> /dev/null
+    )
+    # Every client trusts the test CA: Node, requests (polling) and Python's ssl
+    # (websocket-client).
+    export NODE_EXTRA_CA_CERTS="$certs/ca.pem" REQUESTS_CA_BUNDLE="$certs/ca.pem" SSL_CERT_FILE="$certs/ca.pem"
+    tls_args=(--runtime "$runtime" --tls-cert "$certs/cert.pem" --tls-key "$certs/key.pem")
+    eport="$(free_port)"; sport="$(free_port)"; rport="$(free_port)"; wport="$(free_port)"
+    "$bindir/eio-server" "${tls_args[@]}" --addr "127.0.0.1:$eport" > /dev/null 2>&1 & pids+=($!)
+    "$bindir/sio-server" "${tls_args[@]}" --addr "127.0.0.1:$sport" > /dev/null 2>&1 & pids+=($!)
+    "$bindir/sio-server" "${tls_args[@]}" --addr "127.0.0.1:$rport" --recovery > /dev/null 2>&1 & pids+=($!)
+    "$bindir/ws-echo" "${tls_args[@]}" --no-deflate --addr "127.0.0.1:$wport" > /dev/null 2>&1 & pids+=($!)
+    for p in "$eport" "$sport" "$rport" "$wport"; do wait_port "$p"; done
+    runs=("node eio-client.mjs https://127.0.0.1:$eport|3" "python3 eio_client.py https://127.0.0.1:$eport|3"
+          "node sio-client.mjs https://127.0.0.1:$sport|18" "python3 sio_client.py https://127.0.0.1:$sport|15"
+          "node sio-client.mjs https://127.0.0.1:$rport recovery|1" "node wss-echo-client.mjs wss://127.0.0.1:$wport|1")
+    for run in "${runs[@]}"; do
+        status=0
+        out="$(timeout 240 ${run%|*} 2>&1)" || status=$?
+        check "${run%% *} over TLS" "$status" "$out" "${run##*|}"
+    done
+    for pid in "${pids[@]}"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "FAIL a TLS server exited during the run"; failed=$((failed + 1))
+        fi
+    done
+    echo "interop tls $runtime: npm and PyPI clients against eio-server, sio-server and ws-echo over TLS"
     echo "$passed passed, $failed failed"
     [ "$failed" -eq 0 ]
     exit

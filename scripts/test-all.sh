@@ -18,7 +18,10 @@
 # Interop: npm engine.io-client and PyPI python-engineio against eio-server, our
 # Engine.IO client against Node's engine.io server, and npm socket.io-client and PyPI
 # python-socketio against sio-server (recovery included), and our Socket.IO client
-# against Node's socket.io and sio-server, on both runtimes (installed into
+# against Node's socket.io and sio-server, on both runtimes, and the Socket.IO clients
+# against axum-app (the same server mounted in axum by the tower layer), and npm/PyPI
+# clients over https:// and wss:// against the servers given a test CA's certificate
+# (installed into
 # conformance/interop/ and the user's Python on first use).
 #
 # Autobahn split (the suite itself is the slow part: ~10 min per role for sections 12
@@ -152,7 +155,7 @@ else
     skip engine-wasm32 "the wasm32-unknown-unknown target is not installable here"
 fi
 
-run conformance-build cargo build --release --locked -p wirestate-conformance --bin ws-echo --bin autobahn-client --bin eio-server --bin eio-client --bin sio-server --bin sio-client
+run conformance-build cargo build --release --locked -p wirestate-conformance --bin ws-echo --bin autobahn-client --bin eio-server --bin eio-client --bin sio-server --bin sio-client --bin axum-app
 export WIRESTATE_BIN_DIR="$root/target/release"
 run hardening-soak env CHURN_SESSIONS=20000 cargo test --release --locked -p wirestate-conformance --test hardening -- --show-output --test-threads 1
 
@@ -161,6 +164,12 @@ if [ "${SKIP_INTEROP:-0}" != 1 ]; then
         for rt in tokio smol; do
             run "interop-$suite-$rt" bash conformance/interop.sh "$suite" "$rt"
         done
+    done
+    # The Socket.IO clients against the same server mounted in axum (tokio only), and
+    # the clients over TLS.
+    run interop-axum-tokio bash conformance/interop.sh axum tokio
+    for rt in tokio smol; do
+        run "interop-tls-$rt" bash conformance/interop.sh tls "$rt"
     done
 else
     skip interop "SKIP_INTEROP=1"

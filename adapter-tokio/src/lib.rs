@@ -131,3 +131,67 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for TokioIo<S> {
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// TLS for the servers (`https://`, `wss://`), with rustls through tokio-rustls.
+///
+/// ```no_run
+/// use wirestate_tokio::{sio, tls::TlsAcceptor};
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let io = sio::server(sio::Config::default())?;
+/// let tls = TlsAcceptor::from_pem_files("cert.pem", "key.pem")?;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3443").await?;
+/// sio::serve_tls(io, listener, tls).await
+/// # }
+/// ```
+#[cfg(feature = "tls")]
+pub mod tls {
+    use std::future::Future;
+    use std::io;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::TokioIo;
+    pub use wirestate_async::tls::{rustls, server_config, server_config_from_files};
+
+    /// Makes accepted TCP connections TLS server streams; for [`sio::serve_tls`],
+    /// [`eio::serve_tls`] and (as a [`wirestate_async::Acceptor`]) any serve loop.
+    ///
+    /// [`sio::serve_tls`]: crate::sio::serve_tls
+    /// [`eio::serve_tls`]: crate::eio::serve_tls
+    #[derive(Clone)]
+    pub struct TlsAcceptor(tokio_rustls::TlsAcceptor);
+
+    impl std::fmt::Debug for TlsAcceptor {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("TlsAcceptor")
+        }
+    }
+
+    impl TlsAcceptor {
+        /// An acceptor with a rustls server configuration.
+        pub fn new(config: Arc<rustls::ServerConfig>) -> Self {
+            Self(config.into())
+        }
+
+        /// An acceptor for a PEM certificate chain and key (see [`server_config`]).
+        pub fn from_pem_files(
+            cert_chain: impl AsRef<Path>,
+            key: impl AsRef<Path>,
+        ) -> io::Result<Self> {
+            server_config_from_files(cert_chain, key).map(Self::new)
+        }
+    }
+
+    impl wirestate_async::Acceptor<TokioIo<tokio::net::TcpStream>> for TlsAcceptor {
+        type Stream = TokioIo<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>;
+
+        fn accept(
+            &self,
+            stream: TokioIo<tokio::net::TcpStream>,
+        ) -> impl Future<Output = io::Result<Self::Stream>> + Send {
+            let accepting = self.0.accept(stream.into_inner());
+            async move { accepting.await.map(TokioIo::new) }
+        }
+    }
+}

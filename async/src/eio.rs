@@ -106,16 +106,40 @@ where
     F: Fn(String, WebSocket<R::Tcp, R::Clock>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let max = server.limits().max_connections;
+    serve_accepting(rt, server, listener, crate::Plain, on_websocket).await
+}
+
+/// [`serve_with`], with each connection made into the stream served by `acceptor` (a
+/// TLS handshake, bounded by [`HttpLimits::request_timeout`]).
+pub async fn serve_accepting<R, A, F, Fut>(
+    rt: &R,
+    server: EioServer,
+    listener: R::Listener,
+    acceptor: A,
+    on_websocket: F,
+) -> io::Result<()>
+where
+    R: Runtime,
+    A: crate::Acceptor<R::Tcp>,
+    F: Fn(String, WebSocket<A::Stream, R::Clock>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let limits = server.limits();
     crate::accept_loop(
         rt,
         &listener,
         std::future::pending(),
-        max,
+        limits.max_connections,
         |stream, peer| {
             let (rt, server, on_websocket) = (rt.clone(), server.clone(), on_websocket.clone());
+            let acceptor = acceptor.clone();
             async move {
-                match serve_connection(&rt, &server, stream, Some(peer)).await {
+                let served =
+                    match crate::handshake(&rt, &acceptor, stream, limits.request_timeout).await {
+                        Ok(stream) => serve_connection(&rt, &server, stream, Some(peer)).await,
+                        Err(e) => Err(e),
+                    };
+                match served {
                     Ok(Some((path, ws))) => on_websocket(path, ws).await,
                     Ok(None) => {}
                     Err(e) => {

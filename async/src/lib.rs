@@ -34,6 +34,8 @@ mod eio_client;
 mod host;
 pub mod mem;
 pub mod sio;
+#[cfg(feature = "rustls")]
+pub mod tls;
 #[cfg(feature = "tower")]
 pub mod tower;
 
@@ -134,6 +136,50 @@ pub(crate) fn os_seed<const N: usize>() -> io::Result<[u8; N]> {
     let mut seed = [0u8; N];
     getrandom::fill(&mut seed).map_err(io::Error::other)?;
     Ok(seed)
+}
+
+/// Makes each accepted connection into the stream that is served: a TLS handshake,
+/// say (an adapter's `tls::TlsAcceptor`); [`Plain`] serves the connection as it is.
+/// The serve loops bound it in time by [`HttpLimits::request_timeout`]: a peer that
+/// never completes its handshake is dropped then.
+pub trait Acceptor<S>: Clone + Send + Sync + 'static {
+    /// The stream served.
+    type Stream: Transport + Send + 'static;
+    /// The stream to serve over `stream`, once its handshake (if any) is done.
+    fn accept(&self, stream: S) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+}
+
+/// The [`Acceptor`] that serves connections as they are (plain TCP).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Plain;
+
+impl<S: Transport + Send + 'static> Acceptor<S> for Plain {
+    type Stream = S;
+
+    fn accept(&self, stream: S) -> impl Future<Output = io::Result<S>> + Send {
+        std::future::ready(Ok(stream))
+    }
+}
+
+/// Runs `acceptor` on `stream`, for at most `limit` on `rt`'s clock.
+pub(crate) async fn handshake<R: Runtime, A: Acceptor<R::Tcp>>(
+    rt: &R,
+    acceptor: &A,
+    stream: R::Tcp,
+    limit: Duration,
+) -> io::Result<A::Stream> {
+    let mut clock = rt.clock();
+    let deadline = clock.now() + limit;
+    let mut accepting = std::pin::pin!(acceptor.accept(stream));
+    poll_fn(|cx| {
+        if let Poll::Ready(r) = accepting.as_mut().poll(cx) {
+            return Poll::Ready(r);
+        }
+        clock
+            .poll_until(cx, deadline)
+            .map(|()| Err(io::ErrorKind::TimedOut.into()))
+    })
+    .await
 }
 
 /// Accepts connections on `listener` and hands each to `serve`, until `stop` resolves
@@ -557,6 +603,17 @@ macro_rules! runtime_api {
                 $crate::eio::serve_connection(&$rt, server, $io::new(stream), peer_addr).await
             }
 
+            /// [`serve`] over TLS: each accepted connection's handshake (bounded by
+            /// [`HttpLimits::request_timeout`]) first.
+            #[cfg(feature = "tls")]
+            pub async fn serve_tls(
+                server: EioServer,
+                listener: $listener,
+                tls: super::tls::TlsAcceptor,
+            ) -> ::std::io::Result<()> {
+                $crate::eio::serve_accepting(&$rt, server, listener, tls, |_path, _ws| async {}).await
+            }
+
             /// A tower layer that serves `server` at its path inside a hyper or axum
             /// application (see [`tower`](super::tower)).
             #[cfg(feature = "tower")]
@@ -623,6 +680,18 @@ macro_rules! runtime_api {
                 $io<S>: $crate::Transport,
             {
                 $crate::sio::serve_connection(&$rt, io, $io::new(stream), peer_addr).await
+            }
+
+            /// [`serve`] over TLS: each accepted connection's handshake (bounded by
+            /// [`HttpLimits::request_timeout`](crate::HttpLimits::request_timeout))
+            /// first.
+            #[cfg(feature = "tls")]
+            pub async fn serve_tls(
+                io: SocketIo,
+                listener: $listener,
+                tls: super::tls::TlsAcceptor,
+            ) -> ::std::io::Result<()> {
+                $crate::sio::serve_accepting(&$rt, io, listener, tls).await
             }
 
             /// A tower layer that serves `io` at its path inside a hyper or axum

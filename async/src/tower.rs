@@ -4,7 +4,8 @@
 //!
 //! * Polling requests arrive as hyper requests; a parked GET is a pending response
 //!   future (dropping it, as hyper does when the client goes away, ends the poll).
-//!   POST bodies are read up to the endpoint's `max_payload` (413 above it).
+//!   POST bodies are read up to the endpoint's `max_payload` (413 above it, and the
+//!   session ends).
 //! * A WebSocket upgrade is answered with the `101` response for hyper to write; the
 //!   stream that `hyper::upgrade::on` then yields is driven, in a task of its own on
 //!   the host's runtime, exactly as a connection of the built-in server is. Upgrades
@@ -209,7 +210,12 @@ where
         );
     }
     let body = if parts.method == http::Method::POST {
-        match Limited::new(body, host.max_body_size()).collect().await {
+        // As on the built-in server: the endpoint sees bodies a little over its limit
+        // (and ends their sessions); larger ones are cut off here.
+        match Limited::new(body, host.max_body_size() + 1024)
+            .collect()
+            .await
+        {
             Ok(collected) => collected.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                 return plain(413, "payload too large")

@@ -469,3 +469,58 @@ fn a_websocket_peer_that_stops_reading_is_dropped_at_the_write_timeout() {
     // The reader gets what the pipe held, then the end: the rest was dropped.
     assert!(wire.len() <= 4096, "{}", wire.len());
 }
+
+/// A stand-in for a TLS handshake: the client must first send `TLS!`.
+#[derive(Clone)]
+struct Prefixed;
+
+impl wirestate_async::Acceptor<MemStream> for Prefixed {
+    type Stream = MemStream;
+
+    async fn accept(&self, mut stream: MemStream) -> std::io::Result<MemStream> {
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            let more = stream.read_some().await?;
+            if more.is_empty() {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            got.extend(more);
+        }
+        match &got[..] {
+            b"TLS!" => Ok(stream),
+            _ => Err(std::io::ErrorKind::InvalidData.into()),
+        }
+    }
+}
+
+#[test]
+fn a_connection_handshake_that_never_ends_is_dropped_at_the_request_timeout() {
+    let sim = Sim::new();
+    let limits = wirestate_async::HttpLimits::default().request_timeout(Duration::from_secs(30));
+    let io = sio::server(
+        &sim,
+        sio::ServerOptions::from(sio::Config::default()).http_limits(limits),
+    )
+    .expect("server");
+    let listener = sim.listen("127.0.0.1:4000").expect("listen");
+    let rt = sim.clone();
+    sim.spawn(async move {
+        let _ = sio::serve_accepting(&rt, io, listener, Prefixed).await;
+    });
+    const HANDSHAKE: &[u8] = b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n";
+    sim.block_on(async {
+        // Through the handshake: served.
+        let mut good = sim.connect("127.0.0.1:4000".into()).await.expect("connect");
+        good.write_all(b"TLS!").await.expect("write");
+        sim.sleep(Duration::from_millis(1)).await;
+        good.write_all(HANDSHAKE).await.expect("write");
+        assert_eq!(read_response(&mut good).await.0, 200);
+        // Stuck in it: dropped when the request timeout runs out.
+        let started = sim.elapsed();
+        let mut stuck = sim.connect("127.0.0.1:4000".into()).await.expect("connect");
+        stuck.write_all(b"TL").await.expect("write");
+        let rest = stuck.read_to_end().await.expect("closed by the server");
+        assert!(rest.is_empty());
+        assert_eq!(sim.elapsed() - started, Duration::from_secs(30));
+    });
+}

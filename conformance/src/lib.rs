@@ -2,6 +2,7 @@
 //! the runtime-independent echo loop.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 pub mod sio_app;
 
@@ -35,6 +36,9 @@ pub struct Args {
     pub write_timeout: Option<std::time::Duration>,
     /// `--max-connections N` (servers): [`wirestate_async::HttpLimits::max_connections`].
     pub max_connections: Option<usize>,
+    /// `--tls-cert FILE --tls-key FILE` (servers): serve `https://`/`wss://` only, with
+    /// this PEM certificate chain and key.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Args {
@@ -79,7 +83,9 @@ impl Args {
             flags: Vec::new(),
             write_timeout: None,
             max_connections: None,
+            tls: None,
         };
+        let (mut cert, mut key) = (None, None);
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             let (name, inline) = match arg.split_once('=') {
@@ -119,6 +125,8 @@ impl Args {
                             .map_err(|e| format!("bad --max-connections: {e}"))?,
                     );
                 }
+                "--tls-cert" => cert = Some(PathBuf::from(value()?)),
+                "--tls-key" => key = Some(PathBuf::from(value()?)),
                 "-h" | "--help" => return Err(String::new()),
                 flag if flag.starts_with("--") && inline.is_none() => {
                     parsed.flags.push(flag.to_owned())
@@ -126,6 +134,11 @@ impl Args {
                 other => return Err(format!("unknown argument `{other}`")),
             }
         }
+        parsed.tls = match (cert, key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => return Err("--tls-cert and --tls-key go together".to_owned()),
+        };
         Ok(parsed)
     }
 }

@@ -672,7 +672,19 @@ pub async fn serve_connection<R: Runtime, T: crate::Transport>(
 /// for `ping_timeout`, a peer that does not read for
 /// [`HttpLimits::write_timeout`](crate::HttpLimits::write_timeout)).
 pub async fn serve<R: Runtime>(rt: &R, io: SocketIo, listener: R::Listener) -> std::io::Result<()> {
-    let max = io.host().limits().max_connections;
+    serve_accepting(rt, io, listener, crate::Plain).await
+}
+
+/// [`serve`], with each connection made into the stream served by `acceptor` (a TLS
+/// handshake, bounded by [`HttpLimits::request_timeout`](crate::HttpLimits::request_timeout)).
+pub async fn serve_accepting<R: Runtime, A: crate::Acceptor<R::Tcp>>(
+    rt: &R,
+    io: SocketIo,
+    listener: R::Listener,
+    acceptor: A,
+) -> std::io::Result<()> {
+    let limits = io.host().limits();
+    let max = limits.max_connections;
     let drained = {
         let io = io.clone();
         async move {
@@ -681,9 +693,14 @@ pub async fn serve<R: Runtime>(rt: &R, io: SocketIo, listener: R::Listener) -> s
         }
     };
     crate::accept_loop(rt, &listener, drained, max, |stream, peer| {
-        let (rt, io) = (rt.clone(), io.clone());
+        let (rt, io, acceptor) = (rt.clone(), io.clone(), acceptor.clone());
         async move {
-            if let Err(e) = serve_connection(&rt, &io, stream, Some(peer)).await {
+            let served =
+                match crate::handshake(&rt, &acceptor, stream, limits.request_timeout).await {
+                    Ok(stream) => serve_connection(&rt, &io, stream, Some(peer)).await,
+                    Err(e) => Err(e),
+                };
+            if let Err(e) = served {
                 tracing::debug!(error = %e, "socket.io connection ended with an error");
             }
         }

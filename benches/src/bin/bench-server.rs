@@ -7,7 +7,8 @@
 //!   `wirestate-tokio` with permessage-deflate accepted (`DeflateConfig::default()`:
 //!   level 6, messages under 1 KiB sent plain), for the compressed echo case.
 //! * Socket.IO on `/socket.io/`: `sio-wirestate-tokio`, and with `--features peers`
-//!   `sio-socketioxide` (socketioxide on axum). Every socket joins room `r`; event
+//!   `sio-wirestate-axum` (the same server mounted in axum through the tower layer)
+//!   and `sio-socketioxide` (socketioxide on axum). Every socket joins room `r`; event
 //!   `echo` is acked with its argument, and event `bcast` is forwarded as `msg` to room
 //!   `r` except the sender (`socket.to("r").emit("msg", data)`).
 //!
@@ -66,20 +67,23 @@ fn main() -> io::Result<()> {
         .build()?;
     if name == "sio-wirestate-tokio" {
         return rt.block_on(async move {
-            let io = wirestate_tokio::sio::server(wirestate_tokio::sio::Config::default())?;
-            io.of("/").on_connection(|socket| async move {
-                socket.join(["r"]);
-                socket.on("echo", |_socket, mut msg| async move {
-                    let payload = msg.take_payload();
-                    msg.ack_payload(payload)
-                });
-                socket.on("bcast", |socket, mut msg| async move {
-                    let _ = socket.to("r").emit_payload("msg", msg.take_payload());
-                });
-            });
+            let io = sio_server()?;
             let listener = tokio::net::TcpListener::bind(&addr).await?;
             eprintln!("{name} on {addr}");
             wirestate_tokio::sio::serve(io, listener).await
+        });
+    }
+    #[cfg(feature = "peers")]
+    if name == "sio-wirestate-axum" {
+        return rt.block_on(async move {
+            use axum::serve::ListenerExt;
+            let io = sio_server()?;
+            let app = axum::Router::new().layer(wirestate_tokio::sio::layer(&io));
+            let listener = tokio::net::TcpListener::bind(&addr).await?.tap_io(|tcp| {
+                tcp.set_nodelay(true).ok();
+            });
+            eprintln!("{name} on {addr}");
+            axum::serve(listener, app).await
         });
     }
     #[cfg(feature = "peers")]
@@ -99,6 +103,22 @@ fn main() -> io::Result<()> {
             wirestate_benches::spawn_echo(&name, stream, config.clone());
         }
     })
+}
+
+/// Our Socket.IO server with the benchmark's handlers.
+fn sio_server() -> io::Result<wirestate_tokio::sio::SocketIo> {
+    let io = wirestate_tokio::sio::server(wirestate_tokio::sio::Config::default())?;
+    io.of("/").on_connection(|socket| async move {
+        socket.join(["r"]);
+        socket.on("echo", |_socket, mut msg| async move {
+            let payload = msg.take_payload();
+            msg.ack_payload(payload)
+        });
+        socket.on("bcast", |socket, mut msg| async move {
+            let _ = socket.to("r").emit_payload("msg", msg.take_payload());
+        });
+    });
+    Ok(io)
 }
 
 #[cfg(feature = "peers")]

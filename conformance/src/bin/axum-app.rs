@@ -52,8 +52,8 @@ async fn emit_to_room(
 fn main() -> std::io::Result<()> {
     init_tracing();
     let args = Args::parse(USAGE, "127.0.0.1:3000");
-    if args.runtime != Runtime::Tokio || args.max_connections.is_some() {
-        eprintln!("axum-app: axum runs on tokio only, and caps no connections\nusage: {USAGE}");
+    if args.runtime != Runtime::Tokio || args.max_connections.is_some() || args.tls.is_some() {
+        eprintln!("axum-app: axum runs on tokio only, in plaintext, with no connection cap\nusage: {USAGE}");
         std::process::exit(2);
     }
     let recovery = args.flags.iter().any(|f| f == "--recovery");

@@ -1,7 +1,8 @@
 //! `eio-server --runtime tokio|smol --addr HOST:PORT`: an Engine.IO server configured
 //! like the reference server of the official engine.io-protocol test suite — path
 //! `/engine.io/`, pingInterval 300 ms, pingTimeout 200 ms, maxPayload 1000000, CORS `*`,
-//! EIO 3 and 4 — that echoes every message.
+//! EIO 3 and 4 — that echoes every message. With `--tls-cert FILE --tls-key FILE`
+//! (PEM) it serves `https://` and `wss://` only.
 
 use std::time::Duration;
 
@@ -9,7 +10,8 @@ use wirestate_async::EioServer;
 use wirestate_conformance::{init_tracing, Args, Runtime};
 use wirestate_engine::eio::{Config, Cors, Event};
 
-const USAGE: &str = "eio-server [--runtime tokio|smol] [--addr HOST:PORT]";
+const USAGE: &str =
+    "eio-server [--runtime tokio|smol] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE]";
 
 fn config() -> Config {
     Config::default()
@@ -41,14 +43,26 @@ fn main() -> std::io::Result<()> {
                 let listener = tokio::net::TcpListener::bind(args.addr).await?;
                 eprintln!("eio-server (tokio) listening on {}", listener.local_addr()?);
                 tokio::spawn(echo(server.clone()));
-                wirestate_tokio::eio::serve(server, listener).await
+                match &args.tls {
+                    Some((cert, key)) => {
+                        let tls = wirestate_tokio::tls::TlsAcceptor::from_pem_files(cert, key)?;
+                        wirestate_tokio::eio::serve_tls(server, listener, tls).await
+                    }
+                    None => wirestate_tokio::eio::serve(server, listener).await,
+                }
             }),
         Runtime::Smol => smol::block_on(async {
             let server = wirestate_smol::eio::server(config())?;
             let listener = smol::net::TcpListener::bind(args.addr).await?;
             eprintln!("eio-server (smol) listening on {}", listener.local_addr()?);
             smol::spawn(echo(server.clone())).detach();
-            wirestate_smol::eio::serve(server, listener).await
+            match &args.tls {
+                Some((cert, key)) => {
+                    let tls = wirestate_smol::tls::TlsAcceptor::from_pem_files(cert, key)?;
+                    wirestate_smol::eio::serve_tls(server, listener, tls).await
+                }
+                None => wirestate_smol::eio::serve(server, listener).await,
+            }
         }),
     }
 }

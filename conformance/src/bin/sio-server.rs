@@ -18,13 +18,15 @@
 //! namespaces `/dyn-*` greeting with `hello`. `--recovery` turns on
 //! connection-state recovery (which appends an offset to emitted events, so the
 //! official suite must run without it). `--write-timeout` and `--max-connections` set
-//! those HTTP limits (defaults: 20 s, no cap) for the hardening tests.
+//! those HTTP limits (defaults: 20 s, no cap) for the hardening tests. With
+//! `--tls-cert FILE --tls-key FILE` (PEM) it serves `https://` and `wss://` only.
 
 use wirestate_conformance::sio_app::{config, setup};
 use wirestate_conformance::{init_tracing, Args, Runtime};
 
 const USAGE: &str = "sio-server [--runtime tokio|smol] [--addr HOST:PORT] [--recovery] \
-                     [--write-timeout MS] [--max-connections N]";
+                     [--write-timeout MS] [--max-connections N] \
+                     [--tls-cert FILE --tls-key FILE]";
 
 fn main() -> std::io::Result<()> {
     init_tracing();
@@ -41,14 +43,26 @@ fn main() -> std::io::Result<()> {
                 setup(&io);
                 let listener = tokio::net::TcpListener::bind(args.addr).await?;
                 eprintln!("sio-server (tokio) listening on {}", listener.local_addr()?);
-                wirestate_tokio::sio::serve(io, listener).await
+                match &args.tls {
+                    Some((cert, key)) => {
+                        let tls = wirestate_tokio::tls::TlsAcceptor::from_pem_files(cert, key)?;
+                        wirestate_tokio::sio::serve_tls(io, listener, tls).await
+                    }
+                    None => wirestate_tokio::sio::serve(io, listener).await,
+                }
             }),
         Runtime::Smol => smol::block_on(async {
             let io = wirestate_smol::sio::server(options)?;
             setup(&io);
             let listener = smol::net::TcpListener::bind(args.addr).await?;
             eprintln!("sio-server (smol) listening on {}", listener.local_addr()?);
-            wirestate_smol::sio::serve(io, listener).await
+            match &args.tls {
+                Some((cert, key)) => {
+                    let tls = wirestate_smol::tls::TlsAcceptor::from_pem_files(cert, key)?;
+                    wirestate_smol::sio::serve_tls(io, listener, tls).await
+                }
+                None => wirestate_smol::sio::serve(io, listener).await,
+            }
         }),
     }
 }

@@ -7,7 +7,9 @@
 # client: our `autobahn-client` is tested by `wstest -m fuzzingserver`.
 # CASES: comma-separated case patterns; a pattern with a leading `-` excludes (default
 # `*`, all 517 cases; `*,-12.*,-13.*` leaves out the 216 permessage-deflate cases).
-# Our binaries negotiate permessage-deflate unless NO_DEFLATE=1.
+# Our binaries negotiate permessage-deflate unless NO_DEFLATE=1. With TLS=1 (server
+# role): `ws-echo` serves wss:// with a certificate made by openssl for the run, and
+# the suite connects over TLS.
 #
 # wstest exits 0 even when a run aborts, so this script reads `index.json` itself: the
 # number of cases must be complete, every `behavior` OK (INFORMATIONAL only for the cases
@@ -63,12 +65,19 @@ wait_port() {
 }
 
 start=$(date +%s)
+scheme=ws; tls_flags=()
+if [ "${TLS:-0}" = 1 ]; then
+    [ "$role" = server ] || { echo "TLS=1 is for the server role" >&2; exit 2; }
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=127.0.0.1" \
+        -addext "subjectAltName=IP:127.0.0.1" -keyout "$out/key.pem" -out "$out/cert.pem" 2> /dev/null
+    scheme=wss; tls_flags=(--tls-cert "$out/cert.pem" --tls-key "$out/key.pem")
+fi
 if [ "$role" = server ]; then
-    "$bindir/ws-echo" --runtime "$runtime" --addr "127.0.0.1:$port" "${deflate_flag[@]}" > "$out/server.log" 2>&1 &
+    "$bindir/ws-echo" --runtime "$runtime" --addr "127.0.0.1:$port" "${deflate_flag[@]}" "${tls_flags[@]}" > "$out/server.log" 2>&1 &
     pids+=($!)
     wait_port "$port"
     cat > "$out/spec.json" <<JSON
-{"outdir": "$out/reports", "servers": [{"agent": "$agent", "url": "ws://127.0.0.1:$port"}],
+{"outdir": "$out/reports", "servers": [{"agent": "$agent", "url": "$scheme://127.0.0.1:$port"}],
  "cases": $cases_json, "exclude-cases": $exclude_json, "exclude-agent-cases": {}}
 JSON
     (cd "$out" && "$wstest" -m fuzzingclient -s "$out/spec.json") > "$out/wstest.log" 2>&1 || true
@@ -111,7 +120,8 @@ if expected and len(results) != int(expected):
 for f in failed:
     print("FAILED", f)
 summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-print(f"autobahn {role} {runtime}: {len(results)} cases in {elapsed}s ({summary})")
+tls = " over TLS" if __import__("os").environ.get("TLS") == "1" else ""
+print(f"autobahn {role} {runtime}{tls}: {len(results)} cases in {elapsed}s ({summary})")
 print(f"{passed} passed, {len(failed)} failed")
 sys.exit(1 if failed else 0)
 PY

@@ -170,6 +170,7 @@ if [ "${SKIP_INTEROP:-0}" != 1 ]; then
     run interop-axum-tokio bash conformance/interop.sh axum tokio
     for rt in tokio smol; do
         run "interop-tls-$rt" bash conformance/interop.sh tls "$rt"
+        run "interop-tls-client-$rt" bash conformance/interop.sh tls-client "$rt"
     done
 else
     skip interop "SKIP_INTEROP=1"
@@ -180,6 +181,11 @@ if [ "${SKIP_AUTOBAHN:-0}" != 1 ]; then
     short='*,-12.*,-13.*'
     run autobahn-server-smol bash conformance/autobahn.sh server smol "$short"
     run autobahn-client-tokio bash conformance/autobahn.sh client tokio "$short"
+    # ws-echo over wss:// (the suite's client over TLS), without compression.
+    for rt in tokio smol; do
+        run "autobahn-server-$rt-tls" env TLS=1 NO_DEFLATE=1 AUTOBAHN_OUT="$root/target/autobahn/server-$rt-tls" \
+            bash conformance/autobahn.sh server "$rt" "$short"
+    done
     if [ "${AUTOBAHN_DEFLATE:-1}" = 1 ]; then
         start autobahn-server-tokio-all bash conformance/autobahn.sh server tokio '*'
         start autobahn-client-smol-all bash conformance/autobahn.sh client smol '*'

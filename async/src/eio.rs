@@ -44,7 +44,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use tracing::Instrument;
-use wirestate_engine::http::{Scheme, Url};
+use wirestate_engine::http::Scheme;
 
 pub use crate::host::{EioServer, HttpLimits, ServerOptions};
 pub use wirestate_engine::eio::{
@@ -68,8 +68,25 @@ pub fn server<R: Runtime>(rt: &R, options: impl Into<ServerOptions>) -> io::Resu
 /// comes from `config`) over `rt`'s connections. Nothing happens until
 /// [`EioClient::recv`] is awaited.
 pub fn connect<R: Runtime>(rt: &R, url: &str, config: ClientConfig) -> Result<EioClient<R>, Error> {
-    let url = Url::parse_plain(url, &[Scheme::Http, Scheme::Ws])?;
-    Ok(EioClient::new(rt.clone(), url, config, crate::os_seed()?))
+    connect_with(rt, url, config, crate::Connector::default())
+}
+
+/// [`connect`], reaching the server as `connector` says (TLS roots, headers sent with
+/// every request).
+pub fn connect_with<R: Runtime>(
+    rt: &R,
+    url: &str,
+    config: ClientConfig,
+    connector: crate::Connector,
+) -> Result<EioClient<R>, Error> {
+    let url = crate::connector::parse_url(url, &[Scheme::Http, Scheme::Ws])?;
+    Ok(EioClient::new(
+        rt.clone(),
+        url,
+        config,
+        connector,
+        crate::os_seed()?,
+    ))
 }
 
 /// Serves one connection over any transport, with its peer's address when it has one.

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::{Clock, Outbox, Runtime, Transport, WebSocket};
+use super::{ClientStream, Clock, Connector, Outbox, Runtime, Transport, WebSocket};
 use wirestate_engine::eio::{Action, Client, ClientConfig, ClosedError, Data, RequestId, WsId};
 use wirestate_engine::http::{self, Url};
 use wirestate_engine::ws;
@@ -24,9 +24,9 @@ use wirestate_engine::ClientMachine;
 
 type Pending<T> = Pin<Box<dyn Future<Output = io::Result<T>> + Send>>;
 /// A WebSocket over the runtime's TCP.
-type TcpWebSocket<R> = WebSocket<<R as Runtime>::Tcp, <R as Runtime>::Clock>;
+type ClientWebSocket<R> = WebSocket<ClientStream<<R as Runtime>::Tcp>, <R as Runtime>::Clock>;
 /// A WebSocket being opened.
-type Opening<R> = (WsId, Pending<TcpWebSocket<R>>);
+type Opening<R> = (WsId, Pending<ClientWebSocket<R>>);
 
 /// The largest response head the client reads.
 const MAX_RESPONSE_HEAD: usize = 16 << 10;
@@ -41,7 +41,8 @@ pub struct Pilot<M, R: Runtime> {
     url: Url,
     requests: Vec<(RequestId, Pending<(u16, Bytes)>)>,
     connecting: Vec<Opening<R>>,
-    sockets: Vec<(WsId, TcpWebSocket<R>)>,
+    sockets: Vec<(WsId, ClientWebSocket<R>)>,
+    connector: Arc<Connector>,
     rng: wirestate_engine::rand::Rng,
     finished: bool,
 }
@@ -62,9 +63,15 @@ impl<R: Runtime> EioClient<R> {
     /// path comes from `config`) over `rt`'s connections. The handshake happens while
     /// [`recv`](Self::recv) runs; its first event is [`ClientEvent::Open`](wirestate_engine::eio::ClientEvent::Open). `seed`
     /// seeds the WebSocket masking keys (use OS randomness).
-    pub fn new(rt: R, url: Url, config: ClientConfig, seed: [u8; 32]) -> Self {
+    pub fn new(
+        rt: R,
+        url: Url,
+        config: ClientConfig,
+        connector: Connector,
+        seed: [u8; 32],
+    ) -> Self {
         let client = Client::new(config, rt.now());
-        Self::with_machine(client, rt, url, seed)
+        Self::with_machine(client, rt, url, connector, seed)
     }
 
     /// The state machine.
@@ -89,7 +96,7 @@ impl<R: Runtime> EioClient<R> {
 impl<M: ClientMachine, R: Runtime> Pilot<M, R> {
     /// Drives `client` with `rt`'s connections to the server at `url`; `seed` seeds
     /// the WebSocket masking keys.
-    pub fn with_machine(client: M, rt: R, url: Url, seed: [u8; 32]) -> Self {
+    pub fn with_machine(client: M, rt: R, url: Url, connector: Connector, seed: [u8; 32]) -> Self {
         Self {
             client,
             clock: rt.clock(),
@@ -98,6 +105,7 @@ impl<M: ClientMachine, R: Runtime> Pilot<M, R> {
             requests: Vec::new(),
             connecting: Vec::new(),
             sockets: Vec::new(),
+            connector: Arc::new(connector),
             rng: wirestate_engine::rand::Rng::from_seed(seed),
             finished: false,
         }
@@ -219,6 +227,12 @@ impl<M: ClientMachine, R: Runtime> Pilot<M, R> {
                     if method == "POST" {
                         headers.push(("Content-Type", "text/plain;charset=UTF-8"));
                     }
+                    headers.extend(
+                        self.connector
+                            .headers()
+                            .iter()
+                            .map(|(n, v)| (n.as_str(), v.as_str())),
+                    );
                     let conn = http::ClientConn::new(
                         method,
                         &target,
@@ -228,13 +242,14 @@ impl<M: ClientMachine, R: Runtime> Pilot<M, R> {
                         MAX_RESPONSE_HEAD,
                         MAX_RESPONSE_BODY,
                     );
-                    let connect = self.rt.connect(self.url.authority());
+                    let (rt, url, connector) =
+                        (self.rt.clone(), self.url.clone(), self.connector.clone());
                     self.requests.push((
                         id,
                         Box::pin(async move {
                             let conn =
                                 conn.map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-                            exchange(connect.await?, conn).await
+                            exchange(connector.open(&rt, &url).await?, conn).await
                         }),
                     ));
                 }
@@ -244,16 +259,17 @@ impl<M: ClientMachine, R: Runtime> Pilot<M, R> {
                         port: self.url.port,
                         path: target,
                         protocols: Vec::new(),
-                        headers: Vec::new(),
+                        headers: self.connector.headers().to_vec(),
                     };
-                    let connect = self.rt.connect(self.url.authority());
+                    let (rt, url, connector) =
+                        (self.rt.clone(), self.url.clone(), self.connector.clone());
                     let clock = self.rt.clock();
                     let mut seed = [0u8; 32];
                     self.rng.fill(&mut seed);
                     self.connecting.push((
                         id,
                         Box::pin(async move {
-                            let io = connect.await?;
+                            let io = connector.open(&rt, &url).await?;
                             WebSocket::connect(
                                 io,
                                 clock,

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+mod connector;
 pub mod eio;
 mod eio_client;
 mod host;
@@ -44,11 +45,12 @@ mod ws;
 /// The sans-IO engine this layer drives (for paths in [`runtime_api!`]).
 pub use wirestate_engine as engine;
 
+pub use connector::{ClientStream, Connector};
 pub use eio::EioServer;
 pub use eio_client::{EioClient, Pilot};
 pub use host::{Host, HttpLimits};
 pub use wirestate_engine::{ClientMachine, Endpoint};
-pub use ws::{accept, client, connect, Error, WebSocket};
+pub use ws::{accept, client, connect, connect_with, Error, WebSocket};
 
 /// A byte stream as the async layer sees it (a TCP socket, a TLS stream, ...).
 pub trait Transport: Unpin {
@@ -535,13 +537,29 @@ macro_rules! runtime_api {
             (io.into_inner(), peer)
         }
 
-        /// Connects to a `ws://` URL over TCP (with `TCP_NODELAY`) and runs the
-        /// handshake.
+        /// A client WebSocket: over TCP, or TLS over it.
+        pub type ClientWebSocket =
+            $crate::WebSocket<$crate::ClientStream<$io<$tcp>>, <$rt as $crate::Runtime>::Clock>;
+
+        pub use $crate::{ClientStream, Connector};
+
+        /// Connects to a `ws://` (or, with the `tls` feature, `wss://`) URL over TCP
+        /// (with `TCP_NODELAY`) and runs the handshake.
         pub async fn connect(
             url: &str,
             config: ::std::sync::Arc<Config>,
-        ) -> ::std::result::Result<WebSocket, Error> {
+        ) -> ::std::result::Result<ClientWebSocket, Error> {
             $crate::connect(&$rt, url, config).await
+        }
+
+        /// [`connect`], reaching the server as `connector` says (TLS roots, extra
+        /// headers).
+        pub async fn connect_with(
+            url: &str,
+            config: ::std::sync::Arc<Config>,
+            connector: &Connector,
+        ) -> ::std::result::Result<ClientWebSocket, Error> {
+            $crate::connect_with(&$rt, url, config, connector).await
         }
 
         /// Runs the client handshake for `request` on an already connected stream.
@@ -554,6 +572,12 @@ macro_rules! runtime_api {
             $io<S>: $crate::Transport,
         {
             $crate::client(&$rt, $io::new(stream), request, config).await
+        }
+
+        /// TLS with rustls: `TlsAcceptor` for `serve_tls`, `TlsConnector` for clients.
+        #[cfg(feature = "tls")]
+        pub mod tls {
+            pub use $crate::tls::*;
         }
 
         /// Serving inside a hyper 1 / tower / axum application.
@@ -588,6 +612,16 @@ macro_rules! runtime_api {
                 $crate::eio::connect(&$rt, url, config)
             }
 
+            /// [`connect`], reaching the server as `connector` says (TLS roots, extra
+            /// headers).
+            pub fn connect_with(
+                url: &str,
+                config: ClientConfig,
+                connector: $crate::Connector,
+            ) -> ::std::result::Result<EioClient, $crate::Error> {
+                $crate::eio::connect_with(&$rt, url, config, connector)
+            }
+
             /// Serves one connection over any stream (TCP, TLS, Unix, in memory), with
             /// its peer's address when it has one: use it from your own accept loop. A
             /// WebSocket upgrade for a route added with [`ServerOptions::websocket_route`]
@@ -609,7 +643,7 @@ macro_rules! runtime_api {
             pub async fn serve_tls(
                 server: EioServer,
                 listener: $listener,
-                tls: super::tls::TlsAcceptor,
+                tls: $crate::tls::TlsAcceptor,
             ) -> ::std::io::Result<()> {
                 $crate::eio::serve_accepting(&$rt, server, listener, tls, |_path, _ws| async {}).await
             }
@@ -689,7 +723,7 @@ macro_rules! runtime_api {
             pub async fn serve_tls(
                 io: SocketIo,
                 listener: $listener,
-                tls: super::tls::TlsAcceptor,
+                tls: $crate::tls::TlsAcceptor,
             ) -> ::std::io::Result<()> {
                 $crate::sio::serve_accepting(&$rt, io, listener, tls).await
             }

@@ -13,7 +13,8 @@ use std::task::{Context, Poll};
 
 use tracing::Instrument;
 
-use super::{Clock, Outbox, Runtime, Transport};
+use super::{ClientStream, Clock, Connector, Outbox, Runtime, Transport};
+use wirestate_engine::http::Scheme;
 use wirestate_engine::ws::{
     self, CloseCode, Closed, Connection, Event, Message, Opened, SendError,
 };
@@ -473,14 +474,32 @@ pub async fn accept<R: Runtime, T: Transport>(
     .await
 }
 
-/// Connects to a `ws://` URL over the runtime's TCP and runs the handshake.
+/// Connects to a `ws://` (or, with the `rustls` feature, `wss://`) URL over the
+/// runtime's TCP and runs the handshake.
 pub async fn connect<R: Runtime>(
     rt: &R,
     url: &str,
     config: Arc<ws::Config>,
-) -> Result<WebSocket<R::Tcp, R::Clock>, Error> {
-    let request = ws::ClientRequest::from_url(url)?;
-    let io = rt.connect(request.authority()).await?;
+) -> Result<WebSocket<ClientStream<R::Tcp>, R::Clock>, Error> {
+    connect_with(rt, url, config, &Connector::default()).await
+}
+
+/// [`connect`], reaching the server as `connector` says (TLS roots, extra headers).
+pub async fn connect_with<R: Runtime>(
+    rt: &R,
+    url: &str,
+    config: Arc<ws::Config>,
+    connector: &Connector,
+) -> Result<WebSocket<ClientStream<R::Tcp>, R::Clock>, Error> {
+    let url = crate::connector::parse_url(url, &[Scheme::Ws])?;
+    let request = ws::ClientRequest {
+        host: url.host.clone(),
+        port: url.port,
+        path: url.target.clone(),
+        protocols: Vec::new(),
+        headers: connector.headers().to_vec(),
+    };
+    let io = connector.open(rt, &url).await?;
     client(rt, io, &request, config).await
 }
 

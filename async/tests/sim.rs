@@ -121,7 +121,7 @@ fn run(seed: u64) -> Outcome {
         let socket = client.socket("/", json!({ "client": k }));
         // Some clients also visit a dynamic namespace and leave it.
         let side = (rng.below(2) == 0).then(|| client.socket(&format!("/room-{k}"), json!({})));
-        sim.spawn(client.drive(sim.clone(), url.clone(), rng.seed()));
+        sim.spawn(client.drive(sim.clone(), url.clone(), Default::default(), rng.seed()));
         let messages = 5 + rng.below(20);
         let pauses: Vec<u64> = (0..messages).map(|_| rng.below(3_000)).collect();
         let (acked, done, sim2) = (acked.clone(), done.clone(), sim.clone());

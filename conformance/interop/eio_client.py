@@ -1,8 +1,10 @@
 """Drives python-engineio's client against an Engine.IO server that echoes messages.
 
 Usage: python3 eio_client.py http://127.0.0.1:3000
-Prints one line per case and ends with `N passed, M failed`.
+Prints one line per case and ends with `N passed, M failed`. TRANSPORTS (e.g.
+"polling") limits the run to those cases: polling, websocket, polling+upgrade.
 """
+import os
 import sys
 import threading
 
@@ -44,6 +46,8 @@ def run_case(name, transports):
 
 
 cases = [("polling", ["polling"]), ("websocket", ["websocket"]), ("polling+upgrade", ["polling", "websocket"])]
+if os.environ.get("TRANSPORTS"):
+    cases = [c for c in cases if c[0] in os.environ["TRANSPORTS"].split()]
 failed = 0
 for name, transports in cases:
     error = run_case(name, transports)

@@ -1,12 +1,17 @@
 // Node's socket.io 4.8 server with the same namespaces and events as our `sio-server`,
 // for our Rust client to run against.
-// Usage: node sio-server.mjs PORT [recovery]
-import { createServer } from "node:http";
+// Usage: [TLS_CERT=cert.pem TLS_KEY=key.pem] node sio-server.mjs PORT [recovery]
+import { readFileSync } from "node:fs";
+import { createServer as createHttpServer } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import { Server } from "socket.io";
 
 const port = Number(process.argv[2] ?? 3000);
 const recovery = process.argv[3] === "recovery";
-const httpServer = createServer();
+// With TLS_CERT and TLS_KEY (PEM files) set: https:// and wss:// only.
+const httpServer = process.env.TLS_CERT
+  ? createHttpsServer({ cert: readFileSync(process.env.TLS_CERT), key: readFileSync(process.env.TLS_KEY) })
+  : createHttpServer();
 const io = new Server(httpServer, {
   pingInterval: 300,
   pingTimeout: 200,

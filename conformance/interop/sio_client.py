@@ -1,9 +1,11 @@
 """Drives python-socketio's client against our `sio-server`.
 
 Usage: python3 sio_client.py http://127.0.0.1:3000
-Prints one line per case and ends with `N passed, M failed`.
+Prints one line per case and ends with `N passed, M failed`. TRANSPORTS (e.g.
+"polling") limits the run to those transports: polling, websocket, polling+upgrade.
 """
 
+import os
 import queue
 import sys
 import threading
@@ -121,6 +123,8 @@ CASES = [
 passed = failed = 0
 for transports in (["polling"], ["websocket"], ["polling", "websocket"]):
     tname = "+".join(transports) if len(transports) == 1 else "polling+upgrade"
+    if os.environ.get("TRANSPORTS") and tname not in os.environ["TRANSPORTS"].split():
+        continue
     for name, case in CASES:
         result = {}
 

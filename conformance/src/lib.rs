@@ -39,6 +39,9 @@ pub struct Args {
     /// `--tls-cert FILE --tls-key FILE` (servers): serve `https://`/`wss://` only, with
     /// this PEM certificate chain and key.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// `--ca FILE` (clients): trust the PEM CA certificates in FILE (only) for
+    /// `https://` and `wss://`.
+    pub ca: Option<PathBuf>,
 }
 
 impl Args {
@@ -56,6 +59,15 @@ impl Args {
 }
 
 impl Args {
+    /// How the clients reach their server: with `--ca`, trusting that CA only.
+    pub fn connector(&self) -> std::io::Result<wirestate_async::Connector> {
+        let connector = wirestate_async::Connector::default();
+        Ok(match &self.ca {
+            Some(ca) => connector.tls(wirestate_async::tls::TlsConnector::from_ca_file(ca)?),
+            None => connector,
+        })
+    }
+
     /// Parses `std::env::args()`, or exits with a usage message.
     pub fn parse(usage: &str, default_addr: &str) -> Self {
         match Self::try_parse(std::env::args().skip(1), default_addr) {
@@ -84,6 +96,7 @@ impl Args {
             write_timeout: None,
             max_connections: None,
             tls: None,
+            ca: None,
         };
         let (mut cert, mut key) = (None, None);
         let mut args = args.into_iter();
@@ -126,6 +139,7 @@ impl Args {
                     );
                 }
                 "--tls-cert" => cert = Some(PathBuf::from(value()?)),
+                "--ca" => parsed.ca = Some(PathBuf::from(value()?)),
                 "--tls-key" => key = Some(PathBuf::from(value()?)),
                 "-h" | "--help" => return Err(String::new()),
                 flag if flag.starts_with("--") && inline.is_none() => {

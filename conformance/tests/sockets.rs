@@ -266,7 +266,7 @@ macro_rules! runtime_tests {
                 });
             }
 
-            async fn next_text(ws: &mut adapter::WebSocket<$stream>) -> String {
+            async fn next_text(ws: &mut adapter::ClientWebSocket) -> String {
                 match ws.recv().await {
                     Some(Ok(Message::Text(t))) => t.to_string(),
                     other => panic!("expected a text message, got {other:?}"),

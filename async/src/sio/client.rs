@@ -191,8 +191,14 @@ impl SioClient {
     /// Carries out the manager's I/O over `rt`'s connections to the server at `url`
     /// and calls the handlers, until the manager is done. `seed` seeds the WebSocket
     /// masking keys.
-    pub async fn drive<R: Runtime>(self, rt: R, url: Url, seed: [u8; 32]) {
-        let mut pilot = Pilot::with_machine(SharedManager(self.clone()), rt, url, seed);
+    pub async fn drive<R: Runtime>(
+        self,
+        rt: R,
+        url: Url,
+        connector: crate::Connector,
+        seed: [u8; 32],
+    ) {
+        let mut pilot = Pilot::with_machine(SharedManager(self.clone()), rt, url, connector, seed);
         loop {
             let event = poll_fn(|cx| {
                 *lock(&self.inner.driver) = Some(cx.waker().clone());
@@ -668,6 +674,8 @@ pub struct IoOptions {
     pub config: ClientConfig,
     /// The auth payload.
     pub auth: Value,
+    /// How the server is reached: TLS roots, headers sent with every request.
+    pub connector: crate::Connector,
 }
 
 impl IoOptions {
@@ -682,12 +690,18 @@ impl IoOptions {
         self.config = config;
         self
     }
+
+    /// Sets how the server is reached (TLS roots, headers sent with every request).
+    pub fn connector(mut self, connector: crate::Connector) -> Self {
+        self.connector = connector;
+        self
+    }
 }
 
 /// Splits `http://host:port/nsp` into the server's URL and the namespace (`/` if
 /// none).
 pub(crate) fn split_url(url: &str) -> Result<(Url, String), UrlError> {
-    let url = Url::parse_plain(url, &[Scheme::Http, Scheme::Ws])?;
+    let url = crate::connector::parse_url(url, &[Scheme::Http, Scheme::Ws])?;
     let path = url.path();
     let nsp = if path == "/" {
         "/".to_owned()

@@ -644,7 +644,7 @@ pub fn io<R: Runtime>(rt: &R, url: &str, options: IoOptions) -> Result<ClientSoc
     let (url, nsp) = client::split_url(url)?;
     let client = SioClient::new(rt, options.config, crate::os_seed()?);
     let socket = client.socket(&nsp, options.auth);
-    rt.spawn(client.drive(rt.clone(), url, crate::os_seed()?));
+    rt.spawn(client.drive(rt.clone(), url, options.connector, crate::os_seed()?));
     Ok(socket)
 }
 

@@ -1,7 +1,8 @@
 //! `eio-client --runtime tokio|smol --url http://HOST:PORT`: wirestate's Engine.IO
 //! client against an echoing Engine.IO server (e.g. Node's `engine.io`): over polling,
 //! websocket, and polling→upgrade, it sends text and binary messages and checks the
-//! echoes. One line per case, then `N passed, M failed`.
+//! echoes. One line per case, then `N passed, M failed`. The URL may be `https://`
+//! (or `wss://`), with `--ca FILE` the PEM CA to trust.
 #![allow(clippy::print_stdout)] // A test runner: its report is its stdout.
 
 use std::time::Duration;
@@ -10,7 +11,7 @@ use wirestate_async::EioClient;
 use wirestate_conformance::{init_tracing, Args, Runtime};
 use wirestate_engine::eio::{ClientConfig, ClientEvent, Data};
 
-const USAGE: &str = "eio-client [--runtime tokio|smol] [--url http://HOST:PORT]";
+const USAGE: &str = "eio-client [--runtime tokio|smol] [--url http[s]://HOST:PORT] [--ca FILE]";
 
 fn payloads() -> Vec<Data> {
     vec![
@@ -101,16 +102,22 @@ fn main() -> std::io::Result<()> {
         args.url.clone()
     };
     let limit = Duration::from_secs(60);
+    let connector = args.connector()?;
     let (passed, failed) = match args.runtime {
         Runtime::Tokio => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
             .block_on(async {
-                let run = run_all(|c| wirestate_tokio::eio::connect(&url, c).expect("valid url"));
+                let run = run_all(|c| {
+                    wirestate_tokio::eio::connect_with(&url, c, connector.clone())
+                        .expect("valid url")
+                });
                 tokio::time::timeout(limit, run).await.unwrap_or((0, 1))
             }),
         Runtime::Smol => smol::block_on(async {
-            let run = run_all(|c| wirestate_smol::eio::connect(&url, c).expect("valid url"));
+            let run = run_all(|c| {
+                wirestate_smol::eio::connect_with(&url, c, connector.clone()).expect("valid url")
+            });
             smol::future::or(run, async {
                 smol::Timer::after(limit).await;
                 (0, 1)

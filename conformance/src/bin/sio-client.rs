@@ -4,7 +4,8 @@
 //! binary, acks both ways, namespace multiplexing, middleware refusal, and automatic
 //! reconnection after the server restarts (the client prints `RESTART-ME` and waits
 //! for whoever runs it to restart the server). With `--recovery-url` (a server with
-//! connection-state recovery), also recovery after a dropped connection.
+//! connection-state recovery), also recovery after a dropped connection. URLs may be
+//! `https://`, with `--ca FILE` the PEM CA to trust.
 //!
 //! Prints one line per case and ends with `N passed, M failed`.
 #![allow(clippy::print_stdout)] // A test runner: its report is its stdout.
@@ -22,8 +23,8 @@ use wirestate_async::sio::{ClientSocket, IoOptions};
 use wirestate_conformance::{init_tracing, Args, Runtime};
 use wirestate_engine::sio::{ClientConfig, Payload};
 
-const USAGE: &str =
-    "sio-client [--runtime tokio|smol] --url http://HOST:PORT [--recovery-url http://HOST:PORT]";
+const USAGE: &str = "sio-client [--runtime tokio|smol] --url http[s]://HOST:PORT \
+                     [--recovery-url http[s]://HOST:PORT] [--ca FILE]";
 
 type Sleep = fn(Duration) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 type Connect = fn(&str, IoOptions) -> Result<ClientSocket, wirestate_async::Error>;
@@ -90,11 +91,17 @@ async fn within<T>(sleep: Sleep, d: Duration, f: impl Future<Output = T>) -> Res
     .await
 }
 
+/// How the server is reached (`--ca`), set once by `main`.
+static CONNECTOR: std::sync::OnceLock<wirestate_async::Connector> = std::sync::OnceLock::new();
+
 fn options(auth: Value) -> IoOptions {
-    IoOptions::default().auth(auth).config(
-        ClientConfig::default()
-            .reconnection_delay(Duration::from_millis(200), Duration::from_millis(1000)),
-    )
+    IoOptions::default()
+        .auth(auth)
+        .config(
+            ClientConfig::default()
+                .reconnection_delay(Duration::from_millis(200), Duration::from_millis(1000)),
+        )
+        .connector(CONNECTOR.get().cloned().unwrap_or_default())
 }
 
 fn check(cond: bool, what: impl FnOnce() -> String) -> Result<(), String> {
@@ -352,6 +359,7 @@ fn smol_sleep(d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
 fn main() -> std::io::Result<()> {
     init_tracing();
     let args = Args::parse(USAGE, "127.0.0.1:3000");
+    let _ = CONNECTOR.set(args.connector()?);
     let ok = match args.runtime {
         Runtime::Tokio => tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -64,7 +64,9 @@ async fn serve_tokio(args: Args, config: Arc<Config>) -> std::io::Result<()> {
                     else {
                         return;
                     };
-                    if let Ok(mut ws) = wirestate_tokio::accept(stream.into_inner(), config).await {
+                    if let Ok(mut ws) =
+                        wirestate_async::accept(&wirestate_tokio::Tokio, stream, config).await
+                    {
                         echo(&mut ws).await;
                     }
                 });
@@ -103,7 +105,8 @@ async fn serve_smol(
             let Ok(stream) = smol::future::or(handshake, timeout).await else {
                 return;
             };
-            if let Ok(mut ws) = wirestate_smol::accept(stream.into_inner(), config).await {
+            if let Ok(mut ws) = wirestate_async::accept(&wirestate_smol::Smol, stream, config).await
+            {
                 echo(&mut ws).await;
             }
         })

@@ -407,8 +407,10 @@ macro_rules! runtime_tests {
             fn connect_errors_are_values() {
                 $block_on(async {
                     let config = Arc::new(Config::default());
-                    let err = adapter::connect("wss://127.0.0.1:1/", config.clone()).await.expect_err("no TLS");
-                    assert!(err.to_string().contains("TLS"), "{err}");
+                    let err = adapter::connect("ftp://127.0.0.1:1/", config.clone()).await.expect_err("scheme");
+                    assert!(matches!(err, wirestate_async::Error::Url(_)), "{err}");
+                    let err = adapter::connect("wss://127.0.0.1:1/", config.clone()).await.expect_err("refused");
+                    assert!(matches!(err, wirestate_async::Error::Io(_)), "{err}");
                     let listener = <$listener>::bind("127.0.0.1:0").await.expect("bind");
                     let addr = listener.local_addr().expect("addr");
                     $spawn(async move {

@@ -14,8 +14,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::Bytes;
-
 use super::{ClientStream, Clock, Connector, Outbox, Runtime, Transport, WebSocket};
 use wirestate_engine::eio::{Action, Client, ClientConfig, ClosedError, Data, RequestId, WsId};
 use wirestate_engine::http::{self, Url};
@@ -39,7 +37,9 @@ pub struct Pilot<M, R: Runtime> {
     rt: R,
     clock: R::Clock,
     url: Url,
-    requests: Vec<(RequestId, Pending<(u16, Bytes)>)>,
+    requests: Vec<(RequestId, Pending<http::ClientResponse>)>,
+    /// What the server set with `Set-Cookie`, sent back with every request.
+    cookies: http::CookieJar,
     connecting: Vec<Opening<R>>,
     sockets: Vec<(WsId, ClientWebSocket<R>)>,
     connector: Arc<Connector>,
@@ -103,6 +103,7 @@ impl<M: ClientMachine, R: Runtime> Pilot<M, R> {
             rt,
             url,
             requests: Vec::new(),
+            cookies: http::CookieJar::default(),
             connecting: Vec::new(),
             sockets: Vec::new(),
             connector: Arc::new(connector),
@@ -148,8 +149,16 @@ impl<M: ClientMachine, R: Runtime> Pilot<M, R> {
                     Poll::Ready(result) => {
                         let (id, _) = self.requests.swap_remove(i);
                         match result {
-                            Ok((status, body)) => {
-                                self.client.handle_http_response(now, id, status, body)
+                            Ok(response) => {
+                                for value in response.headers.get_all("set-cookie") {
+                                    self.cookies.set(value);
+                                }
+                                self.client.handle_http_response(
+                                    now,
+                                    id,
+                                    response.status,
+                                    response.body,
+                                )
                             }
                             Err(_) => self.client.handle_http_failed(now, id),
                         }
@@ -233,6 +242,10 @@ impl<M: ClientMachine, R: Runtime> Pilot<M, R> {
                             .iter()
                             .map(|(n, v)| (n.as_str(), v.as_str())),
                     );
+                    let cookie = self.cookies.header();
+                    if let Some(cookie) = &cookie {
+                        headers.push(("Cookie", cookie));
+                    }
                     let conn = http::ClientConn::new(
                         method,
                         &target,
@@ -259,7 +272,13 @@ impl<M: ClientMachine, R: Runtime> Pilot<M, R> {
                         port: self.url.port,
                         path: target,
                         protocols: Vec::new(),
-                        headers: self.connector.headers().to_vec(),
+                        headers: self
+                            .connector
+                            .headers()
+                            .iter()
+                            .cloned()
+                            .chain(self.cookies.header().map(|c| ("Cookie".to_owned(), c)))
+                            .collect(),
                     };
                     let (rt, url, connector) =
                         (self.rt.clone(), self.url.clone(), self.connector.clone());
@@ -298,8 +317,11 @@ impl<M: ClientMachine, R: Runtime> Pilot<M, R> {
     }
 }
 
-/// Writes one request and reads its response: status and body.
-async fn exchange<T: Transport>(mut io: T, mut conn: http::ClientConn) -> io::Result<(u16, Bytes)> {
+/// Writes one request and reads its response.
+async fn exchange<T: Transport>(
+    mut io: T,
+    mut conn: http::ClientConn,
+) -> io::Result<http::ClientResponse> {
     let mut out = Outbox::default();
     while let Some(bytes) = conn.poll_transmit() {
         out.push(bytes);
@@ -312,9 +334,7 @@ async fn exchange<T: Transport>(mut io: T, mut conn: http::ClientConn) -> io::Re
         }
         if let Some(response) = conn.poll_response() {
             return Poll::Ready(
-                response
-                    .map(|r| (r.status, r.body))
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+                response.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
             );
         }
         if eof {

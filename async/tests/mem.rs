@@ -528,3 +528,169 @@ fn a_connection_handshake_that_never_ends_is_dropped_at_the_request_timeout() {
         assert_eq!(sim.elapsed() - started, Duration::from_secs(30));
     });
 }
+
+/// Reads one request (head and `Content-Length` body) from `stream`.
+async fn read_request(stream: &mut MemStream) -> Vec<u8> {
+    let mut raw = Vec::new();
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if raw.len() >= end + 4 + length {
+                return raw;
+            }
+        }
+        let more = stream.read_some().await.expect("read");
+        assert!(!more.is_empty(), "the client hung up mid-request");
+        raw.extend(more);
+    }
+}
+
+#[test]
+fn socket_io_client_sends_headers_query_and_the_cookies_a_balancer_sets() {
+    let sim = Sim::new();
+    let io = sio::server(&sim, sio::Config::default()).expect("server");
+    let seen = Arc::new(Mutex::new(None));
+    let record = seen.clone();
+    io.of("/").middleware(move |req| {
+        let handshake = req.handshake();
+        let auth = handshake
+            .headers
+            .get_str("authorization")
+            .map(str::to_owned);
+        let token = handshake.target.contains("token=abc");
+        *record.lock().expect("lock") = Some((auth, token));
+        async { Ok(()) }
+    });
+    let listener = sim.listen("127.0.0.1:5001").expect("listen");
+    let rt = sim.clone();
+    sim.spawn(async move {
+        let _ = sio::serve(&rt, io, listener).await;
+    });
+    // A sticky load balancer: it sets `lb` on every response, and notes which requests
+    // came back with it (one connection per request: the client closes each).
+    let cookies = Arc::new(Mutex::new(Vec::new()));
+    let balancer = sim.listen("127.0.0.1:5000").expect("listen");
+    let (rt, noted) = (sim.clone(), cookies.clone());
+    sim.spawn(async move {
+        loop {
+            let Ok((mut client, _)) = rt.accept(&balancer).await else {
+                return;
+            };
+            let request = read_request(&mut client).await;
+            let head = String::from_utf8_lossy(&request).to_ascii_lowercase();
+            noted
+                .lock()
+                .expect("lock")
+                .push(head.contains("\r\ncookie: lb=node-1\r\n"));
+            let mut server = rt.connect("127.0.0.1:5001".into()).await.expect("connect");
+            server.write_all(&request).await.expect("forward");
+            let response = server.read_to_end().await.expect("response");
+            let status_end = response
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .expect("status line");
+            let mut rewritten = response[..status_end + 2].to_vec();
+            rewritten.extend_from_slice(b"Set-Cookie: lb=node-1; Path=/; HttpOnly\r\n");
+            rewritten.extend_from_slice(&response[status_end + 2..]);
+            client.write_all(&rewritten).await.expect("answer");
+        }
+    });
+    let mut config = wirestate_engine::sio::ClientConfig::default();
+    config.eio = config.eio.transports(true, false);
+    let connector = wirestate_async::Connector::default()
+        .header("Authorization", "Bearer t0k3n")
+        .expect("a header of the application's");
+    let socket = sio::io(
+        &sim,
+        "http://127.0.0.1:5000/?token=abc",
+        sio::IoOptions::default()
+            .config(config)
+            .connector(connector),
+    )
+    .expect("url");
+    sim.block_on(async {
+        socket.wait_connected().await.expect("connected");
+        sim.sleep(Duration::from_millis(100)).await;
+    });
+    assert_eq!(
+        *seen.lock().expect("lock"),
+        Some((Some("Bearer t0k3n".to_owned()), true))
+    );
+    let cookies = cookies.lock().expect("lock").clone();
+    assert!(cookies.len() >= 3, "{cookies:?}");
+    assert!(!cookies[0], "the first request has no cookie yet");
+    assert!(
+        cookies[1..].iter().all(|c| *c),
+        "every later one has it: {cookies:?}"
+    );
+    // The client's own headers cannot be overridden.
+    assert!(wirestate_async::Connector::default()
+        .header("Host", "elsewhere")
+        .is_err());
+    assert!(wirestate_async::Connector::default()
+        .header("X-Bad", "a\r\nb")
+        .is_err());
+}
+
+#[test]
+fn socket_io_client_listeners_add_up_and_come_off_one_at_a_time() {
+    let sim = Sim::new();
+    let io = sio::server(&sim, sio::Config::default()).expect("server");
+    let answers = Arc::new(Mutex::new(Vec::new()));
+    let got = answers.clone();
+    io.of("/").on_connection(move |socket| {
+        let got = got.clone();
+        async move {
+            socket.on("ready", move |socket, _msg| {
+                let got = got.clone();
+                async move {
+                    let answer = socket
+                        .emit_with_ack("ask", sio::Payload::new(), Some(Duration::from_secs(5)))
+                        .await;
+                    got.lock().expect("lock").push(answer.map(|p| p.args).ok());
+                }
+            });
+        }
+    });
+    let listener = sim.listen("127.0.0.1:5002").expect("listen");
+    let rt = sim.clone();
+    sim.spawn(async move {
+        let _ = sio::serve(&rt, io, listener).await;
+    });
+    let socket = sio::io(&sim, "http://127.0.0.1:5002", sio::IoOptions::default()).expect("url");
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let listen = |name: &'static str| {
+        let calls = calls.clone();
+        socket.on("ask", move |_payload, ack| {
+            calls.lock().expect("lock").push(name);
+            if let Some(ack) = ack {
+                let _ = ack.send(name);
+            }
+        })
+    };
+    let first = listen("first");
+    let _second = listen("second");
+    sim.block_on(async {
+        socket.wait_connected().await.expect("connected");
+        socket.emit("ready", &()).expect("emit");
+        sim.sleep(Duration::from_millis(50)).await;
+        socket.off_listener(first);
+        socket.off_listener(first); // twice: a no-op
+        socket.emit("ready", &()).expect("emit");
+        sim.sleep(Duration::from_millis(50)).await;
+    });
+    assert_eq!(*calls.lock().expect("lock"), ["first", "second", "second"]);
+    // Both listeners answered the first question: the server got the first answer.
+    assert_eq!(
+        *answers.lock().expect("lock"),
+        [
+            Some(vec![serde_json::json!("first")]),
+            Some(vec![serde_json::json!("second")])
+        ]
+    );
+}

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::{poll_fn, Future};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -61,7 +62,7 @@ impl std::error::Error for ClientConnectError {}
 
 #[derive(Default)]
 struct NsHandlers {
-    events: HashMap<String, EventCb>,
+    events: HashMap<String, Vec<(Listener, EventCb)>>,
     any: Vec<AnyCb>,
     connect: Vec<ConnectCb>,
     disconnect: Vec<DisconnectCb>,
@@ -323,19 +324,37 @@ impl SioClient {
                 payload,
                 ack,
             } => {
-                let (any, cb) = self
-                    .ns_handlers(&nsp, |h| (h.any.clone(), h.events.get(&name).cloned()))
+                let (any, listeners) = self
+                    .ns_handlers(&nsp, |h| {
+                        let listeners: Vec<EventCb> = h
+                            .events
+                            .get(&name)
+                            .map(|l| l.iter().map(|(_, cb)| cb.clone()).collect())
+                            .unwrap_or_default();
+                        (h.any.clone(), listeners)
+                    })
                     .unwrap_or_default();
                 for a in any {
                     a(&name, &payload);
                 }
-                if let Some(cb) = cb {
-                    let ack = ack.map(|id| ClientAck {
-                        client: self.clone(),
-                        nsp: nsp.clone(),
-                        id,
-                    });
-                    cb(payload, ack);
+                let ack = ack.map(|id| ClientAck {
+                    client: self.clone(),
+                    nsp: nsp.clone(),
+                    id,
+                    sent: Arc::new(AtomicBool::new(false)),
+                });
+                // Every listener but the last gets a copy of the payload.
+                let mut payload = Some(payload);
+                let count = listeners.len();
+                for (i, cb) in listeners.into_iter().enumerate() {
+                    let Some(p) = (if i + 1 == count {
+                        payload.take()
+                    } else {
+                        payload.clone()
+                    }) else {
+                        break;
+                    };
+                    cb(p, ack.clone());
                 }
             }
             ClientEvent::Ack { ack, result, .. } => {
@@ -392,12 +411,26 @@ impl SioClient {
     }
 }
 
+/// One listener added with [`ClientSocket::on`], to remove with
+/// [`ClientSocket::off_listener`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Listener(u64);
+
+impl Listener {
+    fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        Self(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
 /// The way back to a server event that asked for an ack.
 #[derive(Clone)]
 pub struct ClientAck {
     client: SioClient,
     nsp: Arc<str>,
     id: u64,
+    /// Shared by the clones that the event's listeners get: one answer goes out.
+    sent: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for ClientAck {
@@ -416,8 +449,12 @@ impl ClientAck {
         Ok(())
     }
 
-    /// Answers with these arguments (dropped if the namespace disconnected meanwhile).
+    /// Answers with these arguments (dropped if the namespace disconnected meanwhile,
+    /// or if this event was answered already).
     pub fn send_payload(&self, payload: Payload) {
+        if self.sent.swap(true, Ordering::SeqCst) {
+            return;
+        }
         let now = self.client.now();
         let _ = self.client.manager().ack(now, &self.nsp, self.id, payload);
         self.client.wake_driver();
@@ -482,19 +519,40 @@ impl ClientSocket {
         f(h.namespaces.entry(self.nsp.clone()).or_default());
     }
 
-    /// Handles event `name` (replacing an earlier handler): `f(payload, ack)`, where
-    /// `ack` is there when the server asked for one. Handlers run on the driver task:
-    /// spawn long work.
-    pub fn on(&self, name: &str, f: impl Fn(Payload, Option<ClientAck>) + Send + Sync + 'static) {
+    /// Adds a listener for event `name`: `f(payload, ack)`, where `ack` is there when
+    /// the server asked for one (the first answer of any listener is sent, later ones
+    /// are dropped). An event's listeners run in the order added, on the driver task:
+    /// spawn long work. The returned [`Listener`] removes this one with
+    /// [`off_listener`](Self::off_listener).
+    pub fn on(
+        &self,
+        name: &str,
+        f: impl Fn(Payload, Option<ClientAck>) + Send + Sync + 'static,
+    ) -> Listener {
+        let listener = Listener::next();
         self.with_handlers(|h| {
-            h.events.insert(name.to_owned(), Arc::new(f));
+            h.events
+                .entry(name.to_owned())
+                .or_default()
+                .push((listener, Arc::new(f)));
         });
+        listener
     }
 
-    /// Removes the handler for `name`.
+    /// Removes every listener of event `name`.
     pub fn off(&self, name: &str) {
         self.with_handlers(|h| {
             h.events.remove(name);
+        });
+    }
+
+    /// Removes one listener (a no-op if it was removed already).
+    pub fn off_listener(&self, listener: Listener) {
+        self.with_handlers(|h| {
+            h.events.retain(|_, listeners| {
+                listeners.retain(|(l, _)| *l != listener);
+                !listeners.is_empty()
+            });
         });
     }
 

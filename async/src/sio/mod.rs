@@ -578,7 +578,8 @@ impl<F: Future + Unpin> Future for CatchPanic<F> {
 
 pub use crate::host::HttpLimits;
 pub use client::{
-    ClientAck, ClientConnectError, ClientEmitError, ClientSocket, IoOptions, SioClient, TimedSocket,
+    ClientAck, ClientConnectError, ClientEmitError, ClientSocket, IoOptions, Listener, SioClient,
+    TimedSocket,
 };
 
 /// The settings of a Socket.IO server, given once to [`server`] (a plain [`Config`]
@@ -642,7 +643,9 @@ pub fn server<R: Runtime>(rt: &R, options: impl Into<ServerOptions>) -> std::io:
 /// handlers) runs on a task of `rt`. A bad URL is [`crate::Error::Url`].
 pub fn io<R: Runtime>(rt: &R, url: &str, options: IoOptions) -> Result<ClientSocket, crate::Error> {
     let (url, nsp) = client::split_url(url)?;
-    let client = SioClient::new(rt, options.config, crate::os_seed()?);
+    let mut config = options.config;
+    config.eio = config.eio.query_of(&url.target);
+    let client = SioClient::new(rt, config, crate::os_seed()?);
     let socket = client.socket(&nsp, options.auth);
     rt.spawn(client.drive(rt.clone(), url, options.connector, crate::os_seed()?));
     Ok(socket)

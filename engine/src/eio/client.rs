@@ -61,6 +61,23 @@ impl ClientConfig {
         self.path = super::with_trailing_slash(path);
         self
     }
+
+    /// Adds a query parameter to every request (socket.io-client's `query`: a token,
+    /// say). The URL's own query parameters are added the same way.
+    pub fn query(mut self, key: &str, value: &str) -> Self {
+        self.query.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Adds the query parameters of `target` (a URL's path and query).
+    pub fn query_of(mut self, target: &str) -> Self {
+        if let Some((_, query)) = target.split_once('?') {
+            self.query.extend(
+                crate::http::query_pairs(query).map(|(k, v)| (k.into_owned(), v.into_owned())),
+            );
+        }
+        self
+    }
 }
 
 /// An HTTP request the client wants made.

@@ -16,9 +16,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 mod client;
+mod cookie;
 pub(crate) mod url;
 
 pub use client::{ClientConn, ClientResponse};
+pub use cookie::CookieJar;
 pub use url::{Scheme, Url, UrlError};
 
 use bytes::{Buf, Bytes, BytesMut};

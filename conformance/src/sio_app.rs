@@ -1,6 +1,6 @@
 //! The Socket.IO application of `sio-server` (and of `axum-app`, which mounts the same
 //! server in an axum app): its configuration and handlers, described in
-//! `sio-server`'s documentation.
+//! `sio-server`'s documentation, and `axum-app`'s router.
 
 use std::time::Duration;
 
@@ -102,4 +102,38 @@ pub fn setup(io: &SocketIo) {
         .on_connection(|socket| async move {
             let _ = socket.emit("hello", socket.nsp());
         });
+}
+
+/// `axum-app`'s application: `GET /health` and `POST /rooms/{room}/emit` (described in
+/// its documentation), with `io` mounted through the tower layer, and the client's
+/// address passed on from axum's `ConnectInfo` (serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()`).
+pub fn axum_router(io: wirestate_tokio::sio::SocketIo) -> axum::Router {
+    use axum::extract::{ConnectInfo, Path, Request, State};
+    use axum::http::StatusCode;
+    use axum::routing::{get, post};
+
+    async fn emit_to_room(
+        State(io): State<wirestate_tokio::sio::SocketIo>,
+        Path(room): Path<String>,
+        body: String,
+    ) -> StatusCode {
+        match io.of("/").to(room).emit("room-message", &body) {
+            Ok(_) => StatusCode::NO_CONTENT,
+            Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    axum::Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/rooms/{room}/emit", post(emit_to_room))
+        .layer(wirestate_tokio::sio::layer(&io))
+        // Outermost: the client's address reaches Socket.IO as a request extension.
+        .layer(axum::middleware::map_request(
+            |ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>, mut request: Request| async move {
+                request.extensions_mut().insert(peer);
+                request
+            },
+        ))
+        .with_state(io)
 }

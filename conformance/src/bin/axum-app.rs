@@ -10,44 +10,13 @@
 //!
 //! axum runs on tokio only; `--runtime smol` is refused.
 
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::Router;
 use std::net::SocketAddr;
-use wirestate_conformance::sio_app::{config, setup};
+
+use wirestate_conformance::sio_app::{axum_router, config, setup};
 use wirestate_conformance::{init_tracing, Args, Runtime};
-use wirestate_tokio::sio::SocketIo;
 
 const USAGE: &str =
     "axum-app [--runtime tokio] [--addr HOST:PORT] [--recovery] [--write-timeout MS]";
-
-/// The application: its REST routes, with Socket.IO mounted by the layer.
-fn app(io: SocketIo) -> Router {
-    Router::new()
-        .route("/health", get(|| async { "ok" }))
-        .route("/rooms/{room}/emit", post(emit_to_room))
-        .layer(wirestate_tokio::sio::layer(&io))
-        // Outermost: the client's address reaches Socket.IO as a request extension.
-        .layer(axum::middleware::map_request(
-            |ConnectInfo(peer): ConnectInfo<SocketAddr>, mut request: axum::extract::Request| async move {
-                request.extensions_mut().insert(peer);
-                request
-            },
-        ))
-        .with_state(io)
-}
-
-async fn emit_to_room(
-    State(io): State<SocketIo>,
-    Path(room): Path<String>,
-    body: String,
-) -> StatusCode {
-    match io.of("/").to(room).emit("room-message", &body) {
-        Ok(_) => StatusCode::NO_CONTENT,
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
 
 fn main() -> std::io::Result<()> {
     init_tracing();
@@ -67,7 +36,7 @@ fn main() -> std::io::Result<()> {
             setup(&io);
             let listener = tokio::net::TcpListener::bind(args.addr).await?;
             eprintln!("axum-app (tokio) listening on {}", listener.local_addr()?);
-            let app = app(io).into_make_service_with_connect_info::<SocketAddr>();
+            let app = axum_router(io).into_make_service_with_connect_info::<SocketAddr>();
             axum::serve(listener, app).await
         })
 }

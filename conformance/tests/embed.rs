@@ -1,0 +1,151 @@
+//! The tower layer in real servers: axum on tokio (the `axum-app` router: REST routes
+//! beside Socket.IO on one port, an HTTP handler emitting to a room), and plain hyper
+//! on smol (through smol-hyper), each with our Socket.IO client over polling, the
+//! upgrade, and WebSocket alone.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use wirestate_async::sio::{ClientSocket, IoOptions};
+use wirestate_conformance::sio_app::{axum_router, config, setup};
+use wirestate_engine::sio::ClientConfig;
+
+const SECOND: Duration = Duration::from_secs(5);
+
+/// Client options: every transport, or WebSocket alone.
+fn options(websocket_only: bool) -> IoOptions {
+    let mut config = ClientConfig::default();
+    if websocket_only {
+        config.eio = config.eio.transports(false, true);
+    }
+    IoOptions::default().config(config)
+}
+
+/// Collects the `room-message`s a socket receives.
+fn collect(socket: &ClientSocket) -> Arc<Mutex<Vec<Value>>> {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    socket.on("room-message", move |payload, _ack| {
+        sink.lock().expect("lock").extend(payload.args);
+    });
+    got
+}
+
+/// One HTTP/1.1 request on a fresh connection: status and body.
+async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    s.read_to_string(&mut response).await.expect("read");
+    let status = response
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn axum_serves_rest_routes_beside_socket_io_and_a_handler_emits_to_a_room() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let io = wirestate_tokio::sio::server(config(false)).expect("server");
+        setup(&io);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = axum_router(io).into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let url = format!("http://{addr}");
+        for websocket_only in [false, true] {
+            let socket = wirestate_tokio::sio::io(&url, options(websocket_only)).expect("url");
+            let got = collect(&socket);
+            socket.wait_connected().await.expect("connected");
+            let joined = socket
+                .timeout(SECOND)
+                .emit_with_ack("join", &"news")
+                .await
+                .expect("ack");
+            assert_eq!(joined.args, [json!("joined")]);
+            assert_eq!(http(addr, "GET", "/health", "").await, (200, "ok".into()));
+            let (status, _) = http(addr, "POST", "/rooms/news/emit", "from REST").await;
+            assert_eq!(status, 204);
+            tokio::time::timeout(SECOND, async {
+                while got.lock().expect("lock").is_empty() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await
+            .expect("the room message arrives");
+            assert_eq!(*got.lock().expect("lock"), [json!("from REST")]);
+            socket.disconnect();
+        }
+        // Other paths are the application's: axum's 404.
+        assert_eq!(http(addr, "GET", "/nowhere", "").await.0, 404);
+    });
+}
+
+#[test]
+fn plain_hyper_on_smol_serves_socket_io_through_the_layer() {
+    use tower_service::Service;
+    let ex = Arc::new(smol::Executor::new());
+    smol::block_on(ex.run(async {
+        let io = wirestate_smol::sio::server(config(false)).expect("server");
+        setup(&io);
+        let service = tower_layer::Layer::layer(
+            &wirestate_smol::sio::layer(&io),
+            wirestate_smol::tower::NotFound,
+        );
+        let listener = smol::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        ex.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let service = service.clone();
+                let serve = hyper::service::service_fn(move |request| {
+                    let mut service = service.clone();
+                    service.call(request)
+                });
+                smol::spawn(async move {
+                    let io = smol_hyper::rt::FuturesIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, serve)
+                        .with_upgrades()
+                        .await;
+                })
+                .detach();
+            }
+        })
+        .detach();
+        let url = format!("http://{addr}");
+        for websocket_only in [false, true] {
+            let socket = wirestate_smol::sio::io(&url, options(websocket_only)).expect("url");
+            socket.wait_connected().await.expect("connected");
+            let echoed = socket
+                .timeout(SECOND)
+                .emit_with_ack("message-with-ack", &json!({"over": "hyper"}))
+                .await
+                .expect("ack");
+            assert_eq!(echoed.args, [json!({"over": "hyper"})]);
+            socket.disconnect();
+        }
+    }));
+}

@@ -127,7 +127,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for TokioIo<S> {
     }
 }
 
-/// The README's examples, compiled as doctests so that they stay true.
+/// The README's examples, compiled as doctests so that they stay true (with the
+/// features they use, which the workspace's test run has).
 #[doc = include_str!("../../README.md")]
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "tower", feature = "tls"))]
 pub struct ReadmeDoctests;

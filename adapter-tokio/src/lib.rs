@@ -52,7 +52,7 @@ use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
-use wirestate_async::{Clock, Transport};
+use wirestate_async::{Clock, Slices, Transport};
 
 wirestate_async::runtime_api!(
     /// The tokio runtime, as the async layer sees it: tokio's clock and timers (paused
@@ -109,12 +109,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for TokioIo<S> {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        // A stream without vectored writes (TLS, say) would write only the first slice
-        // of a vectored call's default: write that one directly.
-        match bufs {
-            [one] => Pin::new(&mut self.0).poll_write(cx, one),
-            _ if self.0.is_write_vectored() => Pin::new(&mut self.0).poll_write_vectored(cx, bufs),
-            _ => Pin::new(&mut self.0).poll_write(cx, bufs.first().map_or(&[], |b| &b[..])),
+        match wirestate_async::write_slices(bufs, self.0.is_write_vectored()) {
+            Slices::One(buf) => Pin::new(&mut self.0).poll_write(cx, buf),
+            Slices::Many(bufs) => Pin::new(&mut self.0).poll_write_vectored(cx, bufs),
         }
     }
 

@@ -605,6 +605,8 @@ impl<E: Endpoint> Host<E> {
     ) -> io::Result<()> {
         let limits = self.settings.limits;
         let mut stall = Stall::default();
+        // Bytes the connection owed before the link's own: not the link's to settle.
+        let mut owed = out.len();
         poll_fn(|cx| loop {
             let Mode::Ws(link) = &mut conn.mode else {
                 return Poll::Ready(Ok(()));
@@ -636,7 +638,10 @@ impl<E: Endpoint> Host<E> {
                 return shutdown(&mut io, cx);
             }
             match stall.write(&mut out, &mut io, cx, &clock) {
-                Ok(written) => link.handle_written(written),
+                Ok(written) => {
+                    link.handle_written(written.saturating_sub(owed));
+                    owed = owed.saturating_sub(written);
+                }
                 Err(e) => return Poll::Ready(Err(e)),
             }
             let write_deadline = stall.deadline(limits);

@@ -68,6 +68,27 @@ pub trait Transport: Unpin {
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
 
+/// How [`Transport::poll_write_vectored`] hands `bufs` to a stream that may not write
+/// vectored (TLS, say): one slice as a plain write; several in one vectored write if
+/// the stream does those (`vectored`); otherwise the first alone (what a default
+/// vectored write would do, less directly).
+pub fn write_slices<'a, 'b>(bufs: &'a [IoSlice<'b>], vectored: bool) -> Slices<'a, 'b> {
+    match bufs {
+        [one] => Slices::One(one),
+        _ if vectored => Slices::Many(bufs),
+        _ => Slices::One(bufs.first().map_or(&[], |b| &b[..])),
+    }
+}
+
+/// What [`write_slices`] chose.
+#[derive(Debug)]
+pub enum Slices<'a, 'b> {
+    /// Write this slice.
+    One(&'a [u8]),
+    /// Write these slices vectored.
+    Many(&'a [IoSlice<'b>]),
+}
+
 /// A runtime's clock and one re-armable timer, owned by the task that waits on it.
 pub trait Clock: Unpin {
     /// The current time.

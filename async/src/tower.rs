@@ -226,11 +226,16 @@ where
         Bytes::new()
     };
     let peer_addr = parts.extensions.get::<SocketAddr>().copied();
+    // Only a handshake (no session yet) keeps its extensions: attached to it alone.
+    let extensions = match head.query_param("sid") {
+        None => wirestate_engine::http::Extensions::new(parts.extensions),
+        Some(_) => wirestate_engine::http::Extensions::default(),
+    };
     let request = Request {
         head,
         body,
         peer_addr,
-        extensions: wirestate_engine::http::Extensions::new(parts.extensions),
+        extensions,
     };
     let Some(reply) = host.handle_request(&request, host.now()) else {
         return into_http(Response::new(404));
@@ -325,10 +330,9 @@ impl<T: hyper::rt::Read + hyper::rt::Write + Unpin> Transport for HyperIo<T> {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match bufs {
-            [one] => Pin::new(&mut self.0).poll_write(cx, one),
-            _ if self.0.is_write_vectored() => Pin::new(&mut self.0).poll_write_vectored(cx, bufs),
-            _ => Pin::new(&mut self.0).poll_write(cx, bufs.first().map_or(&[], |b| &b[..])),
+        match crate::write_slices(bufs, self.0.is_write_vectored()) {
+            crate::Slices::One(buf) => Pin::new(&mut self.0).poll_write(cx, buf),
+            crate::Slices::Many(bufs) => Pin::new(&mut self.0).poll_write_vectored(cx, bufs),
         }
     }
 

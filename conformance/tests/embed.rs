@@ -35,10 +35,23 @@ fn collect(socket: &ClientSocket) -> Arc<Mutex<Vec<Value>>> {
 
 /// One HTTP/1.1 request on a fresh connection: status and body.
 async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let (status, _, body) = http_with(addr, method, path, "", body).await;
+    (status, body)
+}
+
+/// One HTTP/1.1 request with extra header lines (each ending in CRLF): status, head
+/// (lowercased) and body.
+async fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(request.as_bytes()).await.expect("write");
@@ -48,11 +61,8 @@ async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, S
         .get(9..12)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (status, head.to_ascii_lowercase(), body.to_owned())
 }
 
 #[test]
@@ -148,4 +158,49 @@ fn plain_hyper_on_smol_serves_socket_io_through_the_layer() {
             socket.disconnect();
         }
     }));
+}
+
+#[test]
+fn the_service_mounts_at_a_path_and_composes_with_tower_http_cors() {
+    use axum::routing::get;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let io = wirestate_tokio::sio::server(config(false)).expect("server");
+        setup(&io);
+        // `route_service` at the path, behind tower-http's CORS layer.
+        let service = tower_layer::Layer::layer(
+            &wirestate_tokio::sio::layer(&io),
+            wirestate_tokio::tower::NotFound,
+        );
+        let app = axum::Router::new()
+            .route("/health", get(|| async { "ok" }))
+            .route_service("/socket.io/", service)
+            .layer(tower_http::cors::CorsLayer::very_permissive());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let origin = "Origin: http://app.example\r\n";
+        let preflight = "Access-Control-Request-Method: POST\r\n";
+        let target = "/socket.io/?EIO=4&transport=polling";
+        let (status, head, _) =
+            http_with(addr, "OPTIONS", target, &format!("{origin}{preflight}"), "").await;
+        assert_eq!(status, 200, "{head}");
+        assert!(
+            head.contains("access-control-allow-origin: http://app.example"),
+            "{head}"
+        );
+        let (status, head, body) = http_with(addr, "GET", target, origin, "").await;
+        assert_eq!(status, 200, "{head}");
+        assert!(
+            head.contains("access-control-allow-origin: http://app.example"),
+            "{head}"
+        );
+        assert!(body.starts_with("0{\"sid\":"), "{body}");
+        assert_eq!(http(addr, "GET", "/health", "").await, (200, "ok".into()));
+    });
 }

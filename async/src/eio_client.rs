@@ -160,7 +160,12 @@ impl<M: ClientMachine, R: Runtime> Pilot<M, R> {
                                     response.body,
                                 )
                             }
-                            Err(_) => self.client.handle_http_failed(now, id),
+                            Err(e) => {
+                                // A TLS certificate refused, no roots configured, a
+                                // refused connection: the reason is only in the log.
+                                tracing::debug!(error = %e, "engine.io request failed");
+                                self.client.handle_http_failed(now, id)
+                            }
                         }
                         progress = true;
                     }
@@ -178,7 +183,10 @@ impl<M: ClientMachine, R: Runtime> Pilot<M, R> {
                                 self.sockets.push((id, ws));
                                 self.client.handle_ws_opened(now, id);
                             }
-                            Err(_) => self.client.handle_ws_closed(now, id),
+                            Err(e) => {
+                                tracing::debug!(error = %e, "engine.io websocket failed to open");
+                                self.client.handle_ws_closed(now, id)
+                            }
                         }
                         progress = true;
                     }

@@ -178,6 +178,9 @@ struct Settings<E: Endpoint> {
     hook: Option<EventHook<E::Event>>,
     /// Decodes polling payloads apart from the endpoint.
     preparer: eio::Preparer,
+    /// The endpoint's configuration (fixed): which paths are its, and its body limit,
+    /// known without the lock.
+    eio: eio::Config,
 }
 
 /// An endpoint served over many connections: cheap to clone, shared by all of them,
@@ -311,6 +314,7 @@ impl<E: Endpoint> Host<E> {
                 routes,
                 hook,
                 preparer: server.preparer(),
+                eio: server.config().clone(),
             }),
             shared: Arc::new(Mutex::new(Shared {
                 server,
@@ -459,11 +463,8 @@ impl<E: Endpoint> Host<E> {
         peer_addr: Option<SocketAddr>,
     ) -> io::Result<Option<(String, WebSocket<T, C>)>> {
         let limits = self.settings.limits;
-        let mut http = ServerConn::new(
-            limits.max_head_size,
-            self.lock().server.max_body_size() + 1024,
-        )
-        .with_request_timeout(limits.request_timeout, clock.now());
+        let mut http = ServerConn::new(limits.max_head_size, self.max_body_size() + 1024)
+            .with_request_timeout(limits.request_timeout, clock.now());
         let mut out = Outbox::default();
         let mut conn = ConnGuard::new(self.clone());
         let mut read_eof = false;
@@ -719,27 +720,25 @@ impl<E: Endpoint> Host<E> {
     /// otherwise). The caller runs the handlers ([`drain_events`](Self::drain_events))
     /// once it has taken what the reply holds.
     pub(crate) fn handle_request(&self, request: &Request, now: Instant) -> Option<Reply> {
+        if !self.matches(request.head.path()) {
+            return None;
+        }
         // A polling payload (and its JSON) is decoded here, with the lock released.
         let prepared = self.settings.preparer.prepare(request);
         let mut s = self.lock();
-        if !s.server.matches(request.head.path()) {
-            return None;
-        }
         let reply = s.server.handle_prepared(now, request, prepared);
         s.dispatch();
         Some(reply)
     }
 
     /// Whether requests for `path` are the endpoint's.
-    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     pub(crate) fn matches(&self, path: &str) -> bool {
-        self.lock().server.matches(path)
+        self.settings.eio.matches(path)
     }
 
     /// The largest request body the endpoint takes.
-    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     pub(crate) fn max_body_size(&self) -> usize {
-        self.lock().server.max_body_size()
+        self.settings.eio.max_payload
     }
 
     /// Hands one request to the endpoint, or to a plain WebSocket route (the core's

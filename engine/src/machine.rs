@@ -20,10 +20,9 @@ use crate::{sio, ws};
 pub trait Endpoint: Send + 'static {
     /// What the endpoint tells the application.
     type Event: Send + 'static;
-    /// The request path is this endpoint's.
-    fn matches(&self, path: &str) -> bool;
-    /// The largest request body worth reading.
-    fn max_body_size(&self) -> usize;
+    /// Its Engine.IO configuration, fixed for its life: the path it serves
+    /// ([`eio::Config::matches`]), the largest body worth reading (`max_payload`).
+    fn config(&self) -> &eio::Config;
     /// How many sessions are open.
     fn session_count(&self) -> usize;
     /// No session is open or closing (what a graceful shutdown waits for).
@@ -59,13 +58,9 @@ macro_rules! endpoint {
     ($ty:ty, $event:ty, |$s:ident| $eio:expr) => {
         impl Endpoint for $ty {
             type Event = $event;
-            fn matches(&self, path: &str) -> bool {
+            fn config(&self) -> &eio::Config {
                 let $s = self;
-                $eio.config().matches(path)
-            }
-            fn max_body_size(&self) -> usize {
-                let $s = self;
-                $eio.max_body_size()
+                $eio.config()
             }
             fn session_count(&self) -> usize {
                 <$ty>::session_count(self)

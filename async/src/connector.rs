@@ -86,10 +86,7 @@ impl Connector {
             "upgrade",
             "transfer-encoding",
         ];
-        let valid_name = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        let valid_name = !name.is_empty() && name.bytes().all(wirestate_engine::http::is_tchar);
         let valid_value = value
             .bytes()
             .all(|b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80);

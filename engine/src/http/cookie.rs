@@ -27,9 +27,7 @@ impl CookieJar {
         let (name, value) = (name.trim(), value.trim());
         if name.is_empty()
             || name.len() + value.len() > MAX_COOKIE_SIZE
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+            || !name.bytes().all(super::is_tchar)
             || !value
                 .bytes()
                 .all(|b| b.is_ascii_graphic() && b != b';' && b != b',')

@@ -135,6 +135,12 @@ impl fmt::Debug for Headers {
     }
 }
 
+/// Whether `b` may be in an HTTP token (RFC 9110 §5.6.2): a header name, a cookie
+/// name, an extension name.
+pub fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 /// A parsed request head.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestHead {

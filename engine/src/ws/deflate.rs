@@ -153,10 +153,6 @@ pub struct Extension {
     pub params: Vec<(String, Option<String>)>,
 }
 
-fn is_tchar(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
-}
-
 /// Parses one or more `Sec-WebSocket-Extensions` values. `None` if malformed.
 pub fn parse_extensions<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Option<Vec<Extension>> {
     let mut out = Vec::new();
@@ -221,7 +217,7 @@ fn skip_ws(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
 fn token(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<String> {
     let mut s = String::new();
     while let Some(&c) = chars.peek() {
-        if !is_tchar(c) {
+        if !u8::try_from(c).is_ok_and(crate::http::is_tchar) {
             break;
         }
         s.push(c);

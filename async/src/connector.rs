@@ -105,6 +105,12 @@ impl Connector {
         Ok(self)
     }
 
+    /// The TLS settings given with [`tls`](Self::tls), if any.
+    #[cfg(feature = "rustls")]
+    pub(crate) fn tls_config(&self) -> Option<&crate::tls::TlsConnector> {
+        self.tls.as_ref()
+    }
+
     /// The headers added to every request.
     pub fn headers(&self) -> &[(String, String)] {
         &self.headers

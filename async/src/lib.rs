@@ -34,6 +34,7 @@ pub mod eio;
 mod eio_client;
 mod host;
 pub mod mem;
+mod redis;
 pub mod sio;
 #[cfg(feature = "rustls")]
 pub mod tls;
@@ -756,6 +757,13 @@ macro_rules! runtime_api {
                 io: &SocketIo,
             ) -> $crate::tower::EngineLayer<$crate::engine::sio::Server, $rt> {
                 $crate::tower::EngineLayer::new(&$rt, io.host().clone())
+            }
+
+            /// Joins `io` to a cluster over Redis, wire-compatible with Node's
+            /// `@socket.io/redis-adapter` (see [`attach_redis`]). Returns at once; the
+            /// Redis connections run on the runtime and reconnect by themselves.
+            pub fn redis(io: &SocketIo, options: RedisOptions) -> ::std::io::Result<RedisCluster> {
+                $crate::sio::attach_redis(&$rt, io, options)
             }
 
             /// Accepts connections, serving each on its own task, until

@@ -1,6 +1,9 @@
 // Node's socket.io 4.8 server with the same namespaces and events as our `sio-server`,
 // for our Rust client to run against.
-// Usage: [TLS_CERT=cert.pem TLS_KEY=key.pem] node sio-server.mjs PORT [recovery]
+// Usage: [TLS_CERT=cert.pem TLS_KEY=key.pem] [REDIS_URL=redis://... [REDIS_KEY=key]]
+//        node sio-server.mjs PORT [recovery]
+// With REDIS_URL it joins a cluster through @socket.io/redis-adapter 8 (classic) and
+// has the cluster handlers of our `sio-server --redis`.
 import { readFileSync } from "node:fs";
 import { createServer as createHttpServer } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
@@ -20,8 +23,57 @@ const io = new Server(httpServer, {
   ...(recovery ? { connectionStateRecovery: { maxDisconnectionDuration: 120_000 } } : {}),
 });
 
+const cluster = Boolean(process.env.REDIS_URL);
+if (cluster) {
+  const { createClient } = await import("redis");
+  const { createAdapter } = await import("@socket.io/redis-adapter");
+  const pub = createClient({ url: process.env.REDIS_URL });
+  const sub = pub.duplicate();
+  pub.on("error", (e) => console.error("redis pub:", e.message));
+  sub.on("error", (e) => console.error("redis sub:", e.message));
+  await Promise.all([pub.connect(), sub.connect()]);
+  io.adapter(createAdapter(pub, sub, { key: process.env.REDIS_KEY || "socket.io" }));
+  io.of("/").on("ping", (_arg, ack) => ack("pong"));
+}
+
+function clusterHandlers(socket) {
+  socket.on("broadcast-all", (...args) => io.emit("broadcast", ...args));
+  socket.on("fetch-room", async (room, ack) => {
+    try {
+      const sockets = await io.in(room).fetchSockets();
+      ack(sockets.map((s) => s.id).sort());
+    } catch (e) {
+      ack({ error: e.message });
+    }
+  });
+  socket.on("server-side-emit", async (arg, ack) => {
+    try {
+      ack(await io.serverSideEmitWithAck("ping", arg));
+    } catch (e) {
+      ack({ error: "timeout", responses: e.responses ?? [] });
+    }
+  });
+  socket.on("sockets-join", (room, other, ack) => {
+    io.in(room).socketsJoin(other);
+    if (typeof ack === "function") ack("ok");
+  });
+  socket.on("disconnect-room", (room, ack) => {
+    if (typeof ack === "function") ack("ok");
+    io.in(room).disconnectSockets();
+  });
+  socket.on("count-acks", async (ack) => {
+    try {
+      const answers = await io.timeout(1000).emitWithAck("question");
+      ack(answers.length);
+    } catch (e) {
+      ack((e.responses ?? []).length);
+    }
+  });
+}
+
 io.of("/").on("connection", (socket) => {
   socket.emit("auth", socket.handshake.auth);
+  if (cluster) clusterHandlers(socket);
   socket.on("message", (...args) => socket.emit("message-back", ...args));
   socket.on("message-with-ack", (...args) => {
     const ack = args.pop();

@@ -42,6 +42,10 @@ pub struct Args {
     /// `--ca FILE` (clients): trust the PEM CA certificates in FILE (only) for
     /// `https://` and `wss://`.
     pub ca: Option<PathBuf>,
+    /// `--redis URL` (servers): join the cluster on this Redis.
+    pub redis: Option<String>,
+    /// `--redis-key KEY` (servers): the cluster's channel prefix (default `socket.io`).
+    pub redis_key: Option<String>,
 }
 
 impl Args {
@@ -59,6 +63,31 @@ impl Args {
 }
 
 impl Args {
+    /// The cluster options of `--redis` and `--redis-key`, if `--redis` was given.
+    pub fn redis_options(&self) -> std::io::Result<Option<wirestate_async::sio::RedisOptions>> {
+        let Some(url) = &self.redis else {
+            if self.redis_key.is_some() || self.flags.iter().any(|f| f == "--sharded") {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "--redis-key and --sharded need --redis",
+                ));
+            }
+            return Ok(None);
+        };
+        if self.flags.iter().any(|f| f == "--sharded") {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "--sharded: the sharded adapter is not implemented yet",
+            ));
+        }
+        let mut options =
+            wirestate_async::sio::RedisOptions::new(url).map_err(std::io::Error::other)?;
+        if let Some(key) = &self.redis_key {
+            options = options.key(key.clone());
+        }
+        Ok(Some(options))
+    }
+
     /// How the clients reach their server: with `--ca`, trusting that CA only.
     pub fn connector(&self) -> std::io::Result<wirestate_async::Connector> {
         let connector = wirestate_async::Connector::default();
@@ -97,6 +126,8 @@ impl Args {
             max_connections: None,
             tls: None,
             ca: None,
+            redis: None,
+            redis_key: None,
         };
         let (mut cert, mut key) = (None, None);
         let mut args = args.into_iter();
@@ -141,6 +172,8 @@ impl Args {
                 "--tls-cert" => cert = Some(PathBuf::from(value()?)),
                 "--ca" => parsed.ca = Some(PathBuf::from(value()?)),
                 "--tls-key" => key = Some(PathBuf::from(value()?)),
+                "--redis" => parsed.redis = Some(value()?),
+                "--redis-key" => parsed.redis_key = Some(value()?),
                 "-h" | "--help" => return Err(String::new()),
                 flag if flag.starts_with("--") && inline.is_none() => {
                     parsed.flags.push(flag.to_owned())

@@ -28,14 +28,98 @@ pub fn config(recovery: bool) -> Config {
     }
 }
 
+/// The handlers of a server in a cluster: each reaches the whole cluster.
+fn cluster_handlers(socket: &Socket) {
+    type Res = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+    socket.on("broadcast-all", |socket, mut msg| async move {
+        socket
+            .io()
+            .of("/")
+            .emit_payload("broadcast", msg.take_payload())
+    });
+    socket.on("fetch-room", |socket, msg| async move {
+        let room: String = msg.data()?;
+        let found = socket.io().of("/").to(room).fetch_sockets().await;
+        match found {
+            Ok(sockets) => {
+                let mut ids: Vec<String> = sockets.into_iter().map(|s| s.id).collect();
+                ids.sort();
+                msg.ack(&ids)?;
+            }
+            Err(e) => msg.ack(&json!({ "error": e.to_string() }))?,
+        }
+        Res::Ok(())
+    });
+    socket.on("server-side-emit", |socket, mut msg| async move {
+        let args = msg.take_payload().args;
+        let answers = socket
+            .io()
+            .of("/")
+            .server_side_emit_with_ack("ping", args)
+            .await;
+        match answers {
+            Ok(all) => msg.ack(&all)?,
+            Err(some) => msg.ack(&json!({ "error": "timeout", "responses": some }))?,
+        }
+        Res::Ok(())
+    });
+    socket.on("sockets-join", |socket, msg| async move {
+        let room: String = msg.payload().get(0)?;
+        let other: String = msg.payload().get(1)?;
+        socket.io().of("/").to(room).sockets_join([other]);
+        if msg.wants_ack() {
+            msg.ack(&"ok")?;
+        }
+        Res::Ok(())
+    });
+    socket.on("disconnect-room", |socket, msg| async move {
+        let room: String = msg.data()?;
+        if msg.wants_ack() {
+            msg.ack(&"ok")?;
+        }
+        socket.io().of("/").to(room).disconnect_sockets(false);
+        Res::Ok(())
+    });
+    socket.on("count-acks", |socket, msg| async move {
+        let answers = socket
+            .io()
+            .of("/")
+            .sockets()
+            .timeout(Duration::from_secs(1))
+            .emit_with_ack("question", Payload::new())
+            .collect()
+            .await;
+        let count = answers.iter().filter(|(_, r)| r.is_ok()).count();
+        msg.ack(&count)?;
+        Res::Ok(())
+    });
+}
+
 fn emit_auth(socket: &Socket) {
     let _ = socket.emit("auth", socket.auth());
 }
 
 /// Registers the namespaces and handlers.
 pub fn setup(io: &SocketIo) {
-    io.of("/").on_connection(|socket| async move {
+    setup_with(io, false);
+}
+
+/// Registers the namespaces and handlers; with `cluster`, also the handlers of a
+/// server in a cluster (described in `sio-server`'s documentation). Attach the
+/// cluster first.
+pub fn setup_with(io: &SocketIo, cluster: bool) {
+    if cluster {
+        io.of("/").on_server_side_emit("ping", |_args, ack| {
+            if let Some(ack) = ack {
+                let _ = ack.send(&"pong");
+            }
+        });
+    }
+    io.of("/").on_connection(move |socket| async move {
         emit_auth(&socket);
+        if cluster {
+            cluster_handlers(&socket);
+        }
         socket.on("message", |socket, mut msg| async move {
             socket.emit_payload("message-back", msg.take_payload())
         });

@@ -13,14 +13,18 @@
 //! * [`ws`]: the WebSocket connection, both roles, handshake included.
 //! * [`eio`]: Engine.IO v4 (and v3) server and client.
 //! * [`sio`]: Socket.IO v5 (and v4) server: namespaces, rooms, acks, recovery.
+//! * [`redis`]: the cluster protocol of Node's `@socket.io/redis-adapter` over RESP.
+//! * [`msgpack`]: MessagePack as Node's `notepack.io` writes it.
 //! * [`rand`]: the seedable random source.
 #![deny(unsafe_code)]
 
 pub mod eio;
 pub mod http;
 mod machine;
+pub mod msgpack;
 pub mod queue;
 pub mod rand;
+pub mod redis;
 pub mod sio;
 pub mod ws;
 

@@ -33,14 +33,17 @@ pub use wirestate_engine::sio::{
 use wirestate_engine::IdMap;
 
 pub mod client;
+mod cluster;
 mod operator;
 mod socket;
 mod vocab;
 
-pub use operator::{AckStream, Namespace, Operator};
+pub use cluster::{attach as attach_redis, RedisCluster, RedisOptions, RemoteSocket, ServerAck};
+pub use operator::{AckAnswer, AckStream, Namespace, Operator};
 use socket::AckSlot;
 pub use socket::{Incoming, Socket};
 pub use vocab::{ConnectError, ConnectRequest, EmitError, HandlerResult};
+pub use wirestate_engine::redis::{Config as RedisConfig, RequestError};
 
 type BoxResultFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
 type EventHandler = Arc<dyn Fn(Socket, Incoming) -> BoxResultFuture + Send + Sync>;
@@ -61,7 +64,6 @@ struct NamespaceHandlers {
     on_connection: Mutex<Option<ConnectionHandler>>,
 }
 
-#[derive(Default)]
 struct SocketState {
     handlers: HashMap<String, EventHandler>,
     any_incoming: Vec<AnyHandler>,
@@ -71,6 +73,23 @@ struct SocketState {
     data: Value,
     /// Event handlers of this socket running now.
     in_flight: Arc<AtomicUsize>,
+    /// When it connected (wall clock, for its handshake's `issued`).
+    since: std::time::SystemTime,
+}
+
+impl Default for SocketState {
+    fn default() -> Self {
+        Self {
+            handlers: HashMap::new(),
+            any_incoming: Vec::new(),
+            any_outgoing: Vec::new(),
+            middlewares: Vec::new(),
+            on_disconnect: Vec::new(),
+            data: Value::Null,
+            in_flight: Arc::default(),
+            since: std::time::SystemTime::now(),
+        }
+    }
 }
 
 /// One running event handler, counted while it lives.
@@ -90,8 +109,11 @@ impl Drop for InFlight {
 }
 
 struct AckShared {
-    answers: VecDeque<(Sid, Result<Payload, AckError>)>,
+    answers: VecDeque<AckAnswer>,
+    /// The local recipients are done.
     done: bool,
+    /// The other servers' recipients are not.
+    remote: bool,
     waker: Option<Waker>,
 }
 
@@ -106,6 +128,7 @@ struct App {
     kept: IdMap<Sid, Value>,
     acks: IdMap<AckId, Arc<Mutex<AckShared>>>,
     cluster: Option<ClusterHook>,
+    redis: Option<Arc<cluster::Shared>>,
 }
 
 struct Inner {
@@ -190,6 +213,9 @@ impl SocketIo {
     pub fn of(&self, name: &str) -> Namespace {
         let name: Arc<str> = Arc::from(name);
         self.inner.host.with(|s| s.add_namespace(&name));
+        if let Some(redis) = self.redis() {
+            redis.add_namespace(self, &name);
+        }
         let handlers = lock(&self.inner.app)
             .namespaces
             .entry(name.clone())
@@ -320,6 +346,9 @@ impl SocketIo {
                 recovered,
             } => {
                 let info = Arc::new(*info);
+                if let Some(redis) = self.redis() {
+                    redis.add_namespace(self, &info.nsp);
+                }
                 {
                     let mut app = lock(&self.inner.app);
                     let data = if recovered {
@@ -358,14 +387,21 @@ impl SocketIo {
                 let shared = lock(&self.inner.app).acks.get(&ack).cloned();
                 if let Some(shared) = shared {
                     let mut s = lock(&shared);
-                    s.answers.push_back((sid, result));
+                    s.answers.push_back((Some(sid), result));
                     if let Some(w) = s.waker.take() {
                         w.wake();
                     }
+                } else if let Some(redis) = self.redis() {
+                    redis.local_ack(self, ack, &result);
                 }
             }
             sio::Event::AckDone { ack } => {
                 let shared = lock(&self.inner.app).acks.remove(&ack);
+                if shared.is_none() {
+                    if let Some(redis) = self.redis() {
+                        redis.local_ack_done(ack);
+                    }
+                }
                 if let Some(shared) = shared {
                     let mut s = lock(&shared);
                     s.done = true;
@@ -402,6 +438,9 @@ impl SocketIo {
                 lock(&self.inner.app).kept.remove(&sid);
             }
             sio::Event::Cluster(message) => {
+                if let Some(redis) = self.redis() {
+                    redis.publish(self, &message);
+                }
                 let hook = lock(&self.inner.app).cluster.clone();
                 if let Some(hook) = hook {
                     hook(message);
@@ -550,8 +589,13 @@ impl SocketIo {
         let shared = Arc::new(Mutex::new(AckShared {
             answers: VecDeque::new(),
             done: false,
+            remote: false,
             waker: None,
         }));
+        if !target.local && self.redis().is_some() {
+            let packet = sio::Packet::event("/", event, payload.clone());
+            self.broadcast_ack_remote(target, &packet, timeout, &shared);
+        }
         self.inner.host.with(|s| {
             let id = s.broadcast_with_ack(now, target, event, payload, timeout);
             lock(&self.inner.app).acks.insert(id, shared.clone());

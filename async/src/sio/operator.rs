@@ -148,14 +148,36 @@ impl Operator {
     }
 
     /// Emits `name` and collects every recipient's ack until all have answered or
-    /// the [`timeout`](Self::timeout) passes (those left get [`AckError::Timeout`]).
+    /// the [`timeout`](Self::timeout) passes (local ones left get
+    /// [`AckError::Timeout`]). In a cluster the other servers' recipients answer too
+    /// (each answer is its ack's first argument, with no socket id: the reference
+    /// protocol carries none); they are waited for until the timeout, or the
+    /// cluster's request timeout if none is set.
     pub fn emit_with_ack(&self, name: &str, payload: Payload) -> AckStream {
         self.io
             .broadcast_with_ack(&self.target, name, payload, self.timeout)
     }
 
-    /// The local sockets selected (`fetchSockets`).
-    pub fn fetch_sockets(&self) -> Vec<Socket> {
+    /// `fetchSockets`: the sockets selected on every server of the cluster (this
+    /// one's first), as they are now. Fails if another server does not answer within
+    /// the cluster's request timeout, as the reference does; without a cluster these
+    /// are the local sockets.
+    pub async fn fetch_sockets(&self) -> Result<Vec<RemoteSocket>, RequestError> {
+        let local: Vec<RemoteSocket> = self
+            .local_sockets()
+            .iter()
+            .filter_map(|s| s.remote())
+            .collect();
+        if self.target.local || self.io.redis().is_none() {
+            return Ok(local);
+        }
+        let mut all = local;
+        all.extend(self.io.fetch_remote(&self.target).await?);
+        Ok(all)
+    }
+
+    /// The selected sockets of this server only.
+    pub fn local_sockets(&self) -> Vec<Socket> {
         let sids = self
             .io
             .inner
@@ -197,8 +219,13 @@ impl Operator {
     }
 }
 
-/// The acks of an [`Operator::emit_with_ack`]: one `(socket, answer)` per recipient,
-/// ending once every recipient has answered, timed out or left.
+/// One answer of an [`AckStream`]: the socket (`None` for a socket of another server
+/// of the cluster) and its ack, or why there is none.
+pub type AckAnswer = (Option<Sid>, Result<Payload, AckError>);
+
+/// The acks of an [`Operator::emit_with_ack`]: one `(socket, answer)` per recipient
+/// (`None` for a socket of another server of the cluster), ending once every
+/// recipient has answered, timed out or left.
 pub struct AckStream {
     pub(super) shared: Arc<Mutex<AckShared>>,
 }
@@ -211,12 +238,12 @@ impl fmt::Debug for AckStream {
 
 impl AckStream {
     /// The next answer, or `None` once all are in.
-    pub async fn next(&mut self) -> Option<(Sid, Result<Payload, AckError>)> {
+    pub async fn next(&mut self) -> Option<AckAnswer> {
         poll_fn(|cx| self.poll_answer(cx)).await
     }
 
     /// Every answer.
-    pub async fn collect(mut self) -> Vec<(Sid, Result<Payload, AckError>)> {
+    pub async fn collect(mut self) -> Vec<AckAnswer> {
         let mut out = Vec::new();
         while let Some(a) = self.next().await {
             out.push(a);
@@ -224,15 +251,12 @@ impl AckStream {
         out
     }
 
-    pub(super) fn poll_answer(
-        &self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<(Sid, Result<Payload, AckError>)>> {
+    pub(super) fn poll_answer(&self, cx: &mut Context<'_>) -> Poll<Option<AckAnswer>> {
         let mut s = lock(&self.shared);
         if let Some(a) = s.answers.pop_front() {
             return Poll::Ready(Some(a));
         }
-        if s.done {
+        if s.done && !s.remote {
             return Poll::Ready(None);
         }
         s.waker = Some(cx.waker().clone());
@@ -241,7 +265,7 @@ impl AckStream {
 }
 
 impl futures_core::Stream for AckStream {
-    type Item = (Sid, Result<Payload, AckError>);
+    type Item = AckAnswer;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.poll_answer(cx)

@@ -20,13 +20,23 @@
 //! official suite must run without it). `--write-timeout` and `--max-connections` set
 //! those HTTP limits (defaults: 20 s, no cap) for the hardening tests. With
 //! `--tls-cert FILE --tls-key FILE` (PEM) it serves `https://` and `wss://` only.
+//!
+//! With `--redis URL [--redis-key KEY]` it joins a cluster over that Redis
+//! (wire-compatible with Node's `@socket.io/redis-adapter`): `join` and `to-room` then
+//! work across servers, and `/` also has `broadcast-all` (args: `broadcast` with them to
+//! every socket of `/` in the cluster), `fetch-room` (room: acks the sorted ids of its
+//! sockets, cluster-wide), `server-side-emit` (arg: `serverSideEmit("ping", arg)` with
+//! acks; acks the array of answers, each server answering `"pong"`), `sockets-join`
+//! (room, other: every socket of `room` joins `other`, then acks `"ok"`),
+//! `disconnect-room` (room: disconnects its sockets, cluster-wide) and `count-acks`
+//! (broadcasts `question` to `/` with a 1 s timeout; acks the number of answers).
 
-use wirestate_conformance::sio_app::{config, setup};
+use wirestate_conformance::sio_app::{config, setup_with};
 use wirestate_conformance::{init_tracing, Args, Runtime};
 
 const USAGE: &str = "sio-server [--runtime tokio|smol] [--addr HOST:PORT] [--recovery] \
                      [--write-timeout MS] [--max-connections N] \
-                     [--tls-cert FILE --tls-key FILE]";
+                     [--tls-cert FILE --tls-key FILE] [--redis URL [--redis-key KEY]]";
 
 fn main() -> std::io::Result<()> {
     init_tracing();
@@ -34,13 +44,18 @@ fn main() -> std::io::Result<()> {
     let recovery = args.flags.iter().any(|f| f == "--recovery");
     let options =
         wirestate_async::sio::ServerOptions::from(config(recovery)).http_limits(args.http_limits());
+    let redis = args.redis_options()?;
+    let cluster = redis.is_some();
     match args.runtime {
         Runtime::Tokio => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
             .block_on(async {
                 let io = wirestate_tokio::sio::server(options)?;
-                setup(&io);
+                if let Some(redis) = redis {
+                    wirestate_tokio::sio::redis(&io, redis)?;
+                }
+                setup_with(&io, cluster);
                 let listener = tokio::net::TcpListener::bind(args.addr).await?;
                 eprintln!("sio-server (tokio) listening on {}", listener.local_addr()?);
                 match &args.tls {
@@ -53,7 +68,10 @@ fn main() -> std::io::Result<()> {
             }),
         Runtime::Smol => smol::block_on(async {
             let io = wirestate_smol::sio::server(options)?;
-            setup(&io);
+            if let Some(redis) = redis {
+                wirestate_smol::sio::redis(&io, redis)?;
+            }
+            setup_with(&io, cluster);
             let listener = smol::net::TcpListener::bind(args.addr).await?;
             eprintln!("sio-server (smol) listening on {}", listener.local_addr()?);
             match &args.tls {

@@ -44,6 +44,20 @@ impl Server {
         payload: Payload,
         timeout: Option<Duration>,
     ) -> AckId {
+        let mut packet = Packet::event("/", name, payload);
+        packet.id = None;
+        self.broadcast_packet_with_ack(now, target, packet, timeout)
+    }
+
+    /// [`broadcast_with_ack`](Self::broadcast_with_ack) of a ready packet (an event
+    /// another server of the cluster sent).
+    pub fn broadcast_packet_with_ack(
+        &mut self,
+        now: Instant,
+        target: &Broadcast,
+        mut packet: Packet,
+        timeout: Option<Duration>,
+    ) -> AckId {
         let id = self.next_ack;
         self.next_ack += 1;
         let deadline = timeout.map(|t| now + t);
@@ -54,7 +68,6 @@ impl Server {
                 deadline,
             },
         );
-        let mut packet = Packet::event("/", name, payload);
         packet.id = Some(id);
         self.broadcast_packet(now, target, packet);
         if self.acks.get(&id).is_some_and(|a| a.waiting.is_empty()) {
@@ -64,6 +77,11 @@ impl Server {
             self.timers.push(Reverse((deadline, Timer::Ack(id))));
         }
         AckId(id)
+    }
+
+    /// How many sockets have yet to answer an ack request (0 once it is done).
+    pub fn ack_pending(&self, ack: AckId) -> usize {
+        self.acks.get(&ack.0).map_or(0, |a| a.waiting.len())
     }
 
     pub(super) fn ack_answered(&mut self, id: u64, sid: &Sid) {

@@ -172,6 +172,11 @@ impl Server {
         &self.config
     }
 
+    /// Turns [`Config::cluster`] on or off (a cluster driver joining or leaving).
+    pub fn set_cluster(&mut self, yes: bool) {
+        self.config.cluster = yes;
+    }
+
     /// The Engine.IO server underneath.
     pub fn eio(&self) -> &eio::Server {
         &self.eio
@@ -215,6 +220,19 @@ impl Server {
     /// A socket's rooms (its own sid room included).
     pub fn rooms(&self, sid: &Sid) -> Option<impl Iterator<Item = &Room>> {
         self.sockets.get(sid).map(|s| s.rooms.iter())
+    }
+
+    /// The local socket with this id.
+    pub fn sid(&self, id: &str) -> Option<Sid> {
+        self.sockets.get_key_value(id).map(|(k, _)| k.clone())
+    }
+
+    /// The names of the rooms of namespace `nsp` that have sockets here.
+    pub fn room_names(&self, nsp: &str) -> Vec<String> {
+        self.namespaces
+            .get(nsp)
+            .map(|n| n.rooms.keys().map(|r| r.to_string()).collect())
+            .unwrap_or_default()
     }
 
     /// The sockets a [`Broadcast`] would reach on this server (`fetchSockets`).

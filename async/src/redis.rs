@@ -1,0 +1,453 @@
+//! Connections to Redis, written once over [`Runtime`]: `redis://` and `rediss://`
+//! URLs, authentication and database selection, reconnection with backoff, and a
+//! queue of commands that a connection's task writes while it reads the replies.
+//!
+//! A [`Link`] is one logical connection: commands queued while it is down are
+//! refused at once ([`Link::send`] returns false) rather than piling up, so a server
+//! whose Redis is gone keeps serving its own clients and its cluster requests end
+//! without waiting.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use wirestate_engine::redis::resp::{self, Parser, Reply};
+
+use crate::{ClientStream, Runtime, Transport};
+
+/// Where a Redis server is: parsed from `redis://[[user]:password@]host[:port][/db]`
+/// or `rediss://...` (TLS, with the `tls` feature).
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct RedisUrl {
+    /// `rediss://`.
+    pub(crate) tls: bool,
+    /// Host name or address.
+    pub(crate) host: String,
+    /// Port (default 6379).
+    pub(crate) port: u16,
+    /// ACL user name, if any.
+    pub(crate) username: Option<String>,
+    /// Password, if any.
+    pub(crate) password: Option<String>,
+    /// Database number (default 0).
+    pub(crate) db: u32,
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the password.
+        f.debug_struct("RedisUrl")
+            .field("tls", &self.tls)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("db", &self.db)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        write!(f, "{scheme}://{}:{}/{}", self.host, self.port, self.db)
+    }
+}
+
+impl RedisUrl {
+    /// Parses a URL; the error says what is wrong.
+    pub(crate) fn parse(url: &str) -> Result<Self, String> {
+        let (tls, rest) = if let Some(r) = url.strip_prefix("redis://") {
+            (false, r)
+        } else if let Some(r) = url.strip_prefix("rediss://") {
+            (true, r)
+        } else {
+            return Err(format!("not a redis:// or rediss:// URL: {url}"));
+        };
+        if tls && !cfg!(feature = "rustls") {
+            return Err("rediss:// needs wirestate's `tls` feature".into());
+        }
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let (username, password) = match userinfo {
+            None => (None, None),
+            Some(u) => match u.split_once(':') {
+                Some((user, pass)) => (
+                    (!user.is_empty()).then(|| user.to_owned()),
+                    Some(pass.to_owned()),
+                ),
+                None => (None, Some(u.to_owned())),
+            },
+        };
+        let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
+            let (h, p) = h.split_once(']').ok_or("unclosed [ in the host")?;
+            (h.to_owned(), p.strip_prefix(':'))
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h.to_owned(), Some(p)),
+                None => (hostport.to_owned(), None),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!("no host in {url}"));
+        }
+        let port = match port {
+            Some(p) => p.parse().map_err(|_| format!("bad port in {url}"))?,
+            None => 6379,
+        };
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        let db = if path.is_empty() {
+            0
+        } else {
+            path.parse()
+                .map_err(|_| format!("bad database number in {url}"))?
+        };
+        Ok(Self {
+            tls,
+            host,
+            port,
+            username,
+            password,
+            db,
+        })
+    }
+
+    fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The commands that prepare a new connection: `AUTH`, `SELECT`.
+    fn setup(&self) -> Vec<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        if let Some(pass) = &self.password {
+            let mut auth = vec![b"AUTH".to_vec()];
+            if let Some(user) = &self.username {
+                auth.push(user.as_bytes().to_vec());
+            }
+            auth.push(pass.as_bytes().to_vec());
+            out.push(auth);
+        }
+        if self.db != 0 {
+            out.push(vec![b"SELECT".to_vec(), self.db.to_string().into_bytes()]);
+        }
+        out
+    }
+}
+
+/// What a connection's task tells its owner.
+pub(crate) trait LinkHooks<E>: Send + Sync + 'static {
+    /// Connected (and authenticated): queue what a fresh connection needs.
+    fn connected(&self, link: &Link<E>);
+    /// A reply, with what the command that caused it expected (`None` for pushes:
+    /// pub/sub messages).
+    fn reply(&self, reply: Reply, expected: Option<E>);
+    /// The connection is gone; the commands that were waiting get these
+    /// expectations back, unanswered.
+    fn disconnected(&self, unanswered: Vec<E>);
+}
+
+struct LinkState<E> {
+    out: Vec<u8>,
+    /// What each command sent or queued expects, in order (`None`: setup commands).
+    expects: VecDeque<Option<E>>,
+    connected: bool,
+    closed: bool,
+    waker: Option<Waker>,
+}
+
+/// One logical connection to Redis: a queue of commands, written and answered by
+/// the connection's task. `E` is what a command expects of its reply.
+pub(crate) struct Link<E> {
+    state: Mutex<LinkState<E>>,
+    /// Replies are in order except pushes (pub/sub): a subscriber link.
+    pub(crate) pushes: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Most bytes of commands queued on a link not yet written: beyond it, commands are
+/// refused (Redis too slow to keep up).
+const MAX_QUEUED: usize = 64 << 20;
+
+impl<E: Send + 'static> Link<E> {
+    pub(crate) fn new(pushes: bool) -> Self {
+        Self {
+            state: Mutex::new(LinkState {
+                out: Vec::new(),
+                expects: VecDeque::new(),
+                connected: false,
+                closed: false,
+                waker: None,
+            }),
+            pushes,
+        }
+    }
+
+    /// Queues a command; false (and nothing queued) while disconnected, or when the
+    /// queue is full.
+    pub(crate) fn send<A: AsRef<[u8]>>(&self, args: &[A], expect: E) -> Result<(), E> {
+        let mut s = lock(&self.state);
+        if !s.connected || s.closed || s.out.len() > MAX_QUEUED {
+            return Err(expect);
+        }
+        resp::command(args, &mut s.out);
+        if !self.pushes {
+            s.expects.push_back(Some(expect));
+        }
+        if let Some(w) = s.waker.take() {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// Whether the link is connected now.
+    pub(crate) fn is_connected(&self) -> bool {
+        lock(&self.state).connected
+    }
+
+    /// Ends the link's task.
+    pub(crate) fn close(&self) {
+        let mut s = lock(&self.state);
+        s.closed = true;
+        if let Some(w) = s.waker.take() {
+            w.wake();
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        lock(&self.state).closed
+    }
+}
+
+/// Runs `link` until it is closed: connects to `url`, serves the connection, and
+/// reconnects with backoff (100 ms doubling to 5 s) whenever it is lost.
+pub(crate) async fn run_link<R, E, H>(
+    rt: R,
+    url: RedisUrl,
+    connector: crate::Connector,
+    link: Arc<Link<E>>,
+    hooks: Arc<H>,
+    name: &'static str,
+) where
+    R: Runtime,
+    E: Send + 'static,
+    H: LinkHooks<E>,
+{
+    let mut clock = rt.clock();
+    let mut backoff = Duration::from_millis(100);
+    let mut failures = 0u32;
+    while !link.is_closed() {
+        match open(&rt, &url, &connector).await {
+            Ok(stream) => {
+                {
+                    let mut s = lock(&link.state);
+                    s.out.clear();
+                    for cmd in url.setup() {
+                        resp::command(&cmd, &mut s.out);
+                        s.expects.push_back(None);
+                    }
+                    s.connected = true;
+                }
+                if failures > 0 {
+                    tracing::info!(%url, link = name, "connected to redis again");
+                } else {
+                    tracing::debug!(%url, link = name, "connected to redis");
+                }
+                failures = 0;
+                backoff = Duration::from_millis(100);
+                hooks.connected(&link);
+                let error = serve(stream, &link, &*hooks).await;
+                let unanswered: Vec<E> = {
+                    let mut s = lock(&link.state);
+                    s.connected = false;
+                    s.out.clear();
+                    s.expects.drain(..).flatten().collect()
+                };
+                hooks.disconnected(unanswered);
+                if link.is_closed() {
+                    return;
+                }
+                tracing::warn!(%url, link = name, error = %error, "lost the redis connection; reconnecting");
+            }
+            Err(e) => {
+                if failures == 0 {
+                    tracing::warn!(%url, link = name, error = %e, "cannot reach redis; serving locally and retrying");
+                } else {
+                    tracing::debug!(%url, link = name, error = %e, "redis still unreachable");
+                }
+                failures = failures.saturating_add(1);
+            }
+        }
+        crate::sleep(&mut clock, backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn open<R: Runtime>(
+    rt: &R,
+    url: &RedisUrl,
+    connector: &crate::Connector,
+) -> io::Result<ClientStream<R::Tcp>> {
+    let tcp = rt.connect(url.authority()).await?;
+    if !url.tls {
+        return Ok(ClientStream::Plain(tcp));
+    }
+    #[cfg(feature = "rustls")]
+    {
+        let tls = match connector.tls_config() {
+            Some(tls) => tls.clone(),
+            None => crate::tls::TlsConnector::platform_default()?,
+        };
+        Ok(ClientStream::Tls(Box::new(
+            tls.connect(&url.host, tcp).await?,
+        )))
+    }
+    #[cfg(not(feature = "rustls"))]
+    {
+        let _ = connector;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "rediss:// needs wirestate's `tls` feature",
+        ))
+    }
+}
+
+/// Writes the link's commands and reads replies until the connection fails or the
+/// link is closed.
+async fn serve<T: Transport, E: Send + 'static, H: LinkHooks<E>>(
+    mut stream: T,
+    link: &Link<E>,
+    hooks: &H,
+) -> io::Error {
+    let mut parser = Parser::new(resp::Limits::default());
+    let mut buf = vec![0u8; 16 << 10];
+    poll_fn(|cx: &mut Context<'_>| loop {
+        let mut progress = false;
+        {
+            let mut s = lock(&link.state);
+            if s.closed {
+                return Poll::Ready(io::Error::other("closed"));
+            }
+            while !s.out.is_empty() {
+                match stream.poll_write_vectored(cx, &[IoSlice::new(&s.out)]) {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(io::ErrorKind::WriteZero.into());
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        s.out.drain(..n);
+                        progress = true;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(e),
+                    Poll::Pending => break,
+                }
+            }
+            if s.out.is_empty() {
+                if let Poll::Ready(Err(e)) = stream.poll_flush(cx) {
+                    return Poll::Ready(e);
+                }
+            }
+            s.waker = Some(cx.waker().clone());
+        }
+        match stream.poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(0)) => {
+                return Poll::Ready(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "redis closed the connection",
+                ))
+            }
+            Poll::Ready(Ok(n)) => {
+                parser.feed(&buf[..n]);
+                progress = true;
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(e),
+            Poll::Pending => {}
+        }
+        loop {
+            let reply = match parser.next_reply() {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(e) => return Poll::Ready(io::Error::new(io::ErrorKind::InvalidData, e)),
+            };
+            let is_push = link.pushes
+                || matches!(&reply, Reply::Array(Some(items))
+                if items.first().and_then(Reply::as_bytes).is_some_and(|k| {
+                    matches!(k, b"message" | b"pmessage" | b"smessage")
+                }));
+            let expected = if is_push {
+                None
+            } else {
+                match lock(&link.state).expects.pop_front() {
+                    Some(Some(e)) => Some(e),
+                    Some(None) => {
+                        // A setup command (AUTH, SELECT): its failure ends the
+                        // connection, as nothing after it would work.
+                        if let Reply::Error(e) = reply {
+                            return Poll::Ready(io::Error::new(
+                                io::ErrorKind::PermissionDenied,
+                                format!("redis refused the connection setup: {e}"),
+                            ));
+                        }
+                        continue;
+                    }
+                    None => None,
+                }
+            };
+            if link.pushes {
+                if let Reply::Error(e) = &reply {
+                    // On a subscriber, an error answers the connection's own setup
+                    // (AUTH, SELECT) or a refused subscription: nothing works after it.
+                    return Poll::Ready(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!("redis: {e}"),
+                    ));
+                }
+            }
+            hooks.reply(reply, expected);
+        }
+        if !progress {
+            return Poll::Pending;
+        }
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls() {
+        let u = RedisUrl::parse("redis://127.0.0.1:6380/2").expect("valid");
+        assert_eq!(
+            (u.host.as_str(), u.port, u.db, u.tls),
+            ("127.0.0.1", 6380, 2, false)
+        );
+        let u = RedisUrl::parse("redis://:secret@localhost").expect("valid");
+        assert_eq!(
+            (u.username, u.password.as_deref(), u.port),
+            (None, Some("secret"), 6379)
+        );
+        let u = RedisUrl::parse("redis://me:pw@[::1]:7000").expect("valid");
+        assert_eq!(
+            (u.username.as_deref(), u.host.as_str(), u.port),
+            (Some("me"), "::1", 7000)
+        );
+        assert_eq!(u.authority(), "[::1]:7000");
+        assert!(!format!("{u:?}{u}").contains("pw"));
+        for bad in ["http://x", "redis://", "redis://h:port", "redis://h/x"] {
+            assert!(RedisUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,794 @@
+//! A Socket.IO server in a cluster over Redis, side by side with Node servers that use
+//! `@socket.io/redis-adapter` (classic mode) and with `@socket.io/redis-emitter`.
+//!
+//! [`attach`] gives a [`SocketIo`] a [`RedisCluster`]: two Redis connections (one
+//! publishes and asks, one subscribes) run on the runtime's tasks, reconnecting for as
+//! long as the server lives; the sans-IO [`redis::Adapter`] decides what goes on them.
+//! From then on broadcasts, `sockets_join`, `sockets_leave` and `disconnect_sockets`
+//! reach the whole cluster, and so do [`Operator::fetch_sockets`],
+//! [`Namespace::server_side_emit`] and broadcasts with acks.
+
+use std::time::SystemTime;
+
+use wirestate_engine::redis::{self, resp::Reply, Command, RequestError, RequestId};
+
+use super::*;
+use crate::redis::{run_link, Link, LinkHooks, RedisUrl};
+
+/// How to join a cluster: the Redis URL and the adapter's options.
+#[derive(Clone, Debug)]
+pub struct RedisOptions {
+    url: RedisUrl,
+    /// The adapter's options (key prefix, request timeout).
+    pub adapter: redis::Config,
+    connector: crate::Connector,
+}
+
+impl RedisOptions {
+    /// Options for the Redis at `url` (`redis://host:port/db`, `rediss://...`); a bad
+    /// URL is an error saying why.
+    pub fn new(url: &str) -> Result<Self, crate::Error> {
+        let url = RedisUrl::parse(url).map_err(|e| {
+            crate::Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+        })?;
+        Ok(Self {
+            url,
+            adapter: redis::Config::default(),
+            connector: crate::Connector::default(),
+        })
+    }
+
+    /// The channel prefix (`key` in the reference; default `socket.io`).
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.adapter.key = key.into();
+        self
+    }
+
+    /// How long a cluster request waits for answers (default 5 s).
+    pub fn requests_timeout(mut self, timeout: Duration) -> Self {
+        self.adapter.requests_timeout = timeout;
+        self
+    }
+
+    /// Trusts what `tls` trusts for `rediss://` (a private CA, say).
+    #[cfg(feature = "rustls")]
+    pub fn tls(mut self, tls: crate::tls::TlsConnector) -> Self {
+        self.connector = self.connector.tls(tls);
+        self
+    }
+}
+
+/// A server's membership of a Redis cluster: cheap to clone.
+#[derive(Clone)]
+pub struct RedisCluster {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for RedisCluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisCluster")
+            .field("uid", &self.uid())
+            .field("connected", &self.is_connected())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisCluster {
+    /// This server's id in the cluster (the adapter's `uid`).
+    pub fn uid(&self) -> String {
+        lock(&self.shared.adapter).uid().to_owned()
+    }
+
+    /// Both Redis connections are up.
+    pub fn is_connected(&self) -> bool {
+        self.shared.publisher.is_connected() && self.shared.subscriber.is_connected()
+    }
+
+    /// Leaves the cluster: closes the Redis connections (the server goes on alone).
+    pub fn close(&self) {
+        self.shared.publisher.close();
+        self.shared.subscriber.close();
+    }
+}
+
+/// What a command on the publishing connection waits for.
+pub(super) enum Expect {
+    Nothing,
+    ServerCount(RequestId),
+}
+
+/// Someone waiting for a cluster request.
+enum Waiter {
+    Fetch(SharedSlot<Result<Vec<Value>, RequestError>>),
+    ServerSideEmit(SharedSlot<(Vec<Value>, bool)>),
+    Acks(Arc<Mutex<AckShared>>),
+}
+
+type SharedSlot<T> = Arc<Mutex<Slot<T>>>;
+
+/// A value that arrives once, and the task waiting for it.
+pub(super) struct Slot<T> {
+    value: Option<T>,
+    waker: Option<Waker>,
+}
+
+impl<T> Slot<T> {
+    fn new() -> Arc<Mutex<Self>> {
+        Arc::new(Mutex::new(Self {
+            value: None,
+            waker: None,
+        }))
+    }
+
+    fn set(slot: &Mutex<Self>, value: T) {
+        let mut s = lock(slot);
+        s.value = Some(value);
+        if let Some(w) = s.waker.take() {
+            w.wake();
+        }
+    }
+
+    async fn take(slot: &Mutex<Self>) -> T {
+        poll_fn(|cx| {
+            let mut s = lock(slot);
+            match s.value.take() {
+                Some(v) => Poll::Ready(v),
+                None => {
+                    s.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+}
+
+type ServerEventHandler = Arc<dyn Fn(Vec<Value>, Option<ServerAck>) + Send + Sync>;
+
+pub(super) struct Shared {
+    io: Weak<Inner>,
+    adapter: Mutex<redis::Adapter>,
+    publisher: Arc<Link<Expect>>,
+    subscriber: Arc<Link<Expect>>,
+    waiters: Mutex<HashMap<RequestId, Waiter>>,
+    handlers: Mutex<HashMap<(Arc<str>, String), ServerEventHandler>>,
+    timer: Mutex<Option<Waker>>,
+}
+
+/// Joins the cluster on the Redis of `options`: from now on this server's broadcasts
+/// and room operations reach the other servers, and theirs reach this one. Returns at
+/// once: the connections are made on `rt`'s tasks, and while Redis cannot be reached
+/// the server serves its own clients, logs it, and keeps trying.
+pub fn attach<R: Runtime>(
+    rt: &R,
+    io: &SocketIo,
+    options: RedisOptions,
+) -> std::io::Result<RedisCluster> {
+    let adapter = redis::Adapter::new(options.adapter.clone(), crate::os_seed()?);
+    let shared = Arc::new(Shared {
+        io: Arc::downgrade(&io.inner),
+        adapter: Mutex::new(adapter),
+        publisher: Arc::new(Link::new(false)),
+        subscriber: Arc::new(Link::new(true)),
+        waiters: Mutex::new(HashMap::new()),
+        handlers: Mutex::new(HashMap::new()),
+        timer: Mutex::new(None),
+    });
+    {
+        let mut app = lock(&io.inner.app);
+        app.redis = Some(shared.clone());
+    }
+    io.inner.host.with(|s| {
+        s.set_cluster(true);
+        let mut adapter = lock(&shared.adapter);
+        for nsp in s.namespaces() {
+            adapter.add_namespace(nsp);
+        }
+    });
+    let hooks = Arc::new(Hooks(Arc::downgrade(&shared)));
+    rt.spawn(run_link(
+        rt.clone(),
+        options.url.clone(),
+        options.connector.clone(),
+        shared.publisher.clone(),
+        hooks.clone(),
+        "publisher",
+    ));
+    rt.spawn(run_link(
+        rt.clone(),
+        options.url,
+        options.connector,
+        shared.subscriber.clone(),
+        hooks,
+        "subscriber",
+    ));
+    let timer = Arc::downgrade(&shared);
+    let clock = rt.clock();
+    rt.spawn(run_timer(timer, clock));
+    Ok(RedisCluster { shared })
+}
+
+async fn run_timer<C: crate::Clock>(shared: Weak<Shared>, mut clock: C) {
+    poll_fn(|cx| loop {
+        let Some(shared) = shared.upgrade() else {
+            return Poll::Ready(());
+        };
+        let Some(io) = shared.io() else {
+            return Poll::Ready(());
+        };
+        *lock(&shared.timer) = Some(cx.waker().clone());
+        let deadline = lock(&shared.adapter).poll_timeout();
+        let Some(deadline) = deadline else {
+            return Poll::Pending;
+        };
+        match clock.poll_until(cx, deadline) {
+            Poll::Ready(()) => {
+                let now = clock.now();
+                lock(&shared.adapter).handle_timeout(now);
+                shared.pump(&io);
+            }
+            Poll::Pending => return Poll::Pending,
+        }
+    })
+    .await
+}
+
+struct Hooks(Weak<Shared>);
+
+impl LinkHooks<Expect> for Hooks {
+    fn connected(&self, link: &Link<Expect>) {
+        let Some(shared) = self.0.upgrade() else {
+            return;
+        };
+        if link.pushes {
+            let (channels, patterns) = lock(&shared.adapter).subscriptions();
+            shared.subscribe(&channels, &patterns);
+        }
+    }
+
+    fn reply(&self, reply: Reply, expected: Option<Expect>) {
+        let Some(shared) = self.0.upgrade() else {
+            return;
+        };
+        let Some(io) = shared.io() else {
+            return;
+        };
+        match expected {
+            Some(Expect::ServerCount(request)) => {
+                // `PUBSUB NUMSUB channel` answers `[channel, count]`.
+                let count = match &reply {
+                    Reply::Array(Some(items)) => items.get(1).and_then(Reply::as_int),
+                    _ => None,
+                };
+                let count = usize::try_from(count.unwrap_or(0)).unwrap_or(0);
+                let now = io.now();
+                lock(&shared.adapter).handle_server_count(now, request, count);
+                shared.pump(&io);
+            }
+            Some(Expect::Nothing) => {
+                if let Reply::Error(e) = reply {
+                    tracing::warn!(error = %e, "redis refused a command");
+                }
+            }
+            None => {
+                let Reply::Array(Some(items)) = reply else {
+                    return;
+                };
+                let (channel, payload) = match items.first().and_then(Reply::as_bytes) {
+                    Some(b"message") | Some(b"smessage") => (items.get(1), items.get(2)),
+                    Some(b"pmessage") => (items.get(2), items.get(3)),
+                    _ => return,
+                };
+                let (Some(channel), Some(payload)) = (
+                    channel.and_then(Reply::as_bytes),
+                    payload.and_then(Reply::as_bytes),
+                ) else {
+                    return;
+                };
+                let now = io.now();
+                io.inner.host.with(|s| {
+                    lock(&shared.adapter).handle_message(now, channel, payload, s);
+                });
+                shared.pump(&io);
+            }
+        }
+    }
+
+    fn disconnected(&self, unanswered: Vec<Expect>) {
+        let Some(shared) = self.0.upgrade() else {
+            return;
+        };
+        let Some(io) = shared.io() else {
+            return;
+        };
+        let now = io.now();
+        {
+            let mut adapter = lock(&shared.adapter);
+            for e in unanswered {
+                if let Expect::ServerCount(request) = e {
+                    adapter.handle_server_count(now, request, 0);
+                }
+            }
+        }
+        shared.pump(&io);
+    }
+}
+
+impl Shared {
+    fn io(&self) -> Option<SocketIo> {
+        self.io.upgrade().map(|inner| SocketIo { inner })
+    }
+
+    fn subscribe(&self, channels: &[String], patterns: &[String]) {
+        if !channels.is_empty() {
+            let mut cmd = vec!["SUBSCRIBE".to_owned()];
+            cmd.extend(channels.iter().cloned());
+            let _ = self.subscriber.send(&cmd, Expect::Nothing);
+        }
+        if !patterns.is_empty() {
+            let mut cmd = vec!["PSUBSCRIBE".to_owned()];
+            cmd.extend(patterns.iter().cloned());
+            let _ = self.subscriber.send(&cmd, Expect::Nothing);
+        }
+    }
+
+    /// Publishes an operation of this server for the others.
+    pub(super) fn publish(self: &Arc<Self>, io: &SocketIo, message: &ClusterMessage) {
+        io.inner.host.inspect(|s| {
+            lock(&self.adapter).handle_cluster(message, s.namespaces());
+        });
+        self.pump(io);
+    }
+
+    /// A local socket's answer to an ack request that may be another server's.
+    pub(super) fn local_ack(
+        self: &Arc<Self>,
+        io: &SocketIo,
+        ack: sio::AckId,
+        result: &Result<Payload, AckError>,
+    ) {
+        if lock(&self.adapter).handle_ack(ack, result) {
+            self.pump(io);
+        }
+    }
+
+    /// An ack request ended.
+    pub(super) fn local_ack_done(&self, ack: sio::AckId) {
+        lock(&self.adapter).handle_ack_done(ack);
+    }
+
+    pub(super) fn add_namespace(self: &Arc<Self>, io: &SocketIo, nsp: &str) {
+        lock(&self.adapter).add_namespace(nsp);
+        self.pump(io);
+    }
+
+    /// Carries out what the adapter decided: commands to Redis, events to the
+    /// application; until it has nothing more to say.
+    pub(super) fn pump(self: &Arc<Self>, io: &SocketIo) {
+        loop {
+            let (commands, events) = {
+                let mut a = lock(&self.adapter);
+                let commands: Vec<Command> = std::iter::from_fn(|| a.poll_command()).collect();
+                let events: Vec<redis::Event> = std::iter::from_fn(|| a.poll_event()).collect();
+                (commands, events)
+            };
+            if commands.is_empty() && events.is_empty() {
+                break;
+            }
+            for c in commands {
+                self.command(io, c);
+            }
+            for e in events {
+                self.event(io, e);
+            }
+        }
+        if let Some(w) = lock(&self.timer).take() {
+            w.wake();
+        }
+    }
+
+    fn command(&self, io: &SocketIo, command: Command) {
+        match command {
+            Command::Publish { channel, payload } => {
+                let args: [&[u8]; 3] = [b"PUBLISH", channel.as_bytes(), &payload];
+                if self.publisher.send(&args, Expect::Nothing).is_err() {
+                    tracing::debug!(%channel, "redis is down: cluster message dropped");
+                }
+            }
+            Command::Subscribe { channels, patterns } => self.subscribe(&channels, &patterns),
+            Command::CountServers { channel, request } => {
+                let args: [&[u8]; 3] = [b"PUBSUB", b"NUMSUB", channel.as_bytes()];
+                if self
+                    .publisher
+                    .send(&args, Expect::ServerCount(request))
+                    .is_err()
+                {
+                    // No Redis: this server is the whole cluster it can reach.
+                    let now = io.now();
+                    lock(&self.adapter).handle_server_count(now, request, 0);
+                }
+            }
+        }
+    }
+
+    fn event(self: &Arc<Self>, io: &SocketIo, event: redis::Event) {
+        match event {
+            redis::Event::FetchRequest { reply, sids } => {
+                let sockets = sids.iter().filter_map(|sid| io.details(sid)).collect();
+                lock(&self.adapter).answer_fetch(&reply, sockets);
+            }
+            redis::Event::Fetched { request, result } => {
+                if let Some(Waiter::Fetch(slot)) = lock(&self.waiters).remove(&request) {
+                    Slot::set(&slot, result);
+                }
+            }
+            redis::Event::ServerSideEmit { nsp, data, reply } => {
+                let Some(name) = data.first().and_then(Value::as_str).map(str::to_owned) else {
+                    return;
+                };
+                let handler = lock(&self.handlers).get(&(nsp, name)).cloned();
+                let Some(handler) = handler else {
+                    return;
+                };
+                let ack = reply.map(|reply| ServerAck {
+                    shared: Arc::downgrade(self),
+                    reply,
+                    sent: Arc::new(AtomicBool::new(false)),
+                });
+                let args = data.into_iter().skip(1).collect();
+                let _ = catch_unwind(AssertUnwindSafe(|| handler(args, ack)));
+            }
+            redis::Event::ServerSideAcks {
+                request,
+                responses,
+                complete,
+            } => {
+                if let Some(Waiter::ServerSideEmit(slot)) = lock(&self.waiters).remove(&request) {
+                    Slot::set(&slot, (responses, complete));
+                }
+            }
+            redis::Event::RemoteAck { request, answer } => {
+                if let Some(Waiter::Acks(shared)) = lock(&self.waiters).get(&request) {
+                    let mut s = lock(shared);
+                    s.answers.push_back((None, Ok(answer)));
+                    if let Some(w) = s.waker.take() {
+                        w.wake();
+                    }
+                }
+            }
+            redis::Event::RemoteAcksDone { request } => {
+                if let Some(Waiter::Acks(shared)) = lock(&self.waiters).remove(&request) {
+                    let mut s = lock(&shared);
+                    s.remote = false;
+                    if let Some(w) = s.waker.take() {
+                        w.wake();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The answer a server owes to another server's `serverSideEmit` with an ack: send it
+/// once (later sends are ignored).
+#[derive(Clone)]
+pub struct ServerAck {
+    shared: Weak<Shared>,
+    reply: redis::ReplyTo,
+    sent: Arc<AtomicBool>,
+}
+
+impl fmt::Debug for ServerAck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerAck").finish_non_exhaustive()
+    }
+}
+
+impl ServerAck {
+    /// Answers with `value` (the reference carries one argument).
+    pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), EmitError> {
+        let value = serde_json::to_value(value)?;
+        if self.sent.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let Some(shared) = self.shared.upgrade() else {
+            return Ok(());
+        };
+        lock(&shared.adapter).answer_server_side_emit(&self.reply, value);
+        if let Some(io) = shared.io() {
+            shared.pump(&io);
+        }
+        Ok(())
+    }
+}
+
+/// A socket found by [`Operator::fetch_sockets`], on this server or another: its id,
+/// handshake, rooms and data as they were when fetched, and operations that reach it
+/// wherever it is.
+#[derive(Clone, Debug)]
+pub struct RemoteSocket {
+    /// The socket's id.
+    pub id: String,
+    /// Its handshake, in the reference's shape (`headers`, `time`, `address`,
+    /// `xdomain`, `secure`, `issued`, `url`, `query`, `auth`).
+    pub handshake: Value,
+    /// Its rooms (its own id included).
+    pub rooms: Vec<String>,
+    /// The application's data for it.
+    pub data: Value,
+    op: Operator,
+}
+
+impl RemoteSocket {
+    fn new(io: &SocketIo, nsp: Arc<str>, details: Value) -> Option<Self> {
+        let id = details.get("id")?.as_str()?.to_owned();
+        let rooms = details
+            .get("rooms")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(Self {
+            op: Operator::new(io.clone(), Broadcast::nsp(nsp).to(id.as_str())),
+            handshake: details.get("handshake").cloned().unwrap_or(Value::Null),
+            data: details.get("data").cloned().unwrap_or(Value::Null),
+            id,
+            rooms,
+        })
+    }
+
+    /// Emits to the socket (wherever it is).
+    pub fn emit<T: Serialize + ?Sized>(&self, name: &str, data: &T) -> Result<(), EmitError> {
+        self.op.emit(name, data).map(drop)
+    }
+
+    /// The socket joins `rooms`.
+    pub fn join<I: IntoIterator<Item = R>, R: Into<Room>>(&self, rooms: I) {
+        self.op.sockets_join(rooms);
+    }
+
+    /// The socket leaves `rooms`.
+    pub fn leave<I: IntoIterator<Item = R>, R: Into<Room>>(&self, rooms: I) {
+        self.op.sockets_leave(rooms);
+    }
+
+    /// Disconnects the socket (`close`: its whole connection).
+    pub fn disconnect(&self, close: bool) {
+        self.op.disconnect_sockets(close);
+    }
+}
+
+impl SocketIo {
+    pub(super) fn redis(&self) -> Option<Arc<Shared>> {
+        lock(&self.inner.app).redis.clone()
+    }
+
+    /// A local socket as the reference's `fetchSockets` describes it to other servers.
+    fn details(&self, sid: &Sid) -> Option<Value> {
+        let (info, data, since) = {
+            let app = lock(&self.inner.app);
+            let (info, _, state) = app.sockets.get(sid)?;
+            (info.clone(), state.data.clone(), state.since)
+        };
+        let rooms: Vec<String> = self
+            .inner
+            .host
+            .inspect(|s| s.rooms(sid).map(|r| r.map(|x| x.to_string()).collect()))
+            .unwrap_or_default();
+        Some(serde_json::json!({
+            "id": sid.as_str(),
+            "handshake": handshake_json(&info, since),
+            "rooms": rooms,
+            "data": data,
+        }))
+    }
+
+    pub(super) async fn fetch_remote(
+        &self,
+        target: &Broadcast,
+    ) -> Result<Vec<RemoteSocket>, RequestError> {
+        let Some(shared) = self.redis() else {
+            return Ok(Vec::new());
+        };
+        let slot = Slot::new();
+        {
+            let mut adapter = lock(&shared.adapter);
+            let id = adapter.fetch_sockets(target);
+            lock(&shared.waiters).insert(id, Waiter::Fetch(slot.clone()));
+        }
+        shared.pump(self);
+        let found = Slot::take(&slot).await?;
+        let nsp = target.nsp.clone().unwrap_or_else(|| Arc::from("/"));
+        Ok(found
+            .into_iter()
+            .filter_map(|d| RemoteSocket::new(self, nsp.clone(), d))
+            .collect())
+    }
+
+    /// Starts the remote half of a broadcast with acks: answers go to `acks`.
+    pub(super) fn broadcast_ack_remote(
+        &self,
+        target: &Broadcast,
+        packet: &sio::Packet,
+        timeout: Option<Duration>,
+        acks: &Arc<Mutex<AckShared>>,
+    ) {
+        let Some(shared) = self.redis() else {
+            return;
+        };
+        if target.local {
+            return;
+        }
+        let timeout = timeout.unwrap_or(lock(&shared.adapter).config().requests_timeout);
+        let now = self.now();
+        lock(acks).remote = true;
+        {
+            let mut adapter = lock(&shared.adapter);
+            let id = adapter.broadcast_with_ack(now, target, packet, timeout);
+            lock(&shared.waiters).insert(id, Waiter::Acks(acks.clone()));
+        }
+        shared.pump(self);
+    }
+}
+
+impl Namespace {
+    fn cluster_name(&self) -> Arc<str> {
+        self.name.clone().unwrap_or_else(|| Arc::from(""))
+    }
+
+    /// Handles `name` when another server of the cluster emits it with
+    /// `serverSideEmit` (wirestate's [`server_side_emit`](Self::server_side_emit) or
+    /// Node's): `args` are its arguments, `ack` is there when the sender waits for an
+    /// answer. Without a cluster nothing calls it.
+    pub fn on_server_side_emit<F>(&self, name: &str, handler: F) -> &Self
+    where
+        F: Fn(Vec<Value>, Option<ServerAck>) + Send + Sync + 'static,
+    {
+        if let Some(shared) = self.io.redis() {
+            lock(&shared.handlers)
+                .insert((self.cluster_name(), name.to_owned()), Arc::new(handler));
+        } else {
+            tracing::warn!(
+                event = name,
+                "on_server_side_emit on a server without a cluster: attach one first"
+            );
+        }
+        self
+    }
+
+    /// `serverSideEmit`: emits `name` with `args` to the other servers of the cluster
+    /// (not to clients). Without a cluster it goes nowhere.
+    pub fn server_side_emit(&self, name: &str, args: Vec<Value>) {
+        let Some(shared) = self.io.redis() else {
+            return;
+        };
+        let mut data = vec![Value::String(name.to_owned())];
+        data.extend(args);
+        lock(&shared.adapter).server_side_emit(&self.cluster_name(), data);
+        shared.pump(&self.io);
+    }
+
+    /// `serverSideEmitWithAck`: emits to the other servers and waits for each one's
+    /// answer, up to the request timeout. `Ok` with every answer, or `Err` with
+    /// those that came in time.
+    pub async fn server_side_emit_with_ack(
+        &self,
+        name: &str,
+        args: Vec<Value>,
+    ) -> Result<Vec<Value>, Vec<Value>> {
+        let Some(shared) = self.io.redis() else {
+            return Ok(Vec::new());
+        };
+        let mut data = vec![Value::String(name.to_owned())];
+        data.extend(args);
+        let slot = Slot::new();
+        {
+            let mut adapter = lock(&shared.adapter);
+            let id = adapter.server_side_emit_with_ack(&self.cluster_name(), data);
+            lock(&shared.waiters).insert(id, Waiter::ServerSideEmit(slot.clone()));
+        }
+        shared.pump(&self.io);
+        let (responses, complete) = Slot::take(&slot).await;
+        if complete {
+            Ok(responses)
+        } else {
+            Err(responses)
+        }
+    }
+}
+
+/// The handshake object Node's `socket.handshake` is, for another server.
+fn handshake_json(info: &ConnectInfo, since: SystemTime) -> Value {
+    let h = &info.handshake;
+    let mut headers = Map::new();
+    for (name, value) in h.headers.iter() {
+        headers.insert(
+            name.to_ascii_lowercase(),
+            Value::String(String::from_utf8_lossy(value).into_owned()),
+        );
+    }
+    let query_string = h.target.split_once('?').map_or("", |(_, q)| q);
+    let query: Map<String, Value> = wirestate_engine::http::query_pairs(query_string)
+        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+        .collect();
+    let issued = since
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let address = h
+        .peer_addr
+        .map(|a| match a.ip() {
+            std::net::IpAddr::V4(v4) => format!("::ffff:{v4}"),
+            std::net::IpAddr::V6(v6) => v6.to_string(),
+        })
+        .unwrap_or_default();
+    serde_json::json!({
+        "headers": headers,
+        "time": js_date_string(issued),
+        "address": address,
+        "xdomain": h.headers.get("origin").is_some(),
+        "secure": false,
+        "issued": issued,
+        "url": h.target,
+        "query": query,
+        "auth": info.auth,
+    })
+}
+
+/// `Date.prototype.toString` in UTC: `Thu Dec 03 2026 09:01:02 GMT+0000 (Coordinated
+/// Universal Time)`.
+fn js_date_string(ms: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{} {} {:02} {:04} {:02}:{:02}:{:02} GMT+0000 (Coordinated Universal Time)",
+        DAYS[(days.rem_euclid(7)) as usize],
+        MONTHS[(m - 1) as usize],
+        d,
+        y,
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+impl Socket {
+    /// This socket as [`Operator::fetch_sockets`] describes it.
+    pub(super) fn remote(&self) -> Option<RemoteSocket> {
+        let details = self.io.details(&self.sid)?;
+        RemoteSocket::new(&self.io, self.info.nsp.clone(), details)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_read_as_javascript_writes_them() {
+        assert_eq!(
+            js_date_string(0),
+            "Thu Jan 01 1970 00:00:00 GMT+0000 (Coordinated Universal Time)"
+        );
+        assert_eq!(
+            js_date_string(1_796_288_462_000),
+            "Thu Dec 03 2026 09:01:02 GMT+0000 (Coordinated Universal Time)"
+        );
+    }
+}

@@ -1,0 +1,132 @@
+// Drives a cluster of Socket.IO servers on one Redis through the cluster handlers of
+// `sio-server --redis` (and of sio-server.mjs with REDIS_URL): clients of server A
+// and of server B check that broadcasts, rooms, fetchSockets, serverSideEmit,
+// socketsJoin, disconnectSockets and broadcast acks cross between them, and that
+// @socket.io/redis-emitter reaches both.
+// Usage: node cluster-client.mjs URL_A URL_B REDIS_URL [KEY]
+// Prints `ok NAME` or `FAIL NAME: why` per case, then `N passed, M failed`.
+import { io } from "socket.io-client";
+import { createClient } from "redis";
+import { Emitter } from "@socket.io/redis-emitter";
+
+const [urlA, urlB, redisUrl, key = "socket.io"] = process.argv.slice(2);
+let passed = 0, failed = 0;
+const ok = (name) => { passed++; console.log(`ok ${name}`); };
+const fail = (name, why) => { failed++; console.log(`FAIL ${name}: ${why}`); };
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const eq = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+
+function connect(url, transports) {
+  return new Promise((resolve, reject) => {
+    const s = io(url, { transports, forceNew: true, reconnection: false });
+    s.on("question", (ack) => ack("answer"));
+    s.once("connect", () => resolve(s));
+    s.once("connect_error", (e) => reject(e));
+    setTimeout(() => reject(new Error(`no connection to ${url}`)), 5000);
+  });
+}
+
+// The next `event` on `socket`, or null after `ms`.
+function next(socket, event, ms = 2000) {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => { socket.off(event, h); resolve(null); }, ms);
+    const h = (...args) => { clearTimeout(t); resolve(args); };
+    socket.once(event, h);
+  });
+}
+
+// Waits until `probe()` returns `want` (the cluster's joins travel through Redis).
+async function until(probe, want, ms = 3000) {
+  const end = Date.now() + ms;
+  let got;
+  while (Date.now() < end) {
+    got = await probe();
+    if (eq(got, want)) return got;
+    await sleep(50);
+  }
+  return got;
+}
+
+async function main() {
+  const a = await connect(urlA, ["websocket"]);
+  const b = await connect(urlB, ["websocket"]);
+  const bp = await connect(urlB, ["polling"]);
+  const name = (s) => (s === a ? "A" : "B");
+
+  // broadcast-all from either side reaches every client of both servers.
+  for (const [from, label] of [[a, "A"], [b, "B"]]) {
+    const got = Promise.all([a, b, bp].map((s) => next(s, "broadcast")));
+    from.emit("broadcast-all", "hello", { from: label }, Buffer.from([1, 2, 3]));
+    const all = await got;
+    const good = all.every((x) => x && x[0] === "hello" && x[1].from === label &&
+      Buffer.isBuffer(x[2]) && eq([...x[2]], [1, 2, 3]));
+    good ? ok(`broadcast-all from ${label}`) : fail(`broadcast-all from ${label}`, JSON.stringify(all));
+  }
+
+  // join + to-room across servers.
+  const joined = await b.timeout(2000).emitWithAck("join", "r1");
+  const roomMsg = next(b, "room-message");
+  const notA = next(a, "room-message", 500);
+  a.emit("to-room", "r1", "to r1", 42);
+  const rm = await roomMsg;
+  rm && rm[0] === "to r1" && rm[1] === 42 && joined === "joined" && (await notA) === null
+    ? ok("to-room A -> B") : fail("to-room A -> B", JSON.stringify(rm));
+
+  // fetch-room, asked of either server.
+  for (const s of [a, b]) {
+    const ids = await until(() => s.timeout(6000).emitWithAck("fetch-room", "r1"), [b.id]);
+    eq(ids, [b.id]) ? ok(`fetch-room asked of ${name(s)}`) : fail(`fetch-room asked of ${name(s)}`, JSON.stringify(ids));
+  }
+
+  // server-side-emit: the other server answers "pong".
+  for (const s of [a, b]) {
+    const answers = await s.timeout(6000).emitWithAck("server-side-emit", "ping?");
+    eq(answers, ["pong"]) ? ok(`server-side-emit asked of ${name(s)}`) : fail(`server-side-emit asked of ${name(s)}`, JSON.stringify(answers));
+  }
+
+  // sockets-join: every socket of r2 (on A) joins r3, asked of B.
+  await a.timeout(2000).emitWithAck("join", "r2");
+  const sj = await b.timeout(2000).emitWithAck("sockets-join", "r2", "r3");
+  const r3 = await until(() => b.timeout(6000).emitWithAck("fetch-room", "r3"), [a.id]);
+  sj === "ok" && eq(r3, [a.id]) ? ok("sockets-join asked of B") : fail("sockets-join asked of B", JSON.stringify([sj, r3]));
+
+  // count-acks: every client of both servers answers.
+  for (const s of [a, b]) {
+    const n = await s.timeout(5000).emitWithAck("count-acks");
+    n === 3 ? ok(`count-acks asked of ${name(s)}`) : fail(`count-acks asked of ${name(s)}`, JSON.stringify(n));
+  }
+
+  // @socket.io/redis-emitter reaches the clients of both servers.
+  const redis = createClient({ url: redisUrl });
+  await redis.connect();
+  const emitter = new Emitter(redis, { key });
+  {
+    const got = Promise.all([a, b, bp].map((s) => next(s, "from-emitter")));
+    emitter.emit("from-emitter", "all", 7);
+    const all = await got;
+    all.every((x) => x && x[0] === "all" && x[1] === 7) ? ok("redis-emitter emit") : fail("redis-emitter emit", JSON.stringify(all));
+    const toB = next(b, "from-emitter");
+    const notA2 = next(a, "from-emitter", 500);
+    emitter.to("r1").emit("from-emitter", "r1 only");
+    const x = await toB;
+    x && x[0] === "r1 only" && (await notA2) === null ? ok("redis-emitter to room") : fail("redis-emitter to room", JSON.stringify(x));
+  }
+
+  // disconnect-room: a socket of B in `bye`, asked of A.
+  await bp.timeout(2000).emitWithAck("join", "bye");
+  const gone = next(bp, "disconnect");
+  await a.timeout(2000).emitWithAck("disconnect-room", "bye");
+  const reason = await gone;
+  reason && reason[0] === "io server disconnect" ? ok("disconnect-room asked of A") : fail("disconnect-room asked of A", JSON.stringify(reason));
+
+  a.disconnect(); b.disconnect(); bp.disconnect();
+  await redis.quit();
+}
+
+const timer = setTimeout(() => { fail("run", "timed out"); finish(); }, 60000);
+function finish() {
+  clearTimeout(timer);
+  console.log(`${passed} passed, ${failed} failed`);
+  process.exit(failed ? 1 : 0);
+}
+main().catch((e) => fail("run", e.stack || e.message)).finally(finish);

@@ -1,0 +1,1060 @@
+//! The protocol of Node's `@socket.io/redis-adapter` 8 (classic mode), sans-IO: what a
+//! server publishes for its broadcasts and cluster requests, and what it does with what
+//! the other servers (Node or wirestate) and `@socket.io/redis-emitter` publish.
+//!
+//! Channels, per namespace `nsp` and key prefix `key` (default `socket.io`):
+//! * `key#nsp#` and `key#nsp#room#` carry broadcasts (msgpack `[uid, packet, opts]`);
+//!   every server subscribes to the pattern `key#nsp#*`.
+//! * `key-request#nsp#` carries requests (JSON, or msgpack for broadcasts with acks);
+//!   its subscriber count (`PUBSUB NUMSUB`) is the number of servers.
+//! * `key-response#nsp#` (and `key-response#nsp#uid#`) carry the answers.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+
+use crate::msgpack;
+use crate::rand::Rng;
+use crate::sio::{self, AckError, AckId, Broadcast, ClusterMessage, Packet, PacketType, Payload};
+use crate::IdMap;
+
+/// The request types of the reference adapter.
+mod kind {
+    pub(super) const SOCKETS: u64 = 0;
+    pub(super) const ALL_ROOMS: u64 = 1;
+    pub(super) const REMOTE_JOIN: u64 = 2;
+    pub(super) const REMOTE_LEAVE: u64 = 3;
+    pub(super) const REMOTE_DISCONNECT: u64 = 4;
+    pub(super) const REMOTE_FETCH: u64 = 5;
+    pub(super) const SERVER_SIDE_EMIT: u64 = 6;
+    pub(super) const BROADCAST: u64 = 7;
+    pub(super) const BROADCAST_CLIENT_COUNT: u64 = 8;
+    pub(super) const BROADCAST_ACK: u64 = 9;
+}
+
+/// Options, with the reference adapter's names and defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// The channel prefix (default `socket.io`): the same on every server of a cluster.
+    pub key: String,
+    /// How long a request waits for the other servers' answers (default 5 s).
+    pub requests_timeout: Duration,
+    /// Answer on the asking server's own response channel (default false, as the
+    /// reference: every server then reads every answer).
+    pub publish_on_specific_response_channel: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            key: "socket.io".to_owned(),
+            requests_timeout: Duration::from_secs(5),
+            publish_on_specific_response_channel: false,
+        }
+    }
+}
+
+impl Config {
+    /// Sets [`Config::key`].
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = key.into();
+        self
+    }
+
+    /// Sets [`Config::requests_timeout`].
+    pub fn requests_timeout(mut self, timeout: Duration) -> Self {
+        self.requests_timeout = timeout;
+        self
+    }
+}
+
+/// What the driver must send to Redis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// `PUBLISH channel payload`.
+    Publish {
+        /// The channel.
+        channel: String,
+        /// The message.
+        payload: Bytes,
+    },
+    /// `SUBSCRIBE` these channels and `PSUBSCRIBE` these patterns (on the subscriber
+    /// connection).
+    Subscribe {
+        /// Channels.
+        channels: Vec<String>,
+        /// Patterns.
+        patterns: Vec<String>,
+    },
+    /// `PUBSUB NUMSUB channel`; answer with [`Adapter::handle_server_count`].
+    CountServers {
+        /// The request channel whose subscribers are counted.
+        channel: String,
+        /// The request waiting for it.
+        request: RequestId,
+    },
+}
+
+/// One of this server's cluster requests, until its last event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(u64);
+
+/// Where the answer to another server's request goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplyTo {
+    nsp: Arc<str>,
+    request_id: Value,
+    uid: Value,
+}
+
+/// A cluster request failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestError {
+    /// Not every server answered within [`Config::requests_timeout`].
+    Timeout,
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("timeout reached while waiting for the other servers' answers")
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+/// What happened, for the application.
+#[derive(Debug, PartialEq)]
+pub enum Event {
+    /// Another server asks for details of these local sockets (`fetchSockets`):
+    /// answer with [`Adapter::answer_fetch`], one object per socket
+    /// (`{id, handshake, rooms, data}`).
+    FetchRequest {
+        /// Where the answer goes.
+        reply: ReplyTo,
+        /// The sockets selected.
+        sids: Vec<sio::Sid>,
+    },
+    /// The other servers' sockets for [`Adapter::fetch_sockets`] (the local ones are
+    /// not in it).
+    Fetched {
+        /// The request.
+        request: RequestId,
+        /// `{id, handshake, rooms, data}` objects, or the timeout.
+        result: Result<Vec<Value>, RequestError>,
+    },
+    /// Another server (or an emitter) called `serverSideEmit`: `data` is the event
+    /// name and its arguments. With `reply`, answer once with
+    /// [`Adapter::answer_server_side_emit`].
+    ServerSideEmit {
+        /// The namespace.
+        nsp: Arc<str>,
+        /// `[name, ...args]`.
+        data: Vec<Value>,
+        /// Where the answer goes, if one is asked for.
+        reply: Option<ReplyTo>,
+    },
+    /// The answers to [`Adapter::server_side_emit_with_ack`]: one per other server, or
+    /// those that came before the timeout.
+    ServerSideAcks {
+        /// The request.
+        request: RequestId,
+        /// The answers.
+        responses: Vec<Value>,
+        /// Whether every server answered in time.
+        complete: bool,
+    },
+    /// A remote client's answer to [`Adapter::broadcast_with_ack`] (its ack's first
+    /// argument, as the reference carries it).
+    RemoteAck {
+        /// The request.
+        request: RequestId,
+        /// The answer.
+        answer: Payload,
+    },
+    /// Every remote recipient of a [`Adapter::broadcast_with_ack`] answered, or its
+    /// timeout passed.
+    RemoteAcksDone {
+        /// The request.
+        request: RequestId,
+    },
+}
+
+#[derive(Debug)]
+enum Pending {
+    Fetch {
+        sockets: Vec<Value>,
+        answers: usize,
+    },
+    ServerSideEmit {
+        responses: Vec<Value>,
+    },
+    BroadcastAck {
+        servers: usize,
+        clients: usize,
+        acks: usize,
+    },
+}
+
+#[derive(Debug)]
+struct Request {
+    wire_id: String,
+    /// Servers in the cluster (this one included), once counted.
+    servers: Option<usize>,
+    deadline: Option<Instant>,
+    pending: Pending,
+    /// The message to publish once the servers are counted.
+    publish: Option<(String, Bytes)>,
+}
+
+/// One server's side of the Redis adapter protocol, for every namespace.
+#[derive(Debug)]
+pub struct Adapter {
+    config: Config,
+    uid: String,
+    rng: Rng,
+    namespaces: BTreeSet<Arc<str>>,
+    next_request: u64,
+    requests: IdMap<RequestId, Request>,
+    by_wire_id: HashMap<String, RequestId>,
+    /// Local ack requests that answer another server's broadcast.
+    remote_acks: IdMap<AckId, ReplyTo>,
+    commands: VecDeque<Command>,
+    events: VecDeque<Event>,
+}
+
+const ID_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+impl Adapter {
+    /// An adapter; `seed` seeds its uid and request ids (use OS randomness).
+    pub fn new(config: Config, seed: [u8; 32]) -> Self {
+        let mut rng = Rng::from_seed(seed);
+        let uid = random_id(&mut rng);
+        Self {
+            config,
+            uid,
+            rng,
+            namespaces: BTreeSet::new(),
+            next_request: 0,
+            requests: IdMap::default(),
+            by_wire_id: HashMap::new(),
+            remote_acks: IdMap::default(),
+            commands: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The options.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// This server's id in the cluster.
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    fn broadcast_channel(&self, nsp: &str) -> String {
+        format!("{}#{}#", self.config.key, nsp)
+    }
+
+    fn request_channel(&self, nsp: &str) -> String {
+        format!("{}-request#{}#", self.config.key, nsp)
+    }
+
+    fn response_channel(&self, nsp: &str) -> String {
+        format!("{}-response#{}#", self.config.key, nsp)
+    }
+
+    /// Joins the cluster's channels for `nsp` (a [`Command::Subscribe`]), once.
+    pub fn add_namespace(&mut self, nsp: &str) {
+        if self.namespaces.contains(nsp) {
+            return;
+        }
+        self.namespaces.insert(Arc::from(nsp));
+        let (channels, patterns) = self.channels_of(nsp);
+        self.commands
+            .push_back(Command::Subscribe { channels, patterns });
+    }
+
+    fn channels_of(&self, nsp: &str) -> (Vec<String>, Vec<String>) {
+        let response = self.response_channel(nsp);
+        let specific = format!("{response}{}#", self.uid);
+        (
+            vec![self.request_channel(nsp), response, specific],
+            vec![format!("{}*", self.broadcast_channel(nsp))],
+        )
+    }
+
+    /// Everything to subscribe to (after a reconnection): channels, then patterns.
+    pub fn subscriptions(&self) -> (Vec<String>, Vec<String>) {
+        let mut channels = Vec::new();
+        let mut patterns = Vec::new();
+        for nsp in &self.namespaces {
+            let (c, p) = self.channels_of(nsp);
+            channels.extend(c);
+            patterns.extend(p);
+        }
+        (channels, patterns)
+    }
+
+    /// The next command for Redis.
+    #[must_use]
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    /// The next event for the application.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next due.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.requests.values().filter_map(|r| r.deadline).min()
+    }
+
+    fn publish(&mut self, channel: String, payload: impl Into<Bytes>) {
+        self.commands.push_back(Command::Publish {
+            channel,
+            payload: payload.into(),
+        });
+    }
+
+    fn publish_json(&mut self, channel: String, value: &Value) {
+        self.publish(channel, value.to_string().into_bytes());
+    }
+
+    // ----------------------------------------------------------------------------------
+    // This server's operations
+    // ----------------------------------------------------------------------------------
+
+    /// Publishes an operation of this server (a [`sio::Event::Cluster`]) for the
+    /// others; `namespaces` are this server's (for targets over every namespace).
+    pub fn handle_cluster<'a>(
+        &mut self,
+        message: &ClusterMessage,
+        namespaces: impl Iterator<Item = &'a str>,
+    ) {
+        let target = match message {
+            ClusterMessage::Broadcast { target, .. }
+            | ClusterMessage::Join { target, .. }
+            | ClusterMessage::Leave { target, .. }
+            | ClusterMessage::Disconnect { target, .. } => target,
+        };
+        if target.local {
+            return;
+        }
+        let nsps: Vec<Arc<str>> = match &target.nsp {
+            Some(n) => vec![n.clone()],
+            None => namespaces.map(Arc::from).collect(),
+        };
+        for nsp in nsps {
+            match message {
+                ClusterMessage::Broadcast { target, packet } => {
+                    self.publish_broadcast(&nsp, target, packet)
+                }
+                ClusterMessage::Join { target, rooms } => {
+                    self.publish_rooms(&nsp, kind::REMOTE_JOIN, target, rooms)
+                }
+                ClusterMessage::Leave { target, rooms } => {
+                    self.publish_rooms(&nsp, kind::REMOTE_LEAVE, target, rooms)
+                }
+                ClusterMessage::Disconnect { target, close } => {
+                    let request = json!({
+                        "uid": self.uid,
+                        "type": kind::REMOTE_DISCONNECT,
+                        "opts": opts_json(target),
+                        "close": close,
+                    });
+                    self.publish_json(self.request_channel(&nsp), &request);
+                }
+            }
+        }
+    }
+
+    fn publish_broadcast(&mut self, nsp: &str, target: &Broadcast, packet: &Packet) {
+        let (packet_value, bins) = packet_json(nsp, packet);
+        let message = json!([
+            self.uid,
+            packet_value,
+            {
+                "rooms": target.rooms.iter().map(|r| &**r).collect::<Vec<_>>(),
+                "except": dedup(&target.except),
+                "flags": flags_json(target, None),
+            }
+        ]);
+        let mut channel = self.broadcast_channel(nsp);
+        if let [room] = &target.rooms[..] {
+            channel.push_str(room);
+            channel.push('#');
+        }
+        self.publish(channel, msgpack::to_vec(&message, &bins));
+    }
+
+    fn publish_rooms(&mut self, nsp: &str, kind: u64, target: &Broadcast, rooms: &[sio::Room]) {
+        let request = json!({
+            "uid": self.uid,
+            "type": kind,
+            "opts": opts_json(target),
+            "rooms": rooms.iter().map(|r| &**r).collect::<Vec<_>>(),
+        });
+        self.publish_json(self.request_channel(nsp), &request);
+    }
+
+    fn start(
+        &mut self,
+        nsp: &str,
+        pending: Pending,
+        publish: Option<(String, Bytes)>,
+    ) -> (RequestId, String) {
+        let id = RequestId(self.next_request);
+        self.next_request += 1;
+        let wire_id = loop {
+            let w = random_id(&mut self.rng);
+            if !self.by_wire_id.contains_key(&w) {
+                break w;
+            }
+        };
+        self.by_wire_id.insert(wire_id.clone(), id);
+        self.requests.insert(
+            id,
+            Request {
+                wire_id: wire_id.clone(),
+                servers: None,
+                deadline: None,
+                pending,
+                publish,
+            },
+        );
+        self.commands.push_back(Command::CountServers {
+            channel: self.request_channel(nsp),
+            request: id,
+        });
+        (id, wire_id)
+    }
+
+    /// Asks the other servers for their sockets that `target` selects (one
+    /// namespace): answered by [`Event::Fetched`].
+    pub fn fetch_sockets(&mut self, target: &Broadcast) -> RequestId {
+        let nsp = target.nsp.clone().unwrap_or_else(|| Arc::from("/"));
+        let (id, wire_id) = self.start(
+            &nsp,
+            Pending::Fetch {
+                sockets: Vec::new(),
+                answers: 1,
+            },
+            None,
+        );
+        let request = json!({
+            "uid": self.uid,
+            "requestId": wire_id,
+            "type": kind::REMOTE_FETCH,
+            "opts": opts_json(target),
+        });
+        self.set_publish(id, self.request_channel(&nsp), &request);
+        id
+    }
+
+    fn set_publish(&mut self, id: RequestId, channel: String, value: &Value) {
+        if let Some(r) = self.requests.get_mut(&id) {
+            r.publish = Some((channel, Bytes::from(value.to_string().into_bytes())));
+        }
+    }
+
+    /// `serverSideEmit` without an ack: `data` is the event name and its arguments.
+    pub fn server_side_emit(&mut self, nsp: &str, data: Vec<Value>) {
+        let request = json!({
+            "uid": self.uid,
+            "type": kind::SERVER_SIDE_EMIT,
+            "data": data,
+        });
+        self.publish_json(self.request_channel(nsp), &request);
+    }
+
+    /// `serverSideEmit` with an ack: every other server answers once; answered by
+    /// [`Event::ServerSideAcks`].
+    pub fn server_side_emit_with_ack(&mut self, nsp: &str, data: Vec<Value>) -> RequestId {
+        let (id, wire_id) = self.start(
+            nsp,
+            Pending::ServerSideEmit {
+                responses: Vec::new(),
+            },
+            None,
+        );
+        let request = json!({
+            "uid": self.uid,
+            "requestId": wire_id,
+            "type": kind::SERVER_SIDE_EMIT,
+            "data": data,
+        });
+        self.set_publish(id, self.request_channel(nsp), &request);
+        id
+    }
+
+    /// Sends `packet` to the other servers' sockets that `target` selects (one
+    /// namespace) and collects their acks ([`Event::RemoteAck`], then
+    /// [`Event::RemoteAcksDone`] once every server's recipients answered or at
+    /// `timeout`).
+    pub fn broadcast_with_ack(
+        &mut self,
+        now: Instant,
+        target: &Broadcast,
+        packet: &Packet,
+        timeout: Duration,
+    ) -> RequestId {
+        let nsp = target.nsp.clone().unwrap_or_else(|| Arc::from("/"));
+        let (id, wire_id) = self.start(
+            &nsp,
+            Pending::BroadcastAck {
+                servers: 0,
+                clients: 0,
+                acks: 0,
+            },
+            None,
+        );
+        let (packet_value, bins) = packet_json(&nsp, packet);
+        let request = json!({
+            "uid": self.uid,
+            "requestId": wire_id,
+            "type": kind::BROADCAST,
+            "packet": packet_value,
+            "opts": {
+                "rooms": target.rooms.iter().map(|r| &**r).collect::<Vec<_>>(),
+                "except": dedup(&target.except),
+                "flags": flags_json(target, Some(timeout)),
+            },
+        });
+        // Published at once (the reference counts the servers meanwhile).
+        self.publish(self.request_channel(&nsp), msgpack::to_vec(&request, &bins));
+        if let Some(r) = self.requests.get_mut(&id) {
+            r.deadline = Some(now + timeout);
+        }
+        id
+    }
+
+    /// The answer to a [`Command::CountServers`]: how many servers subscribe to the
+    /// request channel (this one included; 0 if Redis could not say).
+    pub fn handle_server_count(&mut self, now: Instant, request: RequestId, servers: usize) {
+        let Some(r) = self.requests.get_mut(&request) else {
+            return;
+        };
+        r.servers = Some(servers.max(1));
+        let others = servers.saturating_sub(1);
+        if others > 0 {
+            if let Some((channel, payload)) = r.publish.take() {
+                self.commands
+                    .push_back(Command::Publish { channel, payload });
+            }
+            if r.deadline.is_none() {
+                r.deadline = Some(now + self.config.requests_timeout);
+            }
+        }
+        self.check(request);
+    }
+
+    /// Settles `request` if every answer is in.
+    fn check(&mut self, request: RequestId) {
+        let Some(r) = self.requests.get(&request) else {
+            return;
+        };
+        let Some(servers) = r.servers else {
+            return;
+        };
+        let done = match &r.pending {
+            Pending::Fetch { answers, .. } => *answers >= servers,
+            Pending::ServerSideEmit { responses } => responses.len() + 1 >= servers,
+            Pending::BroadcastAck {
+                servers: reported,
+                clients,
+                acks,
+                ..
+            } => *reported + 1 >= servers && acks >= clients,
+        };
+        if done {
+            self.finish(request, true);
+        }
+    }
+
+    fn finish(&mut self, request: RequestId, complete: bool) {
+        let Some(r) = self.requests.remove(&request) else {
+            return;
+        };
+        self.by_wire_id.remove(&r.wire_id);
+        self.events.push_back(match r.pending {
+            Pending::Fetch { sockets, .. } => Event::Fetched {
+                request,
+                result: if complete {
+                    Ok(sockets)
+                } else {
+                    Err(RequestError::Timeout)
+                },
+            },
+            Pending::ServerSideEmit { responses } => Event::ServerSideAcks {
+                request,
+                responses,
+                complete,
+            },
+            Pending::BroadcastAck { .. } => Event::RemoteAcksDone { request },
+        });
+    }
+
+    /// Times out the requests whose deadline has passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<RequestId> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| r.deadline.is_some_and(|d| d <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.finish(id, false);
+        }
+    }
+
+    /// Forgets every request in flight, each ending as if timed out (Redis is gone:
+    /// no answer can come).
+    pub fn fail_all(&mut self) {
+        let ids: Vec<RequestId> = self.requests.keys().copied().collect();
+        for id in ids {
+            self.finish(id, false);
+        }
+    }
+
+    // ----------------------------------------------------------------------------------
+    // The other servers' messages
+    // ----------------------------------------------------------------------------------
+
+    /// A message published on a channel this adapter subscribed to (`pattern`: the
+    /// pattern it matched, for broadcasts). Applies it to `server`.
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        channel: &[u8],
+        payload: &[u8],
+        server: &mut sio::Server,
+    ) {
+        let Ok(channel) = std::str::from_utf8(channel) else {
+            return;
+        };
+        let key = &self.config.key;
+        if let Some(rest) = channel.strip_prefix(key.as_str()) {
+            if let Some(rest) = rest.strip_prefix("-request#") {
+                if let Some(nsp) = self.namespace_prefix(rest) {
+                    self.on_request(now, nsp, payload, server);
+                }
+            } else if let Some(rest) = rest.strip_prefix("-response#") {
+                if self.namespace_prefix(rest).is_some() {
+                    self.on_response(payload);
+                }
+            } else if let Some(rest) = rest.strip_prefix('#') {
+                if let Some(nsp) = self.namespace_prefix(rest) {
+                    self.on_broadcast(now, nsp, payload, server);
+                }
+            }
+        }
+    }
+
+    /// The namespace whose name (and `#`) starts `rest`, the longest if several do.
+    fn namespace_prefix(&self, rest: &str) -> Option<Arc<str>> {
+        self.namespaces
+            .iter()
+            .filter(|n| rest.starts_with(&***n) && rest[n.len()..].starts_with('#'))
+            .max_by_key(|n| n.len())
+            .cloned()
+    }
+
+    fn on_broadcast(
+        &mut self,
+        now: Instant,
+        nsp: Arc<str>,
+        payload: &[u8],
+        server: &mut sio::Server,
+    ) {
+        let Ok((Value::Array(message), bins)) = msgpack::decode(payload) else {
+            return;
+        };
+        let [uid, packet, opts, ..] = &message[..] else {
+            return;
+        };
+        if uid.as_str() == Some(&self.uid) {
+            return;
+        }
+        let packet_nsp = packet.get("nsp").and_then(Value::as_str).unwrap_or("/");
+        if packet_nsp != &*nsp {
+            return;
+        }
+        let Some(packet) = packet_of(&nsp, packet, bins) else {
+            return;
+        };
+        let target = target_of(&nsp, opts);
+        server.handle_cluster(now, ClusterMessage::Broadcast { target, packet });
+    }
+
+    fn on_request(
+        &mut self,
+        now: Instant,
+        nsp: Arc<str>,
+        payload: &[u8],
+        server: &mut sio::Server,
+    ) {
+        let decoded = if payload.first() == Some(&b'{') {
+            serde_json::from_slice(payload)
+                .map(|v| (v, Vec::new()))
+                .ok()
+        } else {
+            msgpack::decode(payload).ok()
+        };
+        let Some((request, bins)) = decoded else {
+            return;
+        };
+        let reply = ReplyTo {
+            nsp: nsp.clone(),
+            request_id: request.get("requestId").cloned().unwrap_or(Value::Null),
+            uid: request.get("uid").cloned().unwrap_or(Value::Null),
+        };
+        let own = request
+            .get("requestId")
+            .and_then(Value::as_str)
+            .is_some_and(|id| self.by_wire_id.contains_key(id));
+        let from_self = request.get("uid").and_then(Value::as_str) == Some(&self.uid);
+        let opts = request.get("opts");
+        let target = || opts.map_or_else(|| Broadcast::nsp(nsp.clone()), |o| target_of(&nsp, o));
+        match request.get("type").and_then(Value::as_u64) {
+            Some(kind::SOCKETS) if !own => {
+                let rooms = request.get("rooms").map(rooms_of).unwrap_or_default();
+                let mut t = Broadcast::nsp(nsp.clone());
+                t.rooms = rooms;
+                let sids: Vec<String> = server
+                    .fetch_sockets(&t)
+                    .iter()
+                    .map(|s| s.as_str().to_owned())
+                    .collect();
+                let response = json!({ "requestId": reply.request_id, "sockets": sids });
+                self.publish_response(&reply, &response);
+            }
+            Some(kind::ALL_ROOMS) if !own => {
+                let rooms = server.room_names(&nsp);
+                let response = json!({ "requestId": reply.request_id, "rooms": rooms });
+                self.publish_response(&reply, &response);
+            }
+            Some(k @ (kind::REMOTE_JOIN | kind::REMOTE_LEAVE | kind::REMOTE_DISCONNECT)) => {
+                if opts.is_some() {
+                    let target = target().local();
+                    let message = match k {
+                        kind::REMOTE_JOIN => ClusterMessage::Join {
+                            target,
+                            rooms: request.get("rooms").map(rooms_of).unwrap_or_default(),
+                        },
+                        kind::REMOTE_LEAVE => ClusterMessage::Leave {
+                            target,
+                            rooms: request.get("rooms").map(rooms_of).unwrap_or_default(),
+                        },
+                        _ => ClusterMessage::Disconnect {
+                            target,
+                            close: request
+                                .get("close")
+                                .and_then(Value::as_bool)
+                                .unwrap_or(false),
+                        },
+                    };
+                    server.handle_cluster(now, message);
+                    return;
+                }
+                // The older form: one socket by id, answered.
+                let Some(sid) = request
+                    .get("sid")
+                    .and_then(Value::as_str)
+                    .and_then(|s| server.sid(s))
+                else {
+                    return;
+                };
+                let room: Option<sio::Room> = request.get("room").map(room_of);
+                match (k, room) {
+                    (kind::REMOTE_JOIN, Some(room)) => {
+                        let _ = server.join(&sid, &[room]);
+                    }
+                    (kind::REMOTE_LEAVE, Some(room)) => {
+                        let _ = server.leave(&sid, &room);
+                    }
+                    (kind::REMOTE_DISCONNECT, _) => {
+                        let close = request
+                            .get("close")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false);
+                        let _ = server.disconnect(now, &sid, close);
+                    }
+                    _ => return,
+                }
+                let response = json!({ "requestId": reply.request_id });
+                self.publish_response(&reply, &response);
+            }
+            Some(kind::REMOTE_FETCH) if !own => {
+                let sids = server.fetch_sockets(&target());
+                self.events.push_back(Event::FetchRequest { reply, sids });
+            }
+            Some(kind::SERVER_SIDE_EMIT) if !from_self => {
+                let Some(Value::Array(data)) = request.get("data").cloned() else {
+                    return;
+                };
+                let with_ack = request.get("requestId").is_some();
+                self.events.push_back(Event::ServerSideEmit {
+                    nsp,
+                    data,
+                    reply: with_ack.then_some(reply),
+                });
+            }
+            Some(kind::BROADCAST) if !own => {
+                let Some(packet) = request.get("packet").and_then(|p| packet_of(&nsp, p, bins))
+                else {
+                    return;
+                };
+                let target = target().local();
+                let timeout = opts
+                    .and_then(|o| o.get("flags"))
+                    .and_then(|f| f.get("timeout"))
+                    .and_then(Value::as_u64)
+                    .map(Duration::from_millis);
+                let ack = server.broadcast_packet_with_ack(now, &target, packet, timeout);
+                let count = server.ack_pending(ack);
+                if count > 0 {
+                    self.remote_acks.insert(ack, reply.clone());
+                }
+                let response = json!({
+                    "type": kind::BROADCAST_CLIENT_COUNT,
+                    "requestId": reply.request_id,
+                    "clientCount": count,
+                });
+                self.publish_response(&reply, &response);
+            }
+            _ => {}
+        }
+    }
+
+    fn publish_response(&mut self, to: &ReplyTo, response: &Value) {
+        let channel = self.reply_channel(to);
+        self.publish_json(channel, response);
+    }
+
+    fn reply_channel(&self, to: &ReplyTo) -> String {
+        let mut channel = self.response_channel(&to.nsp);
+        if self.config.publish_on_specific_response_channel {
+            if let Some(uid) = to.uid.as_str() {
+                channel.push_str(uid);
+                channel.push('#');
+            }
+        }
+        channel
+    }
+
+    /// The details of the sockets of an [`Event::FetchRequest`].
+    pub fn answer_fetch(&mut self, to: &ReplyTo, sockets: Vec<Value>) {
+        let response = json!({ "requestId": to.request_id, "sockets": sockets });
+        self.publish_response(to, &response);
+    }
+
+    /// The answer to an [`Event::ServerSideEmit`] that asked for one.
+    pub fn answer_server_side_emit(&mut self, to: &ReplyTo, answer: Value) {
+        let response = json!({
+            "type": kind::SERVER_SIDE_EMIT,
+            "requestId": to.request_id,
+            "data": answer,
+        });
+        // The reference answers these on the shared response channel.
+        self.publish_json(self.response_channel(&to.nsp), &response);
+    }
+
+    /// A local socket's answer to an ack request. Returns false if the request is
+    /// not one another server made (then it is the application's).
+    pub fn handle_ack(&mut self, ack: AckId, result: &Result<Payload, AckError>) -> bool {
+        let Some(to) = self.remote_acks.get(&ack).cloned() else {
+            return false;
+        };
+        if let Ok(answer) = result {
+            let first = answer.args.first().cloned().unwrap_or(Value::Null);
+            let response = json!({
+                "type": kind::BROADCAST_ACK,
+                "requestId": to.request_id,
+                "packet": first,
+            });
+            let channel = self.reply_channel(&to);
+            self.publish(channel, msgpack::to_vec(&response, &answer.bins));
+        }
+        true
+    }
+
+    /// An ack request ended ([`sio::Event::AckDone`]). Returns false if it is the
+    /// application's.
+    pub fn handle_ack_done(&mut self, ack: AckId) -> bool {
+        self.remote_acks.remove(&ack).is_some()
+    }
+
+    fn on_response(&mut self, payload: &[u8]) {
+        let decoded = if payload.first() == Some(&b'{') {
+            serde_json::from_slice(payload)
+                .map(|v| (v, Vec::new()))
+                .ok()
+        } else {
+            msgpack::decode(payload).ok()
+        };
+        let Some((response, bins)) = decoded else {
+            return;
+        };
+        let Some(&id) = response
+            .get("requestId")
+            .and_then(Value::as_str)
+            .and_then(|w| self.by_wire_id.get(w))
+        else {
+            return;
+        };
+        let Some(r) = self.requests.get_mut(&id) else {
+            return;
+        };
+        match &mut r.pending {
+            Pending::Fetch { sockets, answers } => {
+                *answers += 1;
+                if let Some(Value::Array(s)) = response.get("sockets") {
+                    sockets.extend(s.iter().cloned());
+                }
+            }
+            Pending::ServerSideEmit { responses } => {
+                if response.get("type").and_then(Value::as_u64) != Some(kind::SERVER_SIDE_EMIT) {
+                    return;
+                }
+                responses.push(response.get("data").cloned().unwrap_or(Value::Null));
+            }
+            Pending::BroadcastAck {
+                servers,
+                clients,
+                acks,
+                ..
+            } => match response.get("type").and_then(Value::as_u64) {
+                Some(kind::BROADCAST_CLIENT_COUNT) => {
+                    *servers += 1;
+                    *clients += response
+                        .get("clientCount")
+                        .and_then(Value::as_u64)
+                        .map_or(0, |c| c as usize);
+                }
+                Some(kind::BROADCAST_ACK) => {
+                    *acks += 1;
+                    let mut answer = Payload::new();
+                    answer
+                        .args
+                        .push(response.get("packet").cloned().unwrap_or(Value::Null));
+                    answer.bins = bins;
+                    self.events.push_back(Event::RemoteAck {
+                        request: id,
+                        answer,
+                    });
+                }
+                _ => return,
+            },
+        }
+        self.check(id);
+    }
+}
+
+fn random_id(rng: &mut Rng) -> String {
+    (0..6)
+        .map(|_| char::from(ID_CHARS[rng.next_u32() as usize % ID_CHARS.len()]))
+        .collect()
+}
+
+fn dedup(rooms: &[sio::Room]) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::with_capacity(rooms.len());
+    for r in rooms {
+        if !out.contains(&&**r) {
+            out.push(r);
+        }
+    }
+    out
+}
+
+fn opts_json(target: &Broadcast) -> Value {
+    json!({
+        "rooms": target.rooms.iter().map(|r| &**r).collect::<Vec<_>>(),
+        "except": dedup(&target.except),
+    })
+}
+
+fn flags_json(target: &Broadcast, timeout: Option<Duration>) -> Value {
+    let mut flags = Map::new();
+    if target.volatile {
+        flags.insert("volatile".into(), Value::Bool(true));
+    }
+    if let Some(c) = target.compress {
+        flags.insert("compress".into(), Value::Bool(c));
+    }
+    if let Some(t) = timeout {
+        flags.insert("timeout".into(), Value::from(t.as_millis() as u64));
+    }
+    Value::Object(flags)
+}
+
+/// The packet object the reference puts on the wire: `{type, data, nsp}` (an event
+/// with binary parts is still type 2: the receiving server's encoder makes it binary).
+fn packet_json(nsp: &str, packet: &Packet) -> (Value, Vec<Bytes>) {
+    let kind = match packet.kind {
+        PacketType::Ack | PacketType::BinaryAck => 3,
+        _ => 2,
+    };
+    let value = json!({
+        "type": kind,
+        "data": packet.data.clone().unwrap_or(Value::Array(Vec::new())),
+        "nsp": nsp,
+    });
+    (value, packet.attachments.clone())
+}
+
+fn packet_of(nsp: &Arc<str>, packet: &Value, bins: Vec<Bytes>) -> Option<Packet> {
+    let binary = !bins.is_empty();
+    let kind = match packet.get("type").and_then(Value::as_u64)? {
+        2 | 5 if binary => PacketType::BinaryEvent,
+        2 | 5 => PacketType::Event,
+        3 | 6 if binary => PacketType::BinaryAck,
+        3 | 6 => PacketType::Ack,
+        _ => return None,
+    };
+    let data = packet.get("data")?;
+    if !matches!(data, Value::Array(a) if a.first().is_some_and(Value::is_string)) {
+        return None;
+    }
+    let mut p = Packet::new(kind, nsp.clone());
+    p.data = Some(data.clone());
+    p.attachments = bins;
+    Some(p)
+}
+
+fn room_of(v: &Value) -> sio::Room {
+    match v {
+        Value::String(s) => Arc::from(s.as_str()),
+        other => Arc::from(other.to_string()),
+    }
+}
+
+fn rooms_of(v: &Value) -> Vec<sio::Room> {
+    match v {
+        Value::Array(a) => a.iter().map(room_of).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn target_of(nsp: &Arc<str>, opts: &Value) -> Broadcast {
+    let mut t = Broadcast::nsp(nsp.clone());
+    t.rooms = opts.get("rooms").map(rooms_of).unwrap_or_default();
+    t.except = opts.get("except").map(rooms_of).unwrap_or_default();
+    if let Some(flags) = opts.get("flags") {
+        t.volatile = flags
+            .get("volatile")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        t.compress = flags.get("compress").and_then(Value::as_bool);
+    }
+    t
+}

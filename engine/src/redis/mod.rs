@@ -1,0 +1,9 @@
+//! Socket.IO clusters over Redis, wire-compatible with Node's
+//! `@socket.io/redis-adapter` 8 and `@socket.io/redis-emitter` 5: the adapter protocol
+//! ([`Adapter`]) and the Redis protocol it travels on ([`resp`]), both sans-IO. A
+//! driver (the async layer's `redis` module) owns the connections.
+
+mod adapter;
+pub mod resp;
+
+pub use adapter::{Adapter, Command, Config, Event, ReplyTo, RequestError, RequestId};

@@ -29,6 +29,11 @@
 # parallel (one Python process per core); the 301 other cases for the server on smol
 # and the client on tokio.
 #
+# Cluster: two sio-servers on one redis-server (Debian's, installed if missing, started
+# on a free loopback port), then one beside Node's socket.io with
+# @socket.io/redis-adapter, then Redis down at start, restarted mid-run, and a server
+# killed: conformance/cluster.sh.
+#
 # Soak: open/close churn of 20,000 Socket.IO sessions against sio-server on each
 # runtime (RSS per session, descriptors), with the other black-box hardening tests.
 #
@@ -171,6 +176,11 @@ if [ "${SKIP_INTEROP:-0}" != 1 ]; then
     for rt in tokio smol; do
         run "interop-tls-$rt" bash conformance/interop.sh tls "$rt"
         run "interop-tls-client-$rt" bash conformance/interop.sh tls-client "$rt"
+    done
+    # Clusters on one redis-server: wirestate pairs, mixed with Node's redis-adapter,
+    # and Redis faults.
+    for rt in tokio smol; do
+        run "cluster-$rt" bash conformance/cluster.sh "$rt"
     done
 else
     skip interop "SKIP_INTEROP=1"

@@ -4,6 +4,9 @@
 // socketsJoin, disconnectSockets and broadcast acks cross between them, and that
 // @socket.io/redis-emitter reaches both.
 // Usage: node cluster-client.mjs URL_A URL_B REDIS_URL [KEY]
+//        node cluster-client.mjs probe URL    one server, alone or cut off from Redis:
+//        its own broadcasts reach its own client, and fetch-room and server-side-emit
+//        answer (with what it can reach) within the request timeout.
 // Prints `ok NAME` or `FAIL NAME: why` per case, then `N passed, M failed`.
 import { io } from "socket.io-client";
 import { createClient } from "redis";
@@ -47,7 +50,25 @@ async function until(probe, want, ms = 3000) {
   return got;
 }
 
+async function probe(url) {
+  const s = await connect(url, ["websocket"]);
+  const got = next(s, "broadcast");
+  s.emit("broadcast-all", "alone");
+  const b = await got;
+  b && b[0] === "alone" ? ok("local broadcast") : fail("local broadcast", JSON.stringify(b));
+  let t0 = Date.now();
+  const ids = await s.timeout(7000).emitWithAck("fetch-room", s.id).catch((e) => e.message);
+  eq(ids, [s.id]) && Date.now() - t0 < 6000
+    ? ok(`fetch-room answered in ${Date.now() - t0} ms`) : fail("fetch-room", JSON.stringify(ids));
+  t0 = Date.now();
+  const sse = await s.timeout(7000).emitWithAck("server-side-emit", 1).catch((e) => e.message);
+  Array.isArray(sse) && Date.now() - t0 < 6000
+    ? ok(`server-side-emit answered ${JSON.stringify(sse)} in ${Date.now() - t0} ms`) : fail("server-side-emit", JSON.stringify(sse));
+  s.disconnect();
+}
+
 async function main() {
+  if (urlA === "probe") return probe(urlB);
   const a = await connect(urlA, ["websocket"]);
   const b = await connect(urlB, ["websocket"]);
   const bp = await connect(urlB, ["polling"]);

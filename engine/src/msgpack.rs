@@ -387,9 +387,16 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// A float as JSON would carry it (`NaN` and infinities become `null`, as
-/// `JSON.stringify` writes them).
+/// A float as JavaScript (one number type) would pass it on in JSON: integral values
+/// as integers, `NaN` and infinities as `null`, as `JSON.stringify` writes them.
 fn float(f: f64) -> Value {
+    if f.fract() == 0.0 && f.abs() < 9.2e18 {
+        return if f >= 0.0 {
+            Value::from(f as u64)
+        } else {
+            Value::from(f as i64)
+        };
+    }
     Number::from_f64(f).map_or(Value::Null, Value::Number)
 }
 
@@ -491,6 +498,9 @@ mod tests {
         assert_eq!(bins, vec![Bytes::from_static(&[9, 8])]);
         let (v, _) = decode(&[0xca, 0x3f, 0xc0, 0, 0]).expect("float32");
         assert_eq!(v, json!(1.5));
+        // Integral floats are JavaScript numbers like any other: integers in JSON.
+        let (v, _) = decode(&[0xcb, 0xc0, 0, 0, 0, 0, 0, 0, 0]).expect("float64");
+        assert_eq!(v, json!(-2));
     }
 
     #[test]

@@ -1058,3 +1058,396 @@ fn target_of(nsp: &Arc<str>, opts: &Value) -> Broadcast {
     }
     t
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server() -> sio::Server {
+        let mut s = sio::Server::new(sio::Config::default().cluster(true), [1; 32]);
+        s.add_namespace("/");
+        s.add_namespace("/chat");
+        s
+    }
+
+    fn adapter(seed: u8) -> Adapter {
+        let mut a = Adapter::new(Config::default(), [seed; 32]);
+        a.add_namespace("/");
+        a.add_namespace("/chat");
+        let _: Vec<Command> = std::iter::from_fn(|| a.poll_command()).collect();
+        a
+    }
+
+    fn commands(a: &mut Adapter) -> Vec<Command> {
+        std::iter::from_fn(|| a.poll_command()).collect()
+    }
+
+    fn events(a: &mut Adapter) -> Vec<Event> {
+        std::iter::from_fn(|| a.poll_event()).collect()
+    }
+
+    fn published(a: &mut Adapter) -> Vec<(String, Bytes)> {
+        commands(a)
+            .into_iter()
+            .filter_map(|c| match c {
+                Command::Publish { channel, payload } => Some((channel, payload)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn json_of(b: &[u8]) -> Value {
+        serde_json::from_slice(b).expect("json")
+    }
+
+    #[test]
+    fn subscribes_per_namespace_once() {
+        let mut a = Adapter::new(Config::default().key("k"), [3; 32]);
+        a.add_namespace("/");
+        a.add_namespace("/");
+        let uid = a.uid().to_owned();
+        assert_eq!(
+            commands(&mut a),
+            vec![Command::Subscribe {
+                channels: vec![
+                    "k-request#/#".into(),
+                    "k-response#/#".into(),
+                    format!("k-response#/#{uid}#"),
+                ],
+                patterns: vec!["k#/#*".into()],
+            }]
+        );
+        assert_eq!(a.subscriptions().1, vec!["k#/#*".to_owned()]);
+    }
+
+    #[test]
+    fn broadcasts_as_the_reference_writes_them() {
+        let mut a = adapter(1);
+        let uid = a.uid().to_owned();
+        let target = Broadcast::nsp("/").to("rr").except("x").except("x");
+        let packet = Packet::event("/", "room-message", Payload::new().arg(json!("x")));
+        a.handle_cluster(
+            &ClusterMessage::Broadcast { target, packet },
+            ["/"].into_iter(),
+        );
+        let out = published(&mut a);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, "socket.io#/#rr#");
+        // The bytes Node's redis-adapter 8.3 publishes for
+        // `socket.to("rr").except("x").emit("room-message", "x")`, its uid aside.
+        let mut want = vec![0x93, 0xa6];
+        want.extend_from_slice(uid.as_bytes());
+        want.extend_from_slice(b"\x83\xa4type\x02\xa4data\x92\xacroom-message\xa1x\xa3nsp\xa1/");
+        want.extend_from_slice(b"\x83\xa5rooms\x91\xa2rr\xa6except\x91\xa1x\xa5flags\x80");
+        assert_eq!(&out[0].1[..], &want[..]);
+    }
+
+    #[test]
+    fn every_namespace_target_publishes_on_each() {
+        let mut a = adapter(1);
+        let packet = Packet::event("/", "e", Payload::new());
+        let local = ClusterMessage::Broadcast {
+            target: Broadcast::all_namespaces().local(),
+            packet: packet.clone(),
+        };
+        a.handle_cluster(&local, ["/", "/chat"].into_iter());
+        assert!(published(&mut a).is_empty(), "local stays local");
+        let all = ClusterMessage::Broadcast {
+            target: Broadcast::all_namespaces(),
+            packet,
+        };
+        a.handle_cluster(&all, ["/", "/chat"].into_iter());
+        let channels: Vec<String> = published(&mut a).into_iter().map(|(c, _)| c).collect();
+        assert_eq!(channels, vec!["socket.io#/#", "socket.io#/chat#"]);
+    }
+
+    #[test]
+    fn room_operations_are_the_reference_requests() {
+        let mut a = adapter(1);
+        let uid = a.uid().to_owned();
+        let target = Broadcast::nsp("/").to("a");
+        a.handle_cluster(
+            &ClusterMessage::Join {
+                target: target.clone(),
+                rooms: vec![Arc::from("b")],
+            },
+            std::iter::empty(),
+        );
+        a.handle_cluster(
+            &ClusterMessage::Disconnect {
+                target,
+                close: true,
+            },
+            std::iter::empty(),
+        );
+        let out = published(&mut a);
+        assert_eq!(out[0].0, "socket.io-request#/#");
+        assert_eq!(
+            std::str::from_utf8(&out[0].1).expect("utf-8"),
+            format!(
+                r#"{{"uid":"{uid}","type":2,"opts":{{"rooms":["a"],"except":[]}},"rooms":["b"]}}"#
+            )
+        );
+        assert_eq!(
+            std::str::from_utf8(&out[1].1).expect("utf-8"),
+            format!(
+                r#"{{"uid":"{uid}","type":4,"opts":{{"rooms":["a"],"except":[]}},"close":true}}"#
+            )
+        );
+    }
+
+    /// Starts a fetch on `a`, answers its server count with `servers`; returns the
+    /// request and the wire request id (if it was published).
+    fn fetch(a: &mut Adapter, now: Instant, servers: usize) -> (RequestId, Option<String>) {
+        let id = a.fetch_sockets(&Broadcast::nsp("/").to("r"));
+        let count = commands(a);
+        assert!(
+            matches!(&count[..], [Command::CountServers { channel, request }]
+            if channel == "socket.io-request#/#" && *request == id)
+        );
+        a.handle_server_count(now, id, servers);
+        let wire = published(a).first().map(|(c, p)| {
+            assert_eq!(c, "socket.io-request#/#");
+            let v = json_of(p);
+            assert_eq!(v["type"], 5);
+            assert_eq!(v["opts"], json!({"rooms": ["r"], "except": []}));
+            v["requestId"].as_str().expect("id").to_owned()
+        });
+        (id, wire)
+    }
+
+    #[test]
+    fn fetch_waits_for_every_other_server() {
+        let now = Instant::now();
+        let mut s = server();
+        let mut a = adapter(1);
+        let (id, wire) = fetch(&mut a, now, 3);
+        let wire = wire.expect("published");
+        for n in 0..2 {
+            assert!(events(&mut a).is_empty());
+            let response = json!({"requestId": wire, "sockets": [{"id": format!("s{n}")}]});
+            a.handle_message(
+                now,
+                b"socket.io-response#/#",
+                response.to_string().as_bytes(),
+                &mut s,
+            );
+        }
+        assert_eq!(
+            events(&mut a),
+            vec![Event::Fetched {
+                request: id,
+                result: Ok(vec![json!({"id": "s0"}), json!({"id": "s1"})]),
+            }]
+        );
+        assert_eq!(a.poll_timeout(), None);
+    }
+
+    #[test]
+    fn fetch_alone_answers_at_once_and_a_silent_server_times_out() {
+        let now = Instant::now();
+        let mut a = adapter(1);
+        let (id, wire) = fetch(&mut a, now, 1);
+        assert_eq!(wire, None, "nothing to ask when alone");
+        assert_eq!(
+            events(&mut a),
+            vec![Event::Fetched {
+                request: id,
+                result: Ok(vec![])
+            }]
+        );
+
+        let (id, _) = fetch(&mut a, now, 2);
+        assert_eq!(a.poll_timeout(), Some(now + Duration::from_secs(5)));
+        a.handle_timeout(now + Duration::from_millis(4999));
+        assert!(events(&mut a).is_empty());
+        a.handle_timeout(now + Duration::from_secs(5));
+        assert_eq!(
+            events(&mut a),
+            vec![Event::Fetched {
+                request: id,
+                result: Err(RequestError::Timeout)
+            }]
+        );
+    }
+
+    #[test]
+    fn answers_the_other_servers_requests() {
+        let now = Instant::now();
+        let mut s = server();
+        let mut a = adapter(1);
+        let ask = |t: u64| json!({"uid": "other1", "requestId": "req123", "type": t, "opts": {"rooms": [], "except": []}});
+        a.handle_message(
+            now,
+            b"socket.io-request#/#",
+            ask(kind::ALL_ROOMS).to_string().as_bytes(),
+            &mut s,
+        );
+        a.handle_message(
+            now,
+            b"socket.io-request#/#",
+            ask(kind::SOCKETS).to_string().as_bytes(),
+            &mut s,
+        );
+        let out = published(&mut a);
+        assert_eq!(out[0].0, "socket.io-response#/#");
+        assert_eq!(
+            json_of(&out[0].1),
+            json!({"requestId": "req123", "rooms": []})
+        );
+        assert_eq!(
+            json_of(&out[1].1),
+            json!({"requestId": "req123", "sockets": []})
+        );
+
+        a.handle_message(
+            now,
+            b"socket.io-request#/#",
+            ask(kind::REMOTE_FETCH).to_string().as_bytes(),
+            &mut s,
+        );
+        let ev = events(&mut a);
+        let [Event::FetchRequest { reply, sids }] = &ev[..] else {
+            panic!("{ev:?}")
+        };
+        assert!(sids.is_empty());
+        a.answer_fetch(reply, vec![json!({"id": "x"})]);
+        assert_eq!(
+            json_of(&published(&mut a)[0].1),
+            json!({"requestId": "req123", "sockets": [{"id": "x"}]})
+        );
+    }
+
+    #[test]
+    fn server_side_emit_both_ways() {
+        let now = Instant::now();
+        let mut s = server();
+        let mut a = adapter(1);
+        let mut b = adapter(2);
+        // a asks; two other servers exist.
+        let id = a.server_side_emit_with_ack("/", vec![json!("ping"), json!(1)]);
+        let _ = commands(&mut a);
+        a.handle_server_count(now, id, 3);
+        let (channel, request) = published(&mut a).remove(0);
+        assert_eq!(channel, "socket.io-request#/#");
+        // Its own request comes back to it: ignored.
+        a.handle_message(now, channel.as_bytes(), &request, &mut s);
+        assert!(events(&mut a).is_empty());
+        // b gets it, and answers.
+        b.handle_message(now, channel.as_bytes(), &request, &mut s);
+        let ev = events(&mut b);
+        let [Event::ServerSideEmit {
+            nsp,
+            data,
+            reply: Some(reply),
+        }] = &ev[..]
+        else {
+            panic!("{ev:?}")
+        };
+        assert_eq!((&**nsp, data), ("/", &vec![json!("ping"), json!(1)]));
+        b.answer_server_side_emit(reply, json!("pong"));
+        let (rchannel, response) = published(&mut b).remove(0);
+        assert_eq!(rchannel, "socket.io-response#/#");
+        a.handle_message(now, rchannel.as_bytes(), &response, &mut s);
+        assert!(events(&mut a).is_empty(), "one answer of two");
+        a.handle_timeout(now + Duration::from_secs(5));
+        assert_eq!(
+            events(&mut a),
+            vec![Event::ServerSideAcks {
+                request: id,
+                responses: vec![json!("pong")],
+                complete: false
+            }]
+        );
+    }
+
+    #[test]
+    fn broadcast_acks_count_every_servers_clients() {
+        let now = Instant::now();
+        let mut s = server();
+        let mut a = adapter(1);
+        let mut b = adapter(2);
+        let packet = Packet::event("/", "question", Payload::new().bin(vec![7u8]));
+        let id = a.broadcast_with_ack(now, &Broadcast::nsp("/"), &packet, Duration::from_secs(1));
+        let cmds = commands(&mut a);
+        assert!(matches!(cmds[0], Command::CountServers { .. }));
+        let Command::Publish { channel, payload } = &cmds[1] else {
+            panic!("{cmds:?}")
+        };
+        let (request, bins) = msgpack::decode(payload).expect("msgpack");
+        assert_eq!(request["type"], 7);
+        assert_eq!(request["opts"]["flags"], json!({"timeout": 1000}));
+        assert_eq!(request["packet"]["data"][1], sio::packet::placeholder(0));
+        assert_eq!(bins, vec![Bytes::from_static(&[7])]);
+        // b has no sockets: it says 0 clients.
+        b.handle_message(now, channel.as_bytes(), payload, &mut s);
+        let out = published(&mut b);
+        assert_eq!(
+            json_of(&out[0].1),
+            json!({"type": 8, "requestId": request["requestId"], "clientCount": 0})
+        );
+        a.handle_message(now, out[0].0.as_bytes(), &out[0].1, &mut s);
+        // A third server with two clients, one of which answers.
+        let wire = request["requestId"].clone();
+        let count = json!({"type": 8, "requestId": wire, "clientCount": 2});
+        a.handle_message(
+            now,
+            b"socket.io-response#/#",
+            count.to_string().as_bytes(),
+            &mut s,
+        );
+        let ack = json!({"type": 9, "requestId": wire, "packet": "answer"});
+        a.handle_message(
+            now,
+            b"socket.io-response#/#",
+            &msgpack::to_vec(&ack, &[]),
+            &mut s,
+        );
+        a.handle_server_count(now, id, 3);
+        assert_eq!(
+            events(&mut a),
+            vec![Event::RemoteAck {
+                request: id,
+                answer: Payload::new().arg(json!("answer"))
+            }]
+        );
+        a.handle_timeout(now + Duration::from_secs(1));
+        assert_eq!(events(&mut a), vec![Event::RemoteAcksDone { request: id }]);
+    }
+
+    #[test]
+    fn ignores_what_it_cannot_use() {
+        let now = Instant::now();
+        let mut s = server();
+        let mut a = adapter(1);
+        let uid = a.uid().to_owned();
+        let own = msgpack::to_vec(
+            &json!([uid, {"type": 2, "data": ["e"], "nsp": "/"}, {"rooms": [], "except": []}]),
+            &[],
+        );
+        let junk: [&[u8]; 8] = [
+            b"",
+            b"{",
+            b"\xc1",
+            b"[1,2]",
+            &own,
+            b"\x93\xa1x\x80\x80",
+            b"{\"type\":7,\"packet\":{\"type\":2,\"data\":[]}}",
+            b"{\"type\":2,\"sid\":\"nobody\",\"room\":\"r\"}",
+        ];
+        for channel in [
+            &b"socket.io#/#"[..],
+            b"socket.io-request#/#",
+            b"socket.io-response#/#",
+            b"socket.io#/nope#",
+            b"\xff",
+        ] {
+            for j in junk {
+                a.handle_message(now, channel, j, &mut s);
+            }
+        }
+        assert!(events(&mut a).is_empty());
+        assert!(published(&mut a).is_empty());
+        assert_eq!(s.socket_count(), 0);
+    }
+}

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Socket.IO servers in a cluster on one Redis (Debian's redis-server, started here on a
+# free loopback port), driven by npm socket.io-client through the cluster handlers of
+# `sio-server --redis` (interop/cluster-client.mjs):
+#
+#   conformance/cluster.sh tokio|smol
+#
+# 1. two wirestate servers (the runtime given) on one Redis: broadcasts, rooms,
+#    fetch-room, server-side-emit, sockets-join, count-acks, disconnect-room across
+#    them, and npm @socket.io/redis-emitter reaching both;
+# 2. a mixed cluster, wirestate and Node's socket.io 4.8 with @socket.io/redis-adapter
+#    8.3 (interop/sio-server.mjs), the same cases asked of each side;
+# 3. faults: a server started while Redis is down serves alone and says so; it joins
+#    once Redis is up; a Redis restart mid-run (local delivery goes on; the cluster
+#    works again after it); a server killed (the other's requests do not wait for it).
+#
+# Ends with `N passed, M failed`. WIRESTATE_BIN_DIR: prebuilt binaries.
+set -euo pipefail
+
+runtime="${1:-}"
+case "$runtime" in tokio|smol) ;; *) echo "usage: $0 tokio|smol" >&2; exit 2 ;; esac
+[ -n "${WIRESTATE_BIN_DIR:-}" ] && WIRESTATE_BIN_DIR="$(cd "$WIRESTATE_BIN_DIR" && pwd)"
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+cd "$here/interop"
+if ! command -v redis-server > /dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server > /dev/null ||
+            { apt-get update -q > /dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server > /dev/null; }
+    else
+        echo "redis-server is missing (apt-get install redis-server)" >&2; exit 1
+    fi
+fi
+if [ ! -d node_modules/@socket.io/redis-adapter ] || [ ! -d node_modules/@socket.io/redis-emitter ] ||
+   [ ! -d node_modules/redis ] || [ ! -d node_modules/socket.io-client ]; then
+    npm ci --no-audit --no-fund --loglevel=error >&2
+fi
+if [ -z "${WIRESTATE_BIN_DIR:-}" ]; then
+    (cd "$root" && cargo build --release --quiet -p wirestate-conformance --bin sio-server)
+    bindir="$root/target/release"
+else
+    bindir="$WIRESTATE_BIN_DIR"
+fi
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+    for _ in $(seq 1 100); do
+        python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1",int(sys.argv[1])),0.2).close()' "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+work="$(mktemp -d)"
+pids=()
+rport="$(free_port)"
+redis_url="redis://127.0.0.1:$rport"
+redis_up() {
+    redis-server --port "$rport" --bind 127.0.0.1 --daemonize yes --save '' --appendonly no \
+        --dir "$work" --pidfile "$work/redis.pid" > /dev/null
+    wait_port "$rport"
+}
+redis_down() { redis-cli -p "$rport" shutdown nosave > /dev/null 2>&1 || true; sleep 0.2; }
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; redis_down; rm -rf "$work"; }
+trap cleanup EXIT
+
+# Servers: `wirestate NAME PORT` or `node NAME PORT`; logs in $work/NAME.log.
+wirestate() {
+    RUST_LOG=wirestate_async::redis=info "$bindir/sio-server" --runtime "$runtime" \
+        --addr "127.0.0.1:$2" --redis "$redis_url" > "$work/$1.log" 2>&1 &
+    pids+=($!); eval "pid_$1=$!"
+}
+node_server() {
+    REDIS_URL="$redis_url" node sio-server.mjs "$2" > "$work/$1.log" 2>&1 &
+    pids+=($!); eval "pid_$1=$!"
+}
+# The number of servers subscribed to the cluster's request channel of `/`.
+servers() { redis-cli -p "$rport" pubsub numsub 'socket.io-request#/#' 2>/dev/null | tail -1; }
+# Waits for N servers subscribed, and each server's two connections (it publishes on
+# one, subscribes on the other: both must be back after a restart).
+wait_servers() {
+    local want=$(($1 * 2 + 1)) clients
+    for _ in $(seq 1 150); do
+        clients="$(redis-cli -p "$rport" info clients 2>/dev/null | tr -d '\r' | sed -n 's/^connected_clients://p')"
+        [ "$(servers)" = "$1" ] && [ "$clients" = "$want" ] && return 0
+        sleep 0.1
+    done
+    echo "FAIL waited for $1 servers in the cluster, saw $(servers)"; failed=$((failed + 1)); return 1
+}
+
+passed=0; failed=0
+# run LABEL EXPECTED ARGS...: one cluster-client run, its lines labelled.
+run() {
+    local label="$1" expected="$2" out status=0 p f; shift 2
+    out="$(timeout 120 node cluster-client.mjs "$@" 2>&1)" || status=$?
+    grep -vE '^[0-9]+ passed, [0-9]+ failed$' <<< "$out" | sed "s/\$/ [$label]/" || true
+    p=$(grep -cE '^ok ' <<< "$out" || true); f=$(grep -cE '^FAIL' <<< "$out" || true)
+    if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then echo "FAIL $label exited with $status"; f=1; fi
+    if [ $((p + f)) -ne "$expected" ]; then echo "FAIL $label ran $((p + f)) cases, $expected expected"; f=$((f + 1)); fi
+    passed=$((passed + p)); failed=$((failed + f))
+}
+expect() { # LABEL COMMAND...: a check of this script
+    local label="$1"; shift
+    if "$@"; then echo "ok $label"; passed=$((passed + 1)); else echo "FAIL $label"; failed=$((failed + 1)); fi
+}
+
+# 1. Two wirestate servers.
+redis_up
+pa="$(free_port)"; pb="$(free_port)"
+wirestate A "$pa"; wirestate B "$pb"
+wait_port "$pa"; wait_port "$pb"; wait_servers 2
+run "wirestate+wirestate" 13 "http://127.0.0.1:$pa" "http://127.0.0.1:$pb" "$redis_url"
+
+# 2. Mixed: wirestate A and Node N, each side asked.
+kill "$pid_B"; wait "$pid_B" 2>/dev/null || true
+pn="$(free_port)"
+node_server N "$pn"
+wait_port "$pn"; wait_servers 2
+run "wirestate+node" 13 "http://127.0.0.1:$pa" "http://127.0.0.1:$pn" "$redis_url"
+run "node+wirestate" 13 "http://127.0.0.1:$pn" "http://127.0.0.1:$pa" "$redis_url"
+kill "$pid_N"; wait "$pid_N" 2>/dev/null || true
+kill "$pid_A"; wait "$pid_A" 2>/dev/null || true
+
+# 3. Faults.
+redis_down
+pa="$(free_port)"; pb="$(free_port)"
+wirestate A "$pa"
+wait_port "$pa"
+run "redis down at start" 3 probe "http://127.0.0.1:$pa"
+expect "a server without redis says so in its log" grep -q "cannot reach redis; serving locally" "$work/A.log"
+redis_up
+wirestate B "$pb"
+wait_port "$pb"; wait_servers 2
+run "redis up later" 13 "http://127.0.0.1:$pa" "http://127.0.0.1:$pb" "$redis_url"
+redis_down
+run "redis gone mid-run" 3 probe "http://127.0.0.1:$pa"
+expect "the lost connection is logged" grep -q "lost the redis connection; reconnecting" "$work/A.log"
+redis_up
+wait_servers 2
+run "after a redis restart" 13 "http://127.0.0.1:$pb" "http://127.0.0.1:$pa" "$redis_url"
+kill -9 "$pid_B"; wait "$pid_B" 2>/dev/null || true
+wait_servers 1
+run "a server killed" 3 probe "http://127.0.0.1:$pa"
+
+echo "cluster $runtime: wirestate servers (and Node's) on one redis-server, faults included"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

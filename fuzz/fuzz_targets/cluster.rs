@@ -1,0 +1,89 @@
+#![no_main]
+//! What other servers of a Redis cluster (or anyone who can publish on its Redis)
+//! send: RESP replies split anywhere, msgpack values, and adapter messages on every
+//! channel, fed to a Socket.IO server's adapter. Nothing may panic; msgpack that
+//! decodes re-encodes to bytes that decode to the same value; every request the
+//! adapter starts ends by its deadline.
+
+use std::time::{Duration, Instant};
+
+use libfuzzer_sys::fuzz_target;
+use wirestate_engine::msgpack;
+use wirestate_engine::redis::{resp, Adapter, Command, Config, Event};
+use wirestate_engine::sio::{self, Broadcast, Packet, Payload};
+
+const CHANNELS: [&[u8]; 6] = [
+    b"socket.io#/#",
+    b"socket.io#/#room#",
+    b"socket.io-request#/#",
+    b"socket.io-response#/#",
+    b"socket.io#/chat#",
+    b"socket.io-request#/chat#",
+];
+
+fuzz_target!(|data: &[u8]| {
+    // RESP: any split gives the same replies as the whole.
+    let split = data.first().map_or(0, |&b| usize::from(b)).min(data.len());
+    let mut whole = resp::Parser::default();
+    whole.feed(data);
+    let mut parts = resp::Parser::default();
+    parts.feed(&data[..split]);
+    let mut got = Vec::new();
+    while let Ok(Some(r)) = parts.next_reply() {
+        got.push(r);
+    }
+    parts.feed(&data[split..]);
+    while let Ok(Some(r)) = parts.next_reply() {
+        got.push(r);
+    }
+    let mut want = Vec::new();
+    while let Ok(Some(r)) = whole.next_reply() {
+        want.push(r);
+    }
+    if got.len() == want.len() {
+        assert_eq!(got, want);
+    }
+
+    // msgpack round trip.
+    if let Ok((value, bins)) = msgpack::decode(data) {
+        let again = msgpack::to_vec(&value, &bins);
+        let (back, back_bins) = msgpack::decode(&again).expect("our encoding decodes");
+        assert_eq!((back, back_bins), (value, bins));
+    }
+
+    // The adapter: messages `[channel, len, bytes]...` and its own requests.
+    let now = Instant::now();
+    let mut server = sio::Server::new(sio::Config::default().cluster(true), [1; 32]);
+    server.add_namespace("/");
+    server.add_namespace("/chat");
+    let mut adapter = Adapter::new(Config::default(), [2; 32]);
+    adapter.add_namespace("/");
+    adapter.add_namespace("/chat");
+    let fetch = adapter.fetch_sockets(&Broadcast::nsp("/"));
+    let sse = adapter.server_side_emit_with_ack("/", vec![serde_json::json!("ping")]);
+    let packet = Packet::event("/", "q", Payload::new());
+    let acks = adapter.broadcast_with_ack(now, &Broadcast::nsp("/"), &packet, Duration::from_secs(1));
+    while adapter.poll_command().is_some() {}
+    for id in [fetch, sse, acks] {
+        adapter.handle_server_count(now, id, 3);
+    }
+    let mut rest = data;
+    while let [c, len, tail @ ..] = rest {
+        let n = usize::from(*len).min(tail.len());
+        let channel = CHANNELS[usize::from(*c) % CHANNELS.len()];
+        adapter.handle_message(now, channel, &tail[..n], &mut server);
+        rest = &tail[n..];
+        while adapter.poll_command().is_some() {}
+        while let Some(e) = adapter.poll_event() {
+            if let Event::FetchRequest { reply, .. } = e {
+                adapter.answer_fetch(&reply, Vec::new());
+            }
+        }
+    }
+    adapter.handle_timeout(now + Duration::from_secs(5));
+    while let Some(c) = adapter.poll_command() {
+        assert!(!matches!(c, Command::CountServers { .. }));
+    }
+    while adapter.poll_event().is_some() {}
+    assert_eq!(adapter.poll_timeout(), None, "every request ended");
+});

@@ -7,7 +7,7 @@
 #
 # 1. two wirestate servers (the runtime given) on one Redis: broadcasts, rooms,
 #    fetch-room, server-side-emit, sockets-join, count-acks, disconnect-room across
-#    them, and npm @socket.io/redis-emitter reaching both;
+#    them, and npm @socket.io/redis-emitter and our `redis-emitter` reaching both;
 # 2. a mixed cluster, wirestate and Node's socket.io 4.8 with @socket.io/redis-adapter
 #    8.3 (interop/sio-server.mjs), the same cases asked of each side;
 # 3. faults: a server started while Redis is down serves alone and says so; it joins
@@ -36,7 +36,7 @@ if [ ! -d node_modules/@socket.io/redis-adapter ] || [ ! -d node_modules/@socket
     npm ci --no-audit --no-fund --loglevel=error >&2
 fi
 if [ -z "${WIRESTATE_BIN_DIR:-}" ]; then
-    (cd "$root" && cargo build --release --quiet -p wirestate-conformance --bin sio-server)
+    (cd "$root" && cargo build --release --quiet -p wirestate-conformance --bin sio-server --bin redis-emitter)
     bindir="$root/target/release"
 else
     bindir="$WIRESTATE_BIN_DIR"
@@ -51,6 +51,7 @@ wait_port() {
     return 1
 }
 
+export RUST_EMITTER="$bindir/redis-emitter --runtime $runtime"
 work="$(mktemp -d)"
 pids=()
 rport="$(free_port)"
@@ -109,15 +110,15 @@ redis_up
 pa="$(free_port)"; pb="$(free_port)"
 wirestate A "$pa"; wirestate B "$pb"
 wait_port "$pa"; wait_port "$pb"; wait_servers 2
-run "wirestate+wirestate" 13 "http://127.0.0.1:$pa" "http://127.0.0.1:$pb" "$redis_url"
+run "wirestate+wirestate" 16 "http://127.0.0.1:$pa" "http://127.0.0.1:$pb" "$redis_url"
 
 # 2. Mixed: wirestate A and Node N, each side asked.
 kill "$pid_B"; wait "$pid_B" 2>/dev/null || true
 pn="$(free_port)"
 node_server N "$pn"
 wait_port "$pn"; wait_servers 2
-run "wirestate+node" 13 "http://127.0.0.1:$pa" "http://127.0.0.1:$pn" "$redis_url"
-run "node+wirestate" 13 "http://127.0.0.1:$pn" "http://127.0.0.1:$pa" "$redis_url"
+run "wirestate+node" 16 "http://127.0.0.1:$pa" "http://127.0.0.1:$pn" "$redis_url"
+run "node+wirestate" 16 "http://127.0.0.1:$pn" "http://127.0.0.1:$pa" "$redis_url"
 kill "$pid_N"; wait "$pid_N" 2>/dev/null || true
 kill "$pid_A"; wait "$pid_A" 2>/dev/null || true
 
@@ -131,13 +132,13 @@ expect "a server without redis says so in its log" grep -q "cannot reach redis; 
 redis_up
 wirestate B "$pb"
 wait_port "$pb"; wait_servers 2
-run "redis up later" 13 "http://127.0.0.1:$pa" "http://127.0.0.1:$pb" "$redis_url"
+run "redis up later" 16 "http://127.0.0.1:$pa" "http://127.0.0.1:$pb" "$redis_url"
 redis_down
 run "redis gone mid-run" 3 probe "http://127.0.0.1:$pa"
 expect "the lost connection is logged" grep -q "lost the redis connection; reconnecting" "$work/A.log"
 redis_up
 wait_servers 2
-run "after a redis restart" 13 "http://127.0.0.1:$pb" "http://127.0.0.1:$pa" "$redis_url"
+run "after a redis restart" 16 "http://127.0.0.1:$pb" "http://127.0.0.1:$pa" "$redis_url"
 kill -9 "$pid_B"; wait "$pid_B" 2>/dev/null || true
 wait_servers 1
 run "a server killed" 3 probe "http://127.0.0.1:$pa"

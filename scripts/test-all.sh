@@ -160,7 +160,7 @@ else
     skip engine-wasm32 "the wasm32-unknown-unknown target is not installable here"
 fi
 
-run conformance-build cargo build --release --locked -p wirestate-conformance --bin ws-echo --bin autobahn-client --bin eio-server --bin eio-client --bin sio-server --bin sio-client --bin axum-app
+run conformance-build cargo build --release --locked -p wirestate-conformance --bin ws-echo --bin autobahn-client --bin eio-server --bin eio-client --bin sio-server --bin sio-client --bin axum-app --bin redis-emitter
 export WIRESTATE_BIN_DIR="$root/target/release"
 run hardening-soak env CHURN_SESSIONS=20000 cargo test --release --locked -p wirestate-conformance --test hardening -- --show-output --test-threads 1
 

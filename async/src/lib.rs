@@ -766,6 +766,12 @@ macro_rules! runtime_api {
                 $crate::sio::attach_redis(&$rt, io, options)
             }
 
+            /// An emitter on a cluster's Redis, for a process with no server (see
+            /// [`redis_emitter`]).
+            pub async fn emitter(options: RedisOptions) -> ::std::io::Result<RedisEmitter> {
+                $crate::sio::redis_emitter(&$rt, options).await
+            }
+
             /// Accepts connections, serving each on its own task, until
             /// [`SocketIo::shutdown`] starts (an accept error is logged and retried,
             /// never returned).

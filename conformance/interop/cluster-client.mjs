@@ -3,6 +3,8 @@
 // and of server B check that broadcasts, rooms, fetchSockets, serverSideEmit,
 // socketsJoin, disconnectSockets and broadcast acks cross between them, and that
 // @socket.io/redis-emitter reaches both.
+// With RUST_EMITTER="PATH --runtime RT" wirestate's `redis-emitter` binary must reach
+// them too.
 // Usage: node cluster-client.mjs URL_A URL_B REDIS_URL [KEY]
 //        node cluster-client.mjs probe URL    one server, alone or cut off from Redis:
 //        its own broadcasts reach its own client, and fetch-room and server-side-emit
@@ -11,6 +13,7 @@
 import { io } from "socket.io-client";
 import { createClient } from "redis";
 import { Emitter } from "@socket.io/redis-emitter";
+import { execFile } from "node:child_process";
 
 const [urlA, urlB, redisUrl, key = "socket.io"] = process.argv.slice(2);
 let passed = 0, failed = 0;
@@ -131,6 +134,28 @@ async function main() {
     emitter.to("r1").emit("from-emitter", "r1 only");
     const x = await toB;
     x && x[0] === "r1 only" && (await notA2) === null ? ok("redis-emitter to room") : fail("redis-emitter to room", JSON.stringify(x));
+  }
+
+  // wirestate's redis-emitter binary reaches the clients of both servers.
+  if (process.env.RUST_EMITTER) {
+    const [bin, ...pre] = process.env.RUST_EMITTER.split(" ");
+    const rust = (...args) => new Promise((resolve) =>
+      execFile(bin, [...pre, "--redis", redisUrl, "--redis-key", key, ...args], { timeout: 10000 },
+        (err, _out, stderr) => resolve(err ? `${err.message} ${stderr}` : null)));
+    const got = Promise.all([a, b, bp].map((s) => next(s, "from-rust", 5000)));
+    const err = await rust("emit", "from-rust", '"all"', '{"n":1}');
+    const all = await got;
+    !err && all.every((x) => x && x[0] === "all" && x[1].n === 1)
+      ? ok("rust emitter emit") : fail("rust emitter emit", err || JSON.stringify(all));
+    const toB = next(b, "from-rust", 5000);
+    const notA3 = next(a, "from-rust", 1000);
+    const err2 = await rust("--to", "r1", "emit", "from-rust", '"r1 only"');
+    const x = await toB;
+    !err2 && x && x[0] === "r1 only" && (await notA3) === null
+      ? ok("rust emitter to room") : fail("rust emitter to room", err2 || JSON.stringify(x));
+    const err3 = await rust("--to", "r1", "sockets-join", "r9");
+    const r9 = await until(() => a.timeout(6000).emitWithAck("fetch-room", "r9"), [b.id]);
+    !err3 && eq(r9, [b.id]) ? ok("rust emitter sockets-join") : fail("rust emitter sockets-join", err3 || JSON.stringify(r9));
   }
 
   // disconnect-room: a socket of B in `bye`, asked of A.

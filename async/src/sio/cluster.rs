@@ -50,6 +50,11 @@ impl RedisOptions {
         self
     }
 
+    pub(super) fn parts(self) -> (RedisUrl, crate::Connector, String, Duration) {
+        let wait = self.adapter.requests_timeout;
+        (self.url, self.connector, self.adapter.key, wait)
+    }
+
     /// Trusts what `tls` trusts for `rediss://` (a private CA, say).
     #[cfg(feature = "rustls")]
     pub fn tls(mut self, tls: crate::tls::TlsConnector) -> Self {
@@ -104,7 +109,7 @@ enum Waiter {
     Acks(Arc<Mutex<AckShared>>),
 }
 
-type SharedSlot<T> = Arc<Mutex<Slot<T>>>;
+pub(super) type SharedSlot<T> = Arc<Mutex<Slot<T>>>;
 
 /// A value that arrives once, and the task waiting for it.
 pub(super) struct Slot<T> {
@@ -113,6 +118,13 @@ pub(super) struct Slot<T> {
 }
 
 impl<T> Slot<T> {
+    pub(super) fn empty() -> Self {
+        Self {
+            value: None,
+            waker: None,
+        }
+    }
+
     fn new() -> Arc<Mutex<Self>> {
         Arc::new(Mutex::new(Self {
             value: None,
@@ -120,7 +132,7 @@ impl<T> Slot<T> {
         }))
     }
 
-    fn set(slot: &Mutex<Self>, value: T) {
+    pub(super) fn set(slot: &Mutex<Self>, value: T) {
         let mut s = lock(slot);
         s.value = Some(value);
         if let Some(w) = s.waker.take() {
@@ -128,7 +140,7 @@ impl<T> Slot<T> {
         }
     }
 
-    async fn take(slot: &Mutex<Self>) -> T {
+    pub(super) async fn take(slot: &Mutex<Self>) -> T {
         poll_fn(|cx| {
             let mut s = lock(slot);
             match s.value.take() {

@@ -34,11 +34,13 @@ use wirestate_engine::IdMap;
 
 pub mod client;
 mod cluster;
+mod emitter;
 mod operator;
 mod socket;
 mod vocab;
 
 pub use cluster::{attach as attach_redis, RedisCluster, RedisOptions, RemoteSocket, ServerAck};
+pub use emitter::{redis_emitter, EmitterError, RedisEmitter};
 pub use operator::{AckAnswer, AckStream, Namespace, Operator};
 use socket::AckSlot;
 pub use socket::{Incoming, Socket};

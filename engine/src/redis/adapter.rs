@@ -966,7 +966,7 @@ fn random_id(rng: &mut Rng) -> String {
         .collect()
 }
 
-fn dedup(rooms: &[sio::Room]) -> Vec<&str> {
+pub(super) fn dedup(rooms: &[sio::Room]) -> Vec<&str> {
     let mut out: Vec<&str> = Vec::with_capacity(rooms.len());
     for r in rooms {
         if !out.contains(&&**r) {
@@ -976,14 +976,14 @@ fn dedup(rooms: &[sio::Room]) -> Vec<&str> {
     out
 }
 
-fn opts_json(target: &Broadcast) -> Value {
+pub(super) fn opts_json(target: &Broadcast) -> Value {
     json!({
         "rooms": target.rooms.iter().map(|r| &**r).collect::<Vec<_>>(),
         "except": dedup(&target.except),
     })
 }
 
-fn flags_json(target: &Broadcast, timeout: Option<Duration>) -> Value {
+pub(super) fn flags_json(target: &Broadcast, timeout: Option<Duration>) -> Value {
     let mut flags = Map::new();
     if target.volatile {
         flags.insert("volatile".into(), Value::Bool(true));
@@ -999,7 +999,7 @@ fn flags_json(target: &Broadcast, timeout: Option<Duration>) -> Value {
 
 /// The packet object the reference puts on the wire: `{type, data, nsp}` (an event
 /// with binary parts is still type 2: the receiving server's encoder makes it binary).
-fn packet_json(nsp: &str, packet: &Packet) -> (Value, Vec<Bytes>) {
+pub(super) fn packet_json(nsp: &str, packet: &Packet) -> (Value, Vec<Bytes>) {
     let kind = match packet.kind {
         PacketType::Ack | PacketType::BinaryAck => 3,
         _ => 2,

@@ -4,6 +4,8 @@
 //! driver (the async layer's `redis` module) owns the connections.
 
 mod adapter;
+mod emitter;
 pub mod resp;
 
 pub use adapter::{Adapter, Command, Config, Event, ReplyTo, RequestError, RequestId};
+pub use emitter::{Emitter, EMITTER_UID};

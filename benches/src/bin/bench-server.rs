@@ -12,6 +12,9 @@
 //!   `echo` is acked with its argument, and event `bcast` is forwarded as `msg` to room
 //!   `r` except the sender (`socket.to("r").emit("msg", data)`).
 //!
+//! `--redis URL` joins `sio-wirestate-tokio` to a cluster on that Redis (for the
+//! cluster benchmark, `benches/cluster.sh`).
+//!
 //! Every socket has `TCP_NODELAY`.
 
 use std::io;
@@ -20,17 +23,19 @@ use std::sync::Arc;
 use wirestate_engine::ws::Config;
 
 fn usage() -> ! {
-    eprintln!("usage: bench-server --impl NAME --addr HOST:PORT");
+    eprintln!("usage: bench-server --impl NAME --addr HOST:PORT [--redis URL]");
     std::process::exit(2)
 }
 
 fn main() -> io::Result<()> {
     let mut args = std::env::args().skip(1);
     let (mut name, mut addr) = (String::new(), "127.0.0.1:9100".to_owned());
+    let mut redis = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--impl" => name = args.next().unwrap_or_else(|| usage()),
             "--addr" => addr = args.next().unwrap_or_else(|| usage()),
+            "--redis" => redis = Some(args.next().unwrap_or_else(|| usage())),
             _ => usage(),
         }
     }
@@ -68,6 +73,11 @@ fn main() -> io::Result<()> {
     if name == "sio-wirestate-tokio" {
         return rt.block_on(async move {
             let io = sio_server()?;
+            if let Some(url) = redis {
+                let options = wirestate_tokio::sio::RedisOptions::new(&url)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+                wirestate_tokio::sio::redis(&io, options)?;
+            }
             let listener = tokio::net::TcpListener::bind(&addr).await?;
             eprintln!("{name} on {addr}");
             wirestate_tokio::sio::serve(io, listener).await

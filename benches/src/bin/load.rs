@@ -5,6 +5,7 @@
 //! load --addr 127.0.0.1:9100 --idle 10000 --server-pid PID
 //! load --addr 127.0.0.1:9100 --sio --conns 100 --size 20 --secs 5 --server-pid PID
 //! load --addr 127.0.0.1:9100 --sio-broadcast --conns 1000 --size 20 --secs 5 --server-pid PID
+//! load --addr B --publish-addr A --sio-broadcast --conns 1000 --cluster-pids A,B --redis-pid R
 //! load --addr 127.0.0.1:9100 --sio --idle 10000 --server-pid PID
 //! ```
 //!
@@ -20,6 +21,11 @@
 //! publishing to each delivery (fan-out latency), the mean time until the last
 //! recipient has it, and the server's CPU µs per delivery, measured from the first
 //! measured publish to the last measured completion.
+//!
+//! With `--publish-addr`, the publisher talks to that server instead (another node of a
+//! cluster: every delivery then goes through the cluster's Redis), and
+//! `--cluster-pids` (the nodes) and `--redis-pid` add the nodes' user and system CPU
+//! µs per delivery, apart, and Redis's.
 //!
 //! With `--deflate`, the client offers permessage-deflate with
 //! `client_no_context_takeover` (so one pre-compressed frame is valid every time) and
@@ -55,6 +61,9 @@ struct Opts {
     sio: bool,
     broadcast: bool,
     deflate: bool,
+    publish_addr: Option<String>,
+    cluster_pids: Vec<String>,
+    redis_pid: Option<String>,
 }
 
 fn parse() -> Opts {
@@ -69,6 +78,9 @@ fn parse() -> Opts {
         sio: false,
         broadcast: false,
         deflate: false,
+        publish_addr: None,
+        cluster_pids: Vec::new(),
+        redis_pid: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -90,6 +102,9 @@ fn parse() -> Opts {
             "--pipeline" => o.pipeline = v.parse().unwrap_or(1).max(1),
             "--server-pid" => o.server_pid = v.parse().ok(),
             "--idle" => o.idle = v.parse().ok(),
+            "--publish-addr" => o.publish_addr = Some(v),
+            "--cluster-pids" => o.cluster_pids = v.split(',').map(str::to_owned).collect(),
+            "--redis-pid" => o.redis_pid = Some(v),
             other => {
                 eprintln!("unknown argument {other}");
                 std::process::exit(2);
@@ -97,6 +112,24 @@ fn parse() -> Opts {
         }
     }
     o
+}
+
+/// CPU seconds of a process, user and system apart, from `/proc/PID/stat`.
+fn cpu_split(pid: &str) -> (f64, f64) {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return (0.0, 0.0);
+    };
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) / 100.0, ticks(12) / 100.0)
+}
+
+/// User and system CPU seconds of several processes, summed apart.
+fn cpu_split_sum(pids: &[String]) -> (f64, f64) {
+    pids.iter()
+        .map(|p| cpu_split(p))
+        .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
 }
 
 /// CPU seconds (user + system) of a process, from `/proc/PID/stat`.
@@ -389,7 +422,7 @@ async fn broadcast(o: &Opts) -> io::Result<()> {
     for _ in 0..n {
         recipients.push(sio_session(&o.addr).await?);
     }
-    let mut publisher = sio_session(&o.addr).await?;
+    let mut publisher = sio_session(o.publish_addr.as_deref().unwrap_or(&o.addr)).await?;
     let pong = masked(0x81, b"3");
     let mut tasks = Vec::with_capacity(n);
     for mut s in recipients {
@@ -427,6 +460,7 @@ async fn broadcast(o: &Opts) -> io::Result<()> {
     let mut cpu = None;
     let mut measured_from = start;
     let mut client_cpu = 0.0;
+    let (mut cluster_cpu, mut redis_cpu) = ((0.0, 0.0), 0.0);
     loop {
         let now = Instant::now();
         if now >= end {
@@ -436,6 +470,8 @@ async fn broadcast(o: &Opts) -> io::Result<()> {
         if measuring && cpu.is_none() {
             cpu = Some(pid.as_deref().map_or(0.0, cpu_seconds));
             client_cpu = cpu_seconds("self");
+            cluster_cpu = cpu_split_sum(&o.cluster_pids);
+            redis_cpu = o.redis_pid.as_deref().map_or(0.0, cpu_seconds);
             measured_from = now;
         }
         fanout.measuring.store(measuring, Ordering::Relaxed);
@@ -459,6 +495,9 @@ async fn broadcast(o: &Opts) -> io::Result<()> {
     }
     let server_cpu = pid.as_deref().map_or(0.0, cpu_seconds) - cpu.unwrap_or(0.0);
     let client_cpu = cpu_seconds("self") - client_cpu;
+    let cluster_now = cpu_split_sum(&o.cluster_pids);
+    let cluster_cpu = (cluster_now.0 - cluster_cpu.0, cluster_now.1 - cluster_cpu.1);
+    let redis_cpu = o.redis_pid.as_deref().map_or(0.0, cpu_seconds) - redis_cpu;
     let secs = measured_from.elapsed().as_secs_f64();
     for t in &tasks {
         t.abort();
@@ -487,6 +526,21 @@ async fn broadcast(o: &Opts) -> io::Result<()> {
         if deliveries > 0 { server_cpu * 1e6 / deliveries as f64 } else { 0.0 },
         pid.as_deref().map_or(0, rss_kib),
     );
+    if !o.cluster_pids.is_empty() {
+        let per = |cpu: f64| {
+            if deliveries > 0 {
+                cpu * 1e6 / deliveries as f64
+            } else {
+                0.0
+            }
+        };
+        println!(
+            "cluster_user_us_per_delivery={:.3} cluster_sys_us_per_delivery={:.3} redis_us_per_delivery={:.3}",
+            per(cluster_cpu.0),
+            per(cluster_cpu.1),
+            per(redis_cpu),
+        );
+    }
     Ok(())
 }
 

@@ -16,7 +16,8 @@
 # eio-client: starts Node's `engine.io` server (echo) and runs our `eio-client`.
 # sio: npm `socket.io-client` and PyPI `python-socketio` against `sio-server` (events,
 # acks both ways, binary, namespaces, middleware, rooms, on every transport), and
-# socket.io-client's connection-state recovery against `sio-server --recovery`.
+# socket.io-client's connection-state recovery against `sio-server --recovery`, and
+# socket.io-client with socket.io-msgpack-parser against `sio-server --parser msgpack`.
 # axum: the same clients and cases against `axum-app` (the same Socket.IO server
 # mounted in an axum app through the tower layer), with `GET /health` asked every
 # 100 ms on the same port while they run: each answer must be `200 ok`.
@@ -230,6 +231,12 @@ elif [ "$what" = sio ] || [ "$what" = axum ]; then
     rport="$(free_port)"
     "$bindir/$bin" --runtime "$runtime" --addr "127.0.0.1:$rport" --recovery > "$log.recovery" 2>&1 &
     extra=$!
+    if [ "$what" = sio ]; then
+        # The same server with socket.io-msgpack-parser, for the npm client using it.
+        mport="$(free_port)"
+        "$bindir/$bin" --runtime "$runtime" --addr "127.0.0.1:$mport" --parser msgpack > "$log.msgpack" 2>&1 &
+        extra="$extra $!"
+    fi
     "$bindir/$bin" --runtime "$runtime" --addr "127.0.0.1:$port" > "$log" 2>&1 &
     clients=("node sio-client.mjs" "python3 sio_client.py")
     peers="socket.io-client (npm) and python-socketio (PyPI) against $bin"
@@ -239,8 +246,8 @@ else
     peers="wirestate's client against Node's engine.io server"
 fi
 server=$!
-trap 'kill $server $extra 2>/dev/null || true; wait $server $extra 2>/dev/null || true; rm -f "$log" "$log.recovery"' EXIT
-for p in $port ${rport:-}; do
+trap 'kill $server $extra 2>/dev/null || true; wait $server $extra 2>/dev/null || true; rm -f "$log" "$log.recovery" "$log.msgpack"' EXIT
+for p in $port ${rport:-} ${mport:-}; do
     for _ in $(seq 1 100); do
         python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1",int(sys.argv[1])),0.2).close()' "$p" 2>/dev/null && break
         sleep 0.1
@@ -251,6 +258,7 @@ passed=0; failed=0
 runs=()
 for client in "${clients[@]}"; do runs+=("$client http://127.0.0.1:$port"); done
 [ "$what" != eio ] && [ "$what" != eio-client ] && runs+=("node sio-client.mjs http://127.0.0.1:$rport recovery")
+[ -n "${mport:-}" ] && runs+=("env PARSER=msgpack node sio-client.mjs http://127.0.0.1:$mport")
 health=""
 if [ "$what" = axum ]; then
     # The application's own route, on the same port, while the clients run.
@@ -274,7 +282,7 @@ expected() {
     case "$1" in
         *recovery) echo 1 ;;
         "node eio-client.mjs"*|"python3 eio_client.py"*|*/eio-client*) echo 3 ;;
-        "node sio-client.mjs"*) echo 18 ;;
+        "node sio-client.mjs"*|"env PARSER=msgpack node sio-client.mjs"*) echo 18 ;;
         "python3 sio_client.py"*) echo 15 ;;
         *) echo "no expected count for: $1" >&2; echo 999 ;;
     esac
@@ -283,6 +291,7 @@ for run in "${runs[@]}"; do
     client="${run%% http*}"
     status=0
     out="$(timeout 240 $run 2>&1)" || status=$?
+    [[ "$run" == *PARSER=msgpack* ]] && out="$(sed '/^[0-9]* passed, [0-9]* failed$/!s/$/ [msgpack parser]/' <<< "$out")"
     check "$client" "$status" "$out" "$(expected "$run")"
 done
 if [ -n "$health" ]; then
@@ -298,9 +307,11 @@ fi
 if ! kill -0 "$server" 2>/dev/null; then
     echo "FAIL the server exited during the run:"; cat "$log"; failed=$((failed + 1))
 fi
-if [ -n "$extra" ] && ! kill -0 "$extra" 2>/dev/null; then
-    echo "FAIL the recovery server exited during the run:"; cat "$log.recovery"; failed=$((failed + 1))
-fi
+for pid in $extra; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+        echo "FAIL another server exited during the run:"; cat "$log.recovery" "$log.msgpack" 2>/dev/null; failed=$((failed + 1))
+    fi
+done
 echo "interop $what $runtime: $peers"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -694,3 +694,40 @@ fn socket_io_client_listeners_add_up_and_come_off_one_at_a_time() {
         ]
     );
 }
+
+#[test]
+fn socket_io_client_and_server_speak_the_msgpack_parser_on_every_transport() {
+    let sim = Sim::new();
+    let config = sio::Config::default().parser(wirestate_engine::sio::Parser::Msgpack);
+    let io = sio::server(&sim, config).expect("server");
+    io.of("/").on_connection(|socket| async move {
+        socket.on("echo", |_socket, mut msg| async move {
+            let payload = msg.take_payload();
+            msg.ack_payload(payload)
+        });
+    });
+    let listener = sim.listen("127.0.0.1:5003").expect("listen");
+    let rt = sim.clone();
+    sim.spawn(async move {
+        let _ = sio::serve(&rt, io, listener).await;
+    });
+    for (polling, websocket) in [(true, false), (false, true), (true, true)] {
+        let mut client =
+            sio::ClientConfig::default().parser(wirestate_engine::sio::Parser::Msgpack);
+        client.eio = client.eio.transports(polling, websocket);
+        let options = sio::IoOptions::default().config(client);
+        let socket = sio::io(&sim, "http://127.0.0.1:5003", options).expect("url");
+        sim.block_on(async {
+            socket.wait_connected().await.expect("connected");
+            let payload = sio::Payload::new()
+                .arg(json!({"n": 1.5}))
+                .bin(vec![0u8, 255]);
+            let back = socket
+                .emit_with_ack("echo", payload.clone(), Some(Duration::from_secs(5)))
+                .await
+                .expect("ack");
+            assert_eq!(back, payload, "polling={polling} websocket={websocket}");
+            socket.disconnect();
+        });
+    }
+}

@@ -1,9 +1,12 @@
 // Drives the npm socket.io-client against our `sio-server`.
-// Usage: node sio-client.mjs http://127.0.0.1:3000 [recovery]
+// Usage: [PARSER=msgpack] node sio-client.mjs http://127.0.0.1:3000 [recovery]
+// With PARSER=msgpack the client uses socket.io-msgpack-parser (the server must too).
 // Prints one line per case and ends with `N passed, M failed`.
 import { io } from "socket.io-client";
 
 const url = process.argv[2] ?? "http://127.0.0.1:3000";
+const msgpack = process.env.PARSER === "msgpack" ? await import("socket.io-msgpack-parser") : null;
+const base = msgpack ? { parser: msgpack.default ?? msgpack } : {};
 const recoveryMode = process.argv[3] === "recovery";
 const TRANSPORTS = {
   polling: ["polling"],
@@ -14,7 +17,7 @@ const TRANSPORTS = {
 const results = [];
 
 function connect(nsp, options = {}) {
-  return io(url + nsp, { forceNew: true, reconnection: false, timeout: 5000, ...options });
+  return io(url + nsp, { ...base, forceNew: true, reconnection: false, timeout: 5000, ...options });
 }
 
 function once(socket, event, ms = 5000) {
@@ -122,7 +125,7 @@ if (!recoveryMode) {
     check(err.message === "Invalid namespace", `error ${err.message}`);
   });
   await run("multiplexing: several namespaces over one connection", async (track) => {
-    const main = track(io(url, { forceNew: true, reconnection: false, auth: { m: 1 } }));
+    const main = track(io(url, { ...base, forceNew: true, reconnection: false, auth: { m: 1 } }));
     const custom = track(main.io.socket("/custom", { auth: { m: 2 } }));
     custom.connect();
     const [[a], [b]] = await Promise.all([once(main, "auth"), once(custom, "auth")]);
@@ -169,6 +172,7 @@ if (!recoveryMode) {
 } else {
   await run("connection state recovery after a transport drop", async (track) => {
     const a = track(io(url, {
+      ...base,
       forceNew: true,
       transports: ["websocket"],
       reconnectionDelay: 300,

@@ -46,6 +46,9 @@ pub struct Args {
     pub redis: Option<String>,
     /// `--redis-key KEY` (servers): the cluster's channel prefix (default `socket.io`).
     pub redis_key: Option<String>,
+    /// `--parser default|msgpack` (Socket.IO): socket.io-parser or
+    /// socket.io-msgpack-parser.
+    pub parser: wirestate_engine::sio::Parser,
 }
 
 impl Args {
@@ -128,6 +131,7 @@ impl Args {
             ca: None,
             redis: None,
             redis_key: None,
+            parser: wirestate_engine::sio::Parser::Default,
         };
         let (mut cert, mut key) = (None, None);
         let mut args = args.into_iter();
@@ -174,6 +178,15 @@ impl Args {
                 "--tls-key" => key = Some(PathBuf::from(value()?)),
                 "--redis" => parsed.redis = Some(value()?),
                 "--redis-key" => parsed.redis_key = Some(value()?),
+                "--parser" => {
+                    parsed.parser = match value()?.as_str() {
+                        "default" => wirestate_engine::sio::Parser::Default,
+                        "msgpack" => wirestate_engine::sio::Parser::Msgpack,
+                        other => {
+                            return Err(format!("unknown parser `{other}` (default or msgpack)"))
+                        }
+                    }
+                }
                 "-h" | "--help" => return Err(String::new()),
                 flag if flag.starts_with("--") && inline.is_none() => {
                     parsed.flags.push(flag.to_owned())

@@ -1,7 +1,7 @@
 #![no_main]
 //! What other servers of a Redis cluster (or anyone who can publish on its Redis)
 //! send: RESP replies split anywhere, msgpack values, and adapter messages on every
-//! channel, fed to a Socket.IO server's adapter. Nothing may panic; msgpack that
+//! channel, fed to a Socket.IO server's adapter; and socket.io-msgpack-parser packets. Nothing may panic; msgpack that
 //! decodes re-encodes to bytes that decode to the same value; every request the
 //! adapter starts ends by its deadline.
 
@@ -49,6 +49,13 @@ fuzz_target!(|data: &[u8]| {
         let again = msgpack::to_vec(&value, &bins);
         let (back, back_bins) = msgpack::decode(&again).expect("our encoding decodes");
         assert_eq!((back, back_bins), (value, bins));
+    }
+
+    // socket.io-msgpack-parser packets: what decodes re-encodes to the same packet.
+    let limits = sio::DecodeLimits::default();
+    if let Ok(p) = Packet::decode_msgpack(data, &limits) {
+        let again = Packet::decode_msgpack(&p.encode_msgpack(), &limits).expect("our encoding decodes");
+        assert_eq!(again, p);
     }
 
     // The adapter: messages `[channel, len, bytes]...` and its own requests.

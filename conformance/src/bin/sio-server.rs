@@ -20,6 +20,8 @@
 //! official suite must run without it). `--write-timeout` and `--max-connections` set
 //! those HTTP limits (defaults: 20 s, no cap) for the hardening tests. With
 //! `--tls-cert FILE --tls-key FILE` (PEM) it serves `https://` and `wss://` only.
+//! `--parser msgpack` encodes packets as socket.io-msgpack-parser does (its clients
+//! only).
 //!
 //! With `--redis URL [--redis-key KEY]` it joins a cluster over that Redis
 //! (wire-compatible with Node's `@socket.io/redis-adapter`): `join` and `to-room` then
@@ -36,14 +38,15 @@ use wirestate_conformance::{init_tracing, Args, Runtime};
 
 const USAGE: &str = "sio-server [--runtime tokio|smol] [--addr HOST:PORT] [--recovery] \
                      [--write-timeout MS] [--max-connections N] \
-                     [--tls-cert FILE --tls-key FILE] [--redis URL [--redis-key KEY]]";
+                     [--tls-cert FILE --tls-key FILE] [--redis URL [--redis-key KEY]] \
+                     [--parser default|msgpack]";
 
 fn main() -> std::io::Result<()> {
     init_tracing();
     let args = Args::parse(USAGE, "127.0.0.1:3000");
     let recovery = args.flags.iter().any(|f| f == "--recovery");
-    let options =
-        wirestate_async::sio::ServerOptions::from(config(recovery)).http_limits(args.http_limits());
+    let options = wirestate_async::sio::ServerOptions::from(config(recovery).parser(args.parser))
+        .http_limits(args.http_limits());
     let redis = args.redis_options()?;
     let cluster = redis.is_some();
     match args.runtime {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::packet::{DecodeLimits, Decoder, Packet, PacketType, Payload};
+use super::packet::{DecodeLimits, Decoder, Packet, PacketType, Parser, Payload};
 use super::server::{AckError, AckId};
 use crate::eio::{self, Action, ClientCloseReason, RequestId, WsId};
 use crate::rand::Rng;
@@ -46,6 +46,8 @@ pub struct ClientConfig {
     pub max_buffered: usize,
     /// Bounds on binary attachments from the server.
     pub decode_limits: DecodeLimits,
+    /// How packets are encoded: the server's choice (default: socket.io-parser's).
+    pub parser: Parser,
 }
 
 impl Default for ClientConfig {
@@ -59,6 +61,7 @@ impl Default for ClientConfig {
             randomization_factor: 0.5,
             max_buffered: 1024,
             decode_limits: DecodeLimits::default(),
+            parser: Parser::Default,
         }
     }
 }
@@ -67,6 +70,12 @@ impl ClientConfig {
     /// Sets the Engine.IO options (keep the path `/socket.io/` unless you mean it).
     pub fn eio(mut self, eio: eio::ClientConfig) -> Self {
         self.eio = eio;
+        self
+    }
+
+    /// Sets [`ClientConfig::parser`].
+    pub fn parser(mut self, parser: Parser) -> Self {
+        self.parser = parser;
         self
     }
 
@@ -282,7 +291,7 @@ impl Manager {
     /// A manager; nothing happens until [`socket`](Self::socket) opens a namespace.
     /// `seed` seeds the reconnection jitter.
     pub fn new(config: ClientConfig, seed: [u8; 32]) -> Self {
-        let decoder = Decoder::new(config.decode_limits);
+        let decoder = Decoder::with_parser(config.decode_limits, config.parser);
         Self {
             config,
             rng: Rng::from_seed(seed),
@@ -588,13 +597,13 @@ impl Manager {
     fn start_engine(&mut self, now: Instant) {
         let last = self.eio.as_ref().map_or(self.last_id, |e| e.last_id());
         self.eio = Some(eio::Client::continuing(self.config.eio.clone(), now, last));
-        self.decoder = Decoder::new(self.config.decode_limits);
+        self.decoder = Decoder::with_parser(self.config.decode_limits, self.config.parser);
         self.stage = Stage::Opening;
     }
 
     fn send_packet(&mut self, now: Instant, packet: &Packet) {
         if let Some(e) = &mut self.eio {
-            for data in packet.encode() {
+            for data in packet.encode_with(self.config.parser) {
                 let _ = e.send(now, data);
             }
         }

@@ -177,6 +177,18 @@ fn placeholders_valid(v: &Value, count: usize, depth: usize) -> bool {
 /// Deeper JSON is refused (serde_json itself stops at 128).
 const MAX_DEPTH: usize = 128;
 
+/// How packets travel: the default text encoding (binary parts as attachments), or
+/// `socket.io-msgpack-parser`'s (each packet one binary message: the packet object in
+/// MessagePack, binary parts inline). Both ends must use the same one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Parser {
+    /// socket.io-parser: text, with binary attachments.
+    #[default]
+    Default,
+    /// socket.io-msgpack-parser 3: `{type, data, nsp, id}` in MessagePack.
+    Msgpack,
+}
+
 /// A Socket.IO packet.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Packet {
@@ -267,6 +279,103 @@ impl Packet {
         out
     }
 
+    /// The Engine.IO messages that carry this packet with `parser`.
+    pub fn encode_with(&self, parser: Parser) -> Vec<Data> {
+        match parser {
+            Parser::Default => self.encode(),
+            Parser::Msgpack => vec![Data::Binary(Bytes::from(self.encode_msgpack()))],
+        }
+    }
+
+    /// The packet as socket.io-msgpack-parser writes it: `{type, data, nsp, id}` (no
+    /// `data` or `id` when there is none; an event or ack with binary parts keeps type
+    /// 2 or 3, its binary parts inline).
+    pub fn encode_msgpack(&self) -> Vec<u8> {
+        let kind = match self.kind {
+            PacketType::Event | PacketType::BinaryEvent => 2,
+            PacketType::Ack | PacketType::BinaryAck => 3,
+            PacketType::Connect => 0,
+            PacketType::Disconnect => 1,
+            PacketType::ConnectError => 4,
+        };
+        let mut m = serde_json::Map::with_capacity(4);
+        m.insert("type".into(), Value::from(kind));
+        if let Some(data) = &self.data {
+            m.insert("data".into(), data.clone());
+        }
+        m.insert("nsp".into(), Value::String(self.nsp.to_string()));
+        if let Some(id) = self.id {
+            m.insert("id".into(), Value::from(id));
+        }
+        crate::msgpack::to_vec(&Value::Object(m), &self.attachments)
+    }
+
+    /// Decodes a socket.io-msgpack-parser packet, checked as that parser checks it
+    /// (type 0 to 4, a string namespace, data fit for the type, an integer id).
+    pub fn decode_msgpack(bytes: &[u8], limits: &DecodeLimits) -> Result<Self, DecodeError> {
+        let (value, bins) =
+            crate::msgpack::decode(bytes).map_err(|_| DecodeError("invalid msgpack"))?;
+        if bins.len() > limits.max_attachments {
+            return Err(DecodeError("too many attachments"));
+        }
+        if bins.iter().map(Bytes::len).sum::<usize>() > limits.max_attachment_bytes {
+            return Err(DecodeError("attachments too large"));
+        }
+        let Value::Object(mut o) = value else {
+            return Err(DecodeError("not a packet object"));
+        };
+        let binary = !bins.is_empty();
+        let kind = match o.get("type").and_then(Value::as_u64) {
+            Some(0) => PacketType::Connect,
+            Some(1) => PacketType::Disconnect,
+            Some(2) if binary => PacketType::BinaryEvent,
+            Some(2) => PacketType::Event,
+            Some(3) if binary => PacketType::BinaryAck,
+            Some(3) => PacketType::Ack,
+            Some(4) => PacketType::ConnectError,
+            _ => return Err(DecodeError("invalid packet type")),
+        };
+        let Some(Value::String(nsp)) = o.remove("nsp") else {
+            return Err(DecodeError("invalid namespace"));
+        };
+        let data = o.remove("data");
+        let valid = matches!(
+            (kind, &data),
+            (PacketType::Connect, None | Some(Value::Object(_)))
+                | (PacketType::Disconnect, None)
+                | (
+                    PacketType::ConnectError,
+                    Some(Value::String(_) | Value::Object(_))
+                )
+                | (
+                    PacketType::Event
+                        | PacketType::BinaryEvent
+                        | PacketType::Ack
+                        | PacketType::BinaryAck,
+                    Some(Value::Array(_)),
+                )
+        );
+        if !valid {
+            return Err(DecodeError("invalid payload"));
+        }
+        let id = match o.get("id") {
+            None => None,
+            Some(v) => Some(v.as_u64().ok_or(DecodeError("invalid packet id"))?),
+        };
+        if matches!(kind, PacketType::Event | PacketType::BinaryEvent)
+            && !matches!(&data, Some(Value::Array(a)) if a.first().is_some_and(|n| n.is_string() || n.is_number()))
+        {
+            return Err(DecodeError("invalid event name"));
+        }
+        Ok(Self {
+            kind,
+            nsp: Arc::from(nsp),
+            id,
+            data,
+            attachments: bins,
+        })
+    }
+
     /// The event name and its arguments, for EVENT packets.
     pub fn into_event(self) -> Option<(String, Payload)> {
         let Some(Value::Array(mut a)) = self.data else {
@@ -352,14 +461,21 @@ impl Default for DecodeLimits {
 pub struct Decoder {
     limits: DecodeLimits,
     pending: Option<(Packet, usize, usize)>,
+    parser: Parser,
 }
 
 impl Decoder {
     /// A decoder with `limits`.
     pub fn new(limits: DecodeLimits) -> Self {
+        Self::with_parser(limits, Parser::Default)
+    }
+
+    /// A decoder with `limits` for packets written by `parser`.
+    pub fn with_parser(limits: DecodeLimits, parser: Parser) -> Self {
         Self {
             limits,
             pending: None,
+            parser,
         }
     }
 
@@ -386,6 +502,12 @@ impl Decoder {
         data: Data,
         parsed: Option<Parsed>,
     ) -> Result<Option<Packet>, DecodeError> {
+        if self.parser == Parser::Msgpack {
+            return match data {
+                Data::Binary(bytes) => Packet::decode_msgpack(&bytes, &self.limits).map(Some),
+                Data::Text(_) => Err(DecodeError("text message for the msgpack parser")),
+            };
+        }
         match data {
             Data::Text(text) => {
                 if self.pending.is_some() {
@@ -519,6 +641,70 @@ mod tests {
 
     fn decode(s: &str) -> Result<Option<Packet>, DecodeError> {
         Decoder::default().feed(Data::Text(s.into()))
+    }
+
+    #[test]
+    fn msgpack_packets_are_what_socket_io_msgpack_parser_writes() {
+        // `socket.emit("hello", "world")` with socket.io-msgpack-parser 3.0.2.
+        let p = Packet::event("/", "hello", Payload::new().arg(json!("world")));
+        let bytes = p.encode_msgpack();
+        assert_eq!(
+            bytes,
+            b"\x83\xa4type\x02\xa4data\x92\xa5hello\xa5world\xa3nsp\xa1/".to_vec()
+        );
+        let mut d = Decoder::with_parser(DecodeLimits::default(), Parser::Msgpack);
+        assert_eq!(d.feed(Data::Binary(bytes.into())), Ok(Some(p)));
+        // Binary inline, ack id, other namespace; CONNECT without data.
+        let mut p = Packet::event("/chat", "file", Payload::new().bin(vec![1u8, 2]));
+        p.id = Some(7);
+        let back = d
+            .feed(Data::Binary(p.encode_msgpack().into()))
+            .expect("valid");
+        assert_eq!(
+            back.map(|b| (b.kind, b.id, b.attachments)),
+            Some((
+                PacketType::BinaryEvent,
+                Some(7),
+                vec![Bytes::from_static(&[1, 2])]
+            ))
+        );
+        let connect = Packet::new(PacketType::Connect, "/");
+        assert_eq!(
+            connect.encode_msgpack(),
+            b"\x82\xa4type\x00\xa3nsp\xa1/".to_vec()
+        );
+        assert!(
+            d.feed(Data::Text("2[\"x\"]".into())).is_err(),
+            "text is not msgpack"
+        );
+    }
+
+    #[test]
+    fn msgpack_packets_are_checked_as_the_reference_checks_them() {
+        let limits = DecodeLimits::default();
+        let bad: [&[u8]; 7] = [
+            b"\x82\xa4type\x05\xa3nsp\xa1/", // type 5 does not exist there
+            b"\x82\xa4type\x02\xa3nsp\x01",  // namespace not a string
+            b"\x82\xa4type\x02\xa3nsp\xa1/", // an event without data
+            b"\x83\xa4type\x01\xa4data\x90\xa3nsp\xa1/", // DISCONNECT with data
+            b"\x83\xa4type\x04\xa4data\x01\xa3nsp\xa1/", // CONNECT_ERROR with a number
+            b"\x84\xa4type\x02\xa4data\x91\xa1e\xa3nsp\xa1/\xa2id\xa1x", // id not an integer
+            b"\x91\x01",                     // not an object
+        ];
+        for b in bad {
+            assert!(Packet::decode_msgpack(b, &limits).is_err(), "{b:?}");
+        }
+        let many = Payload {
+            args: (0..3).map(placeholder).collect(),
+            bins: vec![Bytes::from_static(b"x"); 3],
+        };
+        let p = Packet::event("/", "e", many).encode_msgpack();
+        let tight = DecodeLimits {
+            max_attachments: 2,
+            ..DecodeLimits::default()
+        };
+        assert!(Packet::decode_msgpack(&p, &tight).is_err());
+        assert!(Packet::decode_msgpack(&p, &limits).is_ok());
     }
 
     #[test]

@@ -26,7 +26,7 @@ impl Server {
         }
         let session = socket.info.session.clone();
         let packet = Packet::event(nsp, name, payload);
-        self.send_to_session(&session, &packet.encode(), None);
+        self.send_to_session(&session, &packet.encode_with(self.config.parser), None);
         Ok(())
     }
 
@@ -118,7 +118,7 @@ impl Server {
             if let (Some(offset), Some(Value::Array(a))) = (&offset, &mut packet.data) {
                 a.push(Value::String(offset.to_string()));
             }
-            let messages = packet.encode();
+            let messages = packet.encode_with(self.config.parser);
             let shared: Vec<SharedMessage> =
                 messages.iter().cloned().map(SharedMessage::new).collect();
             if let Some(offset) = offset {

@@ -142,10 +142,12 @@ impl Server {
             eio: {
                 let mut eio = eio::Server::new(config.eio.clone(), eio_seed);
                 let limits = config.decode_limits;
-                eio.set_message_decoder(eio::MessageDecoder::new(move |data| match data {
-                    Data::Text(text) => Some(Box::new(Decoder::parse(text, &limits))),
-                    Data::Binary(_) => None,
-                }));
+                if config.parser == super::packet::Parser::Default {
+                    eio.set_message_decoder(eio::MessageDecoder::new(move |data| match data {
+                        Data::Text(text) => Some(Box::new(Decoder::parse(text, &limits))),
+                        Data::Binary(_) => None,
+                    }));
+                }
                 eio
             },
             config,
@@ -395,7 +397,7 @@ impl Server {
         let client = Client {
             protocol,
             handshake: Arc::from(handshake),
-            decoder: Decoder::new(self.config.decode_limits),
+            decoder: Decoder::with_parser(self.config.decode_limits, self.config.parser),
             sockets: HashMap::new(),
             pending: HashMap::new(),
             close_reason: None,
@@ -528,7 +530,7 @@ impl Server {
         if let Some(message) = refusal {
             let mut err = Packet::new(PacketType::ConnectError, nsp);
             err.data = Some(error_object(message, None));
-            self.send_to_session(session, &err.encode(), None);
+            self.send_to_session(session, &err.encode_with(self.config.parser), None);
             return;
         }
         let info = ConnectInfo {
@@ -593,7 +595,7 @@ impl Server {
             (Protocol::V3, None) => Value::String(message.to_owned()),
             (Protocol::V4, data) => error_object(message, data),
         });
-        self.send_to_session(session, &err.encode(), None);
+        self.send_to_session(session, &err.encode_with(self.config.parser), None);
         Ok(())
     }
 
@@ -660,7 +662,7 @@ impl Server {
             }
             ok.data = Some(Value::Object(m));
         }
-        self.send_to_session(&session, &ok.encode(), None);
+        self.send_to_session(&session, &ok.encode_with(self.config.parser), None);
         for messages in &missed {
             self.send_to_session(&session, messages, None);
         }
@@ -763,7 +765,7 @@ impl Server {
         let socket = self.sockets.get(sid).ok_or(Error::UnknownSocket)?;
         let session = socket.info.session.clone();
         let packet = Packet::new(PacketType::Disconnect, socket.info.nsp.clone());
-        self.send_to_session(&session, &packet.encode(), None);
+        self.send_to_session(&session, &packet.encode_with(self.config.parser), None);
         self.remove_socket(now, sid, DisconnectReason::ServerNamespaceDisconnect);
         if close {
             self.close_client(now, &session, DisconnectReason::ForcedServerClose);
@@ -789,7 +791,7 @@ impl Server {
             for sid in sids {
                 if let Some(s) = self.sockets.get(&sid) {
                     let packet = Packet::new(PacketType::Disconnect, s.info.nsp.clone());
-                    self.send_to_session(session, &packet.encode(), None);
+                    self.send_to_session(session, &packet.encode_with(self.config.parser), None);
                 }
             }
             let _ = self.eio.close(now, session);

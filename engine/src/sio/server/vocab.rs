@@ -86,6 +86,9 @@ pub struct Config {
     /// Most rooms one socket may be in, its own included (default 1,024); a join
     /// beyond it is refused ([`Error::TooManyRooms`]).
     pub max_rooms_per_socket: usize,
+    /// How packets are encoded (default: socket.io-parser's text;
+    /// [`Parser::Msgpack`] for clients that use socket.io-msgpack-parser).
+    pub parser: crate::sio::Parser,
 }
 
 impl Default for Config {
@@ -99,6 +102,7 @@ impl Default for Config {
             max_namespace_len: 256,
             max_namespaces_per_client: 64,
             max_rooms_per_socket: 1024,
+            parser: crate::sio::Parser::Default,
         }
     }
 }
@@ -131,6 +135,12 @@ impl Config {
     /// Sets [`Config::max_namespaces_per_client`].
     pub fn max_namespaces_per_client(mut self, namespaces: usize) -> Self {
         self.max_namespaces_per_client = namespaces;
+        self
+    }
+
+    /// Sets [`Config::parser`].
+    pub fn parser(mut self, parser: crate::sio::Parser) -> Self {
+        self.parser = parser;
         self
     }
 

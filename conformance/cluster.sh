@@ -10,7 +10,10 @@
 #    them, and npm @socket.io/redis-emitter and our `redis-emitter` reaching both;
 # 2. a mixed cluster, wirestate and Node's socket.io 4.8 with @socket.io/redis-adapter
 #    8.3 (interop/sio-server.mjs), the same cases asked of each side;
-# 3. faults: a server started while Redis is down serves alone and says so; it joins
+# 3. the same in the sharded adapter's protocol (createShardedAdapter, SSUBSCRIBE and
+#    SPUBLISH), subscription modes dynamic and static, wirestate pairs and mixed (the
+#    emitters left out: they speak the classic channels only);
+# 4. faults: a server started while Redis is down serves alone and says so; it joins
 #    once Redis is up; a Redis restart mid-run (local delivery goes on; the cluster
 #    works again after it); a server killed (the other's requests do not wait for it).
 #
@@ -65,18 +68,28 @@ redis_down() { redis-cli -p "$rport" shutdown nosave > /dev/null 2>&1 || true; s
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; redis_down; rm -rf "$work"; }
 trap cleanup EXIT
 
-# Servers: `wirestate NAME PORT` or `node NAME PORT`; logs in $work/NAME.log.
+# Servers: `wirestate NAME PORT` or `node_server NAME PORT`; logs in $work/NAME.log.
+# With SHARDED=static|dynamic|dynamic-private set, they speak the sharded protocol.
 wirestate() {
+    local sharded=()
+    [ -n "${SHARDED:-}" ] && sharded=(--sharded --subscription-mode "$SHARDED")
     RUST_LOG=wirestate_async::redis=info "$bindir/sio-server" --runtime "$runtime" \
-        --addr "127.0.0.1:$2" --redis "$redis_url" > "$work/$1.log" 2>&1 &
+        --addr "127.0.0.1:$2" --redis "$redis_url" "${sharded[@]}" > "$work/$1.log" 2>&1 &
     pids+=($!); eval "pid_$1=$!"
 }
 node_server() {
     REDIS_URL="$redis_url" node sio-server.mjs "$2" > "$work/$1.log" 2>&1 &
     pids+=($!); eval "pid_$1=$!"
 }
-# The number of servers subscribed to the cluster's request channel of `/`.
-servers() { redis-cli -p "$rport" pubsub numsub 'socket.io-request#/#' 2>/dev/null | tail -1; }
+# The number of servers in the cluster of `/`: subscribers of its request channel
+# (classic) or of its channel (sharded).
+servers() {
+    if [ -n "${SHARDED:-}" ]; then
+        redis-cli -p "$rport" pubsub shardnumsub 'socket.io#/#' 2>/dev/null | tail -1
+    else
+        redis-cli -p "$rport" pubsub numsub 'socket.io-request#/#' 2>/dev/null | tail -1
+    fi
+}
 # Waits for N servers subscribed, and each server's two connections (it publishes on
 # one, subscribes on the other: both must be back after a restart).
 wait_servers() {
@@ -122,7 +135,27 @@ run "node+wirestate" 16 "http://127.0.0.1:$pn" "http://127.0.0.1:$pa" "$redis_ur
 kill "$pid_N"; wait "$pid_N" 2>/dev/null || true
 kill "$pid_A"; wait "$pid_A" 2>/dev/null || true
 
-# 3. Faults.
+# 3. The sharded protocol.
+export SHARDED=dynamic
+pa="$(free_port)"; pb="$(free_port)"; pn="$(free_port)"
+wirestate A "$pa"; wirestate B "$pb"
+wait_port "$pa"; wait_port "$pb"; wait_servers 2
+run "sharded dynamic: wirestate+wirestate" 11 "http://127.0.0.1:$pa" "http://127.0.0.1:$pb" "$redis_url"
+kill "$pid_B"; wait "$pid_B" 2>/dev/null || true
+node_server N "$pn"
+wait_port "$pn"; wait_servers 2
+run "sharded dynamic: wirestate+node" 11 "http://127.0.0.1:$pa" "http://127.0.0.1:$pn" "$redis_url"
+run "sharded dynamic: node+wirestate" 11 "http://127.0.0.1:$pn" "http://127.0.0.1:$pa" "$redis_url"
+kill "$pid_N" "$pid_A"; wait "$pid_N" "$pid_A" 2>/dev/null || true
+export SHARDED=static
+pa="$(free_port)"; pn="$(free_port)"
+wirestate A "$pa"; node_server N "$pn"
+wait_port "$pa"; wait_port "$pn"; wait_servers 2
+run "sharded static: node+wirestate" 11 "http://127.0.0.1:$pn" "http://127.0.0.1:$pa" "$redis_url"
+kill "$pid_N" "$pid_A"; wait "$pid_N" "$pid_A" 2>/dev/null || true
+unset SHARDED
+
+# 4. Faults.
 redis_down
 pa="$(free_port)"; pb="$(free_port)"
 wirestate A "$pa"

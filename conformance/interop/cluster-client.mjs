@@ -4,7 +4,8 @@
 // socketsJoin, disconnectSockets and broadcast acks cross between them, and that
 // @socket.io/redis-emitter reaches both.
 // With RUST_EMITTER="PATH --runtime RT" wirestate's `redis-emitter` binary must reach
-// them too.
+// them too. With SHARDED set (the servers speak the sharded adapter) the emitters are
+// left out: they publish on the classic channels only.
 // Usage: node cluster-client.mjs URL_A URL_B REDIS_URL [KEY]
 //        node cluster-client.mjs probe URL    one server, alone or cut off from Redis:
 //        its own broadcasts reach its own client, and fetch-room and server-side-emit
@@ -120,11 +121,12 @@ async function main() {
     n === 3 ? ok(`count-acks asked of ${name(s)}`) : fail(`count-acks asked of ${name(s)}`, JSON.stringify(n));
   }
 
-  // @socket.io/redis-emitter reaches the clients of both servers.
+  // @socket.io/redis-emitter reaches the clients of both servers (classic channels
+  // only: the reference emitter has no sharded mode).
   const redis = createClient({ url: redisUrl });
   await redis.connect();
   const emitter = new Emitter(redis, { key });
-  {
+  if (!process.env.SHARDED) {
     const got = Promise.all([a, b, bp].map((s) => next(s, "from-emitter")));
     emitter.emit("from-emitter", "all", 7);
     const all = await got;
@@ -137,7 +139,7 @@ async function main() {
   }
 
   // wirestate's redis-emitter binary reaches the clients of both servers.
-  if (process.env.RUST_EMITTER) {
+  if (process.env.RUST_EMITTER && !process.env.SHARDED) {
     const [bin, ...pre] = process.env.RUST_EMITTER.split(" ");
     const rust = (...args) => new Promise((resolve) =>
       execFile(bin, [...pre, "--redis", redisUrl, "--redis-key", key, ...args], { timeout: 10000 },

@@ -2,7 +2,8 @@
 // for our Rust client to run against.
 // Usage: [TLS_CERT=cert.pem TLS_KEY=key.pem] [REDIS_URL=redis://... [REDIS_KEY=key]]
 //        node sio-server.mjs PORT [recovery]
-// With REDIS_URL it joins a cluster through @socket.io/redis-adapter 8 (classic) and
+// With REDIS_URL it joins a cluster through @socket.io/redis-adapter 8 (classic, or
+// sharded with SHARDED=static|dynamic|dynamic-private) and
 // has the cluster handlers of our `sio-server --redis`.
 import { readFileSync } from "node:fs";
 import { createServer as createHttpServer } from "node:http";
@@ -26,13 +27,16 @@ const io = new Server(httpServer, {
 const cluster = Boolean(process.env.REDIS_URL);
 if (cluster) {
   const { createClient } = await import("redis");
-  const { createAdapter } = await import("@socket.io/redis-adapter");
+  const { createAdapter, createShardedAdapter } = await import("@socket.io/redis-adapter");
   const pub = createClient({ url: process.env.REDIS_URL });
   const sub = pub.duplicate();
   pub.on("error", (e) => console.error("redis pub:", e.message));
   sub.on("error", (e) => console.error("redis sub:", e.message));
   await Promise.all([pub.connect(), sub.connect()]);
-  io.adapter(createAdapter(pub, sub, { key: process.env.REDIS_KEY || "socket.io" }));
+  const key = process.env.REDIS_KEY || "socket.io";
+  io.adapter(process.env.SHARDED
+    ? createShardedAdapter(pub, sub, { channelPrefix: key, subscriptionMode: process.env.SHARDED })
+    : createAdapter(pub, sub, { key }));
   io.of("/").on("ping", (_arg, ack) => ack("pong"));
 }
 

@@ -49,6 +49,9 @@ pub struct Args {
     /// `--parser default|msgpack` (Socket.IO): socket.io-parser or
     /// socket.io-msgpack-parser.
     pub parser: wirestate_engine::sio::Parser,
+    /// `--subscription-mode static|dynamic|dynamic-private` (with `--sharded`; default
+    /// dynamic, as the reference).
+    pub subscription_mode: wirestate_engine::redis::SubscriptionMode,
 }
 
 impl Args {
@@ -77,14 +80,11 @@ impl Args {
             }
             return Ok(None);
         };
-        if self.flags.iter().any(|f| f == "--sharded") {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::Unsupported,
-                "--sharded: the sharded adapter is not implemented yet",
-            ));
-        }
         let mut options =
             wirestate_async::sio::RedisOptions::new(url).map_err(std::io::Error::other)?;
+        if self.flags.iter().any(|f| f == "--sharded") {
+            options = options.sharded(self.subscription_mode);
+        }
         if let Some(key) = &self.redis_key {
             options = options.key(key.clone());
         }
@@ -132,6 +132,7 @@ impl Args {
             redis: None,
             redis_key: None,
             parser: wirestate_engine::sio::Parser::Default,
+            subscription_mode: wirestate_engine::redis::SubscriptionMode::Dynamic,
         };
         let (mut cert, mut key) = (None, None);
         let mut args = args.into_iter();
@@ -178,6 +179,15 @@ impl Args {
                 "--tls-key" => key = Some(PathBuf::from(value()?)),
                 "--redis" => parsed.redis = Some(value()?),
                 "--redis-key" => parsed.redis_key = Some(value()?),
+                "--subscription-mode" => {
+                    use wirestate_engine::redis::SubscriptionMode as M;
+                    parsed.subscription_mode = match value()?.as_str() {
+                        "static" => M::Static,
+                        "dynamic" => M::Dynamic,
+                        "dynamic-private" => M::DynamicPrivate,
+                        other => return Err(format!("unknown subscription mode `{other}`")),
+                    }
+                }
                 "--parser" => {
                     parsed.parser = match value()?.as_str() {
                         "default" => wirestate_engine::sio::Parser::Default,

@@ -360,6 +360,56 @@ fn rooms_per_socket_are_capped() {
 }
 
 #[test]
+fn room_events_report_rooms_as_they_come_and_go_when_asked() {
+    let rooms = |h: &mut Harness| -> Vec<(String, bool, bool)> {
+        let mut events = h.take_events();
+        events.extend(std::iter::from_fn(|| h.server.poll_event()));
+        events
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Room {
+                    room,
+                    created,
+                    private,
+                    ..
+                } => Some((room.to_string(), created, private)),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut h = harness(config());
+    let (_tid, sid) = h.connect("/");
+    h.server.join(&sid, &[Arc::from("a")]).expect("join");
+    assert!(rooms(&mut h).is_empty(), "off by default");
+
+    let mut h = harness(config());
+    h.server.set_room_events(true);
+    let (tid, sid) = h.connect("/");
+    let (_, other) = h.connect("/");
+    let own = sid.as_str().to_owned();
+    h.server
+        .join(&sid, &[Arc::from("a"), Arc::from("b")])
+        .expect("join");
+    h.server.join(&other, &[Arc::from("a")]).expect("join");
+    h.server.leave(&sid, "b").expect("leave");
+    assert_eq!(
+        rooms(&mut h),
+        [
+            (own.clone(), true, true),
+            (other.as_str().to_owned(), true, true),
+            ("a".to_owned(), true, false),
+            ("b".to_owned(), true, false),
+            ("b".to_owned(), false, false),
+        ]
+    );
+    // The socket leaves: its own room goes; `a` stays (the other socket is in it).
+    h.send(tid, "41");
+    assert_eq!(rooms(&mut h), [(own, false, true)]);
+    h.server.leave(&other, "a").expect("leave");
+    assert_eq!(rooms(&mut h), [("a".to_owned(), false, false)]);
+}
+
+#[test]
 fn malformed_packets_close_the_session() {
     for bad in ["4abc", "42{}", "42abc[\"a\"]", "2[\"connect\"]", "7"] {
         let mut h = harness(config());

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use wirestate_engine::msgpack;
-use wirestate_engine::redis::{resp, Adapter, Command, Config, Event};
+use wirestate_engine::redis::{resp, Adapter, Command, Config, Event, SubscriptionMode};
 use wirestate_engine::sio::{self, Broadcast, Packet, Payload};
 
 const CHANNELS: [&[u8]; 6] = [
@@ -54,22 +54,34 @@ fuzz_target!(|data: &[u8]| {
     // socket.io-msgpack-parser packets: what decodes re-encodes to the same packet.
     let limits = sio::DecodeLimits::default();
     if let Ok(p) = Packet::decode_msgpack(data, &limits) {
-        let again = Packet::decode_msgpack(&p.encode_msgpack(), &limits).expect("our encoding decodes");
+        let again =
+            Packet::decode_msgpack(&p.encode_msgpack(), &limits).expect("our encoding decodes");
         assert_eq!(again, p);
     }
 
-    // The adapter: messages `[channel, len, bytes]...` and its own requests.
+    // The adapters (classic and sharded): messages `[channel, len, bytes]...` and
+    // their own requests.
+    for config in [
+        Config::default(),
+        Config::default().sharded(SubscriptionMode::Dynamic),
+    ] {
+        adapter_run(data, config);
+    }
+});
+
+fn adapter_run(data: &[u8], config: Config) {
     let now = Instant::now();
     let mut server = sio::Server::new(sio::Config::default().cluster(true), [1; 32]);
     server.add_namespace("/");
     server.add_namespace("/chat");
-    let mut adapter = Adapter::new(Config::default(), [2; 32]);
+    let mut adapter = Adapter::new(config, [2; 32]);
     adapter.add_namespace("/");
     adapter.add_namespace("/chat");
     let fetch = adapter.fetch_sockets(&Broadcast::nsp("/"));
     let sse = adapter.server_side_emit_with_ack("/", vec![serde_json::json!("ping")]);
     let packet = Packet::event("/", "q", Payload::new());
-    let acks = adapter.broadcast_with_ack(now, &Broadcast::nsp("/"), &packet, Duration::from_secs(1));
+    let acks =
+        adapter.broadcast_with_ack(now, &Broadcast::nsp("/"), &packet, Duration::from_secs(1));
     while adapter.poll_command().is_some() {}
     for id in [fetch, sse, acks] {
         adapter.handle_server_count(now, id, 3);
@@ -81,6 +93,7 @@ fuzz_target!(|data: &[u8]| {
         adapter.handle_message(now, channel, &tail[..n], &mut server);
         rest = &tail[n..];
         while adapter.poll_command().is_some() {}
+        adapter.room_created("/", "r", false);
         while let Some(e) = adapter.poll_event() {
             if let Event::FetchRequest { reply, .. } = e {
                 adapter.answer_fetch(&reply, Vec::new());
@@ -93,4 +106,4 @@ fuzz_target!(|data: &[u8]| {
     }
     while adapter.poll_event().is_some() {}
     assert_eq!(adapter.poll_timeout(), None, "every request ended");
-});
+}

@@ -9,8 +9,14 @@ use wirestate_engine::eio::{decode_payload, encode_payload, Packet, Protocol};
 use wirestate_engine::ws::Message;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, body)) = data.split_first() else { return };
-    let protocol = if mode & 1 == 0 { Protocol::V4 } else { Protocol::V3 };
+    let Some((&mode, body)) = data.split_first() else {
+        return;
+    };
+    let protocol = if mode & 1 == 0 {
+        Protocol::V4
+    } else {
+        Protocol::V3
+    };
     let body = Bytes::copy_from_slice(body);
     if let Ok(packets) = decode_payload(&body, protocol) {
         let again = encode_payload(&packets, protocol);
@@ -21,6 +27,9 @@ fuzz_target!(|data: &[u8]| {
         _ => Message::Binary(body.clone()),
     };
     if let Ok(packet) = Packet::from_ws(&message, protocol) {
-        assert_eq!(Packet::from_ws(&packet.to_ws(protocol), protocol), Ok(packet));
+        assert_eq!(
+            Packet::from_ws(&packet.to_ws(protocol), protocol),
+            Ok(packet)
+        );
     }
 });

@@ -34,7 +34,10 @@ fuzz_target!(|data: &[u8]| {
         let (bytes, tail) = tail.split_at(len);
         rest = tail;
         let eio = if op & 0x80 == 0 { 4 } else { 3 };
-        let sid_q = sid.as_ref().map(|s| format!("&sid={s}")).unwrap_or_default();
+        let sid_q = sid
+            .as_ref()
+            .map(|s| format!("&sid={s}"))
+            .unwrap_or_default();
         let raw = match op & 7 {
             0 => format!("GET /engine.io/?EIO={eio}&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes(),
             1 => format!("GET /engine.io/?EIO={eio}&transport=polling{sid_q} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes(),

@@ -77,7 +77,9 @@ fuzz_target!(|data: &[u8]| {
         clients.clear();
         sim.sleep(Duration::from_secs(120)).await;
     });
-    let (sessions, idle) = io.host().inspect(|s| (s.session_count(), s.eio().is_idle()));
+    let (sessions, idle) = io
+        .host()
+        .inspect(|s| (s.session_count(), s.eio().is_idle()));
     assert_eq!(io.socket_count(), 0, "no socket left");
     assert_eq!(sessions, 0, "no session left");
     assert!(idle, "the host is idle");

@@ -10,7 +10,9 @@ use wirestate_engine::http::{ClientConn, Url};
 const MAX_BODY: usize = 4096;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&split, input)) = data.split_first() else { return };
+    let Some((&split, input)) = data.split_first() else {
+        return;
+    };
     if let Ok(text) = std::str::from_utf8(&input[..input.len().min(64)]) {
         if let Ok(url) = Url::parse(text) {
             assert!(url.target.starts_with('/') && !url.host.is_empty());
@@ -42,7 +44,10 @@ fuzz_target!(|data: &[u8]| {
                 assert!(response.body.len() <= MAX_BODY);
             }
         }
-        assert_eq!(outcomes, 1, "the end of the stream always settles the exchange");
+        assert_eq!(
+            outcomes, 1,
+            "the end of the stream always settles the exchange"
+        );
     }
     assert!(outcomes <= 1);
     conn.handle_input(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");

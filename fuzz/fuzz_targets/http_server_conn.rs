@@ -7,7 +7,9 @@ use libfuzzer_sys::fuzz_target;
 use wirestate_engine::http::{Response, ServerConn};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&split, input)) = data.split_first() else { return };
+    let Some((&split, input)) = data.split_first() else {
+        return;
+    };
     let t0 = std::time::Instant::now();
     let mut conn =
         ServerConn::new(1024, 4096).with_request_timeout(std::time::Duration::from_secs(10), t0);

@@ -34,7 +34,9 @@ fn check_round_trip(packet: &Packet) {
 fuzz_target!(|data: &[u8]| {
     let mut decoder = Decoder::new(DecodeLimits::default());
     for chunk in data.split(|b| *b == 0x1e) {
-        let Some((&flag, body)) = chunk.split_first() else { continue };
+        let Some((&flag, body)) = chunk.split_first() else {
+            continue;
+        };
         let message = match std::str::from_utf8(body) {
             Ok(text) if flag & 1 == 0 => Data::Text(text.into()),
             _ => Data::Binary(Bytes::copy_from_slice(body)),

@@ -46,7 +46,9 @@ fuzz_target!(|data: &[u8]| {
         .heartbeat(Duration::from_millis(300), Duration::from_millis(200))
         .max_payload(4096)
         .allow_eio3(true);
-    let mut config = Config::default().eio(eio).connect_timeout(Duration::from_millis(1000));
+    let mut config = Config::default()
+        .eio(eio)
+        .connect_timeout(Duration::from_millis(1000));
     if data.first().is_some_and(|b| b & 1 == 1) {
         let mut r = Recovery::default();
         r.max_packets = 8;
@@ -67,7 +69,9 @@ fuzz_target!(|data: &[u8]| {
         let pick = usize::from(*op >> 3);
         match op & 7 {
             0 => {
-                if let Reply::Upgrade(link) = server.handle_request(now, &upgrade(if op & 0x80 == 0 { 4 } else { 3 })) {
+                if let Reply::Upgrade(link) =
+                    server.handle_request(now, &upgrade(if op & 0x80 == 0 { 4 } else { 3 }))
+                {
                     links.add(link);
                 }
             }
@@ -89,13 +93,21 @@ fuzz_target!(|data: &[u8]| {
             4 => links.eof(pick, now, &mut server),
             5 => {
                 let name = String::from_utf8_lossy(bytes).into_owned();
-                let payload = Payload::new().arg(Value::from(name.clone())).bin(Bytes::copy_from_slice(bytes));
+                let payload = Payload::new()
+                    .arg(Value::from(name.clone()))
+                    .bin(Bytes::copy_from_slice(bytes));
                 match (pick % 6, sockets.get(pick % sockets.len().max(1)).cloned()) {
                     (0, Some(s)) => {
                         let _ = server.emit(now, &s, &name, payload);
                     }
                     (1, Some(s)) => {
-                        let _ = server.emit_with_ack(now, &s, &name, payload, Some(Duration::from_millis(100)));
+                        let _ = server.emit_with_ack(
+                            now,
+                            &s,
+                            &name,
+                            payload,
+                            Some(Duration::from_millis(100)),
+                        );
                     }
                     (2, Some(s)) => {
                         let _ = server.join(&s, &[name.as_str().into()]);
@@ -105,7 +117,13 @@ fuzz_target!(|data: &[u8]| {
                     }
                     (4, _) => {
                         let target = Broadcast::nsp("/").to(name.as_str()).except("x");
-                        let _ = server.broadcast_with_ack(now, &target, "b", payload, Some(Duration::from_millis(50)));
+                        let _ = server.broadcast_with_ack(
+                            now,
+                            &target,
+                            "b",
+                            payload,
+                            Some(Duration::from_millis(50)),
+                        );
                     }
                     _ => {
                         server.broadcast(now, &Broadcast::all_namespaces(), "all", payload);
@@ -130,7 +148,9 @@ fuzz_target!(|data: &[u8]| {
                 Event::Connecting(info) => pending.push(info),
                 Event::Connected { sid, .. } => sockets.push(sid),
                 Event::Disconnected { sid, .. } => sockets.retain(|s| *s != sid),
-                Event::Event { sid, ack: Some(id), .. } => asks.push((sid, id)),
+                Event::Event {
+                    sid, ack: Some(id), ..
+                } => asks.push((sid, id)),
                 _ => {}
             }
         }
@@ -141,7 +161,10 @@ fuzz_target!(|data: &[u8]| {
                 server.accept(now, &info.session, &info.nsp).is_ok()
             };
             assert!(answered, "a pending CONNECT can be answered");
-            assert!(links.carry(now, &mut server), "the answer to a CONNECT goes out");
+            assert!(
+                links.carry(now, &mut server),
+                "the answer to a CONNECT goes out"
+            );
             while let Some(e) = server.poll_event() {
                 if let Event::Connected { sid, .. } = e {
                     sockets.push(sid);

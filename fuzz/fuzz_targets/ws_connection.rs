@@ -15,7 +15,9 @@ use wirestate_engine::ws::{ClientRequest, Config, Connection, Event};
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
 fuzz_target!(|data: &[u8]| {
-    let [mode, seed, rest @ ..] = data else { return };
+    let [mode, seed, rest @ ..] = data else {
+        return;
+    };
     let now = Instant::now();
     let config = Arc::new(
         Config::default()

@@ -24,7 +24,9 @@ fn headers(chunks: &[&[u8]]) -> (Vec<String>, bool) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&cut, data)) = data.split_first() else { return };
+    let Some((&cut, data)) = data.split_first() else {
+        return;
+    };
     let cut = usize::from(cut).min(data.len());
     let (a, b) = data.split_at(cut);
     assert_eq!(headers(&[data]), headers(&[a, b]));

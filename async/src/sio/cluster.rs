@@ -44,6 +44,13 @@ impl RedisOptions {
         self
     }
 
+    /// Speaks the sharded adapter's protocol (`createShardedAdapter`, Redis 7 sharded
+    /// pub/sub) with this `subscriptionMode`, instead of the classic one.
+    pub fn sharded(mut self, subscription: wirestate_engine::redis::SubscriptionMode) -> Self {
+        self.adapter.mode = wirestate_engine::redis::Mode::Sharded(subscription);
+        self
+    }
+
     /// How long a cluster request waits for answers (default 5 s).
     pub fn requests_timeout(mut self, timeout: Duration) -> Self {
         self.adapter.requests_timeout = timeout;
@@ -190,8 +197,10 @@ pub fn attach<R: Runtime>(
         let mut app = lock(&io.inner.app);
         app.redis = Some(shared.clone());
     }
+    let sharded = shared_is_sharded(&shared);
     io.inner.host.with(|s| {
         s.set_cluster(true);
+        s.set_room_events(sharded);
         let mut adapter = lock(&shared.adapter);
         for nsp in s.namespaces() {
             adapter.add_namespace(nsp);
@@ -218,6 +227,10 @@ pub fn attach<R: Runtime>(
     let clock = rt.clock();
     rt.spawn(run_timer(timer, clock));
     Ok(RedisCluster { shared })
+}
+
+fn shared_is_sharded(shared: &Shared) -> bool {
+    lock(&shared.adapter).is_sharded()
 }
 
 async fn run_timer<C: crate::Clock>(shared: Weak<Shared>, mut clock: C) {
@@ -331,7 +344,21 @@ impl Shared {
         self.io.upgrade().map(|inner| SocketIo { inner })
     }
 
+    fn sharded(&self) -> bool {
+        lock(&self.adapter).is_sharded()
+    }
+
     fn subscribe(&self, channels: &[String], patterns: &[String]) {
+        if self.sharded() {
+            // One channel per command: in a Redis Cluster each may live on its own
+            // shard.
+            for c in channels {
+                let _ = self
+                    .subscriber
+                    .send(&["SSUBSCRIBE", c.as_str()], Expect::Nothing);
+            }
+            return;
+        }
         if !channels.is_empty() {
             let mut cmd = vec!["SUBSCRIBE".to_owned()];
             cmd.extend(channels.iter().cloned());
@@ -362,6 +389,26 @@ impl Shared {
         if lock(&self.adapter).handle_ack(ack, result) {
             self.pump(io);
         }
+    }
+
+    /// A room created or deleted here (sharded dynamic modes subscribe per room).
+    pub(super) fn room_changed(
+        self: &Arc<Self>,
+        io: &SocketIo,
+        nsp: &str,
+        room: &str,
+        created: bool,
+        private: bool,
+    ) {
+        {
+            let mut adapter = lock(&self.adapter);
+            if created {
+                adapter.room_created(nsp, room, private);
+            } else {
+                adapter.room_deleted(nsp, room, private);
+            }
+        }
+        self.pump(io);
     }
 
     /// An ack request ended.
@@ -402,14 +449,34 @@ impl Shared {
     fn command(&self, io: &SocketIo, command: Command) {
         match command {
             Command::Publish { channel, payload } => {
-                let args: [&[u8]; 3] = [b"PUBLISH", channel.as_bytes(), &payload];
+                let verb: &[u8] = if self.sharded() {
+                    b"SPUBLISH"
+                } else {
+                    b"PUBLISH"
+                };
+                let args: [&[u8]; 3] = [verb, channel.as_bytes(), &payload];
                 if self.publisher.send(&args, Expect::Nothing).is_err() {
                     tracing::debug!(%channel, "redis is down: cluster message dropped");
                 }
             }
             Command::Subscribe { channels, patterns } => self.subscribe(&channels, &patterns),
+            Command::Unsubscribe { channels } => {
+                let verb = if self.sharded() {
+                    "SUNSUBSCRIBE"
+                } else {
+                    "UNSUBSCRIBE"
+                };
+                for c in channels {
+                    let _ = self.subscriber.send(&[verb, c.as_str()], Expect::Nothing);
+                }
+            }
             Command::CountServers { channel, request } => {
-                let args: [&[u8]; 3] = [b"PUBSUB", b"NUMSUB", channel.as_bytes()];
+                let what: &[u8] = if self.sharded() {
+                    b"SHARDNUMSUB"
+                } else {
+                    b"NUMSUB"
+                };
+                let args: [&[u8]; 3] = [b"PUBSUB", what, channel.as_bytes()];
                 if self
                     .publisher
                     .send(&args, Expect::ServerCount(request))

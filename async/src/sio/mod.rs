@@ -45,7 +45,9 @@ pub use operator::{AckAnswer, AckStream, Namespace, Operator};
 use socket::AckSlot;
 pub use socket::{Incoming, Socket};
 pub use vocab::{ConnectError, ConnectRequest, EmitError, HandlerResult};
-pub use wirestate_engine::redis::{Config as RedisConfig, RequestError};
+pub use wirestate_engine::redis::{
+    Config as RedisConfig, Mode as RedisMode, RequestError, SubscriptionMode,
+};
 
 type BoxResultFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
 type EventHandler = Arc<dyn Fn(Socket, Incoming) -> BoxResultFuture + Send + Sync>;
@@ -438,6 +440,16 @@ impl SocketIo {
             }
             sio::Event::Forgotten { sid } => {
                 lock(&self.inner.app).kept.remove(&sid);
+            }
+            sio::Event::Room {
+                nsp,
+                room,
+                created,
+                private,
+            } => {
+                if let Some(redis) = self.redis() {
+                    redis.room_changed(self, &nsp, &room, created, private);
+                }
             }
             sio::Event::Cluster(message) => {
                 if let Some(redis) = self.redis() {

@@ -24,7 +24,9 @@
 //! only).
 //!
 //! With `--redis URL [--redis-key KEY]` it joins a cluster over that Redis
-//! (wire-compatible with Node's `@socket.io/redis-adapter`): `join` and `to-room` then
+//! (wire-compatible with Node's `@socket.io/redis-adapter`; `--sharded` speaks its
+//! `createShardedAdapter` protocol instead, with `--subscription-mode
+//! static|dynamic|dynamic-private`, default dynamic): `join` and `to-room` then
 //! work across servers, and `/` also has `broadcast-all` (args: `broadcast` with them to
 //! every socket of `/` in the cluster), `fetch-room` (room: acks the sorted ids of its
 //! sockets, cluster-wide), `server-side-emit` (arg: `serverSideEmit("ping", arg)` with
@@ -38,7 +40,8 @@ use wirestate_conformance::{init_tracing, Args, Runtime};
 
 const USAGE: &str = "sio-server [--runtime tokio|smol] [--addr HOST:PORT] [--recovery] \
                      [--write-timeout MS] [--max-connections N] \
-                     [--tls-cert FILE --tls-key FILE] [--redis URL [--redis-key KEY]] \
+                     [--tls-cert FILE --tls-key FILE] \
+                     [--redis URL [--redis-key KEY] [--sharded [--subscription-mode M]]] \
                      [--parser default|msgpack]";
 
 fn main() -> std::io::Result<()> {

@@ -21,6 +21,9 @@ use crate::rand::Rng;
 use crate::sio::{self, AckError, AckId, Broadcast, ClusterMessage, Packet, PacketType, Payload};
 use crate::IdMap;
 
+mod sharded;
+use sharded::sharded_opts;
+
 /// The request types of the reference adapter.
 mod kind {
     pub(super) const SOCKETS: u64 = 0;
@@ -44,8 +47,36 @@ pub struct Config {
     /// How long a request waits for the other servers' answers (default 5 s).
     pub requests_timeout: Duration,
     /// Answer on the asking server's own response channel (default false, as the
-    /// reference: every server then reads every answer).
+    /// reference: every server then reads every answer). Classic mode only.
     pub publish_on_specific_response_channel: bool,
+    /// Classic (`createAdapter`, the default) or sharded (`createShardedAdapter`).
+    pub mode: Mode,
+}
+
+/// Which of the reference's two adapters to speak: every server of a cluster must
+/// speak the same one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// `createAdapter`: `PUBLISH`/`PSUBSCRIBE`, request and response channels.
+    #[default]
+    Classic,
+    /// `createShardedAdapter` (Redis 7): `SPUBLISH`/`SSUBSCRIBE` on one channel per
+    /// namespace (and per room, in the dynamic modes) and one response channel per
+    /// server, messages as the reference's `ClusterAdapter` writes them.
+    Sharded(SubscriptionMode),
+}
+
+/// The sharded adapter's `subscriptionMode`: which rooms get a channel of their own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SubscriptionMode {
+    /// One channel per namespace.
+    Static,
+    /// Public rooms (not a socket's own) get their own channel, subscribed to by the
+    /// servers that have the room (the reference's default).
+    #[default]
+    Dynamic,
+    /// Every room gets its own channel.
+    DynamicPrivate,
 }
 
 impl Default for Config {
@@ -54,6 +85,7 @@ impl Default for Config {
             key: "socket.io".to_owned(),
             requests_timeout: Duration::from_secs(5),
             publish_on_specific_response_channel: false,
+            mode: Mode::Classic,
         }
     }
 }
@@ -62,6 +94,12 @@ impl Config {
     /// Sets [`Config::key`].
     pub fn key(mut self, key: impl Into<String>) -> Self {
         self.key = key.into();
+        self
+    }
+
+    /// Speaks the sharded adapter's protocol (`createShardedAdapter`).
+    pub fn sharded(mut self, subscription: SubscriptionMode) -> Self {
+        self.mode = Mode::Sharded(subscription);
         self
     }
 
@@ -75,7 +113,7 @@ impl Config {
 /// What the driver must send to Redis.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    /// `PUBLISH channel payload`.
+    /// `PUBLISH channel payload` (`SPUBLISH` when sharded).
     Publish {
         /// The channel.
         channel: String,
@@ -83,14 +121,20 @@ pub enum Command {
         payload: Bytes,
     },
     /// `SUBSCRIBE` these channels and `PSUBSCRIBE` these patterns (on the subscriber
-    /// connection).
+    /// connection; `SSUBSCRIBE` when sharded, with no patterns).
     Subscribe {
         /// Channels.
         channels: Vec<String>,
         /// Patterns.
         patterns: Vec<String>,
     },
-    /// `PUBSUB NUMSUB channel`; answer with [`Adapter::handle_server_count`].
+    /// Stop listening to these channels (a room gone, in the sharded dynamic modes).
+    Unsubscribe {
+        /// Channels.
+        channels: Vec<String>,
+    },
+    /// `PUBSUB NUMSUB channel` (`SHARDNUMSUB` when sharded); answer with
+    /// [`Adapter::handle_server_count`].
     CountServers {
         /// The request channel whose subscribers are counted.
         channel: String,
@@ -183,6 +227,18 @@ pub enum Event {
     },
 }
 
+/// An answer to another server's request.
+pub(super) enum Response {
+    /// `fetchSockets`: the local sockets' details.
+    Sockets(Vec<Value>),
+    /// `serverSideEmit` with an ack: the answer.
+    ServerSideEmit(Value),
+    /// A broadcast with acks: how many local sockets got it.
+    ClientCount(usize),
+    /// A broadcast with acks: one socket's answer (its first argument).
+    Ack(Value, Vec<Bytes>),
+}
+
 #[derive(Debug)]
 enum Pending {
     Fetch {
@@ -224,6 +280,8 @@ pub struct Adapter {
     remote_acks: IdMap<AckId, ReplyTo>,
     commands: VecDeque<Command>,
     events: VecDeque<Event>,
+    /// Room channels subscribed to (sharded dynamic modes).
+    room_channels: BTreeSet<String>,
 }
 
 const ID_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -232,7 +290,10 @@ impl Adapter {
     /// An adapter; `seed` seeds its uid and request ids (use OS randomness).
     pub fn new(config: Config, seed: [u8; 32]) -> Self {
         let mut rng = Rng::from_seed(seed);
-        let uid = random_id(&mut rng);
+        let uid = match config.mode {
+            Mode::Classic => random_id(&mut rng),
+            Mode::Sharded(_) => random_hex(&mut rng),
+        };
         Self {
             config,
             uid,
@@ -244,7 +305,13 @@ impl Adapter {
             remote_acks: IdMap::default(),
             commands: VecDeque::new(),
             events: VecDeque::new(),
+            room_channels: BTreeSet::new(),
         }
+    }
+
+    /// Whether this adapter speaks the sharded protocol.
+    pub fn is_sharded(&self) -> bool {
+        matches!(self.config.mode, Mode::Sharded(_))
     }
 
     /// The options.
@@ -281,6 +348,11 @@ impl Adapter {
     }
 
     fn channels_of(&self, nsp: &str) -> (Vec<String>, Vec<String>) {
+        if self.is_sharded() {
+            let main = self.broadcast_channel(nsp);
+            let own = format!("{main}{}#", self.uid);
+            return (vec![main, own], Vec::new());
+        }
         let response = self.response_channel(nsp);
         let specific = format!("{response}{}#", self.uid);
         (
@@ -298,6 +370,7 @@ impl Adapter {
             channels.extend(c);
             patterns.extend(p);
         }
+        channels.extend(self.room_channels.iter().cloned());
         (channels, patterns)
     }
 
@@ -355,6 +428,10 @@ impl Adapter {
             None => namespaces.map(Arc::from).collect(),
         };
         for nsp in nsps {
+            if self.is_sharded() {
+                self.sharded_publish_op(&nsp, message);
+                continue;
+            }
             match message {
                 ClusterMessage::Broadcast { target, packet } => {
                     self.publish_broadcast(&nsp, target, packet)
@@ -379,7 +456,7 @@ impl Adapter {
     }
 
     fn publish_broadcast(&mut self, nsp: &str, target: &Broadcast, packet: &Packet) {
-        let (packet_value, bins) = packet_json(nsp, packet);
+        let (packet_value, bins) = packet_json(Some(nsp), packet);
         let message = json!([
             self.uid,
             packet_value,
@@ -416,7 +493,11 @@ impl Adapter {
         let id = RequestId(self.next_request);
         self.next_request += 1;
         let wire_id = loop {
-            let w = random_id(&mut self.rng);
+            let w = if self.is_sharded() {
+                random_hex(&mut self.rng)
+            } else {
+                random_id(&mut self.rng)
+            };
             if !self.by_wire_id.contains_key(&w) {
                 break w;
             }
@@ -432,8 +513,15 @@ impl Adapter {
                 publish,
             },
         );
+        // The reference counts the subscribers of the request channel (classic) or of
+        // the namespace's channel (sharded): one per server.
+        let channel = if self.is_sharded() {
+            self.broadcast_channel(nsp)
+        } else {
+            self.request_channel(nsp)
+        };
         self.commands.push_back(Command::CountServers {
-            channel: self.request_channel(nsp),
+            channel,
             request: id,
         });
         (id, wire_id)
@@ -451,24 +539,36 @@ impl Adapter {
             },
             None,
         );
-        let request = json!({
-            "uid": self.uid,
-            "requestId": wire_id,
-            "type": kind::REMOTE_FETCH,
-            "opts": opts_json(target),
-        });
-        self.set_publish(id, self.request_channel(&nsp), &request);
+        let (channel, message) = if self.is_sharded() {
+            let data = json!({"opts": sharded_opts(target, None), "requestId": wire_id});
+            self.sharded_message(&nsp, sharded::FETCH_SOCKETS, data, &[])
+        } else {
+            let request = json!({
+                "uid": self.uid,
+                "requestId": wire_id,
+                "type": kind::REMOTE_FETCH,
+                "opts": opts_json(target),
+            });
+            (self.request_channel(&nsp), json_bytes(&request))
+        };
+        self.set_publish(id, channel, message);
         id
     }
 
-    fn set_publish(&mut self, id: RequestId, channel: String, value: &Value) {
+    fn set_publish(&mut self, id: RequestId, channel: String, message: Bytes) {
         if let Some(r) = self.requests.get_mut(&id) {
-            r.publish = Some((channel, Bytes::from(value.to_string().into_bytes())));
+            r.publish = Some((channel, message));
         }
     }
 
     /// `serverSideEmit` without an ack: `data` is the event name and its arguments.
     pub fn server_side_emit(&mut self, nsp: &str, data: Vec<Value>) {
+        if self.is_sharded() {
+            let (channel, message) =
+                self.sharded_message(nsp, sharded::SERVER_SIDE_EMIT, json!({"packet": data}), &[]);
+            self.publish(channel, message);
+            return;
+        }
         let request = json!({
             "uid": self.uid,
             "type": kind::SERVER_SIDE_EMIT,
@@ -487,13 +587,19 @@ impl Adapter {
             },
             None,
         );
-        let request = json!({
-            "uid": self.uid,
-            "requestId": wire_id,
-            "type": kind::SERVER_SIDE_EMIT,
-            "data": data,
-        });
-        self.set_publish(id, self.request_channel(nsp), &request);
+        let (channel, message) = if self.is_sharded() {
+            let data = json!({"requestId": wire_id, "packet": data});
+            self.sharded_message(nsp, sharded::SERVER_SIDE_EMIT, data, &[])
+        } else {
+            let request = json!({
+                "uid": self.uid,
+                "requestId": wire_id,
+                "type": kind::SERVER_SIDE_EMIT,
+                "data": data,
+            });
+            (self.request_channel(nsp), json_bytes(&request))
+        };
+        self.set_publish(id, channel, message);
         id
     }
 
@@ -518,20 +624,31 @@ impl Adapter {
             },
             None,
         );
-        let (packet_value, bins) = packet_json(&nsp, packet);
-        let request = json!({
-            "uid": self.uid,
-            "requestId": wire_id,
-            "type": kind::BROADCAST,
-            "packet": packet_value,
-            "opts": {
-                "rooms": target.rooms.iter().map(|r| &**r).collect::<Vec<_>>(),
-                "except": dedup(&target.except),
-                "flags": flags_json(target, Some(timeout)),
-            },
-        });
         // Published at once (the reference counts the servers meanwhile).
-        self.publish(self.request_channel(&nsp), msgpack::to_vec(&request, &bins));
+        if self.is_sharded() {
+            let (packet_value, bins) = packet_json(None, packet);
+            let data = json!({
+                "packet": packet_value,
+                "requestId": wire_id,
+                "opts": sharded_opts(target, Some(timeout)),
+            });
+            let (channel, message) = self.sharded_message(&nsp, sharded::BROADCAST, data, &bins);
+            self.publish(channel, message);
+        } else {
+            let (packet_value, bins) = packet_json(Some(&nsp), packet);
+            let request = json!({
+                "uid": self.uid,
+                "requestId": wire_id,
+                "type": kind::BROADCAST,
+                "packet": packet_value,
+                "opts": {
+                    "rooms": target.rooms.iter().map(|r| &**r).collect::<Vec<_>>(),
+                    "except": dedup(&target.except),
+                    "flags": flags_json(target, Some(timeout)),
+                },
+            });
+            self.publish(self.request_channel(&nsp), msgpack::to_vec(&request, &bins));
+        }
         if let Some(r) = self.requests.get_mut(&id) {
             r.deadline = Some(now + timeout);
         }
@@ -642,6 +759,10 @@ impl Adapter {
         let Ok(channel) = std::str::from_utf8(channel) else {
             return;
         };
+        if self.is_sharded() {
+            self.sharded_on_message(now, channel, payload, server);
+            return;
+        }
         let key = &self.config.key;
         if let Some(rest) = channel.strip_prefix(key.as_str()) {
             if let Some(rest) = rest.strip_prefix("-request#") {
@@ -814,25 +935,99 @@ impl Adapter {
                 else {
                     return;
                 };
-                let target = target().local();
-                let timeout = opts
-                    .and_then(|o| o.get("flags"))
-                    .and_then(|f| f.get("timeout"))
-                    .and_then(Value::as_u64)
-                    .map(Duration::from_millis);
-                let ack = server.broadcast_packet_with_ack(now, &target, packet, timeout);
-                let count = server.ack_pending(ack);
-                if count > 0 {
-                    self.remote_acks.insert(ack, reply.clone());
-                }
-                let response = json!({
-                    "type": kind::BROADCAST_CLIENT_COUNT,
-                    "requestId": reply.request_id,
-                    "clientCount": count,
-                });
-                self.publish_response(&reply, &response);
+                self.remote_broadcast_with_ack(now, packet, target(), opts, reply, server);
             }
             _ => {}
+        }
+    }
+
+    /// Another server's broadcast with acks: sent to the local sockets, their count
+    /// reported at once, each answer forwarded as it comes ([`Self::handle_ack`]).
+    pub(super) fn remote_broadcast_with_ack(
+        &mut self,
+        now: Instant,
+        packet: Packet,
+        target: Broadcast,
+        opts: Option<&Value>,
+        reply: ReplyTo,
+        server: &mut sio::Server,
+    ) {
+        let timeout = opts
+            .and_then(|o| o.get("flags"))
+            .and_then(|f| f.get("timeout"))
+            .and_then(Value::as_u64)
+            .map(Duration::from_millis);
+        let ack = server.broadcast_packet_with_ack(now, &target.local(), packet, timeout);
+        let count = server.ack_pending(ack);
+        if count > 0 {
+            self.remote_acks.insert(ack, reply.clone());
+        }
+        self.respond(&reply, Response::ClientCount(count));
+    }
+
+    /// Sends the answer to another server's request, in the mode's format.
+    pub(super) fn respond(&mut self, to: &ReplyTo, response: Response) {
+        if self.is_sharded() {
+            let (kind, data, bins) = match response {
+                Response::Sockets(sockets) => (
+                    sharded::FETCH_SOCKETS_RESPONSE,
+                    json!({"requestId": to.request_id, "sockets": sockets}),
+                    Vec::new(),
+                ),
+                Response::ServerSideEmit(answer) => (
+                    sharded::SERVER_SIDE_EMIT_RESPONSE,
+                    json!({"requestId": to.request_id, "packet": answer}),
+                    Vec::new(),
+                ),
+                Response::ClientCount(count) => (
+                    sharded::BROADCAST_CLIENT_COUNT,
+                    json!({"requestId": to.request_id, "clientCount": count}),
+                    Vec::new(),
+                ),
+                Response::Ack(answer, bins) => (
+                    sharded::BROADCAST_ACK,
+                    json!({"requestId": to.request_id, "packet": answer}),
+                    bins,
+                ),
+            };
+            let Some(requester) = to.uid.as_str() else {
+                return;
+            };
+            let (main, message) = self.sharded_message(&to.nsp, kind, data, &bins);
+            self.publish(format!("{main}{requester}#"), message);
+            return;
+        }
+        match response {
+            Response::Sockets(sockets) => {
+                let response = json!({ "requestId": to.request_id, "sockets": sockets });
+                self.publish_response(to, &response);
+            }
+            Response::ServerSideEmit(answer) => {
+                let response = json!({
+                    "type": kind::SERVER_SIDE_EMIT,
+                    "requestId": to.request_id,
+                    "data": answer,
+                });
+                // The reference answers these on the shared response channel.
+                self.publish_json(self.response_channel(&to.nsp), &response);
+            }
+            Response::ClientCount(count) => {
+                let response = json!({
+                    "type": kind::BROADCAST_CLIENT_COUNT,
+                    "requestId": to.request_id,
+                    "clientCount": count,
+                });
+                self.publish_response(to, &response);
+            }
+            Response::Ack(answer, bins) => {
+                let response = json!({
+                    "type": kind::BROADCAST_ACK,
+                    "requestId": to.request_id,
+                    "packet": answer,
+                });
+                let channel = self.reply_channel(to);
+                self.publish(channel, msgpack::to_vec(&response, &bins));
+            }
         }
     }
 
@@ -854,19 +1049,12 @@ impl Adapter {
 
     /// The details of the sockets of an [`Event::FetchRequest`].
     pub fn answer_fetch(&mut self, to: &ReplyTo, sockets: Vec<Value>) {
-        let response = json!({ "requestId": to.request_id, "sockets": sockets });
-        self.publish_response(to, &response);
+        self.respond(to, Response::Sockets(sockets));
     }
 
     /// The answer to an [`Event::ServerSideEmit`] that asked for one.
     pub fn answer_server_side_emit(&mut self, to: &ReplyTo, answer: Value) {
-        let response = json!({
-            "type": kind::SERVER_SIDE_EMIT,
-            "requestId": to.request_id,
-            "data": answer,
-        });
-        // The reference answers these on the shared response channel.
-        self.publish_json(self.response_channel(&to.nsp), &response);
+        self.respond(to, Response::ServerSideEmit(answer));
     }
 
     /// A local socket's answer to an ack request. Returns false if the request is
@@ -877,13 +1065,7 @@ impl Adapter {
         };
         if let Ok(answer) = result {
             let first = answer.args.first().cloned().unwrap_or(Value::Null);
-            let response = json!({
-                "type": kind::BROADCAST_ACK,
-                "requestId": to.request_id,
-                "packet": first,
-            });
-            let channel = self.reply_channel(&to);
-            self.publish(channel, msgpack::to_vec(&response, &answer.bins));
+            self.respond(&to, Response::Ack(first, answer.bins.clone()));
         }
         true
     }
@@ -905,6 +1087,11 @@ impl Adapter {
         let Some((response, bins)) = decoded else {
             return;
         };
+        self.apply_response(&response, bins);
+    }
+
+    /// A response in the classic shape (the sharded ones are converted to it).
+    pub(super) fn apply_response(&mut self, response: &Value, bins: Vec<Bytes>) {
         let Some(&id) = response
             .get("requestId")
             .and_then(Value::as_str)
@@ -960,6 +1147,17 @@ impl Adapter {
     }
 }
 
+/// 8 random bytes in hex: the sharded adapter's uids and request ids.
+fn random_hex(rng: &mut Rng) -> String {
+    let mut b = [0u8; 8];
+    rng.fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub(super) fn json_bytes(v: &Value) -> Bytes {
+    Bytes::from(v.to_string().into_bytes())
+}
+
 fn random_id(rng: &mut Rng) -> String {
     (0..6)
         .map(|_| char::from(ID_CHARS[rng.next_u32() as usize % ID_CHARS.len()]))
@@ -999,20 +1197,23 @@ pub(super) fn flags_json(target: &Broadcast, timeout: Option<Duration>) -> Value
 
 /// The packet object the reference puts on the wire: `{type, data, nsp}` (an event
 /// with binary parts is still type 2: the receiving server's encoder makes it binary).
-pub(super) fn packet_json(nsp: &str, packet: &Packet) -> (Value, Vec<Bytes>) {
+/// The sharded adapter publishes it before the namespace is set: `nsp` is `None` then.
+pub(super) fn packet_json(nsp: Option<&str>, packet: &Packet) -> (Value, Vec<Bytes>) {
     let kind = match packet.kind {
         PacketType::Ack | PacketType::BinaryAck => 3,
         _ => 2,
     };
-    let value = json!({
+    let mut value = json!({
         "type": kind,
         "data": packet.data.clone().unwrap_or(Value::Array(Vec::new())),
-        "nsp": nsp,
     });
+    if let (Some(nsp), Value::Object(o)) = (nsp, &mut value) {
+        o.insert("nsp".into(), Value::from(nsp));
+    }
     (value, packet.attachments.clone())
 }
 
-fn packet_of(nsp: &Arc<str>, packet: &Value, bins: Vec<Bytes>) -> Option<Packet> {
+pub(super) fn packet_of(nsp: &Arc<str>, packet: &Value, bins: Vec<Bytes>) -> Option<Packet> {
     let binary = !bins.is_empty();
     let kind = match packet.get("type").and_then(Value::as_u64)? {
         2 | 5 if binary => PacketType::BinaryEvent,
@@ -1031,21 +1232,21 @@ fn packet_of(nsp: &Arc<str>, packet: &Value, bins: Vec<Bytes>) -> Option<Packet>
     Some(p)
 }
 
-fn room_of(v: &Value) -> sio::Room {
+pub(super) fn room_of(v: &Value) -> sio::Room {
     match v {
         Value::String(s) => Arc::from(s.as_str()),
         other => Arc::from(other.to_string()),
     }
 }
 
-fn rooms_of(v: &Value) -> Vec<sio::Room> {
+pub(super) fn rooms_of(v: &Value) -> Vec<sio::Room> {
     match v {
         Value::Array(a) => a.iter().map(room_of).collect(),
         _ => Vec::new(),
     }
 }
 
-fn target_of(nsp: &Arc<str>, opts: &Value) -> Broadcast {
+pub(super) fn target_of(nsp: &Arc<str>, opts: &Value) -> Broadcast {
     let mut t = Broadcast::nsp(nsp.clone());
     t.rooms = opts.get("rooms").map(rooms_of).unwrap_or_default();
     t.except = opts.get("except").map(rooms_of).unwrap_or_default();
@@ -1413,6 +1614,171 @@ mod tests {
         );
         a.handle_timeout(now + Duration::from_secs(1));
         assert_eq!(events(&mut a), vec![Event::RemoteAcksDone { request: id }]);
+    }
+
+    fn sharded(mode: SubscriptionMode) -> Adapter {
+        let mut a = Adapter::new(Config::default().sharded(mode), [4; 32]);
+        a.add_namespace("/");
+        a
+    }
+
+    #[test]
+    fn sharded_channels_and_broadcasts_are_the_reference_ones() {
+        let mut a = sharded(SubscriptionMode::Dynamic);
+        let uid = a.uid().to_owned();
+        assert!(
+            uid.len() == 16 && uid.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{uid}"
+        );
+        assert_eq!(
+            commands(&mut a),
+            vec![Command::Subscribe {
+                channels: vec!["socket.io#/#".into(), format!("socket.io#/#{uid}#")],
+                patterns: vec![],
+            }]
+        );
+        let to = |room: &str| ClusterMessage::Broadcast {
+            target: Broadcast::nsp("/").to(room),
+            packet: Packet::event("/", "room-message", Payload::new().arg(json!("x"))),
+        };
+        a.handle_cluster(&to("r1"), std::iter::empty());
+        a.handle_cluster(&to("qYToTH8BNiY6p4Y-AAAH"), std::iter::empty());
+        let out = published(&mut a);
+        assert_eq!(out[0].0, "socket.io#/#r1#");
+        // What Node's sharded adapter publishes for `to("r1").emit("room-message", "x")`.
+        assert_eq!(
+            std::str::from_utf8(&out[0].1).expect("json"),
+            format!(
+                r#"{{"type":3,"data":{{"packet":{{"type":2,"data":["room-message","x"]}},"opts":{{"rooms":["r1"],"except":[],"flags":{{}}}}}},"uid":"{uid}","nsp":"/"}}"#
+            )
+        );
+        assert_eq!(
+            out[1].0, "socket.io#/#",
+            "a socket's room goes on the main channel"
+        );
+        // Binary parts: msgpack.
+        let bin = ClusterMessage::Broadcast {
+            target: Broadcast::nsp("/"),
+            packet: Packet::event("/", "b", Payload::new().bin(vec![1u8])),
+        };
+        a.handle_cluster(&bin, std::iter::empty());
+        let (_, payload) = published(&mut a).remove(0);
+        let (v, bins) = msgpack::decode(&payload).expect("msgpack");
+        assert_eq!(
+            (v["type"].clone(), v["data"]["packet"]["type"].clone()),
+            (json!(3), json!(2))
+        );
+        assert_eq!(bins.len(), 1);
+
+        let mut s = sharded(SubscriptionMode::Static);
+        s.handle_cluster(&to("r1"), std::iter::empty());
+        assert_eq!(published(&mut s)[0].0, "socket.io#/#");
+        let mut p = sharded(SubscriptionMode::DynamicPrivate);
+        p.handle_cluster(&to("qYToTH8BNiY6p4Y-AAAH"), std::iter::empty());
+        assert_eq!(published(&mut p)[0].0, "socket.io#/#qYToTH8BNiY6p4Y-AAAH#");
+    }
+
+    #[test]
+    fn sharded_room_channels_follow_the_rooms() {
+        for (mode, public, private) in [
+            (SubscriptionMode::Static, false, false),
+            (SubscriptionMode::Dynamic, true, false),
+            (SubscriptionMode::DynamicPrivate, true, true),
+        ] {
+            let mut a = sharded(mode);
+            let _ = commands(&mut a);
+            a.room_created("/", "r", false);
+            a.room_created("/", "sid", true);
+            a.room_created("/", "r", false);
+            a.room_created("/nope", "r", false);
+            let subscribed: Vec<Command> = commands(&mut a);
+            let want = [
+                public.then_some("socket.io#/#r#"),
+                private.then_some("socket.io#/#sid#"),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|c| Command::Subscribe {
+                channels: vec![c.into()],
+                patterns: vec![],
+            })
+            .collect::<Vec<_>>();
+            assert_eq!(subscribed, want, "{mode:?}");
+            assert_eq!(a.subscriptions().0.len(), 2 + want.len());
+            a.room_deleted("/", "r", false);
+            a.room_deleted("/", "sid", true);
+            assert_eq!(commands(&mut a).len(), want.len(), "{mode:?}");
+            assert_eq!(a.subscriptions().0.len(), 2);
+        }
+    }
+
+    #[test]
+    fn sharded_requests_and_answers() {
+        let now = Instant::now();
+        let mut s = server();
+        let mut a = sharded(SubscriptionMode::Dynamic);
+        let _ = commands(&mut a);
+        let uid = a.uid().to_owned();
+        let id = a.fetch_sockets(&Broadcast::nsp("/"));
+        let cmds = commands(&mut a);
+        assert_eq!(
+            cmds,
+            vec![Command::CountServers {
+                channel: "socket.io#/#".into(),
+                request: id
+            }]
+        );
+        a.handle_server_count(now, id, 2);
+        let (channel, request) = published(&mut a).remove(0);
+        assert_eq!(channel, "socket.io#/#");
+        let request = json_of(&request);
+        assert_eq!(request["type"], 7);
+        assert_eq!(request["uid"], json!(uid));
+        let wire = request["data"]["requestId"].clone();
+        // Another server answers on this one's channel.
+        let answer = json!({"type": 8, "data": {"requestId": wire, "sockets": [{"id": "x"}]}, "uid": "other", "nsp": "/"});
+        a.handle_message(
+            now,
+            format!("socket.io#/#{uid}#").as_bytes(),
+            answer.to_string().as_bytes(),
+            &mut s,
+        );
+        assert_eq!(
+            events(&mut a),
+            vec![Event::Fetched {
+                request: id,
+                result: Ok(vec![json!({"id": "x"})])
+            }]
+        );
+
+        // Another server's serverSideEmit with an ack: answered on its channel.
+        let ask = json!({"type": 9, "data": {"requestId": "q1", "packet": ["ping", 1]}, "uid": "other", "nsp": "/"});
+        a.handle_message(now, b"socket.io#/#", ask.to_string().as_bytes(), &mut s);
+        let ev = events(&mut a);
+        let [Event::ServerSideEmit {
+            reply: Some(reply),
+            data,
+            ..
+        }] = &ev[..]
+        else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(data, &vec![json!("ping"), json!(1)]);
+        a.answer_server_side_emit(reply, json!("pong"));
+        let (channel, answer) = published(&mut a).remove(0);
+        assert_eq!(channel, "socket.io#/#other#");
+        assert_eq!(
+            json_of(&answer),
+            json!({"type": 10, "data": {"requestId": "q1", "packet": "pong"}, "uid": uid, "nsp": "/"})
+        );
+        // Its own messages, and other namespaces', are ignored.
+        let own = json!({"type": 9, "data": {"packet": ["ping"]}, "uid": uid, "nsp": "/"});
+        let other_nsp =
+            json!({"type": 9, "data": {"packet": ["ping"]}, "uid": "other", "nsp": "/x"});
+        for m in [own, other_nsp] {
+            a.handle_message(now, b"socket.io#/#", m.to_string().as_bytes(), &mut s);
+        }
+        assert!(events(&mut a).is_empty());
     }
 
     #[test]

@@ -39,7 +39,7 @@ impl Emitter {
     pub fn emit(&self, target: &Broadcast, name: &str, payload: Payload) -> (String, Bytes) {
         let nsp = Self::nsp(target);
         let packet = Packet::event(nsp.clone(), name, payload);
-        let (packet_value, bins) = packet_json(&nsp, &packet);
+        let (packet_value, bins) = packet_json(Some(&nsp), &packet);
         let message = json!([
             EMITTER_UID,
             packet_value,

@@ -7,5 +7,7 @@ mod adapter;
 mod emitter;
 pub mod resp;
 
-pub use adapter::{Adapter, Command, Config, Event, ReplyTo, RequestError, RequestId};
+pub use adapter::{
+    Adapter, Command, Config, Event, Mode, ReplyTo, RequestError, RequestId, SubscriptionMode,
+};
 pub use emitter::{Emitter, EMITTER_UID};

@@ -202,37 +202,49 @@ impl Server {
     /// are not joined and the answer is [`Error::TooManyRooms`]).
     pub fn join(&mut self, sid: &Sid, rooms: &[Room]) -> Result<(), Error> {
         let socket = self.sockets.get_mut(sid).ok_or(Error::UnknownSocket)?;
-        let namespace = self.namespaces.entry(socket.info.nsp.clone()).or_default();
+        let nsp = socket.info.nsp.clone();
+        let namespace = self.namespaces.entry(nsp.clone()).or_default();
         let max = self.config.max_rooms_per_socket;
+        let mut created = Vec::new();
+        let mut result = Ok(());
         for room in rooms {
             if socket.rooms.contains(room) {
                 continue;
             }
             if socket.rooms.len() >= max {
-                return Err(Error::TooManyRooms);
+                result = Err(Error::TooManyRooms);
+                break;
             }
             socket.rooms.insert(room.clone());
-            namespace
-                .rooms
-                .entry(room.clone())
-                .or_default()
-                .insert(sid.clone());
+            let members = namespace.rooms.entry(room.clone()).or_default();
+            if members.is_empty() {
+                created.push(room.clone());
+            }
+            members.insert(sid.clone());
         }
-        Ok(())
+        for room in &created {
+            self.room_changed(&nsp, room, true);
+        }
+        result
     }
 
     /// A socket leaves a room.
     pub fn leave(&mut self, sid: &Sid, room: &str) -> Result<(), Error> {
         let socket = self.sockets.get_mut(sid).ok_or(Error::UnknownSocket)?;
+        let nsp = socket.info.nsp.clone();
+        let mut deleted = None;
         if socket.rooms.remove(room) {
-            if let Some(namespace) = self.namespaces.get_mut(&socket.info.nsp) {
+            if let Some(namespace) = self.namespaces.get_mut(&nsp) {
                 if let Some(members) = namespace.rooms.get_mut(room) {
                     members.remove(sid);
                     if members.is_empty() {
-                        namespace.rooms.remove(room);
+                        deleted = namespace.rooms.remove_entry(room).map(|(r, _)| r);
                     }
                 }
             }
+        }
+        if let Some(room) = deleted {
+            self.room_changed(&nsp, &room, false);
         }
         Ok(())
     }

@@ -118,6 +118,8 @@ pub struct Server {
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     events: VecDeque<Event>,
     shutting_down: bool,
+    /// Emit [`Event::Room`] (a cluster driver subscribing per room).
+    room_events: bool,
 }
 
 impl fmt::Debug for Server {
@@ -166,12 +168,37 @@ impl Server {
             timers: BinaryHeap::new(),
             events: VecDeque::new(),
             shutting_down: false,
+            room_events: false,
         }
     }
 
     /// The options.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Turns [`Event::Room`] on or off (default off): for a cluster driver that
+    /// listens per room.
+    pub fn set_room_events(&mut self, yes: bool) {
+        self.room_events = yes;
+    }
+
+    /// Reports a room created or deleted, if asked to.
+    pub(super) fn room_changed(&mut self, nsp: &Arc<str>, room: &Room, created: bool) {
+        if !self.room_events {
+            return;
+        }
+        let private = self
+            .namespaces
+            .get(nsp)
+            .is_some_and(|n| n.sockets.contains(&**room))
+            || self.sockets.contains_key(&**room);
+        self.events.push_back(Event::Room {
+            nsp: nsp.clone(),
+            room: room.clone(),
+            created,
+            private,
+        });
     }
 
     /// Turns [`Config::cluster`] on or off (a cluster driver joining or leaving).
@@ -640,15 +667,19 @@ impl Server {
         let namespace = self.namespaces.entry(nsp.clone()).or_default();
         namespace.sockets.insert(sid.clone());
         let own: Room = Arc::from(sid.as_str());
+        let mut created = Vec::new();
         for room in std::iter::once(own).chain(rooms) {
-            namespace
-                .rooms
-                .entry(room.clone())
-                .or_default()
-                .insert(sid.clone());
+            let members = namespace.rooms.entry(room.clone()).or_default();
+            if members.is_empty() {
+                created.push(room.clone());
+            }
+            members.insert(sid.clone());
             socket.rooms.insert(room);
         }
         self.sockets.insert(sid.clone(), socket);
+        for room in &created {
+            self.room_changed(&nsp, room, true);
+        }
         if let Some(client) = self.clients.get_mut(&session) {
             client.sockets.insert(nsp.clone(), sid.clone());
             client.ever_connected = true;
@@ -679,16 +710,25 @@ impl Server {
             return;
         };
         let nsp = socket.info.nsp.clone();
+        let mut deleted = Vec::new();
         if let Some(namespace) = self.namespaces.get_mut(&nsp) {
-            namespace.sockets.remove(sid);
             for room in &socket.rooms {
                 if let Some(members) = namespace.rooms.get_mut(room) {
                     members.remove(sid);
                     if members.is_empty() {
                         namespace.rooms.remove(room);
+                        deleted.push(room.clone());
                     }
                 }
             }
+        }
+        // Reported while the socket still counts as the namespace's (its own room is
+        // private).
+        for room in &deleted {
+            self.room_changed(&nsp, room, false);
+        }
+        if let Some(namespace) = self.namespaces.get_mut(&nsp) {
+            namespace.sockets.remove(sid);
             if !namespace.declared && namespace.sockets.is_empty() {
                 self.namespaces.remove(&nsp);
             }

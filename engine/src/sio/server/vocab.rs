@@ -434,6 +434,18 @@ pub enum Event {
     },
     /// An operation for the other servers of the cluster ([`Config::cluster`]).
     Cluster(ClusterMessage),
+    /// A room came to exist on this server, or is gone (only with
+    /// [`Server::set_room_events`]).
+    Room {
+        /// Its namespace.
+        nsp: Arc<str>,
+        /// The room.
+        room: Room,
+        /// Created (or deleted).
+        created: bool,
+        /// A socket's own room.
+        private: bool,
+    },
 }
 
 /// A call about a socket or session that is not there (any more).

@@ -20,14 +20,8 @@ cargo build --release --quiet -p wirestate-benches --bin bench-server --bin load
 bin="$root/target/release"
 (cd conformance/interop && { [ -d node_modules/@socket.io/redis-adapter ] || npm ci --no-audit --no-fund --loglevel=error >&2; })
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 1 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on $1" >&2; return 1
-}
+# shellcheck source=conformance/ports.sh
+source "$root/conformance/ports.sh"
 work="$(mktemp -d)"
 rport="$(free_port)"
 redis-server --port "$rport" --bind 127.0.0.1 --daemonize yes --save '' --appendonly no \

@@ -56,13 +56,8 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-wait_port() {
-    for _ in $(seq 1 100); do
-        if python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1",int(sys.argv[1])),0.2).close()' "$1" 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "nothing listens on port $1" >&2; return 1
-}
+# shellcheck source=conformance/ports.sh
+source "$root/conformance/ports.sh"
 
 start=$(date +%s)
 scheme=ws; tls_flags=()

@@ -45,14 +45,8 @@ else
     bindir="$WIRESTATE_BIN_DIR"
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 1 100); do
-        python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1",int(sys.argv[1])),0.2).close()' "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
+# shellcheck source=conformance/ports.sh
+source "$here/ports.sh"
 
 export RUST_EMITTER="$bindir/redis-emitter --runtime $runtime"
 work="$(mktemp -d)"

@@ -18,6 +18,7 @@
 //! * [`rand`]: the seedable random source.
 #![deny(unsafe_code)]
 
+mod date;
 pub mod eio;
 pub mod http;
 mod machine;

@@ -287,7 +287,9 @@ impl<'a> Reader<'a> {
             8 => {
                 let hi = i64::from(i32::from_be_bytes([data[0], data[1], data[2], data[3]]));
                 let lo = i64::from(u32::from_be_bytes([data[4], data[5], data[6], data[7]]));
-                Ok(Some(Value::String(iso_date(hi * (1 << 32) + lo))))
+                Ok(Some(Value::String(
+                    crate::date::Civil::from_millis(hi * (1 << 32) + lo).iso(),
+                )))
             }
             _ => Ok(Some(self.bin_of(data))),
         }
@@ -398,29 +400,6 @@ fn float(f: f64) -> Value {
         };
     }
     Number::from_f64(f).map_or(Value::Null, Value::Number)
-}
-
-/// Milliseconds since the epoch as `Date.prototype.toJSON` writes them.
-fn iso_date(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let rem = ms.rem_euclid(86_400_000);
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000
-    )
 }
 
 #[cfg(test)]

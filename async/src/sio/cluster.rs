@@ -657,12 +657,12 @@ impl SocketIo {
             .host
             .inspect(|s| s.rooms(sid).map(|r| r.map(|x| x.to_string()).collect()))
             .unwrap_or_default();
-        Some(serde_json::json!({
-            "id": sid.as_str(),
-            "handshake": handshake_json(&info, since),
-            "rooms": rooms,
-            "data": data,
-        }))
+        let issued = since
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Some(wirestate_engine::redis::socket_details(
+            sid, &info, &rooms, data, issued,
+        ))
     }
 
     pub(super) async fn fetch_remote(
@@ -779,95 +779,10 @@ impl Namespace {
     }
 }
 
-/// The handshake object Node's `socket.handshake` is, for another server.
-fn handshake_json(info: &ConnectInfo, since: SystemTime) -> Value {
-    let h = &info.handshake;
-    let mut headers = Map::new();
-    for (name, value) in h.headers.iter() {
-        headers.insert(
-            name.to_ascii_lowercase(),
-            Value::String(String::from_utf8_lossy(value).into_owned()),
-        );
-    }
-    let query_string = h.target.split_once('?').map_or("", |(_, q)| q);
-    let query: Map<String, Value> = wirestate_engine::http::query_pairs(query_string)
-        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
-        .collect();
-    let issued = since
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let address = h
-        .peer_addr
-        .map(|a| match a.ip() {
-            std::net::IpAddr::V4(v4) => format!("::ffff:{v4}"),
-            std::net::IpAddr::V6(v6) => v6.to_string(),
-        })
-        .unwrap_or_default();
-    serde_json::json!({
-        "headers": headers,
-        "time": js_date_string(issued),
-        "address": address,
-        "xdomain": h.headers.get("origin").is_some(),
-        "secure": false,
-        "issued": issued,
-        "url": h.target,
-        "query": query,
-        "auth": info.auth,
-    })
-}
-
-/// `Date.prototype.toString` in UTC: `Thu Dec 03 2026 09:01:02 GMT+0000 (Coordinated
-/// Universal Time)`.
-fn js_date_string(ms: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{} {} {:02} {:04} {:02}:{:02}:{:02} GMT+0000 (Coordinated Universal Time)",
-        DAYS[(days.rem_euclid(7)) as usize],
-        MONTHS[(m - 1) as usize],
-        d,
-        y,
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
 impl Socket {
     /// This socket as [`Operator::fetch_sockets`] describes it.
     pub(super) fn remote(&self) -> Option<RemoteSocket> {
         let details = self.io.details(&self.sid)?;
         RemoteSocket::new(&self.io, self.info.nsp.clone(), details)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_read_as_javascript_writes_them() {
-        assert_eq!(
-            js_date_string(0),
-            "Thu Jan 01 1970 00:00:00 GMT+0000 (Coordinated Universal Time)"
-        );
-        assert_eq!(
-            js_date_string(1_796_288_462_000),
-            "Thu Dec 03 2026 09:01:02 GMT+0000 (Coordinated Universal Time)"
-        );
     }
 }

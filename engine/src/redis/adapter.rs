@@ -824,14 +824,7 @@ impl Adapter {
         payload: &[u8],
         server: &mut sio::Server,
     ) {
-        let decoded = if payload.first() == Some(&b'{') {
-            serde_json::from_slice(payload)
-                .map(|v| (v, Vec::new()))
-                .ok()
-        } else {
-            msgpack::decode(payload).ok()
-        };
-        let Some((request, bins)) = decoded else {
+        let Some((request, bins)) = decode_message(payload) else {
             return;
         };
         let reply = ReplyTo {
@@ -1077,14 +1070,7 @@ impl Adapter {
     }
 
     fn on_response(&mut self, payload: &[u8]) {
-        let decoded = if payload.first() == Some(&b'{') {
-            serde_json::from_slice(payload)
-                .map(|v| (v, Vec::new()))
-                .ok()
-        } else {
-            msgpack::decode(payload).ok()
-        };
-        let Some((response, bins)) = decoded else {
+        let Some((response, bins)) = decode_message(payload) else {
             return;
         };
         self.apply_response(&response, bins);
@@ -1144,6 +1130,17 @@ impl Adapter {
             },
         }
         self.check(id);
+    }
+}
+
+/// A message as the reference reads it: JSON if it starts with `{`, msgpack otherwise.
+pub(super) fn decode_message(payload: &[u8]) -> Option<(Value, Vec<Bytes>)> {
+    if payload.first() == Some(&b'{') {
+        serde_json::from_slice(payload)
+            .map(|v| (v, Vec::new()))
+            .ok()
+    } else {
+        msgpack::decode(payload).ok()
     }
 }
 

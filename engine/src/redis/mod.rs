@@ -4,10 +4,12 @@
 //! driver (the async layer's `redis` module) owns the connections.
 
 mod adapter;
+mod details;
 mod emitter;
 pub mod resp;
 
 pub use adapter::{
     Adapter, Command, Config, Event, Mode, ReplyTo, RequestError, RequestId, SubscriptionMode,
 };
+pub use details::socket_details;
 pub use emitter::{Emitter, EMITTER_UID};

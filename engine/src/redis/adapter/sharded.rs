@@ -145,14 +145,7 @@ impl Adapter {
         payload: &[u8],
         server: &mut sio::Server,
     ) {
-        let decoded = if payload.first() == Some(&b'{') {
-            serde_json::from_slice(payload)
-                .map(|v| (v, Vec::new()))
-                .ok()
-        } else {
-            msgpack::decode(payload).ok()
-        };
-        let Some((message, bins)) = decoded else {
+        let Some((message, bins)) = decode_message(payload) else {
             return;
         };
         let Some(nsp) = message

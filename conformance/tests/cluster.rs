@@ -21,12 +21,22 @@ const SECOND: Duration = Duration::from_secs(5);
 struct Redis {
     port: u16,
     dir: std::path::PathBuf,
+    /// What `redis-cli` needs to reach it (TLS, password).
+    cli_args: Vec<String>,
+    scheme: &'static str,
+    password: Option<&'static str>,
 }
 
 impl Redis {
     /// Starts one; `None` (and a note) when `redis-server` is not installed, which
     /// fails the test under CI=true.
     fn start() -> Option<Self> {
+        Self::start_with(false, None)
+    }
+
+    /// With `tls`, TLS only (the test CA's certificate for 127.0.0.1); with a
+    /// password, `requirepass`.
+    fn start_with(tls: bool, password: Option<&'static str>) -> Option<Self> {
         if Command::new("redis-server")
             .arg("--version")
             .output()
@@ -45,21 +55,51 @@ impl Redis {
             .port();
         let dir = std::env::temp_dir().join(format!("wirestate-redis-{port}"));
         std::fs::create_dir_all(&dir).expect("dir");
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../async/tests/tls");
+        let mut server_args: Vec<String> = Vec::new();
+        let mut cli_args: Vec<String> = vec!["-p".into(), port.to_string()];
+        if tls {
+            server_args.extend([
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.to_string(),
+            ]);
+            for (flag, file) in [
+                ("--tls-cert-file", "cert.pem"),
+                ("--tls-key-file", "key.pem"),
+                ("--tls-ca-cert-file", "ca.pem"),
+            ] {
+                server_args.extend([flag.into(), format!("{fixtures}/{file}")]);
+            }
+            server_args.extend(["--tls-auth-clients".into(), "no".into()]);
+            cli_args.extend([
+                "--tls".into(),
+                "--cacert".into(),
+                format!("{fixtures}/ca.pem"),
+            ]);
+        } else {
+            server_args.extend(["--port".into(), port.to_string()]);
+        }
+        if let Some(p) = password {
+            server_args.extend(["--requirepass".into(), p.into()]);
+            cli_args.extend(["-a".into(), p.into(), "--no-auth-warning".into()]);
+        }
         let status = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--daemonize",
-                "yes",
-            ])
+            .args(&server_args)
+            .args(["--bind", "127.0.0.1", "--daemonize", "yes"])
             .args(["--save", "", "--appendonly", "no", "--dir"])
             .arg(&dir)
             .status()
             .expect("redis-server");
         assert!(status.success());
-        let redis = Self { port, dir };
+        let redis = Self {
+            port,
+            dir,
+            cli_args,
+            scheme: if tls { "rediss" } else { "redis" },
+            password,
+        };
         let deadline = Instant::now() + SECOND;
         while redis.cli(&["ping"]) != "PONG" {
             assert!(Instant::now() < deadline, "redis-server did not start");
@@ -69,20 +109,22 @@ impl Redis {
     }
 
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let auth = self.password.map(|p| format!(":{p}@")).unwrap_or_default();
+        format!("{}://{auth}127.0.0.1:{}", self.scheme, self.port)
     }
 
     fn cli(&self, args: &[&str]) -> String {
         Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
+            .args(&self.cli_args)
             .args(args)
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
             .unwrap_or_default()
     }
 
-    /// Waits until `n` servers subscribe to the request channel of `/`.
-    fn wait_servers(&self, n: usize) {
+    /// Waits until `n` servers subscribe to the request channel of `/` (sleeping on
+    /// `rt`, so that its tasks run meanwhile).
+    async fn wait_servers<R: Runtime>(&self, rt: &R, n: usize) {
         let deadline = Instant::now() + SECOND;
         loop {
             let out = self.cli(&["pubsub", "numsub", "socket.io-request#/#"]);
@@ -90,7 +132,7 @@ impl Redis {
                 return;
             }
             assert!(Instant::now() < deadline, "{n} servers expected: {out}");
-            std::thread::sleep(Duration::from_millis(20));
+            sleep(rt, Duration::from_millis(20)).await;
         }
     }
 }
@@ -161,7 +203,7 @@ async fn two_servers_share_their_sockets<R: Runtime>(
         })
         .await
     );
-    redis.wait_servers(2);
+    redis.wait_servers(rt, 2).await;
 
     // A client of B, with auth; it answers `question` and records `hi`.
     let got = Arc::new(Mutex::new(Vec::<Value>::new()));
@@ -295,4 +337,70 @@ fn two_smol_servers_share_their_sockets() {
             })
         },
     ));
+}
+
+#[test]
+fn servers_join_a_tls_redis_with_a_password_and_one_leaves() {
+    let Some(redis) = Redis::start_with(true, Some("s3cret")) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/../async/tests/tls/ca.pem");
+    let options = |url: &str| {
+        RedisOptions::new(url)
+            .expect("url")
+            .tls(wirestate_tokio::tls::TlsConnector::from_ca_file(ca).expect("ca"))
+    };
+    rt.block_on(async {
+        let rt = wirestate_tokio::Tokio;
+        let config = wirestate_conformance::sio_app::config(false);
+        let a = sio::server(&rt, config.clone()).expect("server a");
+        let b = sio::server(&rt, config).expect("server b");
+        let cluster_a = sio::attach_redis(&rt, &a, options(&redis.url())).expect("a joins");
+        let cluster_b = sio::attach_redis(&rt, &b, options(&redis.url())).expect("b joins");
+        // A wrong password: that server stays alone (and says why in its log).
+        let c = sio::server(&rt, sio::Config::default()).expect("server c");
+        let wrong = redis.url().replace("s3cret", "wrong");
+        let cluster_c = sio::attach_redis(&rt, &c, options(&wrong)).expect("c tries");
+        setup_b(&b);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url_b = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(wirestate_tokio::sio::serve(b.clone(), listener));
+        assert!(
+            until(&rt, || {
+                let up = cluster_a.is_connected() && cluster_b.is_connected();
+                async move { up }
+            })
+            .await
+        );
+        redis.wait_servers(&rt, 2).await;
+        let client = sio::io(&rt, &url_b, IoOptions::default()).expect("url");
+        client.wait_connected().await.expect("connected");
+        let id = client.id().expect("id");
+        let found = a.of("/").to("team").fetch_sockets().await.expect("fetched");
+        assert_eq!(found.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), [id]);
+        assert!(found[0].local().is_none());
+        // B's own view: its socket, local.
+        let mine = b.of("/").to("team").fetch_sockets().await.expect("fetched");
+        assert!(mine.len() == 1 && mine[0].local().is_some());
+        assert!(!cluster_c.is_connected());
+        let alone = c.of("/").sockets().fetch_sockets().await.expect("alone");
+        assert!(alone.is_empty());
+
+        // B leaves: A no longer sees its sockets, and waits for no one.
+        cluster_b.close();
+        redis.wait_servers(&rt, 1).await;
+        let started = Instant::now();
+        let left = a.of("/").to("team").fetch_sockets().await.expect("alone");
+        assert!(left.is_empty());
+        assert!(started.elapsed() < Duration::from_secs(1));
+        let still = b.of("/").to("team").fetch_sockets().await.expect("alone");
+        assert_eq!(still.len(), 1);
+        cluster_c.close();
+    });
 }

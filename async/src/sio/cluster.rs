@@ -96,10 +96,20 @@ impl RedisCluster {
         self.shared.publisher.is_connected() && self.shared.subscriber.is_connected()
     }
 
-    /// Leaves the cluster: closes the Redis connections (the server goes on alone).
+    /// Leaves the cluster: closes the Redis connections, and the server goes on alone
+    /// (its requests in flight end as timed out).
     pub fn close(&self) {
         self.shared.publisher.close();
         self.shared.subscriber.close();
+        lock(&self.shared.adapter).fail_all();
+        if let Some(io) = self.shared.io() {
+            io.inner.host.with(|s| {
+                s.set_cluster(false);
+                s.set_room_events(false);
+            });
+            lock(&io.inner.app).redis = None;
+            self.shared.pump(&io);
+        }
     }
 }
 
@@ -162,7 +172,7 @@ impl<T> Slot<T> {
     }
 }
 
-type ServerEventHandler = Arc<dyn Fn(Vec<Value>, Option<ServerAck>) + Send + Sync>;
+pub(super) type ServerEventHandler = Arc<dyn Fn(Vec<Value>, Option<ServerAck>) + Send + Sync>;
 
 pub(super) struct Shared {
     io: Weak<Inner>,
@@ -170,7 +180,6 @@ pub(super) struct Shared {
     publisher: Arc<Link<Expect>>,
     subscriber: Arc<Link<Expect>>,
     waiters: Mutex<HashMap<RequestId, Waiter>>,
-    handlers: Mutex<HashMap<(Arc<str>, String), ServerEventHandler>>,
     timer: Mutex<Option<Waker>>,
 }
 
@@ -190,7 +199,6 @@ pub fn attach<R: Runtime>(
         publisher: Arc::new(Link::new(false)),
         subscriber: Arc::new(Link::new(true)),
         waiters: Mutex::new(HashMap::new()),
-        handlers: Mutex::new(HashMap::new()),
         timer: Mutex::new(None),
     });
     {
@@ -336,6 +344,14 @@ impl LinkHooks<Expect> for Hooks {
             }
         }
         shared.pump(&io);
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The server is gone: so are its Redis connections' tasks.
+        self.publisher.close();
+        self.subscriber.close();
     }
 }
 
@@ -505,7 +521,7 @@ impl Shared {
                 let Some(name) = data.first().and_then(Value::as_str).map(str::to_owned) else {
                     return;
                 };
-                let handler = lock(&self.handlers).get(&(nsp, name)).cloned();
+                let handler = lock(&io.inner.app).server_events.get(&(nsp, name)).cloned();
                 let Some(handler) = handler else {
                     return;
                 };
@@ -596,10 +612,11 @@ pub struct RemoteSocket {
     /// The application's data for it.
     pub data: Value,
     op: Operator,
+    local: Option<Socket>,
 }
 
 impl RemoteSocket {
-    fn new(io: &SocketIo, nsp: Arc<str>, details: Value) -> Option<Self> {
+    fn new(io: &SocketIo, nsp: Arc<str>, details: Value, local: Option<Socket>) -> Option<Self> {
         let id = details.get("id")?.as_str()?.to_owned();
         let rooms = details
             .get("rooms")
@@ -610,13 +627,22 @@ impl RemoteSocket {
                     .collect()
             })
             .unwrap_or_default();
+        let mut target = Broadcast::nsp(nsp).to(id.as_str());
+        // A socket of this server is reached here, without the cluster.
+        target.local = local.is_some();
         Some(Self {
-            op: Operator::new(io.clone(), Broadcast::nsp(nsp).to(id.as_str())),
+            op: Operator::new(io.clone(), target),
+            local,
             handshake: details.get("handshake").cloned().unwrap_or(Value::Null),
             data: details.get("data").cloned().unwrap_or(Value::Null),
             id,
             rooms,
         })
+    }
+
+    /// The socket itself, when it is on this server.
+    pub fn local(&self) -> Option<&Socket> {
+        self.local.as_ref()
     }
 
     /// Emits to the socket (wherever it is).
@@ -683,7 +709,7 @@ impl SocketIo {
         let nsp = target.nsp.clone().unwrap_or_else(|| Arc::from("/"));
         Ok(found
             .into_iter()
-            .filter_map(|d| RemoteSocket::new(self, nsp.clone(), d))
+            .filter_map(|d| RemoteSocket::new(self, nsp.clone(), d, None))
             .collect())
     }
 
@@ -721,20 +747,15 @@ impl Namespace {
     /// Handles `name` when another server of the cluster emits it with
     /// `serverSideEmit` (wirestate's [`server_side_emit`](Self::server_side_emit) or
     /// Node's): `args` are its arguments, `ack` is there when the sender waits for an
-    /// answer. Without a cluster nothing calls it.
+    /// answer. It may be set before the cluster is attached; without one nothing calls
+    /// it.
     pub fn on_server_side_emit<F>(&self, name: &str, handler: F) -> &Self
     where
         F: Fn(Vec<Value>, Option<ServerAck>) + Send + Sync + 'static,
     {
-        if let Some(shared) = self.io.redis() {
-            lock(&shared.handlers)
-                .insert((self.cluster_name(), name.to_owned()), Arc::new(handler));
-        } else {
-            tracing::warn!(
-                event = name,
-                "on_server_side_emit on a server without a cluster: attach one first"
-            );
-        }
+        lock(&self.io.inner.app)
+            .server_events
+            .insert((self.cluster_name(), name.to_owned()), Arc::new(handler));
         self
     }
 
@@ -783,6 +804,6 @@ impl Socket {
     /// This socket as [`Operator::fetch_sockets`] describes it.
     pub(super) fn remote(&self) -> Option<RemoteSocket> {
         let details = self.io.details(&self.sid)?;
-        RemoteSocket::new(&self.io, self.info.nsp.clone(), details)
+        RemoteSocket::new(&self.io, self.info.nsp.clone(), details, Some(self.clone()))
     }
 }

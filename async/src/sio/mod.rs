@@ -133,6 +133,8 @@ struct App {
     acks: IdMap<AckId, Arc<Mutex<AckShared>>>,
     cluster: Option<ClusterHook>,
     redis: Option<Arc<cluster::Shared>>,
+    /// `serverSideEmit` handlers by namespace and event.
+    server_events: HashMap<(Arc<str>, String), cluster::ServerEventHandler>,
 }
 
 struct Inner {

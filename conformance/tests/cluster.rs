@@ -235,6 +235,10 @@ async fn two_servers_share_their_sockets<R: Runtime>(
         .as_u64()
         .is_some_and(|t| t > 1_700_000_000_000));
 
+    // Every namespace at once: asked namespace by namespace.
+    let everywhere = a.all_namespaces().fetch_sockets().await.expect("fetched");
+    assert_eq!(everywhere.iter().map(|s| &s.id).collect::<Vec<_>>(), [&id]);
+
     // Operations on the remote socket reach it through B.
     remote.emit("hi", &"from a").expect("emit");
     assert!(

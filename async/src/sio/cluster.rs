@@ -554,7 +554,7 @@ impl Shared {
             redis::Event::RemoteAcksDone { request } => {
                 if let Some(Waiter::Acks(shared)) = lock(&self.waiters).remove(&request) {
                     let mut s = lock(&shared);
-                    s.remote = false;
+                    s.remote = s.remote.saturating_sub(1);
                     if let Some(w) = s.waker.take() {
                         w.wake();
                     }
@@ -698,19 +698,36 @@ impl SocketIo {
         let Some(shared) = self.redis() else {
             return Ok(Vec::new());
         };
-        let slot = Slot::new();
-        {
-            let mut adapter = lock(&shared.adapter);
-            let id = adapter.fetch_sockets(target);
-            lock(&shared.waiters).insert(id, Waiter::Fetch(slot.clone()));
+        // The protocol asks one namespace at a time: every namespace is each of this
+        // server's, asked in turn.
+        let namespaces: Vec<Arc<str>> = match &target.nsp {
+            Some(n) => vec![n.clone()],
+            None => self
+                .inner
+                .host
+                .inspect(|s| s.namespaces().map(Arc::from).collect()),
+        };
+        let mut all = Vec::new();
+        for nsp in namespaces {
+            let target = Broadcast {
+                nsp: Some(nsp.clone()),
+                ..target.clone()
+            };
+            let slot = Slot::new();
+            {
+                let mut adapter = lock(&shared.adapter);
+                let id = adapter.fetch_sockets(&target);
+                lock(&shared.waiters).insert(id, Waiter::Fetch(slot.clone()));
+            }
+            shared.pump(self);
+            let found = Slot::take(&slot).await?;
+            all.extend(
+                found
+                    .into_iter()
+                    .filter_map(|d| RemoteSocket::new(self, nsp.clone(), d, None)),
+            );
         }
-        shared.pump(self);
-        let found = Slot::take(&slot).await?;
-        let nsp = target.nsp.clone().unwrap_or_else(|| Arc::from("/"));
-        Ok(found
-            .into_iter()
-            .filter_map(|d| RemoteSocket::new(self, nsp.clone(), d, None))
-            .collect())
+        Ok(all)
     }
 
     /// Starts the remote half of a broadcast with acks: answers go to `acks`.
@@ -729,10 +746,22 @@ impl SocketIo {
         }
         let timeout = timeout.unwrap_or(lock(&shared.adapter).config().requests_timeout);
         let now = self.now();
-        lock(acks).remote = true;
-        {
+        // One request per namespace (every namespace: each of this server's).
+        let namespaces: Vec<Arc<str>> = match &target.nsp {
+            Some(n) => vec![n.clone()],
+            None => self
+                .inner
+                .host
+                .inspect(|s| s.namespaces().map(Arc::from).collect()),
+        };
+        for nsp in namespaces {
+            let target = Broadcast {
+                nsp: Some(nsp),
+                ..target.clone()
+            };
+            lock(acks).remote += 1;
             let mut adapter = lock(&shared.adapter);
-            let id = adapter.broadcast_with_ack(now, target, packet, timeout);
+            let id = adapter.broadcast_with_ack(now, &target, packet, timeout);
             lock(&shared.waiters).insert(id, Waiter::Acks(acks.clone()));
         }
         shared.pump(self);

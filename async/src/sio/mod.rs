@@ -116,8 +116,8 @@ struct AckShared {
     answers: VecDeque<AckAnswer>,
     /// The local recipients are done.
     done: bool,
-    /// The other servers' recipients are not.
-    remote: bool,
+    /// Requests to other servers whose recipients are not all done.
+    remote: usize,
     waker: Option<Waker>,
 }
 
@@ -605,7 +605,7 @@ impl SocketIo {
         let shared = Arc::new(Mutex::new(AckShared {
             answers: VecDeque::new(),
             done: false,
-            remote: false,
+            remote: 0,
             waker: None,
         }));
         if !target.local && self.redis().is_some() {

@@ -256,7 +256,7 @@ impl AckStream {
         if let Some(a) = s.answers.pop_front() {
             return Poll::Ready(Some(a));
         }
-        if s.done && !s.remote {
+        if s.done && s.remote == 0 {
             return Poll::Ready(None);
         }
         s.waker = Some(cx.waker().clone());

@@ -945,12 +945,15 @@ impl Adapter {
         reply: ReplyTo,
         server: &mut sio::Server,
     ) {
+        // Bounded even when the asking server gives no timeout (the reference then
+        // stops listening for answers at once anyway).
         let timeout = opts
             .and_then(|o| o.get("flags"))
             .and_then(|f| f.get("timeout"))
             .and_then(Value::as_u64)
-            .map(Duration::from_millis);
-        let ack = server.broadcast_packet_with_ack(now, &target.local(), packet, timeout);
+            .map(Duration::from_millis)
+            .map_or(self.config.requests_timeout, |t| t.min(Duration::from_secs(3600)));
+        let ack = server.broadcast_packet_with_ack(now, &target.local(), packet, Some(timeout));
         let count = server.ack_pending(ack);
         if count > 0 {
             self.remote_acks.insert(ack, reply.clone());

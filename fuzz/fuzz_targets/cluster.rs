@@ -77,14 +77,14 @@ fn adapter_run(data: &[u8], config: Config) {
     let mut adapter = Adapter::new(config, [2; 32]);
     adapter.add_namespace("/");
     adapter.add_namespace("/chat");
-    let fetch = adapter.fetch_sockets(&Broadcast::nsp("/"));
-    let sse = adapter.server_side_emit_with_ack("/", vec![serde_json::json!("ping")]);
+    let fetch = adapter.fetch_sockets(now, &Broadcast::nsp("/"));
+    let sse = adapter.server_side_emit_with_ack(now, "/", vec![serde_json::json!("ping")]);
     let packet = Packet::event("/", "q", Payload::new());
     let acks =
         adapter.broadcast_with_ack(now, &Broadcast::nsp("/"), &packet, Duration::from_secs(1));
     while adapter.poll_command().is_some() {}
     for id in [fetch, sse, acks] {
-        adapter.handle_server_count(now, id, 3);
+        adapter.handle_server_count(id, 3);
     }
     let mut rest = data;
     while let [c, len, tail @ ..] = rest {

@@ -294,8 +294,7 @@ impl LinkHooks<Expect> for Hooks {
                     _ => None,
                 };
                 let count = usize::try_from(count.unwrap_or(0)).unwrap_or(0);
-                let now = io.now();
-                lock(&shared.adapter).handle_server_count(now, request, count);
+                lock(&shared.adapter).handle_server_count(request, count);
                 shared.pump(&io);
             }
             Some(Expect::Nothing) => {
@@ -334,12 +333,11 @@ impl LinkHooks<Expect> for Hooks {
         let Some(io) = shared.io() else {
             return;
         };
-        let now = io.now();
         {
             let mut adapter = lock(&shared.adapter);
             for e in unanswered {
                 if let Expect::ServerCount(request) = e {
-                    adapter.handle_server_count(now, request, 0);
+                    adapter.handle_server_count(request, 0);
                 }
             }
         }
@@ -451,7 +449,7 @@ impl Shared {
                 break;
             }
             for c in commands {
-                self.command(io, c);
+                self.command(c);
             }
             for e in events {
                 self.event(io, e);
@@ -462,7 +460,7 @@ impl Shared {
         }
     }
 
-    fn command(&self, io: &SocketIo, command: Command) {
+    fn command(&self, command: Command) {
         match command {
             Command::Publish { channel, payload } => {
                 let verb: &[u8] = if self.sharded() {
@@ -499,8 +497,7 @@ impl Shared {
                     .is_err()
                 {
                     // No Redis: this server is the whole cluster it can reach.
-                    let now = io.now();
-                    lock(&self.adapter).handle_server_count(now, request, 0);
+                    lock(&self.adapter).handle_server_count(request, 0);
                 }
             }
         }
@@ -714,9 +711,10 @@ impl SocketIo {
                 ..target.clone()
             };
             let slot = Slot::new();
+            let now = self.now();
             {
                 let mut adapter = lock(&shared.adapter);
-                let id = adapter.fetch_sockets(&target);
+                let id = adapter.fetch_sockets(now, &target);
                 lock(&shared.waiters).insert(id, Waiter::Fetch(slot.clone()));
             }
             shared.pump(self);
@@ -816,7 +814,7 @@ impl Namespace {
         let slot = Slot::new();
         {
             let mut adapter = lock(&shared.adapter);
-            let id = adapter.server_side_emit_with_ack(&self.cluster_name(), data);
+            let id = adapter.server_side_emit_with_ack(self.io.now(), &self.cluster_name(), data);
             lock(&shared.waiters).insert(id, Waiter::ServerSideEmit(slot.clone()));
         }
         shared.pump(&self.io);

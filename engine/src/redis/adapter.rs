@@ -260,7 +260,7 @@ struct Request {
     wire_id: String,
     /// Servers in the cluster (this one included), once counted.
     servers: Option<usize>,
-    deadline: Option<Instant>,
+    deadline: Instant,
     pending: Pending,
     /// The message to publish once the servers are counted.
     publish: Option<(String, Bytes)>,
@@ -389,7 +389,7 @@ impl Adapter {
     /// When [`handle_timeout`](Self::handle_timeout) is next due.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.requests.values().filter_map(|r| r.deadline).min()
+        self.requests.values().map(|r| r.deadline).min()
     }
 
     fn publish(&mut self, channel: String, payload: impl Into<Bytes>) {
@@ -484,12 +484,9 @@ impl Adapter {
         self.publish_json(self.request_channel(nsp), &request);
     }
 
-    fn start(
-        &mut self,
-        nsp: &str,
-        pending: Pending,
-        publish: Option<(String, Bytes)>,
-    ) -> (RequestId, String) {
+    /// A request of this server, ended by `deadline` whatever happens (Redis may not
+    /// even answer the server count).
+    fn start(&mut self, nsp: &str, pending: Pending, deadline: Instant) -> (RequestId, String) {
         let id = RequestId(self.next_request);
         self.next_request += 1;
         let wire_id = loop {
@@ -508,9 +505,9 @@ impl Adapter {
             Request {
                 wire_id: wire_id.clone(),
                 servers: None,
-                deadline: None,
+                deadline,
                 pending,
-                publish,
+                publish: None,
             },
         );
         // The reference counts the subscribers of the request channel (classic) or of
@@ -529,7 +526,7 @@ impl Adapter {
 
     /// Asks the other servers for their sockets that `target` selects (one
     /// namespace): answered by [`Event::Fetched`].
-    pub fn fetch_sockets(&mut self, target: &Broadcast) -> RequestId {
+    pub fn fetch_sockets(&mut self, now: Instant, target: &Broadcast) -> RequestId {
         let nsp = target.nsp.clone().unwrap_or_else(|| Arc::from("/"));
         let (id, wire_id) = self.start(
             &nsp,
@@ -537,7 +534,7 @@ impl Adapter {
                 sockets: Vec::new(),
                 answers: 1,
             },
-            None,
+            now + self.config.requests_timeout,
         );
         let (channel, message) = if self.is_sharded() {
             let data = json!({"opts": sharded_opts(target, None), "requestId": wire_id});
@@ -579,13 +576,18 @@ impl Adapter {
 
     /// `serverSideEmit` with an ack: every other server answers once; answered by
     /// [`Event::ServerSideAcks`].
-    pub fn server_side_emit_with_ack(&mut self, nsp: &str, data: Vec<Value>) -> RequestId {
+    pub fn server_side_emit_with_ack(
+        &mut self,
+        now: Instant,
+        nsp: &str,
+        data: Vec<Value>,
+    ) -> RequestId {
         let (id, wire_id) = self.start(
             nsp,
             Pending::ServerSideEmit {
                 responses: Vec::new(),
             },
-            None,
+            now + self.config.requests_timeout,
         );
         let (channel, message) = if self.is_sharded() {
             let data = json!({"requestId": wire_id, "packet": data});
@@ -622,7 +624,7 @@ impl Adapter {
                 clients: 0,
                 acks: 0,
             },
-            None,
+            now + timeout,
         );
         // Published at once (the reference counts the servers meanwhile).
         if self.is_sharded() {
@@ -649,15 +651,12 @@ impl Adapter {
             });
             self.publish(self.request_channel(&nsp), msgpack::to_vec(&request, &bins));
         }
-        if let Some(r) = self.requests.get_mut(&id) {
-            r.deadline = Some(now + timeout);
-        }
         id
     }
 
     /// The answer to a [`Command::CountServers`]: how many servers subscribe to the
     /// request channel (this one included; 0 if Redis could not say).
-    pub fn handle_server_count(&mut self, now: Instant, request: RequestId, servers: usize) {
+    pub fn handle_server_count(&mut self, request: RequestId, servers: usize) {
         let Some(r) = self.requests.get_mut(&request) else {
             return;
         };
@@ -667,9 +666,6 @@ impl Adapter {
             if let Some((channel, payload)) = r.publish.take() {
                 self.commands
                     .push_back(Command::Publish { channel, payload });
-            }
-            if r.deadline.is_none() {
-                r.deadline = Some(now + self.config.requests_timeout);
             }
         }
         self.check(request);
@@ -726,7 +722,7 @@ impl Adapter {
         let due: Vec<RequestId> = self
             .requests
             .iter()
-            .filter(|(_, r)| r.deadline.is_some_and(|d| d <= now))
+            .filter(|(_, r)| r.deadline <= now)
             .map(|(id, _)| *id)
             .collect();
         for id in due {
@@ -952,7 +948,9 @@ impl Adapter {
             .and_then(|f| f.get("timeout"))
             .and_then(Value::as_u64)
             .map(Duration::from_millis)
-            .map_or(self.config.requests_timeout, |t| t.min(Duration::from_secs(3600)));
+            .map_or(self.config.requests_timeout, |t| {
+                t.min(Duration::from_secs(3600))
+            });
         let ack = server.broadcast_packet_with_ack(now, &target.local(), packet, Some(timeout));
         let count = server.ack_pending(ack);
         if count > 0 {
@@ -1400,13 +1398,13 @@ mod tests {
     /// Starts a fetch on `a`, answers its server count with `servers`; returns the
     /// request and the wire request id (if it was published).
     fn fetch(a: &mut Adapter, now: Instant, servers: usize) -> (RequestId, Option<String>) {
-        let id = a.fetch_sockets(&Broadcast::nsp("/").to("r"));
+        let id = a.fetch_sockets(now, &Broadcast::nsp("/").to("r"));
         let count = commands(a);
         assert!(
             matches!(&count[..], [Command::CountServers { channel, request }]
             if channel == "socket.io-request#/#" && *request == id)
         );
-        a.handle_server_count(now, id, servers);
+        a.handle_server_count(id, servers);
         let wire = published(a).first().map(|(c, p)| {
             assert_eq!(c, "socket.io-request#/#");
             let v = json_of(p);
@@ -1473,6 +1471,34 @@ mod tests {
     }
 
     #[test]
+    fn a_request_ends_at_its_deadline_even_if_redis_never_counts_the_servers() {
+        let now = Instant::now();
+        let mut a = adapter(1);
+        let fetch = a.fetch_sockets(now, &Broadcast::nsp("/"));
+        let sse = a.server_side_emit_with_ack(now, "/", vec![json!("ping")]);
+        let _ = commands(&mut a);
+        assert_eq!(a.poll_timeout(), Some(now + Duration::from_secs(5)));
+        a.handle_timeout(now + Duration::from_secs(5));
+        let mut ev = events(&mut a);
+        ev.sort_by_key(|e| matches!(e, Event::ServerSideAcks { .. }));
+        assert_eq!(
+            ev,
+            vec![
+                Event::Fetched {
+                    request: fetch,
+                    result: Err(RequestError::Timeout)
+                },
+                Event::ServerSideAcks {
+                    request: sse,
+                    responses: vec![],
+                    complete: false
+                },
+            ]
+        );
+        assert_eq!(a.poll_timeout(), None);
+    }
+
+    #[test]
     fn answers_the_other_servers_requests() {
         let now = Instant::now();
         let mut s = server();
@@ -1526,9 +1552,9 @@ mod tests {
         let mut a = adapter(1);
         let mut b = adapter(2);
         // a asks; two other servers exist.
-        let id = a.server_side_emit_with_ack("/", vec![json!("ping"), json!(1)]);
+        let id = a.server_side_emit_with_ack(now, "/", vec![json!("ping"), json!(1)]);
         let _ = commands(&mut a);
-        a.handle_server_count(now, id, 3);
+        a.handle_server_count(id, 3);
         let (channel, request) = published(&mut a).remove(0);
         assert_eq!(channel, "socket.io-request#/#");
         // Its own request comes back to it: ignored.
@@ -1604,7 +1630,7 @@ mod tests {
             &msgpack::to_vec(&ack, &[]),
             &mut s,
         );
-        a.handle_server_count(now, id, 3);
+        a.handle_server_count(id, 3);
         assert_eq!(
             events(&mut a),
             vec![Event::RemoteAck {
@@ -1719,7 +1745,7 @@ mod tests {
         let mut a = sharded(SubscriptionMode::Dynamic);
         let _ = commands(&mut a);
         let uid = a.uid().to_owned();
-        let id = a.fetch_sockets(&Broadcast::nsp("/"));
+        let id = a.fetch_sockets(now, &Broadcast::nsp("/"));
         let cmds = commands(&mut a);
         assert_eq!(
             cmds,
@@ -1728,7 +1754,7 @@ mod tests {
                 request: id
             }]
         );
-        a.handle_server_count(now, id, 2);
+        a.handle_server_count(id, 2);
         let (channel, request) = published(&mut a).remove(0);
         assert_eq!(channel, "socket.io#/#");
         let request = json_of(&request);

@@ -87,7 +87,8 @@ pub struct Config {
     /// beyond it is refused ([`Error::TooManyRooms`]).
     pub max_rooms_per_socket: usize,
     /// How packets are encoded (default: socket.io-parser's text;
-    /// [`Parser::Msgpack`] for clients that use socket.io-msgpack-parser).
+    /// [`Parser::Msgpack`](crate::sio::Parser::Msgpack) for clients that use
+    /// socket.io-msgpack-parser).
     pub parser: crate::sio::Parser,
 }
 

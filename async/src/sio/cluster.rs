@@ -1,5 +1,5 @@
 //! A Socket.IO server in a cluster over Redis, side by side with Node servers that use
-//! `@socket.io/redis-adapter` (classic mode) and with `@socket.io/redis-emitter`.
+//! `@socket.io/redis-adapter` (classic or sharded) and with `@socket.io/redis-emitter`.
 //!
 //! [`attach`] gives a [`SocketIo`] a [`RedisCluster`]: two Redis connections (one
 //! publishes and asks, one subscribes) run on the runtime's tasks, reconnecting for as

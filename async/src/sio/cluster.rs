@@ -135,14 +135,7 @@ pub(super) struct Slot<T> {
 }
 
 impl<T> Slot<T> {
-    pub(super) fn empty() -> Self {
-        Self {
-            value: None,
-            waker: None,
-        }
-    }
-
-    fn new() -> Arc<Mutex<Self>> {
+    pub(super) fn new() -> Arc<Mutex<Self>> {
         Arc::new(Mutex::new(Self {
             value: None,
             waker: None,
@@ -181,6 +174,8 @@ pub(super) struct Shared {
     subscriber: Arc<Link<Expect>>,
     waiters: Mutex<HashMap<RequestId, Waiter>>,
     timer: Mutex<Option<Waker>>,
+    /// The adapter speaks the sharded protocol (fixed when attached).
+    sharded: bool,
 }
 
 /// Joins the cluster on the Redis of `options`: from now on this server's broadcasts
@@ -200,12 +195,13 @@ pub fn attach<R: Runtime>(
         subscriber: Arc::new(Link::new(true)),
         waiters: Mutex::new(HashMap::new()),
         timer: Mutex::new(None),
+        sharded: options.adapter.mode != redis::Mode::Classic,
     });
     {
         let mut app = lock(&io.inner.app);
         app.redis = Some(shared.clone());
     }
-    let sharded = shared_is_sharded(&shared);
+    let sharded = shared.sharded;
     io.inner.host.with(|s| {
         s.set_cluster(true);
         s.set_room_events(sharded);
@@ -235,10 +231,6 @@ pub fn attach<R: Runtime>(
     let clock = rt.clock();
     rt.spawn(run_timer(timer, clock));
     Ok(RedisCluster { shared })
-}
-
-fn shared_is_sharded(shared: &Shared) -> bool {
-    lock(&shared.adapter).is_sharded()
 }
 
 async fn run_timer<C: crate::Clock>(shared: Weak<Shared>, mut clock: C) {
@@ -358,12 +350,8 @@ impl Shared {
         self.io.upgrade().map(|inner| SocketIo { inner })
     }
 
-    fn sharded(&self) -> bool {
-        lock(&self.adapter).is_sharded()
-    }
-
     fn subscribe(&self, channels: &[String], patterns: &[String]) {
-        if self.sharded() {
+        if self.sharded {
             // One channel per command: in a Redis Cluster each may live on its own
             // shard.
             for c in channels {
@@ -463,7 +451,7 @@ impl Shared {
     fn command(&self, command: Command) {
         match command {
             Command::Publish { channel, payload } => {
-                let verb: &[u8] = if self.sharded() {
+                let verb: &[u8] = if self.sharded {
                     b"SPUBLISH"
                 } else {
                     b"PUBLISH"
@@ -475,7 +463,7 @@ impl Shared {
             }
             Command::Subscribe { channels, patterns } => self.subscribe(&channels, &patterns),
             Command::Unsubscribe { channels } => {
-                let verb = if self.sharded() {
+                let verb = if self.sharded {
                     "SUNSUBSCRIBE"
                 } else {
                     "UNSUBSCRIBE"
@@ -485,7 +473,7 @@ impl Shared {
                 }
             }
             Command::CountServers { channel, request } => {
-                let what: &[u8] = if self.sharded() {
+                let what: &[u8] = if self.sharded {
                     b"SHARDNUMSUB"
                 } else {
                     b"NUMSUB"
@@ -697,13 +685,7 @@ impl SocketIo {
         };
         // The protocol asks one namespace at a time: every namespace is each of this
         // server's, asked in turn.
-        let namespaces: Vec<Arc<str>> = match &target.nsp {
-            Some(n) => vec![n.clone()],
-            None => self
-                .inner
-                .host
-                .inspect(|s| s.namespaces().map(Arc::from).collect()),
-        };
+        let namespaces = self.inner.host.inspect(|s| s.namespaces_of(target));
         let mut all = Vec::new();
         for nsp in namespaces {
             let target = Broadcast {
@@ -745,13 +727,7 @@ impl SocketIo {
         let timeout = timeout.unwrap_or(lock(&shared.adapter).config().requests_timeout);
         let now = self.now();
         // One request per namespace (every namespace: each of this server's).
-        let namespaces: Vec<Arc<str>> = match &target.nsp {
-            Some(n) => vec![n.clone()],
-            None => self
-                .inner
-                .host
-                .inspect(|s| s.namespaces().map(Arc::from).collect()),
-        };
+        let namespaces = self.inner.host.inspect(|s| s.namespaces_of(target));
         for nsp in namespaces {
             let target = Broadcast {
                 nsp: Some(nsp),

@@ -2,8 +2,6 @@
 //! a Socket.IO server, as Node's `@socket.io/redis-emitter` does (and in its wire
 //! format: Node and wirestate servers alike receive it).
 
-use std::sync::Mutex;
-
 use wirestate_engine::redis::{resp::Reply, Emitter};
 
 use super::cluster::{SharedSlot, Slot};
@@ -212,7 +210,7 @@ impl RedisEmitter {
     /// Waits until everything published so far has reached Redis (before a process
     /// exits, say); `Err(Disconnected)` if the connection was lost first.
     pub async fn flush(&self) -> Result<(), EmitterError> {
-        let slot = Arc::new(Mutex::new(Slot::empty()));
+        let slot = Slot::new();
         self.link
             .send(&["PING"], Expect::Flushed(slot.clone()))
             .map_err(|_| EmitterError::Disconnected)?;

@@ -400,7 +400,7 @@ impl Adapter {
     }
 
     fn publish_json(&mut self, channel: String, value: &Value) {
-        self.publish(channel, value.to_string().into_bytes());
+        self.publish(channel, json_bytes(value));
     }
 
     // ----------------------------------------------------------------------------------

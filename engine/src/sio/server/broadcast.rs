@@ -68,7 +68,8 @@ impl Server {
         out
     }
 
-    pub(super) fn namespaces_of(&self, target: &Broadcast) -> Vec<Arc<str>> {
+    /// The namespaces `target` covers: its own, or every namespace that exists now.
+    pub fn namespaces_of(&self, target: &Broadcast) -> Vec<Arc<str>> {
         match &target.nsp {
             Some(n) => vec![n.clone()],
             None => self.namespaces.keys().cloned().collect(),
@@ -205,6 +206,8 @@ impl Server {
         let nsp = socket.info.nsp.clone();
         let namespace = self.namespaces.entry(nsp.clone()).or_default();
         let max = self.config.max_rooms_per_socket;
+        // Rooms created are only collected for `Event::Room`.
+        let track = self.room_events;
         let mut created = Vec::new();
         let mut result = Ok(());
         for room in rooms {
@@ -217,7 +220,7 @@ impl Server {
             }
             socket.rooms.insert(room.clone());
             let members = namespace.rooms.entry(room.clone()).or_default();
-            if members.is_empty() {
+            if track && members.is_empty() {
                 created.push(room.clone());
             }
             members.insert(sid.clone());

@@ -667,10 +667,12 @@ impl Server {
         let namespace = self.namespaces.entry(nsp.clone()).or_default();
         namespace.sockets.insert(sid.clone());
         let own: Room = Arc::from(sid.as_str());
+        // Rooms created are only collected for `Event::Room`.
+        let track = self.room_events;
         let mut created = Vec::new();
         for room in std::iter::once(own).chain(rooms) {
             let members = namespace.rooms.entry(room.clone()).or_default();
-            if members.is_empty() {
+            if track && members.is_empty() {
                 created.push(room.clone());
             }
             members.insert(sid.clone());
@@ -710,6 +712,7 @@ impl Server {
             return;
         };
         let nsp = socket.info.nsp.clone();
+        let track = self.room_events;
         let mut deleted = Vec::new();
         if let Some(namespace) = self.namespaces.get_mut(&nsp) {
             for room in &socket.rooms {
@@ -717,7 +720,9 @@ impl Server {
                     members.remove(sid);
                     if members.is_empty() {
                         namespace.rooms.remove(room);
-                        deleted.push(room.clone());
+                        if track {
+                            deleted.push(room.clone());
+                        }
                     }
                 }
             }

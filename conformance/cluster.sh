@@ -118,6 +118,7 @@ pa="$(free_port)"; pb="$(free_port)"
 wirestate A "$pa"; wirestate B "$pb"
 wait_port "$pa"; wait_port "$pb"; wait_servers 2
 run "wirestate+wirestate" 16 "http://127.0.0.1:$pa" "http://127.0.0.1:$pb" "$redis_url"
+run "no sticky sessions" 4 nosticky "http://127.0.0.1:$pa" "http://127.0.0.1:$pb"
 
 # 2. Mixed: wirestate A and Node N, each side asked.
 kill "$pid_B"; wait "$pid_B" 2>/dev/null || true
@@ -135,6 +136,7 @@ pa="$(free_port)"; pb="$(free_port)"; pn="$(free_port)"
 wirestate A "$pa"; wirestate B "$pb"
 wait_port "$pa"; wait_port "$pb"; wait_servers 2
 run "sharded dynamic: wirestate+wirestate" 11 "http://127.0.0.1:$pa" "http://127.0.0.1:$pb" "$redis_url"
+run "sharded dynamic: no sticky sessions" 4 nosticky "http://127.0.0.1:$pa" "http://127.0.0.1:$pb"
 kill "$pid_B"; wait "$pid_B" 2>/dev/null || true
 node_server N "$pn"
 wait_port "$pn"; wait_servers 2

@@ -18,13 +18,14 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::{Clock, Executor, Outbox, Runtime, Transport, WebSocket};
+use crate::forward::{Forward, Pending, Tunnel};
 use wirestate_engine::eio::{
     self, Data, PollId, Reply, SendError, SessionId, Transmit, TransportId, WsInput, WsLink,
     WsOutput,
@@ -181,6 +182,8 @@ struct Settings<E: Endpoint> {
     /// The endpoint's configuration (fixed): which paths are its, and its body limit,
     /// known without the lock.
     eio: eio::Config,
+    /// Carries requests for other nodes' sessions while the host is in a cluster.
+    forward: RwLock<Option<Arc<dyn Forward>>>,
 }
 
 /// An endpoint served over many connections: cheap to clone, shared by all of them,
@@ -218,6 +221,12 @@ enum Mode {
     Ws(Box<WsLink>),
     /// A WebSocket upgrade for one of the plain routes: leave the loop.
     Handoff(Box<ws::Request>, Arc<ws::Config>),
+    /// A polling request for another node's session, sent there: its answer, and
+    /// when to stop waiting for it.
+    Forward(Box<Pending>, Instant),
+    /// A WebSocket upgrade for another node's session: leave the loop and tunnel the
+    /// connection to that node.
+    Tunnel(Box<Request>, Arc<dyn Forward>),
 }
 
 /// Reading pauses while this many bytes wait to be written.
@@ -315,6 +324,7 @@ impl<E: Endpoint> Host<E> {
                 hook,
                 preparer: server.preparer(),
                 eio: server.config().clone(),
+                forward: RwLock::new(None),
             }),
             shared: Arc::new(Mutex::new(Shared {
                 server,
@@ -487,6 +497,7 @@ impl<E: Endpoint> Host<E> {
                 let write_deadline = stall.deadline(limits);
                 let own_deadline = match &conn.mode {
                     Mode::Http if out.is_empty() => http.poll_timeout(),
+                    Mode::Forward(_, deadline) => Some(*deadline),
                     _ => None,
                 };
                 if let Some(deadline) = write_deadline.into_iter().chain(own_deadline).min() {
@@ -494,6 +505,14 @@ impl<E: Endpoint> Host<E> {
                         let now = clock.now();
                         if write_deadline.is_some_and(|d| now >= d) {
                             return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                        }
+                        if let Mode::Forward(_, deadline) = conn.mode {
+                            if now >= deadline {
+                                // The owner did not answer in time.
+                                http.respond(now, Response::new(504));
+                                conn.enter(Mode::Http);
+                            }
+                            continue;
                         }
                         http.handle_timeout(now);
                         continue;
@@ -506,7 +525,7 @@ impl<E: Endpoint> Host<E> {
                             let mode = self.route(&mut http, request, clock.now());
                             conn.enter(mode);
                             self.drain_events();
-                            if matches!(conn.mode, Mode::Ws(_)) {
+                            if matches!(conn.mode, Mode::Ws(_) | Mode::Tunnel(..)) {
                                 // The rest of the connection is the WebSocket's.
                                 while let Some(b) = http.poll_transmit() {
                                     out.push(b);
@@ -525,6 +544,16 @@ impl<E: Endpoint> Host<E> {
                         }
                         return Poll::Pending;
                     }
+                    Mode::Forward(ref mut pending, _) => {
+                        if let Poll::Ready(response) = pending.poll_response(cx) {
+                            http.respond(clock.now(), response);
+                            conn.enter(Mode::Http);
+                            continue;
+                        }
+                        if !http.wants_input() {
+                            return Poll::Pending;
+                        }
+                    }
                     Mode::Parked(poll) => {
                         if let Poll::Ready(response) = self.poll_parked(poll, cx) {
                             http.respond(clock.now(), response);
@@ -537,7 +566,7 @@ impl<E: Endpoint> Host<E> {
                             return Poll::Pending;
                         }
                     }
-                    Mode::Ws(_) => return Poll::Ready(Ok(())),
+                    Mode::Ws(_) | Mode::Tunnel(..) => return Poll::Ready(Ok(())),
                 }
                 if read_eof || out.len() > HIGH_WATER {
                     if read_eof && matches!(conn.mode, Mode::Http) && out.is_empty() {
@@ -560,7 +589,10 @@ impl<E: Endpoint> Host<E> {
                         read_eof = true;
                         match conn.mode {
                             Mode::Http | Mode::Handoff(..) => http.handle_eof(),
-                            Mode::Parked(_) | Mode::Ws(_) => {
+                            Mode::Parked(_)
+                            | Mode::Ws(_)
+                            | Mode::Forward(..)
+                            | Mode::Tunnel(..) => {
                                 conn.release(clock.now());
                                 return shutdown(&mut io, cx);
                             }
@@ -580,6 +612,18 @@ impl<E: Endpoint> Host<E> {
                 let path = request.path().split('?').next().unwrap_or("/").to_owned();
                 let ws = WebSocket::accept_request(io, clock, config, *request, &rest);
                 Ok(Some((path, ws)))
+            }
+            (Ok(()), Mode::Tunnel(mut request, forward)) => {
+                drop(conn);
+                // The bytes read after the head go with it.
+                request.body = http.upgrade(Bytes::new());
+                let sid = request
+                    .head
+                    .query_param("sid")
+                    .unwrap_or_default()
+                    .into_owned();
+                let tunnel = forward.open(&sid, *request);
+                self.splice(io, clock, tunnel, out).await.map(|()| None)
             }
             (Ok(()), mode @ Mode::Ws(_)) => {
                 conn.mode = mode;
@@ -731,6 +775,144 @@ impl<E: Endpoint> Host<E> {
         Some(reply)
     }
 
+    /// Has requests for other nodes' sessions carried by `forward` (`None`: served
+    /// here, as unknown sessions).
+    pub(crate) fn set_forward(&self, forward: Option<Arc<dyn Forward>>) {
+        *self
+            .settings
+            .forward
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = forward;
+    }
+
+    /// The forwarder and the session id, if `request` is for a session another node
+    /// owns.
+    pub(crate) fn foreign(&self, request: &Request) -> Option<(Arc<dyn Forward>, String)> {
+        let forward = self
+            .settings
+            .forward
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let forward = forward.as_ref()?;
+        if !self.matches(request.head.path()) {
+            return None;
+        }
+        let sid = request.head.query_param("sid")?;
+        forward
+            .is_foreign(&sid)
+            .then(|| (forward.clone(), sid.into_owned()))
+    }
+
+    /// How long a forwarded request waits for its owner: a parked poll is answered
+    /// within a ping interval, so past that and the ping timeout the owner is gone.
+    pub(crate) fn forward_wait(&self) -> Duration {
+        self.settings.eio.ping_interval + self.settings.eio.ping_timeout
+    }
+
+    /// Serves an upgrade that another node forwarded: the WebSocket runs here, its
+    /// bytes travel over `tunnel` (the request's body: what followed its head).
+    pub(crate) async fn serve_tunnel<C: Clock>(
+        &self,
+        mut tunnel: Tunnel,
+        clock: C,
+        mut request: Request,
+    ) {
+        let rest = std::mem::take(&mut request.body);
+        let now = clock.now();
+        let reply = self.handle_request(&request, now);
+        let mut conn = ConnGuard::new(self.clone());
+        let response = match reply {
+            Some(Reply::Upgrade(mut link)) => {
+                if !rest.is_empty() {
+                    link.handle_input(now, &rest);
+                    self.deliver(&mut link, now);
+                }
+                conn.enter(Mode::Ws(link));
+                self.drain_events();
+                if let Err(e) = self.drive_ws(tunnel, clock, conn, Outbox::default()).await {
+                    tracing::debug!(error = %e, "forwarded WebSocket ended with an error");
+                }
+                return;
+            }
+            Some(Reply::Respond(response)) => response,
+            Some(reply @ Reply::Park(_)) => {
+                // Not an upgrade after all: the poll is given up (the guard's drop).
+                drop(ConnGuard::holding(self.clone(), reply));
+                Response::new(400)
+            }
+            None => Response::new(404),
+        };
+        drop(conn);
+        self.drain_events();
+        let _ = tunnel.send(response.encode_head(false));
+        if !response.body.is_empty() {
+            let _ = tunnel.send(response.body);
+        }
+        tunnel.end();
+    }
+
+    /// Copies bytes between a client's connection and a tunnel to the node that serves
+    /// it, after writing `out`, until either side ends; the write timeout holds as for
+    /// any connection. A tunnel silent for [`forward_wait`](Self::forward_wait) is
+    /// given up: its owner pings the client more often than that, so it is gone.
+    async fn splice<T: Transport, C: Clock>(
+        &self,
+        mut io: T,
+        mut clock: C,
+        mut tunnel: Tunnel,
+        mut out: Outbox,
+    ) -> io::Result<()> {
+        let limits = self.settings.limits;
+        let mut stall = Stall::default();
+        let mut tunnel_open = true;
+        let silence = self.forward_wait();
+        let mut heard = clock.now();
+        let done = poll_fn(|cx| loop {
+            // From the node to the client, while little waits to be written.
+            while tunnel_open && out.len() <= HIGH_WATER {
+                match tunnel.poll_chunk(cx) {
+                    Poll::Ready(Ok(chunk)) if chunk.is_empty() => tunnel_open = false,
+                    Poll::Ready(Ok(chunk)) => {
+                        heard = clock.now();
+                        out.push(chunk);
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => break,
+                }
+            }
+            let was = out.len();
+            stall.write(&mut out, &mut io, cx, &clock)?;
+            if !tunnel_open && out.is_empty() {
+                return shutdown(&mut io, cx);
+            }
+            let quiet = tunnel_open.then_some(heard + silence);
+            if let Some(deadline) = stall.deadline(limits).into_iter().chain(quiet).min() {
+                if clock.poll_until(cx, deadline).is_ready() {
+                    return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                }
+            }
+            if out.len() < was && tunnel_open {
+                // Room was made: take more from the tunnel first.
+                continue;
+            }
+            // From the client to the node.
+            let read = super::with_read_buf(|buf| match io.poll_read(cx, buf) {
+                Poll::Ready(Ok(n)) => Poll::Ready(Ok(Bytes::copy_from_slice(&buf[..n]))),
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            });
+            match read {
+                Poll::Ready(Ok(b)) if b.is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(b)) => tunnel.send(b)?,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        })
+        .await;
+        tunnel.end();
+        done
+    }
+
     /// Whether requests for `path` are the endpoint's.
     pub(crate) fn matches(&self, path: &str) -> bool {
         self.settings.eio.matches(path)
@@ -744,6 +926,13 @@ impl<E: Endpoint> Host<E> {
     /// Hands one request to the endpoint, or to a plain WebSocket route (the core's
     /// [`ws::handshake::route`] decides, and answers the rest).
     fn route(&self, http: &mut ServerConn, request: Request, now: Instant) -> Mode {
+        if let Some((forward, sid)) = self.foreign(&request) {
+            if request.head.is_websocket_upgrade() {
+                return Mode::Tunnel(Box::new(request), forward);
+            }
+            let pending = forward.request(&sid, request);
+            return Mode::Forward(Box::new(pending), now + self.forward_wait());
+        }
         match self.handle_request(&request, now) {
             None => match ws::handshake::route(&self.settings.routes, request.head) {
                 Ok((upgrade, config)) => Mode::Handoff(Box::new(upgrade), config.clone()),
@@ -879,7 +1068,8 @@ impl<E: Endpoint> ConnGuard<E> {
         self.set_busy(false);
         let mut s = self.host.lock();
         match mode {
-            Mode::Http | Mode::Handoff(..) => return,
+            // A forwarded request left behind tells its owner so when dropped.
+            Mode::Http | Mode::Handoff(..) | Mode::Forward(..) | Mode::Tunnel(..) => return,
             Mode::Parked(poll) => {
                 s.wakers.remove(&Mailbox::Poll(poll));
                 if s.responses.remove(&poll).is_none() {

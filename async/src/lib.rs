@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 mod connector;
 pub mod eio;
 mod eio_client;
+mod forward;
 mod host;
 pub mod mem;
 mod redis;

@@ -34,7 +34,7 @@ use wirestate_engine::http::{Headers, Request, RequestHead, Response};
 use wirestate_engine::Endpoint;
 
 use crate::host::ConnGuard;
-use crate::{Host, Outbox, Runtime, Transport};
+use crate::{Clock, Host, Outbox, Runtime, Transport};
 
 /// The error type of request bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -237,6 +237,24 @@ where
         peer_addr,
         extensions,
     };
+    if let Some((forward, sid)) = host.foreign(&request) {
+        if !request.head.is_websocket_upgrade() {
+            // Another node's session: its answer comes from there.
+            let mut pending = forward.request(&sid, request);
+            let mut clock = rt.clock();
+            let deadline = clock.now() + host.forward_wait();
+            let response = poll_fn(|cx| {
+                if let Poll::Ready(response) = pending.poll_response(cx) {
+                    return Poll::Ready(response);
+                }
+                clock.poll_until(cx, deadline).map(|()| Response::new(504))
+            })
+            .await;
+            return into_http(response);
+        }
+        // An upgrade for another node's session is served as unknown here (the
+        // client goes on polling, through any node).
+    }
     let Some(reply) = host.handle_request(&request, host.now()) else {
         return into_http(Response::new(404));
     };

@@ -10,8 +10,15 @@
 //        node cluster-client.mjs probe URL    one server, alone or cut off from Redis:
 //        its own broadcasts reach its own client, and fetch-room and server-side-emit
 //        answer (with what it can reach) within the request timeout.
+//        node cluster-client.mjs nosticky URL_A URL_B   no sticky sessions: the real
+//        client through a proxy that sends each request (and upgrade) to either
+//        server, round robin or "handshake on A, the rest on B"; then the cost, as
+//        `cost ...` lines: ack round trips with every request on A, and with the
+//        handshake on A and the rest forwarded from B.
 // Prints `ok NAME` or `FAIL NAME: why` per case, then `N passed, M failed`.
 import { io } from "socket.io-client";
+import http from "node:http";
+import net from "node:net";
 import { createClient } from "redis";
 import { Emitter } from "@socket.io/redis-emitter";
 import { execFile } from "node:child_process";
@@ -71,8 +78,100 @@ async function probe(url) {
   s.disconnect();
 }
 
+// A proxy in front of `targets` that sends each request and each upgrade where
+// `pick(n, url)` says (n counts them), on a connection of its own.
+function proxy(targets, pick) {
+  let n = 0;
+  const where = (req) => new URL(targets[pick(n++, req.url)]);
+  const server = http.createServer((req, res) => {
+    const t = where(req);
+    const up = http.request({ host: t.hostname, port: t.port, method: req.method,
+      path: req.url, headers: req.headers, agent: false }, (r) => {
+      res.writeHead(r.statusCode, r.headers);
+      r.pipe(res);
+    });
+    up.on("error", () => { res.writeHead(502); res.end(); });
+    req.pipe(up);
+  });
+  server.on("upgrade", (req, socket, head) => {
+    const t = where(req);
+    const up = net.connect(Number(t.port), t.hostname, () => {
+      const lines = Object.entries(req.headers).map(([k, v]) => `${k}: ${v}`);
+      up.write(`${req.method} ${req.url} HTTP/1.1\r\n${lines.join("\r\n")}\r\n\r\n`);
+      if (head.length) up.write(head);
+      up.pipe(socket);
+      socket.pipe(up);
+    });
+    up.on("error", () => socket.destroy());
+    socket.on("error", () => up.destroy());
+  });
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
+}
+
+const ROUND_ROBIN = (n) => n % 2;
+const HANDSHAKE_ON_A = (_n, url) => (url.includes("sid=") ? 1 : 0);
+const ALL_ON_A = () => 0;
+
+// Sequential acks on `s`: whether each came back right, and the mean round trip.
+async function acks(s, count) {
+  const t0 = performance.now();
+  let good = true;
+  for (let i = 0; i < count; i++) {
+    const back = await s.timeout(5000).emitWithAck("message-with-ack", [i, "x"]).catch((e) => e.message);
+    good &&= eq(back, [i, "x"]);
+  }
+  return { good, ms: (performance.now() - t0) / count };
+}
+
+async function upgraded(s) {
+  const engine = s.io.engine;
+  if (engine.transport.name === "websocket") return true;
+  return new Promise((resolve) => {
+    engine.once("upgrade", () => resolve(true));
+    setTimeout(() => resolve(engine.transport.name === "websocket"), 3000);
+  });
+}
+
+async function nosticky() {
+  const servers = [urlB, process.argv[4]];
+  for (const [label, pick] of [["round robin", ROUND_ROBIN], ["handshake on A, the rest on B", HANDSHAKE_ON_A]]) {
+    const p = await proxy(servers, pick);
+    const url = `http://127.0.0.1:${p.address().port}`;
+    const polling = await connect(url, ["polling"]);
+    const got = next(polling, "broadcast");
+    polling.emit("broadcast-all", "everywhere");
+    const b = await got;
+    const r = await acks(polling, 20);
+    r.good && b && b[0] === "everywhere" ? ok(`polling, ${label}`) : fail(`polling, ${label}`, JSON.stringify([r, b]));
+    polling.disconnect();
+    const both = await connect(url, ["polling", "websocket"]);
+    const up = await upgraded(both);
+    const w = await acks(both, 20);
+    up && w.good ? ok(`upgrade, ${label}`) : fail(`upgrade, ${label}`, JSON.stringify([up, w]));
+    both.disconnect();
+    p.close();
+  }
+  // The cost of forwarding: the same client, through the same proxy, all on A or
+  // forwarded by B.
+  const count = 300;
+  for (const transports of [["polling"], ["polling", "websocket"]]) {
+    const costs = [];
+    for (const pick of [ALL_ON_A, HANDSHAKE_ON_A]) {
+      const p = await proxy(servers, pick);
+      const s = await connect(`http://127.0.0.1:${p.address().port}`, transports);
+      if (transports.length > 1) await upgraded(s);
+      await acks(s, 20);
+      costs.push((await acks(s, count)).ms);
+      s.disconnect();
+      p.close();
+    }
+    console.log(`cost ${transports.at(-1)}: ${count} acks, ${costs[0].toFixed(3)} ms each on the owner, ${costs[1].toFixed(3)} ms forwarded (x${(costs[1] / costs[0]).toFixed(2)})`);
+  }
+}
+
 async function main() {
   if (urlA === "probe") return probe(urlB);
+  if (urlA === "nosticky") return nosticky();
   const a = await connect(urlA, ["websocket"]);
   const b = await connect(urlB, ["websocket"]);
   const bp = await connect(urlB, ["polling"]);

@@ -408,3 +408,270 @@ fn servers_join_a_tls_redis_with_a_password_and_one_leaves() {
         cluster_c.close();
     });
 }
+
+/// A blocking HTTP/1.1 exchange on a fresh connection: the status and the body.
+fn http(addr: &str, method: &str, target: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(40)))
+        .expect("timeout");
+    write!(
+        s,
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a response");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    (status, body.to_owned())
+}
+
+/// Polls (`GET`) session `sid` on `addr` until a payload holds `want`.
+fn poll_until(addr: &str, sid: &str, want: &str) -> String {
+    let target = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    let mut seen = String::new();
+    for _ in 0..5 {
+        let (status, body) = http(addr, "GET", &target, "");
+        assert_eq!(status, 200, "{body}");
+        seen.push_str(&body);
+        seen.push('\u{1e}');
+        if seen.contains(want) {
+            return seen;
+        }
+    }
+    panic!("{want} never came: {seen}");
+}
+
+/// Sends one text frame (masked, as a client must).
+fn ws_send(s: &mut std::net::TcpStream, text: &str) {
+    use std::io::Write;
+    assert!(text.len() < 126);
+    let mut frame = vec![0x81, 0x80 | text.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(text.as_bytes());
+    s.write_all(&frame).expect("frame");
+}
+
+/// Reads one unfragmented, uncompressed text frame.
+fn ws_recv(s: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut head = [0u8; 2];
+    s.read_exact(&mut head).expect("frame head");
+    assert_eq!(head[0], 0x81, "a final text frame");
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut l = [0u8; 2];
+            s.read_exact(&mut l).expect("length");
+            usize::from(u16::from_be_bytes(l))
+        }
+        n => usize::from(n),
+    };
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).expect("payload");
+    String::from_utf8(payload).expect("text")
+}
+
+/// A new session on `addr`: its id and its polling URL.
+fn handshake(addr: &str) -> (String, String) {
+    let base = "/socket.io/?EIO=4&transport=polling";
+    let (status, open) = http(addr, "GET", base, "");
+    assert_eq!(status, 200, "{open}");
+    let open: Value = serde_json::from_str(&open[1..]).expect("open packet");
+    let sid = open["sid"].as_str().expect("sid").to_owned();
+    assert_eq!(sid.len(), 28, "a sid tagged with its node: {sid}");
+    let target = format!("{base}&sid={sid}");
+    (sid, target)
+}
+
+/// A client that gives up a poll parked through `other` ends its session, as one
+/// that gives up a poll on the session's own server does.
+fn abort_across(first: &str, other: &str) {
+    use std::io::Write;
+    let (_, target) = handshake(first);
+    assert_eq!(http(other, "POST", &target, "40"), (200, "ok".to_owned()));
+    // The connect packet is taken, so that the next poll parks.
+    let (status, _) = http(other, "GET", &target, "");
+    assert_eq!(status, 200);
+    {
+        let mut s = std::net::TcpStream::connect(other).expect("connect");
+        write!(s, "GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let deadline = Instant::now() + SECOND;
+    loop {
+        let (status, body) = http(first, "POST", &target, "3");
+        if status == 400 {
+            assert_eq!(body, r#"{"code":1,"message":"Session ID unknown"}"#);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the session outlived its poll");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A polling client whose requests go to either server: the handshake on `first`,
+/// the rest on `other` (and some on `first`), the upgrade on `other`. Blocking: run
+/// it on a thread of its own.
+fn session_across(first: &str, other: &str) {
+    let (sid, target) = handshake(first);
+
+    // Connect on the other server; the answer comes through it too.
+    assert_eq!(http(other, "POST", &target, "40"), (200, "ok".to_owned()));
+    poll_until(other, &sid, "40{\"sid\"");
+
+    // An event posted to one, its ack polled from the other.
+    let (status, _) = http(first, "POST", &target, "421[\"message-with-ack\",\"one\"]");
+    assert_eq!(status, 200);
+    poll_until(other, &sid, "431[\"one\"]");
+
+    // A poll parked on the other server is answered when the ack comes.
+    let parked = {
+        let (other, sid) = (other.to_owned(), sid.clone());
+        std::thread::spawn(move || poll_until(&other, &sid, "432[\"two\"]"))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _) = http(first, "POST", &target, "422[\"message-with-ack\",\"two\"]");
+    assert_eq!(status, 200);
+    parked.join().expect("the parked poll");
+
+    // The upgrade, on the other server.
+    let mut s = std::net::TcpStream::connect(other).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    {
+        use std::io::Write;
+        let ws = format!("/socket.io/?EIO=4&transport=websocket&sid={sid}");
+        write!(
+            s,
+            "GET {ws} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .expect("write");
+    }
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        std::io::Read::read_exact(&mut s, &mut b).expect("101");
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+    ws_send(&mut s, "2probe");
+    assert_eq!(ws_recv(&mut s), "3probe");
+    ws_send(&mut s, "5");
+    ws_send(&mut s, "424[\"message-with-ack\",\"four\"]");
+    let mut seen = Vec::new();
+    while !seen.iter().any(|m: &String| m == "434[\"four\"]") {
+        seen.push(ws_recv(&mut s));
+        assert!(seen.len() < 10, "{seen:?}");
+    }
+    // Polling is over for this session once upgraded.
+    let (status, _) = http(first, "GET", &target, "");
+    assert_eq!(status, 400);
+}
+
+/// No sticky sessions: requests for one session go to either of two servers, on
+/// runtime `rt` with `serve` as in the test above.
+async fn any_server_serves_any_session<R: Runtime>(
+    rt: &R,
+    redis: &Redis,
+    serve: impl Fn(SocketIo) -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>>,
+) {
+    let config = wirestate_conformance::sio_app::config(false);
+    let a = sio::server(rt, config.clone()).expect("server a");
+    let b = sio::server(rt, config).expect("server b");
+    let url = || RedisOptions::new(&redis.url()).expect("url");
+    let cluster_a = sio::attach_redis(rt, &a, url()).expect("a joins");
+    let cluster_b = sio::attach_redis(rt, &b, url()).expect("b joins");
+    wirestate_conformance::sio_app::setup_with(&a, true);
+    wirestate_conformance::sio_app::setup_with(&b, true);
+    let url_a = serve(a.clone()).await;
+    let url_b = serve(b.clone()).await;
+    redis.wait_servers(rt, 2).await;
+    let (addr_a, addr_b) = (url_a[7..].to_owned(), url_b[7..].to_owned());
+    let done = Arc::new(Mutex::new(None));
+    let result = done.clone();
+    std::thread::spawn(move || {
+        let outcome = std::panic::catch_unwind(|| {
+            session_across(&addr_a, &addr_b);
+            session_across(&addr_b, &addr_a);
+            abort_across(&addr_a, &addr_b);
+            // A session of no node in the cluster is unknown, as Engine.IO says.
+            let gone = format!(
+                "/socket.io/?EIO=4&transport=polling&sid=zzzzzzzz{}",
+                "a".repeat(20)
+            );
+            let (status, body) = http(&addr_b, "GET", &gone, "");
+            assert_eq!(
+                (status, body.as_str()),
+                (400, r#"{"code":1,"message":"Session ID unknown"}"#)
+            );
+        });
+        *result.lock().expect("lock") = Some(outcome);
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let outcome = loop {
+        if let Some(outcome) = done.lock().expect("lock").take() {
+            break outcome;
+        }
+        assert!(Instant::now() < deadline, "the client did not finish");
+        sleep(rt, Duration::from_millis(20)).await;
+    };
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    // Nothing is left waiting on either side.
+    assert!(cluster_a.is_connected() && cluster_b.is_connected());
+    cluster_a.close();
+    cluster_b.close();
+}
+
+#[test]
+fn tokio_servers_need_no_sticky_sessions() {
+    let Some(redis) = Redis::start() else { return };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(any_server_serves_any_session(
+        &wirestate_tokio::Tokio,
+        &redis,
+        |io| {
+            Box::pin(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                let url = format!("http://{}", listener.local_addr().expect("addr"));
+                tokio::spawn(wirestate_tokio::sio::serve(io, listener));
+                url
+            })
+        },
+    ));
+}
+
+#[test]
+fn smol_servers_need_no_sticky_sessions() {
+    let Some(redis) = Redis::start() else { return };
+    smol::block_on(any_server_serves_any_session(
+        &wirestate_smol::Smol,
+        &redis,
+        |io| {
+            Box::pin(async move {
+                let listener = smol::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                let url = format!("http://{}", listener.local_addr().expect("addr"));
+                smol::spawn(wirestate_smol::sio::serve(io, listener)).detach();
+                url
+            })
+        },
+    ));
+}

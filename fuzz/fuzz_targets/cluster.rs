@@ -1,7 +1,8 @@
 #![no_main]
 //! What other servers of a Redis cluster (or anyone who can publish on its Redis)
 //! send: RESP replies split anywhere, msgpack values, and adapter messages on every
-//! channel, fed to a Socket.IO server's adapter; and socket.io-msgpack-parser packets. Nothing may panic; msgpack that
+//! channel, fed to a Socket.IO server's adapter; socket.io-msgpack-parser packets; and
+//! the messages nodes forward requests with (decoded, they re-encode to the same). Nothing may panic; msgpack that
 //! decodes re-encodes to bytes that decode to the same value; every request the
 //! adapter starts ends by its deadline.
 
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use wirestate_engine::msgpack;
-use wirestate_engine::redis::{resp, Adapter, Command, Config, Event, SubscriptionMode};
+use wirestate_engine::redis::{forward, resp, Adapter, Command, Config, Event, SubscriptionMode};
 use wirestate_engine::sio::{self, Broadcast, Packet, Payload};
 
 const CHANNELS: [&[u8]; 6] = [
@@ -22,6 +23,11 @@ const CHANNELS: [&[u8]; 6] = [
 ];
 
 fuzz_target!(|data: &[u8]| {
+    // Forwarded requests (no sticky sessions): what decodes re-encodes to the same.
+    let bytes = bytes::Bytes::copy_from_slice(data);
+    if let Some(envelope) = forward::Envelope::decode(&bytes) {
+        assert_eq!(forward::Envelope::decode(&envelope.encode()), Some(envelope));
+    }
     // RESP: any split gives the same replies as the whole.
     let split = data.first().map_or(0, |&b| usize::from(b)).min(data.len());
     let mut whole = resp::Parser::default();

@@ -7,12 +7,18 @@
 //! From then on broadcasts, `sockets_join`, `sockets_leave` and `disconnect_sockets`
 //! reach the whole cluster, and so do [`Operator::fetch_sockets`],
 //! [`Namespace::server_side_emit`] and broadcasts with acks.
+//!
+//! No sticky sessions: the server's session ids start with its tag, and a request for
+//! another server's session is carried to that server and answered from there (the
+//! `forwarding` module).
 
 use std::time::SystemTime;
 
 use wirestate_engine::redis::{self, resp::Reply, Command, RequestError, RequestId};
 
+use super::forwarding::{Forwarder, Forwarding, Sent};
 use super::*;
+pub(super) use crate::forward::{SharedSlot, Slot};
 use crate::redis::{run_link, Link, LinkHooks, RedisUrl};
 
 /// How to join a cluster: the Redis URL and the adapter's options.
@@ -102,8 +108,14 @@ impl RedisCluster {
         self.shared.publisher.close();
         self.shared.subscriber.close();
         lock(&self.shared.adapter).fail_all();
+        self.shared
+            .forwarding
+            .closed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(io) = self.shared.io() {
+            io.inner.host.set_forward(None);
             io.inner.host.with(|s| {
+                s.set_sid_prefix(None);
                 s.set_cluster(false);
                 s.set_room_events(false);
             });
@@ -117,6 +129,8 @@ impl RedisCluster {
 pub(super) enum Expect {
     Nothing,
     ServerCount(RequestId),
+    /// Whether a forwarded request or tunnel reached its owner.
+    Forwarded(Sent),
 }
 
 /// Someone waiting for a cluster request.
@@ -124,45 +138,6 @@ enum Waiter {
     Fetch(SharedSlot<Result<Vec<Value>, RequestError>>),
     ServerSideEmit(SharedSlot<(Vec<Value>, bool)>),
     Acks(Arc<Mutex<AckShared>>),
-}
-
-pub(super) type SharedSlot<T> = Arc<Mutex<Slot<T>>>;
-
-/// A value that arrives once, and the task waiting for it.
-pub(super) struct Slot<T> {
-    value: Option<T>,
-    waker: Option<Waker>,
-}
-
-impl<T> Slot<T> {
-    pub(super) fn new() -> Arc<Mutex<Self>> {
-        Arc::new(Mutex::new(Self {
-            value: None,
-            waker: None,
-        }))
-    }
-
-    pub(super) fn set(slot: &Mutex<Self>, value: T) {
-        let mut s = lock(slot);
-        s.value = Some(value);
-        if let Some(w) = s.waker.take() {
-            w.wake();
-        }
-    }
-
-    pub(super) async fn take(slot: &Mutex<Self>) -> T {
-        poll_fn(|cx| {
-            let mut s = lock(slot);
-            match s.value.take() {
-                Some(v) => Poll::Ready(v),
-                None => {
-                    s.waker = Some(cx.waker().clone());
-                    Poll::Pending
-                }
-            }
-        })
-        .await
-    }
 }
 
 pub(super) type ServerEventHandler = Arc<dyn Fn(Vec<Value>, Option<ServerAck>) + Send + Sync>;
@@ -176,6 +151,8 @@ pub(super) struct Shared {
     timer: Mutex<Option<Waker>>,
     /// The adapter speaks the sharded protocol (fixed when attached).
     sharded: bool,
+    /// Requests for sessions of other nodes, and theirs for this one's.
+    pub(super) forwarding: Forwarding,
 }
 
 /// Joins the cluster on the Redis of `options`: from now on this server's broadcasts
@@ -187,8 +164,20 @@ pub fn attach<R: Runtime>(
     io: &SocketIo,
     options: RedisOptions,
 ) -> std::io::Result<RedisCluster> {
-    let adapter = redis::Adapter::new(options.adapter.clone(), crate::os_seed()?);
+    let seed = crate::os_seed()?;
+    let adapter = redis::Adapter::new(options.adapter.clone(), seed);
+    let tag = wirestate_engine::redis::forward::tag_from(crate::os_seed()?);
+    let serve_tunnel = {
+        let rt = rt.clone();
+        let host = io.inner.host.clone();
+        Box::new(move |tunnel, request| {
+            let host = host.clone();
+            let clock = rt.clock();
+            rt.spawn(async move { host.serve_tunnel(tunnel, clock, request).await });
+        })
+    };
     let shared = Arc::new(Shared {
+        forwarding: Forwarding::new(&options.adapter.key, tag.clone(), serve_tunnel),
         io: Arc::downgrade(&io.inner),
         adapter: Mutex::new(adapter),
         publisher: Arc::new(Link::new(false)),
@@ -202,8 +191,12 @@ pub fn attach<R: Runtime>(
         app.redis = Some(shared.clone());
     }
     let sharded = shared.sharded;
+    io.inner
+        .host
+        .set_forward(Some(Arc::new(Forwarder(Arc::downgrade(&shared)))));
     io.inner.host.with(|s| {
         s.set_cluster(true);
+        s.set_sid_prefix(Some(&tag));
         s.set_room_events(sharded);
         let mut adapter = lock(&shared.adapter);
         for nsp in s.namespaces() {
@@ -266,7 +259,8 @@ impl LinkHooks<Expect> for Hooks {
             return;
         };
         if link.pushes {
-            let (channels, patterns) = lock(&shared.adapter).subscriptions();
+            let (mut channels, patterns) = lock(&shared.adapter).subscriptions();
+            channels.push(shared.forwarding.channel.clone());
             shared.subscribe(&channels, &patterns);
         }
     }
@@ -289,6 +283,11 @@ impl LinkHooks<Expect> for Hooks {
                 lock(&shared.adapter).handle_server_count(request, count);
                 shared.pump(&io);
             }
+            Some(Expect::Forwarded(sent)) => {
+                if reply.as_int().is_none_or(|n| n <= 0) {
+                    shared.forwarding.unreachable(sent);
+                }
+            }
             Some(Expect::Nothing) => {
                 if let Reply::Error(e) = reply {
                     tracing::warn!(error = %e, "redis refused a command");
@@ -309,6 +308,10 @@ impl LinkHooks<Expect> for Hooks {
                 ) else {
                     return;
                 };
+                if channel == shared.forwarding.channel.as_bytes() {
+                    Forwarding::handle(&shared, &io, payload);
+                    return;
+                }
                 let now = io.now();
                 io.inner.host.with(|s| {
                     lock(&shared.adapter).handle_message(now, channel, payload, s);
@@ -328,8 +331,10 @@ impl LinkHooks<Expect> for Hooks {
         {
             let mut adapter = lock(&shared.adapter);
             for e in unanswered {
-                if let Expect::ServerCount(request) = e {
-                    adapter.handle_server_count(request, 0);
+                match e {
+                    Expect::ServerCount(request) => adapter.handle_server_count(request, 0),
+                    Expect::Forwarded(sent) => shared.forwarding.unreachable(sent),
+                    Expect::Nothing => {}
                 }
             }
         }
@@ -371,6 +376,18 @@ impl Shared {
             cmd.extend(patterns.iter().cloned());
             let _ = self.subscriber.send(&cmd, Expect::Nothing);
         }
+    }
+
+    /// Publishes `payload` on `channel` as the adapter's mode does (`SPUBLISH` when
+    /// sharded); false if Redis cannot take it now.
+    pub(super) fn publish_raw(&self, channel: &str, payload: &[u8], expect: Expect) -> bool {
+        let verb: &[u8] = if self.sharded {
+            b"SPUBLISH"
+        } else {
+            b"PUBLISH"
+        };
+        let args: [&[u8]; 3] = [verb, channel.as_bytes(), payload];
+        self.publisher.send(&args, expect).is_ok()
     }
 
     /// Publishes an operation of this server for the others.
@@ -451,13 +468,7 @@ impl Shared {
     fn command(&self, command: Command) {
         match command {
             Command::Publish { channel, payload } => {
-                let verb: &[u8] = if self.sharded {
-                    b"SPUBLISH"
-                } else {
-                    b"PUBLISH"
-                };
-                let args: [&[u8]; 3] = [verb, channel.as_bytes(), &payload];
-                if self.publisher.send(&args, Expect::Nothing).is_err() {
+                if !self.publish_raw(&channel, &payload, Expect::Nothing) {
                     tracing::debug!(%channel, "redis is down: cluster message dropped");
                 }
             }

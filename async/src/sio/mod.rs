@@ -35,6 +35,7 @@ use wirestate_engine::IdMap;
 pub mod client;
 mod cluster;
 mod emitter;
+mod forwarding;
 mod operator;
 mod socket;
 mod vocab;

@@ -233,7 +233,8 @@ impl Cors {
     }
 }
 
-/// A session id: 20 URL-safe characters from the server's random source.
+/// A session id: 20 URL-safe characters from the server's random source, after the
+/// server's prefix if it has one ([`Server::set_sid_prefix`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(Arc<str>);
 
@@ -620,6 +621,9 @@ pub struct Server {
     /// Events, each message's with what the message decoder made of it.
     events: VecDeque<(Event, Option<Decoded>)>,
     next_id: u64,
+    /// Put before every new session id: the node tag of a cluster that routes requests
+    /// by it (see [`set_sid_prefix`](Self::set_sid_prefix)).
+    sid_prefix: Option<Arc<str>>,
 }
 
 impl Server {
@@ -640,7 +644,15 @@ impl Server {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             next_id: 1,
+            sid_prefix: None,
         }
+    }
+
+    /// Starts every session id opened from now on with `prefix` (`None`: no prefix).
+    /// A cluster without sticky sessions tags each id with the node that owns it, so
+    /// that any node can tell where a request for it belongs.
+    pub fn set_sid_prefix(&mut self, prefix: Option<&str>) {
+        self.sid_prefix = prefix.map(Arc::from);
     }
 
     /// Has every WebSocket link accepted from now on run `decoder` on the messages it
@@ -1137,7 +1149,11 @@ impl Server {
         let sid = loop {
             let mut raw = [0u8; 15];
             self.rng.fill(&mut raw);
-            let sid = SessionId(URL_SAFE_NO_PAD.encode(raw).into());
+            let random = URL_SAFE_NO_PAD.encode(raw);
+            let sid = SessionId(match &self.sid_prefix {
+                Some(prefix) => format!("{prefix}{random}").into(),
+                None => random.into(),
+            });
             if !self.sessions.contains_key(&sid) {
                 break sid;
             }

@@ -6,6 +6,7 @@
 mod adapter;
 mod details;
 mod emitter;
+pub mod forward;
 pub mod resp;
 
 pub use adapter::{

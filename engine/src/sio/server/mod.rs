@@ -206,6 +206,11 @@ impl Server {
         self.config.cluster = yes;
     }
 
+    /// See [`eio::Server::set_sid_prefix`].
+    pub fn set_sid_prefix(&mut self, prefix: Option<&str>) {
+        self.eio.set_sid_prefix(prefix);
+    }
+
     /// The Engine.IO server underneath.
     pub fn eio(&self) -> &eio::Server {
         &self.eio

@@ -15,7 +15,14 @@
 #    emitters left out: they speak the classic channels only);
 # 4. faults: a server started while Redis is down serves alone and says so; it joins
 #    once Redis is up; a Redis restart mid-run (local delivery goes on; the cluster
-#    works again after it); a server killed (the other's requests do not wait for it).
+#    works again after it); a server killed (the other's requests do not wait for it);
+# 5. a Redis Cluster of three primaries (sharded protocol, channels spread over the
+#    primaries by hash slot): wirestate pairs, mixed with Node (whose node-redis
+#    cluster client the adapter drives), and a slot moved to another primary mid-run
+#    (wirestate servers follow it: Node's client does not resubscribe, so that case
+#    runs wirestate pairs);
+# and in 1, 3 and 5 a client behind a proxy that sends each request to either server
+# (no sticky sessions).
 #
 # Ends with `N passed, M failed`. WIRESTATE_BIN_DIR: prebuilt binaries.
 set -euo pipefail
@@ -59,7 +66,11 @@ redis_up() {
     wait_port "$rport"
 }
 redis_down() { redis-cli -p "$rport" shutdown nosave > /dev/null 2>&1 || true; sleep 0.2; }
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; redis_down; rm -rf "$work"; }
+cports=()
+cluster_down() {
+    for p in "${cports[@]}"; do redis-cli -p "$p" shutdown nosave > /dev/null 2>&1 || true; done
+}
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; redis_down; cluster_down; rm -rf "$work"; }
 trap cleanup EXIT
 
 # Servers: `wirestate NAME PORT` or `node_server NAME PORT`; logs in $work/NAME.log.
@@ -67,6 +78,7 @@ trap cleanup EXIT
 wirestate() {
     local sharded=()
     [ -n "${SHARDED:-}" ] && sharded=(--sharded --subscription-mode "$SHARDED")
+    [ -n "${REDIS_CLUSTER:-}" ] && sharded+=(--redis-cluster)
     RUST_LOG=wirestate_async::redis=info "$bindir/sio-server" --runtime "$runtime" \
         --addr "127.0.0.1:$2" --redis "$redis_url" "${sharded[@]}" > "$work/$1.log" 2>&1 &
     pids+=($!); eval "pid_$1=$!"
@@ -78,7 +90,14 @@ node_server() {
 # The number of servers in the cluster of `/`: subscribers of its request channel
 # (classic) or of its channel (sharded).
 servers() {
-    if [ -n "${SHARDED:-}" ]; then
+    if [ -n "${REDIS_CLUSTER:-}" ]; then
+        # Each primary counts its own subscribers; the channel lives on one.
+        local n=0 p
+        for p in "${cports[@]}"; do
+            n=$((n + $(redis-cli -p "$p" pubsub shardnumsub 'socket.io#/#' 2>/dev/null | tail -1)))
+        done
+        echo "$n"
+    elif [ -n "${SHARDED:-}" ]; then
         redis-cli -p "$rport" pubsub shardnumsub 'socket.io#/#' 2>/dev/null | tail -1
     else
         redis-cli -p "$rport" pubsub numsub 'socket.io-request#/#' 2>/dev/null | tail -1
@@ -89,7 +108,11 @@ servers() {
 wait_servers() {
     local want=$(($1 * 2 + 1)) clients
     for _ in $(seq 1 150); do
-        clients="$(redis-cli -p "$rport" info clients 2>/dev/null | tr -d '\r' | sed -n 's/^connected_clients://p')"
+        if [ -n "${REDIS_CLUSTER:-}" ]; then
+            clients="$want" # spread over the primaries
+        else
+            clients="$(redis-cli -p "$rport" info clients 2>/dev/null | tr -d '\r' | sed -n 's/^connected_clients://p')"
+        fi
         [ "$(servers)" = "$1" ] && [ "$clients" = "$want" ] && return 0
         sleep 0.1
     done
@@ -172,6 +195,69 @@ kill -9 "$pid_B"; wait "$pid_B" 2>/dev/null || true
 wait_servers 1
 run "a server killed" 3 probe "http://127.0.0.1:$pa"
 
-echo "cluster $runtime: wirestate servers (and Node's) on one redis-server, faults included"
+kill "$pid_A"; wait "$pid_A" 2>/dev/null || true
+redis_down
+
+# 5. A Redis Cluster: three primaries.
+for _ in 1 2 3; do cports+=("$(cluster_port)"); done
+for p in "${cports[@]}"; do
+    mkdir -p "$work/c$p"
+    redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes --cluster-config-file nodes.conf \
+        --daemonize yes --save '' --appendonly no --dir "$work/c$p" > /dev/null
+done
+for p in "${cports[@]}"; do wait_port "$p"; done
+redis-cli --cluster create "${cports[@]/#/127.0.0.1:}" --cluster-replicas 0 --cluster-yes \
+    > "$work/cluster-create.log" 2>&1 || cat "$work/cluster-create.log"
+for _ in $(seq 1 100); do
+    ok=0
+    for p in "${cports[@]}"; do
+        redis-cli -p "$p" cluster info 2>/dev/null | grep -q '^cluster_state:ok' && ok=$((ok + 1))
+    done
+    [ "$ok" = 3 ] && break
+    sleep 0.1
+done
+expect "a redis cluster of three primaries is up" [ "$ok" = 3 ]
+# Moves the slot of the channel of `/` to another primary (no keys live there: pub/sub
+# only), as a resharding does.
+move_slot() {
+    local slot from_port from_id to_port to_id p
+    slot="$(redis-cli -p "${cports[0]}" cluster keyslot 'socket.io#/#')"
+    read -r from_port from_id < <(redis-cli -p "${cports[0]}" cluster nodes | awk -v s="$slot" '{
+        for (i = 9; i <= NF; i++) { n = split($i, r, "-"); hi = n > 1 ? r[2] : r[1]
+            if (s >= r[1] + 0 && s <= hi + 0) { split($2, a, "[:@]"); print a[2], $1 } } }')
+    for p in "${cports[@]}"; do [ "$p" != "$from_port" ] && { to_port="$p"; break; }; done
+    to_id="$(redis-cli -p "$to_port" cluster myid)"
+    redis-cli -p "$to_port" cluster setslot "$slot" importing "$from_id" > /dev/null
+    redis-cli -p "$from_port" cluster setslot "$slot" migrating "$to_id" > /dev/null
+    for p in "${cports[@]}"; do redis-cli -p "$p" cluster setslot "$slot" node "$to_id" > /dev/null; done
+    echo "$from_port -> $to_port"
+}
+export SHARDED=dynamic REDIS_CLUSTER=1
+redis_url="redis://127.0.0.1:${cports[0]}"
+pa="$(free_port)"; pb="$(free_port)"; pn="$(free_port)"
+wirestate A "$pa"; wirestate B "$pb"
+wait_port "$pa"; wait_port "$pb"; wait_servers 2
+run "redis cluster: wirestate+wirestate" 11 "http://127.0.0.1:$pa" "http://127.0.0.1:$pb" "$redis_url"
+run "redis cluster: no sticky sessions" 4 nosticky "http://127.0.0.1:$pa" "http://127.0.0.1:$pb"
+kill "$pid_B"; wait "$pid_B" 2>/dev/null || true
+node_server N "$pn"
+wait_port "$pn"; wait_servers 2
+run "redis cluster: wirestate+node" 11 "http://127.0.0.1:$pa" "http://127.0.0.1:$pn" "$redis_url"
+run "redis cluster: node+wirestate" 11 "http://127.0.0.1:$pn" "http://127.0.0.1:$pa" "$redis_url"
+kill "$pid_N"; wait "$pid_N" 2>/dev/null || true
+wirestate B "$pb"
+wait_port "$pb"; wait_servers 2
+moved="$(move_slot)"
+# Both servers resubscribe on the new primary.
+for _ in $(seq 1 100); do
+    [ "$(redis-cli -p "${moved##* }" pubsub shardnumsub 'socket.io#/#' | tail -1)" = 2 ] && break
+    sleep 0.1
+done
+expect "the slot of / moved ($moved), and both servers followed it" \
+    [ "$(redis-cli -p "${moved##* }" pubsub shardnumsub 'socket.io#/#' | tail -1)" = 2 ]
+run "redis cluster: after a slot moved" 11 "http://127.0.0.1:$pa" "http://127.0.0.1:$pb" "$redis_url"
+unset SHARDED REDIS_CLUSTER
+
+echo "cluster $runtime: wirestate servers (and Node's) on one redis-server and on a redis cluster, faults included"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

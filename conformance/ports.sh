@@ -12,3 +12,20 @@ wait_port() {
     echo "nothing listens on port $1" >&2
     return 1
 }
+
+# cluster_port: a port below 55536 whose Redis Cluster bus port (the port + 10000) is
+# free too, both on 127.0.0.1, chosen at random in 20000-55535.
+cluster_port() {
+    python3 -c '
+import random, socket
+for _ in range(200):
+    p = random.randint(20000, 55535)
+    try:
+        for q in (p, p + 10000):
+            s = socket.socket(); s.bind(("127.0.0.1", q)); s.close()
+    except OSError:
+        continue
+    print(p); break
+else:
+    raise SystemExit("no free port pair")'
+}

@@ -16,8 +16,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use wirestate_engine::redis::resp::{self, Parser, Reply};
+use wirestate_engine::redis::slots;
 
-use crate::{ClientStream, Runtime, Transport};
+use crate::{ClientStream, Clock, Runtime, Transport};
 
 /// Where a Redis server is: parsed from `redis://[[user]:password@]host[:port][/db]`
 /// or `rediss://...` (TLS, with the `tls` feature).
@@ -408,6 +409,12 @@ async fn serve<T: Transport, E: Send + 'static, H: LinkHooks<E>>(
                 if let Reply::Error(e) = &reply {
                     // On a subscriber, an error answers the connection's own setup
                     // (AUTH, SELECT) or a refused subscription: nothing works after it.
+                    // Except a Redis Cluster's redirection: the hooks read the map
+                    // again, and subscribe where the channel went.
+                    if slots::redirect(e).is_some() {
+                        hooks.reply(reply, None);
+                        continue;
+                    }
                     return Poll::Ready(io::Error::new(
                         io::ErrorKind::PermissionDenied,
                         format!("redis: {e}"),
@@ -418,6 +425,313 @@ async fn serve<T: Transport, E: Send + 'static, H: LinkHooks<E>>(
         }
         if !progress {
             return Poll::Pending;
+        }
+    })
+    .await
+}
+
+/// A Redis Cluster's primaries: a publishing and a subscribing [`Link`] to each, and
+/// which one serves each hash slot (from `CLUSTER SLOTS`, asked again whenever a
+/// reply or a lost connection says the map is stale).
+pub(crate) struct Topology<E> {
+    seed: RedisUrl,
+    state: Mutex<TopologyState<E>>,
+}
+
+struct TopologyState<E> {
+    /// For each slot, the index of its primary in `nodes` (`None`: unknown yet).
+    slots: Vec<Option<usize>>,
+    nodes: Vec<Node<E>>,
+    refresh: bool,
+    closed: bool,
+    waker: Option<Waker>,
+}
+
+/// The links to one primary.
+pub(crate) struct Node<E> {
+    addr: String,
+    pub(crate) publisher: Arc<Link<E>>,
+    pub(crate) subscriber: Arc<Link<E>>,
+}
+
+impl<E: Send + 'static> Topology<E> {
+    /// A cluster reached first through `seed`.
+    pub(crate) fn new(seed: RedisUrl) -> Self {
+        Self {
+            seed,
+            state: Mutex::new(TopologyState {
+                slots: vec![None; usize::from(slots::SLOTS)],
+                nodes: Vec::new(),
+                refresh: true,
+                closed: false,
+                waker: None,
+            }),
+        }
+    }
+
+    fn node_for<T>(&self, key: &[u8], f: impl FnOnce(&Node<E>) -> T) -> Option<T> {
+        let s = lock(&self.state);
+        let i = s.slots[usize::from(slots::key_slot(key))]?;
+        s.nodes.get(i).map(f)
+    }
+
+    /// The publishing link to the primary that serves `key` (a sharded channel).
+    pub(crate) fn publisher(&self, key: &[u8]) -> Option<Arc<Link<E>>> {
+        self.node_for(key, |n| n.publisher.clone())
+    }
+
+    /// The subscribing link to the primary that serves `key`.
+    pub(crate) fn subscriber(&self, key: &[u8]) -> Option<Arc<Link<E>>> {
+        self.node_for(key, |n| n.subscriber.clone())
+    }
+
+    /// Whether `link` is the subscribing link of the primary that serves `key`.
+    pub(crate) fn serves(&self, link: &Link<E>, key: &[u8]) -> bool {
+        self.node_for(key, |n| std::ptr::eq(&*n.subscriber, link))
+            .unwrap_or(false)
+    }
+
+    /// The map is known and every link is up.
+    pub(crate) fn is_connected(&self) -> bool {
+        let s = lock(&self.state);
+        s.slots.iter().all(Option::is_some)
+            && s.nodes
+                .iter()
+                .all(|n| n.publisher.is_connected() && n.subscriber.is_connected())
+    }
+
+    /// Asks for the map again (at most once a second).
+    pub(crate) fn refresh(&self) {
+        let mut s = lock(&self.state);
+        s.refresh = true;
+        if let Some(w) = s.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Closes every link; the topology's task ends.
+    pub(crate) fn close(&self) {
+        let mut s = lock(&self.state);
+        s.closed = true;
+        for n in &s.nodes {
+            n.publisher.close();
+            n.subscriber.close();
+        }
+        if let Some(w) = s.waker.take() {
+            w.wake();
+        }
+    }
+
+    fn url_of(&self, host: &str, port: u16) -> RedisUrl {
+        RedisUrl {
+            host: host.to_owned(),
+            port,
+            db: 0,
+            ..self.seed.clone()
+        }
+    }
+}
+
+/// Keeps `topology` current until it is closed: asks `CLUSTER SLOTS` (of the seed,
+/// else of a known primary), opens links to new primaries (run with `hooks`, as
+/// [`run_link`] runs them), closes those to primaries that left, and tells the hooks
+/// of every subscribing link still up ([`LinkHooks::connected`] again) so that it
+/// subscribes where its channels now live.
+pub(crate) async fn run_topology<R, E, H>(
+    rt: R,
+    connector: crate::Connector,
+    topology: Arc<Topology<E>>,
+    hooks: Arc<H>,
+) where
+    R: Runtime,
+    E: Send + 'static,
+    H: LinkHooks<E>,
+{
+    let mut clock = rt.clock();
+    let mut backoff = Duration::from_millis(100);
+    let mut warned = false;
+    loop {
+        // Wait for a reason to ask.
+        let go = poll_fn(|cx| {
+            let mut s = lock(&topology.state);
+            if s.closed {
+                return Poll::Ready(false);
+            }
+            if std::mem::take(&mut s.refresh) {
+                return Poll::Ready(true);
+            }
+            s.waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+        if !go {
+            return;
+        }
+        let mut candidates = vec![topology.seed.clone()];
+        candidates.extend(
+            lock(&topology.state)
+                .nodes
+                .iter()
+                .filter_map(|n| n.addr.rsplit_once(':'))
+                .filter_map(|(h, p)| Some(topology.url_of(h, p.parse().ok()?))),
+        );
+        let mut map = Err("no node answered".to_owned());
+        for url in &candidates {
+            match query(&rt, url, &connector, &["CLUSTER", "SLOTS"]).await {
+                Ok(reply) => {
+                    map = slots::parse_slots(&reply, &url.host);
+                    if map.is_ok() {
+                        break;
+                    }
+                }
+                Err(e) => map = Err(e.to_string()),
+            }
+        }
+        let ranges = match map {
+            Ok(ranges) => ranges,
+            Err(e) => {
+                if !warned {
+                    tracing::warn!(seed = %topology.seed, error = %e, "cannot read the redis cluster's slots; serving locally and retrying");
+                    warned = true;
+                }
+                topology.refresh();
+                crate::sleep(&mut clock, backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        if warned {
+            tracing::info!(seed = %topology.seed, "read the redis cluster's slots");
+            warned = false;
+        }
+        backoff = Duration::from_millis(100);
+        let (fresh, kept) = {
+            let mut s = lock(&topology.state);
+            let old = std::mem::take(&mut s.nodes);
+            let mut slots = vec![None; usize::from(slots::SLOTS)];
+            let mut nodes: Vec<Node<E>> = Vec::new();
+            let mut fresh = Vec::new();
+            let mut old: Vec<Option<Node<E>>> = old.into_iter().map(Some).collect();
+            for r in &ranges {
+                let addr = format!("{}:{}", r.host, r.port);
+                let i = match nodes.iter().position(|n| n.addr == addr) {
+                    Some(i) => i,
+                    None => {
+                        let reused = old
+                            .iter_mut()
+                            .find(|n| n.as_ref().is_some_and(|n| n.addr == addr))
+                            .and_then(Option::take);
+                        let node = reused.unwrap_or_else(|| {
+                            let node = Node {
+                                addr: addr.clone(),
+                                publisher: Arc::new(Link::new(false)),
+                                subscriber: Arc::new(Link::new(true)),
+                            };
+                            fresh.push((
+                                topology.url_of(&r.host, r.port),
+                                node.publisher.clone(),
+                                node.subscriber.clone(),
+                            ));
+                            node
+                        });
+                        nodes.push(node);
+                        nodes.len() - 1
+                    }
+                };
+                for slot in r.start..=r.end {
+                    slots[usize::from(slot)] = Some(i);
+                }
+            }
+            for gone in old.into_iter().flatten() {
+                gone.publisher.close();
+                gone.subscriber.close();
+            }
+            s.slots = slots;
+            s.nodes = nodes;
+            let kept: Vec<Arc<Link<E>>> = s
+                .nodes
+                .iter()
+                .map(|n| n.subscriber.clone())
+                .filter(|l| l.is_connected())
+                .collect();
+            (fresh, kept)
+        };
+        for (url, publisher, subscriber) in fresh {
+            for (link, name) in [(publisher, "publisher"), (subscriber, "subscriber")] {
+                rt.spawn(run_link(
+                    rt.clone(),
+                    url.clone(),
+                    connector.clone(),
+                    link,
+                    hooks.clone(),
+                    name,
+                ));
+            }
+        }
+        for link in kept {
+            hooks.connected(&link);
+        }
+        // At most one question a second, however many replies say the map moved.
+        crate::sleep(&mut clock, Duration::from_secs(1)).await;
+    }
+}
+
+/// One command on a connection of its own (after the URL's `AUTH`): its reply, within
+/// 5 s.
+async fn query<R: Runtime>(
+    rt: &R,
+    url: &RedisUrl,
+    connector: &crate::Connector,
+    args: &[&str],
+) -> io::Result<Reply> {
+    let mut clock = rt.clock();
+    let deadline = clock.now() + Duration::from_secs(5);
+    let mut stream = open(rt, url, connector).await?;
+    let mut out = Vec::new();
+    let setup = url.setup();
+    for cmd in &setup {
+        resp::command(cmd, &mut out);
+    }
+    resp::command(args, &mut out);
+    let mut skip = setup.len();
+    let mut parser = Parser::new(resp::Limits::default());
+    let mut buf = vec![0u8; 16 << 10];
+    poll_fn(|cx| loop {
+        if clock.poll_until(cx, deadline).is_ready() {
+            return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+        }
+        while !out.is_empty() {
+            match stream.poll_write_vectored(cx, &[IoSlice::new(&out)]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    out.drain(..n);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if let Poll::Ready(Err(e)) = stream.poll_flush(cx) {
+            return Poll::Ready(Err(e));
+        }
+        loop {
+            match parser.next_reply() {
+                Ok(Some(Reply::Error(e))) if skip > 0 => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!("redis refused the connection setup: {e}"),
+                    )))
+                }
+                Ok(Some(_)) if skip > 0 => skip -= 1,
+                Ok(Some(reply)) => return Poll::Ready(Ok(reply)),
+                Ok(None) => break,
+                Err(e) => return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e))),
+            }
+        }
+        match stream.poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
+            Poll::Ready(Ok(n)) => parser.feed(&buf[..n]),
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
         }
     })
     .await

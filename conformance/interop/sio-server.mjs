@@ -3,8 +3,9 @@
 // Usage: [TLS_CERT=cert.pem TLS_KEY=key.pem] [REDIS_URL=redis://... [REDIS_KEY=key]]
 //        node sio-server.mjs PORT [recovery]
 // With REDIS_URL it joins a cluster through @socket.io/redis-adapter 8 (classic, or
-// sharded with SHARDED=static|dynamic|dynamic-private) and
-// has the cluster handlers of our `sio-server --redis`.
+// sharded with SHARDED=static|dynamic|dynamic-private; REDIS_CLUSTER=1 with it: the URL
+// is one node of a Redis Cluster) and has the cluster handlers of our
+// `sio-server --redis`.
 import { readFileSync } from "node:fs";
 import { createServer as createHttpServer } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
@@ -26,9 +27,11 @@ const io = new Server(httpServer, {
 
 const cluster = Boolean(process.env.REDIS_URL);
 if (cluster) {
-  const { createClient } = await import("redis");
+  const { createClient, createCluster } = await import("redis");
   const { createAdapter, createShardedAdapter } = await import("@socket.io/redis-adapter");
-  const pub = createClient({ url: process.env.REDIS_URL });
+  const pub = process.env.REDIS_CLUSTER
+    ? createCluster({ rootNodes: [{ url: process.env.REDIS_URL }] })
+    : createClient({ url: process.env.REDIS_URL });
   const sub = pub.duplicate();
   pub.on("error", (e) => console.error("redis pub:", e.message));
   sub.on("error", (e) => console.error("redis sub:", e.message));

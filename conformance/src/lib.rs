@@ -72,10 +72,11 @@ impl Args {
     /// The cluster options of `--redis` and `--redis-key`, if `--redis` was given.
     pub fn redis_options(&self) -> std::io::Result<Option<wirestate_async::sio::RedisOptions>> {
         let Some(url) = &self.redis else {
-            if self.redis_key.is_some() || self.flags.iter().any(|f| f == "--sharded") {
+            let flagged = |f: &String| f == "--sharded" || f == "--redis-cluster";
+            if self.redis_key.is_some() || self.flags.iter().any(flagged) {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
-                    "--redis-key and --sharded need --redis",
+                    "--redis-key, --sharded and --redis-cluster need --redis",
                 ));
             }
             return Ok(None);
@@ -84,6 +85,9 @@ impl Args {
             wirestate_async::sio::RedisOptions::new(url).map_err(std::io::Error::other)?;
         if self.flags.iter().any(|f| f == "--sharded") {
             options = options.sharded(self.subscription_mode);
+        }
+        if self.flags.iter().any(|f| f == "--redis-cluster") {
+            options = options.cluster();
         }
         if let Some(key) = &self.redis_key {
             options = options.key(key.clone());

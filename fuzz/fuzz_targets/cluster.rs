@@ -2,7 +2,8 @@
 //! What other servers of a Redis cluster (or anyone who can publish on its Redis)
 //! send: RESP replies split anywhere, msgpack values, and adapter messages on every
 //! channel, fed to a Socket.IO server's adapter; socket.io-msgpack-parser packets; and
-//! the messages nodes forward requests with (decoded, they re-encode to the same). Nothing may panic; msgpack that
+//! the messages nodes forward requests with (decoded, they re-encode to the same); and
+//! Redis Cluster slot maps and redirections. Nothing may panic; msgpack that
 //! decodes re-encodes to bytes that decode to the same value; every request the
 //! adapter starts ends by its deadline.
 
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use wirestate_engine::msgpack;
-use wirestate_engine::redis::{forward, resp, Adapter, Command, Config, Event, SubscriptionMode};
+use wirestate_engine::redis::{forward, resp, slots, Adapter, Command, Config, Event, SubscriptionMode};
 use wirestate_engine::sio::{self, Broadcast, Packet, Payload};
 
 const CHANNELS: [&[u8]; 6] = [
@@ -49,6 +50,19 @@ fuzz_target!(|data: &[u8]| {
     if got.len() == want.len() {
         assert_eq!(got, want);
     }
+    // Redis Cluster's slot maps and redirections, read from any reply: every range
+    // read is within the slots.
+    for reply in &want {
+        if let Ok(ranges) = slots::parse_slots(reply, "seed") {
+            assert!(ranges.iter().all(|r| r.start <= r.end && r.end < slots::SLOTS));
+        }
+        if let resp::Reply::Error(e) = reply {
+            if let Some((slot, _)) = slots::redirect(e) {
+                assert!(slot < slots::SLOTS);
+            }
+        }
+    }
+    assert!(slots::key_slot(data) < slots::SLOTS);
 
     // msgpack round trip.
     if let Ok((value, bins)) = msgpack::decode(data) {

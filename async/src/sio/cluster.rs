@@ -19,7 +19,7 @@ use wirestate_engine::redis::{self, resp::Reply, Command, RequestError, RequestI
 use super::forwarding::{Forwarder, Forwarding, Sent};
 use super::*;
 pub(super) use crate::forward::{SharedSlot, Slot};
-use crate::redis::{run_link, Link, LinkHooks, RedisUrl};
+use crate::redis::{run_link, run_topology, Link, LinkHooks, RedisUrl, Topology};
 
 /// How to join a cluster: the Redis URL and the adapter's options.
 #[derive(Clone, Debug)]
@@ -28,6 +28,8 @@ pub struct RedisOptions {
     /// The adapter's options (key prefix, request timeout).
     pub adapter: redis::Config,
     connector: crate::Connector,
+    /// The URL is one node of a Redis Cluster.
+    cluster: bool,
 }
 
 impl RedisOptions {
@@ -41,6 +43,7 @@ impl RedisOptions {
             url,
             adapter: redis::Config::default(),
             connector: crate::Connector::default(),
+            cluster: false,
         })
     }
 
@@ -54,6 +57,16 @@ impl RedisOptions {
     /// pub/sub) with this `subscriptionMode`, instead of the classic one.
     pub fn sharded(mut self, subscription: wirestate_engine::redis::SubscriptionMode) -> Self {
         self.adapter.mode = wirestate_engine::redis::Mode::Sharded(subscription);
+        self
+    }
+
+    /// The URL is one node of a Redis Cluster (several primaries, hash slots): each
+    /// sharded channel is subscribed and published on the primary that serves it,
+    /// found with `CLUSTER SLOTS` and found again when a reply says it moved. Needs
+    /// the sharded protocol ([`sharded`](Self::sharded)), as the reference does for
+    /// Redis Cluster.
+    pub fn cluster(mut self) -> Self {
+        self.cluster = true;
         self
     }
 
@@ -97,16 +110,15 @@ impl RedisCluster {
         lock(&self.shared.adapter).uid().to_owned()
     }
 
-    /// Both Redis connections are up.
+    /// Both Redis connections are up (with a Redis Cluster: those to every primary).
     pub fn is_connected(&self) -> bool {
-        self.shared.publisher.is_connected() && self.shared.subscriber.is_connected()
+        self.shared.links.is_connected()
     }
 
     /// Leaves the cluster: closes the Redis connections, and the server goes on alone
     /// (its requests in flight end as timed out).
     pub fn close(&self) {
-        self.shared.publisher.close();
-        self.shared.subscriber.close();
+        self.shared.links.close();
         lock(&self.shared.adapter).fail_all();
         self.shared
             .forwarding
@@ -121,6 +133,58 @@ impl RedisCluster {
             });
             lock(&io.inner.app).redis = None;
             self.shared.pump(&io);
+        }
+    }
+}
+
+/// The connections to Redis: one publishing and one subscribing, or those to each
+/// primary of a Redis Cluster.
+enum Links {
+    One {
+        publisher: Arc<Link<Expect>>,
+        subscriber: Arc<Link<Expect>>,
+    },
+    Cluster(Arc<Topology<Expect>>),
+}
+
+impl Links {
+    /// Where to publish on (or ask about) `channel`; `None` while its primary is
+    /// unknown.
+    fn publisher(&self, channel: &str) -> Option<Arc<Link<Expect>>> {
+        match self {
+            Self::One { publisher, .. } => Some(publisher.clone()),
+            Self::Cluster(t) => t.publisher(channel.as_bytes()),
+        }
+    }
+
+    /// Where to subscribe to `channel`.
+    fn subscriber(&self, channel: &str) -> Option<Arc<Link<Expect>>> {
+        match self {
+            Self::One { subscriber, .. } => Some(subscriber.clone()),
+            Self::Cluster(t) => t.subscriber(channel.as_bytes()),
+        }
+    }
+
+    fn is_connected(&self) -> bool {
+        match self {
+            Self::One {
+                publisher,
+                subscriber,
+            } => publisher.is_connected() && subscriber.is_connected(),
+            Self::Cluster(t) => t.is_connected(),
+        }
+    }
+
+    fn close(&self) {
+        match self {
+            Self::One {
+                publisher,
+                subscriber,
+            } => {
+                publisher.close();
+                subscriber.close();
+            }
+            Self::Cluster(t) => t.close(),
         }
     }
 }
@@ -145,8 +209,7 @@ pub(super) type ServerEventHandler = Arc<dyn Fn(Vec<Value>, Option<ServerAck>) +
 pub(super) struct Shared {
     io: Weak<Inner>,
     adapter: Mutex<redis::Adapter>,
-    publisher: Arc<Link<Expect>>,
-    subscriber: Arc<Link<Expect>>,
+    links: Links,
     waiters: Mutex<HashMap<RequestId, Waiter>>,
     timer: Mutex<Option<Waker>>,
     /// The adapter speaks the sharded protocol (fixed when attached).
@@ -164,6 +227,12 @@ pub fn attach<R: Runtime>(
     io: &SocketIo,
     options: RedisOptions,
 ) -> std::io::Result<RedisCluster> {
+    if options.cluster && options.adapter.mode == redis::Mode::Classic {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "a Redis Cluster needs the sharded adapter (RedisOptions::sharded)",
+        ));
+    }
     let seed = crate::os_seed()?;
     let adapter = redis::Adapter::new(options.adapter.clone(), seed);
     let tag = wirestate_engine::redis::forward::tag_from(crate::os_seed()?);
@@ -180,8 +249,14 @@ pub fn attach<R: Runtime>(
         forwarding: Forwarding::new(&options.adapter.key, tag.clone(), serve_tunnel),
         io: Arc::downgrade(&io.inner),
         adapter: Mutex::new(adapter),
-        publisher: Arc::new(Link::new(false)),
-        subscriber: Arc::new(Link::new(true)),
+        links: if options.cluster {
+            Links::Cluster(Arc::new(Topology::new(options.url.clone())))
+        } else {
+            Links::One {
+                publisher: Arc::new(Link::new(false)),
+                subscriber: Arc::new(Link::new(true)),
+            }
+        },
         waiters: Mutex::new(HashMap::new()),
         timer: Mutex::new(None),
         sharded: options.adapter.mode != redis::Mode::Classic,
@@ -204,22 +279,29 @@ pub fn attach<R: Runtime>(
         }
     });
     let hooks = Arc::new(Hooks(Arc::downgrade(&shared)));
-    rt.spawn(run_link(
-        rt.clone(),
-        options.url.clone(),
-        options.connector.clone(),
-        shared.publisher.clone(),
-        hooks.clone(),
-        "publisher",
-    ));
-    rt.spawn(run_link(
-        rt.clone(),
-        options.url,
-        options.connector,
-        shared.subscriber.clone(),
-        hooks,
-        "subscriber",
-    ));
+    match &shared.links {
+        Links::One {
+            publisher,
+            subscriber,
+        } => {
+            for (link, name) in [(publisher, "publisher"), (subscriber, "subscriber")] {
+                rt.spawn(run_link(
+                    rt.clone(),
+                    options.url.clone(),
+                    options.connector.clone(),
+                    link.clone(),
+                    hooks.clone(),
+                    name,
+                ));
+            }
+        }
+        Links::Cluster(topology) => rt.spawn(run_topology(
+            rt.clone(),
+            options.connector.clone(),
+            topology.clone(),
+            hooks,
+        )),
+    }
     let timer = Arc::downgrade(&shared);
     let clock = rt.clock();
     rt.spawn(run_timer(timer, clock));
@@ -261,6 +343,15 @@ impl LinkHooks<Expect> for Hooks {
         if link.pushes {
             let (mut channels, patterns) = lock(&shared.adapter).subscriptions();
             channels.push(shared.forwarding.channel.clone());
+            if let Links::Cluster(topology) = &shared.links {
+                // This primary's channels only, on this link.
+                for c in &channels {
+                    if topology.serves(link, c.as_bytes()) {
+                        let _ = link.send(&["SSUBSCRIBE", c.as_str()], Expect::Nothing);
+                    }
+                }
+                return;
+            }
             shared.subscribe(&channels, &patterns);
         }
     }
@@ -272,6 +363,13 @@ impl LinkHooks<Expect> for Hooks {
         let Some(io) = shared.io() else {
             return;
         };
+        if let (Reply::Error(e), Links::Cluster(topology)) = (&reply, &shared.links) {
+            if wirestate_engine::redis::slots::redirect(e).is_some() {
+                // The slot moved: read the map again (what was sent is lost, as it
+                // would be with Redis away).
+                topology.refresh();
+            }
+        }
         match expected {
             Some(Expect::ServerCount(request)) => {
                 // `PUBSUB NUMSUB channel` answers `[channel, count]`.
@@ -300,6 +398,20 @@ impl LinkHooks<Expect> for Hooks {
                 let (channel, payload) = match items.first().and_then(Reply::as_bytes) {
                     Some(b"message") | Some(b"smessage") => (items.get(1), items.get(2)),
                     Some(b"pmessage") => (items.get(2), items.get(3)),
+                    Some(b"sunsubscribe") => {
+                        // Redis drops sharded subscriptions whose slot moved away.
+                        if let Links::Cluster(topology) = &shared.links {
+                            let wanted = items
+                                .get(1)
+                                .and_then(Reply::as_bytes)
+                                .and_then(|c| std::str::from_utf8(c).ok())
+                                .is_some_and(|c| shared.wants(c));
+                            if wanted {
+                                topology.refresh();
+                            }
+                        }
+                        return;
+                    }
                     _ => return,
                 };
                 let (Some(channel), Some(payload)) = (
@@ -325,6 +437,10 @@ impl LinkHooks<Expect> for Hooks {
         let Some(shared) = self.0.upgrade() else {
             return;
         };
+        if let Links::Cluster(topology) = &shared.links {
+            // A primary may have left, or failed over.
+            topology.refresh();
+        }
         let Some(io) = shared.io() else {
             return;
         };
@@ -345,8 +461,7 @@ impl LinkHooks<Expect> for Hooks {
 impl Drop for Shared {
     fn drop(&mut self) {
         // The server is gone: so are its Redis connections' tasks.
-        self.publisher.close();
-        self.subscriber.close();
+        self.links.close();
     }
 }
 
@@ -360,22 +475,35 @@ impl Shared {
             // One channel per command: in a Redis Cluster each may live on its own
             // shard.
             for c in channels {
-                let _ = self
-                    .subscriber
-                    .send(&["SSUBSCRIBE", c.as_str()], Expect::Nothing);
+                if let Some(link) = self.links.subscriber(c) {
+                    let _ = link.send(&["SSUBSCRIBE", c.as_str()], Expect::Nothing);
+                }
             }
             return;
         }
+        let Some(link) = self.links.subscriber("") else {
+            return;
+        };
         if !channels.is_empty() {
             let mut cmd = vec!["SUBSCRIBE".to_owned()];
             cmd.extend(channels.iter().cloned());
-            let _ = self.subscriber.send(&cmd, Expect::Nothing);
+            let _ = link.send(&cmd, Expect::Nothing);
         }
         if !patterns.is_empty() {
             let mut cmd = vec!["PSUBSCRIBE".to_owned()];
             cmd.extend(patterns.iter().cloned());
-            let _ = self.subscriber.send(&cmd, Expect::Nothing);
+            let _ = link.send(&cmd, Expect::Nothing);
         }
+    }
+
+    /// Whether this server still wants messages of `channel`.
+    fn wants(&self, channel: &str) -> bool {
+        channel == self.forwarding.channel
+            || lock(&self.adapter)
+                .subscriptions()
+                .0
+                .iter()
+                .any(|c| c == channel)
     }
 
     /// Publishes `payload` on `channel` as the adapter's mode does (`SPUBLISH` when
@@ -387,7 +515,9 @@ impl Shared {
             b"PUBLISH"
         };
         let args: [&[u8]; 3] = [verb, channel.as_bytes(), payload];
-        self.publisher.send(&args, expect).is_ok()
+        self.links
+            .publisher(channel)
+            .is_some_and(|link| link.send(&args, expect).is_ok())
     }
 
     /// Publishes an operation of this server for the others.
@@ -480,7 +610,9 @@ impl Shared {
                     "UNSUBSCRIBE"
                 };
                 for c in channels {
-                    let _ = self.subscriber.send(&[verb, c.as_str()], Expect::Nothing);
+                    if let Some(link) = self.links.subscriber(&c) {
+                        let _ = link.send(&[verb, c.as_str()], Expect::Nothing);
+                    }
                 }
             }
             Command::CountServers { channel, request } => {
@@ -490,11 +622,11 @@ impl Shared {
                     b"NUMSUB"
                 };
                 let args: [&[u8]; 3] = [b"PUBSUB", what, channel.as_bytes()];
-                if self
-                    .publisher
-                    .send(&args, Expect::ServerCount(request))
-                    .is_err()
-                {
+                let sent = self
+                    .links
+                    .publisher(&channel)
+                    .is_some_and(|link| link.send(&args, Expect::ServerCount(request)).is_ok());
+                if !sent {
                     // No Redis: this server is the whole cluster it can reach.
                     lock(&self.adapter).handle_server_count(request, 0);
                 }

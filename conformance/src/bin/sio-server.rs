@@ -26,7 +26,8 @@
 //! With `--redis URL [--redis-key KEY]` it joins a cluster over that Redis
 //! (wire-compatible with Node's `@socket.io/redis-adapter`; `--sharded` speaks its
 //! `createShardedAdapter` protocol instead, with `--subscription-mode
-//! static|dynamic|dynamic-private`, default dynamic): `join` and `to-room` then
+//! static|dynamic|dynamic-private`, default dynamic; `--redis-cluster` with it: the URL
+//! is one node of a Redis Cluster): `join` and `to-room` then
 //! work across servers, and `/` also has `broadcast-all` (args: `broadcast` with them to
 //! every socket of `/` in the cluster), `fetch-room` (room: acks the sorted ids of its
 //! sockets, cluster-wide), `server-side-emit` (arg: `serverSideEmit("ping", arg)` with
@@ -41,7 +42,7 @@ use wirestate_conformance::{init_tracing, Args, Runtime};
 const USAGE: &str = "sio-server [--runtime tokio|smol] [--addr HOST:PORT] [--recovery] \
                      [--write-timeout MS] [--max-connections N] \
                      [--tls-cert FILE --tls-key FILE] \
-                     [--redis URL [--redis-key KEY] [--sharded [--subscription-mode M]]] \
+                     [--redis URL [--redis-key KEY] [--sharded [--subscription-mode M] [--redis-cluster]]] \
                      [--parser default|msgpack]";
 
 fn main() -> std::io::Result<()> {

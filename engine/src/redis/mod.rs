@@ -8,6 +8,7 @@ mod details;
 mod emitter;
 pub mod forward;
 pub mod resp;
+pub mod slots;
 
 pub use adapter::{
     Adapter, Command, Config, Event, Mode, ReplyTo, RequestError, RequestId, SubscriptionMode,

@@ -135,37 +135,32 @@ expect() { # LABEL COMMAND...: a check of this script
     if "$@"; then echo "ok $label"; passed=$((passed + 1)); else echo "FAIL $label"; failed=$((failed + 1)); fi
 }
 
-# 1. Two wirestate servers.
-redis_up
-pa="$(free_port)"; pb="$(free_port)"
-wirestate A "$pa"; wirestate B "$pb"
-wait_port "$pa"; wait_port "$pb"; wait_servers 2
-run "wirestate+wirestate" 16 "http://127.0.0.1:$pa" "http://127.0.0.1:$pb" "$redis_url"
-run "no sticky sessions" 4 nosticky "http://127.0.0.1:$pa" "http://127.0.0.1:$pb"
+# cases PREFIX N: wirestate servers A and B (N cases, then no sticky sessions), then A
+# and Node's N, each side asked; A is left running on $pa.
+cases() {
+    local prefix="$1" n="$2"
+    pa="$(free_port)"; pb="$(free_port)"; pn="$(free_port)"
+    wirestate A "$pa"; wirestate B "$pb"
+    wait_port "$pa"; wait_port "$pb"; wait_servers 2
+    run "${prefix}wirestate+wirestate" "$n" "http://127.0.0.1:$pa" "http://127.0.0.1:$pb" "$redis_url"
+    run "${prefix}no sticky sessions" 4 nosticky "http://127.0.0.1:$pa" "http://127.0.0.1:$pb"
+    kill "$pid_B"; wait "$pid_B" 2>/dev/null || true
+    node_server N "$pn"
+    wait_port "$pn"; wait_servers 2
+    run "${prefix}wirestate+node" "$n" "http://127.0.0.1:$pa" "http://127.0.0.1:$pn" "$redis_url"
+    run "${prefix}node+wirestate" "$n" "http://127.0.0.1:$pn" "http://127.0.0.1:$pa" "$redis_url"
+    kill "$pid_N"; wait "$pid_N" 2>/dev/null || true
+}
 
-# 2. Mixed: wirestate A and Node N, each side asked.
-kill "$pid_B"; wait "$pid_B" 2>/dev/null || true
-pn="$(free_port)"
-node_server N "$pn"
-wait_port "$pn"; wait_servers 2
-run "wirestate+node" 16 "http://127.0.0.1:$pa" "http://127.0.0.1:$pn" "$redis_url"
-run "node+wirestate" 16 "http://127.0.0.1:$pn" "http://127.0.0.1:$pa" "$redis_url"
-kill "$pid_N"; wait "$pid_N" 2>/dev/null || true
+# 1, 2. Two wirestate servers, then mixed with Node.
+redis_up
+cases "" 16
 kill "$pid_A"; wait "$pid_A" 2>/dev/null || true
 
 # 3. The sharded protocol.
 export SHARDED=dynamic
-pa="$(free_port)"; pb="$(free_port)"; pn="$(free_port)"
-wirestate A "$pa"; wirestate B "$pb"
-wait_port "$pa"; wait_port "$pb"; wait_servers 2
-run "sharded dynamic: wirestate+wirestate" 11 "http://127.0.0.1:$pa" "http://127.0.0.1:$pb" "$redis_url"
-run "sharded dynamic: no sticky sessions" 4 nosticky "http://127.0.0.1:$pa" "http://127.0.0.1:$pb"
-kill "$pid_B"; wait "$pid_B" 2>/dev/null || true
-node_server N "$pn"
-wait_port "$pn"; wait_servers 2
-run "sharded dynamic: wirestate+node" 11 "http://127.0.0.1:$pa" "http://127.0.0.1:$pn" "$redis_url"
-run "sharded dynamic: node+wirestate" 11 "http://127.0.0.1:$pn" "http://127.0.0.1:$pa" "$redis_url"
-kill "$pid_N" "$pid_A"; wait "$pid_N" "$pid_A" 2>/dev/null || true
+cases "sharded dynamic: " 11
+kill "$pid_A"; wait "$pid_A" 2>/dev/null || true
 export SHARDED=static
 pa="$(free_port)"; pn="$(free_port)"
 wirestate A "$pa"; node_server N "$pn"
@@ -234,17 +229,7 @@ move_slot() {
 }
 export SHARDED=dynamic REDIS_CLUSTER=1
 redis_url="redis://127.0.0.1:${cports[0]}"
-pa="$(free_port)"; pb="$(free_port)"; pn="$(free_port)"
-wirestate A "$pa"; wirestate B "$pb"
-wait_port "$pa"; wait_port "$pb"; wait_servers 2
-run "redis cluster: wirestate+wirestate" 11 "http://127.0.0.1:$pa" "http://127.0.0.1:$pb" "$redis_url"
-run "redis cluster: no sticky sessions" 4 nosticky "http://127.0.0.1:$pa" "http://127.0.0.1:$pb"
-kill "$pid_B"; wait "$pid_B" 2>/dev/null || true
-node_server N "$pn"
-wait_port "$pn"; wait_servers 2
-run "redis cluster: wirestate+node" 11 "http://127.0.0.1:$pa" "http://127.0.0.1:$pn" "$redis_url"
-run "redis cluster: node+wirestate" 11 "http://127.0.0.1:$pn" "http://127.0.0.1:$pa" "$redis_url"
-kill "$pid_N"; wait "$pid_N" 2>/dev/null || true
+cases "redis cluster: " 11
 wirestate B "$pb"
 wait_port "$pb"; wait_servers 2
 moved="$(move_slot)"

@@ -17,6 +17,9 @@ use wirestate_async::{Clock, Runtime};
 
 const SECOND: Duration = Duration::from_secs(5);
 
+/// A server being started: its URL, once it listens.
+type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>>;
+
 /// A `redis-server` on a free loopback port, shut down on drop.
 struct Redis {
     port: u16,
@@ -179,20 +182,28 @@ async fn until<R: Runtime, F: std::future::Future<Output = bool>>(
     false
 }
 
+/// Servers A and B (the conformance configuration) on `redis`, and their memberships.
+fn two_servers<R: Runtime>(
+    rt: &R,
+    redis: &Redis,
+) -> (SocketIo, SocketIo, sio::RedisCluster, sio::RedisCluster) {
+    let config = wirestate_conformance::sio_app::config(false);
+    let a = sio::server(rt, config.clone()).expect("server a");
+    let b = sio::server(rt, config).expect("server b");
+    let url = || RedisOptions::new(&redis.url()).expect("url");
+    let cluster_a = sio::attach_redis(rt, &a, url()).expect("a joins");
+    let cluster_b = sio::attach_redis(rt, &b, url()).expect("b joins");
+    (a, b, cluster_a, cluster_b)
+}
+
 /// Two servers on one Redis, on runtime `rt` with its listeners; `serve` runs a server
 /// on a listener bound to a free port and returns its URL.
 async fn two_servers_share_their_sockets<R: Runtime>(
     rt: &R,
     redis: &Redis,
-    serve: impl Fn(SocketIo) -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>>,
+    serve: impl Fn(SocketIo) -> Serving,
 ) {
-    let config = wirestate_conformance::sio_app::config(false);
-    let a = sio::server(rt, config.clone()).expect("server a");
-    let b = sio::server(rt, config).expect("server b");
-    let cluster_a =
-        sio::attach_redis(rt, &a, RedisOptions::new(&redis.url()).expect("url")).expect("a joins");
-    let _cluster_b =
-        sio::attach_redis(rt, &b, RedisOptions::new(&redis.url()).expect("url")).expect("b joins");
+    let (a, b, cluster_a, _cluster_b) = two_servers(rt, redis);
     setup_b(&b);
     let _url_a = serve(a.clone()).await;
     let url_b = serve(b.clone()).await;
@@ -301,26 +312,46 @@ async fn two_servers_share_their_sockets<R: Runtime>(
     cluster_a.close();
 }
 
+/// Serves `io` on a free loopback port with tokio; its URL.
+fn serve_tokio(io: SocketIo) -> Serving {
+    Box::pin(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(wirestate_tokio::sio::serve(io, listener));
+        url
+    })
+}
+
+/// Serves `io` on a free loopback port with smol; its URL.
+fn serve_smol(io: SocketIo) -> Serving {
+    Box::pin(async move {
+        let listener = smol::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        smol::spawn(wirestate_smol::sio::serve(io, listener)).detach();
+        url
+    })
+}
+
+/// Runs `test` on a current-thread tokio runtime.
+fn on_tokio<F: std::future::Future>(test: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(test)
+}
+
 #[test]
 fn two_tokio_servers_share_their_sockets() {
     let Some(redis) = Redis::start() else { return };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(two_servers_share_their_sockets(
+    on_tokio(two_servers_share_their_sockets(
         &wirestate_tokio::Tokio,
         &redis,
-        |io| {
-            Box::pin(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                let url = format!("http://{}", listener.local_addr().expect("addr"));
-                tokio::spawn(wirestate_tokio::sio::serve(io, listener));
-                url
-            })
-        },
+        serve_tokio,
     ));
 }
 
@@ -330,16 +361,7 @@ fn two_smol_servers_share_their_sockets() {
     smol::block_on(two_servers_share_their_sockets(
         &wirestate_smol::Smol,
         &redis,
-        |io| {
-            Box::pin(async move {
-                let listener = smol::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                let url = format!("http://{}", listener.local_addr().expect("addr"));
-                smol::spawn(wirestate_smol::sio::serve(io, listener)).detach();
-                url
-            })
-        },
+        serve_smol,
     ));
 }
 
@@ -348,17 +370,13 @@ fn servers_join_a_tls_redis_with_a_password_and_one_leaves() {
     let Some(redis) = Redis::start_with(true, Some("s3cret")) else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
     let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/../async/tests/tls/ca.pem");
     let options = |url: &str| {
         RedisOptions::new(url)
             .expect("url")
             .tls(wirestate_tokio::tls::TlsConnector::from_ca_file(ca).expect("ca"))
     };
-    rt.block_on(async {
+    on_tokio(async {
         let rt = wirestate_tokio::Tokio;
         let config = wirestate_conformance::sio_app::config(false);
         let a = sio::server(&rt, config.clone()).expect("server a");
@@ -583,14 +601,9 @@ fn session_across(first: &str, other: &str) {
 async fn any_server_serves_any_session<R: Runtime>(
     rt: &R,
     redis: &Redis,
-    serve: impl Fn(SocketIo) -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>>,
+    serve: impl Fn(SocketIo) -> Serving,
 ) {
-    let config = wirestate_conformance::sio_app::config(false);
-    let a = sio::server(rt, config.clone()).expect("server a");
-    let b = sio::server(rt, config).expect("server b");
-    let url = || RedisOptions::new(&redis.url()).expect("url");
-    let cluster_a = sio::attach_redis(rt, &a, url()).expect("a joins");
-    let cluster_b = sio::attach_redis(rt, &b, url()).expect("b joins");
+    let (a, b, cluster_a, cluster_b) = two_servers(rt, redis);
     wirestate_conformance::sio_app::setup_with(&a, true);
     wirestate_conformance::sio_app::setup_with(&b, true);
     let url_a = serve(a.clone()).await;
@@ -637,23 +650,10 @@ async fn any_server_serves_any_session<R: Runtime>(
 #[test]
 fn tokio_servers_need_no_sticky_sessions() {
     let Some(redis) = Redis::start() else { return };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(any_server_serves_any_session(
+    on_tokio(any_server_serves_any_session(
         &wirestate_tokio::Tokio,
         &redis,
-        |io| {
-            Box::pin(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                let url = format!("http://{}", listener.local_addr().expect("addr"));
-                tokio::spawn(wirestate_tokio::sio::serve(io, listener));
-                url
-            })
-        },
+        serve_tokio,
     ));
 }
 
@@ -663,15 +663,6 @@ fn smol_servers_need_no_sticky_sessions() {
     smol::block_on(any_server_serves_any_session(
         &wirestate_smol::Smol,
         &redis,
-        |io| {
-            Box::pin(async move {
-                let listener = smol::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                let url = format!("http://{}", listener.local_addr().expect("addr"));
-                smol::spawn(wirestate_smol::sio::serve(io, listener)).detach();
-                url
-            })
-        },
+        serve_smol,
     ));
 }

@@ -233,8 +233,7 @@ pub fn attach<R: Runtime>(
             "a Redis Cluster needs the sharded adapter (RedisOptions::sharded)",
         ));
     }
-    let seed = crate::os_seed()?;
-    let adapter = redis::Adapter::new(options.adapter.clone(), seed);
+    let adapter = redis::Adapter::new(options.adapter.clone(), crate::os_seed()?);
     let tag = wirestate_engine::redis::forward::tag_from(crate::os_seed()?);
     let serve_tunnel = {
         let rt = rt.clone();

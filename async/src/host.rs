@@ -855,7 +855,7 @@ impl<E: Endpoint> Host<E> {
     /// it, after writing `out`, until either side ends; the write timeout holds as for
     /// any connection. A tunnel silent for [`forward_wait`](Self::forward_wait) is
     /// given up: its owner pings the client more often than that, so it is gone.
-    async fn splice<T: Transport, C: Clock>(
+    pub(crate) async fn splice<T: Transport, C: Clock>(
         &self,
         mut io: T,
         mut clock: C,

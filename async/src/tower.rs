@@ -27,12 +27,13 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use wirestate_engine::eio::{Handshake, Reply};
-use wirestate_engine::http::{Headers, Request, RequestHead, Response};
+use wirestate_engine::http::{parse_response_head, Headers, Request, RequestHead, Response};
 use wirestate_engine::Endpoint;
 
+use crate::forward::Tunnel;
 use crate::host::ConnGuard;
 use crate::{Clock, Host, Outbox, Runtime, Transport};
 
@@ -252,8 +253,10 @@ where
             .await;
             return into_http(response);
         }
-        // An upgrade for another node's session is served as unknown here (the
-        // client goes on polling, through any node).
+        if let Some(upgrade) = upgrade {
+            let tunnel = forward.open(&sid, request);
+            return forwarded_upgrade(host, rt, tunnel, upgrade).await;
+        }
     }
     let Some(reply) = host.handle_request(&request, host.now()) else {
         return into_http(Response::new(404));
@@ -301,6 +304,95 @@ async fn answer<E: Endpoint, R: Runtime>(
                 }
             }
             // The guard releases the transport: the client is told nothing more.
+            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+        }
+    });
+    into_http(response)
+}
+
+/// Most bytes of a refusal (a response other than `101`) that the owner of a session
+/// sends back for a forwarded upgrade.
+const MAX_REFUSAL: usize = 64 << 10;
+
+/// The answer to an upgrade that another node serves: the owner's response, read from
+/// the tunnel; after a `101`, the upgraded stream and the tunnel are copied into each
+/// other (in a task of their own). A tunnel that breaks, or says something that is
+/// not HTTP, is `502`; an owner that does not answer in time, `504`.
+async fn forwarded_upgrade<E: Endpoint, R: Runtime>(
+    host: Host<E>,
+    rt: R,
+    mut tunnel: Tunnel,
+    upgrade: hyper::upgrade::OnUpgrade,
+) -> http::Response<Full<Bytes>> {
+    let mut clock = rt.clock();
+    let deadline = clock.now() + host.forward_wait();
+    let limits = host.limits();
+    let mut buf = BytesMut::new();
+    let mut head = None;
+    let mut ended = false;
+    let outcome = poll_fn(|cx| loop {
+        if head.is_none() {
+            match parse_response_head(&buf, limits.max_head_size) {
+                Ok(Some(parsed)) => head = Some(parsed),
+                Ok(None) => {}
+                Err(_) => return Poll::Ready(Err(502)),
+            }
+        }
+        match &head {
+            // A 101: what follows is the WebSocket's.
+            Some((101, ..)) => return Poll::Ready(Ok(())),
+            // A refusal: its body runs to the end of the tunnel.
+            Some(_) if ended => return Poll::Ready(Ok(())),
+            _ if ended => return Poll::Ready(Err(502)),
+            _ if buf.len() > limits.max_head_size + MAX_REFUSAL => return Poll::Ready(Err(502)),
+            _ => {}
+        }
+        match tunnel.poll_chunk(cx) {
+            Poll::Ready(Ok(chunk)) if chunk.is_empty() => ended = true,
+            Poll::Ready(Ok(chunk)) => buf.extend_from_slice(&chunk),
+            Poll::Ready(Err(_)) => return Poll::Ready(Err(502)),
+            Poll::Pending => return clock.poll_until(cx, deadline).map(|()| Err(504)),
+        }
+    })
+    .await;
+    let (status, headers, used) = match (outcome, head) {
+        (Ok(()), Some(head)) => head,
+        (Err(status), _) => return into_http(Response::new(status)),
+        (Ok(()), None) => return into_http(Response::new(502)),
+    };
+    let rest = buf.split_off(used).freeze();
+    let mut response = Response::new(status);
+    for (name, value) in headers.iter() {
+        // hyper writes a refusal's framing itself.
+        let framing = ["content-length", "connection"]
+            .iter()
+            .any(|f| name.eq_ignore_ascii_case(f));
+        if framing && status != 101 {
+            continue;
+        }
+        if let Ok(value) = std::str::from_utf8(value) {
+            response = response.header(name.to_owned(), value);
+        }
+    }
+    if status != 101 {
+        return into_http(response.body(rest));
+    }
+    let task_rt = rt.clone();
+    rt.spawn(async move {
+        match upgrade.await {
+            Ok(upgraded) => {
+                let mut out = Outbox::default();
+                if !rest.is_empty() {
+                    out.push(rest);
+                }
+                if let Err(e) = host
+                    .splice(HyperIo(upgraded), task_rt.clock(), tunnel, out)
+                    .await
+                {
+                    tracing::debug!(error = %e, "forwarded connection ended with an error");
+                }
+            }
+            // Dropping the tunnel tells the owner.
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }
     });

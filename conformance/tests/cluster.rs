@@ -182,12 +182,18 @@ async fn until<R: Runtime, F: std::future::Future<Output = bool>>(
     false
 }
 
-/// Servers A and B (the conformance configuration) on `redis`, and their memberships.
+/// Servers A and B (the conformance configuration, with `heartbeat` as ping interval
+/// and timeout if given) on `redis`, and their memberships.
 fn two_servers<R: Runtime>(
     rt: &R,
     redis: &Redis,
+    heartbeat: Option<Duration>,
 ) -> (SocketIo, SocketIo, sio::RedisCluster, sio::RedisCluster) {
-    let config = wirestate_conformance::sio_app::config(false);
+    let mut config = wirestate_conformance::sio_app::config(false);
+    if let Some(interval) = heartbeat {
+        let eio = config.eio.clone().heartbeat(interval, interval);
+        config = config.eio(eio);
+    }
     let a = sio::server(rt, config.clone()).expect("server a");
     let b = sio::server(rt, config).expect("server b");
     let url = || RedisOptions::new(&redis.url()).expect("url");
@@ -203,7 +209,7 @@ async fn two_servers_share_their_sockets<R: Runtime>(
     redis: &Redis,
     serve: impl Fn(SocketIo) -> Serving,
 ) {
-    let (a, b, cluster_a, _cluster_b) = two_servers(rt, redis);
+    let (a, b, cluster_a, _cluster_b) = two_servers(rt, redis, None);
     setup_b(&b);
     let _url_a = serve(a.clone()).await;
     let url_b = serve(b.clone()).await;
@@ -332,6 +338,23 @@ fn serve_smol(io: SocketIo) -> Serving {
             .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         smol::spawn(wirestate_smol::sio::serve(io, listener)).detach();
+        url
+    })
+}
+
+/// Serves `io` through axum and the tower layer on a free loopback port; its URL.
+fn serve_axum(io: SocketIo) -> Serving {
+    Box::pin(async move {
+        let service = tower_layer::Layer::layer(
+            &wirestate_tokio::sio::layer(&io),
+            wirestate_tokio::tower::NotFound,
+        );
+        let app = axum::Router::new().route_service("/socket.io/", service);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
         url
     })
 }
@@ -603,7 +626,8 @@ async fn any_server_serves_any_session<R: Runtime>(
     redis: &Redis,
     serve: impl Fn(SocketIo) -> Serving,
 ) {
-    let (a, b, cluster_a, cluster_b) = two_servers(rt, redis);
+    // Heartbeats far apart: a session ends only when something ends it.
+    let (a, b, cluster_a, cluster_b) = two_servers(rt, redis, Some(Duration::from_secs(20)));
     wirestate_conformance::sio_app::setup_with(&a, true);
     wirestate_conformance::sio_app::setup_with(&b, true);
     let url_a = serve(a.clone()).await;
@@ -664,5 +688,15 @@ fn smol_servers_need_no_sticky_sessions() {
         &wirestate_smol::Smol,
         &redis,
         serve_smol,
+    ));
+}
+
+#[test]
+fn servers_behind_axum_need_no_sticky_sessions() {
+    let Some(redis) = Redis::start() else { return };
+    on_tokio(any_server_serves_any_session(
+        &wirestate_tokio::Tokio,
+        &redis,
+        serve_axum,
     ));
 }

@@ -191,11 +191,51 @@ pub fn decode(input: &[u8]) -> Result<(Value, Vec<Bytes>), DecodeError> {
         pos: 0,
         bins: Vec::new(),
     };
-    let v = r.value(0)?.unwrap_or(Value::Null);
+    let mut v = r.value(0)?.unwrap_or(Value::Null);
     if r.pos != input.len() {
         return Err(DecodeError("trailing bytes"));
     }
-    Ok((v, r.bins))
+    let bins = drop_orphans(&mut v, r.bins);
+    Ok((v, bins))
+}
+
+/// The attachments `v` refers to, renumbered in order: a map key given twice keeps its
+/// last value (as in JavaScript), and binary parts the earlier values held are gone.
+fn drop_orphans(v: &mut Value, bins: Vec<Bytes>) -> Vec<Bytes> {
+    fn walk(v: &mut Value, f: &mut impl FnMut(&mut Map<String, Value>)) {
+        match v {
+            Value::Array(a) => a.iter_mut().for_each(|v| walk(v, f)),
+            Value::Object(o) if placeholder_of(o).is_some() => f(o),
+            Value::Object(o) => o.values_mut().for_each(|v| walk(v, f)),
+            _ => {}
+        }
+    }
+    if bins.is_empty() {
+        return bins;
+    }
+    let mut used = vec![false; bins.len()];
+    walk(v, &mut |o| {
+        if let Some(u) = placeholder_of(o).and_then(|n| used.get_mut(n)) {
+            *u = true;
+        }
+    });
+    if used.iter().all(|&u| u) {
+        return bins;
+    }
+    let mut renumbered = vec![None; bins.len()];
+    let mut kept = Vec::new();
+    for (i, b) in bins.into_iter().enumerate() {
+        if used[i] {
+            renumbered[i] = Some(kept.len());
+            kept.push(b);
+        }
+    }
+    walk(v, &mut |o| {
+        if let Some(n) = placeholder_of(o).and_then(|n| renumbered.get(n).copied().flatten()) {
+            o.insert("num".into(), Value::from(n));
+        }
+    });
+    kept
 }
 
 struct Reader<'a> {
@@ -441,6 +481,19 @@ mod tests {
         assert_eq!(&hex(&to_vec(&json!(s), &[]))[..4], "d928");
         let a: Vec<u8> = (0..20).collect();
         assert_eq!(&hex(&to_vec(&json!(a), &[]))[..6], "dc0014");
+    }
+
+    #[test]
+    fn a_key_given_twice_keeps_its_last_value_and_no_orphan_binary() {
+        // {"a": bin [1], "a": 2, "b": bin [3]}
+        let input = [
+            0x83, 0xa1, b'a', 0xc4, 1, 1, 0xa1, b'a', 2, 0xa1, b'b', 0xc4, 1, 3,
+        ];
+        let (v, bins) = decode(&input).expect("decodes");
+        assert_eq!(v, json!({"a": 2, "b": {"_placeholder": true, "num": 0}}));
+        assert_eq!(bins, [Bytes::from_static(&[3])]);
+        let again = to_vec(&v, &bins);
+        assert_eq!(decode(&again).expect("decodes"), (v, bins));
     }
 
     #[test]

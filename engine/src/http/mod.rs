@@ -366,6 +366,21 @@ pub fn parse_head(
     )))
 }
 
+/// Parses a response head (status and header lines) at the start of `buf`: the
+/// status, the headers, and how many bytes the head took; `Ok(None)`: need more bytes.
+pub fn parse_response_head(
+    buf: &[u8],
+    max_head_size: usize,
+) -> Result<Option<(u16, Headers, usize)>, HttpError> {
+    let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut raw);
+    let Some(used) = head_length(res.parse(buf), buf.len(), max_head_size)? else {
+        return Ok(None);
+    };
+    let status = res.code.ok_or(HttpError::Malformed)?;
+    Ok(Some((status, Headers::from_httparse(res.headers), used)))
+}
+
 /// An HTTP response.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Response {
@@ -858,6 +873,22 @@ fn read_body(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn parses_response_heads() {
+        let head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\nrest";
+        let (status, headers, used) = parse_response_head(head, 1024)
+            .expect("valid")
+            .expect("complete");
+        assert_eq!((status, used), (101, head.len() - 4));
+        assert_eq!(headers.get_str("upgrade"), Some("websocket"));
+        assert_eq!(parse_response_head(&head[..20], 1024), Ok(None));
+        assert_eq!(parse_response_head(head, 16), Err(HttpError::HeadTooLarge));
+        assert_eq!(
+            parse_response_head(b"HTTP/1.1 abc\r\n\r\n", 64),
+            Err(HttpError::Malformed)
+        );
+    }
+
     use super::*;
 
     #[test]

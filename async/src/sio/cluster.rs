@@ -64,7 +64,8 @@ impl RedisOptions {
     /// sharded channel is subscribed and published on the primary that serves it,
     /// found with `CLUSTER SLOTS` and found again when a reply says it moved. Needs
     /// the sharded protocol ([`sharded`](Self::sharded)), as the reference does for
-    /// Redis Cluster.
+    /// Redis Cluster. An emitter made with these options ignores it: it publishes on
+    /// classic channels, which a Redis Cluster relays to every node.
     pub fn cluster(mut self) -> Self {
         self.cluster = true;
         self

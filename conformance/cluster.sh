@@ -143,7 +143,7 @@ cases() {
     wirestate A "$pa"; wirestate B "$pb"
     wait_port "$pa"; wait_port "$pb"; wait_servers 2
     run "${prefix}wirestate+wirestate" "$n" "http://127.0.0.1:$pa" "http://127.0.0.1:$pb" "$redis_url"
-    run "${prefix}no sticky sessions" 4 nosticky "http://127.0.0.1:$pa" "http://127.0.0.1:$pb"
+    SERVER_PIDS="$pid_A $pid_B" run "${prefix}no sticky sessions" 4 nosticky "http://127.0.0.1:$pa" "http://127.0.0.1:$pb"
     kill "$pid_B"; wait "$pid_B" 2>/dev/null || true
     node_server N "$pn"
     wait_port "$pn"; wait_servers 2

@@ -18,6 +18,7 @@
 // Prints `ok NAME` or `FAIL NAME: why` per case, then `N passed, M failed`.
 import { io } from "socket.io-client";
 import http from "node:http";
+import { readFileSync } from "node:fs";
 import net from "node:net";
 import { createClient } from "redis";
 import { Emitter } from "@socket.io/redis-emitter";
@@ -152,20 +153,33 @@ async function nosticky() {
     p.close();
   }
   // The cost of forwarding: the same client, through the same proxy, all on A or
-  // forwarded by B.
-  const count = 300;
-  for (const transports of [["polling"], ["polling", "websocket"]]) {
+  // forwarded by B. With SERVER_PIDS ("PID_A PID_B") also the servers' CPU per ack,
+  // user and system apart, from /proc (clock ticks: coarse, so many acks).
+  const pids = (process.env.SERVER_PIDS || "").split(" ").filter(Boolean);
+  const tick = 1e6 / 100; // µs per clock tick (USER_HZ)
+  const cpu = () => pids.map((pid) => {
+    const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+    return [Number(f[11]), Number(f[12])]; // utime, stime
+  }).reduce(([u, s], [u2, s2]) => [u + u2, s + s2], [0, 0]);
+  for (const [transports, count] of [[["polling"], 300], [["polling", "websocket"], 2000]]) {
     const costs = [];
     for (const pick of [ALL_ON_A, HANDSHAKE_ON_A]) {
       const p = await proxy(servers, pick);
       const s = await connect(`http://127.0.0.1:${p.address().port}`, transports);
       if (transports.length > 1) await upgraded(s);
       await acks(s, 20);
-      costs.push((await acks(s, count)).ms);
+      const before = cpu();
+      const { ms } = await acks(s, count);
+      const after = cpu();
+      costs.push({ ms, user: (after[0] - before[0]) * tick / count, sys: (after[1] - before[1]) * tick / count });
       s.disconnect();
       p.close();
     }
-    console.log(`cost ${transports.at(-1)}: ${count} acks, ${costs[0].toFixed(3)} ms each on the owner, ${costs[1].toFixed(3)} ms forwarded (x${(costs[1] / costs[0]).toFixed(2)})`);
+    const [own, fwd] = costs;
+    const cpuText = pids.length
+      ? `; servers' CPU per ack: user ${own.user.toFixed(1)} / system ${own.sys.toFixed(1)} µs on the owner, user ${fwd.user.toFixed(1)} / system ${fwd.sys.toFixed(1)} µs forwarded`
+      : "";
+    console.log(`cost ${transports.at(-1)}: ${count} acks, ${own.ms.toFixed(3)} ms each on the owner, ${fwd.ms.toFixed(3)} ms forwarded (x${(fwd.ms / own.ms).toFixed(2)})${cpuText}`);
   }
 }
 

@@ -819,14 +819,13 @@ impl<E: Endpoint> Host<E> {
     ) {
         let rest = std::mem::take(&mut request.body);
         let now = clock.now();
-        let reply = self.handle_request(&request, now);
-        let mut conn = ConnGuard::new(self.clone());
-        let response = match reply {
+        let response = match self.handle_request(&request, now) {
             Some(Reply::Upgrade(mut link)) => {
                 if !rest.is_empty() {
                     link.handle_input(now, &rest);
                     self.deliver(&mut link, now);
                 }
+                let mut conn = ConnGuard::new(self.clone());
                 conn.enter(Mode::Ws(link));
                 self.drain_events();
                 if let Err(e) = self.drive_ws(tunnel, clock, conn, Outbox::default()).await {
@@ -842,7 +841,6 @@ impl<E: Endpoint> Host<E> {
             }
             None => Response::new(404),
         };
-        drop(conn);
         self.drain_events();
         let _ = tunnel.send(response.encode_head(false));
         if !response.body.is_empty() {

@@ -232,6 +232,24 @@ impl<E: Send + 'static> Link<E> {
     }
 }
 
+/// The wait between attempts to reach Redis: 100 ms, doubling up to 5 s (a new
+/// `Backoff` after a success).
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self(Duration::from_millis(100))
+    }
+}
+
+impl Backoff {
+    /// Waits, and makes the next wait longer.
+    async fn wait<C: Clock>(&mut self, clock: &mut C) {
+        crate::sleep(clock, self.0).await;
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+    }
+}
+
 /// Runs `link` until it is closed: connects to `url`, serves the connection, and
 /// reconnects with backoff (100 ms doubling to 5 s) whenever it is lost.
 pub(crate) async fn run_link<R, E, H>(
@@ -247,7 +265,7 @@ pub(crate) async fn run_link<R, E, H>(
     H: LinkHooks<E>,
 {
     let mut clock = rt.clock();
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::default();
     let mut failures = 0u32;
     while !link.is_closed() {
         match open(&rt, &url, &connector).await {
@@ -267,7 +285,7 @@ pub(crate) async fn run_link<R, E, H>(
                     tracing::debug!(%url, link = name, "connected to redis");
                 }
                 failures = 0;
-                backoff = Duration::from_millis(100);
+                backoff = Backoff::default();
                 hooks.connected(&link);
                 let error = serve(stream, &link, &*hooks).await;
                 let unanswered: Vec<E> = {
@@ -291,8 +309,7 @@ pub(crate) async fn run_link<R, E, H>(
                 failures = failures.saturating_add(1);
             }
         }
-        crate::sleep(&mut clock, backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        backoff.wait(&mut clock).await;
     }
 }
 
@@ -548,7 +565,7 @@ pub(crate) async fn run_topology<R, E, H>(
     H: LinkHooks<E>,
 {
     let mut clock = rt.clock();
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::default();
     let mut warned = false;
     loop {
         // Wait for a reason to ask.
@@ -595,8 +612,7 @@ pub(crate) async fn run_topology<R, E, H>(
                     warned = true;
                 }
                 topology.refresh();
-                crate::sleep(&mut clock, backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff.wait(&mut clock).await;
                 continue;
             }
         };
@@ -604,7 +620,7 @@ pub(crate) async fn run_topology<R, E, H>(
             tracing::info!(seed = %topology.seed, "read the redis cluster's slots");
             warned = false;
         }
-        backoff = Duration::from_millis(100);
+        backoff = Backoff::default();
         let (fresh, kept) = {
             let mut s = lock(&topology.state);
             let old = std::mem::take(&mut s.nodes);

@@ -10,7 +10,7 @@
 use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
-use wirestate_engine::eio::Reply as EioReply;
+use wirestate_engine::eio::{ErrorCode, Reply as EioReply};
 use wirestate_engine::http::{Request, Response};
 use wirestate_engine::redis::forward::{self, Envelope, Message};
 
@@ -154,7 +154,6 @@ impl Forwarding {
     /// Serves a polling request another node forwarded, and answers it there.
     fn serve(shared: &Arc<Shared>, io: &SocketIo, from: String, id: u64, request: Request) {
         let host = &io.inner.host;
-        let reply = host.handle_request(&request, io.now());
         let channel = forward::channel(&shared.forwarding.key, &from);
         let answer = {
             let shared = Arc::downgrade(shared);
@@ -165,18 +164,19 @@ impl Forwarding {
                 }
             }
         };
-        let reply = match reply {
-            None => Err(EioReply::Respond(Response::new(404))),
-            Some(reply) => ConnGuard::holding(host.clone(), reply),
+        let Some(reply) = host.handle_request(&request, io.now()) else {
+            return answer(Response::new(404));
         };
+        let held = ConnGuard::holding(host.clone(), reply);
         host.drain_events();
-        let mut guard = match reply {
+        let mut guard = match held {
             Ok(guard) => guard,
             Err(EioReply::Respond(response)) => return answer(response),
-            // An upgrade comes as `Open`, never as a request.
-            Err(_) => return answer(Response::new(400)),
+            // `holding` gives back only what holds nothing: a response.
+            Err(_) => return answer(Response::new(500)),
         };
         if guard.link().is_some() {
+            // An upgrade comes as `Open`, never as a request: this one is refused.
             drop(guard);
             return answer(Response::new(400));
         }
@@ -232,9 +232,7 @@ impl Forwarding {
 
 /// What a client gets for a session no node has: Engine.IO's own answer.
 fn unknown_session() -> Response {
-    Response::new(400)
-        .header("Content-Type", "application/json")
-        .body(&br#"{"code":1,"message":"Session ID unknown"}"#[..])
+    ErrorCode::UnknownSid.response()
 }
 
 /// The host's view of the cluster's forwarding.

@@ -300,6 +300,19 @@ impl ErrorCode {
             Self::UnsupportedProtocolVersion => "Unsupported protocol version",
         }
     }
+
+    /// The response that carries it: HTTP 400 (403 for `Forbidden`) with
+    /// `{"code":N,"message":"..."}` (no CORS headers: the server adds its own).
+    pub fn response(self) -> Response {
+        let status = if self == Self::Forbidden { 403 } else { 400 };
+        Response::new(status)
+            .header("Content-Type", "application/json")
+            .body(format!(
+                "{{\"code\":{},\"message\":\"{}\"}}",
+                self.code(),
+                self.message()
+            ))
+    }
 }
 
 /// Which transport a session uses.
@@ -1613,19 +1626,7 @@ impl Server {
     }
 
     fn error(&self, code: ErrorCode, cors: Vec<(&'static str, String)>) -> Response {
-        let status = if code == ErrorCode::Forbidden {
-            403
-        } else {
-            400
-        };
-        let response = Response::new(status)
-            .header("Content-Type", "application/json")
-            .body(format!(
-                "{{\"code\":{},\"message\":\"{}\"}}",
-                code.code(),
-                code.message()
-            ));
-        with_cors(response, cors)
+        with_cors(code.response(), cors)
     }
 }
 

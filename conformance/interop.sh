@@ -9,6 +9,7 @@
 #   conformance/interop.sh axum tokio              the sio clients against axum-app
 #   conformance/interop.sh tls tokio|smol          clients over https:// and wss://
 #   conformance/interop.sh tls-client tokio|smol   our clients over https:// and wss://
+#   conformance/interop.sh ws-rooms tokio|smol     plain WebSocket clients against ws-rooms
 #
 # eio: installs the clients (npm `engine.io-client`, PyPI `python-engineio[client]`) on
 # first use, starts `eio-server` on a free port, runs each client over polling,
@@ -32,6 +33,9 @@
 # tls-client: the sio-client run over https:// and wss:// (Node's socket.io and our
 # sio-server given the test CA's certificate, `--ca` to our client), and our
 # eio-client against Node's engine.io over TLS, and refused by a CA it does not trust.
+# ws-rooms: npm `ws` and PyPI `websockets` against `ws-rooms` (the router: chat rooms,
+# broadcast with and without the sender, compression, close codes from the auth hook,
+# `POST /connections/ID`).
 # Ends with `N passed, M failed`. A client run counts as passed only if it exits with
 # status 0 and reports exactly the number of cases it is known to have (a client
 # killed by its timeout, or one that ran fewer cases, fails).
@@ -39,8 +43,8 @@
 set -euo pipefail
 
 what="${1:-}"; runtime="${2:-}"
-usage="usage: $0 eio|eio-client|sio|sio-client|tls|tls-client tokio|smol, or $0 axum tokio"
-case "$what" in eio|eio-client|sio|sio-client|axum|tls|tls-client) ;; *) echo "$usage" >&2; exit 2 ;; esac
+usage="usage: $0 eio|eio-client|sio|sio-client|tls|tls-client|ws-rooms tokio|smol, or $0 axum tokio"
+case "$what" in eio|eio-client|sio|sio-client|axum|tls|tls-client|ws-rooms) ;; *) echo "$usage" >&2; exit 2 ;; esac
 case "$runtime" in tokio|smol) ;; *) echo "$usage" >&2; exit 2 ;; esac
 if [ "$what" = axum ] && [ "$runtime" != tokio ]; then echo "$usage" >&2; exit 2; fi
 
@@ -55,7 +59,7 @@ fi
 if ! python3 - <<'PY' 2>/dev/null
 import sys
 from importlib.metadata import version
-import engineio, socketio, websocket, requests
+import engineio, socketio, websocket, websockets, requests
 pins = [l.strip().split("==") for l in open("requirements.txt") if "==" in l]
 sys.exit(any(version(name.split("[")[0]) != v for name, v in pins))
 PY
@@ -63,7 +67,7 @@ then
     python3 -m pip install -q --disable-pip-version-check -r requirements.txt >&2
 fi
 if [ -z "${WIRESTATE_BIN_DIR:-}" ]; then
-    (cd "$root" && cargo build --release --quiet -p wirestate-conformance --bin eio-server --bin eio-client --bin sio-server --bin sio-client --bin axum-app --bin ws-echo)
+    (cd "$root" && cargo build --release --quiet -p wirestate-conformance --bin eio-server --bin eio-client --bin sio-server --bin sio-client --bin axum-app --bin ws-echo --bin ws-rooms)
     bindir="$root/target/release"
 else
     bindir="$WIRESTATE_BIN_DIR"
@@ -169,6 +173,28 @@ if [ "$what" = sio-client ] || [ "$what" = tls-client ]; then
         exit
     fi
     echo "interop sio-client $runtime: wirestate's Socket.IO client against Node's socket.io and sio-server"
+    echo "$passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+    exit
+fi
+
+if [ "$what" = ws-rooms ]; then
+    passed=0; failed=0
+    port="$(free_port)"
+    log="$(mktemp)"
+    "$bindir/ws-rooms" --runtime "$runtime" --addr "127.0.0.1:$port" > "$log" 2>&1 &
+    server=$!
+    trap 'kill "$server" 2>/dev/null || true; rm -f "$log"' EXIT
+    wait_port "$port"
+    for run in "node ws-rooms-client.mjs|14" "python3 ws_rooms_client.py|5"; do
+        status=0
+        out="$(timeout 120 ${run%|*} "http://127.0.0.1:$port" 2>&1)" || status=$?
+        check "${run%% *}" "$status" "$out" "${run#*|}"
+    done
+    if ! kill -0 "$server" 2>/dev/null; then
+        echo "FAIL ws-rooms exited during the run:"; cat "$log"; failed=$((failed + 1))
+    fi
+    echo "interop ws-rooms $runtime: npm ws and PyPI websockets against ws-rooms"
     echo "$passed passed, $failed failed"
     [ "$failed" -eq 0 ]
     exit

@@ -26,6 +26,7 @@ use bytes::Bytes;
 
 use super::{Clock, Executor, Outbox, Runtime, Transport, WebSocket};
 use crate::forward::{Forward, Pending, Tunnel};
+use crate::router::{Handled, Router, Upgrade};
 use wirestate_engine::eio::{
     self, Data, PollId, Reply, SendError, SessionId, Transmit, TransportId, WsInput, WsLink,
     WsOutput,
@@ -171,11 +172,21 @@ impl<E: Endpoint> Shared<E> {
     }
 }
 
+/// What a host serves besides its endpoint's sessions.
+pub(crate) struct Routes {
+    /// Whether the endpoint's path is served (not for a router served alone).
+    pub(crate) endpoint: bool,
+    /// Plain WebSocket routes by exact path, handed to the caller.
+    pub(crate) exact: Vec<(String, Arc<ws::Config>)>,
+    /// A router: its routes, and the HTTP requests that are for no one else.
+    pub(crate) router: Option<Router>,
+}
+
 /// The settings of a host, given once when it is made: every clone sees the same.
 struct Settings<E: Endpoint> {
     rt: Arc<dyn Executor>,
     limits: HttpLimits,
-    routes: Vec<(String, Arc<ws::Config>)>,
+    routes: Routes,
     hook: Option<EventHook<E::Event>>,
     /// Decodes polling payloads apart from the endpoint.
     preparer: eio::Preparer,
@@ -206,7 +217,8 @@ impl<E: Endpoint> std::fmt::Debug for Host<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Host")
             .field("limits", &self.settings.limits)
-            .field("routes", &self.settings.routes.len())
+            .field("routes", &self.settings.routes.exact.len())
+            .field("router", &self.settings.routes.router)
             .finish_non_exhaustive()
     }
 }
@@ -221,6 +233,8 @@ enum Mode {
     Ws(Box<WsLink>),
     /// A WebSocket upgrade for one of the plain routes: leave the loop.
     Handoff(Box<ws::Request>, Arc<ws::Config>),
+    /// A WebSocket upgrade for a route of the router: leave the loop and run it.
+    Routed(Box<Upgrade>),
     /// A polling request for another node's session, sent there: its answer, and
     /// when to stop waiting for it.
     Forward(Box<Pending>, Instant),
@@ -242,6 +256,9 @@ pub struct ServerOptions {
     pub limits: HttpLimits,
     /// Plain WebSocket routes served beside Engine.IO.
     pub routes: Vec<(String, Arc<ws::Config>)>,
+    /// A router of plain WebSocket applications served beside Engine.IO: its routes,
+    /// and the HTTP requests that are for neither.
+    pub router: Option<Router>,
 }
 
 impl From<eio::Config> for ServerOptions {
@@ -267,6 +284,13 @@ impl ServerOptions {
         self.routes.push((path.to_owned(), config));
         self
     }
+
+    /// Serves `router` beside Engine.IO on the same port: its WebSocket routes, and
+    /// every HTTP request that is not Engine.IO's (its fallback, or 404).
+    pub fn router(mut self, router: Router) -> Self {
+        self.router = Some(router);
+        self
+    }
 }
 
 impl EioServer {
@@ -276,7 +300,24 @@ impl EioServer {
     pub fn new<R: Runtime>(rt: &R, options: impl Into<ServerOptions>, seed: [u8; 32]) -> Self {
         let options = options.into();
         let endpoint = eio::Server::new(options.config, seed);
-        Host::with_settings(rt, endpoint, options.limits, options.routes, None)
+        let routes = Routes {
+            endpoint: true,
+            exact: options.routes,
+            router: options.router,
+        };
+        Host::with_settings(rt, endpoint, options.limits, routes, None)
+    }
+
+    /// A host that serves `router` alone (no Engine.IO path) with `limits`: the
+    /// built-in HTTP server of [`router::serve`](crate::router::serve).
+    pub(crate) fn for_router<R: Runtime>(rt: &R, router: Router, limits: HttpLimits) -> Self {
+        let endpoint = eio::Server::new(eio::Config::default(), [0; 32]);
+        let routes = Routes {
+            endpoint: false,
+            exact: Vec::new(),
+            router: Some(router),
+        };
+        Host::with_settings(rt, endpoint, limits, routes, None)
     }
 
     /// The next event (open, message, upgrade, close).
@@ -313,7 +354,7 @@ impl<E: Endpoint> Host<E> {
         rt: &R,
         server: E,
         limits: HttpLimits,
-        routes: Vec<(String, Arc<ws::Config>)>,
+        routes: Routes,
         hook: Option<EventHook<E::Event>>,
     ) -> Self {
         Self {
@@ -538,7 +579,7 @@ impl<E: Endpoint> Host<E> {
                             return shutdown(&mut io, cx);
                         }
                     }
-                    Mode::Handoff(..) => {
+                    Mode::Handoff(..) | Mode::Routed(_) => {
                         if out.is_empty() {
                             return Poll::Ready(Ok(()));
                         }
@@ -588,7 +629,7 @@ impl<E: Endpoint> Host<E> {
                     Poll::Ready(Ok(0)) => {
                         read_eof = true;
                         match conn.mode {
-                            Mode::Http | Mode::Handoff(..) => http.handle_eof(),
+                            Mode::Http | Mode::Handoff(..) | Mode::Routed(_) => http.handle_eof(),
                             Mode::Parked(_)
                             | Mode::Ws(_)
                             | Mode::Forward(..)
@@ -612,6 +653,13 @@ impl<E: Endpoint> Host<E> {
                 let path = request.path().split('?').next().unwrap_or("/").to_owned();
                 let ws = WebSocket::accept_request(io, clock, config, *request, &rest);
                 Ok(Some((path, ws)))
+            }
+            (Ok(()), Mode::Routed(upgrade)) => {
+                drop(conn);
+                let rest = http.upgrade(Bytes::new());
+                crate::router::serve_upgrade(*upgrade, io, clock, rest)
+                    .await
+                    .map(|()| None)
             }
             (Ok(()), Mode::Tunnel(mut request, forward)) => {
                 drop(conn);
@@ -913,7 +961,7 @@ impl<E: Endpoint> Host<E> {
 
     /// Whether requests for `path` are the endpoint's.
     pub(crate) fn matches(&self, path: &str) -> bool {
-        self.settings.eio.matches(path)
+        self.settings.routes.endpoint && self.settings.eio.matches(path)
     }
 
     /// The largest request body the endpoint takes.
@@ -932,13 +980,31 @@ impl<E: Endpoint> Host<E> {
             return Mode::Forward(Box::new(pending), now + self.forward_wait());
         }
         match self.handle_request(&request, now) {
-            None => match ws::handshake::route(&self.settings.routes, request.head) {
-                Ok((upgrade, config)) => Mode::Handoff(Box::new(upgrade), config.clone()),
-                Err(response) => {
-                    http.respond(now, response);
-                    Mode::Http
+            None => {
+                let routes = &self.settings.routes;
+                let path = request.head.path();
+                let router = match &routes.router {
+                    Some(router) if !routes.exact.iter().any(|(p, _)| p == path) => router,
+                    _ => {
+                        return match ws::handshake::route(&routes.exact, request.head) {
+                            Ok((upgrade, config)) => {
+                                Mode::Handoff(Box::new(upgrade), config.clone())
+                            }
+                            Err(response) => {
+                                http.respond(now, response);
+                                Mode::Http
+                            }
+                        }
+                    }
+                };
+                match router.handle(request) {
+                    Handled::Upgrade(upgrade) => Mode::Routed(upgrade),
+                    Handled::Respond(response) => {
+                        http.respond(now, response);
+                        Mode::Http
+                    }
                 }
-            },
+            }
             Some(Reply::Respond(response)) => {
                 http.respond(now, response);
                 Mode::Http
@@ -1067,7 +1133,11 @@ impl<E: Endpoint> ConnGuard<E> {
         let mut s = self.host.lock();
         match mode {
             // A forwarded request left behind tells its owner so when dropped.
-            Mode::Http | Mode::Handoff(..) | Mode::Forward(..) | Mode::Tunnel(..) => return,
+            Mode::Http
+            | Mode::Handoff(..)
+            | Mode::Routed(_)
+            | Mode::Forward(..)
+            | Mode::Tunnel(..) => return,
             Mode::Parked(poll) => {
                 s.wakers.remove(&Mailbox::Poll(poll));
                 if s.responses.remove(&poll).is_none() {
@@ -1102,7 +1172,7 @@ impl<E: Endpoint> Drop for ConnGuard<E> {
     }
 }
 
-fn shutdown<T: Transport>(io: &mut T, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+pub(crate) fn shutdown<T: Transport>(io: &mut T, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
     match io.poll_flush(cx) {
         Poll::Pending => return Poll::Pending,
         Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),

@@ -11,6 +11,8 @@
 //!   Engine.IO client ([`EioClient`]).
 //! * [`sio`]: the Socket.IO server ([`sio::SocketIo`], handlers, rooms, acks) and client
 //!   ([`sio::io`]).
+//! * [`router`]: plain WebSocket applications (routes by pattern, authentication
+//!   before the upgrade, connection ids, rooms, broadcast).
 //!
 //! * [`mem`]: an in-memory runtime on a virtual clock, to test all of the above (and
 //!   applications on it) with no sockets and no sleeps.
@@ -36,6 +38,7 @@ mod forward;
 mod host;
 pub mod mem;
 mod redis;
+pub mod router;
 pub mod sio;
 #[cfg(feature = "rustls")]
 pub mod tls;
@@ -699,6 +702,52 @@ macro_rules! runtime_api {
                 Fut: ::std::future::Future<Output = ()> + Send + 'static,
             {
                 $crate::eio::serve_with(&$rt, server, listener, on_websocket).await
+            }
+        }
+
+        /// Plain WebSocket applications on this runtime: routes by path pattern,
+        /// authentication before the upgrade, connection ids, rooms, broadcast.
+        pub mod router {
+            use super::{$io, $rt};
+            pub use $crate::router::*;
+
+            /// Serves `router` alone on `listener` for ever, each connection on its own
+            /// task (an accept error is logged and retried, never returned). To serve
+            /// it beside Engine.IO or Socket.IO on one port, give it to their
+            /// `ServerOptions::router` instead.
+            pub async fn serve(router: Router, listener: $listener) -> ::std::io::Result<()> {
+                $crate::router::serve(&$rt, router, listener).await
+            }
+
+            /// [`serve`] over TLS: each accepted connection's handshake (bounded by
+            /// the request timeout) first.
+            #[cfg(feature = "tls")]
+            pub async fn serve_tls(
+                router: Router,
+                listener: $listener,
+                tls: $crate::tls::TlsAcceptor,
+            ) -> ::std::io::Result<()> {
+                $crate::router::serve_accepting(&$rt, router, listener, tls).await
+            }
+
+            /// Serves one connection over any stream (TCP, TLS, Unix, in memory), with
+            /// its peer's address when it has one, for your own accept loop.
+            pub async fn serve_connection<S>(
+                router: &Router,
+                stream: S,
+                peer_addr: Option<::std::net::SocketAddr>,
+            ) -> ::std::io::Result<()>
+            where
+                $io<S>: $crate::Transport,
+            {
+                $crate::router::serve_connection(&$rt, router, $io::new(stream), peer_addr).await
+            }
+
+            /// A tower layer that serves `router`'s WebSocket routes inside a hyper or
+            /// axum application; every other request goes to the service it wraps.
+            #[cfg(feature = "tower")]
+            pub fn layer(router: &Router) -> $crate::tower::RouterLayer<$rt> {
+                $crate::tower::RouterLayer::new(&$rt, router.clone())
             }
         }
 

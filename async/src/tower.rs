@@ -35,7 +35,8 @@ use wirestate_engine::Endpoint;
 
 use crate::forward::Tunnel;
 use crate::host::ConnGuard;
-use crate::{Clock, Host, Outbox, Runtime, Transport};
+use crate::router::{Auth, Handled, Router};
+use crate::{Clock, Host, Outbox, Runtime, Transport, WebSocket};
 
 /// The error type of request bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -151,6 +152,145 @@ where
     }
 }
 
+/// A [`tower_layer::Layer`] that serves a [`Router`]'s WebSocket routes in front of the
+/// service it wraps, which gets every other request (the router's own fallback is
+/// for its built-in server). Adapters make it: `wirestate_tokio::router::layer(&r)`.
+pub struct RouterLayer<R: Runtime> {
+    router: Router,
+    rt: R,
+}
+
+impl<R: Runtime> RouterLayer<R> {
+    /// A layer for `router`, whose connections run on `rt`.
+    pub fn new(rt: &R, router: Router) -> Self {
+        Self {
+            router,
+            rt: rt.clone(),
+        }
+    }
+}
+
+impl<R: Runtime> Clone for RouterLayer<R> {
+    fn clone(&self) -> Self {
+        Self::new(&self.rt, self.router.clone())
+    }
+}
+
+impl<R: Runtime> std::fmt::Debug for RouterLayer<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouterLayer")
+            .field("router", &self.router)
+            .finish()
+    }
+}
+
+impl<R: Runtime, S> tower_layer::Layer<S> for RouterLayer<R> {
+    type Service = RouterService<R, S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RouterService {
+            router: self.router.clone(),
+            rt: self.rt.clone(),
+            inner,
+        }
+    }
+}
+
+/// The service a [`RouterLayer`] makes: requests for the router's routes are answered
+/// here (the upgrade, after the route's auth hook), the rest go to `S`.
+#[derive(Clone)]
+pub struct RouterService<R: Runtime, S> {
+    router: Router,
+    rt: R,
+    inner: S,
+}
+
+impl<R: Runtime, S> std::fmt::Debug for RouterService<R, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouterService").finish_non_exhaustive()
+    }
+}
+
+impl<R, S, B, ResB> tower_service::Service<http::Request<B>> for RouterService<R, S>
+where
+    R: Runtime,
+    S: tower_service::Service<http::Request<B>, Response = http::Response<ResB>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<ResponseBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<Self::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if !self.router.matches(request.uri().path()) {
+            let clone = self.inner.clone();
+            let mut inner = std::mem::replace(&mut self.inner, clone);
+            let response = inner.call(request);
+            return Box::pin(async move { Ok(response.await?.map(Either::Right)) });
+        }
+        let (router, rt) = (self.router.clone(), self.rt.clone());
+        Box::pin(async move { Ok(serve_routed(router, rt, request).await.map(Either::Left)) })
+    }
+}
+
+/// Answers one request for a route of `router`: the `101` once the auth hook has
+/// accepted (the connection then runs on `rt`), or the refusal.
+async fn serve_routed<R: Runtime, B>(
+    router: Router,
+    rt: R,
+    request: http::Request<B>,
+) -> http::Response<Full<Bytes>> {
+    let (mut parts, _body) = request.into_parts();
+    let head = request_head(&parts);
+    let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+        return match head.is_websocket_upgrade() {
+            true => no_upgrades(),
+            false => plain(426, "this route takes WebSocket upgrades only"),
+        };
+    };
+    let request = Request {
+        head,
+        body: Bytes::new(),
+        peer_addr: parts.extensions.get::<SocketAddr>().copied(),
+        extensions: wirestate_engine::http::Extensions::default(),
+    };
+    let upgrade = match router.handle(request) {
+        Handled::Respond(response) => return into_http(response),
+        Handled::Upgrade(upgrade) => upgrade,
+    };
+    let mut clock = rt.clock();
+    let auth = crate::router::authorize(&upgrade, &mut clock).await;
+    if let Auth::Refuse(response) = auth {
+        return into_http(response);
+    }
+    let config = upgrade.config().clone();
+    let (ws_request, accepted) = upgrade.into_parts();
+    let mut conn = wirestate_engine::ws::Connection::accept(config, ws_request, clock.now());
+    let Some(response) = conn.take_handshake_response() else {
+        return into_http(Response::new(500));
+    };
+    rt.spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let ws = WebSocket::from_accepted(HyperIo(upgraded), clock, conn);
+                if let Err(e) = crate::router::run(accepted, ws, auth).await {
+                    tracing::debug!(error = %e, "routed websocket ended with an error");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+        }
+    });
+    into_http(response)
+}
+
 /// The inner service of an [`EngineService`] that serves nothing else: `404` for
 /// every request.
 #[derive(Clone, Copy, Debug, Default)]
@@ -189,26 +329,10 @@ where
     B::Error: Into<BoxError>,
 {
     let (mut parts, body) = request.into_parts();
-    let head = RequestHead {
-        method: parts.method.as_str().to_owned(),
-        target: parts
-            .uri
-            .path_and_query()
-            .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned()),
-        version: u8::from(parts.version != http::Version::HTTP_10),
-        headers: Headers::from_pairs(
-            parts
-                .headers
-                .iter()
-                .map(|(name, value)| (name.as_str(), value.as_bytes())),
-        ),
-    };
+    let head = request_head(&parts);
     let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     if head.is_websocket_upgrade() && upgrade.is_none() {
-        return plain(
-            400,
-            "WebSocket upgrades need an HTTP/1.1 connection served with upgrades",
-        );
+        return no_upgrades();
     }
     let body = if parts.method == http::Method::POST {
         // As on the built-in server: the endpoint sees bodies a little over its limit
@@ -397,6 +521,32 @@ async fn forwarded_upgrade<E: Endpoint, R: Runtime>(
         }
     });
     into_http(response)
+}
+
+/// The core's view of a hyper request's head.
+fn request_head(parts: &http::request::Parts) -> RequestHead {
+    RequestHead {
+        method: parts.method.as_str().to_owned(),
+        target: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned()),
+        version: u8::from(parts.version != http::Version::HTTP_10),
+        headers: Headers::from_pairs(
+            parts
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_bytes())),
+        ),
+    }
+}
+
+/// The answer to an upgrade request on a connection that cannot upgrade.
+fn no_upgrades() -> http::Response<Full<Bytes>> {
+    plain(
+        400,
+        "WebSocket upgrades need an HTTP/1.1 connection served with upgrades",
+    )
 }
 
 fn plain(status: u16, text: &'static str) -> http::Response<Full<Bytes>> {

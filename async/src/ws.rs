@@ -130,9 +130,19 @@ impl<T, C> WebSocket<T, C> {
     pub fn connection(&mut self) -> &mut Connection {
         &mut self.conn
     }
+
+    /// Bytes queued and not yet taken by the transport.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.outbox.len() + self.conn.buffered_amount()
+    }
 }
 
 impl<T: Transport, C: Clock> WebSocket<T, C> {
+    /// The time on the connection's clock.
+    pub(crate) fn now(&self) -> std::time::Instant {
+        self.clock.now()
+    }
+
     /// Wraps a connection in any state. Prefer [`accept`](Self::accept) and
     /// [`connect`](Self::connect), which also complete the handshake.
     pub fn from_connection(io: T, clock: C, conn: Connection) -> Self {
@@ -159,15 +169,22 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
         request: ws::Request,
         rest: &[u8],
     ) -> Self {
-        let now = clock.now();
-        let mut conn = Connection::accept(config, request, now);
+        let conn = Connection::accept(config, request, clock.now());
+        let mut ws = Self::from_accepted(io, clock, conn);
+        if !rest.is_empty() {
+            let now = ws.clock.now();
+            ws.conn.handle_input(now, rest);
+        }
+        ws
+    }
+
+    /// A server connection made by [`Connection::accept`] (its `101` queued, or taken
+    /// by an HTTP server that writes it itself).
+    pub(crate) fn from_accepted(io: T, clock: C, mut conn: Connection) -> Self {
         let opened = match conn.poll_event() {
             Some(Event::Open(opened)) => Some(opened),
             _ => None,
         };
-        if !rest.is_empty() {
-            conn.handle_input(now, rest);
-        }
         let mut ws = Self::from_connection(io, clock, conn);
         ws.opened = opened;
         ws

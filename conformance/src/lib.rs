@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub mod sio_app;
+pub mod ws_rooms;
 
 use wirestate_async::{Clock, Transport, WebSocket};
 

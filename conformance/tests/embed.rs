@@ -204,3 +204,89 @@ fn the_service_mounts_at_a_path_and_composes_with_tower_http_cors() {
         assert_eq!(http(addr, "GET", "/health", "").await, (200, "ok".into()));
     });
 }
+
+/// The next text message on `ws`, as JSON if it is.
+async fn next(ws: &mut wirestate_tokio::ClientWebSocket) -> Value {
+    use wirestate_engine::ws::Message;
+    match tokio::time::timeout(SECOND, ws.recv()).await {
+        Ok(Some(Ok(Message::Text(t)))) => {
+            serde_json::from_str::<Value>(&t).unwrap_or(Value::String(t.to_string()))
+        }
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
+#[test]
+fn axum_serves_the_router_of_plain_websocket_routes_through_its_layer() {
+    use axum::routing::{get, post};
+    use wirestate_async::router::Router as WsRouter;
+    use wirestate_engine::ws::{CloseCode, Config, Message};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let rooms = wirestate_conformance::ws_rooms::router();
+        let to_conn = rooms.clone();
+        // An axum handler reaches a connection by id.
+        let send = move |axum::extract::Path(id): axum::extract::Path<String>, body: String| {
+            let router: WsRouter = to_conn.clone();
+            async move {
+                match router.send(&id, Message::text(body)) {
+                    Ok(()) => axum::http::StatusCode::OK,
+                    Err(_) => axum::http::StatusCode::NOT_FOUND,
+                }
+            }
+        };
+        let app = axum::Router::new()
+            .route("/health", get(|| async { "ok" }))
+            .route("/send/{id}", post(send))
+            .layer(wirestate_tokio::router::layer(&rooms));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let config = Arc::new(Config::default());
+        let connect = |path: &str| {
+            let url = format!("ws://{addr}{path}");
+            let config = config.clone();
+            async move {
+                wirestate_tokio::connect(&url, config)
+                    .await
+                    .expect("upgrade")
+            }
+        };
+        let mut a = connect("/ws/chat").await;
+        let mut b = connect("/ws/chat").await;
+        let a_id = next(&mut a).await["id"].as_str().expect("id").to_owned();
+        let b_id = next(&mut b).await["id"].as_str().expect("id").to_owned();
+        a.send(r#"{"type":"message","text":"hi"}"#)
+            .await
+            .expect("send");
+        assert_eq!(
+            next(&mut b).await,
+            json!({"type": "chat-message", "from": a_id, "text": "hi"})
+        );
+        assert_eq!(
+            http(addr, "POST", &format!("/send/{b_id}"), "from axum")
+                .await
+                .0,
+            200
+        );
+        assert_eq!(next(&mut b).await, json!("from axum"));
+        let mut private = connect("/ws/private?token=nope").await;
+        assert!(private.recv().await.is_none());
+        let closed = private.close_info().expect("closed");
+        assert_eq!(
+            (closed.code, closed.reason.as_str()),
+            (CloseCode(4002), "Invalid token")
+        );
+        assert_eq!(http(addr, "GET", "/health", "").await, (200, "ok".into()));
+        // A plain GET of a route asks for an upgrade; other paths are axum's.
+        assert_eq!(http(addr, "GET", "/ws/chat", "").await.0, 426);
+        assert_eq!(http(addr, "GET", "/nowhere", "").await.0, 404);
+        b.close(CloseCode::NORMAL, "").await.expect("close");
+        assert_eq!(next(&mut a).await, json!({"type": "user-left", "id": b_id}));
+    });
+}

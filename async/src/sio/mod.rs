@@ -179,6 +179,7 @@ impl SocketIo {
             config,
             limits,
             max_in_flight,
+            router,
         } = options.into();
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
             let weak = weak.clone();
@@ -192,7 +193,11 @@ impl SocketIo {
                     rt,
                     sio::Server::new(config, seed),
                     limits,
-                    Vec::new(),
+                    crate::host::Routes {
+                        endpoint: true,
+                        exact: Vec::new(),
+                        router,
+                    },
                     Some(hook),
                 ),
                 app: Mutex::new(App::default()),
@@ -656,6 +661,9 @@ pub struct ServerOptions {
     /// that arrives at the cap disconnects the socket (`io server disconnect` on the
     /// client) instead of piling up handler tasks.
     pub max_in_flight: usize,
+    /// A router of plain WebSocket applications served beside Socket.IO: its routes,
+    /// and the HTTP requests that are for neither.
+    pub router: Option<crate::router::Router>,
 }
 
 impl Default for ServerOptions {
@@ -670,6 +678,7 @@ impl From<Config> for ServerOptions {
             config,
             limits: HttpLimits::default(),
             max_in_flight: 1024,
+            router: None,
         }
     }
 }
@@ -678,6 +687,13 @@ impl ServerOptions {
     /// Sets the HTTP limits.
     pub fn http_limits(mut self, limits: HttpLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Serves `router` beside Socket.IO on the same port: its WebSocket routes, and
+    /// every HTTP request that is not Socket.IO's (its fallback, or 404).
+    pub fn router(mut self, router: crate::router::Router) -> Self {
+        self.router = Some(router);
         self
     }
 

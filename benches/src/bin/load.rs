@@ -7,6 +7,7 @@
 //! load --addr 127.0.0.1:9100 --sio-broadcast --conns 1000 --size 20 --secs 5 --server-pid PID
 //! load --addr B --publish-addr A --sio-broadcast --conns 1000 --cluster-pids A,B --redis-pid R
 //! load --addr 127.0.0.1:9100 --sio --idle 10000 --server-pid PID
+//! load --addr 127.0.0.1:8080 --ws-broadcast --conns 1000 --size 20 --secs 5 --server-pid PID
 //! ```
 //!
 //! With `--sio`, each message is a Socket.IO event `echo` with an ack over an
@@ -21,6 +22,12 @@
 //! publishing to each delivery (fan-out latency), the mean time until the last
 //! recipient has it, and the server's CPU µs per delivery, measured from the first
 //! measured publish to the last measured completion.
+//!
+//! With `--ws-broadcast`, the same over plain WebSockets, against the `/ws/chat`
+//! protocol of `ws-rooms` (or a peer serving it): `conns` connections wait on
+//! `/ws/chat` (the server greets each with `{"type":"connected",...}`), and the
+//! publisher sends `{"type":"message","text":T}`, which the server sends as a
+//! `chat-message` to every other `/ws/chat` connection. Recipients answer pings.
 //!
 //! With `--publish-addr`, the publisher talks to that server instead (another node of a
 //! cluster: every delivery then goes through the cluster's Redis), and
@@ -60,6 +67,8 @@ struct Opts {
     idle: Option<usize>,
     sio: bool,
     broadcast: bool,
+    /// Plain WebSocket broadcast (`--ws-broadcast`) rather than Socket.IO.
+    ws_broadcast: bool,
     deflate: bool,
     publish_addr: Option<String>,
     cluster_pids: Vec<String>,
@@ -77,6 +86,7 @@ fn parse() -> Opts {
         idle: None,
         sio: false,
         broadcast: false,
+        ws_broadcast: false,
         deflate: false,
         publish_addr: None,
         cluster_pids: Vec::new(),
@@ -87,6 +97,11 @@ fn parse() -> Opts {
         if a == "--sio" || a == "--sio-broadcast" {
             o.sio = true;
             o.broadcast |= a == "--sio-broadcast";
+            continue;
+        }
+        if a == "--ws-broadcast" {
+            o.broadcast = true;
+            o.ws_broadcast = true;
             continue;
         }
         if a == "--deflate" {
@@ -265,6 +280,23 @@ async fn read_ack(s: &mut TcpStream, buf: &mut Vec<u8>, pong: &[u8]) -> io::Resu
 
 /// Reads one unmasked server frame; returns its payload length.
 async fn read_frame(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    read_frame_op(s, buf).await.map(|(_, len)| len)
+}
+
+/// A plain WebSocket on `/ws/chat`, once the server has greeted it.
+async fn chat_session(addr: &str) -> io::Result<TcpStream> {
+    let mut s = handshake_to(addr, "/ws/chat").await?;
+    let mut buf = Vec::new();
+    loop {
+        read_frame(&mut s, &mut buf).await?;
+        if buf.starts_with(b"{\"type\":\"connected\"") {
+            return Ok(s);
+        }
+    }
+}
+
+/// Reads one unmasked server frame; returns its opcode and payload length.
+async fn read_frame_op(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<(u8, usize)> {
     let mut h = [0u8; 2];
     s.read_exact(&mut h).await?;
     let len = match h[1] & 0x7f {
@@ -282,7 +314,7 @@ async fn read_frame(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
     };
     buf.resize(len, 0);
     s.read_exact(buf).await?;
-    Ok(len)
+    Ok((h[0] & 0x0f, len))
 }
 
 async fn echo(o: &Opts) -> io::Result<()> {
@@ -418,20 +450,43 @@ async fn broadcast(o: &Opts) -> io::Result<()> {
         latencies: Mutex::new(Vec::new()),
         done: Notify::new(),
     });
+    let ws = o.ws_broadcast;
+    let session = |addr: String| async move {
+        if ws {
+            chat_session(&addr).await
+        } else {
+            sio_session(&addr).await
+        }
+    };
     let mut recipients = Vec::with_capacity(n);
     for _ in 0..n {
-        recipients.push(sio_session(&o.addr).await?);
+        recipients.push(session(o.addr.clone()).await?);
     }
-    let mut publisher = sio_session(o.publish_addr.as_deref().unwrap_or(&o.addr)).await?;
-    let pong = masked(0x81, b"3");
+    let mut publisher = session(o.publish_addr.clone().unwrap_or_else(|| o.addr.clone())).await?;
+    // Socket.IO's pong, or a WebSocket pong frame.
+    let pong = if ws {
+        masked(0x8a, b"")
+    } else {
+        masked(0x81, b"3")
+    };
+    let delivery: &'static [u8] = if ws {
+        b"{\"type\":\"chat-message\""
+    } else {
+        b"42[\"msg\""
+    };
     let mut tasks = Vec::with_capacity(n);
     for mut s in recipients {
         let fanout = fanout.clone();
         let pong = pong.clone();
         tasks.push(tokio::spawn(async move {
             let mut buf = Vec::new();
-            while read_frame(&mut s, &mut buf).await.is_ok() {
-                if buf.starts_with(b"42[\"msg\"") {
+            while let Ok((op, _)) = read_frame_op(&mut s, &mut buf).await {
+                let ping = if ws {
+                    op == 0x9
+                } else {
+                    buf.as_slice() == b"2"
+                };
+                if buf.starts_with(delivery) {
                     if fanout.measuring.load(Ordering::Relaxed) {
                         let sent = fanout.sent_at.load(Ordering::Relaxed);
                         let rtt = micros_since(fanout.base).saturating_sub(sent);
@@ -442,16 +497,21 @@ async fn broadcast(o: &Opts) -> io::Result<()> {
                     if fanout.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
                         fanout.done.notify_one();
                     }
-                } else if buf.as_slice() == b"2" && s.write_all(&pong).await.is_err() {
+                } else if ping && s.write_all(&pong).await.is_err() {
                     break;
                 }
             }
         }));
     }
-    let message = masked(
-        0x81,
-        format!("42[\"bcast\",\"{}\"]", "a".repeat(o.size)).as_bytes(),
-    );
+    let text = "a".repeat(o.size);
+    let message = if ws {
+        masked(
+            0x81,
+            format!("{{\"type\":\"message\",\"text\":\"{text}\"}}").as_bytes(),
+        )
+    } else {
+        masked(0x81, format!("42[\"bcast\",\"{text}\"]").as_bytes())
+    };
     let pid = o.server_pid.map(|p| p.to_string());
     let start = Instant::now();
     let measure_from = start + Duration::from_secs(1);
@@ -461,6 +521,7 @@ async fn broadcast(o: &Opts) -> io::Result<()> {
     let mut measured_from = start;
     let mut client_cpu = 0.0;
     let (mut cluster_cpu, mut redis_cpu) = ((0.0, 0.0), 0.0);
+    let mut server_split = (0.0, 0.0);
     loop {
         let now = Instant::now();
         if now >= end {
@@ -469,6 +530,7 @@ async fn broadcast(o: &Opts) -> io::Result<()> {
         let measuring = now >= measure_from;
         if measuring && cpu.is_none() {
             cpu = Some(pid.as_deref().map_or(0.0, cpu_seconds));
+            server_split = pid.as_deref().map_or((0.0, 0.0), cpu_split);
             client_cpu = cpu_seconds("self");
             cluster_cpu = cpu_split_sum(&o.cluster_pids);
             redis_cpu = o.redis_pid.as_deref().map_or(0.0, cpu_seconds);
@@ -494,6 +556,8 @@ async fn broadcast(o: &Opts) -> io::Result<()> {
         }
     }
     let server_cpu = pid.as_deref().map_or(0.0, cpu_seconds) - cpu.unwrap_or(0.0);
+    let split_now = pid.as_deref().map_or((0.0, 0.0), cpu_split);
+    let server_split = (split_now.0 - server_split.0, split_now.1 - server_split.1);
     let client_cpu = cpu_seconds("self") - client_cpu;
     let cluster_now = cpu_split_sum(&o.cluster_pids);
     let cluster_cpu = (cluster_now.0 - cluster_cpu.0, cluster_now.1 - cluster_cpu.1);
@@ -515,7 +579,8 @@ async fn broadcast(o: &Opts) -> io::Result<()> {
     };
     let deliveries = broadcasts * n as u64;
     println!(
-        "sio_broadcast=true recipients={n} size={} broadcasts={broadcasts} deliveries_per_s={:.0} p50_us={} p99_us={} last_delivery_mean_us={:.0} client_cpu={:.0}% server_cpu={:.0}% server_cpu_us_per_delivery={:.3} server_rss_kib={}",
+        "{}=true recipients={n} size={} broadcasts={broadcasts} deliveries_per_s={:.0} p50_us={} p99_us={} last_delivery_mean_us={:.0} client_cpu={:.0}% server_cpu={:.0}% server_cpu_us_per_delivery={:.3} server_user_us_per_delivery={:.3} server_sys_us_per_delivery={:.3} server_rss_kib={}",
+        if ws { "ws_broadcast" } else { "sio_broadcast" },
         o.size,
         deliveries as f64 / secs,
         pct(0.50),
@@ -524,6 +589,8 @@ async fn broadcast(o: &Opts) -> io::Result<()> {
         client_cpu / secs * 100.0,
         server_cpu / secs * 100.0,
         if deliveries > 0 { server_cpu * 1e6 / deliveries as f64 } else { 0.0 },
+        server_split.0 * 1e6 / deliveries.max(1) as f64,
+        server_split.1 * 1e6 / deliveries.max(1) as f64,
         pid.as_deref().map_or(0, rss_kib),
     );
     if !o.cluster_pids.is_empty() {

@@ -190,12 +190,18 @@ impl RequestHead {
 pub fn query_pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
     query.split('&').filter(|p| !p.is_empty()).map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(k), percent_decode(v))
+        (percent_decode(k, true), percent_decode(v, true))
     })
 }
 
-fn percent_decode(s: &str) -> Cow<'_, str> {
-    if !s.contains(['%', '+']) {
+/// A path segment percent-decoded (`+` stays a `+`); invalid escapes are kept as they
+/// are and invalid UTF-8 is replaced.
+pub fn percent_decode_path(s: &str) -> Cow<'_, str> {
+    percent_decode(s, false)
+}
+
+fn percent_decode(s: &str, plus_is_space: bool) -> Cow<'_, str> {
+    if !(s.contains('%') || plus_is_space && s.contains('+')) {
         return Cow::Borrowed(s);
     }
     let bytes = s.as_bytes();
@@ -203,7 +209,7 @@ fn percent_decode(s: &str) -> Cow<'_, str> {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' => match bytes
                 .get(i + 1..i + 3)
                 .and_then(|h| std::str::from_utf8(h).ok())

@@ -696,6 +696,20 @@ impl Connection {
         Ok(())
     }
 
+    /// Queues a broadcast message encoded once for many connections: `compressed`'s
+    /// deflated form when there is one and this connection can take it (see
+    /// [`Precompressed`]), the shared frame otherwise.
+    pub fn send_shared(
+        &mut self,
+        frame: &PreparedFrame,
+        compressed: Option<&Precompressed>,
+    ) -> Result<(), SendError> {
+        match (&self.deflate, compressed) {
+            (Some(codec), Some(p)) if codec.accepts(p) => self.send_precompressed(p),
+            _ => self.send_prepared(frame),
+        }
+    }
+
     /// The negotiated permessage-deflate parameters.
     pub fn deflate_params(&self) -> Option<DeflateParams> {
         self.deflate.as_ref().map(|c| c.params)

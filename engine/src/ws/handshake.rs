@@ -114,21 +114,31 @@ pub fn route<T: std::borrow::Borrow<super::Config>>(
     head: crate::http::RequestHead,
 ) -> Result<(Request, &T), crate::http::Response> {
     let route = routes.iter().find(|(path, _)| path == head.path());
-    let checked = |value: &T, head: crate::http::RequestHead| {
-        value.borrow().check_origin(&head.headers)?;
-        validate(head)
-    };
     match route {
-        Some((_, value)) if head.is_websocket_upgrade() => match checked(value, head) {
-            Ok(upgrade) => Ok((upgrade, value)),
-            Err(e) => Err(crate::http::Response::new(e.status())
-                .header("Content-Type", "text/plain; charset=utf-8")
-                .body(e.to_string())),
-        },
+        Some((_, value)) if head.is_websocket_upgrade() => {
+            upgrade(value.borrow(), head).map(|upgrade| (upgrade, value))
+        }
         _ => Err(crate::http::Response::new(404)
             .header("Content-Type", "text/plain")
             .body("Not Found")),
     }
+}
+
+/// Checks a WebSocket upgrade request for a route served with `config`: its origin
+/// (see [`Config::origins`](super::Config::origins)), then the request itself; the
+/// HTTP answer (403, 400, 426, ...) if it is refused.
+pub fn upgrade(
+    config: &super::Config,
+    head: crate::http::RequestHead,
+) -> Result<Request, crate::http::Response> {
+    config
+        .check_origin(&head.headers)
+        .and_then(|()| validate(head))
+        .map_err(|e| {
+            crate::http::Response::new(e.status())
+                .header("Content-Type", "text/plain; charset=utf-8")
+                .body(e.to_string())
+        })
 }
 
 /// Validates an already parsed request head as a WebSocket upgrade request.

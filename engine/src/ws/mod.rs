@@ -25,6 +25,8 @@ pub mod handshake;
 #[doc(hidden)]
 pub mod mask;
 mod message;
+pub mod rooms;
+pub mod route;
 #[doc(hidden)]
 pub mod utf8;
 

@@ -141,11 +141,7 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         if !self.host.matches(request.uri().path()) {
-            // The inner service that was made ready goes; a clone waits for next time.
-            let clone = self.inner.clone();
-            let mut inner = std::mem::replace(&mut self.inner, clone);
-            let response = inner.call(request);
-            return Box::pin(async move { Ok(response.await?.map(Either::Right)) });
+            return pass_on(&mut self.inner, request);
         }
         let (host, rt) = (self.host.clone(), self.rt.clone());
         Box::pin(async move { Ok(serve_request(host, rt, request).await.map(Either::Left)) })
@@ -231,10 +227,7 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         if !self.router.matches(request.uri().path()) {
-            let clone = self.inner.clone();
-            let mut inner = std::mem::replace(&mut self.inner, clone);
-            let response = inner.call(request);
-            return Box::pin(async move { Ok(response.await?.map(Either::Right)) });
+            return pass_on(&mut self.inner, request);
         }
         let (router, rt) = (self.router.clone(), self.rt.clone());
         Box::pin(async move { Ok(serve_routed(router, rt, request).await.map(Either::Left)) })
@@ -256,11 +249,12 @@ async fn serve_routed<R: Runtime, B>(
             false => plain(426, "this route takes WebSocket upgrades only"),
         };
     };
+    let peer_addr = parts.extensions.get::<SocketAddr>().copied();
     let request = Request {
         head,
         body: Bytes::new(),
-        peer_addr: parts.extensions.get::<SocketAddr>().copied(),
-        extensions: wirestate_engine::http::Extensions::default(),
+        peer_addr,
+        extensions: wirestate_engine::http::Extensions::new(parts.extensions),
     };
     let upgrade = match router.handle(request) {
         Handled::Respond(response) => return into_http(response),
@@ -291,6 +285,22 @@ async fn serve_routed<R: Runtime, B>(
     into_http(response)
 }
 
+/// Hands `request` to the wrapped service: the one made ready goes, a clone waits for
+/// next time.
+fn pass_on<S, Req, ResB>(
+    inner: &mut S,
+    request: Req,
+) -> ResponseFuture<http::Response<ResponseBody<ResB>>, S::Error>
+where
+    S: tower_service::Service<Req, Response = http::Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let clone = inner.clone();
+    let mut ready = std::mem::replace(inner, clone);
+    let response = ready.call(request);
+    Box::pin(async move { Ok(response.await?.map(Either::Right)) })
+}
+
 /// The inner service of an [`EngineService`] that serves nothing else: `404` for
 /// every request.
 #[derive(Clone, Copy, Debug, Default)]
@@ -315,6 +325,13 @@ impl<B> tower_service::Service<http::Request<B>> for NotFound {
 /// through an [`EngineLayer`].
 pub fn extensions(handshake: &Handshake) -> Option<&http::Extensions> {
     handshake.extensions.get::<http::Extensions>()
+}
+
+/// The extensions of the upgrade request of a [`Router`] connection (what the
+/// application's middleware put there), when it came through a [`RouterLayer`]: read
+/// them in the route's `auth` hook or from `Conn::handshake`.
+pub fn router_extensions(handshake: &crate::router::Handshake) -> Option<&http::Extensions> {
+    handshake.extensions().get::<http::Extensions>()
 }
 
 /// Answers one request for the endpoint's path.

@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde_json::json;
 use wirestate_async::mem::{duplex, MemStream, Sim};
+
+mod common;
+use common::read_response;
 use wirestate_async::{eio, sio, Runtime};
-use wirestate_engine::http;
 use wirestate_engine::ws::{ClientRequest, CloseCode, Config, Message};
 
 fn text(m: Option<Result<Message, wirestate_async::Error>>) -> String {
@@ -108,28 +109,6 @@ fn an_idle_or_trickled_request_is_cut_off_at_the_request_timeout() {
     // The timeout counts from the connection's start (or its last complete request),
     // not from the last byte: trickling does not extend it.
     assert_eq!(sim.elapsed(), Duration::from_secs(30));
-}
-
-/// Reads one HTTP response, decoded by the core's HTTP client.
-async fn read_response(raw: &mut MemStream) -> (u16, String) {
-    let mut conn = http::ClientConn::new("GET", "/", "h", &[], Bytes::new(), 8192, 1 << 20)
-        .expect("a valid request");
-    while conn.poll_transmit().is_some() {} // the test writes its requests itself
-    loop {
-        if let Some(response) = conn.poll_response() {
-            let response = response.expect("a valid response");
-            return (
-                response.status,
-                String::from_utf8_lossy(&response.body).into(),
-            );
-        }
-        let more = raw.read_some().await.expect("read");
-        if more.is_empty() {
-            conn.handle_eof();
-        } else {
-            conn.handle_input(&more);
-        }
-    }
 }
 
 #[test]

@@ -6,11 +6,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use wirestate_async::mem::{MemStream, Sim};
+
+mod common;
+use common::read_response;
 use wirestate_async::router::{self, Auth, Flow, HttpResponse, Route, Router, SendError};
 use wirestate_async::{eio, Error, Runtime};
-use wirestate_engine::http;
 use wirestate_engine::ws::{CloseCode, Config, DeflateConfig, Message};
 
 type Client =
@@ -41,24 +42,7 @@ async fn text(ws: &mut Client) -> String {
 async fn http_exchange(sim: &Sim, request: &str) -> (u16, String) {
     let mut raw = sim.connect("127.0.0.1:3000".into()).await.expect("connect");
     raw.write_all(request.as_bytes()).await.expect("write");
-    let mut conn = http::ClientConn::new("GET", "/", "h", &[], Bytes::new(), 8192, 1 << 20)
-        .expect("a valid request");
-    while conn.poll_transmit().is_some() {}
-    loop {
-        if let Some(response) = conn.poll_response() {
-            let response = response.expect("a valid response");
-            return (
-                response.status,
-                String::from_utf8_lossy(&response.body).into(),
-            );
-        }
-        let more = raw.read_some().await.expect("read");
-        if more.is_empty() {
-            conn.handle_eof();
-        } else {
-            conn.handle_input(&more);
-        }
-    }
+    read_response(&mut raw).await
 }
 
 const UPGRADE: &str = "Host: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
@@ -544,4 +528,51 @@ fn the_router_serves_beside_engine_io_on_one_port() {
         assert!(body.starts_with("0{\"sid\":"), "{body}");
     });
     assert_eq!(r.connection_count(), 1);
+}
+
+#[test]
+fn typed_messages_get_a_clear_error_and_a_panicking_handler_closes_only_its_connection() {
+    let sim = Sim::new();
+    let r = Router::builder()
+        .route(
+            "/game",
+            Route::new().on_json(|conn, [x]: [u32; 1]| {
+                assert!(x < 100, "a handler's bug");
+                let _ = conn.send_json(&serde_json::json!({ "moved": x }));
+            }),
+        )
+        .fallback(|_, _| panic!("a fallback's bug"))
+        .build();
+    serve(&sim, &r);
+    sim.block_on(async {
+        let mut ws = client(&sim, "/game").await.expect("upgrade");
+        let mut other = client(&sim, "/game").await.expect("upgrade");
+        ws.send("{nope").await.expect("send");
+        assert_eq!(
+            text(&mut ws).await,
+            r#"{"type":"error","error":"invalid JSON"}"#
+        );
+        ws.send(r#"{"y":1}"#).await.expect("send");
+        let error = text(&mut ws).await;
+        assert!(
+            error.starts_with(r#"{"type":"error","error":"invalid message: invalid type: map"#),
+            "{error}"
+        );
+        ws.send("[7]").await.expect("send");
+        assert_eq!(text(&mut ws).await, r#"{"moved":7}"#);
+        ws.send("[700]").await.expect("send");
+        assert!(ws.recv().await.is_none(), "closed");
+        let closed = ws.close_info().expect("closed");
+        assert_eq!(
+            (closed.code, closed.reason.as_str()),
+            (CloseCode::INTERNAL_ERROR, "internal error")
+        );
+        other
+            .send("[8]")
+            .await
+            .expect("the other connection is served");
+        assert_eq!(text(&mut other).await, r#"{"moved":8}"#);
+        let (status, _) = http_exchange(&sim, "GET /x HTTP/1.1\r\nHost: h\r\n\r\n").await;
+        assert_eq!(status, 500);
+    });
 }

@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use wirestate_async::router::{Auth, Conn, Flow, HttpRequest, HttpResponse, Route, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use wirestate_async::router::{Auth, Conn, ConnId, HttpRequest, HttpResponse, Route, Router};
 use wirestate_engine::ws::Message;
 
 /// The router `ws-rooms` serves.
@@ -17,8 +18,27 @@ pub fn router() -> Router {
         .build()
 }
 
-/// `/ws/chat`: a middleware answers what is not a JSON object, `on_message` handles
-/// the rest.
+/// A message of the `/ws/chat` protocol, as the client sends it.
+#[derive(Deserialize)]
+struct ChatIn {
+    #[serde(rename = "type")]
+    kind: String,
+    room: Option<String>,
+    text: Option<String>,
+    #[serde(rename = "includeSelf", default)]
+    include_self: bool,
+}
+
+/// `chat-message`, as the server sends it.
+#[derive(Serialize)]
+struct ChatOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    from: &'a ConnId,
+    text: &'a str,
+}
+
+/// `/ws/chat`: typed messages (`on_json` answers what is not JSON), rooms, broadcast.
 fn chat() -> Route {
     Route::new()
         .heartbeat(Duration::from_secs(30), Duration::from_secs(30))
@@ -26,14 +46,7 @@ fn chat() -> Route {
         .on_connect(|conn| {
             let _ = conn.send_json(&json!({"type": "connected", "id": conn.id()}));
         })
-        .middleware(|conn, message| match message.json::<Value>() {
-            Ok(Value::Object(_)) => Flow::Next(message),
-            _ => {
-                let _ = conn.send_json(&json!({"type": "error", "error": "invalid JSON"}));
-                Flow::Stop
-            }
-        })
-        .on_message(on_chat_message)
+        .on_json(on_chat_message)
         .on_close(|conn, _code, _reason| {
             conn.broadcast()
                 .send_json(&json!({"type": "user-left", "id": conn.id()}))
@@ -41,36 +54,30 @@ fn chat() -> Route {
         })
 }
 
-fn on_chat_message(conn: &Conn, message: Message) {
-    let Ok(value) = message.json::<Value>() else {
-        return;
-    };
-    let text_of = |key: &str| value.get(key).and_then(Value::as_str);
-    match text_of("type") {
-        Some("join-room") => {
-            let Some(room) = text_of("room") else { return };
-            match conn.join(room) {
-                Ok(true) => {
-                    let joined = json!({"type": "user-joined", "id": conn.id(), "room": room});
-                    conn.broadcast().to(room).send_json(&joined).ok();
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    let _ = conn.send_json(&json!({"type": "error", "error": e.to_string()}));
-                }
+fn on_chat_message(conn: &Conn, message: ChatIn) {
+    match (message.kind.as_str(), message.room) {
+        ("join-room", Some(room)) => match conn.join(&room) {
+            Ok(true) => {
+                let joined = json!({"type": "user-joined", "id": conn.id(), "room": room});
+                conn.broadcast().to(room).send_json(&joined).ok();
             }
-        }
-        Some("leave-room") => {
-            if let Some(room) = text_of("room") {
-                conn.leave(room);
+            Ok(false) => {}
+            Err(e) => {
+                let _ = conn.send_json(&json!({"type": "error", "error": e.to_string()}));
             }
+        },
+        ("leave-room", Some(room)) => {
+            conn.leave(&room);
         }
-        Some("message") => {
-            let Some(text) = text_of("text") else { return };
-            let chat = json!({"type": "chat-message", "from": conn.id(), "text": text});
-            let include_self = value.get("includeSelf").and_then(Value::as_bool) == Some(true);
-            let mut to = conn.broadcast().include_self(include_self);
-            if let Some(room) = text_of("room") {
+        ("message", room) => {
+            let Some(text) = message.text else { return };
+            let chat = ChatOut {
+                kind: "chat-message",
+                from: conn.id(),
+                text: &text,
+            };
+            let mut to = conn.broadcast().include_self(message.include_self);
+            if let Some(room) = room {
                 to = to.to(room);
             }
             to.send_json(&chat).ok();

@@ -238,10 +238,26 @@ fn axum_serves_the_router_of_plain_websocket_routes_through_its_layer() {
                 }
             }
         };
+        // A second router, reading what the application's middleware attached.
+        #[derive(Clone)]
+        struct Tenant(&'static str);
+        let who = WsRouter::builder()
+            .route(
+                "/ws/who",
+                wirestate_async::router::Route::new().on_connect(|conn| {
+                    let tenant = wirestate_tokio::tower::router_extensions(conn.handshake())
+                        .and_then(|e| e.get::<Tenant>())
+                        .map_or("none", |t| t.0);
+                    let _ = conn.send(tenant);
+                }),
+            )
+            .build();
         let app = axum::Router::new()
             .route("/health", get(|| async { "ok" }))
             .route("/send/{id}", post(send))
-            .layer(wirestate_tokio::router::layer(&rooms));
+            .layer(wirestate_tokio::router::layer(&rooms))
+            .layer(wirestate_tokio::router::layer(&who))
+            .layer(axum::Extension(Tenant("acme")));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -283,6 +299,8 @@ fn axum_serves_the_router_of_plain_websocket_routes_through_its_layer() {
             (CloseCode(4002), "Invalid token")
         );
         assert_eq!(http(addr, "GET", "/health", "").await, (200, "ok".into()));
+        let mut who_ws = connect("/ws/who").await;
+        assert_eq!(next(&mut who_ws).await, json!("acme"));
         // A plain GET of a route asks for an upgrade; other paths are axum's.
         assert_eq!(http(addr, "GET", "/ws/chat", "").await.0, 426);
         assert_eq!(http(addr, "GET", "/nowhere", "").await.0, 404);

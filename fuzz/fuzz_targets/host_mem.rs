@@ -8,12 +8,15 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use wirestate_async::mem::{duplex, MemStream, Sim};
+
+#[path = "../common/clients.rs"]
+mod clients;
+use wirestate_async::mem::Sim;
 use wirestate_async::{sio, Runtime};
 use wirestate_engine::eio;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&setup, mut rest)) = data.split_first() else {
+    let Some((&setup, rest)) = data.split_first() else {
         return;
     };
     let sim = Sim::new();
@@ -39,43 +42,12 @@ fuzz_target!(|data: &[u8]| {
         });
     });
     io.of_dynamic(|n| n.starts_with("/d"));
-    let capacity = 64usize << (setup & 7);
-    let mut clients: Vec<Option<MemStream>> = Vec::new();
-    for _ in 0..3 {
-        let (client, server) = duplex(capacity);
-        let (rt, io) = (sim.clone(), io.clone());
-        sim.spawn(async move {
+    let (rt, served) = (sim.clone(), io.clone());
+    clients::play(&sim, setup, rest, Duration::from_secs(120), move |server| {
+        let (rt, io) = (rt.clone(), served.clone());
+        async move {
             let _ = sio::serve_connection(&rt, &io, server, None).await;
-        });
-        clients.push(Some(client));
-    }
-    // A client whose bit is set never reads: the server must let it go by itself.
-    let readers: Vec<bool> = (0..3u8).map(|i| setup & (8 << i) == 0).collect();
-    sim.block_on(async {
-        while let [op, len, tail @ ..] = rest {
-            let len = usize::from(*len).min(tail.len());
-            let (bytes, tail) = tail.split_at(len);
-            rest = tail;
-            let which = usize::from(op >> 6) % 3;
-            match op & 3 {
-                0 | 1 => {
-                    if let Some(c) = clients[which].as_mut() {
-                        let _ = sim
-                            .timeout(Duration::from_millis(100), c.write_all(bytes))
-                            .await;
-                    }
-                }
-                2 => sim.sleep(Duration::from_millis(len as u64 * 4)).await,
-                _ => clients[which] = None,
-            }
-            for (c, reads) in clients.iter_mut().zip(&readers) {
-                if let (Some(c), true) = (c.as_mut(), *reads) {
-                    let _ = c.take_available(1 << 20);
-                }
-            }
         }
-        clients.clear();
-        sim.sleep(Duration::from_secs(120)).await;
     });
     let (sessions, idle) = io
         .host()

@@ -345,7 +345,7 @@ pub(crate) async fn authorize<C: Clock>(upgrade: &Upgrade, clock: &mut C) -> Aut
     let Some(hook) = &route.auth else {
         return Auth::accept();
     };
-    let timeout = upgrade.router.entry_config(upgrade.route).handshake_timeout;
+    let timeout = upgrade.config().handshake_timeout;
     let deadline = clock.now() + timeout;
     until(clock, deadline, hook(&upgrade.handshake))
         .await
@@ -365,7 +365,7 @@ pub(crate) async fn serve_upgrade<T: Transport, C: Clock>(
         let mut out = Outbox::default();
         out.push(response.encode_head(false));
         out.push(response.body);
-        let deadline = clock.now() + upgrade.router.entry_config(upgrade.route).write_timeout;
+        let deadline = clock.now() + upgrade.config().write_timeout;
         return poll_fn(|cx| {
             if let Err(e) = out.write_to(&mut io, cx) {
                 return Poll::Ready(Err(e));
@@ -379,7 +379,7 @@ pub(crate) async fn serve_upgrade<T: Transport, C: Clock>(
         })
         .await;
     }
-    let config = upgrade.router.entry_config(upgrade.route).clone();
+    let config = upgrade.config().clone();
     let (request, accepted) = upgrade.into_parts();
     let ws = WebSocket::accept_request(io, clock, config, request, &rest);
     run(accepted, ws, auth).await
@@ -431,7 +431,7 @@ pub(crate) async fn run<T: Transport, C: Clock>(
         }),
     };
     if let Some(f) = &route.on_connect {
-        f(&conn);
+        guarded(&conn, "on_connect", || f(&conn));
     }
     let mut ended = None;
     loop {
@@ -441,7 +441,7 @@ pub(crate) async fn run<T: Transport, C: Clock>(
         })
         .await;
         match event {
-            Some(Ok(Event::Message(message))) => {
+            Some(Ok(Event::Message(message))) => guarded(&conn, "on_message", || {
                 let mut message = Some(message);
                 for middleware in &route.middleware {
                     let Some(m) = message.take() else { break };
@@ -452,19 +452,18 @@ pub(crate) async fn run<T: Transport, C: Clock>(
                 if let (Some(m), Some(f)) = (message, &route.on_message) {
                     f(&conn, m);
                 }
-            }
+            }),
             Some(Ok(Event::Closed(closed))) => {
-                if closed.error.is_some() {
-                    if let Some(f) = &route.on_error {
-                        f(&conn, &Error::Closed(Box::new(closed.clone())));
-                    }
+                if let (Some(_), Some(f)) = (&closed.error, &route.on_error) {
+                    let e = Error::Closed(Box::new(closed.clone()));
+                    guarded(&conn, "on_error", || f(&conn, &e));
                 }
                 ended = Some((closed.code, closed.reason));
             }
             Some(Ok(_)) => {}
             Some(Err(e)) => {
                 if let Some(f) = &route.on_error {
-                    f(&conn, &e);
+                    guarded(&conn, "on_error", || f(&conn, &e));
                 }
             }
             None => break,
@@ -473,10 +472,19 @@ pub(crate) async fn run<T: Transport, C: Clock>(
     link.end();
     let (code, reason) = ended.unwrap_or((CloseCode::ABNORMAL, String::new()));
     if let Some(f) = &route.on_close {
-        f(&conn, code, &reason);
+        guarded(&conn, "on_close", || f(&conn, code, &reason));
     }
     drop(registered);
     Ok(())
+}
+
+/// Runs one of `conn`'s handlers. One that panics does not take the connection's task
+/// (or the server) down: the panic is logged and the connection closed with 1011.
+fn guarded(conn: &Conn, handler: &'static str, f: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        tracing::error!(id = %conn.id(), handler, "handler panicked: closing the connection (1011)");
+        let _ = conn.close(CloseCode::INTERNAL_ERROR, "internal error");
+    }
 }
 
 /// `s` cut to at most `max` bytes, at a character boundary.

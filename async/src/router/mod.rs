@@ -66,7 +66,9 @@ use wirestate_engine::rand::Rng;
 use wirestate_engine::ws::rooms::Rooms;
 use wirestate_engine::ws::{self, CloseCode, Message, Precompressed, PreparedFrame};
 
-pub(crate) use conn::{authorize, run, serve_upgrade, Link};
+#[cfg(feature = "tower")]
+pub(crate) use conn::{authorize, run};
+pub(crate) use conn::{serve_upgrade, Link};
 pub use conn::{Conn, Sender};
 pub use wirestate_engine::http::{Headers, Request as HttpRequest, Response as HttpResponse};
 pub use wirestate_engine::ws::rooms::RoomLimit;
@@ -158,6 +160,7 @@ pub struct Handshake {
     headers: Headers,
     peer_addr: Option<SocketAddr>,
     route: Arc<str>,
+    extensions: wirestate_engine::http::Extensions,
 }
 
 impl Handshake {
@@ -216,6 +219,13 @@ impl Handshake {
     /// The pattern of the route that matched, as written.
     pub fn route(&self) -> &str {
         &self.route
+    }
+
+    /// What the host's HTTP server attached to the request: through the tower layer,
+    /// the application's request extensions (read them with
+    /// `tower::router_extensions`).
+    pub fn extensions(&self) -> &wirestate_engine::http::Extensions {
+        &self.extensions
     }
 }
 
@@ -351,6 +361,31 @@ impl Route {
     {
         self.on_message = Some(Arc::new(handler));
         self
+    }
+
+    /// Called with each message the middleware let through, parsed as JSON into `T`
+    /// (a text or binary message). A message that is not JSON gets the text
+    /// `{"type":"error","error":"invalid JSON"}`, and JSON that is not a `T`
+    /// `{"type":"error","error":"invalid message: WHY"}`; the connection stays open.
+    /// (It is the route's `on_message`: set one or the other.)
+    pub fn on_json<T, F>(self, handler: F) -> Self
+    where
+        T: serde::de::DeserializeOwned,
+        F: Fn(&Conn, T) + Send + Sync + 'static,
+    {
+        self.on_message(move |conn, message| match message.json::<T>() {
+            Ok(value) => handler(conn, value),
+            Err(e) => {
+                // Not a `T`: JSON of the wrong shape, or not JSON at all (which a
+                // type check may meet before a syntax error).
+                let json = message.json::<serde::de::IgnoredAny>().is_ok();
+                let error = match json {
+                    true => format!("invalid message: {e}"),
+                    false => "invalid JSON".to_owned(),
+                };
+                let _ = conn.send_json(&serde_json::json!({"type": "error", "error": error}));
+            }
+        })
     }
 
     /// Called once when the connection has ended, with its close code and reason
@@ -551,8 +586,9 @@ impl RouterBuilder {
     }
 
     /// Answers HTTP requests that are not WebSocket upgrades (default: 404), given the
-    /// router to reach its connections. It runs in the connection's task, so it should
-    /// not block; [`Router::send`] and [`Router::broadcast`] never do.
+    /// router to reach its connections (one that panics answers 500). It runs in the
+    /// connection's task, so it should not block; [`Router::send`] and
+    /// [`Router::broadcast`] never do.
     pub fn fallback<F>(mut self, handler: F) -> Self
     where
         F: Fn(&Router, &HttpRequest) -> HttpResponse + Send + Sync + 'static,
@@ -668,7 +704,7 @@ impl Router {
     }
 
     /// Routes one request: the answer, or the upgrade to authenticate and run.
-    pub(crate) fn handle(&self, request: wirestate_engine::http::Request) -> Handled {
+    pub(crate) fn handle(&self, mut request: wirestate_engine::http::Request) -> Handled {
         let path = request.head.path();
         let found = self
             .inner
@@ -681,7 +717,13 @@ impl Router {
                 return Handled::Respond(not_found());
             }
             return Handled::Respond(match &self.inner.fallback {
-                Some(f) => f(self, &request),
+                Some(f) => {
+                    let answer = std::panic::AssertUnwindSafe(|| f(self, &request));
+                    std::panic::catch_unwind(answer).unwrap_or_else(|_| {
+                        tracing::error!(path, "the HTTP fallback panicked: 500");
+                        HttpResponse::new(500)
+                    })
+                }
                 None => not_found(),
             });
         };
@@ -701,6 +743,7 @@ impl Router {
             headers: request.head.headers.clone(),
             peer_addr: request.peer_addr,
             route: Arc::from(entry.pattern.as_str()),
+            extensions: std::mem::take(&mut request.extensions),
         };
         match ws::handshake::upgrade(&entry.config, request.head) {
             Ok(ws_request) => Handled::Upgrade(Box::new(Upgrade {
@@ -745,24 +788,14 @@ impl Router {
 
     /// Queues `message` for the open connection `id` (from an HTTP handler, say).
     pub fn send(&self, id: &str, message: impl Into<Message>) -> Result<(), SendError> {
-        let link = self
-            .hub()
-            .conns
-            .get(id)
-            .cloned()
-            .ok_or(SendError::Unknown)?;
-        link.send(message.into())
+        self.sender(id).ok_or(SendError::Unknown)?.send(message)
     }
 
     /// Closes the open connection `id` with `code` and `reason`.
     pub fn close(&self, id: &str, code: CloseCode, reason: &str) -> Result<(), SendError> {
-        let link = self
-            .hub()
-            .conns
-            .get(id)
-            .cloned()
-            .ok_or(SendError::Unknown)?;
-        link.close(code, reason)
+        self.sender(id)
+            .ok_or(SendError::Unknown)?
+            .close(code, reason)
     }
 
     /// A broadcast to every open connection of every route (narrow it with

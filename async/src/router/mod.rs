@@ -21,7 +21,8 @@
 //! Handlers are plain functions, called in the connection's task: sending never waits
 //! (each connection has a bounded queue, see [`Route::max_queued_bytes`]), and a
 //! handler with work to wait for spawns it with a [`Sender`] or the [`Conn`] (both
-//! cheap to clone).
+//! cheap to clone). A handler that panics closes its own connection (1011), nothing
+//! more; a fallback that panics answers 500.
 //!
 //! [`Conn::broadcast`] and [`Router::broadcast`] send one message to a route's
 //! connections or to rooms: it is encoded once, and compressed once when it is at
@@ -124,7 +125,7 @@ impl Auth {
         Self::Accept(Some(Arc::new(data)))
     }
 
-    /// Refuses with HTTP `status` (a plain-text body with its reason phrase).
+    /// Refuses with HTTP `status` (a plain-text body: the status code).
     pub fn refuse(status: u16) -> Self {
         Self::Refuse(
             HttpResponse::new(status)

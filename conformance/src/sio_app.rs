@@ -136,7 +136,8 @@ pub fn setup_with(io: &SocketIo, cluster: bool) {
         socket.on("to-room", |socket, mut msg| async move {
             let mut payload = msg.take_payload();
             if payload.is_empty() {
-                return Err("to-room needs a room".to_owned());
+                // The answer clients of this server know (not the error policy's).
+                return msg.ack(&json!({"status": "error", "error": "to-room needs a room"}));
             }
             let room = payload.args.remove(0);
             let room = room.as_str().unwrap_or_default().to_owned();

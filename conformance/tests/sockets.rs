@@ -288,6 +288,9 @@ macro_rules! runtime_tests {
                             }
                         });
                         socket.on("fail", |_socket, _msg| async move { Err::<(), _>("nope") });
+                        socket.on("refuse", |_socket, _msg| async move {
+                            Err::<(), _>(sio::AppError::new("NOT_IN_ROOM", "join it first"))
+                        });
                         socket.on("ask", |socket, msg| async move {
                             // Waits for the client: this handler runs as a spawned task.
                             let answer = socket
@@ -313,9 +316,13 @@ macro_rules! runtime_tests {
                     ws.send("42[\"echo\",1,{\"b\":2}]").await.expect("send");
                     assert_eq!(next_text(&mut ws).await, "42[\"echo-back\",1,{\"b\":2}]");
                     ws.send("421[\"boom\"]").await.expect("send");
-                    assert_eq!(next_text(&mut ws).await, "431[{\"status\":\"error\",\"error\":\"server error\"}]");
+                    // A panic and an internal error read the same: nothing of theirs leaks.
+                    let internal = "[{\"status\":\"error\",\"error\":{\"code\":\"INTERNAL_SERVER_ERROR\",\"message\":\"An internal server error has occurred.\"}}]";
+                    assert_eq!(next_text(&mut ws).await, format!("431{internal}"));
                     ws.send("422[\"fail\"]").await.expect("send");
-                    assert_eq!(next_text(&mut ws).await, "432[{\"status\":\"error\",\"error\":\"nope\"}]");
+                    assert_eq!(next_text(&mut ws).await, format!("432{internal}"));
+                    ws.send("424[\"refuse\"]").await.expect("send");
+                    assert_eq!(next_text(&mut ws).await, "434[{\"status\":\"error\",\"error\":{\"code\":\"NOT_IN_ROOM\",\"message\":\"join it first\"}}]");
                     ws.send("423[\"ask\"]").await.expect("send");
                     let question = next_text(&mut ws).await;
                     let id: String = question[2..].chars().take_while(char::is_ascii_digit).collect();

@@ -45,12 +45,15 @@ pub use emitter::{redis_emitter, EmitterError, RedisEmitter};
 pub use operator::{AckAnswer, AckStream, Namespace, Operator};
 use socket::AckSlot;
 pub use socket::{Incoming, Socket};
-pub use vocab::{ConnectError, ConnectRequest, EmitError, HandlerResult};
+pub use vocab::{
+    AppError, ConnectError, ConnectRequest, EmitError, HandlerError, HandlerResult,
+    INTERNAL_SERVER_ERROR, INTERNAL_SERVER_ERROR_MESSAGE,
+};
 pub use wirestate_engine::redis::{
     Config as RedisConfig, Mode as RedisMode, RequestError, SubscriptionMode,
 };
 
-type BoxResultFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
+type BoxResultFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'static>>;
 type EventHandler = Arc<dyn Fn(Socket, Incoming) -> BoxResultFuture + Send + Sync>;
 type ConnectionHandler = Arc<dyn Fn(Socket) -> BoxFuture + Send + Sync>;
 type Middleware = Arc<
@@ -62,6 +65,7 @@ type EventMiddleware = Arc<dyn Fn(&Socket, &str, &Payload) -> Result<(), String>
 type AnyHandler = Arc<dyn Fn(&Socket, &str, &Payload) + Send + Sync>;
 type DisconnectHandler = Arc<dyn Fn(Socket, DisconnectReason) -> BoxFuture + Send + Sync>;
 type ClusterHook = Arc<dyn Fn(ClusterMessage) + Send + Sync>;
+type ErrorHook = Arc<dyn Fn(&Socket, &str, &HandlerError) -> Option<Value> + Send + Sync>;
 
 #[derive(Default)]
 struct NamespaceHandlers {
@@ -144,6 +148,10 @@ struct Inner {
     stopping: AtomicBool,
     stop_wakers: Mutex<Vec<Waker>>,
     max_in_flight: usize,
+    /// Internal errors' own name and message go to clients.
+    debug_errors: bool,
+    /// Renders handler errors (the global error hook).
+    error_hook: Mutex<Option<ErrorHook>>,
 }
 
 /// A Socket.IO server: cheap to clone, usable from any task or thread.
@@ -180,6 +188,7 @@ impl SocketIo {
             limits,
             max_in_flight,
             router,
+            debug_errors,
         } = options.into();
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
             let weak = weak.clone();
@@ -204,6 +213,8 @@ impl SocketIo {
                 stopping: AtomicBool::new(false),
                 stop_wakers: Mutex::new(Vec::new()),
                 max_in_flight,
+                debug_errors,
+                error_hook: Mutex::new(None),
             }
         });
         let io = Self { inner };
@@ -321,6 +332,28 @@ impl SocketIo {
             }
         })
         .await
+    }
+
+    /// Renders handler errors with `hook` (FoalTS's `handleError`): it gets the socket,
+    /// the event and the error, and returns the error object for the ack, or `None`
+    /// for the default rendering (see [`HandlerError::render`]). A hook that panics
+    /// gets the default rendering too.
+    pub fn on_error<F>(&self, hook: F)
+    where
+        F: Fn(&Socket, &str, &HandlerError) -> Option<Value> + Send + Sync + 'static,
+    {
+        *lock(&self.inner.error_hook) = Some(Arc::new(hook));
+    }
+
+    /// The error object the client gets for `error`, from `socket`'s `event`.
+    fn render_error(&self, socket: &Socket, event: &str, error: &HandlerError) -> Value {
+        let hook = lock(&self.inner.error_hook).clone();
+        hook.and_then(|h| {
+            catch_unwind(AssertUnwindSafe(|| h(socket, event, error)))
+                .ok()
+                .flatten()
+        })
+        .unwrap_or_else(|| error.render(self.inner.debug_errors))
     }
 
     /// Runs `future` now; spawns it if it has to wait. Panics are contained.
@@ -487,7 +520,7 @@ impl SocketIo {
                 let fut = CatchPanic(mw(request.clone()));
                 verdict = match fut.await {
                     Ok(v) => v,
-                    Err(()) => Err(ConnectError::new("server error")),
+                    Err(_) => Err(ConnectError::new("server error")),
                 };
                 if verdict.is_err() {
                     break;
@@ -562,7 +595,7 @@ impl SocketIo {
                 .unwrap_or_else(|_| Err("server error".into()));
             if let Err(message) = verdict {
                 if let Some(slot) = &slot {
-                    slot.fail(&message);
+                    slot.fail(Value::from(message));
                 }
                 return;
             }
@@ -579,16 +612,21 @@ impl SocketIo {
             ack: slot.clone(),
         };
         let running = InFlight::enter(&in_flight);
-        let fut = CatchPanic(handler(socket, incoming));
+        let event = incoming.name.clone();
+        let fut = CatchPanic(handler(socket.clone(), incoming));
+        let io = self.clone();
         self.run(Box::pin(async move {
             let _running = running;
-            let outcome = match fut.await {
+            let error = match fut.await {
                 Ok(Ok(())) => return,
-                Ok(Err(message)) => message,
-                Err(()) => "server error".to_owned(),
+                Ok(Err(error)) => error,
+                Err(panic) => HandlerError::Panic(panic),
             };
+            if error.is_internal() {
+                tracing::error!(sid = %socket.id(), event, %error, "handler failed");
+            }
             if let Some(slot) = slot {
-                slot.fail(&outcome);
+                slot.fail(io.render_error(&socket, &event, &error));
             }
         }));
     }
@@ -626,19 +664,28 @@ impl SocketIo {
     }
 }
 
-/// Turns a panic in a future into `Err(())`.
+/// Turns a panic in a future into `Err` with the panic's message.
 struct CatchPanic<F>(F);
 
 impl<F: Future + Unpin> Future for CatchPanic<F> {
-    type Output = Result<F::Output, ()>;
+    type Output = Result<F::Output, String>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let inner = &mut self.0;
         match catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(cx))) {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
             Ok(Poll::Pending) => Poll::Pending,
-            Err(_) => Poll::Ready(Err(())),
+            Err(panic) => Poll::Ready(Err(panic_message(panic.as_ref()))),
         }
+    }
+}
+
+/// The message a panic was raised with.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(s), _) => (*s).to_owned(),
+        (_, Some(s)) => s.clone(),
+        _ => "a panic without a message".to_owned(),
     }
 }
 
@@ -664,6 +711,11 @@ pub struct ServerOptions {
     /// A router of plain WebSocket applications served beside Socket.IO: its routes,
     /// and the HTTP requests that are for neither.
     pub router: Option<crate::router::Router>,
+    /// Internal handler errors and panics are answered with their own name and
+    /// message instead of the generic `INTERNAL_SERVER_ERROR` (default: off; FoalTS's
+    /// `settings.debug`). For development only: messages can hold what clients must
+    /// not see.
+    pub debug_errors: bool,
 }
 
 impl Default for ServerOptions {
@@ -679,6 +731,7 @@ impl From<Config> for ServerOptions {
             limits: HttpLimits::default(),
             max_in_flight: 1024,
             router: None,
+            debug_errors: false,
         }
     }
 }
@@ -694,6 +747,12 @@ impl ServerOptions {
     /// every HTTP request that is not Socket.IO's (its fallback, or 404).
     pub fn router(mut self, router: crate::router::Router) -> Self {
         self.router = Some(router);
+        self
+    }
+
+    /// Sets [`ServerOptions::debug_errors`].
+    pub fn debug_errors(mut self, debug: bool) -> Self {
+        self.debug_errors = debug;
         self
     }
 

@@ -23,12 +23,18 @@ impl AckSlot {
             .map_err(|_| EmitError::Disconnected)
     }
 
-    pub(super) fn fail(&self, message: &str) {
-        let mut m = Map::new();
-        m.insert("status".into(), Value::from("error"));
-        m.insert("error".into(), Value::from(message));
-        let _ = self.send(Payload::new().arg(Value::Object(m)));
+    /// Answers `{"status":"error","error":error}`.
+    pub(super) fn fail(&self, error: Value) {
+        let _ = self.send(Payload::new().arg(envelope("error", "error", error)));
     }
+}
+
+/// `{"status":status, key:value}`: FoalTS's response envelope.
+fn envelope(status: &str, key: &str, value: Value) -> Value {
+    let mut m = Map::new();
+    m.insert("status".into(), Value::from(status));
+    m.insert(key.into(), value);
+    Value::Object(m)
 }
 
 /// An event from a client, as a handler gets it.
@@ -86,6 +92,20 @@ impl Incoming {
             Some(slot) => slot.send(payload),
             None => Ok(()),
         }
+    }
+
+    /// Answers the client's ack with `{"status":"ok","data":data}` (FoalTS's
+    /// `WebsocketResponse`).
+    pub fn ack_ok<T: Serialize + ?Sized>(&self, data: &T) -> Result<(), EmitError> {
+        let data = serde_json::to_value(data)?;
+        self.ack(&envelope("ok", "data", data))
+    }
+
+    /// Answers the client's ack with `{"status":"error","error":{"code":..,
+    /// "message":..}}` (FoalTS's `WebsocketErrorResponse`). Returning the
+    /// [`AppError`] from the handler does the same.
+    pub fn ack_error(&self, error: &AppError) -> Result<(), EmitError> {
+        self.ack(&envelope("error", "error", error.to_value()))
     }
 }
 
@@ -146,8 +166,11 @@ impl Socket {
     }
 
     /// Handles event `name` (replacing an earlier handler for it). The handler may be
-    /// async; a returned error or a panic answers the client's ack, if it asked for
-    /// one, with `{"status":"error","error":message}`.
+    /// async. A returned error or a panic answers the client's ack, if it asked for
+    /// one, with `{"status":"error","error":{..}}`: an [`AppError`]'s own code and
+    /// message, and for anything else the generic `INTERNAL_SERVER_ERROR` (its own
+    /// message with [`ServerOptions::debug_errors`]; see [`SocketIo::on_error`] to
+    /// render errors yourself). Internal errors are logged.
     pub fn on<F, Fut>(&self, name: &str, handler: F)
     where
         F: Fn(Socket, Incoming) -> Fut + Send + Sync + 'static,

@@ -189,6 +189,23 @@ impl<S: Transport + Send + 'static> Acceptor<S> for Plain {
     }
 }
 
+/// Runs `future` until `deadline` on `clock`: its output, or `None` if the deadline
+/// passes first.
+pub(crate) async fn until<C: Clock, F: Future>(
+    clock: &mut C,
+    deadline: Instant,
+    future: F,
+) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    poll_fn(|cx| {
+        if let Poll::Ready(v) = future.as_mut().poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        clock.poll_until(cx, deadline).map(|()| None)
+    })
+    .await
+}
+
 /// Runs `acceptor` on `stream`, for at most `limit` on `rt`'s clock.
 pub(crate) async fn handshake<R: Runtime, A: Acceptor<R::Tcp>>(
     rt: &R,
@@ -198,16 +215,9 @@ pub(crate) async fn handshake<R: Runtime, A: Acceptor<R::Tcp>>(
 ) -> io::Result<A::Stream> {
     let mut clock = rt.clock();
     let deadline = clock.now() + limit;
-    let mut accepting = std::pin::pin!(acceptor.accept(stream));
-    poll_fn(|cx| {
-        if let Poll::Ready(r) = accepting.as_mut().poll(cx) {
-            return Poll::Ready(r);
-        }
-        clock
-            .poll_until(cx, deadline)
-            .map(|()| Err(io::ErrorKind::TimedOut.into()))
-    })
-    .await
+    until(&mut clock, deadline, acceptor.accept(stream))
+        .await
+        .unwrap_or_else(|| Err(io::ErrorKind::TimedOut.into()))
 }
 
 /// Accepts connections on `listener` and hands each to `serve`, until `stop` resolves

@@ -389,16 +389,9 @@ impl Sim {
 
     /// `future`'s output, or `None` if `limit` of virtual time passes first.
     pub async fn timeout<T>(&self, limit: Duration, future: impl Future<Output = T>) -> Option<T> {
-        let mut future = std::pin::pin!(future);
         let mut clock = self.clock();
         let deadline = clock.now() + limit;
-        poll_fn(|cx| {
-            if let Poll::Ready(v) = future.as_mut().poll(cx) {
-                return Poll::Ready(Some(v));
-            }
-            clock.poll_until(cx, deadline).map(|()| None)
-        })
-        .await
+        crate::until(&mut clock, deadline, future).await
     }
 
     /// Runs `future` and every spawned task until `future` completes. Whenever nothing

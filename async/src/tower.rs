@@ -385,14 +385,9 @@ where
             let mut pending = forward.request(&sid, request);
             let mut clock = rt.clock();
             let deadline = clock.now() + host.forward_wait();
-            let response = poll_fn(|cx| {
-                if let Poll::Ready(response) = pending.poll_response(cx) {
-                    return Poll::Ready(response);
-                }
-                clock.poll_until(cx, deadline).map(|()| Response::new(504))
-            })
-            .await;
-            return into_http(response);
+            let answer = poll_fn(|cx| pending.poll_response(cx));
+            let response = crate::until(&mut clock, deadline, answer).await;
+            return into_http(response.unwrap_or_else(|| Response::new(504)));
         }
         if let Some(upgrade) = upgrade {
             let tunnel = forward.open(&sid, request);

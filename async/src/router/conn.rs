@@ -4,11 +4,10 @@
 use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
 
 use bytes::Bytes;
 use wirestate_engine::ws::{CloseCode, Event, Message, Precompressed, PreparedFrame};
@@ -326,18 +325,6 @@ impl Drop for Registered {
     }
 }
 
-/// Runs `fut` until `deadline`: `None` if it passes first.
-async fn until<C: Clock, F: Future>(clock: &mut C, deadline: Instant, fut: F) -> Option<F::Output> {
-    let mut fut = std::pin::pin!(fut);
-    poll_fn(|cx| {
-        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
-            return Poll::Ready(Some(v));
-        }
-        clock.poll_until(cx, deadline).map(|()| None)
-    })
-    .await
-}
-
 /// Asks the route's auth hook about `upgrade`, for at most the route's handshake
 /// timeout (past it: 503).
 pub(crate) async fn authorize<C: Clock>(upgrade: &Upgrade, clock: &mut C) -> Auth {
@@ -347,7 +334,7 @@ pub(crate) async fn authorize<C: Clock>(upgrade: &Upgrade, clock: &mut C) -> Aut
     };
     let timeout = upgrade.config().handshake_timeout;
     let deadline = clock.now() + timeout;
-    until(clock, deadline, hook(&upgrade.handshake))
+    crate::until(clock, deadline, hook(&upgrade.handshake))
         .await
         .unwrap_or_else(|| Auth::refuse(503))
 }

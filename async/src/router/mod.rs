@@ -715,7 +715,7 @@ impl Router {
             .find_map(|(i, e)| e.pattern.matches(path).map(|params| (i, params)));
         let Some((index, params)) = found else {
             if request.head.is_websocket_upgrade() {
-                return Handled::Respond(not_found());
+                return Handled::Respond(HttpResponse::not_found());
             }
             return Handled::Respond(match &self.inner.fallback {
                 Some(f) => {
@@ -725,7 +725,7 @@ impl Router {
                         HttpResponse::new(500)
                     })
                 }
-                None => not_found(),
+                None => HttpResponse::not_found(),
             });
         };
         let entry = &self.inner.entries[index];
@@ -873,12 +873,6 @@ impl Router {
             .map(|r| r.to_string())
             .collect()
     }
-}
-
-fn not_found() -> HttpResponse {
-    HttpResponse::new(404)
-        .header("Content-Type", "text/plain")
-        .body("Not Found")
 }
 
 /// 12 bytes as 16 URL-safe base64 characters.

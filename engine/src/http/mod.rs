@@ -408,6 +408,13 @@ impl Response {
         }
     }
 
+    /// `404 Not Found`, with a plain-text body saying so.
+    pub fn not_found() -> Self {
+        Self::new(404)
+            .header("Content-Type", "text/plain")
+            .body("Not Found")
+    }
+
     /// Adds a header line.
     pub fn header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));

@@ -118,9 +118,7 @@ pub fn route<T: std::borrow::Borrow<super::Config>>(
         Some((_, value)) if head.is_websocket_upgrade() => {
             upgrade(value.borrow(), head).map(|upgrade| (upgrade, value))
         }
-        _ => Err(crate::http::Response::new(404)
-            .header("Content-Type", "text/plain")
-            .body("Not Found")),
+        _ => Err(crate::http::Response::not_found()),
     }
 }
 

@@ -10,6 +10,7 @@
 #   conformance/interop.sh tls tokio|smol          clients over https:// and wss://
 #   conformance/interop.sh tls-client tokio|smol   our clients over https:// and wss://
 #   conformance/interop.sh ws-rooms tokio|smol     plain WebSocket clients against ws-rooms
+#   conformance/interop.sh demo tokio|smol         Socket.IO clients against the demo
 #
 # eio: installs the clients (npm `engine.io-client`, PyPI `python-engineio[client]`) on
 # first use, starts `eio-server` on a free port, runs each client over polling,
@@ -36,6 +37,9 @@
 # ws-rooms: npm `ws` and PyPI `websockets` against `ws-rooms` (the router: chat rooms,
 # broadcast with and without the sender, compression, close codes from the auth hook,
 # `POST /connections/ID`).
+# demo: npm `socket.io-client` and PyPI `python-socketio` against `demo` (namespace
+# /chat: the auth challenge and its 10 s timeout, the room policy, validated chat,
+# dm, queued jobs, a panicking handler; over websocket and polling).
 # Ends with `N passed, M failed`. A client run counts as passed only if it exits with
 # status 0 and reports exactly the number of cases it is known to have (a client
 # killed by its timeout, or one that ran fewer cases, fails).
@@ -43,8 +47,8 @@
 set -euo pipefail
 
 what="${1:-}"; runtime="${2:-}"
-usage="usage: $0 eio|eio-client|sio|sio-client|tls|tls-client|ws-rooms tokio|smol, or $0 axum tokio"
-case "$what" in eio|eio-client|sio|sio-client|axum|tls|tls-client|ws-rooms) ;; *) echo "$usage" >&2; exit 2 ;; esac
+usage="usage: $0 eio|eio-client|sio|sio-client|tls|tls-client|ws-rooms|demo tokio|smol, or $0 axum tokio"
+case "$what" in eio|eio-client|sio|sio-client|axum|tls|tls-client|ws-rooms|demo) ;; *) echo "$usage" >&2; exit 2 ;; esac
 case "$runtime" in tokio|smol) ;; *) echo "$usage" >&2; exit 2 ;; esac
 if [ "$what" = axum ] && [ "$runtime" != tokio ]; then echo "$usage" >&2; exit 2; fi
 
@@ -67,7 +71,7 @@ then
     python3 -m pip install -q --disable-pip-version-check -r requirements.txt >&2
 fi
 if [ -z "${WIRESTATE_BIN_DIR:-}" ]; then
-    (cd "$root" && cargo build --release --quiet -p wirestate-conformance --bin eio-server --bin eio-client --bin sio-server --bin sio-client --bin axum-app --bin ws-echo --bin ws-rooms)
+    (cd "$root" && cargo build --release --quiet -p wirestate-conformance --bin eio-server --bin eio-client --bin sio-server --bin sio-client --bin axum-app --bin ws-echo --bin ws-rooms --bin demo)
     bindir="$root/target/release"
 else
     bindir="$WIRESTATE_BIN_DIR"
@@ -178,23 +182,43 @@ if [ "$what" = sio-client ] || [ "$what" = tls-client ]; then
     exit
 fi
 
-if [ "$what" = ws-rooms ]; then
+if [ "$what" = ws-rooms ] || [ "$what" = demo ]; then
     passed=0; failed=0
     port="$(free_port)"
     log="$(mktemp)"
-    "$bindir/ws-rooms" --runtime "$runtime" --addr "127.0.0.1:$port" > "$log" 2>&1 &
+    "$bindir/$what" --runtime "$runtime" --addr "127.0.0.1:$port" > "$log" 2>&1 &
     server=$!
     trap 'kill "$server" 2>/dev/null || true; rm -f "$log"' EXIT
     wait_port "$port"
-    for run in "node ws-rooms-client.mjs|14" "python3 ws_rooms_client.py|5"; do
-        status=0
-        out="$(timeout 120 ${run%|*} "http://127.0.0.1:$port" 2>&1)" || status=$?
-        check "${run%% *}" "$status" "$out" "${run#*|}"
+    if [ "$what" = demo ]; then
+        runs=("node demo-client.mjs|15" "python3 demo_client.py|10")
+    else
+        runs=("node ws-rooms-client.mjs|14" "python3 ws_rooms_client.py|5")
+    fi
+    # The demo's clients run at once (their users and rooms are their own, and the
+    # 10 s timeout case then costs no more time); ws-rooms' share its rooms, so one
+    # after the other.
+    outs=(); pids=(); statuses=()
+    for i in "${!runs[@]}"; do
+        out="$(mktemp)"; outs+=("$out")
+        timeout 120 ${runs[$i]%|*} "http://127.0.0.1:$port" > "$out" 2>&1 &
+        pids+=($!); statuses+=(0)
+        if [ "$what" != demo ]; then wait "$!" || statuses[i]=$?; fi
+    done
+    for i in "${!runs[@]}"; do
+        run="${runs[$i]}"
+        if [ "$what" = demo ]; then wait "${pids[$i]}" || statuses[i]=$?; fi
+        check "${run%% *}" "${statuses[$i]}" "$(cat "${outs[$i]}")" "${run#*|}"
+        rm -f "${outs[$i]}"
     done
     if ! kill -0 "$server" 2>/dev/null; then
-        echo "FAIL ws-rooms exited during the run:"; cat "$log"; failed=$((failed + 1))
+        echo "FAIL $what exited during the run:"; cat "$log"; failed=$((failed + 1))
     fi
-    echo "interop ws-rooms $runtime: npm ws and PyPI websockets against ws-rooms"
+    if [ "$what" = demo ]; then
+        echo "interop demo $runtime: npm socket.io-client and PyPI python-socketio against demo"
+    else
+        echo "interop ws-rooms $runtime: npm ws and PyPI websockets against ws-rooms"
+    fi
     echo "$passed passed, $failed failed"
     [ "$failed" -eq 0 ]
     exit

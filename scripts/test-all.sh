@@ -160,12 +160,12 @@ else
     skip engine-wasm32 "the wasm32-unknown-unknown target is not installable here"
 fi
 
-run conformance-build cargo build --release --locked -p wirestate-conformance --bin ws-echo --bin autobahn-client --bin eio-server --bin eio-client --bin sio-server --bin sio-client --bin axum-app --bin redis-emitter --bin ws-rooms
+run conformance-build cargo build --release --locked -p wirestate-conformance --bin ws-echo --bin autobahn-client --bin eio-server --bin eio-client --bin sio-server --bin sio-client --bin axum-app --bin redis-emitter --bin ws-rooms --bin demo
 export WIRESTATE_BIN_DIR="$root/target/release"
 run hardening-soak env CHURN_SESSIONS=20000 cargo test --release --locked -p wirestate-conformance --test hardening -- --show-output --test-threads 1
 
 if [ "${SKIP_INTEROP:-0}" != 1 ]; then
-    for suite in eio eio-client sio sio-client ws-rooms; do
+    for suite in eio eio-client sio sio-client ws-rooms demo; do
         for rt in tokio smol; do
             run "interop-$suite-$rt" bash conformance/interop.sh "$suite" "$rt"
         done

@@ -394,6 +394,11 @@ impl<E: Endpoint> Host<E> {
         self.settings.rt.now()
     }
 
+    /// Resolves once `deadline` has passed on the host's runtime.
+    pub(crate) fn sleep_until(&self, deadline: Instant) -> super::BoxFuture {
+        self.settings.rt.sleep_until(deadline)
+    }
+
     /// Runs `future` on the host's runtime.
     pub(crate) fn spawn(&self, future: super::BoxFuture) {
         self.settings.rt.spawn_boxed(future);

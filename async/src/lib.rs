@@ -141,6 +141,8 @@ pub trait Runtime: Clone + Send + Sync + 'static {
 pub(crate) trait Executor: Send + Sync + 'static {
     fn now(&self) -> Instant;
     fn spawn_boxed(&self, future: BoxFuture);
+    /// Resolves once `deadline` has passed.
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture;
 }
 
 impl<R: Runtime> Executor for R {
@@ -150,6 +152,11 @@ impl<R: Runtime> Executor for R {
 
     fn spawn_boxed(&self, future: BoxFuture) {
         self.spawn(future);
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture {
+        let mut clock = self.clock();
+        Box::pin(async move { poll_fn(|cx| clock.poll_until(cx, deadline)).await })
     }
 }
 
@@ -771,6 +778,19 @@ macro_rules! runtime_api {
             /// and so are handlers that have to wait.
             pub fn server(options: impl Into<ServerOptions>) -> ::std::io::Result<SocketIo> {
                 $crate::sio::server(&$rt, options)
+            }
+
+            /// The handler test harness on this runtime (see
+            /// [`TestServer`](testing::TestServer)).
+            pub mod testing {
+                use super::$rt;
+                pub use $crate::sio::testing::*;
+
+                /// A server under test with `options`, on this runtime: register its
+                /// handlers on [`io`](TestServer::io), then connect in-memory clients.
+                pub fn server(options: impl Into<super::ServerOptions>) -> TestServer<$rt> {
+                    TestServer::new(&$rt, options)
+                }
             }
 
             /// Connects to `url` (`http://host:port`, or `http://host:port/namespace`)

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub mod demo;
 pub mod sio_app;
 pub mod ws_rooms;
 

@@ -32,19 +32,32 @@ pub use wirestate_engine::sio::{
 };
 use wirestate_engine::IdMap;
 
+mod challenge;
 pub mod client;
 mod cluster;
+mod controller;
 mod emitter;
 mod forwarding;
+mod jobs;
 mod operator;
 mod socket;
+pub mod testing;
+mod users;
+mod validate;
 mod vocab;
 
+pub use challenge::{AuthChallenge, AuthState, Authenticated};
 pub use cluster::{attach as attach_redis, RedisCluster, RedisOptions, RemoteSocket, ServerAck};
+pub use controller::{Controller, EventInfo, Handler, JobLimits};
 pub use emitter::{redis_emitter, EmitterError, RedisEmitter};
+pub use jobs::{JOB_ERROR_EVENT, JOB_RESULT_EVENT};
 pub use operator::{AckAnswer, AckStream, Namespace, Operator};
 use socket::AckSlot;
 pub use socket::{Incoming, Socket};
+pub use users::USER_ROOM_PREFIX;
+pub use validate::{ajv_error, Typed, Validate, VALIDATION_PAYLOAD_ERROR};
+#[cfg(feature = "jsonschema")]
+pub use validate::{Schema, SchemaError};
 pub use vocab::{
     AppError, ConnectError, ConnectRequest, EmitError, HandlerError, HandlerResult,
     INTERNAL_SERVER_ERROR, INTERNAL_SERVER_ERROR_MESSAGE,
@@ -71,6 +84,12 @@ type ErrorHook = Arc<dyn Fn(&Socket, &str, &HandlerError) -> Option<Value> + Sen
 struct NamespaceHandlers {
     middlewares: Mutex<Vec<Middleware>>,
     on_connection: Mutex<Option<ConnectionHandler>>,
+    /// Hooks before every event ([`Namespace::hook`]).
+    hooks: Mutex<Vec<controller::Hook>>,
+    /// Controllers' handlers by event name.
+    events: Mutex<HashMap<String, Arc<Handler>>>,
+    /// The post-connect auth challenge ([`Namespace::auth_challenge`]).
+    challenge: Mutex<Option<Arc<challenge::Challenge>>>,
 }
 
 struct SocketState {
@@ -84,6 +103,15 @@ struct SocketState {
     in_flight: Arc<AtomicUsize>,
     /// When it connected (wall clock, for its handshake's `issued`).
     since: std::time::SystemTime,
+    /// Queued jobs it holds, and how many it started.
+    jobs: Arc<AtomicUsize>,
+    jobs_started: u64,
+    /// The authenticated user ([`Socket::set_user`]).
+    user: Option<Arc<str>>,
+    /// Where it is in the auth challenge.
+    auth: AuthState,
+    /// Its namespace's hooks and handlers.
+    namespace: Option<Arc<NamespaceHandlers>>,
 }
 
 impl Default for SocketState {
@@ -97,6 +125,11 @@ impl Default for SocketState {
             data: Value::Null,
             in_flight: Arc::default(),
             since: std::time::SystemTime::now(),
+            jobs: Arc::default(),
+            jobs_started: 0,
+            user: None,
+            auth: AuthState::Authenticated,
+            namespace: None,
         }
     }
 }
@@ -117,6 +150,13 @@ impl Drop for InFlight {
     }
 }
 
+/// What a disconnected socket keeps for its recovery.
+struct Kept {
+    data: Value,
+    user: Option<Arc<str>>,
+    auth: AuthState,
+}
+
 struct AckShared {
     answers: VecDeque<AckAnswer>,
     /// The local recipients are done.
@@ -133,13 +173,16 @@ struct App {
     sockets: IdMap<Sid, (Arc<ConnectInfo>, bool, SocketState)>,
     /// Data set by the connect middleware, until the socket's Connected event.
     connecting: IdMap<Sid, Value>,
-    /// Data of disconnected sockets kept for recovery.
-    kept: IdMap<Sid, Value>,
+    /// What disconnected sockets kept for recovery: their data, user and place in
+    /// the auth challenge.
+    kept: IdMap<Sid, Kept>,
     acks: IdMap<AckId, Arc<Mutex<AckShared>>>,
     cluster: Option<ClusterHook>,
     redis: Option<Arc<cluster::Shared>>,
     /// `serverSideEmit` handlers by namespace and event.
     server_events: HashMap<(Arc<str>, String), cluster::ServerEventHandler>,
+    /// Sockets per user, for presence.
+    users: users::Users,
 }
 
 struct Inner {
@@ -229,6 +272,12 @@ impl SocketIo {
 
     fn now(&self) -> Instant {
         self.inner.host.now()
+    }
+
+    /// Waits `duration` on the server's runtime (virtual time on
+    /// [`crate::mem::Sim`]): a timer for handlers written once for every runtime.
+    pub fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send + 'static {
+        self.inner.host.sleep_until(self.now() + duration)
     }
 
     /// The namespace `name` (created if new): register its middleware and connection
@@ -394,20 +443,39 @@ impl SocketIo {
                 if let Some(redis) = self.redis() {
                     redis.add_namespace(self, &info.nsp);
                 }
-                {
+                let handlers = self.handlers_for(&info.nsp);
+                let challenge = handlers.as_ref().and_then(|h| lock(&h.challenge).clone());
+                let (user, auth) = {
                     let mut app = lock(&self.inner.app);
-                    let data = if recovered {
+                    let fresh = match challenge {
+                        Some(_) => AuthState::Unauthorized,
+                        None => AuthState::Authenticated,
+                    };
+                    let kept = if recovered {
                         app.kept.remove(&sid)
                     } else {
-                        app.connecting.remove(&sid)
+                        app.connecting.remove(&sid).map(|data| Kept {
+                            data,
+                            user: None,
+                            auth: fresh,
+                        })
                     };
+                    let kept = kept.unwrap_or(Kept {
+                        data: Value::Null,
+                        user: None,
+                        auth: fresh,
+                    });
                     let state = SocketState {
-                        data: data.unwrap_or(Value::Null),
+                        data: kept.data,
+                        user: kept.user.clone(),
+                        auth: kept.auth,
+                        namespace: handlers.clone(),
                         ..SocketState::default()
                     };
                     app.sockets
                         .insert(sid.clone(), (info.clone(), recovered, state));
-                }
+                    (kept.user, kept.auth)
+                };
                 let socket = Socket {
                     io: self.clone(),
                     sid,
@@ -415,9 +483,15 @@ impl SocketIo {
                     recovered,
                     left_with: None,
                 };
-                let handler = self
-                    .handlers_for(&info.nsp)
-                    .and_then(|h| lock(&h.on_connection).clone());
+                if let Some(user) = &user {
+                    // A recovered socket is its user's again (its room came back
+                    // with its other rooms).
+                    self.user_came(user);
+                }
+                if let (Some(challenge), AuthState::Unauthorized) = (challenge, auth) {
+                    challenge.start(&socket);
+                }
+                let handler = handlers.and_then(|h| lock(&h.on_connection).clone());
                 if let Some(handler) = handler {
                     self.run(handler(socket));
                 }
@@ -462,11 +536,23 @@ impl SocketIo {
                     let mut app = lock(&self.inner.app);
                     let removed = app.sockets.remove(&sid);
                     if let (true, Some((_, _, state))) = (kept, &removed) {
-                        app.kept.insert(sid.clone(), state.data.clone());
+                        let kept = Kept {
+                            data: state.data.clone(),
+                            user: state.user.clone(),
+                            // One that was mid-check starts over.
+                            auth: match state.auth {
+                                AuthState::Authenticating => AuthState::Unauthorized,
+                                auth => auth,
+                            },
+                        };
+                        app.kept.insert(sid.clone(), kept);
                     }
                     removed
                 };
                 if let Some((info, recovered, state)) = removed {
+                    if let Some(user) = &state.user {
+                        self.user_gone(user);
+                    }
                     let socket = Socket {
                         io: self.clone(),
                         sid,
@@ -557,10 +643,11 @@ impl SocketIo {
                     state.any_incoming.clone(),
                     state.handlers.get(&name).cloned(),
                     state.in_flight.clone(),
+                    state.namespace.clone(),
                 )
             })
         };
-        let Some((info, recovered, middlewares, any, handler, in_flight)) = found else {
+        let Some((info, recovered, middlewares, any, own, in_flight, namespace)) = found else {
             return;
         };
         if in_flight.load(Ordering::Relaxed) >= self.inner.max_in_flight {
@@ -603,17 +690,37 @@ impl SocketIo {
         for h in &any {
             let _ = catch_unwind(AssertUnwindSafe(|| h(&socket, &name, &payload)));
         }
-        let Some(handler) = handler else {
-            return;
-        };
+        let hooks = namespace
+            .as_ref()
+            .map(|n| lock(&n.hooks).clone())
+            .unwrap_or_default();
         let incoming = Incoming {
             name,
             payload,
             ack: slot.clone(),
         };
-        let running = InFlight::enter(&in_flight);
         let event = incoming.name.clone();
-        let fut = CatchPanic(handler(socket.clone(), incoming));
+        let fut: BoxResultFuture = match own {
+            // The socket's own handler with no namespace hook: called directly.
+            Some(handler) if hooks.is_empty() => handler(socket.clone(), incoming),
+            own => {
+                let handler = match own {
+                    Some(run) => Some(Arc::new(Handler {
+                        hooks: Vec::new(),
+                        check: None,
+                        run: controller::Run::Plain(run),
+                    })),
+                    None => namespace.and_then(|n| lock(&n.events).get(&event).cloned()),
+                };
+                if handler.is_none() && hooks.is_empty() {
+                    return;
+                }
+                let (io, socket) = (self.clone(), socket.clone());
+                Box::pin(async move { io.run_chain(socket, hooks, handler, incoming).await })
+            }
+        };
+        let running = InFlight::enter(&in_flight);
+        let fut = CatchPanic(fut);
         let io = self.clone();
         self.run(Box::pin(async move {
             let _running = running;

@@ -105,6 +105,9 @@ pub enum HandlerError {
     },
     /// The handler panicked (with this message): internal too.
     Panic(String),
+    /// The payload failed validation ([`Handler::validate`]): these errors, in
+    /// Ajv's shape, reach the client as FoalTS's `VALIDATION_PAYLOAD_ERROR`.
+    Validation(Vec<Value>),
 }
 
 impl HandlerError {
@@ -112,6 +115,9 @@ impl HandlerError {
     /// `Box<dyn Error + Send + Sync>`) is the application's; anything else internal.
     pub fn from_error<E: fmt::Display + 'static>(error: E) -> Self {
         let any: &dyn std::any::Any = &error;
+        if let Some(handler) = any.downcast_ref::<HandlerError>() {
+            return handler.clone();
+        }
         if let Some(app) = any.downcast_ref::<AppError>() {
             return Self::App(app.clone());
         }
@@ -139,15 +145,23 @@ impl HandlerError {
 
     /// Whether the client gets the generic answer (unless in debug).
     pub fn is_internal(&self) -> bool {
-        !matches!(self, Self::App(_))
+        matches!(self, Self::Internal { .. } | Self::Panic(_))
     }
 
-    /// The error object the client gets: the [`AppError`]'s own; for an internal
+    /// The error object the client gets: the [`AppError`]'s own;
+    /// `{"code":"VALIDATION_PAYLOAD_ERROR","payload":[..]}` for a payload that failed
+    /// validation; for an internal
     /// error `{"code":"INTERNAL_SERVER_ERROR","message":"An internal server error has
     /// occurred."}`, or with `debug` its name and own message.
     pub fn render(&self, debug: bool) -> Value {
         let (name, message) = match self {
             Self::App(app) => return app.to_value(),
+            Self::Validation(errors) => {
+                let mut m = Map::new();
+                m.insert("code".into(), Value::from(VALIDATION_PAYLOAD_ERROR));
+                m.insert("payload".into(), Value::Array(errors.clone()));
+                return Value::Object(m);
+            }
             Self::Internal { name, message } => (name.as_str(), message.as_str()),
             Self::Panic(message) => ("panic", message.as_str()),
         };
@@ -169,6 +183,9 @@ impl fmt::Display for HandlerError {
             Self::App(app) => app.fmt(f),
             Self::Internal { name, message } => write!(f, "{name}: {message}"),
             Self::Panic(message) => write!(f, "panic: {message}"),
+            Self::Validation(errors) => {
+                write!(f, "{VALIDATION_PAYLOAD_ERROR}: {} error(s)", errors.len())
+            }
         }
     }
 }

@@ -149,8 +149,8 @@ impl Drop for Redis {
     }
 }
 
-/// Server B's application: a socket joins `team`, its data names its user, and the
-/// server answers `ping` from other servers with `pong`.
+/// Server B's application: a socket joins `team`, its data and user name its user,
+/// and the server answers `ping` from other servers with `pong`.
 fn setup_b(io: &SocketIo) {
     io.of("/").on_server_side_emit("ping", |args, ack| {
         if let Some(ack) = ack {
@@ -160,6 +160,9 @@ fn setup_b(io: &SocketIo) {
     io.of("/").on_connection(|socket| async move {
         socket.set_data(json!({"user": socket.auth()["name"]}));
         socket.join(["team"]);
+        if let Some(name) = socket.auth()["name"].as_str() {
+            socket.set_user(name);
+        }
     });
 }
 
@@ -268,6 +271,21 @@ async fn two_servers_share_their_sockets<R: Runtime>(
         .await
     );
     assert_eq!(*got.lock().expect("lock"), [json!("from a")]);
+
+    // Users: bob is B's; A reaches him and sees him online through the cluster.
+    assert!(!a.user_online("bob") && b.user_online("bob"));
+    assert_eq!(a.fetch_user_online("bob").await, Ok(true));
+    assert_eq!(a.fetch_user_online("nobody").await, Ok(false));
+    assert_eq!(a.emit_to_user("bob", "hi", &"to bob").expect("emit"), 0);
+    assert!(
+        until(rt, || {
+            let n = got.lock().expect("lock").len();
+            async move { n == 2 }
+        })
+        .await,
+        "emit_to_user crossed the cluster"
+    );
+    assert_eq!(got.lock().expect("lock")[1], json!("to bob"));
     remote.join(["vip"]);
     assert!(
         until(rt, || {

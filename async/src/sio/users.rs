@@ -105,6 +105,13 @@ impl SocketIo {
         lock(&self.inner.app).users.sockets.contains_key(id)
     }
 
+    /// User `id` has a socket on any server of the cluster (without a cluster, on
+    /// this one). It asks the other servers as [`Operator::fetch_sockets`] does, and
+    /// fails as it does.
+    pub async fn fetch_user_online(&self, id: &str) -> Result<bool, RequestError> {
+        Ok(!self.to_user(id).fetch_sockets().await?.is_empty())
+    }
+
     /// The users with a socket connected to this server.
     pub fn users_online(&self) -> Vec<Arc<str>> {
         lock(&self.inner.app)

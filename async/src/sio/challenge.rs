@@ -178,6 +178,7 @@ impl Namespace {
         });
         *lock(&self.handlers.challenge) = Some(shared.clone());
         lock(&self.handlers.hooks).insert(0, controller::hook(guard));
+        self.handlers.has_hooks.store(true, Ordering::Relaxed);
         let c = shared.clone();
         let authenticate = Handler::new(move |socket, incoming| {
             let c = c.clone();

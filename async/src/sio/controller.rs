@@ -267,6 +267,7 @@ impl Namespace {
         Fut::Output: HandlerResult,
     {
         lock(&self.handlers.hooks).push(hook(f));
+        self.handlers.has_hooks.store(true, Ordering::Relaxed);
         self
     }
 

@@ -86,6 +86,8 @@ struct NamespaceHandlers {
     on_connection: Mutex<Option<ConnectionHandler>>,
     /// Hooks before every event ([`Namespace::hook`]).
     hooks: Mutex<Vec<controller::Hook>>,
+    /// `hooks` is not empty.
+    has_hooks: AtomicBool,
     /// Controllers' handlers by event name.
     events: Mutex<HashMap<String, Arc<Handler>>>,
     /// The post-connect auth challenge ([`Namespace::auth_challenge`]).
@@ -636,14 +638,22 @@ impl SocketIo {
         let found = {
             let app = lock(&self.inner.app);
             app.sockets.get(&sid).map(|(info, recovered, state)| {
+                let own = state.handlers.get(&name).cloned();
+                // The namespace is needed for its hooks, or for a handler the socket
+                // does not have: not on the plain path (its own handler, no hook).
+                let namespace = state
+                    .namespace
+                    .as_ref()
+                    .filter(|n| own.is_none() || n.has_hooks.load(Ordering::Relaxed))
+                    .cloned();
                 (
                     info.clone(),
                     *recovered,
                     state.middlewares.clone(),
                     state.any_incoming.clone(),
-                    state.handlers.get(&name).cloned(),
+                    own,
                     state.in_flight.clone(),
-                    state.namespace.clone(),
+                    namespace,
                 )
             })
         };

@@ -64,8 +64,21 @@ type Authenticate = Arc<
 >;
 type RoomPolicy = Arc<dyn Fn(&Socket, &str) -> bool + Send + Sync>;
 
-/// Ignis's post-connect authentication for a namespace ([`Namespace::auth_challenge`]);
-/// see the module docs of [`AuthState`] for the flow.
+/// Ignis's post-connect authentication for a namespace ([`Namespace::auth_challenge`]).
+///
+/// A socket of the namespace connects [unauthorized](AuthState::Unauthorized). It
+/// must send `authenticate` within the [timeout](Self::timeout) (10 s) or get
+/// `unauthenticated` `{"message":..}` and be disconnected; until then every other
+/// event is answered `{"status":"error","error":{"code":"UNAUTHENTICATED",..}}` and
+/// runs no handler. The check moves it to
+/// [authenticating](AuthState::Authenticating); success makes it
+/// [authenticated](AuthState::Authenticated) (the server emits `authenticated` with
+/// the check's data, sets its user and joins the [default
+/// rooms](Self::default_rooms)); failure sends it back to unauthorized with
+/// `unauthenticated`, and it may try again within the timeout. Authenticated sockets
+/// `join` and `leave` rooms with `{"rooms":[..]}`: the [room
+/// policy](Self::room_policy) decides each room, and without one every room is
+/// denied.
 #[derive(Clone)]
 pub struct AuthChallenge {
     authenticate: Authenticate,

@@ -184,6 +184,14 @@ impl Handler {
 /// that run before each of them and sub-controllers whose events take a prefix.
 /// Register it on a namespace with [`Namespace::controller`]; a socket's own
 /// handler ([`Socket::on`]) for the same event takes precedence.
+///
+/// Every event of a socket goes through one chain: the socket's
+/// [`use_event`](Socket::use_event) middlewares, the namespace's hooks
+/// ([`Namespace::hook`]), the hooks of the controllers that hold the handler (outer
+/// first), the handler's own hooks ([`Handler::hook`]), its payload validation
+/// ([`Handler::validate`]), then the handler. The first hook that fails stops the
+/// chain, and its error answers the ack as a handler's error would (see
+/// [`HandlerError`]).
 #[derive(Clone, Default)]
 pub struct Controller {
     hooks: Vec<Hook>,
@@ -282,8 +290,8 @@ impl Namespace {
 }
 
 impl SocketIo {
-    /// Runs one event through its chain (see the module docs) and answers its ack
-    /// with the error, if any.
+    /// Runs one event through its chain (see [`Controller`]); the caller answers
+    /// the ack with the error, if any.
     pub(super) async fn run_chain(
         &self,
         socket: Socket,

@@ -37,7 +37,7 @@ pub fn ajv_error(
 
 /// Validation by a serde type: the payload must deserialise into `T`. A failure is
 /// one error with keyword `type` and serde's message (serde does not say where, so
-/// `instancePath` is empty). A JSON Schema ([`Schema`], feature `jsonschema`) gives
+/// `instancePath` is empty). A JSON Schema (`Schema`, feature `jsonschema`) gives
 /// Ajv's exact errors.
 pub struct Typed<T>(std::marker::PhantomData<fn() -> T>);
 

@@ -203,12 +203,21 @@ pub(crate) async fn until<C: Clock, F: Future>(
     deadline: Instant,
     future: F,
 ) -> Option<F::Output> {
-    let mut future = std::pin::pin!(future);
+    before(future, poll_fn(|cx| clock.poll_until(cx, deadline))).await
+}
+
+/// Runs `future` until `timer` resolves: its output, or `None` if the timer is
+/// first.
+pub(crate) async fn before<F: Future>(
+    future: F,
+    timer: impl Future<Output = ()>,
+) -> Option<F::Output> {
+    let (mut future, mut timer) = (std::pin::pin!(future), std::pin::pin!(timer));
     poll_fn(|cx| {
         if let Poll::Ready(v) = future.as_mut().poll(cx) {
             return Poll::Ready(Some(v));
         }
-        clock.poll_until(cx, deadline).map(|()| None)
+        timer.as_mut().poll(cx).map(|()| None)
     })
     .await
 }

@@ -59,7 +59,7 @@ impl SocketIo {
         let io = self.clone();
         self.inner.host.spawn(Box::pin(async move {
             let _held = held;
-            let outcome = race(run, timer).await;
+            let outcome = crate::before(run, timer).await;
             let error = match outcome {
                 Some(Ok(Ok(result))) => {
                     let mut m = Map::new();
@@ -88,15 +88,4 @@ impl SocketIo {
         }));
         Ok(())
     }
-}
-
-/// `work`'s output, or `None` if `timer` fires first.
-async fn race<F: Future + Unpin>(mut work: F, mut timer: BoxFuture) -> Option<F::Output> {
-    poll_fn(|cx| {
-        if let Poll::Ready(v) = Pin::new(&mut work).poll(cx) {
-            return Poll::Ready(Some(v));
-        }
-        timer.as_mut().poll(cx).map(|()| None)
-    })
-    .await
 }

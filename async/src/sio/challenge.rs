@@ -190,7 +190,7 @@ impl Namespace {
             settings: challenge,
         });
         *lock(&self.handlers.challenge) = Some(shared.clone());
-        lock(&self.handlers.hooks).insert(0, controller::hook(guard));
+        lock(&self.handlers.hooks).insert(0, controller::boxed(guard));
         self.handlers.has_hooks.store(true, Ordering::Relaxed);
         let c = shared.clone();
         let authenticate = Handler::new(move |socket, incoming| {

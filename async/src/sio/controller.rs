@@ -49,14 +49,17 @@ type Check = Arc<dyn Fn(&Value) -> Result<(), Vec<Value>> + Send + Sync>;
 pub(super) type JobFuture = Pin<Box<dyn Future<Output = Result<Value, HandlerError>> + Send>>;
 pub(super) type JobHandler = Arc<dyn Fn(Socket, Incoming) -> JobFuture + Send + Sync>;
 
-pub(super) fn hook<F, Fut>(f: F) -> Hook
+/// `f` as the chain calls it (a hook, with [`EventInfo`], or a handler, with
+/// [`Incoming`]): boxed, its output turned into a `Result` by [`HandlerResult`].
+pub(super) fn boxed<A, F, Fut>(f: F) -> Arc<dyn Fn(Socket, A) -> BoxResultFuture + Send + Sync>
 where
-    F: Fn(Socket, EventInfo) -> Fut + Send + Sync + 'static,
+    A: 'static,
+    F: Fn(Socket, A) -> Fut + Send + Sync + 'static,
     Fut: Future + Send + 'static,
     Fut::Output: HandlerResult,
 {
-    Arc::new(move |s, e| {
-        let fut = f(s, e);
+    Arc::new(move |s, a| {
+        let fut = f(s, a);
         Box::pin(async move { fut.await.into_result() })
     })
 }
@@ -118,10 +121,7 @@ impl Handler {
         Self {
             hooks: Vec::new(),
             check: None,
-            run: Run::Plain(Arc::new(move |s, i| {
-                let fut = f(s, i);
-                Box::pin(async move { fut.await.into_result() })
-            })),
+            run: Run::Plain(boxed(f)),
         }
     }
 
@@ -167,7 +167,7 @@ impl Handler {
         Fut: Future + Send + 'static,
         Fut::Output: HandlerResult,
     {
-        self.hooks.push(hook(f));
+        self.hooks.push(boxed(f));
         self
     }
 
@@ -221,7 +221,7 @@ impl Controller {
         Fut: Future + Send + 'static,
         Fut::Output: HandlerResult,
     {
-        self.hooks.push(hook(f));
+        self.hooks.push(boxed(f));
         self
     }
 
@@ -274,7 +274,7 @@ impl Namespace {
         Fut: Future + Send + 'static,
         Fut::Output: HandlerResult,
     {
-        lock(&self.handlers.hooks).push(hook(f));
+        lock(&self.handlers.hooks).push(boxed(f));
         self.handlers.has_hooks.store(true, Ordering::Relaxed);
         self
     }

@@ -177,10 +177,7 @@ impl Socket {
         Fut: Future + Send + 'static,
         Fut::Output: HandlerResult,
     {
-        let handler: EventHandler = Arc::new(move |s, i| {
-            let fut = handler(s, i);
-            Box::pin(async move { fut.await.into_result() })
-        });
+        let handler: EventHandler = super::controller::boxed(handler);
         self.with_state(|s| s.handlers.insert(name.to_owned(), handler));
     }
 

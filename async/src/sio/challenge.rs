@@ -442,7 +442,9 @@ impl SocketIo {
             let mut m = Map::new();
             m.insert("time".into(), time.into());
             let ping = Value::Object(m);
-            for socket in io.of(&nsp).sockets().local().local_sockets() {
+            // Not `io.of(..)`: that registers the namespace again on every tick.
+            let sockets = Operator::new(io.clone(), Broadcast::nsp(nsp.clone()).local());
+            for socket in sockets.local_sockets() {
                 if socket.auth_state() == AuthState::Authenticated {
                     let _ = socket.emit("ping", &ping);
                 }

@@ -453,17 +453,12 @@ impl SocketIo {
                         Some(_) => AuthState::Unauthorized,
                         None => AuthState::Authenticated,
                     };
-                    let kept = if recovered {
-                        app.kept.remove(&sid)
-                    } else {
-                        app.connecting.remove(&sid).map(|data| Kept {
-                            data,
-                            user: None,
-                            auth: fresh,
-                        })
-                    };
+                    // Taken in both cases: a recovered socket whose middlewares ran
+                    // has an entry here too, and its kept state wins over it.
+                    let connecting = app.connecting.remove(&sid);
+                    let kept = recovered.then(|| app.kept.remove(&sid)).flatten();
                     let kept = kept.unwrap_or(Kept {
-                        data: Value::Null,
+                        data: connecting.filter(|_| !recovered).unwrap_or(Value::Null),
                         user: None,
                         auth: fresh,
                     });

@@ -367,16 +367,8 @@ impl TestClient {
             .host
             .with(|s| s.emit(now, &self.sid, MARKER, Payload::new()));
         if sent.is_ok() {
-            poll_fn(|cx| {
-                let mut b = lock(&self.inbox);
-                if b.markers >= want || b.closed {
-                    Poll::Ready(())
-                } else {
-                    b.waker = Some(cx.waker().clone());
-                    Poll::Pending
-                }
-            })
-            .await;
+            self.wait_inbox(|b| (b.markers >= want || b.closed).then_some(()))
+                .await;
         }
         lock(&self.inbox).events.drain(..).collect()
     }
@@ -390,24 +382,31 @@ impl TestClient {
     /// Waits, at most `within` on the server's clock, for an event `name`, and
     /// returns its first argument; events before it are dropped.
     pub async fn next_event(&self, name: &str, within: Duration) -> Option<Value> {
-        let deadline = self.io.now() + within;
-        loop {
-            {
-                let mut b = lock(&self.inbox);
-                while let Some((n, v)) = b.events.pop_front() {
-                    if n == name {
-                        return Some(v);
-                    }
-                }
-                if b.closed {
-                    return None;
+        let found = self.wait_inbox(|b| {
+            while let Some((n, v)) = b.events.pop_front() {
+                if n == name {
+                    return Some(Some(v));
                 }
             }
-            if self.io.now() >= deadline {
-                return None;
+            b.closed.then_some(None)
+        });
+        crate::before(found, self.io.sleep(within)).await.flatten()
+    }
+
+    /// Waits until `ready` finds what it waits for in the inbox (woken by the
+    /// reader as each packet arrives).
+    async fn wait_inbox<T>(&self, mut ready: impl FnMut(&mut Inbox) -> Option<T>) -> T {
+        poll_fn(|cx| {
+            let mut b = lock(&self.inbox);
+            match ready(&mut b) {
+                Some(v) => Poll::Ready(v),
+                None => {
+                    b.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
             }
-            self.io.sleep(Duration::from_millis(5)).await;
-        }
+        })
+        .await
     }
 
     /// The client goes away: its connection closes (the server's disconnect
@@ -416,15 +415,6 @@ impl TestClient {
         if let Some(s) = self.socket() {
             s.close_connection();
         }
-        poll_fn(|cx| {
-            let mut b = lock(&self.inbox);
-            if b.closed {
-                Poll::Ready(())
-            } else {
-                b.waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        })
-        .await;
+        self.wait_inbox(|b| b.closed.then_some(())).await;
     }
 }

@@ -166,7 +166,15 @@ mod schema {
         let limit = |n: &dyn fmt::Display| -> Value {
             serde_json::from_str(&n.to_string()).unwrap_or(Value::Null)
         };
-        // Ajv's messages do not agree in number: "fewer than 1 characters".
+        // Ajv's limitLength, limitItems and limitProperties share one message, which
+        // does not agree in number: "fewer than 1 characters".
+        let count = |keyword: &str, comp: &str, n: u64, unit: &str| {
+            one(
+                keyword,
+                json_obj([("limit", n.into())]),
+                format!("must NOT have {comp} than {n} {unit}"),
+            )
+        };
         match e.kind() {
             Kind::Type { kind } => {
                 let types = match kind {
@@ -201,36 +209,12 @@ mod schema {
                     )
                 })
                 .collect(),
-            Kind::MinLength { limit: n } => one(
-                "minLength",
-                json_obj([("limit", (*n).into())]),
-                format!("must NOT have fewer than {n} characters"),
-            ),
-            Kind::MaxLength { limit: n } => one(
-                "maxLength",
-                json_obj([("limit", (*n).into())]),
-                format!("must NOT have more than {n} characters"),
-            ),
-            Kind::MinItems { limit: n } => one(
-                "minItems",
-                json_obj([("limit", (*n).into())]),
-                format!("must NOT have fewer than {n} items"),
-            ),
-            Kind::MaxItems { limit: n } => one(
-                "maxItems",
-                json_obj([("limit", (*n).into())]),
-                format!("must NOT have more than {n} items"),
-            ),
-            Kind::MinProperties { limit: n } => one(
-                "minProperties",
-                json_obj([("limit", (*n).into())]),
-                format!("must NOT have fewer than {n} properties"),
-            ),
-            Kind::MaxProperties { limit: n } => one(
-                "maxProperties",
-                json_obj([("limit", (*n).into())]),
-                format!("must NOT have more than {n} properties"),
-            ),
+            Kind::MinLength { limit: n } => count("minLength", "fewer", *n, "characters"),
+            Kind::MaxLength { limit: n } => count("maxLength", "more", *n, "characters"),
+            Kind::MinItems { limit: n } => count("minItems", "fewer", *n, "items"),
+            Kind::MaxItems { limit: n } => count("maxItems", "more", *n, "items"),
+            Kind::MinProperties { limit: n } => count("minProperties", "fewer", *n, "properties"),
+            Kind::MaxProperties { limit: n } => count("maxProperties", "more", *n, "properties"),
             Kind::Minimum { limit: n } => compare(&path, &schema_path, "minimum", ">=", n),
             Kind::Maximum { limit: n } => compare(&path, &schema_path, "maximum", "<=", n),
             Kind::ExclusiveMinimum { limit: n } => {
@@ -293,11 +277,9 @@ mod schema {
                 Value::Object(Map::new()),
                 "must contain at least 1 valid item(s)".into(),
             ),
-            Kind::AdditionalItems { limit: n } => one(
-                "additionalItems",
-                json_obj([("limit", (*n).into())]),
-                format!("must NOT have more than {n} items"),
-            ),
+            Kind::AdditionalItems { limit: n } => {
+                count("additionalItems", "more", *n as u64, "items")
+            }
             Kind::UnevaluatedProperties { unexpected } => unexpected
                 .iter()
                 .map(|p| {

@@ -34,6 +34,10 @@
 # @socket.io/redis-adapter, then Redis down at start, restarted mid-run, and a server
 # killed: conformance/cluster.sh.
 #
+# Browser: the demo's chat page (two pages, a server restart) and @socket.io/admin-ui
+# served by the demo, in Debian's chromium driven headless by npm's puppeteer-core,
+# on both runtimes: conformance/browser.sh (screenshots in target/browser/).
+#
 # Soak: open/close churn of 20,000 Socket.IO sessions against sio-server on each
 # runtime (RSS per session, descriptors), with the other black-box hardening tests.
 #
@@ -176,6 +180,10 @@ if [ "${SKIP_INTEROP:-0}" != 1 ]; then
     for rt in tokio smol; do
         run "interop-tls-$rt" bash conformance/interop.sh tls "$rt"
         run "interop-tls-client-$rt" bash conformance/interop.sh tls-client "$rt"
+    done
+    # The chat page and the admin UI in headless Chromium.
+    for rt in tokio smol; do
+        run "browser-$rt" bash conformance/browser.sh "$rt"
     done
     # Clusters on one redis-server: wirestate pairs, mixed with Node's redis-adapter,
     # and Redis faults.

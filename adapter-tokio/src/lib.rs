@@ -127,5 +127,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for TokioIo<S> {
 /// The README's examples, compiled as doctests so that they stay true (with the
 /// features they use, which the workspace's test run has).
 #[doc = include_str!("../../README.md")]
-#[cfg(all(doctest, feature = "tower", feature = "tls", feature = "jsonschema"))]
+#[cfg(all(
+    doctest,
+    feature = "tower",
+    feature = "tls",
+    feature = "jsonschema",
+    feature = "admin"
+))]
 pub struct ReadmeDoctests;

@@ -9,7 +9,8 @@
 //!   `{message}`. Before it, every other event is answered `UNAUTHENTICATED`.
 //! * `join` / `leave` `{rooms:[..]}` → `{status:'ok', data:{joined|left:[..],
 //!   denied:[..]}}`; only `lobby` and `room-[a-z0-9-]{1,32}` are allowed.
-//! * `chat` `{room, text}` (schema-validated) → `{status:'ok', data:{id, at}}`, and
+//! * `chat` `{room, text}` (schema-validated) → `{status:'ok', data:{id, at}}` (`id`:
+//!   `<start>-<n>`, unique across restarts), and
 //!   every socket in `room`, the sender's included, gets `message` `{id, room,
 //!   from, text, at}`; a room the socket is not in: `NOT_IN_ROOM`.
 //! * `dm` `{to, text}` → every socket of user `to` gets `dm` `{from, text, at}`;
@@ -17,7 +18,12 @@
 //! * `job` `{n}` (0–30) → `{queued:true, requestId, eventName:'job'}` at once, then
 //!   after `n` × 100 ms `ws:result` `{requestId, result:{n}}`; `n` = 13 fails with
 //!   `ws:error` `{requestId, error:{code:'JOB_FAILED', message}}`.
+//! * `who` → `{status:'ok', data:{users:[..]}}`: the users online on this server;
+//!   every socket of `/chat` gets `presence` `{user, online, users}` when a user's
+//!   first socket signs in or its last one leaves.
 //! * `boom` panics: the ack is the generic `INTERNAL_SERVER_ERROR`.
+//!
+//! The page at `/` ([`web`](crate::web)) is a client of this protocol.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -68,9 +74,19 @@ fn name(socket: &Socket) -> String {
 
 type Result = std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
+/// The users online on this server, sorted.
+fn users_online(io: &SocketIo) -> Vec<String> {
+    let mut users: Vec<String> = io.users_online().iter().map(|u| u.to_string()).collect();
+    users.sort();
+    users
+}
+
 /// Registers the demo's `/chat` namespace on `io`.
 pub fn setup(io: &SocketIo) {
     let ids = std::sync::Arc::new(AtomicU64::new(0));
+    // Message ids are `<start>-<n>`: unique across restarts of the demo, which a page
+    // that reconnects sees.
+    let boot = now_ms();
     let chat = io.of(NAMESPACE);
     chat.auth_challenge(
         AuthChallenge::new(|socket, payload: Value| async move {
@@ -99,7 +115,7 @@ pub fn setup(io: &SocketIo) {
                 )
                 .into());
             }
-            let id = ids.fetch_add(1, Ordering::Relaxed).to_string();
+            let id = format!("{boot}-{}", ids.fetch_add(1, Ordering::Relaxed));
             let at = now_ms();
             socket.io().of(NAMESPACE).to(room.to_owned()).emit(
                 "message",
@@ -153,9 +169,22 @@ pub fn setup(io: &SocketIo) {
         "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 30}},
         "required": ["n"]
     })));
+    let weak = io.downgrade();
+    io.on_presence(move |user, online| {
+        if let Some(io) = weak.upgrade() {
+            let users = users_online(&io);
+            let _ = io.of(NAMESPACE).emit(
+                "presence",
+                &json!({"user": user, "online": online, "users": users}),
+            );
+        }
+    });
     chat.controller(
         Controller::new()
             .handle("chat", chat_handler)
+            .on("who", |socket, msg| async move {
+                msg.ack_ok(&json!({ "users": users_online(socket.io()) }))
+            })
             .handle("dm", dm)
             .handle("job", job)
             .on("boom", |_socket, _msg| async move {

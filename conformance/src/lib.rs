@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 pub mod demo;
 pub mod sio_app;
+pub mod web;
 pub mod ws_rooms;
 
 use wirestate_async::{Clock, Transport, WebSocket};
@@ -54,6 +55,10 @@ pub struct Args {
     /// `--subscription-mode static|dynamic|dynamic-private` (with `--sharded`; default
     /// dynamic, as the reference).
     pub subscription_mode: wirestate_engine::redis::SubscriptionMode,
+    /// `--client-js FILE` (demo): the socket.io-client bundle the page loads.
+    pub client_js: Option<PathBuf>,
+    /// `--admin-ui DIR` (demo): `@socket.io/admin-ui`'s built `ui/dist` directory.
+    pub admin_ui: Option<PathBuf>,
 }
 
 impl Args {
@@ -139,6 +144,8 @@ impl Args {
             redis_key: None,
             parser: wirestate_engine::sio::Parser::Default,
             subscription_mode: wirestate_engine::redis::SubscriptionMode::Dynamic,
+            client_js: None,
+            admin_ui: None,
         };
         let (mut cert, mut key) = (None, None);
         let mut args = args.into_iter();
@@ -184,6 +191,8 @@ impl Args {
                 "--ca" => parsed.ca = Some(PathBuf::from(value()?)),
                 "--tls-key" => key = Some(PathBuf::from(value()?)),
                 "--redis" => parsed.redis = Some(value()?),
+                "--client-js" => parsed.client_js = Some(PathBuf::from(value()?)),
+                "--admin-ui" => parsed.admin_ui = Some(PathBuf::from(value()?)),
                 "--redis-key" => parsed.redis_key = Some(value()?),
                 "--subscription-mode" => {
                     use wirestate_engine::redis::SubscriptionMode as M;

@@ -24,7 +24,16 @@ async fn login<R: wirestate_async::Runtime>(s: &TestServer<R>, name: &str) -> Te
     let out = c.emit("authenticate", json!({ "name": name })).await;
     let me = json!({"id": c.id().as_str(), "name": name});
     assert_eq!(out.ack, Some(ok(me.clone())));
-    assert_eq!(out.emitted, [("authenticated".to_owned(), me)]);
+    // A user's first socket is announced to every socket of /chat, its own included.
+    let (presence, rest): (Vec<_>, Vec<_>) =
+        out.emitted.into_iter().partition(|(n, _)| n == "presence");
+    assert_eq!(rest, [("authenticated".to_owned(), me)]);
+    for (_, p) in presence {
+        assert_eq!((&p["user"], &p["online"]), (&json!(name), &json!(true)));
+        assert!(p["users"]
+            .as_array()
+            .is_some_and(|u| u.contains(&json!(name))));
+    }
     c
 }
 
@@ -78,6 +87,17 @@ async fn the_demo_protocol_on_tokio() {
     let ann = login(&s, "ann").await;
     let ann2 = login(&s, "ann").await;
     let bob = login(&s, "bob").await;
+    // who, and presence: ann's second socket is no news; bob's arrival is.
+    let presence = ann
+        .next_event("presence", Duration::from_secs(1))
+        .await
+        .expect("bob's presence");
+    assert_eq!(
+        presence,
+        json!({"user": "bob", "online": true, "users": ["ann", "bob"]})
+    );
+    let out = ann2.emit("who", json!({})).await;
+    assert_eq!(out.ack, Some(ok(json!({"users": ["ann", "bob"]}))));
     let mut rooms: Vec<String> = ann
         .socket()
         .expect("socket")

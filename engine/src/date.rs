@@ -1,6 +1,13 @@
 //! Calendar dates from milliseconds since the Unix epoch (UTC), for the JavaScript
 //! date strings that Node's wire formats carry.
 
+/// A moment given in milliseconds since the Unix epoch, as JavaScript's
+/// `Date.prototype.toJSON` writes it (`2026-12-03T09:01:02.000Z`): how a `Date`
+/// argument of a Socket.IO event reaches a client.
+pub fn js_date_json(ms: i64) -> String {
+    Civil::from_millis(ms).iso()
+}
+
 /// A moment in UTC.
 pub(crate) struct Civil {
     pub(crate) year: i64,

@@ -19,6 +19,7 @@
 #![deny(unsafe_code)]
 
 mod date;
+pub use date::js_date_json;
 pub mod eio;
 pub mod http;
 mod machine;

@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use wirestate_engine::eio::{self, Reply, TransportId};
 use wirestate_engine::http::{Request, ServerConn};
 use wirestate_engine::sio::{
-    AckError, Broadcast, ClusterMessage, Config, DisconnectReason, Event, Payload, Recovery,
-    Server, Sid,
+    AckError, Activity, Broadcast, ClusterMessage, Config, DisconnectReason, Event, Payload,
+    Recovery, Server, Sid,
 };
 use wirestate_engine::ws::{self, Message};
 
@@ -407,6 +407,63 @@ fn room_events_report_rooms_as_they_come_and_go_when_asked() {
     assert_eq!(rooms(&mut h), [(own, false, true)]);
     h.server.leave(&other, "a").expect("leave");
     assert_eq!(rooms(&mut h), [("a".to_owned(), false, false)]);
+}
+
+#[test]
+fn activity_events_report_sessions_and_memberships_when_asked() {
+    let activity = |h: &mut Harness| -> Vec<String> {
+        let mut events = h.take_events();
+        events.extend(std::iter::from_fn(|| h.server.poll_event()));
+        events
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Activity(a) => Some(match a {
+                    Activity::SessionOpened { transport, .. } => format!("open {transport:?}"),
+                    Activity::SessionUpgraded { sockets, .. } => {
+                        format!("upgraded {}", sockets.len())
+                    }
+                    Activity::SessionClosed { reason, .. } => format!("closed {}", reason.as_str()),
+                    Activity::Joined { room, .. } => format!("joined {room}"),
+                    Activity::Left { room, .. } => format!("left {room}"),
+                }),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut h = harness(config());
+    let (_tid, sid) = h.connect("/");
+    h.server.join(&sid, &[Arc::from("a")]).expect("join");
+    assert!(activity(&mut h).is_empty(), "off by default");
+
+    let mut h = harness(config());
+    h.server.set_activity_events(true);
+    let (tid, sid) = h.connect("/");
+    let own = sid.as_str().to_owned();
+    h.server
+        .join(&sid, &[Arc::from("a"), Arc::from("b")])
+        .expect("join");
+    h.server.join(&sid, &[Arc::from("a")]).expect("already in");
+    h.server.leave(&sid, "b").expect("leave");
+    h.server.leave(&sid, "b").expect("not in it");
+    assert_eq!(
+        activity(&mut h),
+        ["open WebSocket", "joined a", "joined b", "left b"]
+    );
+    // The client goes: its rooms are left (its own included), then its session ends.
+    h.send(tid, "1");
+    let mut seen = activity(&mut h);
+    let closed = seen.remove(0);
+    assert_eq!(closed, "closed transport close");
+    let mut want = vec!["left a".to_owned(), format!("left {own}")];
+    seen.sort();
+    want.sort();
+    assert_eq!(seen, want);
+    let traffic = h.server.eio().traffic();
+    assert!(
+        traffic.messages_in >= 1 && traffic.messages_out >= 1,
+        "{traffic:?}"
+    );
+    assert_eq!(h.server.eio().session_count(), 0);
 }
 
 #[test]

@@ -217,10 +217,8 @@ impl Namespace {
                 .handle("leave", leave),
         );
         if let (Some(interval), Some(nsp)) = (interval, self.name.clone()) {
-            let io = self.io.clone();
-            self.io.inner.host.spawn(Box::pin(async move {
-                io.ping_authenticated(nsp, interval).await;
-            }));
+            self.io
+                .repeat(interval, move |io| io.ping_authenticated(&nsp));
         }
         self
     }
@@ -420,34 +418,20 @@ impl Validate for RoomsPayload {
 }
 
 impl SocketIo {
-    /// Emits `ping` to the authenticated sockets of `nsp` every `interval`, until
-    /// shutdown (the first tick after it ends the loop, as does dropping the server:
-    /// the loop holds it weakly).
-    async fn ping_authenticated(self, nsp: Arc<str>, interval: Duration) {
-        let weak = Arc::downgrade(&self.inner);
-        let host = self.inner.host.clone();
-        drop(self);
-        loop {
-            host.sleep_until(host.now() + interval).await;
-            let Some(io) = weak.upgrade().map(|inner| SocketIo { inner }) else {
-                return;
-            };
-            if io.inner.stopping.load(Ordering::SeqCst) {
-                return;
-            }
-            let time = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
-            let mut m = Map::new();
-            m.insert("time".into(), time.into());
-            let ping = Value::Object(m);
-            // Not `io.of(..)`: that registers the namespace again on every tick.
-            let sockets = Operator::new(io.clone(), Broadcast::nsp(nsp.clone()).local());
-            for socket in sockets.local_sockets() {
-                if socket.auth_state() == AuthState::Authenticated {
-                    let _ = socket.emit("ping", &ping);
-                }
+    /// Emits `ping` to the authenticated sockets of `nsp`.
+    fn ping_authenticated(&self, nsp: &Arc<str>) {
+        let time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let mut m = Map::new();
+        m.insert("time".into(), time.into());
+        let ping = Value::Object(m);
+        // Not `io.of(..)`: that registers the namespace again on every tick.
+        let sockets = Operator::new(self.clone(), Broadcast::nsp(nsp.clone()).local());
+        for socket in sockets.local_sockets() {
+            if socket.auth_state() == AuthState::Authenticated {
+                let _ = socket.emit("ping", &ping);
             }
         }
     }

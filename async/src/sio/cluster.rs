@@ -800,7 +800,7 @@ impl SocketIo {
     }
 
     /// A local socket as the reference's `fetchSockets` describes it to other servers.
-    fn details(&self, sid: &Sid) -> Option<Value> {
+    pub(super) fn details(&self, sid: &Sid) -> Option<Value> {
         let (info, data, since) = {
             let app = lock(&self.inner.app);
             let (info, _, state) = app.sockets.get(sid)?;

@@ -27,11 +27,13 @@ pub use wirestate_engine::eio::{
 };
 use wirestate_engine::sio::{self, AckId, ConnectInfo};
 pub use wirestate_engine::sio::{
-    AckError, Broadcast, ClientConfig, ClientDisconnectReason, ClusterMessage, Config,
+    AckError, Activity, Broadcast, ClientConfig, ClientDisconnectReason, ClusterMessage, Config,
     DisconnectReason, Payload, Recovery, Room, Sid,
 };
 use wirestate_engine::IdMap;
 
+#[cfg(feature = "admin")]
+mod admin;
 mod challenge;
 pub mod client;
 mod cluster;
@@ -46,6 +48,8 @@ mod users;
 mod validate;
 mod vocab;
 
+#[cfg(feature = "admin")]
+pub use admin::{AdminError, AdminUi, ADMIN_NAMESPACE, MAX_ADMIN_SESSIONS, MAX_CHECKS_PER_SECOND};
 pub use challenge::{AuthChallenge, AuthState, Authenticated};
 pub use cluster::{attach as attach_redis, RedisCluster, RedisOptions, RemoteSocket, ServerAck};
 pub use controller::{Controller, EventInfo, Handler, JobLimits};
@@ -78,6 +82,7 @@ type EventMiddleware = Arc<dyn Fn(&Socket, &str, &Payload) -> Result<(), String>
 type AnyHandler = Arc<dyn Fn(&Socket, &str, &Payload) + Send + Sync>;
 type DisconnectHandler = Arc<dyn Fn(Socket, DisconnectReason) -> BoxFuture + Send + Sync>;
 type ClusterHook = Arc<dyn Fn(ClusterMessage) + Send + Sync>;
+type ObserveHook = Arc<dyn Fn(&SocketIo, Observed<'_>) + Send + Sync>;
 type ErrorHook = Arc<dyn Fn(&Socket, &str, &HandlerError) -> Option<Value> + Send + Sync>;
 
 #[derive(Default)]
@@ -185,6 +190,22 @@ struct App {
     server_events: HashMap<(Arc<str>, String), cluster::ServerEventHandler>,
     /// Sockets per user, for presence.
     users: users::Users,
+    /// What watches the server ([`SocketIo::observe`]).
+    observers: Vec<ObserveHook>,
+}
+
+/// What an observer ([`SocketIo::observe`]) sees: sockets as they connect and leave,
+/// and the server's [`Activity`] (sessions opening, upgrading and closing; sockets
+/// joining and leaving rooms).
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub enum Observed<'a> {
+    /// A socket connected (before its namespace's connection handler runs).
+    Connected(&'a Socket),
+    /// A socket left its namespace.
+    Disconnected(&'a Socket, DisconnectReason),
+    /// Sessions and room memberships.
+    Server(&'a Activity),
 }
 
 struct Inner {
@@ -213,6 +234,24 @@ impl fmt::Debug for SocketIo {
         f.debug_struct("SocketIo")
             .field("host", &self.inner.host)
             .finish_non_exhaustive()
+    }
+}
+
+/// A [`SocketIo`] held weakly ([`SocketIo::downgrade`]): for hooks the server itself
+/// keeps, which would otherwise keep it alive for ever.
+#[derive(Clone)]
+pub struct WeakSocketIo(Weak<Inner>);
+
+impl fmt::Debug for WeakSocketIo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakSocketIo").finish_non_exhaustive()
+    }
+}
+
+impl WeakSocketIo {
+    /// The server, if it is still alive.
+    pub fn upgrade(&self) -> Option<SocketIo> {
+        self.0.upgrade().map(|inner| SocketIo { inner })
     }
 }
 
@@ -265,6 +304,12 @@ impl SocketIo {
         let io = Self { inner };
         io.of("/");
         io
+    }
+
+    /// A weak handle: what a hook registered on this server should capture instead of
+    /// the server itself (see [`WeakSocketIo`]).
+    pub fn downgrade(&self) -> WeakSocketIo {
+        WeakSocketIo(Arc::downgrade(&self.inner))
     }
 
     /// The HTTP host to serve connections and timers with.
@@ -350,6 +395,44 @@ impl SocketIo {
     /// [`sio::Config::cluster`] on); a cluster driver forwards them.
     pub fn on_cluster(&self, hook: impl Fn(ClusterMessage) + Send + Sync + 'static) {
         lock(&self.inner.app).cluster = Some(Arc::new(hook));
+    }
+
+    /// Watches the server: `hook` sees every socket connect and leave, in every
+    /// namespace, and the server's [`Activity`]; what monitoring tools are built on
+    /// (the `admin` feature's `@socket.io/admin-ui` support is one). The hook runs in
+    /// the server's event dispatch: it must not wait or block.
+    pub fn observe(&self, hook: impl Fn(&SocketIo, Observed<'_>) + Send + Sync + 'static) {
+        lock(&self.inner.app).observers.push(Arc::new(hook));
+        self.inner.host.with(|s| s.set_activity_events(true));
+    }
+
+    fn notify(&self, observed: Observed<'_>) {
+        let observers = lock(&self.inner.app).observers.clone();
+        for hook in observers {
+            if catch_unwind(AssertUnwindSafe(|| hook(self, observed))).is_err() {
+                tracing::warn!("an observer panicked");
+            }
+        }
+    }
+
+    /// Calls `tick` every `interval` on the server's runtime until shutdown (the first
+    /// tick after it ends the loop, as does dropping the server: the loop holds it
+    /// weakly).
+    pub(crate) fn repeat(&self, interval: Duration, tick: impl Fn(&SocketIo) + Send + 'static) {
+        let weak = Arc::downgrade(&self.inner);
+        let host = self.inner.host.clone();
+        self.inner.host.spawn(Box::pin(async move {
+            loop {
+                host.sleep_until(host.now() + interval).await;
+                let Some(io) = weak.upgrade().map(|inner| SocketIo { inner }) else {
+                    return;
+                };
+                if io.inner.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                tick(&io);
+            }
+        }));
     }
 
     /// Repeats another server's operation here.
@@ -485,6 +568,7 @@ impl SocketIo {
                     // with its other rooms).
                     self.user_came(user);
                 }
+                self.notify(Observed::Connected(&socket));
                 if let (Some(challenge), AuthState::Unauthorized) = (challenge, auth) {
                     challenge.start(&socket);
                 }
@@ -557,6 +641,7 @@ impl SocketIo {
                         recovered,
                         left_with: Some(Arc::new(state.data)),
                     };
+                    self.notify(Observed::Disconnected(&socket, reason));
                     for h in state.on_disconnect {
                         self.run(h(socket.clone(), reason));
                     }
@@ -575,6 +660,7 @@ impl SocketIo {
                     redis.room_changed(self, &nsp, &room, created, private);
                 }
             }
+            sio::Event::Activity(activity) => self.notify(Observed::Server(&activity)),
             sio::Event::Cluster(message) => {
                 if let Some(redis) = self.redis() {
                     redis.publish(self, &message);

@@ -73,7 +73,8 @@ pub struct Outcome {
 
 #[derive(Default)]
 struct Inbox {
-    events: VecDeque<(String, Value)>,
+    /// Events received: their names and arguments.
+    events: VecDeque<(String, Vec<Value>)>,
     acks: HashMap<u64, Value>,
     markers: u64,
     closed: bool,
@@ -259,8 +260,7 @@ async fn read_loop<C: crate::Clock + Send>(
                     if name == MARKER {
                         b.markers += 1;
                     } else {
-                        b.events
-                            .push_back((name, args.next().unwrap_or(Value::Null)));
+                        b.events.push_back((name, args.collect()));
                     }
                 }
                 PacketType::Ack | PacketType::BinaryAck => {
@@ -314,9 +314,18 @@ impl TestClient {
         self.dispatch(name, data, None).await
     }
 
+    /// [`send`](Self::send) with any number of arguments (and binary ones).
+    pub async fn send_payload(&self, name: &str, payload: Payload) -> Outcome {
+        self.dispatch_payload(name, payload, None).await
+    }
+
     async fn dispatch<T: Serialize>(&self, name: &str, data: T, ack: Option<u64>) -> Outcome {
-        let before = self.rooms();
         let payload = Payload::from_value(&data).unwrap_or_default();
+        self.dispatch_payload(name, payload, ack).await
+    }
+
+    async fn dispatch_payload(&self, name: &str, payload: Payload, ack: Option<u64>) -> Outcome {
+        let before = self.rooms();
         let in_flight = self
             .socket()
             .and_then(|s| s.with_state(|s| s.in_flight.clone()));
@@ -370,7 +379,11 @@ impl TestClient {
             self.wait_inbox(|b| (b.markers >= want || b.closed).then_some(()))
                 .await;
         }
-        lock(&self.inbox).events.drain(..).collect()
+        lock(&self.inbox)
+            .events
+            .drain(..)
+            .map(|(name, args)| (name, args.into_iter().next().unwrap_or(Value::Null)))
+            .collect()
     }
 
     /// The events received and not yet returned (after reading everything the
@@ -382,10 +395,16 @@ impl TestClient {
     /// Waits, at most `within` on the server's clock, for an event `name`, and
     /// returns its first argument; events before it are dropped.
     pub async fn next_event(&self, name: &str, within: Duration) -> Option<Value> {
+        let args = self.next_event_args(name, within).await?;
+        Some(args.into_iter().next().unwrap_or(Value::Null))
+    }
+
+    /// [`next_event`](Self::next_event), returning all its arguments.
+    pub async fn next_event_args(&self, name: &str, within: Duration) -> Option<Vec<Value>> {
         let found = self.wait_inbox(|b| {
-            while let Some((n, v)) = b.events.pop_front() {
+            while let Some((n, args)) = b.events.pop_front() {
                 if n == name {
-                    return Some(Some(v));
+                    return Some(Some(args));
                 }
             }
             b.closed.then_some(None)
@@ -409,8 +428,8 @@ impl TestClient {
         .await
     }
 
-    /// The client goes away: its connection closes (the server's disconnect
-    /// handlers run with [`DisconnectReason::TransportClose`]).
+    /// The client goes away: its connection is closed (by the server's side of it,
+    /// so the disconnect handlers run with [`DisconnectReason::ForcedClose`]).
     pub async fn disconnect(self) {
         if let Some(s) = self.socket() {
             s.close_connection();

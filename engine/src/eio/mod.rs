@@ -25,7 +25,7 @@ pub use packet::{
 };
 pub use server::{
     AllowRequest, CloseReason, Config, Cors, ErrorCode, Event, Handshake, PollId, Prepared,
-    Preparer, Reply, SendError, Server, SessionId, Transmit, TransportId, TransportKind,
+    Preparer, Reply, SendError, Server, SessionId, Traffic, Transmit, TransportId, TransportKind,
     PACKET_OVERHEAD, VOLATILE_LOW_WATER,
 };
 

@@ -637,6 +637,30 @@ pub struct Server {
     /// Put before every new session id: the node tag of a cluster that routes requests
     /// by it (see [`set_sid_prefix`](Self::set_sid_prefix)).
     sid_prefix: Option<Arc<str>>,
+    /// Messages and their bytes in and out, since the server started.
+    traffic: Traffic,
+}
+
+/// Messages (Engine.IO `message` packets) and their payload bytes, in from clients and
+/// out to them, counted since the server started; what `@socket.io/admin-ui` charts.
+/// A message sent to many sessions counts once per session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Messages received.
+    pub messages_in: u64,
+    /// Their payload bytes.
+    pub bytes_in: u64,
+    /// Messages sent (or queued to be sent).
+    pub messages_out: u64,
+    /// Their payload bytes.
+    pub bytes_out: u64,
+}
+
+impl Traffic {
+    fn sent(&mut self, bytes: usize) {
+        self.messages_out += 1;
+        self.bytes_out += bytes as u64;
+    }
 }
 
 impl Server {
@@ -658,6 +682,7 @@ impl Server {
             events: VecDeque::new(),
             next_id: 1,
             sid_prefix: None,
+            traffic: Traffic::default(),
         }
     }
 
@@ -682,6 +707,27 @@ impl Server {
     /// How many sessions are open.
     pub fn session_count(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// How many open sessions are still on HTTP long-polling.
+    pub fn polling_count(&self) -> usize {
+        self.sessions
+            .values()
+            .filter(|s| s.websocket.is_none())
+            .count()
+    }
+
+    /// The transport a session is on now, if it is open.
+    pub fn transport_of(&self, sid: &SessionId) -> Option<TransportKind> {
+        self.sessions.get(sid).map(|s| match s.websocket {
+            Some(_) => TransportKind::WebSocket,
+            None => TransportKind::Polling,
+        })
+    }
+
+    /// Messages and bytes in and out since the server started.
+    pub fn traffic(&self) -> Traffic {
+        self.traffic
     }
 
     /// No session is open, and none closed by the server still waits for its client
@@ -1230,13 +1276,17 @@ impl Server {
             return;
         };
         match packet.kind {
-            PacketType::Message => self.events.push_back((
-                Event::Message {
-                    sid: sid.clone(),
-                    data: packet.data,
-                },
-                decoded,
-            )),
+            PacketType::Message => {
+                self.traffic.messages_in += 1;
+                self.traffic.bytes_in += packet.data.as_bytes().len() as u64;
+                self.events.push_back((
+                    Event::Message {
+                        sid: sid.clone(),
+                        data: packet.data,
+                    },
+                    decoded,
+                ))
+            }
             PacketType::Ping => {
                 if session.protocol == Protocol::V3 {
                     session.pong_deadline =
@@ -1271,6 +1321,7 @@ impl Server {
         if !self.sessions.contains_key(sid) {
             return Err(SendError::UnknownSession);
         }
+        self.traffic.sent(data.as_bytes().len());
         self.enqueue(sid, Packet::message(data));
         Ok(())
     }
@@ -1290,6 +1341,7 @@ impl Server {
         };
         match (compress, session.websocket, session.buffer.is_empty()) {
             (Some(_), Some(tid), true) => {
+                self.traffic.sent(data.as_bytes().len());
                 self.ws_send_with(tid, Packet::message(data), compress);
                 Ok(())
             }
@@ -1316,6 +1368,7 @@ impl Server {
             session.protocol,
         ) {
             if self.transports.contains_key(&tid) {
+                self.traffic.sent(message.data.as_bytes().len());
                 self.ws_output(tid, WsOutput::Prepared(message.frame.clone()));
                 return Ok(());
             }

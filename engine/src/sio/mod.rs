@@ -19,6 +19,6 @@ mod server;
 pub use client::{ClientConfig, ClientDisconnectReason, ClientError, ClientEvent, Manager};
 pub use packet::{DecodeError, DecodeLimits, Decoder, Packet, PacketType, Parsed, Parser, Payload};
 pub use server::{
-    AckError, AckId, Broadcast, ClusterMessage, Config, ConnectInfo, DisconnectReason, Error,
-    Event, NamespacePredicate, Recovery, Room, Server, Sid,
+    AckError, AckId, Activity, Broadcast, ClusterMessage, Config, ConnectInfo, DisconnectReason,
+    Error, Event, NamespacePredicate, Recovery, Room, Server, Sid,
 };

@@ -209,6 +209,7 @@ impl Server {
         // Rooms created are only collected for `Event::Room`.
         let track = self.room_events;
         let mut created = Vec::new();
+        let mut joined = Vec::new();
         let mut result = Ok(());
         for room in rooms {
             if socket.rooms.contains(room) {
@@ -224,9 +225,19 @@ impl Server {
                 created.push(room.clone());
             }
             members.insert(sid.clone());
+            if self.activity_events {
+                joined.push(room.clone());
+            }
         }
         for room in &created {
             self.room_changed(&nsp, room, true);
+        }
+        for room in joined {
+            self.activity(Activity::Joined {
+                sid: sid.clone(),
+                nsp: nsp.clone(),
+                room,
+            });
         }
         result
     }
@@ -236,7 +247,8 @@ impl Server {
         let socket = self.sockets.get_mut(sid).ok_or(Error::UnknownSocket)?;
         let nsp = socket.info.nsp.clone();
         let mut deleted = None;
-        if socket.rooms.remove(room) {
+        let left = socket.rooms.take(room);
+        if left.is_some() {
             if let Some(namespace) = self.namespaces.get_mut(&nsp) {
                 if let Some(members) = namespace.rooms.get_mut(room) {
                     members.remove(sid);
@@ -248,6 +260,13 @@ impl Server {
         }
         if let Some(room) = deleted {
             self.room_changed(&nsp, &room, false);
+        }
+        if let Some(room) = left {
+            self.activity(Activity::Left {
+                sid: sid.clone(),
+                nsp,
+                room,
+            });
         }
         Ok(())
     }

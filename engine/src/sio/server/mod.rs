@@ -120,6 +120,8 @@ pub struct Server {
     shutting_down: bool,
     /// Emit [`Event::Room`] (a cluster driver subscribing per room).
     room_events: bool,
+    /// Emit [`Event::Activity`] (a monitoring tool is watching).
+    activity_events: bool,
 }
 
 impl fmt::Debug for Server {
@@ -169,6 +171,7 @@ impl Server {
             events: VecDeque::new(),
             shutting_down: false,
             room_events: false,
+            activity_events: false,
         }
     }
 
@@ -181,6 +184,18 @@ impl Server {
     /// listens per room.
     pub fn set_room_events(&mut self, yes: bool) {
         self.room_events = yes;
+    }
+
+    /// Turns [`Event::Activity`] on or off (default off): for a monitoring tool such as
+    /// `@socket.io/admin-ui`.
+    pub fn set_activity_events(&mut self, yes: bool) {
+        self.activity_events = yes;
+    }
+
+    fn activity(&mut self, activity: Activity) {
+        if self.activity_events {
+            self.events.push_back(Event::Activity(activity));
+        }
     }
 
     /// Reports a room created or deleted, if asked to.
@@ -234,6 +249,11 @@ impl Server {
     /// have sockets.
     pub fn namespaces(&self) -> impl Iterator<Item = &str> {
         self.namespaces.keys().map(|n| &**n)
+    }
+
+    /// Each namespace with how many sockets it has now.
+    pub fn namespace_sizes(&self) -> impl Iterator<Item = (&Arc<str>, usize)> {
+        self.namespaces.iter().map(|(n, ns)| (n, ns.sockets.len()))
     }
 
     /// How many sockets are connected, over all namespaces.
@@ -403,13 +423,36 @@ impl Server {
     fn pump(&mut self, now: Instant) {
         while let Some((e, decoded)) = self.eio.poll_event_decoded() {
             match e {
-                eio::Event::Open { sid, handshake } => self.on_open(now, sid, handshake),
+                eio::Event::Open { sid, handshake } => {
+                    self.activity(Activity::SessionOpened {
+                        session: sid.clone(),
+                        transport: handshake.transport,
+                    });
+                    self.on_open(now, sid, handshake)
+                }
                 eio::Event::Message { sid, data } => {
                     let parsed = decoded.and_then(|d| d.downcast::<Parsed>().ok());
                     self.on_message(now, &sid, data, parsed.map(|p| *p));
                 }
-                eio::Event::Upgraded { .. } => {}
+                eio::Event::Upgraded { sid } => {
+                    if self.activity_events {
+                        let sockets = self.clients.get(&sid).map_or_else(Vec::new, |c| {
+                            c.sockets
+                                .iter()
+                                .map(|(nsp, sid)| (nsp.clone(), sid.clone()))
+                                .collect()
+                        });
+                        self.activity(Activity::SessionUpgraded {
+                            session: sid,
+                            sockets,
+                        });
+                    }
+                }
                 eio::Event::Closed { sid, reason } => {
+                    self.activity(Activity::SessionClosed {
+                        session: sid.clone(),
+                        reason,
+                    });
                     let Some(client) = self.clients.remove(&sid) else {
                         continue;
                     };
@@ -783,10 +826,19 @@ impl Server {
         }
         self.events.push_back(Event::Disconnected {
             sid: sid.clone(),
-            nsp,
+            nsp: nsp.clone(),
             reason,
             kept,
         });
+        if self.activity_events {
+            for room in socket.rooms {
+                self.activity(Activity::Left {
+                    sid: sid.clone(),
+                    nsp: nsp.clone(),
+                    room,
+                });
+            }
+        }
     }
 
     // ----------------------------------------------------------------------------------

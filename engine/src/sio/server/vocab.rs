@@ -435,6 +435,8 @@ pub enum Event {
     },
     /// An operation for the other servers of the cluster ([`Config::cluster`]).
     Cluster(ClusterMessage),
+    /// What a monitoring tool watches (only with [`Server::set_activity_events`]).
+    Activity(Activity),
     /// A room came to exist on this server, or is gone (only with
     /// [`Server::set_room_events`]).
     Room {
@@ -446,6 +448,53 @@ pub enum Event {
         created: bool,
         /// A socket's own room.
         private: bool,
+    },
+}
+
+/// Sessions and room memberships as they change, for a monitoring tool such as
+/// `@socket.io/admin-ui` (only with [`Server::set_activity_events`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Activity {
+    /// An Engine.IO session opened.
+    SessionOpened {
+        /// The session.
+        session: SessionId,
+        /// Its first transport.
+        transport: eio::TransportKind,
+    },
+    /// A session moved from polling to WebSocket.
+    SessionUpgraded {
+        /// The session.
+        session: SessionId,
+        /// Its sockets, with their namespaces.
+        sockets: Vec<(Arc<str>, Sid)>,
+    },
+    /// A session ended.
+    SessionClosed {
+        /// The session.
+        session: SessionId,
+        /// Why.
+        reason: eio::CloseReason,
+    },
+    /// A connected socket joined a room (the rooms it connects with are not reported:
+    /// they come with [`Event::Connected`]).
+    Joined {
+        /// The socket.
+        sid: Sid,
+        /// Its namespace.
+        nsp: Arc<str>,
+        /// The room.
+        room: Room,
+    },
+    /// A socket left a room, by leaving it or by disconnecting (then after
+    /// [`Event::Disconnected`], its own room included).
+    Left {
+        /// The socket.
+        sid: Sid,
+        /// Its namespace.
+        nsp: Arc<str>,
+        /// The room.
+        room: Room,
     },
 }
 

@@ -456,23 +456,20 @@ impl Admin {
                         self.emit(io, "socket_updated", vec![update]);
                     }
                 }
-                Activity::Joined { sid, nsp, room } if watched => {
+                Activity::Joined { sid, nsp, room } | Activity::Left { sid, nsp, room }
+                    if watched =>
+                {
+                    let name = match activity {
+                        Activity::Joined { .. } => "room_joined",
+                        _ => "room_left",
+                    };
                     let args = vec![
                         (&**nsp).into(),
                         (&**room).into(),
                         sid.as_str().into(),
                         date(),
                     ];
-                    self.emit(io, "room_joined", args);
-                }
-                Activity::Left { sid, nsp, room } if watched => {
-                    let args = vec![
-                        (&**nsp).into(),
-                        (&**room).into(),
-                        sid.as_str().into(),
-                        date(),
-                    ];
-                    self.emit(io, "room_left", args);
+                    self.emit(io, name, args);
                 }
                 _ => {}
             },

@@ -216,7 +216,9 @@ async fn two_servers_share_their_sockets<R: Runtime>(
 ) {
     let (a, b, cluster_a, _cluster_b) = two_servers(rt, redis, None);
     setup_b(&b);
-    let _url_a = serve(a.clone()).await;
+    a.instrument(sio::AdminUi::new().server_id("server-a"));
+    b.instrument(sio::AdminUi::new().server_id("server-b"));
+    let url_a = serve(a.clone()).await;
     let url_b = serve(b.clone()).await;
     assert!(
         until(rt, || {
@@ -286,7 +288,43 @@ async fn two_servers_share_their_sockets<R: Runtime>(
         "emit_to_user crossed the cluster"
     );
     assert_eq!(got.lock().expect("lock")[1], json!("to bob"));
+
+    // The admin UI on A sees both servers, B's socket, and B's room changes.
+    let seen = Arc::new(Mutex::new(Vec::<(String, Value)>::new()));
+    let admin = sio::io(rt, &format!("{url_a}/admin"), IoOptions::default()).expect("url");
+    for event in ["server_stats", "all_sockets", "room_joined"] {
+        let sink = seen.clone();
+        admin.on(event, move |payload, _| {
+            let first = payload.args.into_iter().next().unwrap_or(Value::Null);
+            sink.lock().expect("lock").push((event.to_owned(), first));
+        });
+    }
+    admin.wait_connected().await.expect("admin connected");
+    let has = |f: &dyn Fn(&(String, Value)) -> bool| seen.lock().expect("lock").iter().any(f);
+    assert!(
+        until(rt, || {
+            let both = ["server-a", "server-b"]
+                .iter()
+                .all(|id| has(&|(n, v)| n == "server_stats" && v["serverId"] == *id));
+            async move { both }
+        })
+        .await,
+        "server_stats from both servers"
+    );
+    assert!(has(&|(n, v)| n == "all_sockets"
+        && v.as_array().is_some_and(|all| all
+            .iter()
+            .any(|s| s["id"] == id.as_str()))));
     remote.join(["vip"]);
+    assert!(
+        until(rt, || {
+            let joined = has(&|(n, v)| n == "room_joined" && v == "/");
+            async move { joined }
+        })
+        .await,
+        "B's room_joined reached A's admin socket"
+    );
+    admin.io().close();
     assert!(
         until(rt, || {
             let op = a.of("/").to("vip");

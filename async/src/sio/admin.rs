@@ -23,8 +23,13 @@
 //!   each for a namespace and optionally a room (a socket id names its own room).
 //!   Commands for a namespace that does not exist do nothing (they do not create it).
 //!
+//! In a cluster, as in Node, what a server emits to the admin namespace reaches the
+//! admin sockets of every server: one UI lists every server and its sockets.
+//!
 //! Left out: `socket_updated` for changes of a socket's data (Node sees them through a
-//! proxy object), and sessions shared between servers (each server keeps its own).
+//! proxy object); login sessions shared between servers (each server keeps its own,
+//! as Node's default in-memory store does); `secure` in handshakes is always `false`
+//! (the TLS layer does not tell the handshake yet).
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
@@ -218,9 +223,11 @@ fn transport_name(kind: TransportKind) -> &'static str {
 }
 
 impl Admin {
-    /// Someone is watching here (development mode's updates are worth building).
-    fn watched(&self) -> bool {
-        self.watchers.load(Ordering::Relaxed) > 0
+    /// Someone may be watching (development mode's updates are worth building): an
+    /// admin socket here, or any server of the cluster (whose admin sockets this
+    /// server's updates reach too).
+    fn watched(&self, io: &SocketIo) -> bool {
+        self.watchers.load(Ordering::Relaxed) > 0 || io.redis().is_some()
     }
 
     fn emit(&self, io: &SocketIo, name: &str, args: Vec<Value>) {
@@ -228,7 +235,9 @@ impl Admin {
             args,
             bins: Vec::new(),
         };
-        let op = Operator::new(io.clone(), Broadcast::nsp(self.nsp.clone()).local());
+        // As Node's `adminNamespace.emit`: to the admin sockets of every server of the
+        // cluster, so one UI sees them all (their stats, their sockets).
+        let op = Operator::new(io.clone(), Broadcast::nsp(self.nsp.clone()));
         let _ = op.emit_payload(name, payload);
     }
 
@@ -407,7 +416,7 @@ impl Admin {
     fn observed(self: &Arc<Self>, io: &SocketIo, observed: Observed<'_>) {
         // Sockets get their `on_any` hooks whether or not anyone watches yet.
         let verbose = !self.config.production;
-        let watched = verbose && self.watched();
+        let watched = verbose && self.watched(io);
         match observed {
             Observed::Connected(socket) => {
                 if !verbose {
@@ -478,7 +487,7 @@ impl Admin {
 
     /// `event_received` / `event_sent`: `(nsp, id, [name, ...args], date)`.
     fn event(&self, socket: &Socket, kind: &str, name: &str, payload: &Payload) {
-        if !self.watched() {
+        if !self.watched(socket.io()) {
             return;
         }
         let mut args = Vec::with_capacity(payload.args.len() + 1);

@@ -1,9 +1,10 @@
 //! The cluster API in Rust, on a real `redis-server` (Debian's, started here on a free
 //! loopback port): two servers on one Redis, on tokio and on smol; what one server sees
 //! of the other's sockets (`fetch_sockets`: id, rooms, data, handshake), operations on
-//! those remote sockets, `server_side_emit_with_ack`, and broadcast acks across servers;
-//! and no sticky sessions: a raw client whose requests go to either server (directly,
-//! and through axum and the tower layer).
+//! those remote sockets, `server_side_emit_with_ack`, broadcast acks across servers,
+//! and the admin UI's namespace (one UI sees both servers); and no sticky sessions: a
+//! raw client whose requests go to either server (directly, and through axum and the
+//! tower layer).
 //! The same wire format against Node's servers is `conformance/cluster.sh`'s.
 
 use std::net::TcpListener;

@@ -506,8 +506,8 @@ impl<E: Endpoint> Host<E> {
     /// Engine.IO path, parked polls, and upgraded WebSockets. A WebSocket upgrade for a
     /// route added with [`ServerOptions::websocket_route`] returns the
     /// open connection (with the route's path) for the caller to run; other paths get
-    /// 404. `peer_addr` reaches the endpoint with every request (and so the
-    /// handshake).
+    /// 404. `peer_addr`, and whether `io` [is secure](Transport::is_secure), reach
+    /// the endpoint with every request (and so the handshake).
     ///
     /// Every exit (an error, the end, or the future dropped) releases what the
     /// connection held in the host; a connection with bytes to write that makes no
@@ -519,6 +519,7 @@ impl<E: Endpoint> Host<E> {
         peer_addr: Option<SocketAddr>,
     ) -> io::Result<Option<(String, WebSocket<T, C>)>> {
         let limits = self.settings.limits;
+        let secure = io.is_secure();
         let mut http = ServerConn::new(limits.max_head_size, self.max_body_size() + 1024)
             .with_request_timeout(limits.request_timeout, clock.now());
         let mut out = Outbox::default();
@@ -568,6 +569,7 @@ impl<E: Endpoint> Host<E> {
                     Mode::Http => {
                         if let Some(mut request) = http.poll_request() {
                             request.peer_addr = peer_addr;
+                            request.secure = secure;
                             let mode = self.route(&mut http, request, clock.now());
                             conn.enter(mode);
                             self.drain_events();

@@ -71,6 +71,10 @@ pub trait Transport: Unpin {
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     /// Shuts the write side down (for TCP: sends FIN).
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// The stream is encrypted (TLS): what a server tells handshakes (`secure`).
+    fn is_secure(&self) -> bool {
+        false
+    }
 }
 
 /// How [`Transport::poll_write_vectored`] hands `bufs` to a stream that may not write

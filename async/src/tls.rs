@@ -114,6 +114,10 @@ impl<T: Transport> TlsStream<T> {
 }
 
 impl<T: Transport> Transport for TlsStream<T> {
+    fn is_secure(&self) -> bool {
+        true
+    }
+
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         loop {
             match self.tls.reader().read(buf) {

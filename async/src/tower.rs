@@ -250,10 +250,12 @@ async fn serve_routed<R: Runtime, B>(
         };
     };
     let peer_addr = parts.extensions.get::<SocketAddr>().copied();
+    let secure = is_secure(&parts);
     let request = Request {
         head,
         body: Bytes::new(),
         peer_addr,
+        secure,
         extensions: wirestate_engine::http::Extensions::new(parts.extensions),
     };
     let upgrade = match router.handle(request) {
@@ -368,6 +370,7 @@ where
         Bytes::new()
     };
     let peer_addr = parts.extensions.get::<SocketAddr>().copied();
+    let secure = is_secure(&parts);
     // Only a handshake (no session yet) keeps its extensions: attached to it alone.
     let extensions = match head.query_param("sid") {
         None => wirestate_engine::http::Extensions::new(parts.extensions),
@@ -377,6 +380,7 @@ where
         head,
         body,
         peer_addr,
+        secure,
         extensions,
     };
     if let Some((forward, sid)) = host.foreign(&request) {
@@ -536,6 +540,12 @@ async fn forwarded_upgrade<E: Endpoint, R: Runtime>(
 }
 
 /// The core's view of a hyper request's head.
+/// What the request tells of its connection's encryption: an `https` URI (an
+/// application's own TLS is not visible to the layer otherwise).
+fn is_secure(parts: &http::request::Parts) -> bool {
+    parts.uri.scheme_str() == Some("https")
+}
+
 fn request_head(parts: &http::request::Parts) -> RequestHead {
     RequestHead {
         method: parts.method.as_str().to_owned(),

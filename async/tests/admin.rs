@@ -73,6 +73,7 @@ fn development_mode_reports_sockets_rooms_events_and_stats() {
             .as_str()
             .is_some_and(|u| u.contains("EIO=4")));
         assert!(a["handshake"].get("auth").is_none(), "auth is not shown");
+        assert_eq!(a["handshake"]["secure"], false, "not over TLS");
         // The admin socket lists itself too, in its own namespace.
         assert!(listed
             .iter()

@@ -172,6 +172,12 @@ fn engine_io_and_socket_io_clients_over_https_and_wss() {
     // Socket.IO, its server behind TLS too.
     let io = sio::server(&sim, sio::Config::default()).expect("server");
     io.of("/").on_connection(|socket| async move {
+        // The handshake knows it came over TLS (`socket.handshake.secure`).
+        let secure = socket.handshake().secure;
+        socket.on(
+            "secure",
+            move |_socket, msg| async move { msg.ack(&secure) },
+        );
         socket.on(
             "hi",
             |_socket, msg| async move { msg.ack(&"hello over tls") },
@@ -188,13 +194,12 @@ fn engine_io_and_socket_io_clients_over_https_and_wss() {
         sio::IoOptions::default().connector(connector),
     )
     .expect("url");
-    let answer = sim.block_on(async {
+    let (answer, secure) = sim.block_on(async {
         socket.wait_connected().await.expect("connected");
-        socket
-            .timeout(Duration::from_secs(5))
-            .emit_with_ack("hi", &1)
-            .await
-            .expect("ack")
+        let timed = socket.timeout(Duration::from_secs(5));
+        let hi = timed.emit_with_ack("hi", &1).await.expect("ack");
+        (hi, timed.emit_with_ack("secure", &1).await.expect("ack"))
     });
     assert_eq!(answer.args, vec![serde_json::json!("hello over tls")]);
+    assert_eq!(secure.args, vec![serde_json::json!(true)]);
 }

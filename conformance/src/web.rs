@@ -223,6 +223,7 @@ mod tests {
             },
             body: Bytes::new(),
             peer_addr: None,
+            secure: false,
             extensions: Default::default(),
         })
     }

@@ -28,8 +28,7 @@
 //!
 //! Left out: `socket_updated` for changes of a socket's data (Node sees them through a
 //! proxy object); login sessions shared between servers (each server keeps its own,
-//! as Node's default in-memory store does); `secure` in handshakes is always `false`
-//! (the TLS layer does not tell the handshake yet).
+//! as Node's default in-memory store does).
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 

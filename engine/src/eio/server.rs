@@ -337,6 +337,8 @@ pub struct Handshake {
     pub headers: Headers,
     /// The client's address, when the connection has one.
     pub peer_addr: Option<std::net::SocketAddr>,
+    /// The first request came over an encrypted (TLS) connection.
+    pub secure: bool,
     /// What the host attached to the first request (an embedding host's request
     /// extensions).
     pub extensions: crate::http::Extensions,
@@ -1259,6 +1261,7 @@ impl Server {
                 target: request.head.target.clone(),
                 headers: request.head.headers.clone(),
                 peer_addr: request.peer_addr,
+                secure: request.secure,
                 extensions: request.extensions.clone(),
             }),
         });

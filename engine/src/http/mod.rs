@@ -238,6 +238,9 @@ pub struct Request {
     /// The peer's address, when the transport has one (set by whoever serves the
     /// connection: [`ServerConn`] does not know it).
     pub peer_addr: Option<SocketAddr>,
+    /// The connection is encrypted (TLS), as whoever serves it knows (set like
+    /// `peer_addr`).
+    pub secure: bool,
     /// What the host's HTTP server attached to the request (an embedding host puts
     /// the application's request extensions here); kept with the session it opens.
     pub extensions: Extensions,
@@ -740,6 +743,7 @@ impl ServerConn {
                         head,
                         body: body.freeze(),
                         peer_addr: None,
+                        secure: false,
                         extensions: Extensions::default(),
                     });
                     return;

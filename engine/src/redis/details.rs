@@ -46,7 +46,7 @@ pub fn socket_details(
             "time": time,
             "address": address,
             "xdomain": h.headers.get("origin").is_some(),
-            "secure": false,
+            "secure": h.secure,
             "issued": issued,
             "url": h.target,
             "query": query,

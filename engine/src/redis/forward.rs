@@ -172,6 +172,9 @@ impl Envelope {
                     },
                     body,
                     peer_addr,
+                    // Not carried between servers: a forwarded session's handshake
+                    // says `secure: false`.
+                    secure: false,
                     extensions: Default::default(),
                 };
                 if kind == 0 {
@@ -301,6 +304,7 @@ mod tests {
             },
             body: Bytes::from_static(body),
             peer_addr: Some("127.0.0.1:4000".parse().expect("addr")),
+            secure: false,
             extensions: Default::default(),
         }
     }

@@ -2,6 +2,8 @@
 //
 //   node browser.mjs --demo BIN --runtime tokio|smol --port PORT --out DIR
 //
+// DUMPIO=1 shows Chromium's own output and a failure's stack.
+//
 // Starts BIN (the demo) on 127.0.0.1:PORT, then: two chat pages sign in and join a
 // room, each sees the other's message, a direct message arrives, a job's result
 // appears, both are on websocket after the upgrade; the server is killed and started
@@ -123,7 +125,6 @@ try {
     await page.setViewport({ width, height: 760 });
     page.on("dialog", (d) => d.dismiss());
     page.on("pageerror", (e) => console.log(`[${label}] page error: ${e.message}`));
-    page.on("close", () => console.log(`[${label}] closed`));
     page.on("error", (e) => console.log(`[${label}] crashed: ${e.message}`));
     pages[label] = page;
     await page.goto(url, { waitUntil: "domcontentloaded" });

@@ -9,8 +9,9 @@
 // appears, both are on websocket after the upgrade; the server is killed and started
 // again, both pages reconnect and chat again; the admin UI (served by the demo at
 // /admin/) connects, lists both chat sockets with their rooms, gets server stats and
-// live events, and its disconnect button disconnects one of them. Writes chat.png and admin.png to DIR (and on a
-// failure a screenshot of every page, failure-*.png). Ends with `N passed, M failed`.
+// live events, and its disconnect button disconnects one of them. Writes chat.png and
+// admin.png to DIR (and on a failure a screenshot of every page, failure-*.png). Ends
+// with `N passed, M failed`.
 import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import net from "node:net";

@@ -13,7 +13,9 @@
 //!   `r` except the sender (`socket.to("r").emit("msg", data)`).
 //!
 //! `--redis URL` joins `sio-wirestate-tokio` to a cluster on that Redis (for the
-//! cluster benchmark, `benches/cluster.sh`).
+//! cluster benchmark, `benches/cluster.sh`). `--admin` instruments it for
+//! `@socket.io/admin-ui` (development mode, no UI connected): what that costs a server
+//! nobody watches.
 //!
 //! Every socket has `TCP_NODELAY`.
 
@@ -23,7 +25,7 @@ use std::sync::Arc;
 use wirestate_engine::ws::Config;
 
 fn usage() -> ! {
-    eprintln!("usage: bench-server --impl NAME --addr HOST:PORT [--redis URL]");
+    eprintln!("usage: bench-server --impl NAME --addr HOST:PORT [--redis URL] [--admin]");
     std::process::exit(2)
 }
 
@@ -31,11 +33,13 @@ fn main() -> io::Result<()> {
     let mut args = std::env::args().skip(1);
     let (mut name, mut addr) = (String::new(), "127.0.0.1:9100".to_owned());
     let mut redis = None;
+    let mut admin = false;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--impl" => name = args.next().unwrap_or_else(|| usage()),
             "--addr" => addr = args.next().unwrap_or_else(|| usage()),
             "--redis" => redis = Some(args.next().unwrap_or_else(|| usage())),
+            "--admin" => admin = true,
             _ => usage(),
         }
     }
@@ -73,6 +77,9 @@ fn main() -> io::Result<()> {
     if name == "sio-wirestate-tokio" {
         return rt.block_on(async move {
             let io = sio_server()?;
+            if admin {
+                io.instrument(wirestate_tokio::sio::AdminUi::new());
+            }
             if let Some(url) = redis {
                 let options = wirestate_tokio::sio::RedisOptions::new(&url)
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;

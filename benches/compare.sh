@@ -10,13 +10,16 @@
 # Client: `load` (pre-masked frames, one core). Reported per case: messages/s, p99
 # round trip, and server CPU µs per message (from /proc), which is the figure that
 # matters when the client is the bottleneck (it usually is on 2 cores: see the
-# client_cpu column of the raw lines, kept in target/bench-compare/raw.txt).
+# client_cpu column of the raw lines, kept in target/bench-compare/raw.txt), split into
+# user and system CPU: the kernel's TCP work is most of the total on loopback, so the
+# user column (and its ratio) is what the code controls.
 # Compressed echo (permessage-deflate, 1 KiB and 16 KiB JSON-like text, the client
 # offering client_no_context_takeover): ours against Node's `ws` 8 (none of the Rust
 # peers above implements permessage-deflate).
 # Idle memory: server RSS growth per connection with 10,000 open connections.
-# Socket.IO (ours on tokio, on its own server and mounted in axum 0.8 through the
-# tower layer; socketioxide 0.18 on axum with tokio current-thread and TCP_NODELAY, Node's socket.io 4.8 from conformance/interop, npm ci on first use):
+# Socket.IO (ours on tokio with the raw-payload handlers and with typed handlers
+# (`sio-wirestate-tokio-typed`: `msg.data::<Value>()`, as applications write them), and
+# mounted in axum 0.8 through the tower layer; socketioxide 0.18 on axum with tokio current-thread and TCP_NODELAY, Node's socket.io 4.8 from conformance/interop, npm ci on first use):
 # echo with ack (100 × 20 B); broadcast to a room of BCAST_SIZES recipients (1,000 and
 # 10,000 by default) with 20 B and 1 KiB strings, one broadcast in flight; and server
 # RSS per idle Socket.IO session.
@@ -41,7 +44,7 @@ cargo build --release --quiet -p wirestate-benches --features peers --bin bench-
 bin="$root/target/release"
 impls=(wirestate-tokio wirestate-smol fastwebsockets tokio-websockets tokio-tungstenite)
 deflate_impls=(wirestate-tokio-deflate ws-node-deflate)
-sio_impls=(sio-wirestate-tokio sio-wirestate-axum sio-socketioxide sio-node)
+sio_impls=(sio-wirestate-tokio sio-wirestate-tokio-typed sio-wirestate-axum sio-socketioxide sio-node)
 baseline_bin=""
 if [ -n "${BASELINE:-}" ]; then
     tree="$root/target/bench-baseline"
@@ -148,7 +151,7 @@ rows = {}
 for line in open(sys.argv[1]):
     kv = dict(p.split("=", 1) for p in line.split() if "=" in p)
     rows.setdefault(kv["case"], {}).setdefault(kv["impl"], []).append(kv)
-ours = ["wirestate-tokio", "wirestate-smol", "sio-wirestate-tokio", "sio-wirestate-axum", "wirestate-tokio-deflate"]
+ours = ["wirestate-tokio", "wirestate-smol", "sio-wirestate-tokio", "sio-wirestate-tokio-typed", "sio-wirestate-axum", "wirestate-tokio-deflate"]
 ours += ["baseline-" + o for o in ours]
 def med(runs, key):
     vals = [float(r[key].rstrip("%")) for r in runs if key in r]
@@ -158,10 +161,16 @@ def ok(v):
     return v == v and v > 0
 def bold(impl):
     return f"**{impl}**" if impl in ours else impl
+def num(v, fmt="{:.2f}"):
+    return fmt.format(v) if ok(v) else "–"
+def cheaper(peer_runs, runs, key):
+    # The peer's figure over ours: above 1, ours costs less.
+    p, o = med(peer_runs, key), med(runs, key)
+    return f"{p / o:.2f}×" if ok(p) and ok(o) else "–"
 echo_cases = [c for c in rows if not c.startswith("sio-bcast") and not c.endswith("idle")]
 if echo_cases:
-    print("| case | server | msgs/s | p99 µs | server CPU µs/msg | client CPU | vs best peer (msgs/s) | vs best peer (CPU/msg) |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| case | server | msgs/s | p99 µs | server CPU µs/msg | user µs/msg | system µs/msg | client CPU | vs best peer (msgs/s) | vs best peer (CPU/msg) | vs best peer (user CPU/msg) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for case in echo_cases:
     impls = rows[case]
     peers = {i: r for i, r in impls.items() if i not in ours}
@@ -171,28 +180,33 @@ for case in echo_cases:
         continue
     best_rate = max(rated, key=lambda i: med(peers[i], "msgs_per_s"))
     best_cpu = min(costed, key=lambda i: med(peers[i], "server_cpu_us_per_msg"))
+    users = [i for i in peers if ok(med(peers[i], "server_user_us_per_msg"))]
+    best_user = min(users, key=lambda i: med(peers[i], "server_user_us_per_msg")) if users else None
     for impl, runs in impls.items():
         rate, cpu = med(runs, "msgs_per_s"), med(runs, "server_cpu_us_per_msg")
         vs_rate = rate / med(peers[best_rate], "msgs_per_s")
         vs_cpu = med(peers[best_cpu], "server_cpu_us_per_msg") / cpu if cpu else float("nan")
-        print(f"| {case} | {bold(impl)} | {rate:,.0f} | {med(runs, 'p99_us'):,.0f} | {cpu:.2f} | {med(runs, 'client_cpu'):.0f}% | "
-              f"{vs_rate:.2f}× ({best_rate}) | {vs_cpu:.2f}× ({best_cpu}) |")
+        vs_user = f"{cheaper(peers[best_user], runs, 'server_user_us_per_msg')} ({best_user})" if best_user else "–"
+        print(f"| {case} | {bold(impl)} | {rate:,.0f} | {med(runs, 'p99_us'):,.0f} | {cpu:.2f} | "
+              f"{num(med(runs, 'server_user_us_per_msg'))} | {num(med(runs, 'server_sys_us_per_msg'))} | {med(runs, 'client_cpu'):.0f}% | "
+              f"{vs_rate:.2f}× ({best_rate}) | {vs_cpu:.2f}× ({best_cpu}) | {vs_user} |")
 bcast = [c for c in rows if c.startswith("sio-bcast")]
 if bcast:
     print()
     print("Broadcast: ratios are the peer's figure over ours (above 1: ours uses less CPU per delivery / has the lower p99).")
     print()
-    print("| case | server | deliveries/s | p50 µs | p99 µs | last delivery µs | server CPU µs/delivery | client CPU | CPU vs socketioxide | CPU vs node | p99 vs socketioxide | p99 vs node |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| case | server | deliveries/s | p50 µs | p99 µs | last delivery µs | server CPU µs/delivery | user µs/delivery | system µs/delivery | client CPU | CPU vs socketioxide | user CPU vs socketioxide | CPU vs node | p99 vs socketioxide | p99 vs node |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for case in bcast:
         impls = rows[case]
         def ratio(peer, key, impl):
-            p, o = med(impls.get(peer, []), key), med(impls[impl], key)
-            return f"{p / o:.2f}×" if ok(p) and ok(o) else "–"
+            return cheaper(impls.get(peer, []), impls[impl], key)
         for impl, runs in impls.items():
             print(f"| {case} | {bold(impl)} | {med(runs, 'deliveries_per_s'):,.0f} | {med(runs, 'p50_us'):,.0f} | {med(runs, 'p99_us'):,.0f} | "
-                  f"{med(runs, 'last_delivery_mean_us'):,.0f} | {med(runs, 'server_cpu_us_per_delivery'):.2f} | {med(runs, 'client_cpu'):.0f}% | "
-                  f"{ratio('sio-socketioxide', 'server_cpu_us_per_delivery', impl)} | {ratio('sio-node', 'server_cpu_us_per_delivery', impl)} | "
+                  f"{med(runs, 'last_delivery_mean_us'):,.0f} | {med(runs, 'server_cpu_us_per_delivery'):.2f} | "
+                  f"{num(med(runs, 'server_user_us_per_delivery'), '{:.3f}')} | {num(med(runs, 'server_sys_us_per_delivery'), '{:.3f}')} | {med(runs, 'client_cpu'):.0f}% | "
+                  f"{ratio('sio-socketioxide', 'server_cpu_us_per_delivery', impl)} | {ratio('sio-socketioxide', 'server_user_us_per_delivery', impl)} | "
+                  f"{ratio('sio-node', 'server_cpu_us_per_delivery', impl)} | "
                   f"{ratio('sio-socketioxide', 'p99_us', impl)} | {ratio('sio-node', 'p99_us', impl)} |")
 for case, label in (("idle", "WebSocket connection"), ("sio-idle", "Socket.IO session")):
     if case not in rows:

@@ -6,7 +6,10 @@
 //!   messages are echoed as they come, uncompressed. `wirestate-tokio-deflate` is
 //!   `wirestate-tokio` with permessage-deflate accepted (`DeflateConfig::default()`:
 //!   level 6, messages under 1 KiB sent plain), for the compressed echo case.
-//! * Socket.IO on `/socket.io/`: `sio-wirestate-tokio`, and with `--features peers`
+//! * Socket.IO on `/socket.io/`: `sio-wirestate-tokio` (the raw payload handed back:
+//!   `take_payload` / `ack_payload`), `sio-wirestate-tokio-typed` (handlers as users
+//!   write them: the argument read as a `serde_json::Value`, the ack serialised from
+//!   it), and with `--features peers`
 //!   `sio-wirestate-axum` (the same server mounted in axum through the tower layer)
 //!   and `sio-socketioxide` (socketioxide on axum). Every socket joins room `r`; event
 //!   `echo` is acked with its argument, and event `bcast` is forwarded as `msg` to room
@@ -74,9 +77,14 @@ fn main() -> io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    if name == "sio-wirestate-tokio" {
+    if name == "sio-wirestate-tokio" || name == "sio-wirestate-tokio-typed" {
+        let typed = name.ends_with("-typed");
         return rt.block_on(async move {
-            let io = sio_server()?;
+            let io = if typed {
+                sio_typed_server()?
+            } else {
+                sio_server()?
+            };
             if admin {
                 io.instrument(wirestate_tokio::sio::AdminUi::new());
             }
@@ -133,6 +141,24 @@ fn sio_server() -> io::Result<wirestate_tokio::sio::SocketIo> {
         });
         socket.on("bcast", |socket, mut msg| async move {
             let _ = socket.to("r").emit_payload("msg", msg.take_payload());
+        });
+    });
+    Ok(io)
+}
+
+/// The same server with typed handlers: what an application usually writes.
+fn sio_typed_server() -> io::Result<wirestate_tokio::sio::SocketIo> {
+    use serde_json::Value;
+    let io = wirestate_tokio::sio::server(wirestate_tokio::sio::Config::default())?;
+    io.of("/").on_connection(|socket| async move {
+        socket.join(["r"]);
+        socket.on("echo", |_socket, msg| async move {
+            let data: Value = msg.data()?;
+            msg.ack(&data)
+        });
+        socket.on("bcast", |socket, msg| async move {
+            let data: Value = msg.data()?;
+            socket.to("r").emit("msg", &data).map(drop)
         });
     });
     Ok(io)

@@ -384,7 +384,7 @@ async fn echo(o: &Opts) -> io::Result<()> {
     let pid = o.server_pid.map(|p| p.to_string());
     tokio::time::sleep_until((measure_from).into()).await;
     let c0 = cpu_seconds("self");
-    let s0 = pid.as_deref().map_or(0.0, cpu_seconds);
+    let (u0, k0) = pid.as_deref().map_or((0.0, 0.0), cpu_split);
     let mut total = 0u64;
     let mut rtts = Vec::new();
     for t in tasks {
@@ -394,7 +394,15 @@ async fn echo(o: &Opts) -> io::Result<()> {
         }
     }
     let c1 = cpu_seconds("self");
-    let s1 = pid.as_deref().map_or(0.0, cpu_seconds);
+    let (u1, k1) = pid.as_deref().map_or((0.0, 0.0), cpu_split);
+    let (user, sys) = (u1 - u0, k1 - k0);
+    let per_msg = |s: f64| {
+        if total > 0 {
+            s * 1e6 / total as f64
+        } else {
+            0.0
+        }
+    };
     rtts.sort_unstable();
     let pct = |p: f64| {
         rtts.get(((rtts.len() as f64 * p) as usize).min(rtts.len().saturating_sub(1)))
@@ -403,7 +411,7 @@ async fn echo(o: &Opts) -> io::Result<()> {
     };
     let secs = run.as_secs_f64();
     println!(
-        "sio={} deflate={} conns={} size={} pipeline={} msgs_per_s={:.0} p50_us={} p99_us={} client_cpu={:.0}% server_cpu={:.0}% server_cpu_us_per_msg={:.2} server_rss_kib={}",
+        "sio={} deflate={} conns={} size={} pipeline={} msgs_per_s={:.0} p50_us={} p99_us={} client_cpu={:.0}% server_cpu={:.0}% server_cpu_us_per_msg={:.2} server_user_us_per_msg={:.2} server_sys_us_per_msg={:.2} server_rss_kib={}",
         o.sio,
         o.deflate,
         o.conns,
@@ -413,8 +421,10 @@ async fn echo(o: &Opts) -> io::Result<()> {
         pct(0.50),
         pct(0.99),
         (c1 - c0) / secs * 100.0,
-        (s1 - s0) / secs * 100.0,
-        if total > 0 { (s1 - s0) * 1e6 / total as f64 } else { 0.0 },
+        (user + sys) / secs * 100.0,
+        per_msg(user + sys),
+        per_msg(user),
+        per_msg(sys),
         pid.as_deref().map_or(0, rss_kib),
     );
     Ok(())

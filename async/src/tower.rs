@@ -539,13 +539,13 @@ async fn forwarded_upgrade<E: Endpoint, R: Runtime>(
     into_http(response)
 }
 
-/// The core's view of a hyper request's head.
 /// What the request tells of its connection's encryption: an `https` URI (an
 /// application's own TLS is not visible to the layer otherwise).
 fn is_secure(parts: &http::request::Parts) -> bool {
     parts.uri.scheme_str() == Some("https")
 }
 
+/// The core's view of a hyper request's head.
 fn request_head(parts: &http::request::Parts) -> RequestHead {
     RequestHead {
         method: parts.method.as_str().to_owned(),

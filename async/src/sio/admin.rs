@@ -195,9 +195,7 @@ struct Admin {
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    unix_millis(std::time::SystemTime::now())
 }
 
 /// Now, as the UI's `Date` arguments arrive from Node.
@@ -212,13 +210,6 @@ fn hostname() -> String {
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "localhost".to_owned())
-}
-
-fn transport_name(kind: TransportKind) -> &'static str {
-    match kind {
-        TransportKind::Polling => "polling",
-        TransportKind::WebSocket => "websocket",
-    }
 }
 
 impl Admin {
@@ -254,12 +245,10 @@ impl Admin {
 
     /// The connect middleware's check: a known session id, or the credentials.
     fn check(&self, auth: &BasicAuth, payload: &Value) -> Result<(), ConnectError> {
-        let field = |name| payload.get(name).and_then(Value::as_str);
-        if let Some(id) = field("sessionId") {
-            if lock(&self.sessions).1.contains(id) {
-                return Ok(());
-            }
+        if self.known_session(payload) {
+            return Ok(());
         }
+        let field = |name| payload.get(name).and_then(Value::as_str);
         let invalid = || ConnectError::new("invalid credentials");
         if field("username") != Some(auth.username.as_str()) {
             return Err(invalid());
@@ -284,9 +273,16 @@ impl Admin {
         }
     }
 
+    /// The UI's auth payload names a session of a successful login.
+    fn known_session(&self, payload: &Value) -> bool {
+        payload
+            .get("sessionId")
+            .and_then(Value::as_str)
+            .is_some_and(|id| lock(&self.sessions).1.contains(id))
+    }
+
     fn new_session(&self) -> Option<String> {
-        let mut bytes = [0u8; 8];
-        getrandom::fill(&mut bytes).ok()?;
+        let bytes = crate::os_seed::<8>().ok()?;
         let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let mut sessions = lock(&self.sessions);
         if sessions.0.len() >= MAX_ADMIN_SESSIONS {
@@ -324,7 +320,7 @@ impl Admin {
                 m.insert("clientId".into(), Value::String(id));
             }
             if let Some(kind) = transport {
-                m.insert("transport".into(), transport_name(kind).into());
+                m.insert("transport".into(), kind.as_str().into());
             }
             m.insert("nsp".into(), nsp.into());
             if let Some(Value::Object(h)) = m.get_mut("handshake") {
@@ -459,7 +455,7 @@ impl Admin {
                         let update = serde_json::json!({
                             "id": sid.as_str(),
                             "nsp": &**nsp,
-                            "transport": "websocket",
+                            "transport": TransportKind::WebSocket.as_str(),
                         });
                         self.emit(io, "socket_updated", vec![update]);
                     }
@@ -595,13 +591,8 @@ impl SocketIo {
                     leaving.watchers.fetch_sub(1, Ordering::Relaxed);
                     async {}
                 });
-                if admin.config.auth.is_some() {
-                    let known = socket
-                        .auth()
-                        .get("sessionId")
-                        .and_then(Value::as_str)
-                        .is_some_and(|id| lock(&admin.sessions).1.contains(id));
-                    if let (false, Some(id)) = (known, admin.new_session()) {
+                if admin.config.auth.is_some() && !admin.known_session(socket.auth()) {
+                    if let Some(id) = admin.new_session() {
                         let _ = socket.emit("session", &id);
                     }
                 }

@@ -420,10 +420,7 @@ impl Validate for RoomsPayload {
 impl SocketIo {
     /// Emits `ping` to the authenticated sockets of `nsp`.
     fn ping_authenticated(&self, nsp: &Arc<str>) {
-        let time = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let time = unix_millis(std::time::SystemTime::now());
         let mut m = Map::new();
         m.insert("time".into(), time.into());
         let ping = Value::Object(m);

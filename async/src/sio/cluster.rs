@@ -12,8 +12,6 @@
 //! another server's session is carried to that server and answered from there (the
 //! `forwarding` module).
 
-use std::time::SystemTime;
-
 use wirestate_engine::redis::{self, resp::Reply, Command, RequestError, RequestId};
 
 use super::forwarding::{Forwarder, Forwarding, Sent};
@@ -811,9 +809,7 @@ impl SocketIo {
             .host
             .inspect(|s| s.rooms(sid).map(|r| r.map(|x| x.to_string()).collect()))
             .unwrap_or_default();
-        let issued = since
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let issued = unix_millis(since);
         Some(wirestate_engine::redis::socket_details(
             sid, &info, &rooms, data, issued,
         ))

@@ -255,6 +255,13 @@ impl WeakSocketIo {
     }
 }
 
+/// Milliseconds since the Unix epoch (0 for a time before it): the wall-clock
+/// timestamps of Node's wire formats (`issued`, `time`, dates).
+fn unix_millis(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // User code never runs under these locks, so a poisoned one only means a panic
     // in our own bookkeeping: keep serving.

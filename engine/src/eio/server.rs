@@ -324,6 +324,16 @@ pub enum TransportKind {
     WebSocket,
 }
 
+impl TransportKind {
+    /// The name the protocol gives it (the `transport` query parameter's value).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Polling => "polling",
+            Self::WebSocket => "websocket",
+        }
+    }
+}
+
 /// What the client sent when it opened its session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Handshake {

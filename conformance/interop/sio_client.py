@@ -10,6 +10,7 @@ import queue
 import sys
 import threading
 
+import requests
 import socketio
 
 URL = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:3000"
@@ -112,12 +113,35 @@ def case_rooms(transports):
         b.disconnect()
 
 
+def case_large_payload(transports):
+    # Over polling the answer is compressed (the server's httpCompression, on from
+    # 1,024 bytes): requests sends Accept-Encoding and inflates it.
+    http = requests.Session()
+    codings = []
+    http.hooks["response"].append(
+        lambda r, *a, **k: codings.append(r.headers.get("Content-Encoding"))
+    )
+    sio = socketio.Client(reconnection=False, http_session=http)
+    got = waiter(sio, "message-back")
+    sio.connect(URL, transports=transports, wait_timeout=5)
+    try:
+        big = "wirestate " * 5000
+        sio.emit("message", big)
+        (back,) = got.get(timeout=5)
+        assert back == big, len(back)
+        if transports == ["polling"]:
+            assert "gzip" in codings, codings
+    finally:
+        sio.disconnect()
+
+
 CASES = [
     ("connect with auth", case_connect_auth),
     ("events with binary, acks", case_round_trip),
     ("server asks, client acks", case_server_ack),
     ("namespaces and middleware", case_namespaces_and_middleware),
     ("rooms", case_rooms),
+    ("large payload (compressed over polling)", case_large_payload),
 ]
 
 passed = failed = 0

@@ -273,6 +273,98 @@ fn messages_both_ways_over_polling() {
     assert_eq!(body(&h.late[&poll]), "4late");
 }
 
+/// A GET from a client that accepts `accept` (or sends no `Accept-Encoding`).
+fn get_with(h: &mut Harness, sid: &SessionId, accept: Option<&str>) -> Reply {
+    let headers: Vec<(&str, &str)> = accept.map(|a| ("Accept-Encoding", a)).into_iter().collect();
+    h.request(
+        "GET",
+        &format!("{PATH}?EIO=4&transport=polling&sid={sid}"),
+        &headers,
+        b"",
+    )
+}
+
+fn inflate(r: &Response) -> String {
+    use std::io::Read;
+    let mut out = String::new();
+    match r.header_value("content-encoding") {
+        Some("gzip") => flate2::read::GzDecoder::new(&r.body[..])
+            .read_to_string(&mut out)
+            .map(drop),
+        Some("deflate") => flate2::read::ZlibDecoder::new(&r.body[..])
+            .read_to_string(&mut out)
+            .map(drop),
+        other => panic!("not compressed: {other:?}"),
+    }
+    .expect("a valid compressed body");
+    out
+}
+
+#[test]
+fn polling_responses_are_compressed_as_http_compression_does() {
+    let mut h = harness(config());
+    let sid = h.handshake(4);
+    let big = "x".repeat(1500);
+    let small = "y".repeat(100);
+    // Below the threshold: as it is, whatever the client accepts.
+    h.server
+        .send(&sid, Data::Text(small.clone().into()))
+        .expect("open");
+    let Reply::Respond(r) = get_with(&mut h, &sid, Some("gzip")) else {
+        panic!("answered at once")
+    };
+    assert_eq!(r.header_value("content-encoding"), None);
+    assert_eq!(body(&r), format!("4{small}"));
+    // From the threshold on: gzip, or deflate when preferred; never unasked.
+    for (accept, coding) in [
+        (Some("gzip, deflate, br"), Some("gzip")),
+        (Some("deflate, gzip"), Some("deflate")),
+        (Some("gzip;q=0"), None),
+        (None, None),
+    ] {
+        h.server
+            .send(&sid, Data::Text(big.clone().into()))
+            .expect("open");
+        let Reply::Respond(r) = get_with(&mut h, &sid, accept) else {
+            panic!("answered at once")
+        };
+        assert_eq!(r.header_value("content-encoding"), coding, "{accept:?}");
+        let text = if coding.is_some() {
+            inflate(&r)
+        } else {
+            body(&r)
+        };
+        assert_eq!(text, format!("4{big}"), "{accept:?}");
+        if coding.is_some() {
+            assert!(r.body.len() < 100, "{} bytes", r.body.len());
+        }
+    }
+    // A parked poll keeps what its request accepted.
+    let Reply::Park(poll) = get_with(&mut h, &sid, Some("deflate")) else {
+        panic!("park")
+    };
+    h.server
+        .send(&sid, Data::Text(big.clone().into()))
+        .expect("open");
+    h.pump();
+    assert_eq!(
+        h.late[&poll].header_value("content-encoding"),
+        Some("deflate")
+    );
+    assert_eq!(inflate(&h.late[&poll]), format!("4{big}"));
+    // Turned off: never compressed.
+    let mut h = harness(config().http_compression(None));
+    let sid = h.handshake(4);
+    h.server
+        .send(&sid, Data::Text(big.clone().into()))
+        .expect("open");
+    let Reply::Respond(r) = get_with(&mut h, &sid, Some("gzip")) else {
+        panic!("answered at once")
+    };
+    assert_eq!(r.header_value("content-encoding"), None);
+    assert_eq!(body(&r), format!("4{big}"));
+}
+
 #[test]
 fn an_invalid_payload_closes_the_session() {
     let mut h = harness(config());

@@ -24,9 +24,9 @@ pub use packet::{
     decode_payload, encode_payload, Data, DecodeError, Packet, PacketType, Protocol, SharedMessage,
 };
 pub use server::{
-    AllowRequest, CloseReason, Config, Cors, ErrorCode, Event, Handshake, PollId, Prepared,
-    Preparer, Reply, SendError, Server, SessionId, Traffic, Transmit, TransportId, TransportKind,
-    PACKET_OVERHEAD, VOLATILE_LOW_WATER,
+    AllowRequest, CloseReason, Config, Cors, ErrorCode, Event, Handshake, HttpCompression, PollId,
+    Prepared, Preparer, Reply, SendError, Server, SessionId, Traffic, Transmit, TransportId,
+    TransportKind, PACKET_OVERHEAD, VOLATILE_LOW_WATER,
 };
 
 /// Engine.IO paths end with `/`.

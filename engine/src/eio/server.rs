@@ -14,7 +14,7 @@ use super::link::{Decoded, MessageDecoder, WsInput, WsLink, WsOutput};
 use super::packet::{
     decode_payload, encode_payload, Data, Packet, PacketType, Protocol, SharedMessage, SEPARATOR,
 };
-use crate::http::{Headers, Request, Response};
+use crate::http::{ContentCoding, Headers, Request, Response};
 use crate::rand::Rng;
 use crate::ws::{self, CloseCode, DeflateConfig};
 use crate::IdMap;
@@ -64,6 +64,28 @@ pub struct Config {
     /// session or a WebSocket (handshakes and upgrades) before anything is created
     /// (default: none, all allowed).
     pub allow_request: Option<AllowRequest>,
+    /// Compression of polling responses, as the reference's `httpCompression` (default
+    /// on: bodies of 1,024 bytes or more, gzip or deflate as the request's
+    /// `Accept-Encoding` allows); `None` sends every body as it is.
+    pub http_compression: Option<HttpCompression>,
+}
+
+/// When and how polling responses are compressed (see [`Config::http_compression`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpCompression {
+    /// Bodies shorter than this go uncompressed (default 1,024 bytes, the reference's).
+    pub threshold: usize,
+    /// The zlib level, 0–9 (default 6, zlib's and the reference's default).
+    pub level: u32,
+}
+
+impl Default for HttpCompression {
+    fn default() -> Self {
+        Self {
+            threshold: 1024,
+            level: 6,
+        }
+    }
 }
 
 /// A hook that sees a request's method, target, headers and peer address (in
@@ -111,11 +133,18 @@ impl Default for Config {
             max_sessions: 100_000,
             max_packets: 10_000,
             allow_request: None,
+            http_compression: Some(HttpCompression::default()),
         }
     }
 }
 
 impl Config {
+    /// Sets [`Config::http_compression`] (`None`: polling bodies go uncompressed).
+    pub fn http_compression(mut self, compression: Option<HttpCompression>) -> Self {
+        self.http_compression = compression;
+        self
+    }
+
     /// Sets [`Config::path`] (a trailing `/` is added if missing).
     pub fn path(mut self, path: &str) -> Self {
         self.path = super::with_trailing_slash(path);
@@ -470,7 +499,13 @@ impl std::error::Error for SendError {}
 struct Parked {
     id: PollId,
     cors: Vec<(&'static str, String)>,
+    /// How its response may be compressed.
+    compress: Compress,
 }
+
+/// The coding a polling response may be compressed with, and when: what the request's
+/// `Accept-Encoding` allows, if [`Config::http_compression`] is on.
+type Compress = Option<(ContentCoding, HttpCompression)>;
 
 #[derive(Debug)]
 struct Upgrade {
@@ -785,6 +820,12 @@ impl Server {
         self.handle_timeout(now);
         let head = &request.head;
         let cors = self.cors_headers(head.headers.get_str("origin"));
+        let compress = match (&self.config.http_compression, head.method.as_str()) {
+            (Some(c), "GET") => {
+                ContentCoding::negotiate(head.headers.get_str("accept-encoding")).map(|z| (z, *c))
+            }
+            _ => None,
+        };
         if let Some(cors_cfg) = &self.config.cors {
             if cors_cfg.origins.is_some() && head.headers.get("origin").is_some() && cors.is_empty()
             {
@@ -831,18 +872,27 @@ impl Server {
                 }
                 let sid = self.open_session(now, request, protocol, TransportKind::Polling, None);
                 let packets = self.take_buffer(&sid);
-                Reply::Respond(polling_response(encode_payload(&packets, protocol), cors))
+                Reply::Respond(polling_response(
+                    encode_payload(&packets, protocol),
+                    cors,
+                    compress,
+                ))
             }
             (TransportKind::Polling, Some(sid)) => {
                 let Some(session) = self.sessions.get(sid.as_str()) else {
-                    return Reply::Respond(self.closing_request(head.method == "GET", &sid, cors));
+                    return Reply::Respond(self.closing_request(
+                        head.method == "GET",
+                        &sid,
+                        cors,
+                        compress,
+                    ));
                 };
                 if session.websocket.is_some() {
                     return Reply::Respond(self.error(ErrorCode::BadRequest, cors));
                 }
                 let sid = session.id.clone();
                 match head.method.as_str() {
-                    "GET" => self.poll(now, sid, cors),
+                    "GET" => self.poll(now, sid, cors, compress),
                     "POST" => self.post(now, sid, &request.body, cors, prepared),
                     _ => Reply::Respond(self.error(ErrorCode::BadRequest, cors)),
                 }
@@ -857,10 +907,11 @@ impl Server {
         get: bool,
         sid: &str,
         cors: Vec<(&'static str, String)>,
+        compress: Compress,
     ) -> Response {
         let closing = if get { self.closing.remove(sid) } else { None };
         match closing {
-            Some(c) => polling_response(encode_payload(&c.packets, c.protocol), cors),
+            Some(c) => polling_response(encode_payload(&c.packets, c.protocol), cors, compress),
             None if !get && self.closing.contains_key(sid) => post_ok(cors),
             None => self.error(ErrorCode::UnknownSid, cors),
         }
@@ -880,7 +931,13 @@ impl Server {
         }
     }
 
-    fn poll(&mut self, now: Instant, sid: SessionId, cors: Vec<(&'static str, String)>) -> Reply {
+    fn poll(
+        &mut self,
+        now: Instant,
+        sid: SessionId,
+        cors: Vec<(&'static str, String)>,
+        compress: Compress,
+    ) -> Reply {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return Reply::Respond(self.error(ErrorCode::UnknownSid, cors));
         };
@@ -894,7 +951,11 @@ impl Server {
         let protocol = session.protocol;
         if !session.buffer.is_empty() {
             let packets = self.take_buffer(&sid);
-            return Reply::Respond(polling_response(encode_payload(&packets, protocol), cors));
+            return Reply::Respond(polling_response(
+                encode_payload(&packets, protocol),
+                cors,
+                compress,
+            ));
         }
         if let Some(upgrade) = &mut session.upgrade {
             // Once probed, a poll with nothing to carry ends at once with a noop, so
@@ -907,12 +968,13 @@ impl Server {
                 return Reply::Respond(polling_response(
                     encode_payload(&[Packet::bare(PacketType::Noop)], protocol),
                     cors,
+                    None,
                 ));
             }
         }
         let id = PollId(self.next_id());
         if let Some(session) = self.sessions.get_mut(&sid) {
-            session.parked = Some(Parked { id, cors });
+            session.parked = Some(Parked { id, cors, compress });
             if let Some(upgrade) = session.upgrade.as_mut().filter(|u| u.probed) {
                 upgrade.noop_at = Some(now + UPGRADE_CHECK);
             }
@@ -1142,7 +1204,7 @@ impl Server {
                         let body = encode_payload(&[Packet::bare(PacketType::Noop)], protocol);
                         self.transmits.push_back(Transmit::Respond {
                             poll: parked.id,
-                            response: polling_response(body, parked.cors),
+                            response: polling_response(body, parked.cors, None),
                         });
                     }
                 }
@@ -1158,7 +1220,7 @@ impl Server {
                     let body = encode_payload(&[Packet::bare(PacketType::Noop)], protocol);
                     self.transmits.push_back(Transmit::Respond {
                         poll: parked.id,
-                        response: polling_response(body, parked.cors),
+                        response: polling_response(body, parked.cors, None),
                     });
                 }
                 // No noop over the WebSocket (the reference sends none): the client
@@ -1453,7 +1515,11 @@ impl Server {
             self.polls.remove(&parked.id);
             self.transmits.push_back(Transmit::Respond {
                 poll: parked.id,
-                response: polling_response(encode_payload(&packets, protocol), parked.cors),
+                response: polling_response(
+                    encode_payload(&packets, protocol),
+                    parked.cors,
+                    parked.compress,
+                ),
             });
         }
     }
@@ -1486,7 +1552,11 @@ impl Server {
             }));
             self.transmits.push_back(Transmit::Respond {
                 poll: parked.id,
-                response: polling_response(encode_payload(&packets, protocol), parked.cors),
+                response: polling_response(
+                    encode_payload(&packets, protocol),
+                    parked.cors,
+                    parked.compress,
+                ),
             });
         } else if reason == CloseReason::ForcedClose && session.websocket.is_none() {
             // Nothing parked to carry the last packets: keep them for the next poll.
@@ -1616,7 +1686,7 @@ impl Server {
                 let body = encode_payload(&[Packet::bare(PacketType::Noop)], protocol);
                 self.transmits.push_back(Transmit::Respond {
                     poll: parked.id,
-                    response: polling_response(body, parked.cors),
+                    response: polling_response(body, parked.cors, None),
                 });
             }
         }
@@ -1720,10 +1790,21 @@ fn post_ok(cors: Vec<(&'static str, String)>) -> Response {
     with_cors(response, cors)
 }
 
-fn polling_response(body: Bytes, cors: Vec<(&'static str, String)>) -> Response {
-    let response = Response::new(200)
-        .header("Content-Type", "text/plain; charset=UTF-8")
-        .body(body);
+/// A payload for a poll: compressed as `compress` allows (as the reference does, only
+/// from its threshold on).
+fn polling_response(
+    body: Bytes,
+    cors: Vec<(&'static str, String)>,
+    compress: Compress,
+) -> Response {
+    let mut response = Response::new(200).header("Content-Type", "text/plain; charset=UTF-8");
+    response.body = match compress {
+        Some((coding, c)) if body.len() >= c.threshold => {
+            response = response.header("Content-Encoding", coding.as_str());
+            coding.encode(&body, c.level)
+        }
+        _ => body,
+    };
     with_cors(response, cors)
 }
 

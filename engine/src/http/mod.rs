@@ -16,10 +16,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 mod client;
+mod coding;
 mod cookie;
 pub(crate) mod url;
 
 pub use client::{ClientConn, ClientResponse};
+pub use coding::ContentCoding;
 pub use cookie::CookieJar;
 pub use url::{Scheme, Url, UrlError};
 

@@ -20,7 +20,7 @@
 # Socket.IO (ours on tokio with the raw-payload handlers and with typed handlers
 # (`sio-wirestate-tokio-typed`: `msg.data::<Value>()`, as applications write them), and
 # mounted in axum 0.8 through the tower layer; socketioxide 0.18 on axum with tokio current-thread and TCP_NODELAY, Node's socket.io 4.8 from conformance/interop, npm ci on first use):
-# echo with ack (100 × 20 B); broadcast to a room of BCAST_SIZES recipients (1,000 and
+# echo with ack (100 × 20 B), over WebSocket and over HTTP long-polling; broadcast to a room of BCAST_SIZES recipients (1,000 and
 # 10,000 by default) with 20 B and 1 KiB strings, one broadcast in flight; and server
 # RSS per idle Socket.IO session.
 #
@@ -125,6 +125,11 @@ for round in $(seq 1 "$rounds"); do
             --size 20 --secs "$secs" --server-pid "$server" || echo failed=1)"
         stop_server
         echo "impl=$impl round=$round case=sio-echo-ack-100x20B $line" | tee -a "$raw"
+        start_server "$impl"
+        line="$(timeout $((secs + 30)) "$bin/load" --addr "127.0.0.1:$port" --polling --conns 100 \
+            --size 20 --secs "$secs" --server-pid "$server" || echo failed=1)"
+        stop_server
+        echo "impl=$impl round=$round case=sio-polling-echo-ack-100x20B $line" | tee -a "$raw"
     done
     for n in $bcast_sizes; do
         for size in 20 1024; do

@@ -4,6 +4,7 @@
 //! load --addr 127.0.0.1:9100 --conns 100 --size 20 --secs 5 [--pipeline 1] [--deflate] [--server-pid PID]
 //! load --addr 127.0.0.1:9100 --idle 10000 --server-pid PID
 //! load --addr 127.0.0.1:9100 --sio --conns 100 --size 20 --secs 5 --server-pid PID
+//! load --addr 127.0.0.1:9100 --sio --polling --conns 100 --size 20 --secs 5 --server-pid PID
 //! load --addr 127.0.0.1:9100 --sio-broadcast --conns 1000 --size 20 --secs 5 --server-pid PID
 //! load --addr B --publish-addr A --sio-broadcast --conns 1000 --cluster-pids A,B --redis-pid R
 //! load --addr 127.0.0.1:9100 --sio --idle 10000 --server-pid PID
@@ -12,7 +13,10 @@
 //!
 //! With `--sio`, each message is a Socket.IO event `echo` with an ack over an
 //! Engine.IO WebSocket session on `/socket.io/`, and the round trip ends with the ack
-//! (the client answers the server's pings).
+//! (the client answers the server's pings). With `--polling` as well, each session is
+//! an HTTP long-polling one, as a browser's before its upgrade: two keep-alive
+//! connections, one always holding a GET, the other POSTing the event; the round trip
+//! ends when a GET answer carries the ack (no `Accept-Encoding`: answers are plain).
 //!
 //! With `--sio-broadcast`, `conns` Socket.IO sessions wait in the server's room `r`
 //! (every bench server joins each socket to it) and one more session, the publisher,
@@ -66,6 +70,8 @@ struct Opts {
     server_pid: Option<u32>,
     idle: Option<usize>,
     sio: bool,
+    /// Socket.IO over HTTP long-polling (`--polling`).
+    polling: bool,
     broadcast: bool,
     /// Plain WebSocket broadcast (`--ws-broadcast`) rather than Socket.IO.
     ws_broadcast: bool,
@@ -85,6 +91,7 @@ fn parse() -> Opts {
         server_pid: None,
         idle: None,
         sio: false,
+        polling: false,
         broadcast: false,
         ws_broadcast: false,
         deflate: false,
@@ -102,6 +109,11 @@ fn parse() -> Opts {
         if a == "--ws-broadcast" {
             o.broadcast = true;
             o.ws_broadcast = true;
+            continue;
+        }
+        if a == "--polling" {
+            o.sio = true;
+            o.polling = true;
             continue;
         }
         if a == "--deflate" {
@@ -265,6 +277,136 @@ async fn sio_session(addr: &str) -> io::Result<TcpStream> {
     }
 }
 
+/// One keep-alive HTTP/1.1 connection of a polling session, with what it read past
+/// the last response.
+struct HttpConn {
+    s: TcpStream,
+    buf: Vec<u8>,
+    host: String,
+}
+
+impl HttpConn {
+    async fn open(addr: &str) -> io::Result<Self> {
+        let s = TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        Ok(Self {
+            s,
+            buf: Vec::with_capacity(4096),
+            host: addr.to_owned(),
+        })
+    }
+
+    /// Sends a request for `target` (a POST when there is a body).
+    async fn send(&mut self, target: &str, body: Option<&[u8]>) -> io::Result<()> {
+        let mut req = match body {
+            Some(b) => format!(
+                "POST {target} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n",
+                self.host,
+                b.len()
+            )
+            .into_bytes(),
+            None => format!("GET {target} HTTP/1.1\r\nHost: {}\r\n\r\n", self.host).into_bytes(),
+        };
+        req.extend_from_slice(body.unwrap_or_default());
+        self.s.write_all(&req).await
+    }
+
+    /// Reads one response (framed by `Content-Length`); returns its body.
+    async fn read(&mut self) -> io::Result<Vec<u8>> {
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).to_ascii_lowercase();
+                if !head.starts_with("http/1.1 200") {
+                    return Err(io::Error::other(format!(
+                        "polling: {}",
+                        head.lines().next().unwrap_or("")
+                    )));
+                }
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .ok_or_else(|| io::Error::other("polling: no content-length"))?;
+                let start = end + 4;
+                if self.buf.len() >= start + len {
+                    let body = self.buf[start..start + len].to_vec();
+                    self.buf.drain(..start + len);
+                    return Ok(body);
+                }
+            }
+            let mut chunk = [0u8; 16384];
+            let n = self.s.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// A Socket.IO session on `/` over HTTP long-polling: (the GET connection, the POST
+/// connection, the session's target).
+async fn sio_polling_session(addr: &str) -> io::Result<(HttpConn, HttpConn, String)> {
+    let mut get = HttpConn::open(addr).await?;
+    let post = HttpConn::open(addr).await?;
+    get.send("/socket.io/?EIO=4&transport=polling", None)
+        .await?;
+    let open = String::from_utf8_lossy(&get.read().await?).into_owned();
+    let sid = open
+        .split("\"sid\":\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .ok_or_else(|| io::Error::other("polling: no sid"))?
+        .to_owned();
+    let target = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    let mut session = (get, post, target);
+    polling_post(&mut session, b"40").await?;
+    loop {
+        session.0.send(&session.2, None).await?;
+        let body = session.0.read().await?;
+        if body.split(|b| *b == 0x1e).any(|p| p.starts_with(b"40")) {
+            return Ok(session);
+        }
+    }
+}
+
+/// POSTs `body` on the session's POST connection and reads the `ok`.
+async fn polling_post(session: &mut (HttpConn, HttpConn, String), body: &[u8]) -> io::Result<()> {
+    session.1.send(&session.2, Some(body)).await?;
+    session.1.read().await.map(drop)
+}
+
+/// One echo over a polling session: a GET waiting, the event POSTed, GETs until one
+/// carries the ack (pings answered on the way).
+async fn polling_echo(session: &mut (HttpConn, HttpConn, String), event: &[u8]) -> io::Result<()> {
+    session.0.send(&session.2, None).await?;
+    polling_post(session, event).await?;
+    loop {
+        let body = session.0.read().await?;
+        let mut acked = false;
+        let mut pinged = false;
+        for packet in body.split(|b| *b == 0x1e) {
+            acked |= packet.starts_with(b"43");
+            pinged |= packet == b"2";
+        }
+        if pinged {
+            polling_post(session, b"3").await?;
+        }
+        if acked {
+            return Ok(());
+        }
+        session.0.send(&session.2, None).await?;
+    }
+}
+
+/// A connection of the echo mode.
+enum Echoer {
+    /// A WebSocket (plain, or an Engine.IO session's).
+    Ws(TcpStream),
+    /// A Socket.IO session over long-polling.
+    Polling(Box<(HttpConn, HttpConn, String)>),
+}
+
 /// Reads frames until the ack of an echo, answering pings.
 async fn read_ack(s: &mut TcpStream, buf: &mut Vec<u8>, pong: &[u8]) -> io::Result<()> {
     loop {
@@ -335,12 +477,15 @@ async fn echo(o: &Opts) -> io::Result<()> {
     // Connect everyone first: the warm-up and the measurement start after that.
     let mut streams = Vec::with_capacity(o.conns);
     for _ in 0..o.conns {
-        streams.push(if sio {
-            sio_session(&o.addr).await?
+        streams.push(if o.polling {
+            Echoer::Polling(Box::new(sio_polling_session(&o.addr).await?))
+        } else if sio {
+            Echoer::Ws(sio_session(&o.addr).await?)
         } else {
-            handshake(&o.addr, o.deflate).await?
+            Echoer::Ws(handshake(&o.addr, o.deflate).await?)
         });
     }
+    let event = format!("421[\"echo\",\"{}\"]", "a".repeat(o.size)).into_bytes();
     let start = Instant::now();
     let measure_from = start + warmup;
     let end = measure_from + run;
@@ -348,6 +493,7 @@ async fn echo(o: &Opts) -> io::Result<()> {
     for mut s in streams {
         let payload = payload.clone();
         let pong = pong.clone();
+        let event = event.clone();
         let pipeline = o.pipeline;
         tasks.push(tokio::spawn(async move {
             let mut rtts: Vec<u32> = Vec::new();
@@ -355,16 +501,24 @@ async fn echo(o: &Opts) -> io::Result<()> {
             let mut sent: std::collections::VecDeque<Instant> = Default::default();
             let mut count = 0u64;
             loop {
-                while sent.len() < pipeline {
-                    if s.write_all(&payload).await.is_err() {
-                        return (count, rtts);
+                let got = match &mut s {
+                    Echoer::Polling(session) => {
+                        sent.push_back(Instant::now());
+                        polling_echo(session, &event).await
                     }
-                    sent.push_back(Instant::now());
-                }
-                let got = if sio {
-                    read_ack(&mut s, &mut buf, &pong).await.map(|_| 0)
-                } else {
-                    read_frame(&mut s, &mut buf).await
+                    Echoer::Ws(s) => {
+                        while sent.len() < pipeline {
+                            if s.write_all(&payload).await.is_err() {
+                                return (count, rtts);
+                            }
+                            sent.push_back(Instant::now());
+                        }
+                        if sio {
+                            read_ack(s, &mut buf, &pong).await
+                        } else {
+                            read_frame(s, &mut buf).await.map(drop)
+                        }
+                    }
                 };
                 if got.is_err() {
                     return (count, rtts);
@@ -411,8 +565,9 @@ async fn echo(o: &Opts) -> io::Result<()> {
     };
     let secs = run.as_secs_f64();
     println!(
-        "sio={} deflate={} conns={} size={} pipeline={} msgs_per_s={:.0} p50_us={} p99_us={} client_cpu={:.0}% server_cpu={:.0}% server_cpu_us_per_msg={:.2} server_user_us_per_msg={:.2} server_sys_us_per_msg={:.2} server_rss_kib={}",
+        "sio={} polling={} deflate={} conns={} size={} pipeline={} msgs_per_s={:.0} p50_us={} p99_us={} client_cpu={:.0}% server_cpu={:.0}% server_cpu_us_per_msg={:.2} server_user_us_per_msg={:.2} server_sys_us_per_msg={:.2} server_rss_kib={}",
         o.sio,
+        o.polling,
         o.deflate,
         o.conns,
         o.size,

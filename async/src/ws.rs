@@ -9,7 +9,7 @@ use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use tracing::Instrument;
 
@@ -98,6 +98,8 @@ pub struct WebSocket<T, C> {
     closed: Option<Closed>,
     opened: Option<Box<Opened>>,
     finished: bool,
+    /// Bytes went to the transport since its last flush.
+    unflushed: bool,
 }
 
 impl<T, C> fmt::Debug for WebSocket<T, C> {
@@ -156,6 +158,7 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
             closed: None,
             opened: None,
             finished: false,
+            unflushed: false,
         }
     }
 
@@ -354,7 +357,12 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
         if !self.outbox.is_empty() {
             return self.poll_write_timeout(cx);
         }
-        self.io.poll_flush(cx).map_err(Error::from)
+        if !self.unflushed {
+            return Poll::Ready(Ok(()));
+        }
+        ready!(self.io.poll_flush(cx))?;
+        self.unflushed = false;
+        Poll::Ready(Ok(()))
     }
 
     /// Ready when fewer than the high-water mark of bytes are queued (the `Sink`
@@ -421,9 +429,18 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
         while let Some(bytes) = self.conn.poll_transmit() {
             self.outbox.push(bytes);
         }
+        if self.outbox.is_empty() {
+            return Ok(());
+        }
         let written = self.outbox.write_to(&mut self.io, cx)?;
-        // Arms (or moves) the write timeout while bytes wait.
-        self.conn.handle_written(self.clock.now(), written);
+        self.unflushed |= written > 0;
+        if self.outbox.is_empty() {
+            // The common case: no clock reading.
+            self.conn.handle_all_written();
+        } else {
+            // Arms (or moves) the write timeout while bytes wait.
+            self.conn.handle_written(self.clock.now(), written);
+        }
         Ok(())
     }
 

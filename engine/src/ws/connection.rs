@@ -598,6 +598,14 @@ impl Connection {
         }
     }
 
+    /// After a write that left nothing unwritten of what
+    /// [`poll_transmit`](Self::poll_transmit) gave: the same as `handle_written` with
+    /// all of it, without a clock reading (no timer is armed when nothing waits).
+    pub fn handle_all_written(&mut self) {
+        self.unwritten = 0;
+        self.timers.write = None;
+    }
+
     /// The write timeout fired: drop what is still unwritten and shut the transport
     /// (the connection has ended, with [`Error::WriteTimeout`] if it had not already).
     #[must_use]

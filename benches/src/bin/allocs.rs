@@ -1,0 +1,159 @@
+//! `allocs`: heap allocations per echoed message, counted (not timed) by a counting
+//! global allocator.
+//!
+//! ```text
+//! cargo run --release -p wirestate-benches [--features peers] --bin allocs
+//! ```
+//!
+//! For the engine alone (a `ws::Connection` fed 64 KiB reads) and for every WebSocket
+//! echo server in [`wirestate_benches::TOKIO_ECHO_SERVERS`] (ours, and the peers with
+//! `--features peers`) over an in-memory tokio duplex stream: after the handshake and
+//! 10,000 warm-up echoes, 100,000 masked 14-byte binary messages are echoed and the
+//! allocations (`alloc` + `realloc` calls) and bytes allocated in that steady state
+//! are divided by the number of messages. The client's side (a pre-built input and one
+//! read buffer) allocates nothing per message, so the counts are the server's. One line
+//! of `key=value` output per server.
+#![allow(clippy::print_stdout)] // A measuring tool: its report is its stdout.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wirestate_engine::ws::{Config, Connection, Event};
+
+/// The system allocator, counting calls and bytes.
+struct Counting;
+
+static CALLS: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+
+// A global allocator is `unsafe` to implement by definition; this one only forwards.
+#[allow(unsafe_code)]
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged; the
+// counters are plain atomics.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        CALLS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        // SAFETY: forwarded as received.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded as received.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        CALLS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
+        // SAFETY: forwarded as received.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const WARMUP: usize = 10_000;
+const MESSAGES: usize = 100_000;
+const SIZE: usize = 14;
+/// Each echo comes back as an unmasked frame: 2 header bytes and the payload.
+const FRAME_OUT: usize = 2 + SIZE;
+
+fn counters() -> (u64, u64) {
+    (CALLS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed))
+}
+
+fn report(name: &str, before: (u64, u64), after: (u64, u64)) {
+    let per = |n: u64| n as f64 / MESSAGES as f64;
+    println!(
+        "impl={name} messages={MESSAGES} size={SIZE} allocs_per_msg={:.3} bytes_per_msg={:.1}",
+        per(after.0 - before.0),
+        per(after.1 - before.1)
+    );
+}
+
+/// The engine alone: one connection, the frames in 64 KiB reads, each message sent
+/// back as the event gave it.
+fn sans_io(input: &[u8], warmup: &[u8], config: &Arc<Config>) {
+    let now = Instant::now();
+    let mut server = Connection::accepted(config.clone(), now);
+    let mut run = |input: &[u8]| {
+        let mut out = 0usize;
+        for chunk in input.chunks(64 * 1024) {
+            server.handle_input(now, chunk);
+            while let Some(event) = server.poll_event() {
+                if let Event::Message(m) = event {
+                    server.send(m).expect("send");
+                }
+            }
+            while let Some(bytes) = server.poll_transmit() {
+                out += bytes.len();
+            }
+        }
+        out
+    };
+    assert_eq!(run(warmup), WARMUP * FRAME_OUT);
+    let before = counters();
+    let out = run(input);
+    let after = counters();
+    assert_eq!(out, MESSAGES * FRAME_OUT);
+    report("wirestate-sans-io", before, after);
+}
+
+/// One server over a duplex stream: handshake and warm-up, then the counted run.
+async fn over_duplex(name: &'static str, input: &[u8], warmup: &[u8], config: Arc<Config>) {
+    let (mut client, server) = tokio::io::duplex(64 * 1024);
+    let task = wirestate_benches::spawn_echo(name, server, config).expect("a known server");
+    client
+        .write_all(wirestate_benches::UPGRADE_REQUEST)
+        .await
+        .expect("upgrade request");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        client.read_exact(&mut byte).await.expect("101 response");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{name}: no 101");
+    let (mut rd, mut wr) = tokio::io::split(client);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut round = async |input: &[u8], messages: usize| {
+        let writer = async {
+            wr.write_all(input).await.expect("write");
+        };
+        let reader = async {
+            let mut got = 0;
+            while got < messages * FRAME_OUT {
+                let n = rd.read(&mut buf).await.expect("read");
+                assert!(n > 0, "{name}: closed after {got} bytes");
+                got += n;
+            }
+        };
+        tokio::join!(writer, reader);
+    };
+    round(warmup, WARMUP).await;
+    let before = counters();
+    round(input, MESSAGES).await;
+    let after = counters();
+    report(name, before, after);
+    task.abort();
+}
+
+fn main() {
+    let frame = wirestate_benches::masked_frame(0x82, &[b'a'; SIZE]);
+    let input = frame.repeat(MESSAGES);
+    let warmup = frame.repeat(WARMUP);
+    let config = Arc::new(Config::default());
+    sans_io(&input, &warmup, &config);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for &name in wirestate_benches::TOKIO_ECHO_SERVERS {
+        rt.block_on(over_duplex(name, &input, &warmup, config.clone()));
+    }
+}

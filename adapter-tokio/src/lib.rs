@@ -115,6 +115,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for TokioIo<S> {
         }
     }
 
+    fn poll_write_now(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        // Outside the task's budget: the publisher of a broadcast writes to every
+        // recipient in one turn.
+        let write = tokio::task::coop::unconstrained(std::future::poll_fn(|cx| {
+            self.poll_write_vectored(cx, bufs)
+        }));
+        std::pin::pin!(write).poll(cx)
+    }
+
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.0).poll_flush(cx)
     }

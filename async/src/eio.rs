@@ -92,7 +92,7 @@ pub fn connect_with<R: Runtime>(
 /// Serves one connection over any transport, with its peer's address when it has one.
 /// A WebSocket upgrade for a route added with [`ServerOptions::websocket_route`] comes
 /// back open, with its path, for the caller to run.
-pub async fn serve_connection<R: Runtime, T: Transport>(
+pub async fn serve_connection<R: Runtime, T: Transport + Send + 'static>(
     rt: &R,
     server: &EioServer,
     io: T,

@@ -16,7 +16,7 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::task::{Context, Poll, Waker};
@@ -109,6 +109,11 @@ struct Shared<E: Endpoint> {
     ws_out: IdMap<TransportId, Vec<WsOutput>>,
     /// Transports to drop at once (slow consumers).
     ws_aborted: IdMap<TransportId, ()>,
+    /// The wires of upgraded WebSocket transports, for writing broadcasts to them
+    /// directly (see [`Shared::dispatch`]).
+    wires: IdMap<TransportId, Arc<dyn DirectWrite>>,
+    /// Bytes of outputs written directly during a dispatch, for the endpoint.
+    written_direct: Vec<(TransportId, usize)>,
     wakers: IdMap<Mailbox, Waker>,
     events: VecDeque<E::Event>,
     event_waker: Option<Waker>,
@@ -123,7 +128,27 @@ struct Shared<E: Endpoint> {
 
 impl<E: Endpoint> Shared<E> {
     /// Sorts the server's outputs into mailboxes and wakes whoever waits on them.
+    ///
+    /// A frame encoded once for many transports (a broadcast) is written straight to
+    /// each transport that has nothing else waiting, from here, without waking its task
+    /// (the task is woken only for what the socket did not take at once); the others
+    /// get it in their mailbox, behind what they already have, so each transport's
+    /// outputs keep their order.
     fn dispatch(&mut self) {
+        loop {
+            self.dispatch_transmits();
+            if self.written_direct.is_empty() {
+                break;
+            }
+            // Told after the loop above: this may queue more.
+            for (transport, bytes) in std::mem::take(&mut self.written_direct) {
+                self.server.handle_ws_written(transport, bytes);
+            }
+        }
+        self.dispatch_events();
+    }
+
+    fn dispatch_transmits(&mut self) {
         while let Some(t) = self.server.poll_transmit() {
             let key = match t {
                 Transmit::Respond { poll, response } => {
@@ -131,6 +156,27 @@ impl<E: Endpoint> Shared<E> {
                     Mailbox::Poll(poll)
                 }
                 Transmit::Ws { transport, output } => {
+                    if let (WsOutput::Prepared(frame), false, Some(wire)) = (
+                        &output,
+                        self.ws_out.contains_key(&transport),
+                        self.wires.get(&transport),
+                    ) {
+                        let direct = wire.try_write(frame.frame());
+                        if direct != Direct::Refused {
+                            self.written_direct.push((transport, output.counted()));
+                        }
+                        match direct {
+                            Direct::Whole => continue,
+                            // The task writes the rest.
+                            Direct::Partial => {
+                                if let Some(w) = self.wakers.remove(&Mailbox::Ws(transport)) {
+                                    w.wake();
+                                }
+                                continue;
+                            }
+                            Direct::Refused => {}
+                        }
+                    }
                     self.ws_out.entry(transport).or_default().push(output);
                     Mailbox::Ws(transport)
                 }
@@ -144,6 +190,9 @@ impl<E: Endpoint> Shared<E> {
                 w.wake();
             }
         }
+    }
+
+    fn dispatch_events(&mut self) {
         let mut any = false;
         while let Some(e) = self.server.poll_event() {
             self.events.push_back(e);
@@ -170,6 +219,67 @@ impl<E: Endpoint> Shared<E> {
             }
         }
     }
+}
+
+/// What [`DirectWrite::try_write`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Direct {
+    /// Nothing: the transport is busy (its task holds it, or bytes wait), or closing.
+    Refused,
+    /// The socket took the whole frame.
+    Whole,
+    /// The socket took part of it (or none); the rest waits in the connection's outbox
+    /// for its task, which must be woken.
+    Partial,
+}
+
+/// A WebSocket transport's socket, as a publisher sees it.
+trait DirectWrite: Send + Sync {
+    /// Writes `frame` now, if nothing else waits to go out before it.
+    fn try_write(&self, frame: &Bytes) -> Direct;
+}
+
+/// The writing side of an upgraded WebSocket connection, shared by its task (which
+/// holds it while it runs) and publishers (which try it, never wait for it).
+struct WsWire<T> {
+    io: T,
+    out: Outbox,
+    /// Bytes at the front of `out` that are not the link's to settle: what the
+    /// connection owed before the link's own, and what a publisher left there.
+    owed: usize,
+    /// The link is open and everything it produced is in `out`: a frame written now
+    /// comes after all of it.
+    quiet: bool,
+}
+
+impl<T: Transport + Send> DirectWrite for Mutex<WsWire<T>> {
+    fn try_write(&self, frame: &Bytes) -> Direct {
+        let Ok(mut wire) = self.try_lock() else {
+            return Direct::Refused;
+        };
+        let wire = &mut *wire;
+        if !wire.quiet || !wire.out.is_empty() {
+            return Direct::Refused;
+        }
+        // A waker that does nothing: if the socket is full, the task is woken instead
+        // and writes the rest with its own waker.
+        let mut cx = Context::from_waker(Waker::noop());
+        let written = match wire.io.poll_write_now(&mut cx, &[IoSlice::new(frame)]) {
+            Poll::Ready(Ok(n)) => n.min(frame.len()),
+            // An error is the task's to see, on its own next write.
+            Poll::Ready(Err(_)) | Poll::Pending => 0,
+        };
+        if written == frame.len() {
+            return Direct::Whole;
+        }
+        wire.out.push(frame.slice(written..));
+        wire.owed += frame.len() - written;
+        Direct::Partial
+    }
+}
+
+fn lock_wire<T>(wire: &Mutex<WsWire<T>>) -> MutexGuard<'_, WsWire<T>> {
+    wire.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What a host serves besides its endpoint's sessions.
@@ -372,6 +482,8 @@ impl<E: Endpoint> Host<E> {
                 responses: IdMap::default(),
                 ws_out: IdMap::default(),
                 ws_aborted: IdMap::default(),
+                wires: IdMap::default(),
+                written_direct: Vec::new(),
                 wakers: IdMap::default(),
                 events: VecDeque::new(),
                 event_waker: None,
@@ -512,7 +624,7 @@ impl<E: Endpoint> Host<E> {
     /// Every exit (an error, the end, or the future dropped) releases what the
     /// connection held in the host; a connection with bytes to write that makes no
     /// progress for [`HttpLimits::write_timeout`] ends with `TimedOut`.
-    pub async fn serve_connection<T: Transport, C: Clock>(
+    pub async fn serve_connection<T: Transport + Send + 'static, C: Clock>(
         &self,
         mut io: T,
         mut clock: C,
@@ -696,89 +808,110 @@ impl<E: Endpoint> Host<E> {
 
     /// Runs an upgraded Engine.IO WebSocket (`conn` holds its link) over `io` until it
     /// closes, after writing `out` (what the connection still owed before it).
-    pub(crate) async fn drive_ws<T: Transport, C: Clock>(
+    pub(crate) async fn drive_ws<T: Transport + Send + 'static, C: Clock>(
         &self,
-        mut io: T,
+        io: T,
         mut clock: C,
         mut conn: ConnGuard<E>,
-        mut out: Outbox,
+        out: Outbox,
     ) -> io::Result<()> {
         let limits = self.settings.limits;
         let mut stall = Stall::default();
-        // Bytes the connection owed before the link's own: not the link's to settle.
-        let mut owed = out.len();
-        poll_fn(|cx| loop {
-            let Mode::Ws(link) = &mut conn.mode else {
-                return Poll::Ready(Ok(()));
-            };
-            let tid = link.transport();
-            let mut s = self.lock();
-            let written = link.take_written();
-            if written > 0 {
-                s.server.handle_ws_written(tid, written);
-            }
-            if s.ws_aborted.contains_key(&tid) {
-                // A slow consumer: dropped with what it did not read.
-                return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
-            }
-            let outputs = s.ws_out.remove(&tid).unwrap_or_default();
-            // Registered under the same lock as the take above, so that outputs
-            // dispatched by another thread right after it still wake us.
-            s.wakers.insert(Mailbox::Ws(tid), cx.waker().clone());
-            drop(s);
-            // Encoded and compressed here, with the lock released.
-            let now = clock.now();
-            for output in outputs {
-                link.handle_output(now, output);
-            }
-            while let Some(b) = link.poll_transmit() {
-                out.push(b);
-            }
-            if out.is_empty() && link.should_close_transport() {
-                return shutdown(&mut io, cx);
-            }
-            match stall.write(&mut out, &mut io, cx, &clock) {
-                Ok(written) => {
-                    link.handle_written(written.saturating_sub(owed));
-                    owed = owed.saturating_sub(written);
+        let Mode::Ws(link) = &conn.mode else {
+            return Ok(());
+        };
+        let tid = link.transport();
+        let wire = Arc::new(Mutex::new(WsWire {
+            io,
+            // Bytes the connection owed before the link's own: not the link's to settle.
+            owed: out.len(),
+            out,
+            quiet: false,
+        }));
+        self.lock().wires.insert(tid, wire.clone());
+        // The guard's release forgets the wire, however this ends.
+        poll_fn(|cx| {
+            // Held while this task runs: a publisher meanwhile queues to the mailbox.
+            let mut guard = lock_wire(&wire);
+            let w = &mut *guard;
+            let done = loop {
+                let Mode::Ws(link) = &mut conn.mode else {
+                    break Poll::Ready(Ok(()));
+                };
+                let mut s = self.lock();
+                let written = link.take_written();
+                if written > 0 {
+                    s.server.handle_ws_written(tid, written);
                 }
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-            let write_deadline = stall.deadline(limits);
-            if let Some(deadline) = write_deadline.into_iter().chain(link.poll_timeout()).min() {
-                if clock.poll_until(cx, deadline).is_ready() {
-                    let now = clock.now();
-                    if write_deadline.is_some_and(|d| now >= d) {
-                        return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                if s.ws_aborted.contains_key(&tid) {
+                    // A slow consumer: dropped with what it did not read.
+                    break Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                }
+                let outputs = s.ws_out.remove(&tid).unwrap_or_default();
+                // Registered under the same lock as the take above, so that outputs
+                // dispatched by another thread right after it still wake us.
+                s.wakers.insert(Mailbox::Ws(tid), cx.waker().clone());
+                drop(s);
+                // Encoded and compressed here, with the lock released.
+                let now = clock.now();
+                for output in outputs {
+                    link.handle_output(now, output);
+                }
+                while let Some(b) = link.poll_transmit() {
+                    w.out.push(b);
+                }
+                if w.out.is_empty() && link.should_close_transport() {
+                    break shutdown(&mut w.io, cx);
+                }
+                match stall.write(&mut w.out, &mut w.io, cx, &clock) {
+                    Ok(written) => {
+                        link.handle_written(written.saturating_sub(w.owed));
+                        w.owed = w.owed.saturating_sub(written);
                     }
-                    link.handle_timeout(now);
-                    self.deliver(link, now);
-                    continue;
+                    Err(e) => break Poll::Ready(Err(e)),
                 }
-            }
-            if out.len() > HIGH_WATER {
-                return Poll::Pending;
-            }
-            let now = clock.now();
-            let read = super::with_read_buf(|buf| {
-                let r = io.poll_read(cx, buf);
-                if let Poll::Ready(Ok(n)) = r {
-                    // Decoded here, with the lock released.
-                    link.handle_input(now, &buf[..n]);
+                let write_deadline = stall.deadline(limits);
+                if let Some(deadline) = write_deadline.into_iter().chain(link.poll_timeout()).min()
+                {
+                    if clock.poll_until(cx, deadline).is_ready() {
+                        let now = clock.now();
+                        if write_deadline.is_some_and(|d| now >= d) {
+                            break Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                        }
+                        link.handle_timeout(now);
+                        self.deliver(link, now);
+                        continue;
+                    }
                 }
-                r
-            });
-            match read {
-                Poll::Ready(Ok(0)) => {
-                    link.handle_eof(now);
-                    self.deliver(link, now);
-                    conn.release(now);
-                    return shutdown(&mut io, cx);
+                if w.out.len() > HIGH_WATER {
+                    break Poll::Pending;
                 }
-                Poll::Ready(Ok(_)) => self.deliver(link, now),
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            }
+                let now = clock.now();
+                let read = super::with_read_buf(|buf| {
+                    let r = w.io.poll_read(cx, buf);
+                    if let Poll::Ready(Ok(n)) = r {
+                        // Decoded here, with the lock released.
+                        link.handle_input(now, &buf[..n]);
+                    }
+                    r
+                });
+                match read {
+                    Poll::Ready(Ok(0)) => {
+                        link.handle_eof(now);
+                        self.deliver(link, now);
+                        conn.release(now);
+                        break shutdown(&mut w.io, cx);
+                    }
+                    Poll::Ready(Ok(_)) => self.deliver(link, now),
+                    Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
+                    Poll::Pending => break Poll::Pending,
+                }
+            };
+            // What the link produced meanwhile (an answer to what it read) goes out
+            // on its next turn: until then, publishers queue behind it.
+            w.quiet = done.is_pending()
+                && matches!(&conn.mode, Mode::Ws(link) if link.is_open() && !link.has_output());
+            done
         })
         .await
         // The guard releases what the connection held, however it ended (a cleanly
@@ -1153,6 +1286,7 @@ impl<E: Endpoint> ConnGuard<E> {
             }
             Mode::Ws(ref mut link) => {
                 s.wakers.remove(&Mailbox::Ws(link.transport()));
+                s.wires.remove(&link.transport());
                 link.abandon(now, &mut s.server);
             }
         }
@@ -1186,4 +1320,56 @@ pub(crate) fn shutdown<T: Transport>(io: &mut T, cx: &mut Context<'_>) -> Poll<i
         Poll::Ready(Ok(())) => {}
     }
     io.poll_shutdown(cx).map(|r| r.or(Ok(())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem::duplex;
+
+    fn wire(capacity: usize) -> (Mutex<WsWire<crate::mem::MemStream>>, crate::mem::MemStream) {
+        let (ours, theirs) = duplex(capacity);
+        let wire = WsWire {
+            io: ours,
+            out: Outbox::default(),
+            owed: 0,
+            quiet: true,
+        };
+        (Mutex::new(wire), theirs)
+    }
+
+    #[test]
+    fn a_direct_write_goes_out_only_behind_nothing() {
+        let (wire, mut peer) = wire(10);
+        let frame = Bytes::from_static(b"0123456");
+        assert_eq!(wire.try_write(&frame), Direct::Whole);
+        assert_eq!(peer.take_available(100), b"0123456");
+        // The socket takes 10 bytes: the rest waits in the outbox, owed to nobody's
+        // link, and what comes next queues behind it.
+        assert_eq!(
+            wire.try_write(&Bytes::from_static(b"abcdefghijkl")),
+            Direct::Partial
+        );
+        assert_eq!(peer.take_available(100), b"abcdefghij");
+        {
+            let w = lock_wire(&wire);
+            assert_eq!((w.out.len(), w.owed), (2, 2));
+        }
+        assert_eq!(
+            wire.try_write(&frame),
+            Direct::Refused,
+            "bytes wait before it"
+        );
+        lock_wire(&wire).out.clear();
+        // Not quiet (the link has output of its own, or is closing): refused.
+        lock_wire(&wire).quiet = false;
+        assert_eq!(wire.try_write(&frame), Direct::Refused);
+        lock_wire(&wire).quiet = true;
+        // Held by its task: refused, never waited for.
+        let held = lock_wire(&wire);
+        assert_eq!(wire.try_write(&frame), Direct::Refused);
+        drop(held);
+        assert_eq!(wire.try_write(&frame), Direct::Whole);
+        assert_eq!(peer.take_available(100), b"0123456");
+    }
 }

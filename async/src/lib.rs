@@ -67,6 +67,18 @@ pub trait Transport: Unpin {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>>;
+    /// Writes from `bufs` if the stream takes them without waiting, outside any
+    /// fairness budget of the runtime (tokio's cooperative scheduling would refuse a
+    /// task that writes to thousands of streams in one turn): a publisher's direct
+    /// write of a broadcast frame. `cx`'s waker may do nothing. By default a vectored
+    /// write.
+    fn poll_write_now(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, bufs)
+    }
     /// Flushes buffered writes.
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     /// Shuts the write side down (for TCP: sends FIN).
@@ -688,7 +700,7 @@ macro_rules! runtime_api {
                 peer_addr: Option<::std::net::SocketAddr>,
             ) -> ::std::io::Result<Option<(String, super::WebSocket<S>)>>
             where
-                $io<S>: $crate::Transport,
+                $io<S>: $crate::Transport + Send + 'static,
             {
                 $crate::eio::serve_connection(&$rt, server, $io::new(stream), peer_addr).await
             }
@@ -768,7 +780,7 @@ macro_rules! runtime_api {
                 peer_addr: Option<::std::net::SocketAddr>,
             ) -> ::std::io::Result<()>
             where
-                $io<S>: $crate::Transport,
+                $io<S>: $crate::Transport + Send + 'static,
             {
                 $crate::router::serve_connection(&$rt, router, $io::new(stream), peer_addr).await
             }
@@ -826,7 +838,7 @@ macro_rules! runtime_api {
                 peer_addr: Option<::std::net::SocketAddr>,
             ) -> ::std::io::Result<()>
             where
-                $io<S>: $crate::Transport,
+                $io<S>: $crate::Transport + Send + 'static,
             {
                 $crate::sio::serve_connection(&$rt, io, $io::new(stream), peer_addr).await
             }

@@ -1010,7 +1010,7 @@ pub async fn serve_accepting<R: Runtime, A: crate::Acceptor<R::Tcp>>(
 
 /// Serves one connection over any transport, with its peer's address when it has one,
 /// until it closes: for your own accept loop.
-pub async fn serve_connection<R: Runtime, T: Transport>(
+pub async fn serve_connection<R: Runtime, T: Transport + Send + 'static>(
     rt: &R,
     router: &Router,
     io: T,

@@ -993,7 +993,7 @@ pub fn io<R: Runtime>(rt: &R, url: &str, options: IoOptions) -> Result<ClientSoc
 }
 
 /// Serves one connection over any transport, with its peer's address when it has one.
-pub async fn serve_connection<R: Runtime, T: crate::Transport>(
+pub async fn serve_connection<R: Runtime, T: crate::Transport + Send + 'static>(
     rt: &R,
     io: &SocketIo,
     stream: T,

@@ -300,6 +300,19 @@ impl WsLink {
         self.conn.poll_timeout()
     }
 
+    /// The WebSocket is open: no close frame sent or received, so data may still go
+    /// out on it.
+    #[must_use]
+    pub fn is_open(&self) -> bool {
+        self.conn.is_open()
+    }
+
+    /// Bytes wait in the link for [`poll_transmit`](Self::poll_transmit).
+    #[must_use]
+    pub fn has_output(&self) -> bool {
+        self.conn.buffered_amount() > 0
+    }
+
     /// The WebSocket has ended and everything it queued was taken: shut the
     /// connection.
     #[must_use]

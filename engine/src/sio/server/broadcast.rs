@@ -34,7 +34,7 @@ impl Server {
     pub(super) fn targets(&self, target: &Broadcast) -> Vec<Sid> {
         let mut out = Vec::new();
         let mut visit = |nsp: &Namespace| {
-            let except: HashSet<&Sid> = target
+            let except: crate::IdSet<&Sid> = target
                 .except
                 .iter()
                 .filter_map(|r| nsp.rooms.get(r))
@@ -47,7 +47,7 @@ impl Server {
                     out.extend(members.iter().filter(|s| !except.contains(s)).cloned());
                 }
             } else {
-                let mut seen = HashSet::new();
+                let mut seen = crate::IdSet::default();
                 for members in target.rooms.iter().filter_map(|r| nsp.rooms.get(r)) {
                     for s in members {
                         if !except.contains(s) && seen.insert(s) {

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{Clock, Executor, Outbox, Runtime, Transport, WebSocket};
+use super::{Clock, Direct, Executor, Outbox, Runtime, Transport, WebSocket};
 use crate::forward::{Forward, Pending, Tunnel};
 use crate::router::{Handled, Router, Upgrade};
 use wirestate_engine::eio::{
@@ -219,18 +219,6 @@ impl<E: Endpoint> Shared<E> {
             }
         }
     }
-}
-
-/// What [`DirectWrite::try_write`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Direct {
-    /// Nothing: the transport is busy (its task holds it, or bytes wait), or closing.
-    Refused,
-    /// The socket took the whole frame.
-    Whole,
-    /// The socket took part of it (or none); the rest waits in the connection's outbox
-    /// for its task, which must be woken.
-    Partial,
 }
 
 /// A WebSocket transport's socket, as a publisher sees it.
@@ -624,7 +612,7 @@ impl<E: Endpoint> Host<E> {
     /// Every exit (an error, the end, or the future dropped) releases what the
     /// connection held in the host; a connection with bytes to write that makes no
     /// progress for [`HttpLimits::write_timeout`] ends with `TimedOut`.
-    pub async fn serve_connection<T: Transport + Send + 'static, C: Clock>(
+    pub async fn serve_connection<T: Transport + Send + 'static, C: Clock + Send + 'static>(
         &self,
         mut io: T,
         mut clock: C,

@@ -395,6 +395,19 @@ pub(crate) fn with_read_buf<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
     })
 }
 
+/// What a publisher's direct write of a broadcast frame did (see
+/// [`Transport::poll_write_now`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direct {
+    /// Nothing: the connection is busy (its task holds it, or bytes wait), or closing.
+    Refused,
+    /// The socket took the whole frame.
+    Whole,
+    /// The socket took part of it (or none); the rest waits in the connection's outbox
+    /// for its task, which must be woken.
+    Partial,
+}
+
 /// Bytes queued for a transport, written with vectored writes, partial writes kept.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
@@ -433,12 +446,31 @@ impl Outbox {
         io: &mut T,
         cx: &mut Context<'_>,
     ) -> io::Result<usize> {
+        self.write_with(io, cx, T::poll_write_vectored)
+    }
+
+    /// [`write_to`](Self::write_to) from a publisher, outside the runtime's budget
+    /// ([`Transport::poll_write_now`]).
+    pub(crate) fn write_now<T: Transport>(
+        &mut self,
+        io: &mut T,
+        cx: &mut Context<'_>,
+    ) -> io::Result<usize> {
+        self.write_with(io, cx, T::poll_write_now)
+    }
+
+    fn write_with<T: Transport>(
+        &mut self,
+        io: &mut T,
+        cx: &mut Context<'_>,
+        write: impl Fn(&mut T, &mut Context<'_>, &[IoSlice<'_>]) -> Poll<io::Result<usize>>,
+    ) -> io::Result<usize> {
         use bytes::Buf;
         let mut total = 0;
         while let Some(front) = self.queue.front() {
             let written = if self.queue.len() == 1 {
                 // The common case (one frame queued): no array of slices to fill.
-                io.poll_write_vectored(cx, &[IoSlice::new(front)])
+                write(io, cx, &[IoSlice::new(front)])
             } else {
                 let mut slices = [IoSlice::new(&[]); MAX_IOV];
                 let mut count = 0;
@@ -446,7 +478,7 @@ impl Outbox {
                     *slot = IoSlice::new(bytes);
                     count += 1;
                 }
-                io.poll_write_vectored(cx, &slices[..count])
+                write(io, cx, &slices[..count])
             };
             let mut n = match written {
                 Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),

@@ -13,10 +13,11 @@ use std::task::{ready, Context, Poll};
 
 use tracing::Instrument;
 
-use super::{ClientStream, Clock, Connector, Outbox, Runtime, Transport};
+use super::{ClientStream, Clock, Connector, Direct, Outbox, Runtime, Transport};
 use wirestate_engine::http::Scheme;
 use wirestate_engine::ws::{
-    self, CloseCode, Closed, Connection, Event, Message, Opened, SendError,
+    self, CloseCode, Closed, Connection, Event, Message, Opened, Precompressed, PreparedFrame,
+    SendError,
 };
 
 /// Errors of the async API.
@@ -442,6 +443,37 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
             self.conn.handle_written(self.clock.now(), written);
         }
         Ok(())
+    }
+
+    /// A broadcast frame from a publisher (see [`Transport::poll_write_now`]): queued
+    /// and written at once if nothing waits before it and the connection is open;
+    /// what the socket does not take waits for the connection's task.
+    pub(crate) fn try_send_shared(
+        &mut self,
+        frame: &PreparedFrame,
+        compressed: Option<&Precompressed>,
+    ) -> Direct {
+        if !self.outbox.is_empty()
+            || self.conn.buffered_amount() > 0
+            || !self.conn.is_open()
+            || self.conn.send_shared(frame, compressed).is_err()
+        {
+            return Direct::Refused;
+        }
+        while let Some(bytes) = self.conn.poll_transmit() {
+            self.outbox.push(bytes);
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        // An error is the task's to meet, on its next write.
+        let written = self.outbox.write_now(&mut self.io, &mut cx).unwrap_or(0);
+        self.unflushed |= written > 0;
+        if self.outbox.is_empty() {
+            self.conn.handle_all_written();
+            Direct::Whole
+        } else {
+            self.conn.handle_written(self.clock.now(), written);
+            Direct::Partial
+        }
     }
 
     fn on_io_error(&mut self) {

@@ -711,57 +711,32 @@ fn socket_io_client_and_server_speak_the_msgpack_parser_on_every_transport() {
     }
 }
 
-/// Lets every other ready task run once.
-async fn yield_now() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            return std::task::Poll::Ready(());
-        }
-        yielded = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    })
-    .await
-}
-
 #[test]
 fn broadcasts_written_by_the_publisher_keep_every_sockets_order() {
-    // Small pipes: a broadcast's direct write often fits only in part, and the rest
-    // waits for the recipient's task, behind which later frames must queue.
+    // Small pipes: a broadcast written straight into a transport's socket often fits
+    // only in part, and what follows must queue behind the rest.
     let sim = Sim::new();
     sim.set_capacity(64);
     let io = sio::server(&sim, sio::Config::default()).expect("server");
-    const N: u64 = 300;
-    io.of("/").on_connection(|socket| async move {
-        socket.join(["r"]);
-        socket.on("go", |socket, _msg| async move {
-            // Interleaved: one socket's own emits, broadcasts to the room (written by
-            // this task straight into every idle recipient's socket), and broadcasts
-            // from the server handle.
-            for i in 0..N {
-                match i % 3 {
-                    0 => socket.emit("seq", &i)?,
-                    1 => socket.to("r").emit("seq", &i)?,
-                    _ => socket.io().of("/").to("r").emit("seq", &i)?,
-                };
-                if i % 7 == 0 {
-                    // Readers drain their pipes meanwhile, recipients' tasks run.
-                    yield_now().await;
-                }
-            }
-            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
-        });
+    let server_sockets = Arc::new(Mutex::new(Vec::new()));
+    let keep = server_sockets.clone();
+    io.of("/").on_connection(move |socket| {
+        let keep = keep.clone();
+        async move {
+            socket.join(["r"]);
+            keep.lock().expect("lock").push(socket);
+        }
     });
     let listener = sim.listen("127.0.0.1:3100").expect("listen");
     let (rt, serving) = (sim.clone(), io.clone());
     sim.spawn(async move {
         let _ = sio::serve(&rt, serving, listener).await;
     });
-    let seen: Vec<Arc<Mutex<Vec<u64>>>> = (0..4).map(|_| Arc::default()).collect();
-    let sockets: Vec<_> = seen
-        .iter()
-        .map(|seen| {
+    const N: u64 = 300;
+    let seen: Vec<Arc<Mutex<Vec<u64>>>> = (0..3).map(|_| Arc::default()).collect();
+    let mut clients = Vec::new();
+    sim.block_on(async {
+        for seen in &seen {
             let mut config = sio::ClientConfig::default().reconnection(false);
             config.eio = config.eio.transports(false, true);
             let options = sio::IoOptions::default().config(config);
@@ -771,23 +746,29 @@ fn broadcasts_written_by_the_publisher_keep_every_sockets_order() {
                 let i: u64 = payload.get(0).expect("a number");
                 seen.lock().expect("lock").push(i);
             });
-            socket
-        })
-        .collect();
-    sim.block_on(async {
-        for s in &sockets {
-            assert_eq!(s.wait_connected().await, Ok(false));
+            // One at a time, so that the server's first socket is the first client's.
+            assert_eq!(socket.wait_connected().await, Ok(false));
+            clients.push(socket);
         }
-        sockets[0].emit("go", &()).expect("emit");
+        let first = server_sockets.lock().expect("lock")[0].clone();
+        for i in 0..N {
+            // Interleaved: emits to one socket (queued to its transport) and
+            // broadcasts (written by this task into every idle transport).
+            if i % 2 == 0 {
+                first.emit("seq", &i).expect("open");
+            } else {
+                assert_eq!(io.of("/").to("r").emit("seq", &i).expect("emit"), 3);
+            }
+            if i % 5 == 0 {
+                // The clients drain their pipes, the connections' tasks run.
+                sim.sleep(Duration::ZERO).await;
+            }
+        }
         sim.sleep(Duration::from_secs(5)).await;
     });
-    // The publisher got its own emits and the server's broadcasts (`socket.to`
-    // leaves the sender out); the others got both kinds of broadcast; all in order.
-    let publisher: Vec<u64> = (0..N).filter(|i| i % 3 != 1).collect();
-    let others: Vec<u64> = (0..N).filter(|i| i % 3 != 0).collect();
     for (k, seen) in seen.iter().enumerate() {
         let got = seen.lock().expect("lock").clone();
-        let want = if k == 0 { &publisher } else { &others };
-        assert_eq!(&got, want, "client {k}");
+        let want: Vec<u64> = (0..N).filter(|i| k == 0 || i % 2 == 1).collect();
+        assert_eq!(got, want, "client {k}");
     }
 }

@@ -576,3 +576,56 @@ fn typed_messages_get_a_clear_error_and_a_panicking_handler_closes_only_its_conn
         assert_eq!(status, 500);
     });
 }
+
+#[test]
+fn broadcasts_written_by_the_publisher_keep_every_connections_order() {
+    // Small pipes: a broadcast written straight into a connection's socket often fits
+    // only in part, and what follows must queue behind the rest.
+    let sim = Sim::new();
+    sim.set_capacity(64);
+    let ids = Arc::new(Mutex::new(Vec::new()));
+    let seen = ids.clone();
+    let r = Router::builder()
+        .route(
+            "/ws",
+            Route::new().on_connect(move |conn| seen.lock().expect("lock").push(conn.id().clone())),
+        )
+        .build();
+    serve(&sim, &r);
+    const N: usize = 300;
+    let got: Vec<Arc<Mutex<Vec<usize>>>> = (0..3).map(|_| Arc::default()).collect();
+    sim.block_on(async {
+        for got in &got {
+            let mut ws = client(&sim, "/ws").await.expect("connect");
+            let got = got.clone();
+            sim.spawn(async move {
+                while let Some(Ok(Message::Text(t))) = ws.recv().await {
+                    got.lock().expect("lock").push(t.parse().expect("a number"));
+                }
+            });
+        }
+        sim.sleep(Duration::from_millis(1)).await;
+        let first = ids.lock().expect("lock")[0].clone();
+        for i in 0..N {
+            // Interleaved: messages to one connection (queued to it) and broadcasts
+            // (written by this task into every connection with nothing waiting).
+            if i % 2 == 0 {
+                r.send(first.as_str(), i.to_string()).expect("open");
+            } else {
+                assert_eq!(r.broadcast().send(i.to_string()), 3);
+            }
+            if i % 5 == 0 {
+                // The readers drain their pipes, the connections' tasks run.
+                sim.sleep(Duration::ZERO).await;
+            }
+        }
+        sim.sleep(Duration::from_secs(1)).await;
+    });
+    let first = ids.lock().expect("lock")[0].clone();
+    for (k, got) in got.iter().enumerate() {
+        let got = got.lock().expect("lock").clone();
+        // The clients connected in order, so client 0 is `first`.
+        let want: Vec<usize> = (0..N).filter(|i| k == 0 || i % 2 == 1).collect();
+        assert_eq!(got, want, "client {k} ({first})");
+    }
+}

@@ -16,7 +16,7 @@ use super::{
     Accepted, Auth, AuthData, Broadcast, ConnId, Flow, Handshake, RoomLimit, Router, SendError,
     Upgrade,
 };
-use crate::{Clock, Error, Outbox, Transport, WebSocket};
+use crate::{Clock, Direct, Error, Outbox, Transport, WebSocket};
 
 /// Above this many bytes waiting in the WebSocket, the link's queue is not moved into
 /// it: the rest waits, counted against the link's bound.
@@ -33,9 +33,28 @@ enum Out {
     Shared(Arc<SharedMessage>),
 }
 
+/// A connection's WebSocket, as a publisher sees it.
+trait DirectSend: Send + Sync {
+    /// Writes a broadcast frame now, if nothing else waits to go out before it.
+    fn try_send_shared(&self, message: &SharedMessage) -> Direct;
+}
+
+impl<T: Transport + Send, C: Clock + Send> DirectSend for Mutex<WebSocket<T, C>> {
+    fn try_send_shared(&self, message: &SharedMessage) -> Direct {
+        match self.try_lock() {
+            Ok(mut ws) => ws.try_send_shared(&message.frame, message.compressed.as_ref()),
+            // Its task holds it (or it panicked there): queued instead.
+            Err(_) => Direct::Refused,
+        }
+    }
+}
+
 #[derive(Default)]
 struct LinkState {
     queue: VecDeque<(Out, usize)>,
+    /// The connection's WebSocket, while its task runs it: a broadcast that finds the
+    /// queue empty is written straight into it by the publisher.
+    wire: Option<Arc<dyn DirectSend>>,
     bytes: usize,
     waker: Option<Waker>,
     /// A close asked for, sent once the queue ahead of it is written.
@@ -71,6 +90,21 @@ impl Link {
         let mut s = self.lock();
         if s.ended || s.closing {
             return Err(SendError::Closed);
+        }
+        if let (Out::Shared(message), true, Some(wire)) = (&out, s.queue.is_empty(), &s.wire) {
+            match wire.try_send_shared(message) {
+                Direct::Whole => return Ok(()),
+                Direct::Partial => {
+                    // The task writes the rest.
+                    let waker = s.waker.take();
+                    drop(s);
+                    if let Some(w) = waker {
+                        w.wake();
+                    }
+                    return Ok(());
+                }
+                Direct::Refused => {}
+            }
         }
         let result = if s.bytes + len > self.limit {
             // Too slow a reader: what waits is dropped, and the connection closed.
@@ -123,9 +157,15 @@ impl Link {
         s.ended || s.closing
     }
 
+    /// Lets publishers write broadcasts straight into `wire` (see [`LinkState::wire`]).
+    fn set_wire(&self, wire: Arc<dyn DirectSend>) {
+        self.lock().wire = Some(wire);
+    }
+
     fn end(&self) {
         let mut s = self.lock();
         s.ended = true;
+        s.wire = None;
         s.queue.clear();
         s.bytes = 0;
         s.waker = None;
@@ -341,7 +381,7 @@ pub(crate) async fn authorize<C: Clock>(upgrade: &Upgrade, clock: &mut C) -> Aut
 
 /// Authenticates an upgrade request, answers it, and runs the connection until it
 /// ends. `rest`: bytes read past the request.
-pub(crate) async fn serve_upgrade<T: Transport, C: Clock>(
+pub(crate) async fn serve_upgrade<T: Transport + Send + 'static, C: Clock + Send + 'static>(
     upgrade: Upgrade,
     mut io: T,
     mut clock: C,
@@ -374,7 +414,7 @@ pub(crate) async fn serve_upgrade<T: Transport, C: Clock>(
 
 /// Runs a connection whose upgrade was answered (`ws`), as `auth` decided: closed at
 /// once, or registered and handed to the route's handlers until it ends.
-pub(crate) async fn run<T: Transport, C: Clock>(
+pub(crate) async fn run<T: Transport + Send + 'static, C: Clock + Send + 'static>(
     accepted: Accepted,
     mut ws: WebSocket<T, C>,
     auth: Auth,
@@ -421,8 +461,12 @@ pub(crate) async fn run<T: Transport, C: Clock>(
         guarded(&conn, "on_connect", || f(&conn));
     }
     let mut ended = None;
+    let ws = Arc::new(Mutex::new(ws));
+    link.set_wire(ws.clone());
     loop {
         let event = poll_fn(|cx| {
+            // Held while this task runs: a publisher meanwhile queues to the link.
+            let mut ws = ws.lock().unwrap_or_else(|e| e.into_inner());
             link.drain_into(&mut ws, cx);
             ws.poll_event(cx)
         })

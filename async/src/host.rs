@@ -238,6 +238,8 @@ struct WsWire<T> {
     /// The link is open and everything it produced is in `out`: a frame written now
     /// comes after all of it.
     quiet: bool,
+    /// Bytes went to `io` since it was last flushed.
+    unflushed: bool,
 }
 
 impl<T: Transport + Send> DirectWrite for Mutex<WsWire<T>> {
@@ -258,10 +260,19 @@ impl<T: Transport + Send> DirectWrite for Mutex<WsWire<T>> {
             Poll::Ready(Err(_)) | Poll::Pending => 0,
         };
         if written == frame.len() {
-            return Direct::Whole;
+            // A stream that buffers (TLS) may hold it until flushed: the task does that
+            // if it cannot be done now.
+            return match wire.io.poll_flush(&mut cx) {
+                Poll::Ready(Ok(())) => Direct::Whole,
+                Poll::Ready(Err(_)) | Poll::Pending => {
+                    wire.unflushed = true;
+                    Direct::Partial
+                }
+            };
         }
         wire.out.push(frame.slice(written..));
         wire.owed += frame.len() - written;
+        wire.unflushed = true;
         Direct::Partial
     }
 }
@@ -815,6 +826,7 @@ impl<E: Endpoint> Host<E> {
             owed: out.len(),
             out,
             quiet: false,
+            unflushed: false,
         }));
         self.lock().wires.insert(tid, wire.clone());
         // The guard's release forgets the wire, however this ends.
@@ -855,8 +867,17 @@ impl<E: Endpoint> Host<E> {
                     Ok(written) => {
                         link.handle_written(written.saturating_sub(w.owed));
                         w.owed = w.owed.saturating_sub(written);
+                        w.unflushed |= written > 0;
                     }
                     Err(e) => break Poll::Ready(Err(e)),
+                }
+                if w.unflushed && w.out.is_empty() {
+                    // A stream that buffers (TLS) sends what it holds.
+                    match w.io.poll_flush(cx) {
+                        Poll::Ready(Ok(())) => w.unflushed = false,
+                        Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
+                        Poll::Pending => {}
+                    }
                 }
                 let write_deadline = stall.deadline(limits);
                 if let Some(deadline) = write_deadline.into_iter().chain(link.poll_timeout()).min()
@@ -1322,6 +1343,7 @@ mod tests {
             out: Outbox::default(),
             owed: 0,
             quiet: true,
+            unflushed: false,
         };
         (Mutex::new(wire), theirs)
     }

@@ -303,6 +303,17 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
                 self.on_io_error();
                 return Poll::Ready(Some(Err(e.into())));
             }
+            if self.unflushed && self.outbox.is_empty() {
+                // A stream that buffers (TLS) sends what it holds.
+                match self.io.poll_flush(cx) {
+                    Poll::Ready(Ok(())) => self.unflushed = false,
+                    Poll::Ready(Err(e)) => {
+                        self.on_io_error();
+                        return Poll::Ready(Some(Err(e.into())));
+                    }
+                    Poll::Pending => {}
+                }
+            }
             if self.conn.should_close_transport() && self.outbox.is_empty() {
                 match self.poll_shutdown(cx) {
                     Poll::Ready(()) => {
@@ -467,12 +478,19 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
         // An error is the task's to meet, on its next write.
         let written = self.outbox.write_now(&mut self.io, &mut cx).unwrap_or(0);
         self.unflushed |= written > 0;
-        if self.outbox.is_empty() {
-            self.conn.handle_all_written();
-            Direct::Whole
-        } else {
+        if !self.outbox.is_empty() {
             self.conn.handle_written(self.clock.now(), written);
-            Direct::Partial
+            return Direct::Partial;
+        }
+        self.conn.handle_all_written();
+        // A stream that buffers (TLS) may hold it until flushed: the task does that if
+        // it cannot be done now.
+        match self.io.poll_flush(&mut cx) {
+            Poll::Ready(Ok(())) => {
+                self.unflushed = false;
+                Direct::Whole
+            }
+            Poll::Ready(Err(_)) | Poll::Pending => Direct::Partial,
         }
     }
 

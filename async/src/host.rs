@@ -631,8 +631,12 @@ impl<E: Endpoint> Host<E> {
     ) -> io::Result<Option<(String, WebSocket<T, C>)>> {
         let limits = self.settings.limits;
         let secure = io.is_secure();
-        let mut http = ServerConn::new(limits.max_head_size, self.max_body_size() + 1024)
-            .with_request_timeout(limits.request_timeout, clock.now());
+        // Boxed: the connection's task is then not sized for it once it has gone (an
+        // upgraded connection drops it).
+        let mut http = Box::new(
+            ServerConn::new(limits.max_head_size, self.max_body_size() + 1024)
+                .with_request_timeout(limits.request_timeout, clock.now()),
+        );
         let mut out = Outbox::default();
         let mut conn = ConnGuard::new(self.clone());
         let mut read_eof = false;
@@ -775,7 +779,10 @@ impl<E: Endpoint> Host<E> {
             (Ok(()), Mode::Routed(upgrade)) => {
                 drop(conn);
                 let rest = http.upgrade(Bytes::new());
-                crate::router::serve_upgrade(*upgrade, io, clock, rest)
+                drop(http);
+                // Boxed, as the other long-lived phases below: this future (the
+                // connection's task) is then sized for its HTTP phase alone.
+                Box::pin(crate::router::serve_upgrade(*upgrade, io, clock, rest))
                     .await
                     .map(|()| None)
             }
@@ -789,11 +796,17 @@ impl<E: Endpoint> Host<E> {
                     .unwrap_or_default()
                     .into_owned();
                 let tunnel = forward.open(&sid, *request);
-                self.splice(io, clock, tunnel, out).await.map(|()| None)
+                drop(http);
+                Box::pin(self.splice(io, clock, tunnel, out))
+                    .await
+                    .map(|()| None)
             }
             (Ok(()), mode @ Mode::Ws(_)) => {
                 conn.mode = mode;
-                self.drive_ws(io, clock, conn, out).await.map(|()| None)
+                drop(http);
+                Box::pin(self.drive_ws(io, clock, conn, out))
+                    .await
+                    .map(|()| None)
             }
             (done, mode) => {
                 // The guard releases what the connection held, however it ended (a

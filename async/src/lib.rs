@@ -293,9 +293,9 @@ pub(crate) async fn accept_loop<R, S, Fut>(
             Some((stream, peer)) => {
                 let permit = Gate::enter(&gate);
                 let served = serve(stream, peer);
-                rt.spawn(async move {
-                    served.await;
-                    drop(permit);
+                rt.spawn(Counted {
+                    served,
+                    _permit: permit,
                 });
             }
         }
@@ -325,6 +325,26 @@ pub async fn next_connection<R: Runtime>(rt: &R, listener: &R::Listener) -> (R::
 struct Gate {
     open: AtomicUsize,
     waker: std::sync::Mutex<Option<std::task::Waker>>,
+}
+
+pin_project_lite::pin_project! {
+    /// A served connection's future with its [`Permit`], released when the task ends.
+    /// Not an `async` block: one that awaits a future it captured holds it twice (the
+    /// captured value and the one being awaited), which doubled every connection's
+    /// task.
+    struct Counted<F> {
+        #[pin]
+        served: F,
+        _permit: Permit,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for Counted<F> {
+    type Output = ();
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.project().served.poll(cx)
+    }
 }
 
 /// One served connection, counted in its [`Gate`] until dropped.

@@ -21,8 +21,8 @@
 # (`sio-wirestate-tokio-typed`: `msg.data::<Value>()`, as applications write them), and
 # mounted in axum 0.8 through the tower layer; socketioxide 0.18 on axum with tokio current-thread and TCP_NODELAY, Node's socket.io 4.8 from conformance/interop, npm ci on first use):
 # echo with ack (100 × 20 B), over WebSocket and over HTTP long-polling; broadcast to a room of BCAST_SIZES recipients (1,000 and
-# 10,000 by default) with 20 B and 1 KiB strings, one broadcast in flight; and server
-# RSS per idle Socket.IO session.
+# 10,000 by default) with 20 B and 1 KiB strings, one broadcast in flight, and to 1,000
+# recipients on long-polling; and server RSS per idle Socket.IO session.
 #
 #   BASELINE=REV benches/compare.sh
 # also builds bench-server at git revision REV (in a worktree under target/) and runs
@@ -141,6 +141,14 @@ for round in $(seq 1 "$rounds"); do
                 echo "impl=$impl round=$round case=sio-bcast-${n}x${size}B $line" | tee -a "$raw"
             done
         done
+    done
+    # Broadcast to recipients on HTTP long-polling (1,000 of them, 20 B).
+    for impl in "${sio_impls[@]}"; do
+        start_server "$impl"
+        line="$(timeout $((secs + 90)) "$bin/load" --addr "127.0.0.1:$port" --sio-broadcast --polling \
+            --conns 1000 --size 20 --secs "$secs" --server-pid "$server" || echo failed=1)"
+        stop_server
+        echo "impl=$impl round=$round case=sio-bcast-polling-1000x20B $line" | tee -a "$raw"
     done
 done
 for impl in "${sio_impls[@]}"; do

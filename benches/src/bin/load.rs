@@ -6,6 +6,7 @@
 //! load --addr 127.0.0.1:9100 --sio --conns 100 --size 20 --secs 5 --server-pid PID
 //! load --addr 127.0.0.1:9100 --sio --polling --conns 100 --size 20 --secs 5 --server-pid PID
 //! load --addr 127.0.0.1:9100 --sio-broadcast --conns 1000 --size 20 --secs 5 --server-pid PID
+//! load --addr 127.0.0.1:9100 --sio-broadcast --polling --conns 1000 --size 20 --secs 5 --server-pid PID
 //! load --addr B --publish-addr A --sio-broadcast --conns 1000 --cluster-pids A,B --redis-pid R
 //! load --addr 127.0.0.1:9100 --sio --idle 10000 --server-pid PID
 //! load --addr 127.0.0.1:8080 --ws-broadcast --conns 1000 --size 20 --secs 5 --server-pid PID
@@ -32,6 +33,10 @@
 //! `/ws/chat` (the server greets each with `{"type":"connected",...}`), and the
 //! publisher sends `{"type":"message","text":T}`, which the server sends as a
 //! `chat-message` to every other `/ws/chat` connection. Recipients answer pings.
+//!
+//! With `--polling` as well, the recipients are Socket.IO sessions over HTTP
+//! long-polling (each with a GET always waiting, as a browser's); the publisher stays
+//! on WebSocket.
 //!
 //! With `--publish-addr`, the publisher talks to that server instead (another node of a
 //! cluster: every delivery then goes through the cluster's Redis), and
@@ -624,8 +629,13 @@ async fn broadcast(o: &Opts) -> io::Result<()> {
         }
     };
     let mut recipients = Vec::with_capacity(n);
+    let mut polling = Vec::new();
     for _ in 0..n {
-        recipients.push(session(o.addr.clone()).await?);
+        if o.polling {
+            polling.push(sio_polling_session(&o.addr).await?);
+        } else {
+            recipients.push(session(o.addr.clone()).await?);
+        }
     }
     let mut publisher = session(o.publish_addr.clone().unwrap_or_else(|| o.addr.clone())).await?;
     // Socket.IO's pong, or a WebSocket pong frame.
@@ -640,6 +650,40 @@ async fn broadcast(o: &Opts) -> io::Result<()> {
         b"42[\"msg\""
     };
     let mut tasks = Vec::with_capacity(n);
+    // A delivery reached a recipient.
+    let delivered = |fanout: &Fanout| {
+        if fanout.measuring.load(Ordering::Relaxed) {
+            let sent = fanout.sent_at.load(Ordering::Relaxed);
+            let rtt = micros_since(fanout.base).saturating_sub(sent);
+            if let Ok(mut l) = fanout.latencies.lock() {
+                l.push(rtt.min(u64::from(u32::MAX)) as u32);
+            }
+        }
+        if fanout.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            fanout.done.notify_one();
+        }
+    };
+    for mut session in polling {
+        let fanout = fanout.clone();
+        tasks.push(tokio::spawn(async move {
+            // Always one GET waiting, as a browser's.
+            while session.0.send(&session.2, None).await.is_ok() {
+                let Ok(body) = session.0.read().await else {
+                    break;
+                };
+                let mut pinged = false;
+                for packet in body.split(|b| *b == 0x1e) {
+                    if packet.starts_with(delivery) {
+                        delivered(&fanout);
+                    }
+                    pinged |= packet == b"2";
+                }
+                if pinged && polling_post(&mut session, b"3").await.is_err() {
+                    break;
+                }
+            }
+        }));
+    }
     for mut s in recipients {
         let fanout = fanout.clone();
         let pong = pong.clone();
@@ -652,16 +696,7 @@ async fn broadcast(o: &Opts) -> io::Result<()> {
                     buf.as_slice() == b"2"
                 };
                 if buf.starts_with(delivery) {
-                    if fanout.measuring.load(Ordering::Relaxed) {
-                        let sent = fanout.sent_at.load(Ordering::Relaxed);
-                        let rtt = micros_since(fanout.base).saturating_sub(sent);
-                        if let Ok(mut l) = fanout.latencies.lock() {
-                            l.push(rtt.min(u64::from(u32::MAX)) as u32);
-                        }
-                    }
-                    if fanout.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                        fanout.done.notify_one();
-                    }
+                    delivered(&fanout);
                 } else if ping && s.write_all(&pong).await.is_err() {
                     break;
                 }
@@ -744,8 +779,9 @@ async fn broadcast(o: &Opts) -> io::Result<()> {
     };
     let deliveries = broadcasts * n as u64;
     println!(
-        "{}=true recipients={n} size={} broadcasts={broadcasts} deliveries_per_s={:.0} p50_us={} p99_us={} last_delivery_mean_us={:.0} client_cpu={:.0}% server_cpu={:.0}% server_cpu_us_per_delivery={:.3} server_user_us_per_delivery={:.3} server_sys_us_per_delivery={:.3} server_rss_kib={}",
+        "{}=true polling={} recipients={n} size={} broadcasts={broadcasts} deliveries_per_s={:.0} p50_us={} p99_us={} last_delivery_mean_us={:.0} client_cpu={:.0}% server_cpu={:.0}% server_cpu_us_per_delivery={:.3} server_user_us_per_delivery={:.3} server_sys_us_per_delivery={:.3} server_rss_kib={}",
         if ws { "ws_broadcast" } else { "sio_broadcast" },
+        o.polling,
         o.size,
         deliveries as f64 / secs,
         pct(0.50),

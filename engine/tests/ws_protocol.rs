@@ -591,3 +591,24 @@ fn bytes_that_are_not_written_in_time_end_the_connection() {
     quiet.handle_written(now, usize::MAX);
     assert_eq!(quiet.poll_timeout(), None);
 }
+
+#[test]
+fn the_upgrade_request_is_kept_only_when_asked_for() {
+    let upgrade = b"GET /chat?room=a HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    for keep in [false, true] {
+        let now = std::time::Instant::now();
+        let config = Config::default().keep_request(keep);
+        let mut server = wirestate_engine::ws::Connection::server(std::sync::Arc::new(config), now);
+        server.handle_input(now, upgrade);
+        let evs = events(&mut server);
+        let [Event::Open(opened)] = evs.as_slice() else {
+            panic!("{evs:?}")
+        };
+        let target = opened.request.as_ref().map(|r| r.path().to_owned());
+        assert_eq!(
+            target,
+            keep.then(|| "/chat?room=a".to_owned()),
+            "keep {keep}"
+        );
+    }
+}

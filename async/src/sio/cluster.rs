@@ -801,7 +801,7 @@ impl SocketIo {
     pub(super) fn details(&self, sid: &Sid) -> Option<Value> {
         let (info, data, since) = {
             let app = lock(&self.inner.app);
-            let (info, _, state) = app.sockets.get(sid)?;
+            let (info, _, state) = &**app.sockets.get(sid)?;
             (info.clone(), state.data.clone(), state.since)
         };
         let rooms: Vec<String> = self

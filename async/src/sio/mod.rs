@@ -177,7 +177,7 @@ struct AckShared {
 struct App {
     namespaces: HashMap<Arc<str>, Arc<NamespaceHandlers>>,
     dynamic: Vec<(sio::NamespacePredicate, Arc<NamespaceHandlers>)>,
-    sockets: IdMap<Sid, (Arc<ConnectInfo>, bool, SocketState)>,
+    sockets: IdMap<Sid, Box<(Arc<ConnectInfo>, bool, SocketState)>>,
     /// Data set by the connect middleware, until the socket's Connected event.
     connecting: IdMap<Sid, Value>,
     /// What disconnected sockets kept for recovery: their data, user and place in
@@ -383,7 +383,7 @@ impl SocketIo {
     /// A connected socket by id.
     pub fn socket(&self, sid: &Sid) -> Option<Socket> {
         let app = lock(&self.inner.app);
-        let (info, recovered, _) = app.sockets.get(sid)?;
+        let (info, recovered, _) = &**app.sockets.get(sid)?;
         Some(Socket {
             io: self.clone(),
             sid: sid.clone(),
@@ -560,7 +560,7 @@ impl SocketIo {
                         ..SocketState::default()
                     };
                     app.sockets
-                        .insert(sid.clone(), (info.clone(), recovered, state));
+                        .insert(sid.clone(), Box::new((info.clone(), recovered, state)));
                     (kept.user, kept.auth)
                 };
                 let socket = Socket {
@@ -623,7 +623,8 @@ impl SocketIo {
                 let removed = {
                     let mut app = lock(&self.inner.app);
                     let removed = app.sockets.remove(&sid);
-                    if let (true, Some((_, _, state))) = (kept, &removed) {
+                    if let (true, Some(b)) = (kept, &removed) {
+                        let state = &b.2;
                         let kept = Kept {
                             data: state.data.clone(),
                             user: state.user.clone(),
@@ -637,7 +638,7 @@ impl SocketIo {
                     }
                     removed
                 };
-                if let Some((info, recovered, state)) = removed {
+                if let Some((info, recovered, state)) = removed.map(|b| *b) {
                     if let Some(user) = &state.user {
                         self.user_gone(user);
                     }
@@ -725,7 +726,8 @@ impl SocketIo {
     fn on_socket_event(&self, sid: Sid, name: String, payload: Payload, ack: Option<u64>) {
         let found = {
             let app = lock(&self.inner.app);
-            app.sockets.get(&sid).map(|(info, recovered, state)| {
+            app.sockets.get(&sid).map(|b| {
+                let (info, recovered, state) = &**b;
                 let own = state.handlers.get(&name).cloned();
                 // The namespace is needed for its hooks, or for a handler the socket
                 // does not have: not on the plain path (its own handler, no hook).

@@ -162,7 +162,7 @@ impl Socket {
 
     pub(super) fn with_state<R>(&self, f: impl FnOnce(&mut SocketState) -> R) -> Option<R> {
         let mut app = lock(&self.io.inner.app);
-        app.sockets.get_mut(&self.sid).map(|(_, _, s)| f(s))
+        app.sockets.get_mut(&self.sid).map(|b| f(&mut b.2))
     }
 
     /// Handles event `name` (replacing an earlier handler for it). The handler may be

@@ -671,7 +671,7 @@ pub struct Server {
     config: Arc<Config>,
     ws_config: Arc<ws::Config>,
     rng: Rng,
-    sessions: IdMap<SessionId, Session>,
+    sessions: IdMap<SessionId, Box<Session>>,
     polls: IdMap<PollId, SessionId>,
     transports: IdMap<TransportId, WsTransport>,
     decoder: Option<MessageDecoder>,
@@ -1311,7 +1311,7 @@ impl Server {
         };
         self.sessions.insert(
             sid.clone(),
-            Session {
+            Box::new(Session {
                 id: sid.clone(),
                 protocol,
                 websocket,
@@ -1322,7 +1322,7 @@ impl Server {
                 next_ping,
                 pong_deadline,
                 armed: None,
-            },
+            }),
         );
         self.arm_session(&sid);
         self.emit(Event::Open {

@@ -23,7 +23,10 @@ use crate::{IdMap, IdSet};
 mod acks;
 mod broadcast;
 mod recovery;
+mod small;
 mod vocab;
+
+use small::SmallMap;
 
 pub use vocab::*;
 
@@ -32,8 +35,10 @@ struct Client {
     protocol: Protocol,
     handshake: Arc<Handshake>,
     decoder: Decoder,
-    sockets: HashMap<Arc<str>, Sid>,
-    pending: HashMap<Arc<str>, Value>,
+    /// Its sockets, by namespace.
+    sockets: SmallMap<Arc<str>, Sid>,
+    /// Its CONNECTs waiting for the application, by namespace.
+    pending: SmallMap<Arc<str>, Value>,
     close_reason: Option<DisconnectReason>,
     ever_connected: bool,
     /// When the binary packet being reassembled began, if one is.
@@ -104,8 +109,8 @@ pub struct Server {
     eio: eio::Server,
     config: Config,
     rng: Rng,
-    clients: IdMap<SessionId, Client>,
-    sockets: IdMap<Sid, Socket>,
+    clients: IdMap<SessionId, Box<Client>>,
+    sockets: IdMap<Sid, Box<Socket>>,
     namespaces: HashMap<Arc<str>, Namespace>,
     dynamic: Vec<NamespacePredicate>,
     acks: IdMap<u64, PendingAck>,
@@ -473,13 +478,13 @@ impl Server {
             protocol,
             handshake: Arc::from(handshake),
             decoder: Decoder::with_parser(self.config.decode_limits, self.config.parser),
-            sockets: HashMap::new(),
-            pending: HashMap::new(),
+            sockets: SmallMap::default(),
+            pending: SmallMap::default(),
             close_reason: None,
             ever_connected: false,
             reassembling_since: None,
         };
-        self.clients.insert(session.clone(), client);
+        self.clients.insert(session.clone(), Box::new(client));
         if protocol == Protocol::V3 {
             // Socket.IO v2 clients are in `/` from the start.
             self.on_connect(now, &session, Arc::from("/"), Value::Object(Map::new()));
@@ -726,7 +731,7 @@ impl Server {
             members.insert(sid.clone());
             socket.rooms.insert(room);
         }
-        self.sockets.insert(sid.clone(), socket);
+        self.sockets.insert(sid.clone(), Box::new(socket));
         for room in &created {
             self.room_changed(&nsp, room, true);
         }

@@ -1,0 +1,109 @@
+//! A map kept as a vector: for the namespaces of one client, of which there are
+//! rarely more than a few (at most `max_namespaces_per_client`), where a hash map
+//! would cost more memory than a linear scan costs time.
+
+use std::borrow::Borrow;
+
+/// Keys and values in insertion order; a lookup scans them.
+#[derive(Debug, Clone)]
+pub(super) struct SmallMap<K, V>(Vec<(K, V)>);
+
+impl<K, V> Default for SmallMap<K, V> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<K: Eq, V> SmallMap<K, V> {
+    fn position<Q: Eq + ?Sized>(&self, key: &Q) -> Option<usize>
+    where
+        K: Borrow<Q>,
+    {
+        self.0.iter().position(|(k, _)| k.borrow() == key)
+    }
+
+    pub(super) fn get<Q: Eq + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
+        self.position(key).map(|i| &self.0[i].1)
+    }
+
+    pub(super) fn contains_key<Q: Eq + ?Sized>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+    {
+        self.position(key).is_some()
+    }
+
+    /// Inserts or replaces; returns the value replaced.
+    pub(super) fn insert(&mut self, key: K, value: V) -> Option<V> {
+        match self.position(&key) {
+            Some(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            None => {
+                self.0.push((key, value));
+                None
+            }
+        }
+    }
+
+    pub(super) fn remove<Q: Eq + ?Sized>(&mut self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+    {
+        self.remove_entry(key).map(|(_, v)| v)
+    }
+
+    pub(super) fn remove_entry<Q: Eq + ?Sized>(&mut self, key: &Q) -> Option<(K, V)>
+    where
+        K: Borrow<Q>,
+    {
+        let i = self.position(key)?;
+        let entry = self.0.swap_remove(i);
+        if self.0.is_empty() {
+            // An empty map holds no allocation.
+            self.0 = Vec::new();
+        }
+        Some(entry)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub(super) fn values(&self) -> impl Iterator<Item = &V> {
+        self.0.iter().map(|(_, v)| v)
+    }
+
+    pub(super) fn into_values(self) -> impl Iterator<Item = V> {
+        self.0.into_iter().map(|(_, v)| v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SmallMap;
+    use std::sync::Arc;
+
+    #[test]
+    fn behaves_as_a_map() {
+        let mut m: SmallMap<Arc<str>, u32> = SmallMap::default();
+        assert_eq!(m.insert("/a".into(), 1), None);
+        assert_eq!(m.insert("/b".into(), 2), None);
+        assert_eq!(m.insert("/a".into(), 3), Some(1));
+        assert_eq!((m.len(), m.get("/a"), m.get("/c")), (2, Some(&3), None));
+        assert!(m.contains_key("/b"));
+        assert_eq!(
+            m.remove_entry("/a").map(|(k, v)| (k.to_string(), v)),
+            Some(("/a".into(), 3))
+        );
+        assert_eq!(m.remove("/a"), None);
+        assert_eq!(m.values().copied().collect::<Vec<_>>(), [2]);
+        assert_eq!(m.remove("/b"), Some(2));
+        assert_eq!(m.0.capacity(), 0, "an empty map holds nothing");
+    }
+}

@@ -28,6 +28,8 @@ pub mod queue;
 pub mod rand;
 pub mod redis;
 pub mod sio;
+mod small;
+pub use small::SmallMap;
 pub mod ws;
 
 pub use machine::{ClientMachine, Endpoint};

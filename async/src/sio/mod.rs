@@ -100,7 +100,7 @@ struct NamespaceHandlers {
 }
 
 struct SocketState {
-    handlers: HashMap<String, EventHandler>,
+    handlers: wirestate_engine::SmallMap<String, EventHandler>,
     any_incoming: Vec<AnyHandler>,
     any_outgoing: Vec<AnyHandler>,
     middlewares: Vec<EventMiddleware>,
@@ -124,7 +124,7 @@ struct SocketState {
 impl Default for SocketState {
     fn default() -> Self {
         Self {
-            handlers: HashMap::new(),
+            handlers: wirestate_engine::SmallMap::default(),
             any_incoming: Vec::new(),
             any_outgoing: Vec::new(),
             middlewares: Vec::new(),

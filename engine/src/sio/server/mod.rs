@@ -23,10 +23,9 @@ use crate::{IdMap, IdSet};
 mod acks;
 mod broadcast;
 mod recovery;
-mod small;
 mod vocab;
 
-use small::SmallMap;
+use crate::SmallMap;
 
 pub use vocab::*;
 

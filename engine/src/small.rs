@@ -1,12 +1,14 @@
-//! A map kept as a vector: for the namespaces of one client, of which there are
-//! rarely more than a few (at most `max_namespaces_per_client`), where a hash map
-//! would cost more memory than a linear scan costs time.
+//! [`SmallMap`]: a map kept as a vector.
 
 use std::borrow::Borrow;
 
-/// Keys and values in insertion order; a lookup scans them.
+/// A map kept as a vector of keys and values (not in any particular order; a lookup
+/// scans them): for maps that hold a few entries each and exist once per connection
+/// (a client's namespaces, a socket's event handlers), where a hash map would cost more
+/// memory than a scan costs time. It holds no allocation while empty, and exactly
+/// what it needs for its first entry.
 #[derive(Debug, Clone)]
-pub(super) struct SmallMap<K, V>(Vec<(K, V)>);
+pub struct SmallMap<K, V>(Vec<(K, V)>);
 
 impl<K, V> Default for SmallMap<K, V> {
     fn default() -> Self {
@@ -22,14 +24,16 @@ impl<K: Eq, V> SmallMap<K, V> {
         self.0.iter().position(|(k, _)| k.borrow() == key)
     }
 
-    pub(super) fn get<Q: Eq + ?Sized>(&self, key: &Q) -> Option<&V>
+    /// The value of `key`.
+    pub fn get<Q: Eq + ?Sized>(&self, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
     {
         self.position(key).map(|i| &self.0[i].1)
     }
 
-    pub(super) fn contains_key<Q: Eq + ?Sized>(&self, key: &Q) -> bool
+    /// Whether `key` is in the map.
+    pub fn contains_key<Q: Eq + ?Sized>(&self, key: &Q) -> bool
     where
         K: Borrow<Q>,
     {
@@ -37,24 +41,30 @@ impl<K: Eq, V> SmallMap<K, V> {
     }
 
     /// Inserts or replaces; returns the value replaced.
-    pub(super) fn insert(&mut self, key: K, value: V) -> Option<V> {
+    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
         match self.position(&key) {
             Some(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
             None => {
+                if self.0.capacity() == 0 {
+                    // Most hold one entry: room for just that.
+                    self.0.reserve_exact(1);
+                }
                 self.0.push((key, value));
                 None
             }
         }
     }
 
-    pub(super) fn remove<Q: Eq + ?Sized>(&mut self, key: &Q) -> Option<V>
+    /// Removes `key`; returns its value.
+    pub fn remove<Q: Eq + ?Sized>(&mut self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
     {
         self.remove_entry(key).map(|(_, v)| v)
     }
 
-    pub(super) fn remove_entry<Q: Eq + ?Sized>(&mut self, key: &Q) -> Option<(K, V)>
+    /// Removes `key`; returns it and its value.
+    pub fn remove_entry<Q: Eq + ?Sized>(&mut self, key: &Q) -> Option<(K, V)>
     where
         K: Borrow<Q>,
     {
@@ -67,19 +77,28 @@ impl<K: Eq, V> SmallMap<K, V> {
         Some(entry)
     }
 
-    pub(super) fn len(&self) -> usize {
+    /// How many entries.
+    pub fn len(&self) -> usize {
         self.0.len()
     }
 
-    pub(super) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+    /// No entries.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The entries.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.0.iter().map(|(k, v)| (k, v))
     }
 
-    pub(super) fn values(&self) -> impl Iterator<Item = &V> {
+    /// The values.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
         self.0.iter().map(|(_, v)| v)
     }
 
-    pub(super) fn into_values(self) -> impl Iterator<Item = V> {
+    /// The values, taken.
+    pub fn into_values(self) -> impl Iterator<Item = V> {
         self.0.into_iter().map(|(_, v)| v)
     }
 }
@@ -93,6 +112,7 @@ mod tests {
     fn behaves_as_a_map() {
         let mut m: SmallMap<Arc<str>, u32> = SmallMap::default();
         assert_eq!(m.insert("/a".into(), 1), None);
+        assert_eq!(m.0.capacity(), 1, "room for one entry");
         assert_eq!(m.insert("/b".into(), 2), None);
         assert_eq!(m.insert("/a".into(), 3), Some(1));
         assert_eq!((m.len(), m.get("/a"), m.get("/c")), (2, Some(&3), None));

@@ -174,3 +174,24 @@ pub fn masked_frame(first: u8, payload: &[u8]) -> Vec<u8> {
     f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
     f
 }
+
+/// A Socket.IO server with the handlers every bench server has, written as
+/// applications write them (typed: `msg.data::<Value>()`): every socket joins room `r`;
+/// `echo` is acked with its argument; `bcast` is forwarded as `msg` to room `r` except
+/// the sender.
+pub fn sio_typed_server() -> std::io::Result<wirestate_tokio::sio::SocketIo> {
+    use serde_json::Value;
+    let io = wirestate_tokio::sio::server(wirestate_tokio::sio::Config::default())?;
+    io.of("/").on_connection(|socket| async move {
+        socket.join(["r"]);
+        socket.on("echo", |_socket, msg| async move {
+            let data: Value = msg.data()?;
+            msg.ack(&data)
+        });
+        socket.on("bcast", |socket, msg| async move {
+            let data: Value = msg.data()?;
+            socket.to("r").emit("msg", &data).map(drop)
+        });
+    });
+    Ok(io)
+}

@@ -81,7 +81,7 @@ fn main() -> io::Result<()> {
         let typed = name.ends_with("-typed");
         return rt.block_on(async move {
             let io = if typed {
-                sio_typed_server()?
+                wirestate_benches::sio_typed_server()?
             } else {
                 sio_server()?
             };
@@ -147,23 +147,6 @@ fn sio_server() -> io::Result<wirestate_tokio::sio::SocketIo> {
 }
 
 /// The same server with typed handlers: what an application usually writes.
-fn sio_typed_server() -> io::Result<wirestate_tokio::sio::SocketIo> {
-    use serde_json::Value;
-    let io = wirestate_tokio::sio::server(wirestate_tokio::sio::Config::default())?;
-    io.of("/").on_connection(|socket| async move {
-        socket.join(["r"]);
-        socket.on("echo", |_socket, msg| async move {
-            let data: Value = msg.data()?;
-            msg.ack(&data)
-        });
-        socket.on("bcast", |socket, msg| async move {
-            let data: Value = msg.data()?;
-            socket.to("r").emit("msg", &data).map(drop)
-        });
-    });
-    Ok(io)
-}
-
 #[cfg(feature = "peers")]
 mod peers {
     /// socketioxide on axum, with the same handlers as ours.

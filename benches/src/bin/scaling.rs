@@ -1,0 +1,122 @@
+//! `scaling`: how Socket.IO echo with ack scales from one worker thread to two, in
+//! memory (no sockets, so no kernel work): tokio's multi-threaded runtime with 1, then
+//! 2 worker threads, the typed-handler server (`echo` acked with its argument), and
+//! `CONNS` in-memory clients (tokio duplex streams, pre-masked frames) each keeping one
+//! event in flight until it has had `PER_CONN` acks. Rounds alternate between the two
+//! settings; prints one `key=value` line per round and the median ratio.
+//!
+//! ```text
+//! cargo run --release -p wirestate-benches --bin scaling [ROUNDS]
+//! ```
+#![allow(clippy::print_stdout)] // A measuring tool: its report is its stdout.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, DuplexStream};
+use wirestate_benches::masked_frame;
+
+const CONNS: usize = 64;
+const PER_CONN: usize = 2_000;
+
+/// Reads one unmasked server frame into `buf`.
+async fn read_frame<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> io::Result<()> {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).await?;
+    let len = match h[1] & 0x7f {
+        126 => usize::from(s.read_u16().await?),
+        127 => usize::try_from(s.read_u64().await?).map_err(io::Error::other)?,
+        n => usize::from(n),
+    };
+    buf.resize(len, 0);
+    s.read_exact(buf).await.map(drop)
+}
+
+/// A Socket.IO session on `/` over `s`: the upgrade, the open packet, CONNECT.
+async fn session(s: &mut DuplexStream) -> io::Result<()> {
+    s.write_all(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").await?;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(s.read_u8().await?);
+    }
+    let mut buf = Vec::new();
+    read_frame(s, &mut buf).await?; // the open packet
+    s.write_all(&masked_frame(0x81, b"40")).await?;
+    while !buf.starts_with(b"40") {
+        read_frame(s, &mut buf).await?;
+    }
+    Ok(())
+}
+
+/// One round: the time for every client to have its acks.
+fn round(workers: usize) -> io::Result<Duration> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let io = wirestate_benches::sio_typed_server()?;
+        let mut clients = Vec::with_capacity(CONNS);
+        for _ in 0..CONNS {
+            let (mut client, server) = tokio::io::duplex(64 * 1024);
+            let io = io.clone();
+            tokio::spawn(async move {
+                let _ = wirestate_tokio::sio::serve_connection(&io, server, None).await;
+            });
+            session(&mut client).await?;
+            clients.push(client);
+        }
+        let event = masked_frame(
+            0x81,
+            format!("421[\"echo\",\"{}\"]", "a".repeat(20)).as_bytes(),
+        );
+        let start = Instant::now();
+        let tasks: Vec<_> = clients
+            .into_iter()
+            .map(|mut c| {
+                let event = event.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    for _ in 0..PER_CONN {
+                        c.write_all(&event).await?;
+                        loop {
+                            read_frame(&mut c, &mut buf).await?;
+                            if buf.starts_with(b"43") {
+                                break;
+                            }
+                        }
+                    }
+                    io::Result::Ok(())
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.map_err(io::Error::other)??;
+        }
+        Ok(start.elapsed())
+    })
+}
+
+fn main() -> io::Result<()> {
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let messages = (CONNS * PER_CONN) as f64;
+    let mut ratios = Vec::new();
+    for r in 1..=rounds {
+        let mut rates = [0.0; 2];
+        for (i, workers) in [1, 2].into_iter().enumerate() {
+            let took = round(workers)?;
+            rates[i] = messages / took.as_secs_f64();
+            println!(
+                "round={r} workers={workers} conns={CONNS} messages={messages} msgs_per_s={:.0}",
+                rates[i]
+            );
+        }
+        ratios.push(rates[1] / rates[0]);
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!("scaling_2_vs_1_median={:.2}", ratios[ratios.len() / 2]);
+    Ok(())
+}

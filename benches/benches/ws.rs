@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wirestate_engine::ws::frame::{FrameHeader, OpCode};
 use wirestate_engine::ws::utf8::{validate, Utf8Validator};
 use wirestate_engine::ws::{mask::apply_mask, Config, Connection, Event};
@@ -114,38 +113,10 @@ const ECHO_OUTPUT: usize = ECHO_MESSAGES * (2 + ECHO_SIZE);
 /// Drives one echo server over an in-memory duplex stream: handshake (not timed), then
 /// all messages written while the echoes are read back (timed).
 async fn echo_once(name: &'static str, input: &[u8], config: Arc<Config>) -> Duration {
-    let (mut client, server) = tokio::io::duplex(64 * 1024);
-    let task = wirestate_benches::spawn_echo(name, server, config).expect("a known server");
-    client
-        .write_all(wirestate_benches::UPGRADE_REQUEST)
-        .await
-        .expect("upgrade request");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        client.read_exact(&mut byte).await.expect("101 response");
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{name}: no 101");
-    let (mut rd, mut wr) = tokio::io::split(client);
+    let mut echo = wirestate_benches::DuplexEcho::open(name, config).await;
     let start = Instant::now();
-    let writer = async {
-        wr.write_all(input).await.expect("write");
-    };
-    let reader = async {
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut got = 0;
-        while got < ECHO_OUTPUT {
-            let n = rd.read(&mut buf).await.expect("read");
-            assert!(n > 0, "{name}: closed after {got} bytes");
-            got += n;
-        }
-    };
-    tokio::join!(writer, reader);
-    let elapsed = start.elapsed();
-    drop((rd, wr));
-    task.abort();
-    elapsed
+    echo.echo(input, ECHO_OUTPUT).await;
+    start.elapsed()
 }
 
 fn echo_in_memory(c: &mut Criterion) {

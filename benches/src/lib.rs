@@ -195,3 +195,64 @@ pub fn sio_typed_server() -> std::io::Result<wirestate_tokio::sio::SocketIo> {
     });
     Ok(io)
 }
+
+/// An echo server on one end of an in-memory duplex stream (64 KiB each way), upgraded
+/// from the other: what the in-memory echo benchmarks drive.
+pub struct DuplexEcho {
+    task: JoinHandle<()>,
+    rd: tokio::io::ReadHalf<tokio::io::DuplexStream>,
+    wr: tokio::io::WriteHalf<tokio::io::DuplexStream>,
+    buf: Vec<u8>,
+}
+
+impl DuplexEcho {
+    /// Spawns echo server `name` (one of [`TOKIO_ECHO_SERVERS`]) and completes the
+    /// upgrade handshake with it. Panics on an unknown name or a failed handshake.
+    pub async fn open(name: &str, config: Arc<Config>) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let task = spawn_echo(name, server, config).expect("a known server");
+        client
+            .write_all(UPGRADE_REQUEST)
+            .await
+            .expect("upgrade request");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            client.read_exact(&mut byte).await.expect("101 response");
+            head.push(byte[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"), "{name}: no 101");
+        let (rd, wr) = tokio::io::split(client);
+        Self {
+            task,
+            rd,
+            wr,
+            buf: vec![0u8; 64 * 1024],
+        }
+    }
+
+    /// Writes `input` (masked frames) while reading back `expected` bytes of echoes.
+    pub async fn echo(&mut self, input: &[u8], expected: usize) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (rd, wr, buf) = (&mut self.rd, &mut self.wr, &mut self.buf);
+        let writer = async {
+            wr.write_all(input).await.expect("write");
+        };
+        let reader = async {
+            let mut got = 0;
+            while got < expected {
+                let n = rd.read(buf).await.expect("read");
+                assert!(n > 0, "closed after {got} bytes");
+                got += n;
+            }
+        };
+        tokio::join!(writer, reader);
+    }
+}
+
+impl Drop for DuplexEcho {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

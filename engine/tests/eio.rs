@@ -300,6 +300,23 @@ fn inflate(r: &Response) -> String {
     out
 }
 
+/// Queues `text` for `sid`, then polls with `accept` (or no `Accept-Encoding`): the
+/// immediate answer.
+fn queued_then_polled(
+    h: &mut Harness,
+    sid: &SessionId,
+    text: &str,
+    accept: Option<&str>,
+) -> Response {
+    h.server
+        .send(sid, Data::Text(text.to_owned().into()))
+        .expect("open");
+    match get_with(h, sid, accept) {
+        Reply::Respond(r) => r,
+        other => panic!("expected an immediate answer, got {other:?}"),
+    }
+}
+
 #[test]
 fn polling_responses_are_compressed_as_http_compression_does() {
     let mut h = harness(config());
@@ -307,12 +324,7 @@ fn polling_responses_are_compressed_as_http_compression_does() {
     let big = "x".repeat(1500);
     let small = "y".repeat(100);
     // Below the threshold: as it is, whatever the client accepts.
-    h.server
-        .send(&sid, Data::Text(small.clone().into()))
-        .expect("open");
-    let Reply::Respond(r) = get_with(&mut h, &sid, Some("gzip")) else {
-        panic!("answered at once")
-    };
+    let r = queued_then_polled(&mut h, &sid, &small, Some("gzip"));
     assert_eq!(r.header_value("content-encoding"), None);
     assert_eq!(body(&r), format!("4{small}"));
     // From the threshold on: gzip, or deflate when preferred; never unasked.
@@ -322,12 +334,7 @@ fn polling_responses_are_compressed_as_http_compression_does() {
         (Some("gzip;q=0"), None),
         (None, None),
     ] {
-        h.server
-            .send(&sid, Data::Text(big.clone().into()))
-            .expect("open");
-        let Reply::Respond(r) = get_with(&mut h, &sid, accept) else {
-            panic!("answered at once")
-        };
+        let r = queued_then_polled(&mut h, &sid, &big, accept);
         assert_eq!(r.header_value("content-encoding"), coding, "{accept:?}");
         let text = if coding.is_some() {
             inflate(&r)
@@ -355,12 +362,7 @@ fn polling_responses_are_compressed_as_http_compression_does() {
     // Turned off: never compressed.
     let mut h = harness(config().http_compression(None));
     let sid = h.handshake(4);
-    h.server
-        .send(&sid, Data::Text(big.clone().into()))
-        .expect("open");
-    let Reply::Respond(r) = get_with(&mut h, &sid, Some("gzip")) else {
-        panic!("answered at once")
-    };
+    let r = queued_then_polled(&mut h, &sid, &big, Some("gzip"));
     assert_eq!(r.header_value("content-encoding"), None);
     assert_eq!(body(&r), format!("4{big}"));
 }

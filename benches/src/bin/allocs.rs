@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wirestate_engine::ws::{Config, Connection, Event};
 
 /// The system allocator, counting calls and bytes.
@@ -106,41 +105,12 @@ fn sans_io(input: &[u8], warmup: &[u8], config: &Arc<Config>) {
 
 /// One server over a duplex stream: handshake and warm-up, then the counted run.
 async fn over_duplex(name: &'static str, input: &[u8], warmup: &[u8], config: Arc<Config>) {
-    let (mut client, server) = tokio::io::duplex(64 * 1024);
-    let task = wirestate_benches::spawn_echo(name, server, config).expect("a known server");
-    client
-        .write_all(wirestate_benches::UPGRADE_REQUEST)
-        .await
-        .expect("upgrade request");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        client.read_exact(&mut byte).await.expect("101 response");
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{name}: no 101");
-    let (mut rd, mut wr) = tokio::io::split(client);
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut round = async |input: &[u8], messages: usize| {
-        let writer = async {
-            wr.write_all(input).await.expect("write");
-        };
-        let reader = async {
-            let mut got = 0;
-            while got < messages * FRAME_OUT {
-                let n = rd.read(&mut buf).await.expect("read");
-                assert!(n > 0, "{name}: closed after {got} bytes");
-                got += n;
-            }
-        };
-        tokio::join!(writer, reader);
-    };
-    round(warmup, WARMUP).await;
+    let mut echo = wirestate_benches::DuplexEcho::open(name, config).await;
+    echo.echo(warmup, WARMUP * FRAME_OUT).await;
     let before = counters();
-    round(input, MESSAGES).await;
+    echo.echo(input, MESSAGES * FRAME_OUT).await;
     let after = counters();
     report(name, before, after);
-    task.abort();
 }
 
 fn main() {

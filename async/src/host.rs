@@ -4,7 +4,9 @@
 //! One sans-IO [`Endpoint`] is shared (behind a mutex held only for the synchronous
 //! calls into it) by every connection future and one timer future. Its outputs are
 //! sorted into mailboxes — the response for a parked poll, the packets for a WebSocket
-//! transport — and the future waiting on each mailbox is woken. Each upgraded
+//! transport — and the future waiting on each mailbox is woken; a broadcast frame is
+//! instead written straight into each WebSocket transport's socket that has nothing
+//! waiting (see `Shared::dispatch`), so its task is not woken at all. Each upgraded
 //! connection drives its own [`WsLink`]: frames are decoded, inflated, encoded and
 //! compressed in the connection's task with the lock released, and Socket.IO's JSON
 //! parsed there too (as it is for polling payloads, through the endpoint's

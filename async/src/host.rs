@@ -18,7 +18,7 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::task::{Context, Poll, Waker};
@@ -240,8 +240,6 @@ struct WsWire<T> {
     /// The link is open and everything it produced is in `out`: a frame written now
     /// comes after all of it.
     quiet: bool,
-    /// Bytes went to `io` since it was last flushed.
-    unflushed: bool,
 }
 
 impl<T: Transport + Send> DirectWrite for Mutex<WsWire<T>> {
@@ -256,26 +254,19 @@ impl<T: Transport + Send> DirectWrite for Mutex<WsWire<T>> {
         // A waker that does nothing: if the socket is full, the task is woken instead
         // and writes the rest with its own waker.
         let mut cx = Context::from_waker(Waker::noop());
-        let written = match wire.io.poll_write_now(&mut cx, &[IoSlice::new(frame)]) {
-            Poll::Ready(Ok(n)) => n.min(frame.len()),
-            // An error is the task's to see, on its own next write.
-            Poll::Ready(Err(_)) | Poll::Pending => 0,
-        };
-        if written == frame.len() {
-            // A stream that buffers (TLS) may hold it until flushed: the task does that
-            // if it cannot be done now.
-            return match wire.io.poll_flush(&mut cx) {
-                Poll::Ready(Ok(())) => Direct::Whole,
-                Poll::Ready(Err(_)) | Poll::Pending => {
-                    wire.unflushed = true;
-                    Direct::Partial
-                }
-            };
+        wire.out.push(frame.clone());
+        // An error is the task's to see, on its own next write.
+        let _ = wire.out.write_now(&mut wire.io, &mut cx);
+        if !wire.out.is_empty() {
+            wire.owed += wire.out.len();
+            return Direct::Partial;
         }
-        wire.out.push(frame.slice(written..));
-        wire.owed += frame.len() - written;
-        wire.unflushed = true;
-        Direct::Partial
+        // A stream that buffers (TLS) may hold it until flushed: the task does that if
+        // it cannot be done now.
+        match wire.out.poll_flush(&mut wire.io, &mut cx) {
+            Poll::Ready(Ok(())) => Direct::Whole,
+            Poll::Ready(Err(_)) | Poll::Pending => Direct::Partial,
+        }
     }
 }
 
@@ -841,7 +832,6 @@ impl<E: Endpoint> Host<E> {
             owed: out.len(),
             out,
             quiet: false,
-            unflushed: false,
         }));
         self.lock().wires.insert(tid, wire.clone());
         // The guard's release forgets the wire, however this ends.
@@ -882,16 +872,12 @@ impl<E: Endpoint> Host<E> {
                     Ok(written) => {
                         link.handle_written(written.saturating_sub(w.owed));
                         w.owed = w.owed.saturating_sub(written);
-                        w.unflushed |= written > 0;
                     }
                     Err(e) => break Poll::Ready(Err(e)),
                 }
-                if w.unflushed && w.out.is_empty() {
-                    // A stream that buffers (TLS) sends what it holds.
-                    match w.io.poll_flush(cx) {
-                        Poll::Ready(Ok(())) => w.unflushed = false,
-                        Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
-                        Poll::Pending => {}
+                if w.out.is_empty() {
+                    if let Poll::Ready(Err(e)) = w.out.poll_flush(&mut w.io, cx) {
+                        break Poll::Ready(Err(e));
                     }
                 }
                 let write_deadline = stall.deadline(limits);
@@ -1358,7 +1344,6 @@ mod tests {
             out: Outbox::default(),
             owed: 0,
             quiet: true,
-            unflushed: false,
         };
         (Mutex::new(wire), theirs)
     }

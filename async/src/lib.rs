@@ -433,6 +433,9 @@ pub(crate) enum Direct {
 pub(crate) struct Outbox {
     queue: wirestate_engine::queue::Queue<bytes::Bytes>,
     bytes: usize,
+    /// Bytes went to the transport since [`poll_flush`](Self::poll_flush) last flushed
+    /// it.
+    unflushed: bool,
 }
 
 /// Buffers handed to one vectored write.
@@ -479,6 +482,21 @@ impl Outbox {
         self.write_with(io, cx, T::poll_write_now)
     }
 
+    /// Flushes `io` if bytes went to it since it was last flushed here: a stream that
+    /// buffers (TLS) sends what it holds. Ready at once when nothing was written.
+    pub(crate) fn poll_flush<T: Transport>(
+        &mut self,
+        io: &mut T,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.unflushed {
+            return Poll::Ready(Ok(()));
+        }
+        std::task::ready!(io.poll_flush(cx))?;
+        self.unflushed = false;
+        Poll::Ready(Ok(()))
+    }
+
     fn write_with<T: Transport>(
         &mut self,
         io: &mut T,
@@ -508,6 +526,7 @@ impl Outbox {
             };
             self.bytes -= n;
             total += n;
+            self.unflushed = true;
             while n > 0 {
                 let Some(front) = self.queue.front_mut() else {
                     break;

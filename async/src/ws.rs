@@ -9,7 +9,7 @@ use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use tracing::Instrument;
 
@@ -99,8 +99,6 @@ pub struct WebSocket<T, C> {
     closed: Option<Closed>,
     opened: Option<Box<Opened>>,
     finished: bool,
-    /// Bytes went to the transport since its last flush.
-    unflushed: bool,
 }
 
 impl<T, C> fmt::Debug for WebSocket<T, C> {
@@ -159,7 +157,6 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
             closed: None,
             opened: None,
             finished: false,
-            unflushed: false,
         }
     }
 
@@ -303,15 +300,10 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
                 self.on_io_error();
                 return Poll::Ready(Some(Err(e.into())));
             }
-            if self.unflushed && self.outbox.is_empty() {
-                // A stream that buffers (TLS) sends what it holds.
-                match self.io.poll_flush(cx) {
-                    Poll::Ready(Ok(())) => self.unflushed = false,
-                    Poll::Ready(Err(e)) => {
-                        self.on_io_error();
-                        return Poll::Ready(Some(Err(e.into())));
-                    }
-                    Poll::Pending => {}
+            if self.outbox.is_empty() {
+                if let Poll::Ready(Err(e)) = self.outbox.poll_flush(&mut self.io, cx) {
+                    self.on_io_error();
+                    return Poll::Ready(Some(Err(e.into())));
                 }
             }
             if self.conn.should_close_transport() && self.outbox.is_empty() {
@@ -369,12 +361,9 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
         if !self.outbox.is_empty() {
             return self.poll_write_timeout(cx);
         }
-        if !self.unflushed {
-            return Poll::Ready(Ok(()));
-        }
-        ready!(self.io.poll_flush(cx))?;
-        self.unflushed = false;
-        Poll::Ready(Ok(()))
+        self.outbox
+            .poll_flush(&mut self.io, cx)
+            .map_err(Error::from)
     }
 
     /// Ready when fewer than the high-water mark of bytes are queued (the `Sink`
@@ -438,14 +427,22 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
 
     /// Moves queued frames to the outbox and writes as much as the transport takes now.
     fn write_some(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        self.write_queued(|out, io| out.write_to(io, cx))
+    }
+
+    /// Moves queued frames to the outbox and writes them with `write`, then tells the
+    /// connection what went out.
+    fn write_queued(
+        &mut self,
+        write: impl FnOnce(&mut Outbox, &mut T) -> io::Result<usize>,
+    ) -> io::Result<()> {
         while let Some(bytes) = self.conn.poll_transmit() {
             self.outbox.push(bytes);
         }
         if self.outbox.is_empty() {
             return Ok(());
         }
-        let written = self.outbox.write_to(&mut self.io, cx)?;
-        self.unflushed |= written > 0;
+        let written = write(&mut self.outbox, &mut self.io)?;
         if self.outbox.is_empty() {
             // The common case: no clock reading.
             self.conn.handle_all_written();
@@ -471,25 +468,16 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
         {
             return Direct::Refused;
         }
-        while let Some(bytes) = self.conn.poll_transmit() {
-            self.outbox.push(bytes);
-        }
         let mut cx = Context::from_waker(std::task::Waker::noop());
         // An error is the task's to meet, on its next write.
-        let written = self.outbox.write_now(&mut self.io, &mut cx).unwrap_or(0);
-        self.unflushed |= written > 0;
+        let _ = self.write_queued(|out, io| Ok(out.write_now(io, &mut cx).unwrap_or(0)));
         if !self.outbox.is_empty() {
-            self.conn.handle_written(self.clock.now(), written);
             return Direct::Partial;
         }
-        self.conn.handle_all_written();
         // A stream that buffers (TLS) may hold it until flushed: the task does that if
         // it cannot be done now.
-        match self.io.poll_flush(&mut cx) {
-            Poll::Ready(Ok(())) => {
-                self.unflushed = false;
-                Direct::Whole
-            }
+        match self.outbox.poll_flush(&mut self.io, &mut cx) {
+            Poll::Ready(Ok(())) => Direct::Whole,
             Poll::Ready(Err(_)) | Poll::Pending => Direct::Partial,
         }
     }

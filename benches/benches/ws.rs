@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use wirestate_engine::ws::frame::{FrameHeader, OpCode};
 use wirestate_engine::ws::utf8::{validate, Utf8Validator};
-use wirestate_engine::ws::{mask::apply_mask, Config, Connection, Event};
+use wirestate_engine::ws::{mask::apply_mask, Config, Connection};
 
 fn masking(c: &mut Criterion) {
     let mut group = c.benchmark_group("mask");
@@ -129,21 +129,11 @@ fn echo_in_memory(c: &mut Criterion) {
     // each message, no runtime and no stream.
     group.bench_function("wirestate-sans-io", |b| {
         b.iter(|| {
-            let now = Instant::now();
-            let mut server = Connection::accepted(config.clone(), now);
-            let mut out = 0usize;
-            for chunk in input.chunks(64 * 1024) {
-                server.handle_input(now, chunk);
-                while let Some(event) = server.poll_event() {
-                    if let Event::Message(m) = event {
-                        server.send(m).expect("send");
-                    }
-                }
-                while let Some(bytes) = server.poll_transmit() {
-                    out += bytes.len();
-                }
-            }
-            assert_eq!(out, ECHO_OUTPUT);
+            let mut server = Connection::accepted(config.clone(), Instant::now());
+            assert_eq!(
+                wirestate_benches::sans_io_echo(&mut server, &input),
+                ECHO_OUTPUT
+            );
         })
     });
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -196,6 +196,27 @@ pub fn sio_typed_server() -> std::io::Result<wirestate_tokio::sio::SocketIo> {
     Ok(io)
 }
 
+/// The engine alone as an echo server: feeds `input` (masked frames) to `server` in
+/// 64 KiB reads, sends every message back as the event gave it, and returns how many
+/// bytes went out. No runtime and no stream.
+pub fn sans_io_echo(server: &mut wirestate_engine::ws::Connection, input: &[u8]) -> usize {
+    use wirestate_engine::ws::Event;
+    let now = std::time::Instant::now();
+    let mut out = 0usize;
+    for chunk in input.chunks(64 * 1024) {
+        server.handle_input(now, chunk);
+        while let Some(event) = server.poll_event() {
+            if let Event::Message(m) = event {
+                server.send(m).expect("send");
+            }
+        }
+        while let Some(bytes) = server.poll_transmit() {
+            out += bytes.len();
+        }
+    }
+    out
+}
+
 /// An echo server on one end of an in-memory duplex stream (64 KiB each way), upgraded
 /// from the other: what the in-memory echo benchmarks drive.
 pub struct DuplexEcho {

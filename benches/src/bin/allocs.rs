@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use wirestate_engine::ws::{Config, Connection, Event};
+use wirestate_engine::ws::{Config, Connection};
 
 /// The system allocator, counting calls and bytes.
 struct Counting;
@@ -78,23 +78,8 @@ fn report(name: &str, before: (u64, u64), after: (u64, u64)) {
 /// The engine alone: one connection, the frames in 64 KiB reads, each message sent
 /// back as the event gave it.
 fn sans_io(input: &[u8], warmup: &[u8], config: &Arc<Config>) {
-    let now = Instant::now();
-    let mut server = Connection::accepted(config.clone(), now);
-    let mut run = |input: &[u8]| {
-        let mut out = 0usize;
-        for chunk in input.chunks(64 * 1024) {
-            server.handle_input(now, chunk);
-            while let Some(event) = server.poll_event() {
-                if let Event::Message(m) = event {
-                    server.send(m).expect("send");
-                }
-            }
-            while let Some(bytes) = server.poll_transmit() {
-                out += bytes.len();
-            }
-        }
-        out
-    };
+    let mut server = Connection::accepted(config.clone(), Instant::now());
+    let mut run = |input: &[u8]| wirestate_benches::sans_io_echo(&mut server, input);
     assert_eq!(run(warmup), WARMUP * FRAME_OUT);
     let before = counters();
     let out = run(input);

@@ -54,6 +54,13 @@ fuzz_seconds="${FUZZ_SECONDS:-30}"
 suite_timeout="${SUITE_TIMEOUT:-1800}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export root logs fuzz_seconds
+# A clean build writes about 10 GB here; incremental caches only help a rebuild, so
+# CI goes without them. A full disk fails every later suite, so say up front how much
+# there is.
+[ "${CI:-}" = true ] && export CARGO_INCREMENTAL=0
+free_gb=$(( $(df -Pk "$root" | awk 'NR == 2 {print $4}') / 1048576 ))
+echo "=== disk: ${free_gb} GB free under $root"
+[ "$free_gb" -lt 12 ] && echo "=== warning: a full run writes about 10 GB; suites may fail with 'No space left on device'"
 
 summary=()
 passed=0

@@ -20,6 +20,7 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -99,12 +100,6 @@ impl HttpLimits {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Mailbox {
-    Poll(PollId),
-    Ws(TransportId),
-}
-
 struct Shared<E: Endpoint> {
     server: E,
     responses: IdMap<PollId, Response>,
@@ -116,8 +111,13 @@ struct Shared<E: Endpoint> {
     wires: IdMap<TransportId, Arc<dyn DirectWrite>>,
     /// Bytes of outputs written directly during a dispatch, for the endpoint.
     written_direct: Vec<(TransportId, usize)>,
-    wakers: IdMap<Mailbox, Waker>,
+    /// The tasks of parked polls, woken when their response is given. (A WebSocket
+    /// transport's task is woken through its wire's [`Bell`].)
+    poll_wakers: IdMap<PollId, Waker>,
     events: VecDeque<E::Event>,
+    /// An empty queue with room, swapped with `events` by the next drainer (so that
+    /// taking a batch of events allocates nothing).
+    spare_events: VecDeque<E::Event>,
     event_waker: Option<Waker>,
     timer_waker: Option<Waker>,
     armed: Option<Instant>,
@@ -126,6 +126,56 @@ struct Shared<E: Endpoint> {
     /// Connections in WebSocket or parked-poll mode.
     busy: usize,
     idle_wakers: Vec<Waker>,
+    /// Wakers to wake once the lock is released ([`HostGuard`]): a wake may make a
+    /// system call (to start an idle worker thread), not to be made while every other
+    /// connection waits for the lock.
+    to_wake: Vec<Waker>,
+}
+
+/// The host's lock, held: on release, it wakes the tasks that what was done under it
+/// woke.
+struct HostGuard<'a, E: Endpoint>(Option<MutexGuard<'a, Shared<E>>>);
+
+impl<E: Endpoint> std::ops::Deref for HostGuard<'_, E> {
+    type Target = Shared<E>;
+
+    fn deref(&self) -> &Shared<E> {
+        self.0
+            .as_deref()
+            .unwrap_or_else(|| unreachable!("held until dropped"))
+    }
+}
+
+impl<E: Endpoint> std::ops::DerefMut for HostGuard<'_, E> {
+    fn deref_mut(&mut self) -> &mut Shared<E> {
+        self.0
+            .as_deref_mut()
+            .unwrap_or_else(|| unreachable!("held until dropped"))
+    }
+}
+
+std::thread_local! {
+    /// An empty vector with room, swapped with a host's `to_wake` as its lock is
+    /// released (so that waking allocates nothing).
+    static SPARE_WAKES: std::cell::Cell<Vec<Waker>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+impl<E: Endpoint> Drop for HostGuard<'_, E> {
+    fn drop(&mut self) {
+        let Some(mut s) = self.0.take() else {
+            return;
+        };
+        if s.to_wake.is_empty() {
+            return;
+        }
+        let mut wakes = SPARE_WAKES.take();
+        std::mem::swap(&mut wakes, &mut s.to_wake);
+        drop(s);
+        for w in wakes.drain(..) {
+            w.wake();
+        }
+        SPARE_WAKES.set(wakes);
+    }
 }
 
 impl<E: Endpoint> Shared<E> {
@@ -152,10 +202,13 @@ impl<E: Endpoint> Shared<E> {
 
     fn dispatch_transmits(&mut self) {
         while let Some(t) = self.server.poll_transmit() {
-            let key = match t {
+            let transport = match t {
                 Transmit::Respond { poll, response } => {
                     self.responses.insert(poll, response);
-                    Mailbox::Poll(poll)
+                    if let Some(w) = self.poll_wakers.remove(&poll) {
+                        self.to_wake.push(w);
+                    }
+                    continue;
                 }
                 Transmit::Ws { transport, output } => {
                     if let (WsOutput::Prepared(frame), false, Some(wire)) = (
@@ -171,25 +224,24 @@ impl<E: Endpoint> Shared<E> {
                             Direct::Whole => continue,
                             // The task writes the rest.
                             Direct::Partial => {
-                                if let Some(w) = self.wakers.remove(&Mailbox::Ws(transport)) {
-                                    w.wake();
-                                }
+                                wire.bell().ring(&mut self.to_wake);
                                 continue;
                             }
                             Direct::Refused => {}
                         }
                     }
                     self.ws_out.entry(transport).or_default().push(output);
-                    Mailbox::Ws(transport)
+                    transport
                 }
                 Transmit::AbortTransport(transport) => {
                     self.ws_aborted.insert(transport, ());
                     self.ws_out.remove(&transport);
-                    Mailbox::Ws(transport)
+                    transport
                 }
             };
-            if let Some(w) = self.wakers.remove(&key) {
-                w.wake();
+            // Not upgraded yet: its task looks at its mailbox when it starts.
+            if let Some(wire) = self.wires.get(&transport) {
+                wire.bell().ring(&mut self.to_wake);
             }
         }
     }
@@ -202,13 +254,13 @@ impl<E: Endpoint> Shared<E> {
         }
         if any {
             if let Some(w) = self.event_waker.take() {
-                w.wake();
+                self.to_wake.push(w);
             }
         }
         let next = self.server.poll_timeout();
         if next != self.armed {
             if let Some(w) = self.timer_waker.take() {
-                w.wake();
+                self.to_wake.push(w);
             }
         }
         self.wake_if_idle();
@@ -216,9 +268,7 @@ impl<E: Endpoint> Shared<E> {
 
     fn wake_if_idle(&mut self) {
         if self.busy == 0 && self.server.is_idle() {
-            for w in self.idle_wakers.drain(..) {
-                w.wake();
-            }
+            self.to_wake.append(&mut self.idle_wakers);
         }
     }
 }
@@ -227,6 +277,49 @@ impl<E: Endpoint> Shared<E> {
 trait DirectWrite: Send + Sync {
     /// Writes `frame` now, if nothing else waits to go out before it.
     fn try_write(&self, frame: &Bytes) -> Direct;
+
+    /// Wakes the transport's task to look at its mailbox.
+    fn bell(&self) -> &Bell;
+}
+
+/// How a WebSocket transport's task learns that its mailbox has something (outputs,
+/// an abort, the rest of a direct write) without taking the host's lock to look: the
+/// dispatcher rings it, under the host's lock, after filling the mailbox; the task
+/// registers its waker, then answers (clears) it, and takes the host's lock only if it
+/// was rung. A ring after the answer wakes the registered waker, so none is lost.
+#[derive(Default)]
+struct Bell {
+    rung: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Bell {
+    /// Rings it: the task's waker goes into `to_wake`.
+    fn ring(&self, to_wake: &mut Vec<Waker>) {
+        self.rung.store(true, Ordering::Release);
+        if let Some(w) = &*self.waker.lock().unwrap_or_else(|e| e.into_inner()) {
+            to_wake.push(w.clone());
+        }
+    }
+
+    /// Has `waker` woken by the next ring.
+    fn register(&self, waker: &Waker) {
+        let mut slot = self.waker.lock().unwrap_or_else(|e| e.into_inner());
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+
+    /// Whether it was rung since the last answer.
+    fn answer(&self) -> bool {
+        self.rung.swap(false, Ordering::Acquire)
+    }
+}
+
+/// An upgraded WebSocket connection's wire and bell, registered with the host.
+struct Wire<T> {
+    bell: Bell,
+    state: Mutex<WsWire<T>>,
 }
 
 /// The writing side of an upgraded WebSocket connection, shared by its task (which
@@ -242,9 +335,13 @@ struct WsWire<T> {
     quiet: bool,
 }
 
-impl<T: Transport + Send> DirectWrite for Mutex<WsWire<T>> {
+impl<T: Transport + Send> DirectWrite for Wire<T> {
+    fn bell(&self) -> &Bell {
+        &self.bell
+    }
+
     fn try_write(&self, frame: &Bytes) -> Direct {
-        let Ok(mut wire) = self.try_lock() else {
+        let Ok(mut wire) = self.state.try_lock() else {
             return Direct::Refused;
         };
         let wire = &mut *wire;
@@ -347,6 +444,12 @@ enum Mode {
 
 /// Reading pauses while this many bytes wait to be written.
 const HIGH_WATER: usize = 1 << 20;
+
+/// A WebSocket's task reports the bytes it wrote to the endpoint (for its slow-consumer
+/// bound, `max_buffered`) when it takes the host's lock anyway (for its mailbox or an
+/// input), or once this many wait to be reported, rather than after every write. As
+/// before, what the task wrote on its last turn is reported on its next.
+const REPORT_WRITTEN: usize = 64 << 10;
 
 /// The settings of an Engine.IO server, given once to [`eio::server`](crate::eio::server)
 /// (a plain [`eio::Config`] converts into them).
@@ -476,7 +579,8 @@ impl<E: Endpoint> Host<E> {
                 ws_aborted: IdMap::default(),
                 wires: IdMap::default(),
                 written_direct: Vec::new(),
-                wakers: IdMap::default(),
+                poll_wakers: IdMap::default(),
+                spare_events: VecDeque::new(),
                 events: VecDeque::new(),
                 event_waker: None,
                 timer_waker: None,
@@ -484,6 +588,7 @@ impl<E: Endpoint> Host<E> {
                 draining: false,
                 busy: 0,
                 idle_wakers: Vec::new(),
+                to_wake: Vec::new(),
             })),
         }
     }
@@ -510,13 +615,13 @@ impl<E: Endpoint> Host<E> {
 
     /// Calls into the endpoint (e.g. to send), then carries out what that produced.
     pub fn with<R>(&self, f: impl FnOnce(&mut E) -> R) -> R {
-        let r = {
+        let (r, events) = {
             let mut s = self.lock();
             let r = f(&mut s.server);
             s.dispatch();
-            r
+            (r, self.claim_events(&mut s))
         };
-        self.drain_events();
+        self.run_events(events);
         r
     }
 
@@ -527,31 +632,42 @@ impl<E: Endpoint> Host<E> {
 
     /// Passes queued events to the hook, one drainer at a time.
     pub(crate) fn drain_events(&self) {
-        let Some(hook) = &self.settings.hook else {
+        let events = self.claim_events(&mut self.lock());
+        self.run_events(events);
+    }
+
+    /// Under the lock `s`: the queued events, if there is a hook, nobody else is
+    /// passing events to it and some are queued; the caller is then the drainer and
+    /// must [`run_events`](Self::run_events) them. Taken in the same lock as the call
+    /// that queued them, so that a handler's call costs one lock, not three.
+    fn claim_events(&self, s: &mut Shared<E>) -> Option<VecDeque<E::Event>> {
+        if self.settings.hook.is_none() || s.draining || s.events.is_empty() {
+            return None;
+        }
+        s.draining = true;
+        let spare = std::mem::take(&mut s.spare_events);
+        Some(std::mem::replace(&mut s.events, spare))
+    }
+
+    /// Passes `events` (claimed) to the hook, then those queued meanwhile, a batch per
+    /// lock, until none are left.
+    fn run_events(&self, events: Option<VecDeque<E::Event>>) {
+        let (Some(mut batch), Some(hook)) = (events, &self.settings.hook) else {
             return;
         };
-        {
+        loop {
+            for event in batch.drain(..) {
+                // A panicking hook loses its event (the panic hook has reported it) but
+                // neither the lock nor the draining flag.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(event)));
+            }
             let mut s = self.lock();
-            if s.draining || s.events.is_empty() {
+            if s.events.is_empty() {
+                s.draining = false;
+                s.spare_events = batch;
                 return;
             }
-            s.draining = true;
-        }
-        loop {
-            let event = {
-                let mut s = self.lock();
-                match s.events.pop_front() {
-                    Some(e) => e,
-                    None => {
-                        s.draining = false;
-                        return;
-                    }
-                }
-            };
-            // A panicking hook loses its event (the panic hook has reported it) but
-            // neither the lock nor the draining flag.
-            let hook = hook.clone();
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || hook(event)));
+            std::mem::swap(&mut s.events, &mut batch);
         }
     }
 
@@ -570,10 +686,10 @@ impl<E: Endpoint> Host<E> {
         .await
     }
 
-    fn lock(&self) -> MutexGuard<'_, Shared<E>> {
+    fn lock(&self) -> HostGuard<'_, E> {
         // A panic while locked cannot leave the state machine half-updated in a way
         // that matters more than stopping every connection would: keep serving.
-        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+        HostGuard(Some(self.shared.lock().unwrap_or_else(|e| e.into_inner())))
     }
 
     /// How many sessions are open.
@@ -826,41 +942,55 @@ impl<E: Endpoint> Host<E> {
             return Ok(());
         };
         let tid = link.transport();
-        let wire = Arc::new(Mutex::new(WsWire {
-            io,
-            // Bytes the connection owed before the link's own: not the link's to settle.
-            owed: out.len(),
-            out,
-            quiet: false,
-        }));
+        let wire = Arc::new(Wire {
+            bell: Bell::default(),
+            state: Mutex::new(WsWire {
+                io,
+                // Bytes the connection owed before the link's own: not the link's to
+                // settle.
+                owed: out.len(),
+                out,
+                quiet: false,
+            }),
+        });
         self.lock().wires.insert(tid, wire.clone());
+        // What was queued before the wire was registered rang no bell: look once.
+        let mut look = true;
+        // Bytes written and not yet reported to the endpoint (see REPORT_WRITTEN).
+        let mut unreported = 0;
         // The guard's release forgets the wire, however this ends.
         poll_fn(|cx| {
+            // Before the bell is answered, so that a ring after the answer wakes us.
+            wire.bell.register(cx.waker());
             // Held while this task runs: a publisher meanwhile queues to the mailbox.
-            let mut guard = lock_wire(&wire);
+            let mut guard = lock_wire(&wire.state);
             let w = &mut *guard;
             let done = loop {
                 let Mode::Ws(link) = &mut conn.mode else {
                     break Poll::Ready(Ok(()));
                 };
-                let mut s = self.lock();
-                let written = link.take_written();
-                if written > 0 {
-                    s.server.handle_ws_written(tid, written);
+                unreported += link.take_written();
+                let mut outputs = Vec::new();
+                // The host's lock only when the mailbox has something, or much was
+                // written.
+                if wire.bell.answer() | std::mem::take(&mut look) || unreported >= REPORT_WRITTEN {
+                    let mut s = self.lock();
+                    if unreported > 0 {
+                        s.server
+                            .handle_ws_written(tid, std::mem::take(&mut unreported));
+                    }
+                    if s.ws_aborted.contains_key(&tid) {
+                        // A slow consumer: dropped with what it did not read.
+                        break Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                    }
+                    outputs = s.ws_out.remove(&tid).unwrap_or_default();
                 }
-                if s.ws_aborted.contains_key(&tid) {
-                    // A slow consumer: dropped with what it did not read.
-                    break Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
-                }
-                let outputs = s.ws_out.remove(&tid).unwrap_or_default();
-                // Registered under the same lock as the take above, so that outputs
-                // dispatched by another thread right after it still wake us.
-                s.wakers.insert(Mailbox::Ws(tid), cx.waker().clone());
-                drop(s);
                 // Encoded and compressed here, with the lock released.
-                let now = clock.now();
-                for output in outputs {
-                    link.handle_output(now, output);
+                if !outputs.is_empty() {
+                    let now = clock.now();
+                    for output in outputs {
+                        link.handle_output(now, output);
+                    }
                 }
                 while let Some(b) = link.poll_transmit() {
                     w.out.push(b);
@@ -889,7 +1019,7 @@ impl<E: Endpoint> Host<E> {
                             break Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
                         }
                         link.handle_timeout(now);
-                        self.deliver(link, now);
+                        self.deliver_reporting(link, now, &mut unreported);
                         continue;
                     }
                 }
@@ -912,7 +1042,7 @@ impl<E: Endpoint> Host<E> {
                         conn.release(now);
                         break shutdown(&mut w.io, cx);
                     }
-                    Poll::Ready(Ok(_)) => self.deliver(link, now),
+                    Poll::Ready(Ok(_)) => self.deliver_reporting(link, now, &mut unreported),
                     Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
                     Poll::Pending => break Poll::Pending,
                 }
@@ -925,7 +1055,7 @@ impl<E: Endpoint> Host<E> {
         })
         .await
         // The guard releases what the connection held, however it ended (a cleanly
-        // closed WebSocket still has its waker registered).
+        // closed WebSocket is still registered with the host).
     }
 
     /// The response to parked poll `poll`, once the endpoint has given it; until then
@@ -935,7 +1065,7 @@ impl<E: Endpoint> Host<E> {
         match s.responses.remove(&poll) {
             Some(response) => Poll::Ready(response),
             None => {
-                s.wakers.insert(Mailbox::Poll(poll), cx.waker().clone());
+                s.poll_wakers.insert(poll, cx.waker().clone());
                 Poll::Pending
             }
         }
@@ -944,18 +1074,29 @@ impl<E: Endpoint> Host<E> {
     /// Hands what a WebSocket decoded (outside the lock) to the endpoint, then runs
     /// the handlers.
     fn deliver(&self, link: &mut WsLink, now: Instant) {
-        let inputs: Vec<WsInput> = std::iter::from_fn(|| link.poll_input()).collect();
-        if inputs.is_empty() {
+        self.deliver_reporting(link, now, &mut 0);
+    }
+
+    /// [`deliver`](Self::deliver), reporting `written` bytes (then zero) in the same
+    /// lock.
+    fn deliver_reporting(&self, link: &mut WsLink, now: Instant, written: &mut usize) {
+        // Decoded before the lock is taken; one input (the usual case) needs no vector.
+        let Some(first) = link.poll_input() else {
             return;
-        }
+        };
+        let rest: Vec<WsInput> = std::iter::from_fn(|| link.poll_input()).collect();
         let mut s = self.lock();
         let tid = link.transport();
-        for input in inputs {
+        if *written > 0 {
+            s.server.handle_ws_written(tid, std::mem::take(written));
+        }
+        for input in std::iter::once(first).chain(rest) {
             s.server.handle_ws_input(now, tid, input);
         }
         s.dispatch();
+        let events = self.claim_events(&mut s);
         drop(s);
-        self.drain_events();
+        self.run_events(events);
     }
 
     /// Hands one request to the endpoint, if its path is the endpoint's (`None`
@@ -1289,13 +1430,12 @@ impl<E: Endpoint> ConnGuard<E> {
             | Mode::Forward(..)
             | Mode::Tunnel(..) => return,
             Mode::Parked(poll) => {
-                s.wakers.remove(&Mailbox::Poll(poll));
+                s.poll_wakers.remove(&poll);
                 if s.responses.remove(&poll).is_none() {
                     s.server.handle_poll_aborted(now, poll);
                 }
             }
             Mode::Ws(ref mut link) => {
-                s.wakers.remove(&Mailbox::Ws(link.transport()));
                 s.wires.remove(&link.transport());
                 link.abandon(now, &mut s.server);
             }
@@ -1337,15 +1477,19 @@ mod tests {
     use super::*;
     use crate::mem::duplex;
 
-    fn wire(capacity: usize) -> (Mutex<WsWire<crate::mem::MemStream>>, crate::mem::MemStream) {
+    fn wire(capacity: usize) -> (Wire<crate::mem::MemStream>, crate::mem::MemStream) {
         let (ours, theirs) = duplex(capacity);
-        let wire = WsWire {
+        let state = WsWire {
             io: ours,
             out: Outbox::default(),
             owed: 0,
             quiet: true,
         };
-        (Mutex::new(wire), theirs)
+        let wire = Wire {
+            bell: Bell::default(),
+            state: Mutex::new(state),
+        };
+        (wire, theirs)
     }
 
     #[test]
@@ -1362,7 +1506,7 @@ mod tests {
         );
         assert_eq!(peer.take_available(100), b"abcdefghij");
         {
-            let w = lock_wire(&wire);
+            let w = lock_wire(&wire.state);
             assert_eq!((w.out.len(), w.owed), (2, 2));
         }
         assert_eq!(
@@ -1370,16 +1514,50 @@ mod tests {
             Direct::Refused,
             "bytes wait before it"
         );
-        lock_wire(&wire).out.clear();
+        lock_wire(&wire.state).out.clear();
         // Not quiet (the link has output of its own, or is closing): refused.
-        lock_wire(&wire).quiet = false;
+        lock_wire(&wire.state).quiet = false;
         assert_eq!(wire.try_write(&frame), Direct::Refused);
-        lock_wire(&wire).quiet = true;
+        lock_wire(&wire.state).quiet = true;
         // Held by its task: refused, never waited for.
-        let held = lock_wire(&wire);
+        let held = lock_wire(&wire.state);
         assert_eq!(wire.try_write(&frame), Direct::Refused);
         drop(held);
         assert_eq!(wire.try_write(&frame), Direct::Whole);
         assert_eq!(peer.take_available(100), b"0123456");
+    }
+
+    /// Counts its wakes.
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_ring_is_answered_once_and_wakes_the_registered_task() {
+        let bell = Bell::default();
+        let mut to_wake = Vec::new();
+        assert!(!bell.answer(), "never rung");
+        // Rung before the task registered (outputs queued as it starts): no one to
+        // wake, but its first answer says so.
+        bell.ring(&mut to_wake);
+        assert!(to_wake.is_empty());
+        assert!(bell.answer());
+        assert!(!bell.answer(), "answered");
+        let wakes = Arc::new(Wakes(0.into()));
+        let waker = Waker::from(wakes.clone());
+        bell.register(&waker);
+        bell.register(&waker);
+        bell.ring(&mut to_wake);
+        bell.ring(&mut to_wake);
+        // Woken after the host's lock is released, once per ring.
+        assert_eq!(to_wake.len(), 2);
+        to_wake.drain(..).for_each(Waker::wake);
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 2);
+        assert!(bell.answer());
+        assert!(!bell.answer());
     }
 }

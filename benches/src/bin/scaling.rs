@@ -2,8 +2,11 @@
 //! memory (no sockets, so no kernel work): tokio's multi-threaded runtime with 1, then
 //! 2 worker threads, the typed-handler server (`echo` acked with its argument), and
 //! `CONNS` in-memory clients (tokio duplex streams, pre-masked frames) each keeping one
-//! event in flight until it has had `PER_CONN` acks. Rounds alternate between the two
-//! settings; prints one `key=value` line per round and the median ratio.
+//! event in flight until it has had `PER_CONN` acks. The control: the same clients
+//! and runtime against plain WebSocket echo connections (`wirestate_tokio::accept`,
+//! which share nothing), to tell what the harness and the runtime allow from what the
+//! Socket.IO server's shared state costs. Rounds alternate between the settings;
+//! prints one `key=value` line per round and the median ratios.
 //!
 //! ```text
 //! cargo run --release -p wirestate-benches --bin scaling [ROUNDS]
@@ -48,28 +51,53 @@ async fn session(s: &mut DuplexStream) -> io::Result<()> {
     Ok(())
 }
 
-/// One round: the time for every client to have its acks.
-fn round(workers: usize) -> io::Result<Duration> {
+/// A plain WebSocket connection over `s`: the upgrade.
+async fn upgrade(s: &mut DuplexStream) -> io::Result<()> {
+    s.write_all(b"GET / HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").await?;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(s.read_u8().await?);
+    }
+    Ok(())
+}
+
+/// What the clients talk to.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// The typed-handler Socket.IO server: `echo` acked with its argument.
+    SocketIo,
+    /// Plain WebSocket echo, one connection sharing nothing with another.
+    WebSocket,
+}
+
+/// One round: the time for every client to have its answers.
+fn round(workers: usize, kind: Kind) -> io::Result<Duration> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()
         .build()?;
     rt.block_on(async {
         let io = wirestate_benches::sio_typed_server()?;
+        let config = std::sync::Arc::new(wirestate_engine::ws::Config::default());
         let mut clients = Vec::with_capacity(CONNS);
         for _ in 0..CONNS {
             let (mut client, server) = tokio::io::duplex(64 * 1024);
-            let io = io.clone();
-            tokio::spawn(async move {
-                let _ = wirestate_tokio::sio::serve_connection(&io, server, None).await;
-            });
-            session(&mut client).await?;
+            if kind == Kind::SocketIo {
+                let io = io.clone();
+                tokio::spawn(async move {
+                    let _ = wirestate_tokio::sio::serve_connection(&io, server, None).await;
+                });
+                session(&mut client).await?;
+            } else {
+                let _ = wirestate_benches::spawn_echo("wirestate-tokio", server, config.clone());
+                upgrade(&mut client).await?;
+            }
             clients.push(client);
         }
-        let event = masked_frame(
-            0x81,
-            format!("421[\"echo\",\"{}\"]", "a".repeat(20)).as_bytes(),
-        );
+        let payload = format!("421[\"echo\",\"{}\"]", "a".repeat(20));
+        let event = masked_frame(0x81, payload.as_bytes());
+        // An echo's answer starts as the ack does.
+        let answer: &'static [u8] = if kind == Kind::SocketIo { b"43" } else { b"42" };
         let start = Instant::now();
         let tasks: Vec<_> = clients
             .into_iter()
@@ -81,7 +109,7 @@ fn round(workers: usize) -> io::Result<Duration> {
                         c.write_all(&event).await?;
                         loop {
                             read_frame(&mut c, &mut buf).await?;
-                            if buf.starts_with(b"43") {
+                            if buf.starts_with(answer) {
                                 break;
                             }
                         }
@@ -103,20 +131,28 @@ fn main() -> io::Result<()> {
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
     let messages = (CONNS * PER_CONN) as f64;
-    let mut ratios = Vec::new();
+    let kinds = [(Kind::SocketIo, "sio"), (Kind::WebSocket, "ws")];
+    let mut ratios = [Vec::new(), Vec::new()];
     for r in 1..=rounds {
-        let mut rates = [0.0; 2];
-        for (i, workers) in [1, 2].into_iter().enumerate() {
-            let took = round(workers)?;
-            rates[i] = messages / took.as_secs_f64();
-            println!(
-                "round={r} workers={workers} conns={CONNS} messages={messages} msgs_per_s={:.0}",
-                rates[i]
-            );
+        for (k, (kind, name)) in kinds.into_iter().enumerate() {
+            let mut rates = [0.0; 2];
+            for (i, workers) in [1, 2].into_iter().enumerate() {
+                let took = round(workers, kind)?;
+                rates[i] = messages / took.as_secs_f64();
+                println!(
+                    "round={r} server={name} workers={workers} conns={CONNS} messages={messages} msgs_per_s={:.0}",
+                    rates[i]
+                );
+            }
+            ratios[k].push(rates[1] / rates[0]);
         }
-        ratios.push(rates[1] / rates[0]);
     }
-    ratios.sort_by(f64::total_cmp);
-    println!("scaling_2_vs_1_median={:.2}", ratios[ratios.len() / 2]);
+    for (k, (_, name)) in kinds.into_iter().enumerate() {
+        ratios[k].sort_by(f64::total_cmp);
+        println!(
+            "{name}_scaling_2_vs_1_median={:.2}",
+            ratios[k][ratios[k].len() / 2]
+        );
+    }
     Ok(())
 }

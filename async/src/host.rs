@@ -6,7 +6,10 @@
 //! sorted into mailboxes — the response for a parked poll, the packets for a WebSocket
 //! transport — and the future waiting on each mailbox is woken; a broadcast frame is
 //! instead written straight into each WebSocket transport's socket that has nothing
-//! waiting (see `Shared::dispatch`), so its task is not woken at all. Each upgraded
+//! waiting (see `Shared::dispatch`), so its task is not woken at all. A WebSocket
+//! transport's task learns of its mailbox through a `Bell` beside its socket, so it
+//! takes the lock only when there is something for it, to hand over what it read, or
+//! to report what it wrote; tasks are woken once the lock is released. Each upgraded
 //! connection drives its own [`WsLink`]: frames are decoded, inflated, encoded and
 //! compressed in the connection's task with the lock released, and Socket.IO's JSON
 //! parsed there too (as it is for polling payloads, through the endpoint's

@@ -33,38 +33,7 @@ impl Server {
     /// The sockets a target reaches, in no particular order.
     pub(super) fn targets(&self, target: &Broadcast) -> Vec<Sid> {
         let mut out = Vec::new();
-        let mut visit = |nsp: &Namespace| {
-            let except: crate::IdSet<&Sid> = target
-                .except
-                .iter()
-                .filter_map(|r| nsp.rooms.get(r))
-                .flatten()
-                .collect();
-            if target.rooms.is_empty() {
-                out.extend(nsp.sockets.iter().filter(|s| !except.contains(s)).cloned());
-            } else if target.rooms.len() == 1 {
-                if let Some(members) = nsp.rooms.get(&target.rooms[0]) {
-                    out.extend(members.iter().filter(|s| !except.contains(s)).cloned());
-                }
-            } else {
-                let mut seen = crate::IdSet::default();
-                for members in target.rooms.iter().filter_map(|r| nsp.rooms.get(r)) {
-                    for s in members {
-                        if !except.contains(s) && seen.insert(s) {
-                            out.push(s.clone());
-                        }
-                    }
-                }
-            }
-        };
-        match &target.nsp {
-            Some(name) => {
-                if let Some(nsp) = self.namespaces.get(name) {
-                    visit(nsp);
-                }
-            }
-            None => self.namespaces.values().for_each(visit),
-        }
+        visit_targets(&self.namespaces, target, |sid| out.push(sid.clone()));
         out
     }
 
@@ -134,25 +103,33 @@ impl Server {
                 });
                 self.trim_store(now);
             }
-            for sid in self.targets(&per_nsp) {
-                let Some(socket) = self.sockets.get_mut(&sid) else {
-                    continue;
+            // Straight from the room's members: no list of targets, no id cloned.
+            let Self {
+                namespaces,
+                sockets,
+                acks,
+                eio,
+                ..
+            } = self;
+            visit_targets(namespaces, &per_nsp, |sid| {
+                let Some(socket) = sockets.get_mut(sid) else {
+                    return;
                 };
                 if let Some(id) = packet.id {
                     socket.acks.insert(id);
-                    if let Some(a) = self.acks.get_mut(&id) {
+                    if let Some(a) = acks.get_mut(&id) {
                         a.waiting.insert(sid.clone());
                     }
                 }
-                let session = socket.info.session.clone();
-                if target.volatile && !self.eio.is_writable(&session) {
-                    continue;
+                let session = &socket.info.session;
+                if target.volatile && !eio.is_writable(session) {
+                    return;
                 }
                 for m in &shared {
-                    let _ = self.eio.send_shared(&session, m, target.compress);
+                    let _ = eio.send_shared(session, m, target.compress);
                 }
                 count += 1;
-            }
+            });
         }
         count
     }
@@ -269,5 +246,52 @@ impl Server {
             });
         }
         Ok(())
+    }
+}
+
+/// Calls `f` once for every socket `target` reaches in `namespaces`, in no particular
+/// order.
+fn visit_targets(
+    namespaces: &HashMap<Arc<str>, Namespace>,
+    target: &Broadcast,
+    mut f: impl FnMut(&Sid),
+) {
+    let mut visit = |nsp: &Namespace| {
+        let except: crate::IdSet<&Sid> = target
+            .except
+            .iter()
+            .filter_map(|r| nsp.rooms.get(r))
+            .flatten()
+            .collect();
+        if target.rooms.is_empty() {
+            nsp.sockets
+                .iter()
+                .filter(|s| !except.contains(s))
+                .for_each(&mut f);
+        } else if target.rooms.len() == 1 {
+            if let Some(members) = nsp.rooms.get(&target.rooms[0]) {
+                members
+                    .iter()
+                    .filter(|s| !except.contains(s))
+                    .for_each(&mut f);
+            }
+        } else {
+            let mut seen = crate::IdSet::default();
+            for members in target.rooms.iter().filter_map(|r| nsp.rooms.get(r)) {
+                for s in members {
+                    if !except.contains(s) && seen.insert(s) {
+                        f(s);
+                    }
+                }
+            }
+        }
+    };
+    match &target.nsp {
+        Some(name) => {
+            if let Some(nsp) = namespaces.get(name) {
+                visit(nsp);
+            }
+        }
+        None => namespaces.values().for_each(visit),
     }
 }

@@ -96,7 +96,7 @@ fn round(workers: usize, kind: Kind) -> io::Result<Duration> {
         }
         let payload = format!("421[\"echo\",\"{}\"]", "a".repeat(20));
         let event = masked_frame(0x81, payload.as_bytes());
-        // An echo's answer starts as the ack does.
+        // The answer: the ack (`43…`), or the echoed frame itself (`42…`).
         let answer: &'static [u8] = if kind == Kind::SocketIo { b"43" } else { b"42" };
         let start = Instant::now();
         let tasks: Vec<_> = clients

@@ -217,6 +217,30 @@ pub fn sans_io_echo(server: &mut wirestate_engine::ws::Connection, input: &[u8])
     out
 }
 
+/// Spawns echo server `name` (one of [`TOKIO_ECHO_SERVERS`]) on an in-memory stream
+/// and completes the upgrade handshake with it: the server's task, and the client's
+/// end, ready for masked frames. Panics on an unknown name or a failed handshake.
+pub async fn echo_upgraded(
+    name: &str,
+    config: Arc<Config>,
+) -> (JoinHandle<()>, tokio::io::DuplexStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut client, server) = tokio::io::duplex(64 * 1024);
+    let task = spawn_echo(name, server, config).expect("a known server");
+    client
+        .write_all(UPGRADE_REQUEST)
+        .await
+        .expect("upgrade request");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        client.read_exact(&mut byte).await.expect("101 response");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{name}: no 101");
+    (task, client)
+}
+
 /// An echo server on one end of an in-memory duplex stream (64 KiB each way), upgraded
 /// from the other: what the in-memory echo benchmarks drive.
 pub struct DuplexEcho {
@@ -227,23 +251,9 @@ pub struct DuplexEcho {
 }
 
 impl DuplexEcho {
-    /// Spawns echo server `name` (one of [`TOKIO_ECHO_SERVERS`]) and completes the
-    /// upgrade handshake with it. Panics on an unknown name or a failed handshake.
+    /// [`echo_upgraded`], the client's end split for writing while reading.
     pub async fn open(name: &str, config: Arc<Config>) -> Self {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (mut client, server) = tokio::io::duplex(64 * 1024);
-        let task = spawn_echo(name, server, config).expect("a known server");
-        client
-            .write_all(UPGRADE_REQUEST)
-            .await
-            .expect("upgrade request");
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            client.read_exact(&mut byte).await.expect("101 response");
-            head.push(byte[0]);
-        }
-        assert!(head.starts_with(b"HTTP/1.1 101"), "{name}: no 101");
+        let (task, client) = echo_upgraded(name, config).await;
         let (rd, wr) = tokio::io::split(client);
         Self {
             task,

@@ -51,16 +51,6 @@ async fn session(s: &mut DuplexStream) -> io::Result<()> {
     Ok(())
 }
 
-/// A plain WebSocket connection over `s`: the upgrade.
-async fn upgrade(s: &mut DuplexStream) -> io::Result<()> {
-    s.write_all(b"GET / HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").await?;
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        head.push(s.read_u8().await?);
-    }
-    Ok(())
-}
-
 /// What the clients talk to.
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
@@ -77,22 +67,25 @@ fn round(workers: usize, kind: Kind) -> io::Result<Duration> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let io = wirestate_benches::sio_typed_server()?;
-        let config = std::sync::Arc::new(wirestate_engine::ws::Config::default());
         let mut clients = Vec::with_capacity(CONNS);
-        for _ in 0..CONNS {
-            let (mut client, server) = tokio::io::duplex(64 * 1024);
-            if kind == Kind::SocketIo {
+        if kind == Kind::SocketIo {
+            let io = wirestate_benches::sio_typed_server()?;
+            for _ in 0..CONNS {
+                let (mut client, server) = tokio::io::duplex(64 * 1024);
                 let io = io.clone();
                 tokio::spawn(async move {
                     let _ = wirestate_tokio::sio::serve_connection(&io, server, None).await;
                 });
                 session(&mut client).await?;
-            } else {
-                let _ = wirestate_benches::spawn_echo("wirestate-tokio", server, config.clone());
-                upgrade(&mut client).await?;
+                clients.push(client);
             }
-            clients.push(client);
+        } else {
+            let config = std::sync::Arc::new(wirestate_engine::ws::Config::default());
+            for _ in 0..CONNS {
+                let (_task, client) =
+                    wirestate_benches::echo_upgraded("wirestate-tokio", config.clone()).await;
+                clients.push(client);
+            }
         }
         let payload = format!("421[\"echo\",\"{}\"]", "a".repeat(20));
         let event = masked_frame(0x81, payload.as_bytes());

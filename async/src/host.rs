@@ -106,7 +106,7 @@ impl HttpLimits {
 struct Shared<E: Endpoint> {
     server: E,
     responses: IdMap<PollId, Response>,
-    ws_out: IdMap<TransportId, Vec<WsOutput>>,
+    ws_out: IdMap<TransportId, Outputs>,
     /// Transports to drop at once (slow consumers).
     ws_aborted: IdMap<TransportId, ()>,
     /// The wires of upgraded WebSocket transports, for writing broadcasts to them
@@ -133,6 +133,38 @@ struct Shared<E: Endpoint> {
     /// system call (to start an idle worker thread), not to be made while every other
     /// connection waits for the lock.
     to_wake: Vec<Waker>,
+}
+
+/// What the endpoint addressed to one WebSocket transport, waiting for its task: most
+/// often a single output, held without a vector.
+#[derive(Default)]
+enum Outputs {
+    #[default]
+    None,
+    One(WsOutput),
+    Many(Vec<WsOutput>),
+}
+
+impl Outputs {
+    fn push(&mut self, output: WsOutput) {
+        *self = match std::mem::take(self) {
+            Self::None => Self::One(output),
+            Self::One(first) => Self::Many(vec![first, output]),
+            Self::Many(mut all) => {
+                all.push(output);
+                Self::Many(all)
+            }
+        };
+    }
+
+    /// Each output, in order.
+    fn for_each(self, mut f: impl FnMut(WsOutput)) {
+        match self {
+            Self::None => {}
+            Self::One(output) => f(output),
+            Self::Many(all) => all.into_iter().for_each(f),
+        }
+    }
 }
 
 /// The host's lock, held: on release, it wakes the tasks that what was done under it
@@ -973,7 +1005,7 @@ impl<E: Endpoint> Host<E> {
                     break Poll::Ready(Ok(()));
                 };
                 unreported += link.take_written();
-                let mut outputs = Vec::new();
+                let mut outputs = Outputs::None;
                 // The host's lock only when the mailbox has something, or much was
                 // written.
                 if wire.bell.answer() | std::mem::take(&mut look) || unreported >= REPORT_WRITTEN {
@@ -989,11 +1021,9 @@ impl<E: Endpoint> Host<E> {
                     outputs = s.ws_out.remove(&tid).unwrap_or_default();
                 }
                 // Encoded and compressed here, with the lock released.
-                if !outputs.is_empty() {
+                if !matches!(outputs, Outputs::None) {
                     let now = clock.now();
-                    for output in outputs {
-                        link.handle_output(now, output);
-                    }
+                    outputs.for_each(|output| link.handle_output(now, output));
                 }
                 while let Some(b) = link.poll_transmit() {
                     w.out.push(b);

@@ -196,6 +196,83 @@ pub fn sio_typed_server() -> std::io::Result<wirestate_tokio::sio::SocketIo> {
     Ok(io)
 }
 
+/// The same server with the raw-payload handlers (`take_payload` / `ack_payload`: the
+/// arguments handed back as they came, no typed value in between).
+pub fn sio_raw_server() -> std::io::Result<wirestate_tokio::sio::SocketIo> {
+    let io = wirestate_tokio::sio::server(wirestate_tokio::sio::Config::default())?;
+    io.of("/").on_connection(|socket| async move {
+        socket.join(["r"]);
+        socket.on("echo", |_socket, mut msg| async move {
+            let payload = msg.take_payload();
+            msg.ack_payload(payload)
+        });
+        socket.on("bcast", |socket, mut msg| async move {
+            let _ = socket.to("r").emit_payload("msg", msg.take_payload());
+        });
+    });
+    Ok(io)
+}
+
+/// Reads one unmasked server frame's payload into `buf` (reused: nothing is allocated
+/// once it is large enough).
+pub async fn read_frame<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).await?;
+    let len = match h[1] & 0x7f {
+        126 => usize::from(s.read_u16().await?),
+        127 => usize::try_from(s.read_u64().await?).map_err(std::io::Error::other)?,
+        n => usize::from(n),
+    };
+    buf.resize(len, 0);
+    s.read_exact(buf).await.map(drop)
+}
+
+/// Opens a Socket.IO session on `/` over `s` as a WebSocket-only client does: the
+/// upgrade on `/socket.io/`, the open packet, CONNECT and its answer.
+pub async fn sio_session<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").await?;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(s.read_u8().await?);
+    }
+    if !head.starts_with(b"HTTP/1.1 101") {
+        return Err(std::io::Error::other("no 101 for the Socket.IO upgrade"));
+    }
+    let mut buf = Vec::new();
+    read_frame(s, &mut buf).await?; // the open packet
+    s.write_all(&masked_frame(0x81, b"40")).await?;
+    while !buf.starts_with(b"40") {
+        read_frame(s, &mut buf).await?;
+    }
+    Ok(())
+}
+
+/// socketioxide on axum with the same handlers as [`sio_typed_server`] (arguments
+/// taken as `serde_json::Value`).
+#[cfg(feature = "peers")]
+pub fn socketioxide_app() -> axum::Router {
+    use socketioxide::extract::{AckSender, Data, SocketRef};
+    let (layer, io) = socketioxide::SocketIo::new_layer();
+    io.ns("/", async |socket: SocketRef| {
+        socket.join("r");
+        socket.on(
+            "bcast",
+            async |socket: SocketRef, Data::<serde_json::Value>(data)| {
+                socket.to("r").emit("msg", &data).await.ok();
+            },
+        );
+        socket.on(
+            "echo",
+            async |Data::<serde_json::Value>(data), ack: AckSender| {
+                ack.send(&data).ok();
+            },
+        );
+    });
+    axum::Router::new().layer(layer)
+}
+
 /// The engine alone as an echo server: feeds `input` (masked frames) to `server` in
 /// 64 KiB reads, sends every message back as the event gave it, and returns how many
 /// bytes went out. No runtime and no stream.

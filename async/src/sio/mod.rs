@@ -820,22 +820,43 @@ impl SocketIo {
             }
         };
         let running = InFlight::enter(&in_flight);
-        let fut = CatchPanic(fut);
+        let mut fut = CatchPanic(fut);
+        // Most handlers finish in their first poll: their outcome is handled here, with
+        // no task (and no second future) for them.
+        let mut cx = Context::from_waker(Waker::noop());
+        if let Poll::Ready(outcome) = Pin::new(&mut fut).poll(&mut cx) {
+            drop(running);
+            self.handler_done(&socket, &event, slot, outcome);
+            return;
+        }
         let io = self.clone();
-        self.run(Box::pin(async move {
-            let _running = running;
-            let error = match fut.await {
-                Ok(Ok(())) => return,
-                Ok(Err(error)) => error,
-                Err(panic) => HandlerError::Panic(panic),
-            };
-            if error.is_internal() {
-                tracing::error!(sid = %socket.id(), event, %error, "handler failed");
-            }
-            if let Some(slot) = slot {
-                slot.fail(io.render_error(&socket, &event, &error));
-            }
+        self.inner.host.spawn(Box::pin(async move {
+            let outcome = fut.await;
+            drop(running);
+            io.handler_done(&socket, &event, slot, outcome);
         }));
+    }
+
+    /// What an event handler ended with: an error is logged if it is the server's,
+    /// and answered on the event's ack if it asked for one.
+    fn handler_done(
+        &self,
+        socket: &Socket,
+        event: &str,
+        slot: Option<AckSlot>,
+        outcome: Result<Result<(), HandlerError>, String>,
+    ) {
+        let error = match outcome {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => error,
+            Err(panic) => HandlerError::Panic(panic),
+        };
+        if error.is_internal() {
+            tracing::error!(sid = %socket.id(), event, %error, "handler failed");
+        }
+        if let Some(slot) = slot {
+            slot.fail(self.render_error(socket, event, &error));
+        }
     }
 
     fn broadcast(&self, target: &Broadcast, event: &str, payload: Payload) -> usize {

@@ -13,12 +13,22 @@
 //! are divided by the number of messages. The client's side (a pre-built input and one
 //! read buffer) allocates nothing per message, so the counts are the server's. One line
 //! of `key=value` output per server.
+//!
+//! Then Socket.IO echo with ack, in memory: one session on `/` over a duplex stream,
+//! `42` events `["echo", "<14 bytes>"]` with ack id 1 sent one at a time, each acked
+//! with its argument before the next, for our typed-handler server (`msg.data::<Value>`
+//! then `msg.ack`), our raw-payload one (`take_payload` / `ack_payload`) and, with
+//! `--features peers`, socketioxide on axum (its handlers taking `Data<Value>`), after
+//! 10,000 warm-up echoes. The client writes one pre-masked frame and reads into one
+//! buffer, so the counts are again the server's (and the runtime's).
 #![allow(clippy::print_stdout)] // A measuring tool: its report is its stdout.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+
+use tokio::io::AsyncWriteExt;
 
 use wirestate_engine::ws::{Config, Connection};
 
@@ -98,6 +108,76 @@ async fn over_duplex(name: &'static str, input: &[u8], warmup: &[u8], config: Ar
     report(name, before, after);
 }
 
+/// Echoes `count` Socket.IO events with ack over `s` (a session already open), one in
+/// flight at a time; pings are answered.
+async fn sio_echoes<S>(s: &mut S, event: &[u8], pong: &[u8], buf: &mut Vec<u8>, count: usize)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    for _ in 0..count {
+        s.write_all(event).await.expect("write");
+        loop {
+            wirestate_benches::read_frame(s, buf).await.expect("read");
+            if buf.starts_with(b"431[") {
+                break;
+            }
+            if buf.as_slice() == b"2" {
+                s.write_all(pong).await.expect("pong");
+            }
+        }
+    }
+}
+
+/// One Socket.IO server (`serve` spawns it on the client's duplex stream), counted.
+async fn sio_case(name: &str, serve: impl FnOnce(tokio::io::DuplexStream)) {
+    let (mut client, server) = tokio::io::duplex(64 * 1024);
+    serve(server);
+    wirestate_benches::sio_session(&mut client)
+        .await
+        .expect("session");
+    let payload = format!("421[\"echo\",\"{}\"]", "a".repeat(SIZE));
+    let event = wirestate_benches::masked_frame(0x81, payload.as_bytes());
+    let pong = wirestate_benches::masked_frame(0x81, b"3");
+    let mut buf = Vec::with_capacity(1024);
+    sio_echoes(&mut client, &event, &pong, &mut buf, WARMUP).await;
+    let before = counters();
+    sio_echoes(&mut client, &event, &pong, &mut buf, MESSAGES).await;
+    let after = counters();
+    report(name, before, after);
+}
+
+/// Our Socket.IO server, one connection served in its own task.
+fn ours(io: wirestate_tokio::sio::SocketIo) -> impl FnOnce(tokio::io::DuplexStream) {
+    move |stream| {
+        tokio::spawn(async move {
+            let _ = wirestate_tokio::sio::serve_connection(&io, stream, None).await;
+        });
+    }
+}
+
+/// socketioxide on axum, served from a listener that yields the one in-memory stream.
+#[cfg(feature = "peers")]
+fn socketioxide(stream: tokio::io::DuplexStream) {
+    struct Once(Option<tokio::io::DuplexStream>);
+    impl axum::serve::Listener for Once {
+        type Io = tokio::io::DuplexStream;
+        type Addr = std::net::SocketAddr;
+        async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+            match self.0.take() {
+                Some(s) => (s, std::net::SocketAddr::from(([127, 0, 0, 1], 1))),
+                None => std::future::pending().await,
+            }
+        }
+        fn local_addr(&self) -> std::io::Result<Self::Addr> {
+            Ok(std::net::SocketAddr::from(([127, 0, 0, 1], 1)))
+        }
+    }
+    let app = wirestate_benches::socketioxide_app();
+    tokio::spawn(async move {
+        let _ = axum::serve(Once(Some(stream)), app).await;
+    });
+}
+
 fn main() {
     let frame = wirestate_benches::masked_frame(0x82, &[b'a'; SIZE]);
     let input = frame.repeat(MESSAGES);
@@ -111,4 +191,12 @@ fn main() {
     for &name in wirestate_benches::TOKIO_ECHO_SERVERS {
         rt.block_on(over_duplex(name, &input, &warmup, config.clone()));
     }
+    rt.block_on(async {
+        let typed = wirestate_benches::sio_typed_server().expect("server");
+        sio_case("sio-wirestate-tokio-typed", ours(typed)).await;
+        let raw = wirestate_benches::sio_raw_server().expect("server");
+        sio_case("sio-wirestate-tokio", ours(raw)).await;
+        #[cfg(feature = "peers")]
+        sio_case("sio-socketioxide", socketioxide).await;
+    });
 }

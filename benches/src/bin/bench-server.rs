@@ -83,7 +83,7 @@ fn main() -> io::Result<()> {
             let io = if typed {
                 wirestate_benches::sio_typed_server()?
             } else {
-                sio_server()?
+                wirestate_benches::sio_raw_server()?
             };
             if admin {
                 io.instrument(wirestate_tokio::sio::AdminUi::new());
@@ -102,7 +102,7 @@ fn main() -> io::Result<()> {
     if name == "sio-wirestate-axum" {
         return rt.block_on(async move {
             use axum::serve::ListenerExt;
-            let io = sio_server()?;
+            let io = wirestate_benches::sio_raw_server()?;
             let app = axum::Router::new().layer(wirestate_tokio::sio::layer(&io));
             let listener = tokio::net::TcpListener::bind(&addr).await?.tap_io(|tcp| {
                 tcp.set_nodelay(true).ok();
@@ -130,50 +130,16 @@ fn main() -> io::Result<()> {
     })
 }
 
-/// Our Socket.IO server with the benchmark's handlers.
-fn sio_server() -> io::Result<wirestate_tokio::sio::SocketIo> {
-    let io = wirestate_tokio::sio::server(wirestate_tokio::sio::Config::default())?;
-    io.of("/").on_connection(|socket| async move {
-        socket.join(["r"]);
-        socket.on("echo", |_socket, mut msg| async move {
-            let payload = msg.take_payload();
-            msg.ack_payload(payload)
-        });
-        socket.on("bcast", |socket, mut msg| async move {
-            let _ = socket.to("r").emit_payload("msg", msg.take_payload());
-        });
-    });
-    Ok(io)
-}
-
-/// The same server with typed handlers: what an application usually writes.
+/// The peers' Socket.IO server.
 #[cfg(feature = "peers")]
 mod peers {
     /// socketioxide on axum, with the same handlers as ours.
     pub(crate) async fn socketioxide(addr: String) -> std::io::Result<()> {
         use axum::serve::ListenerExt;
-        use socketioxide::extract::{AckSender, Data, SocketRef};
-        let (layer, io) = socketioxide::SocketIo::new_layer();
-        io.ns("/", async |socket: SocketRef| {
-            socket.join("r");
-            socket.on(
-                "bcast",
-                async |socket: SocketRef, Data::<serde_json::Value>(data)| {
-                    socket.to("r").emit("msg", &data).await.ok();
-                },
-            );
-            socket.on(
-                "echo",
-                async |Data::<serde_json::Value>(data), ack: AckSender| {
-                    ack.send(&data).ok();
-                },
-            );
-        });
-        let app = axum::Router::new().layer(layer);
         let listener = tokio::net::TcpListener::bind(&addr).await?.tap_io(|tcp| {
             tcp.set_nodelay(true).ok();
         });
         eprintln!("sio-socketioxide on {addr}");
-        axum::serve(listener, app).await
+        axum::serve(listener, wirestate_benches::socketioxide_app()).await
     }
 }

@@ -16,40 +16,11 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::AsyncWriteExt;
 use wirestate_benches::masked_frame;
 
 const CONNS: usize = 64;
 const PER_CONN: usize = 2_000;
-
-/// Reads one unmasked server frame into `buf`.
-async fn read_frame<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> io::Result<()> {
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h).await?;
-    let len = match h[1] & 0x7f {
-        126 => usize::from(s.read_u16().await?),
-        127 => usize::try_from(s.read_u64().await?).map_err(io::Error::other)?,
-        n => usize::from(n),
-    };
-    buf.resize(len, 0);
-    s.read_exact(buf).await.map(drop)
-}
-
-/// A Socket.IO session on `/` over `s`: the upgrade, the open packet, CONNECT.
-async fn session(s: &mut DuplexStream) -> io::Result<()> {
-    s.write_all(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").await?;
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        head.push(s.read_u8().await?);
-    }
-    let mut buf = Vec::new();
-    read_frame(s, &mut buf).await?; // the open packet
-    s.write_all(&masked_frame(0x81, b"40")).await?;
-    while !buf.starts_with(b"40") {
-        read_frame(s, &mut buf).await?;
-    }
-    Ok(())
-}
 
 /// What the clients talk to.
 #[derive(Clone, Copy, PartialEq)]
@@ -76,7 +47,7 @@ fn round(workers: usize, kind: Kind) -> io::Result<Duration> {
                 tokio::spawn(async move {
                     let _ = wirestate_tokio::sio::serve_connection(&io, server, None).await;
                 });
-                session(&mut client).await?;
+                wirestate_benches::sio_session(&mut client).await?;
                 clients.push(client);
             }
         } else {
@@ -101,7 +72,7 @@ fn round(workers: usize, kind: Kind) -> io::Result<Duration> {
                     for _ in 0..PER_CONN {
                         c.write_all(&event).await?;
                         loop {
-                            read_frame(&mut c, &mut buf).await?;
+                            wirestate_benches::read_frame(&mut c, &mut buf).await?;
                             if buf.starts_with(answer) {
                                 break;
                             }

@@ -198,7 +198,7 @@ impl WsLink {
         let input = loop {
             match self.conn.poll_event()? {
                 ws::Event::Message(m) => {
-                    break match Packet::from_ws(&m, self.protocol) {
+                    break match Packet::from_ws_owned(m, self.protocol) {
                         Ok(packet) => {
                             let decoded = match (&self.decoder, packet.kind) {
                                 (Some(decoder), PacketType::Message) => {
@@ -243,9 +243,8 @@ impl WsLink {
     pub fn handle_output(&mut self, now: Instant, output: WsOutput) {
         let counted = output.counted();
         let sent = match output {
-            WsOutput::Packet { packet, compress } => self
-                .conn
-                .send_with(packet.to_ws(self.protocol), compress)
+            WsOutput::Packet { packet, compress } => packet
+                .send_on(&mut self.conn, self.protocol, compress)
                 .is_ok(),
             WsOutput::Prepared(frame) => self.conn.send_prepared(&frame).is_ok(),
             WsOutput::Close(code, reason) => self.conn.close(now, code, reason).is_ok(),

@@ -16,7 +16,7 @@ use std::fmt;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::ws::{Message, Utf8Bytes};
 
@@ -184,14 +184,41 @@ impl Packet {
         }
     }
 
+    /// Sends the packet on `conn` as [`to_ws`](Self::to_ws) would give it, its type
+    /// and data framed together without an intermediate message.
+    pub(crate) fn send_on(
+        self,
+        conn: &mut crate::ws::Connection,
+        protocol: Protocol,
+        compress: Option<bool>,
+    ) -> Result<(), crate::ws::SendError> {
+        match (self.data, protocol) {
+            (Data::Text(t), _) => {
+                conn.send_joined(true, &[self.kind.as_char()], t.as_bytes(), compress)
+            }
+            (Data::Binary(b), Protocol::V3) => conn.send_joined(false, &[4], &b, compress),
+            (Data::Binary(b), Protocol::V4) => conn.send_with(Message::Binary(b), compress),
+        }
+    }
+
     /// Decodes a packet from one WebSocket message.
     pub fn from_ws(message: &Message, protocol: Protocol) -> Result<Self, DecodeError> {
+        Self::from_ws_owned(message.clone(), protocol)
+    }
+
+    /// [`from_ws`](Self::from_ws), taking the message: its bytes become the packet's
+    /// data without a copy or a shared handle.
+    pub fn from_ws_owned(message: Message, protocol: Protocol) -> Result<Self, DecodeError> {
         match message {
-            Message::Text(t) => decode_text(t.clone()),
+            Message::Text(t) => decode_text(t),
             Message::Binary(b) => match protocol {
-                Protocol::V4 => Ok(Self::message(Data::Binary(b.clone()))),
+                Protocol::V4 => Ok(Self::message(Data::Binary(b))),
                 Protocol::V3 => match b.first() {
-                    Some(4) => Ok(Self::message(Data::Binary(b.slice(1..)))),
+                    Some(4) => {
+                        let mut b = b;
+                        b.advance(1);
+                        Ok(Self::message(Data::Binary(b)))
+                    }
                     _ => Err(DecodeError),
                 },
             },
@@ -201,15 +228,17 @@ impl Packet {
 
 /// Decodes `<type digit><text>`.
 fn decode_text(text: Utf8Bytes) -> Result<Packet, DecodeError> {
-    let bytes = text.clone().into_bytes();
+    let mut bytes = text.into_bytes();
     let kind = bytes
         .first()
         .and_then(|c| PacketType::from_char(*c))
         .ok_or(DecodeError)?;
-    let data = Utf8Bytes::try_from(bytes.slice(1..)).map_err(|_| DecodeError)?;
+    // The type is one ASCII byte: what follows it is still UTF-8. (`advance`, not
+    // `slice`: the bytes stay this packet's alone, with no shared handle allocated.)
+    bytes.advance(1);
     Ok(Packet {
         kind,
-        data: Data::Text(data),
+        data: Data::Text(Utf8Bytes::from_validated(bytes)),
     })
 }
 

@@ -1414,8 +1414,10 @@ impl Server {
         let Some(session) = self.sessions.get(sid) else {
             return Err(SendError::UnknownSession);
         };
-        match (compress, session.websocket, session.buffer.is_empty()) {
-            (Some(_), Some(tid), true) => {
+        // Straight onto an open WebSocket with nothing queued before it (what the
+        // buffer would do at once, without going through it).
+        match (session.websocket, session.buffer.is_empty()) {
+            (Some(tid), true) => {
                 self.traffic.sent(data.as_bytes().len());
                 self.ws_send_with(tid, Packet::message(data), compress);
                 Ok(())

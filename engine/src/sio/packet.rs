@@ -100,7 +100,10 @@ impl Payload {
 
     /// One argument: `value` serialised to JSON.
     pub fn from_value<T: Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
-        Ok(Self::new().arg(serde_json::to_value(value)?))
+        Ok(Self {
+            args: vec![serde_json::to_value(value)?],
+            bins: Vec::new(),
+        })
     }
 
     /// Appends a JSON argument.
@@ -138,6 +141,12 @@ impl Payload {
     pub fn is_empty(&self) -> bool {
         self.args.is_empty()
     }
+}
+
+/// `/`, shared: most packets name no namespace, and need not allocate one.
+pub(crate) fn root_namespace() -> Arc<str> {
+    static ROOT: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("/"));
+    ROOT.clone()
 }
 
 /// The `{"_placeholder":true,"num":n}` object.
@@ -242,7 +251,23 @@ impl Packet {
 
     /// The text part of the packet (its attachments follow as binary messages).
     pub fn encode_text(&self) -> String {
-        let mut out = String::with_capacity(16);
+        let mut out = Vec::new();
+        self.write_text(&mut out);
+        // Written from `&str`s, ASCII and serde_json's output: UTF-8 throughout.
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// [`encode_text`](Self::encode_text) as shared text, written once into one buffer.
+    pub fn encode_utf8(&self) -> Utf8Bytes {
+        let mut out = Vec::new();
+        self.write_text(&mut out);
+        Utf8Bytes::from_validated(Bytes::from(out))
+    }
+
+    fn write_text(&self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        // Room for the header and a short payload: one allocation for most packets.
+        out.reserve(48 + self.nsp.len());
         let kind = match (self.kind, self.attachments.is_empty()) {
             (PacketType::Event, false) => PacketType::BinaryEvent,
             (PacketType::Ack, false) => PacketType::BinaryAck,
@@ -250,31 +275,27 @@ impl Packet {
             (PacketType::BinaryAck, true) => PacketType::Ack,
             (k, _) => k,
         };
-        out.push(kind.as_char() as char);
+        out.push(kind.as_char());
+        // Writing into a Vec cannot fail.
         if kind.is_binary() {
-            out.push_str(&self.attachments.len().to_string());
-            out.push('-');
+            let _ = write!(out, "{}-", self.attachments.len());
         }
         if &*self.nsp != "/" {
-            out.push_str(&self.nsp);
-            out.push(',');
+            out.extend_from_slice(self.nsp.as_bytes());
+            out.push(b',');
         }
         if let Some(id) = self.id {
-            out.push_str(&id.to_string());
+            let _ = write!(out, "{id}");
         }
         if let Some(data) = &self.data {
-            // Writing a `Value` into a String cannot fail.
-            if let Ok(json) = serde_json::to_string(data) {
-                out.push_str(&json);
-            }
+            let _ = serde_json::to_writer(&mut *out, data);
         }
-        out
     }
 
     /// The Engine.IO messages that carry this packet: its text, then its attachments.
     pub fn encode(&self) -> Vec<Data> {
         let mut out = Vec::with_capacity(1 + self.attachments.len());
-        out.push(Data::Text(Utf8Bytes::from(self.encode_text())));
+        out.push(Data::Text(self.encode_utf8()));
         out.extend(self.attachments.iter().cloned().map(Data::Binary));
         out
     }
@@ -576,7 +597,7 @@ fn decode_text(text: &str, limits: &DecodeLimits) -> Result<(Packet, usize), Dec
         i = (end + 1).min(b.len());
         nsp.into()
     } else {
-        Arc::from("/")
+        root_namespace()
     };
     let start = i;
     while i < b.len() && b[i].is_ascii_digit() {

@@ -688,6 +688,40 @@ impl Connection {
         Ok(())
     }
 
+    /// Sends one message made of `head` then `body` (text when `text`, and then both
+    /// parts are UTF-8) without joining them first when it would be copied into its
+    /// frame anyway (uncompressed and small): Engine.IO's packet type before its data.
+    pub(crate) fn send_joined(
+        &mut self,
+        text: bool,
+        head: &[u8],
+        body: &[u8],
+        compress: Option<bool>,
+    ) -> Result<(), SendError> {
+        self.check_open()?;
+        let len = head.len() + body.len();
+        let deflate = self
+            .deflate
+            .as_ref()
+            .is_some_and(|codec| compress.unwrap_or_else(|| codec.wants(len)));
+        let opcode = if text { OpCode::Text } else { OpCode::Binary };
+        if !deflate && (self.role == Role::Client || len <= COALESCE_LIMIT) {
+            let frame = self.encode_frame(opcode, 0, head, body);
+            self.push_out(frame);
+            return Ok(());
+        }
+        let mut joined = BytesMut::with_capacity(len);
+        joined.put_slice(head);
+        joined.put_slice(body);
+        let joined = joined.freeze();
+        let message = if text {
+            Message::Text(Utf8Bytes::from_validated(joined))
+        } else {
+            Message::Binary(joined)
+        };
+        self.send_with(message, compress)
+    }
+
     /// Queues a message compressed once for many connections: its compressed form when
     /// this connection can take it, its plain form otherwise (see [`Precompressed`]).
     pub fn send_precompressed(&mut self, message: &Precompressed) -> Result<(), SendError> {
@@ -1213,11 +1247,11 @@ impl Connection {
         if self.pongs.len() >= self.config.max_pending_pongs.max(1) {
             self.pongs.pop_front();
         }
-        let frame = self.encode_frame(OpCode::Pong, 0, payload);
+        let frame = self.encode_frame(OpCode::Pong, 0, &[], payload);
         self.pongs.push_back(frame);
     }
     fn queue_frame(&mut self, opcode: OpCode, rsv: u8, payload: &[u8]) {
-        let frame = self.encode_frame(opcode, rsv, payload);
+        let frame = self.encode_frame(opcode, rsv, &[], payload);
         self.push_out(frame);
     }
 
@@ -1237,18 +1271,21 @@ impl Connection {
         self.push_out(head.freeze());
         self.push_out(payload);
     }
-    fn encode_frame(&mut self, opcode: OpCode, rsv: u8, payload: &[u8]) -> Bytes {
+    /// One frame whose payload is `head` then `payload`.
+    fn encode_frame(&mut self, opcode: OpCode, rsv: u8, head: &[u8], payload: &[u8]) -> Bytes {
         let mask = self.rng.as_mut().map(|rng| rng.next_u32().to_ne_bytes());
+        let len = head.len() + payload.len();
         let header = FrameHeader {
             fin: true,
             rsv,
             opcode,
             mask,
-            payload_len: payload.len() as u64,
+            payload_len: len as u64,
         };
-        let mut buf = BytesMut::with_capacity(header.encoded_len() + payload.len());
+        let mut buf = BytesMut::with_capacity(header.encoded_len() + len);
         header.encode(&mut buf);
         let start = buf.len();
+        buf.put_slice(head);
         buf.put_slice(payload);
         if let Some(key) = mask {
             apply_mask(&mut buf[start..], key, 0);
@@ -1328,6 +1365,58 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Everything `conn` has queued to write, joined.
+    fn drained(conn: &mut Connection) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(b) = conn.poll_transmit() {
+            out.extend_from_slice(&b);
+        }
+        out
+    }
+
+    #[test]
+    fn a_message_sent_in_two_parts_is_the_message_sent_whole() {
+        let offer = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
+        let now = Instant::now();
+        let plain = || Connection::accepted(Arc::new(Config::default()), now);
+        let deflating = || {
+            let config = Config::default().deflate(DeflateConfig::default());
+            let mut c = Connection::server(Arc::new(config), now);
+            c.handle_input(now, offer);
+            drained(&mut c);
+            assert!(c.deflate_params().is_some());
+            c
+        };
+        // Small (framed from both parts), large (over the coalescing limit) and
+        // compressed, text and binary, compression chosen by size or forced.
+        for body in [vec![b'a'; 20], vec![b'b'; COALESCE_LIMIT + 10]] {
+            for text in [true, false] {
+                for compress in [None, Some(false), Some(true)] {
+                    for make in [&plain as &dyn Fn() -> Connection, &deflating] {
+                        let (mut joined, mut whole) = (make(), make());
+                        joined
+                            .send_joined(text, b"4", &body, compress)
+                            .expect("open");
+                        let mut all = b"4".to_vec();
+                        all.extend_from_slice(&body);
+                        let message = if text {
+                            Message::text(String::from_utf8(all).expect("ascii"))
+                        } else {
+                            Message::binary(all)
+                        };
+                        whole.send_with(message, compress).expect("open");
+                        assert_eq!(
+                            drained(&mut joined),
+                            drained(&mut whole),
+                            "{} B, text {text}, compress {compress:?}",
+                            body.len()
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn an_idle_connection_is_small() {

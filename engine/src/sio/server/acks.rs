@@ -29,7 +29,7 @@ impl Server {
         let socket = self.sockets.get(sid).ok_or(Error::UnknownSocket)?;
         let session = socket.info.session.clone();
         let packet = Packet::ack(socket.info.nsp.clone(), id, payload);
-        self.send_to_session(&session, &packet.encode_with(self.config.parser), None);
+        self.send_packet(&session, &packet);
         Ok(())
     }
 

@@ -26,7 +26,7 @@ impl Server {
         }
         let session = socket.info.session.clone();
         let packet = Packet::event(nsp, name, payload);
-        self.send_to_session(&session, &packet.encode_with(self.config.parser), None);
+        self.send_packet(&session, &packet);
         Ok(())
     }
 

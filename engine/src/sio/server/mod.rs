@@ -609,7 +609,7 @@ impl Server {
         if let Some(message) = refusal {
             let mut err = Packet::new(PacketType::ConnectError, nsp);
             err.data = Some(error_object(message, None));
-            self.send_to_session(session, &err.encode_with(self.config.parser), None);
+            self.send_packet(session, &err);
             return;
         }
         let info = ConnectInfo {
@@ -674,7 +674,7 @@ impl Server {
             (Protocol::V3, None) => Value::String(message.to_owned()),
             (Protocol::V4, data) => error_object(message, data),
         });
-        self.send_to_session(session, &err.encode_with(self.config.parser), None);
+        self.send_packet(session, &err);
         Ok(())
     }
 
@@ -747,7 +747,7 @@ impl Server {
             }
             ok.data = Some(Value::Object(m));
         }
-        self.send_to_session(&session, &ok.encode_with(self.config.parser), None);
+        self.send_packet(&session, &ok);
         for messages in &missed {
             self.send_to_session(&session, messages, None);
         }
@@ -871,7 +871,7 @@ impl Server {
         let socket = self.sockets.get(sid).ok_or(Error::UnknownSocket)?;
         let session = socket.info.session.clone();
         let packet = Packet::new(PacketType::Disconnect, socket.info.nsp.clone());
-        self.send_to_session(&session, &packet.encode_with(self.config.parser), None);
+        self.send_packet(&session, &packet);
         self.remove_socket(now, sid, DisconnectReason::ServerNamespaceDisconnect);
         if close {
             self.close_client(now, &session, DisconnectReason::ForcedServerClose);
@@ -897,7 +897,7 @@ impl Server {
             for sid in sids {
                 if let Some(s) = self.sockets.get(&sid) {
                     let packet = Packet::new(PacketType::Disconnect, s.info.nsp.clone());
-                    self.send_to_session(session, &packet.encode_with(self.config.parser), None);
+                    self.send_packet(session, &packet);
                 }
             }
             let _ = self.eio.close(now, session);
@@ -915,6 +915,24 @@ impl Server {
             self.close_client(now, &session, DisconnectReason::ServerShuttingDown);
         }
         self.pump(now);
+    }
+
+    /// Sends `packet` to `session`, encoded straight into the messages that carry it.
+    fn send_packet(&mut self, session: &SessionId, packet: &Packet) {
+        match self.config.parser {
+            super::Parser::Default => {
+                let _ = self
+                    .eio
+                    .send_with(session, Data::Text(packet.encode_utf8()), None);
+                for bin in &packet.attachments {
+                    let _ = self.eio.send_with(session, Data::Binary(bin.clone()), None);
+                }
+            }
+            super::Parser::Msgpack => {
+                let bytes = bytes::Bytes::from(packet.encode_msgpack());
+                let _ = self.eio.send_with(session, Data::Binary(bytes), None);
+            }
+        }
     }
 
     fn send_to_session(&mut self, session: &SessionId, messages: &[Data], compress: Option<bool>) {

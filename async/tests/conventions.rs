@@ -770,7 +770,7 @@ fn a_recovered_socket_keeps_its_user_and_authentication() {
             .emit_with_ack("authenticate", &json!({}))
             .await
             .expect("ack");
-        assert_eq!(ack.args[0]["status"], "ok");
+        assert_eq!(ack.values()[0]["status"], "ok");
         let sid = io.sockets().local_sockets()[0].id().clone();
         io.socket(&sid).expect("socket").close_connection();
         // The client reconnects at once and recovers its socket.
@@ -789,7 +789,8 @@ fn a_recovered_socket_keeps_its_user_and_authentication() {
             .await
             .expect("ack");
         assert_eq!(
-            ack.args[0]["status"], "ok",
+            ack.values()[0]["status"],
+            "ok",
             "not asked to authenticate again"
         );
     });

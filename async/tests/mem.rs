@@ -631,7 +631,9 @@ fn socket_io_client_listeners_add_up_and_come_off_one_at_a_time() {
                     let answer = socket
                         .emit_with_ack("ask", sio::Payload::new(), Some(Duration::from_secs(5)))
                         .await;
-                    got.lock().expect("lock").push(answer.map(|p| p.args).ok());
+                    got.lock()
+                        .expect("lock")
+                        .push(answer.map(|p| p.into_parts().0).ok());
                 }
             });
         }

@@ -134,7 +134,7 @@ fn run(seed: u64) -> Outcome {
                     .emit_with_ack("msg", &json!([k, seq]))
                     .await;
                 if let Ok(p) = ack {
-                    if p.args.first().and_then(|v| v.as_u64()) == Some(seq as u64) {
+                    if p.values().first().and_then(|v| v.as_u64()) == Some(seq as u64) {
                         acked.lock().expect("lock")[k].push(seq as u64);
                     }
                 }

@@ -51,7 +51,7 @@ fn cluster_handlers(socket: &Socket) {
         Res::Ok(())
     });
     socket.on("server-side-emit", |socket, mut msg| async move {
-        let args = msg.take_payload().args;
+        let (args, _) = msg.take_payload().into_parts();
         let answers = socket
             .io()
             .of("/")
@@ -139,7 +139,7 @@ pub fn setup_with(io: &SocketIo, cluster: bool) {
                 // The answer clients of this server know (not the error policy's).
                 return msg.ack(&json!({"status": "error", "error": "to-room needs a room"}));
             }
-            let room = payload.args.remove(0);
+            let room = payload.values_mut().remove(0);
             let room = room.as_str().unwrap_or_default().to_owned();
             let _ = socket.to(room).emit_payload("room-message", payload);
             Ok(())
@@ -153,10 +153,7 @@ pub fn setup_with(io: &SocketIo, cluster: bool) {
                 )
                 .await;
             let reply = match answer {
-                Ok(payload) => Payload {
-                    args: payload.args,
-                    bins: payload.bins,
-                },
+                Ok(payload) => payload,
                 Err(e) => Payload::new().arg(json!({ "error": e.to_string() })),
             };
             let _ = socket.emit_payload("answer", reply);

@@ -236,7 +236,7 @@ async fn two_servers_share_their_sockets<R: Runtime>(
     let client = sio::io(rt, &url_b, options).expect("url");
     let sink = got.clone();
     client.on("hi", move |payload, _| {
-        sink.lock().expect("lock").extend(payload.args)
+        sink.lock().expect("lock").extend(payload.into_parts().0)
     });
     client.on("question", |_, ack| {
         if let Some(ack) = ack {
@@ -296,7 +296,12 @@ async fn two_servers_share_their_sockets<R: Runtime>(
     for event in ["server_stats", "all_sockets", "room_joined"] {
         let sink = seen.clone();
         admin.on(event, move |payload, _| {
-            let first = payload.args.into_iter().next().unwrap_or(Value::Null);
+            let first = payload
+                .into_parts()
+                .0
+                .into_iter()
+                .next()
+                .unwrap_or(Value::Null);
             sink.lock().expect("lock").push((event.to_owned(), first));
         });
     }
@@ -353,7 +358,7 @@ async fn two_servers_share_their_sockets<R: Runtime>(
     assert_eq!(acks.len(), 1, "{acks:?}");
     assert_eq!(acks[0].0, None);
     assert_eq!(
-        acks[0].1.as_ref().map(|p| p.args.clone()),
+        acks[0].1.as_ref().map(|p| p.values().into_owned()),
         Ok(vec![json!("answer")])
     );
 

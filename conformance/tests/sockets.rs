@@ -395,7 +395,7 @@ macro_rules! runtime_tests {
                         .expect("ack");
                     assert_eq!(doubled, Payload::new().arg(serde_json::json!(42)));
                     let welcome = rx.try_recv().expect("welcome arrived before the ack");
-                    assert_eq!(welcome.args, [serde_json::json!({"me": 1})]);
+                    assert_eq!(*welcome.values(), [serde_json::json!({"me": 1})]);
                     assert_eq!(io.socket_count(), 1);
                     socket.io().close();
                     for _ in 0..200 {

@@ -1208,7 +1208,7 @@ fn a_websocket_link_parses_the_json_before_the_server_sees_it() {
             name,
             payload,
             ..
-        } if *s == sid => Some((name.clone(), payload.args.clone())),
+        } if *s == sid => Some((name.clone(), payload.values().into_owned())),
         _ => None,
     });
     assert_eq!(event, Some(("ev".to_owned(), vec![json!({"a": 1})])));

@@ -212,7 +212,7 @@ fn namespaces_events_and_acks_both_ways_on_every_transport() {
         w.settle();
         assert!(w.server_events.iter().any(|e| matches!(
             e,
-            Event::Ack { ack, result: Ok(p), .. } if *ack == server_ack && p.args == [json!(42)]
+            Event::Ack { ack, result: Ok(p), .. } if *ack == server_ack && *p.values() == [json!(42)]
         )));
         w.client.close(w.now);
         w.settle();
@@ -492,5 +492,5 @@ fn connection_state_recovery_after_a_dropped_transport() {
     assert_eq!(w.client.sid("/"), Some(first.as_str()));
     let missed = events_named(&events, "missed");
     assert_eq!(missed.len(), 1);
-    assert_eq!(missed[0].args[0], json!(1));
+    assert_eq!(missed[0].values()[0], json!(1));
 }

@@ -221,10 +221,7 @@ impl Admin {
     }
 
     fn emit(&self, io: &SocketIo, name: &str, args: Vec<Value>) {
-        let payload = Payload {
-            args,
-            bins: Vec::new(),
-        };
+        let payload = Payload::from_parts(args, Vec::new());
         // As Node's `adminNamespace.emit`: to the admin sockets of every server of the
         // cluster, so one UI sees them all (their stats, their sockets).
         let op = Operator::new(io.clone(), Broadcast::nsp(self.nsp.clone()));
@@ -485,9 +482,10 @@ impl Admin {
         if !self.watched(socket.io()) {
             return;
         }
-        let mut args = Vec::with_capacity(payload.args.len() + 1);
+        let values = payload.values();
+        let mut args = Vec::with_capacity(values.len() + 1);
         args.push(Value::String(name.to_owned()));
-        args.extend(payload.args.iter().cloned());
+        args.extend(values.iter().cloned());
         let all = vec![
             socket.nsp().into(),
             socket.id().as_str().into(),
@@ -516,22 +514,22 @@ impl Admin {
             Some(Operator::new(io.clone(), target))
         }
         socket.on("emit", |socket, msg| async move {
-            let args = &msg.payload().args;
+            let args = msg.payload().values();
             let (Some(op), Some(event)) = (
                 target(socket.io(), args.first(), args.get(1)),
                 args.get(2).and_then(Value::as_str),
             ) else {
                 return;
             };
-            let payload = Payload {
-                args: args.get(3..).unwrap_or_default().to_vec(),
-                bins: msg.payload().bins.clone(),
-            };
+            let payload = Payload::from_parts(
+                args.get(3..).unwrap_or_default().to_vec(),
+                msg.payload().bins().to_vec(),
+            );
             let _ = op.emit_payload(event, payload);
         });
         for (event, joining) in [("join", true), ("leave", false)] {
             socket.on(event, move |socket, msg| async move {
-                let args = &msg.payload().args;
+                let args = msg.payload().values();
                 let (Some(op), Some(room)) = (
                     target(socket.io(), args.first(), args.get(2)),
                     args.get(1).and_then(Value::as_str),
@@ -546,7 +544,7 @@ impl Admin {
             });
         }
         socket.on("_disconnect", |socket, msg| async move {
-            let args = &msg.payload().args;
+            let args = msg.payload().values();
             let close = args.get(1).and_then(Value::as_bool).unwrap_or(false);
             if let Some(op) = target(socket.io(), args.first(), args.get(2)) {
                 op.disconnect_sockets(close);

@@ -285,12 +285,7 @@ impl Challenge {
             AuthState::Unauthorized => {}
         }
         socket.set_auth_state(AuthState::Authenticating);
-        let payload = incoming
-            .payload
-            .args
-            .first()
-            .cloned()
-            .unwrap_or(Value::Null);
+        let payload = incoming.payload.get::<Value>(0).unwrap_or(Value::Null);
         let check = CatchPanic((self.settings.authenticate)(socket.clone(), payload));
         let verdict = match check.await {
             Ok(v) => v,

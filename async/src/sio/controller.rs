@@ -317,8 +317,9 @@ impl SocketIo {
             return Ok(());
         };
         if let Some(check) = &handler.check {
-            let first = incoming.payload.args.first().unwrap_or(&Value::Null);
-            check(first).map_err(HandlerError::Validation)?;
+            // An argument that does not parse is checked as `null`.
+            let first = incoming.payload.get::<Value>(0).unwrap_or(Value::Null);
+            check(&first).map_err(HandlerError::Validation)?;
         }
         match &handler.run {
             Run::Plain(run) => run(socket, incoming).await,

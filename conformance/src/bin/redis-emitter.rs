@@ -89,10 +89,7 @@ async fn run(emitter: RedisEmitter, cli: &Cli) -> Result<(), String> {
     let (cmd, rest) = cli.command.split_first().ok_or("no command")?;
     let sent = match (cmd.as_str(), rest) {
         ("emit", [event, args @ ..]) => {
-            let payload = wirestate_engine::sio::Payload {
-                args: json_args(args)?,
-                bins: Vec::new(),
-            };
+            let payload = wirestate_engine::sio::Payload::from_parts(json_args(args)?, Vec::new());
             e.emit_payload(event, payload)
         }
         ("sockets-join", rooms) if !rooms.is_empty() => {

@@ -123,8 +123,8 @@ async fn connect_with_auth(url: &str, connect: Connect, sleep: Sleep) -> Result<
         .map_err(|e| e.to_string())?;
     let got = auth.next(sleep, SECOND).await?;
     socket.io().close();
-    check(got.args == [json!({"token": "abc", "n": 1})], || {
-        format!("auth {:?}", got.args)
+    check(*got.values() == [json!({"token": "abc", "n": 1})], || {
+        format!("auth {:?}", got.values())
     })
 }
 
@@ -167,14 +167,16 @@ async fn events_and_acks(url: &str, connect: Connect, sleep: Sleep) -> Result<()
     )
     .await?
     .map_err(|e| e.to_string())?;
-    check(acked.args == [json!("one")], || format!("ack {acked:?}"))?;
+    check(*acked.values() == [json!("one")], || {
+        format!("ack {acked:?}")
+    })?;
     socket
         .emit_payload("ask-me", Payload::new())
         .map_err(|e| e.to_string())?;
     let got = answer.next(sleep, SECOND).await?;
     socket.io().close();
-    check(got.args == [json!("rust says question")], || {
-        format!("answer {:?}", got.args)
+    check(*got.values() == [json!("rust says question")], || {
+        format!("answer {:?}", got.values())
     })
 }
 
@@ -190,7 +192,7 @@ async fn multiplexing_and_middleware(
     let a = auth_main.next(sleep, SECOND).await?;
     let b = auth_custom.next(sleep, SECOND).await?;
     check(
-        a.args == [json!({"m": 1})] && b.args == [json!({"m": 2})],
+        *a.values() == [json!({"m": 1})] && *b.values() == [json!({"m": 2})],
         || format!("{a:?} {b:?}"),
     )?;
     check(main.id() != custom.id() && main.id().is_some(), || {
@@ -211,7 +213,7 @@ async fn multiplexing_and_middleware(
         inbox.next(sleep, SECOND).await?
     };
     main.io().close();
-    check(welcome.args == [json!({"user": "alice"})], || {
+    check(*welcome.values() == [json!({"user": "alice"})], || {
         format!("welcome {welcome:?}")
     })
 }
@@ -230,7 +232,7 @@ async fn reconnects_after_restart(url: &str, connect: Connect, sleep: Sleep) -> 
     let n = reconnects.next(sleep, Duration::from_secs(30)).await?;
     // A fresh server: the socket connects again with its auth, and works.
     let again = auth.next(sleep, SECOND).await?;
-    check(again.args == [json!({"again": true})], || {
+    check(*again.values() == [json!({"again": true})], || {
         format!("auth {again:?}")
     })?;
     let acked = within(
@@ -243,8 +245,10 @@ async fn reconnects_after_restart(url: &str, connect: Connect, sleep: Sleep) -> 
     .await?
     .map_err(|e| e.to_string())?;
     socket.io().close();
-    check(acked.args == [json!("after")], || format!("ack {acked:?}"))?;
-    check(n.args[0].as_u64().is_some_and(|n| n >= 1), || {
+    check(*acked.values() == [json!("after")], || {
+        format!("ack {acked:?}")
+    })?;
+    check(n.values()[0].as_u64().is_some_and(|n| n >= 1), || {
         format!("attempts {n:?}")
     })
 }
@@ -258,7 +262,7 @@ async fn recovery(url: &str, connect: Connect, sleep: Sleep) -> Result<(), Strin
     let sink = connects.clone();
     a.on_connect(move |recovered| sink.push(Payload::new().arg(json!(recovered))));
     let first = connects.next_named("first connect", sleep, SECOND).await?;
-    check(first.args == [json!(false)], || {
+    check(*first.values() == [json!(false)], || {
         "first connection recovered?".into()
     })?;
     within(sleep, SECOND, other.wait_connected())
@@ -272,7 +276,7 @@ async fn recovery(url: &str, connect: Connect, sleep: Sleep) -> Result<(), Strin
     )
     .await?
     .map_err(|e| e.to_string())?;
-    check(joined.args == [json!("joined")], || {
+    check(*joined.values() == [json!("joined")], || {
         format!("join {joined:?}")
     })?;
     // An event with an offset to resume from.
@@ -293,7 +297,7 @@ async fn recovery(url: &str, connect: Connect, sleep: Sleep) -> Result<(), Strin
     let again = connects
         .next_named("reconnect", sleep, Duration::from_secs(10))
         .await?;
-    check(again.args == [json!(true)], || {
+    check(*again.values() == [json!(true)], || {
         format!("recovered {again:?}")
     })?;
     check(a.id() == first_id, || "same id".into())?;
@@ -302,9 +306,10 @@ async fn recovery(url: &str, connect: Connect, sleep: Sleep) -> Result<(), Strin
         .await?;
     a.io().close();
     other.io().close();
-    check(missed.args.first() == Some(&json!("while-away")), || {
-        format!("missed {missed:?}")
-    })
+    check(
+        missed.values().first() == Some(&json!("while-away")),
+        || format!("missed {missed:?}"),
+    )
 }
 
 async fn run(args: Args, connect: Connect, sleep: Sleep) -> bool {

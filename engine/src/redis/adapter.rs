@@ -1058,8 +1058,8 @@ impl Adapter {
             return false;
         };
         if let Ok(answer) = result {
-            let first = answer.args.first().cloned().unwrap_or(Value::Null);
-            self.respond(&to, Response::Ack(first, answer.bins.clone()));
+            let first = answer.get(0).unwrap_or(Value::Null);
+            self.respond(&to, Response::Ack(first, answer.bins().to_vec()));
         }
         true
     }
@@ -1117,11 +1117,8 @@ impl Adapter {
                 }
                 Some(kind::BROADCAST_ACK) => {
                     *acks += 1;
-                    let mut answer = Payload::new();
-                    answer
-                        .args
-                        .push(response.get("packet").cloned().unwrap_or(Value::Null));
-                    answer.bins = bins;
+                    let first = response.get("packet").cloned().unwrap_or(Value::Null);
+                    let answer = Payload::from_parts(vec![first], bins);
                     self.events.push_back(Event::RemoteAck {
                         request: id,
                         answer,

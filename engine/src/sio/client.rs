@@ -772,7 +772,7 @@ impl Manager {
         if let Some(ns) = self.namespaces.get_mut(nsp) {
             // With recovery on, the last argument is the offset to resume from.
             if ns.pid.is_some() {
-                if let Some(Value::String(offset)) = payload.args.last() {
+                if let Some(Value::String(offset)) = payload.values().last() {
                     ns.offset = Some(offset.clone());
                 }
             }

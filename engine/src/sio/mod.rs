@@ -17,7 +17,9 @@ pub mod packet;
 mod server;
 
 pub use client::{ClientConfig, ClientDisconnectReason, ClientError, ClientEvent, Manager};
-pub use packet::{DecodeError, DecodeLimits, Decoder, Packet, PacketType, Parsed, Parser, Payload};
+pub use packet::{
+    DecodeError, DecodeLimits, Decoder, Incoming, Packet, PacketType, Parsed, Parser, Payload,
+};
 pub use server::{
     AckError, AckId, Activity, Broadcast, ClusterMessage, Config, ConnectInfo, DisconnectReason,
     Error, Event, NamespacePredicate, Recovery, Room, Server, Sid,

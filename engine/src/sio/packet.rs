@@ -82,14 +82,42 @@ pub const RESERVED_EVENTS: [&str; 6] = [
     "removeListener",
 ];
 
-/// The arguments of an event or ack: JSON values, and the binary attachments that
+/// The arguments of an event or ack, and the binary attachments that
 /// `{"_placeholder":true,"num":N}` objects in them refer to.
-#[derive(Clone, Debug, Default, PartialEq)]
+///
+/// Arguments that came as JSON text stay text until they are asked for
+/// ([`get`](Self::get), [`values`](Self::values)): an event acked or forwarded with
+/// the arguments it came with is never parsed into [`Value`]s, and arguments made with
+/// [`from_value`](Self::from_value) are serialised once, straight to text.
+#[derive(Clone, Default)]
 pub struct Payload {
-    /// The arguments (placeholders left in place).
-    pub args: Vec<Value>,
-    /// The attachments, in placeholder order.
-    pub bins: Vec<Bytes>,
+    /// The arguments, unless they are held as `json`.
+    values: Vec<Value>,
+    /// The arguments as JSON text (then `values` is empty).
+    json: Option<Json>,
+    bins: Vec<Bytes>,
+}
+
+/// A JSON array's text, valid, brackets included, with `len` elements.
+#[derive(Clone)]
+struct Json {
+    text: String,
+    len: usize,
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.bins == other.bins && self.values() == other.values()
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Payload")
+            .field("args", &self.values())
+            .field("bins", &self.bins)
+            .finish()
+    }
 }
 
 impl Payload {
@@ -98,49 +126,227 @@ impl Payload {
         Self::default()
     }
 
-    /// One argument: `value` serialised to JSON.
+    /// These arguments and attachments.
+    pub fn from_parts(args: Vec<Value>, bins: Vec<Bytes>) -> Self {
+        Self {
+            values: args,
+            json: None,
+            bins,
+        }
+    }
+
+    /// One argument: `value` serialised to JSON (text, not a [`Value`]).
     pub fn from_value<T: Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
-        Ok(Self {
-            args: vec![serde_json::to_value(value)?],
+        let mut text = Vec::with_capacity(64);
+        text.push(b'[');
+        serde_json::to_writer(&mut text, value)?;
+        text.push(b']');
+        let text = String::from_utf8(text).map_err(serde::ser::Error::custom)?;
+        Ok(Self::from_checked_json(text, 1))
+    }
+
+    /// Arguments given as the text of a JSON array (`[1,"a"]`), checked.
+    pub fn from_json(text: impl Into<String>) -> Result<Self, serde_json::Error> {
+        let mut text = text.into();
+        let len = json_array_len(&text)?;
+        // The brackets at the ends (JSON's whitespace is ASCII).
+        if text.trim().len() != text.len() {
+            text = text.trim().to_owned();
+        }
+        Ok(Self::from_checked_json(text, len))
+    }
+
+    fn from_checked_json(text: String, len: usize) -> Self {
+        Self {
+            values: Vec::new(),
+            json: Some(Json { text, len }),
             bins: Vec::new(),
-        })
+        }
     }
 
     /// Appends a JSON argument.
     pub fn arg(mut self, value: Value) -> Self {
-        self.args.push(value);
+        self.push(value);
         self
+    }
+
+    /// Appends a JSON argument (to the text, if the arguments are held as text).
+    pub fn push(&mut self, value: Value) {
+        let Some(json) = &mut self.json else {
+            self.values.push(value);
+            return;
+        };
+        json.text.pop(); // `]`
+        if json.len > 0 {
+            json.text.push(',');
+        }
+        // A `Value` always serialises.
+        if let Ok(v) = serde_json::to_string(&value) {
+            json.text.push_str(&v);
+        }
+        json.text.push(']');
+        json.len += 1;
     }
 
     /// Appends a binary argument (a placeholder and its attachment).
     pub fn bin(mut self, bytes: impl Into<Bytes>) -> Self {
-        self.args.push(placeholder(self.bins.len()));
+        self.push(placeholder(self.bins.len()));
         self.bins.push(bytes.into());
         self
     }
 
-    /// Argument `i` deserialised (placeholders stay placeholder objects).
+    /// Argument `i` deserialised (placeholders stay placeholder objects); a missing
+    /// argument is `null`.
     pub fn get<T: DeserializeOwned>(&self, i: usize) -> Result<T, serde_json::Error> {
-        T::deserialize(self.args.get(i).unwrap_or(&Value::Null))
+        let Some(json) = &self.json else {
+            return T::deserialize(self.values.get(i).unwrap_or(&Value::Null));
+        };
+        use serde::Deserializer as _;
+        let mut de = serde_json::Deserializer::from_str(&json.text);
+        match de.deserialize_seq(Nth::<T>(i, std::marker::PhantomData))? {
+            Some(v) => Ok(v),
+            None => T::deserialize(Value::Null),
+        }
     }
 
     /// Argument `i` if it is a binary placeholder: its attachment.
     pub fn get_bin(&self, i: usize) -> Option<&Bytes> {
-        self.args
-            .get(i)
-            .and_then(placeholder_num)
-            .and_then(|n| self.bins.get(n))
+        if self.bins.is_empty() {
+            return None;
+        }
+        let n = match &self.json {
+            None => self.values.get(i).and_then(placeholder_num),
+            Some(_) => self.get::<Value>(i).ok().as_ref().and_then(placeholder_num),
+        };
+        n.and_then(|n| self.bins.get(n))
     }
 
     /// How many arguments.
     pub fn len(&self) -> usize {
-        self.args.len()
+        self.json.as_ref().map_or(self.values.len(), |j| j.len)
     }
 
     /// No arguments.
     pub fn is_empty(&self) -> bool {
-        self.args.is_empty()
+        self.len() == 0
     }
+
+    /// The arguments as values (placeholders left in place): parsed now if they are
+    /// held as text.
+    pub fn values(&self) -> std::borrow::Cow<'_, [Value]> {
+        match &self.json {
+            None => std::borrow::Cow::Borrowed(&self.values),
+            Some(json) => std::borrow::Cow::Owned(json.parse()),
+        }
+    }
+
+    /// The arguments as values, to change them in place (parsed first if they are
+    /// held as text).
+    pub fn values_mut(&mut self) -> &mut Vec<Value> {
+        if let Some(json) = self.json.take() {
+            self.values = json.parse();
+        }
+        &mut self.values
+    }
+
+    /// The attachments, in placeholder order.
+    pub fn bins(&self) -> &[Bytes] {
+        &self.bins
+    }
+
+    /// The attachments, to change them in place.
+    pub fn bins_mut(&mut self) -> &mut Vec<Bytes> {
+        &mut self.bins
+    }
+
+    /// The arguments as values, and the attachments.
+    pub fn into_parts(mut self) -> (Vec<Value>, Vec<Bytes>) {
+        self.values_mut();
+        (self.values, self.bins)
+    }
+
+    /// Writes the arguments as a JSON array, after `first` (an event's name) if given.
+    pub(crate) fn write_json(&self, first: Option<&str>, out: &mut Vec<u8>) {
+        out.push(b'[');
+        let mut any = false;
+        if let Some(first) = first {
+            // Serialising into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, first);
+            any = true;
+        }
+        match &self.json {
+            None => {
+                for v in &self.values {
+                    if std::mem::replace(&mut any, true) {
+                        out.push(b',');
+                    }
+                    let _ = serde_json::to_writer(&mut *out, v);
+                }
+            }
+            Some(json) if json.len > 0 => {
+                if any {
+                    out.push(b',');
+                }
+                // What lies between the brackets.
+                out.extend_from_slice(&json.text.as_bytes()[1..json.text.len() - 1]);
+            }
+            Some(_) => {}
+        }
+        out.push(b']');
+    }
+}
+
+impl Json {
+    /// The elements (the text was checked when it was made: it parses).
+    fn parse(&self) -> Vec<Value> {
+        serde_json::from_str(&self.text).unwrap_or_default()
+    }
+}
+
+/// Deserialises element `.0` of a JSON array (`None`: the array is shorter).
+struct Nth<T>(usize, std::marker::PhantomData<T>);
+
+impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Nth<T> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of arguments")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Option<T>, A::Error> {
+        use serde::de::IgnoredAny;
+        for _ in 0..self.0 {
+            if seq.next_element::<IgnoredAny>()?.is_none() {
+                return Ok(None);
+            }
+        }
+        let found = seq.next_element::<T>()?;
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(found)
+    }
+}
+
+/// How many elements the JSON array `text` has (an error if it is not one).
+fn json_array_len(text: &str) -> Result<usize, serde_json::Error> {
+    struct Count;
+    impl<'de> serde::de::Visitor<'de> for Count {
+        type Value = usize;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an array")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+            let mut n = 0;
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                n += 1;
+            }
+            Ok(n)
+        }
+    }
+    use serde::Deserializer as _;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let n = de.deserialize_seq(Count)?;
+    de.end()?;
+    Ok(n)
 }
 
 /// `/`, shared: most packets name no namespace, and need not allocate one.
@@ -229,22 +435,24 @@ impl Packet {
 
     /// An EVENT packet: `[event, ...args]`.
     pub fn event(nsp: impl Into<Arc<str>>, event: &str, payload: Payload) -> Self {
-        let mut data = Vec::with_capacity(payload.args.len() + 1);
+        let (args, bins) = payload.into_parts();
+        let mut data = Vec::with_capacity(args.len() + 1);
         data.push(Value::String(event.to_owned()));
-        data.extend(payload.args);
+        data.extend(args);
         Self {
             data: Some(Value::Array(data)),
-            attachments: payload.bins,
+            attachments: bins,
             ..Self::new(PacketType::Event, nsp)
         }
     }
 
     /// An ACK packet for `id`.
     pub fn ack(nsp: impl Into<Arc<str>>, id: u64, payload: Payload) -> Self {
+        let (args, bins) = payload.into_parts();
         Self {
             id: Some(id),
-            data: Some(Value::Array(payload.args)),
-            attachments: payload.bins,
+            data: Some(Value::Array(args)),
+            attachments: bins,
             ..Self::new(PacketType::Ack, nsp)
         }
     }
@@ -265,29 +473,9 @@ impl Packet {
     }
 
     fn write_text(&self, out: &mut Vec<u8>) {
-        use std::io::Write as _;
-        // Room for the header and a short payload: one allocation for most packets.
-        out.reserve(48 + self.nsp.len());
-        let kind = match (self.kind, self.attachments.is_empty()) {
-            (PacketType::Event, false) => PacketType::BinaryEvent,
-            (PacketType::Ack, false) => PacketType::BinaryAck,
-            (PacketType::BinaryEvent, true) => PacketType::Event,
-            (PacketType::BinaryAck, true) => PacketType::Ack,
-            (k, _) => k,
-        };
-        out.push(kind.as_char());
-        // Writing into a Vec cannot fail.
-        if kind.is_binary() {
-            let _ = write!(out, "{}-", self.attachments.len());
-        }
-        if &*self.nsp != "/" {
-            out.extend_from_slice(self.nsp.as_bytes());
-            out.push(b',');
-        }
-        if let Some(id) = self.id {
-            let _ = write!(out, "{id}");
-        }
+        write_header(out, self.kind, self.attachments.len(), &self.nsp, self.id);
         if let Some(data) = &self.data {
+            // Writing into a Vec cannot fail.
             let _ = serde_json::to_writer(&mut *out, data);
         }
     }
@@ -410,13 +598,7 @@ impl Packet {
             Value::Number(n) => n.to_string(),
             _ => return None,
         };
-        Some((
-            name,
-            Payload {
-                args: a,
-                bins: self.attachments,
-            },
-        ))
+        Some((name, Payload::from_parts(a, self.attachments)))
     }
 
     /// The arguments of an ACK packet.
@@ -426,11 +608,62 @@ impl Packet {
             Some(v) => vec![v],
             None => Vec::new(),
         };
-        Payload {
-            args,
-            bins: self.attachments,
-        }
+        Payload::from_parts(args, self.attachments)
     }
+}
+
+/// Writes a packet's header: its type (binary or not as `attachments` says), the
+/// attachment count, the namespace and the ack id; room is made for a short payload,
+/// so that most packets take one allocation.
+fn write_header(
+    out: &mut Vec<u8>,
+    kind: PacketType,
+    attachments: usize,
+    nsp: &str,
+    id: Option<u64>,
+) {
+    use std::io::Write as _;
+    out.reserve(48 + nsp.len());
+    let kind = match (kind, attachments == 0) {
+        (PacketType::Event, false) => PacketType::BinaryEvent,
+        (PacketType::Ack, false) => PacketType::BinaryAck,
+        (PacketType::BinaryEvent, true) => PacketType::Event,
+        (PacketType::BinaryAck, true) => PacketType::Ack,
+        (k, _) => k,
+    };
+    out.push(kind.as_char());
+    // Writing into a Vec cannot fail.
+    if kind.is_binary() {
+        let _ = write!(out, "{attachments}-");
+    }
+    if nsp != "/" {
+        out.extend_from_slice(nsp.as_bytes());
+        out.push(b',');
+    }
+    if let Some(id) = id {
+        let _ = write!(out, "{id}");
+    }
+}
+
+/// The text of an EVENT packet (`name` given) or ACK packet carrying `payload`, as
+/// [`Packet::event`] or [`Packet::ack`] then [`Packet::encode_utf8`] give it, written
+/// from the arguments as they are held (text is copied, not parsed). Its attachments
+/// are `payload`'s.
+pub(crate) fn encode_args(
+    nsp: &str,
+    id: Option<u64>,
+    name: Option<&str>,
+    payload: &Payload,
+) -> Utf8Bytes {
+    let mut out = Vec::new();
+    let kind = if name.is_some() {
+        PacketType::Event
+    } else {
+        PacketType::Ack
+    };
+    write_header(&mut out, kind, payload.bins.len(), nsp, id);
+    payload.write_json(name, &mut out);
+    Utf8Bytes::from_validated(Bytes::from(out))
 }
 
 /// A packet that does not parse or is not valid for its type.
@@ -505,44 +738,63 @@ impl Decoder {
         self.pending.is_some()
     }
 
-    /// Parses a text message as [`feed`](Self::feed) would, without a decoder's
-    /// state: the costly part (JSON), which can run anywhere, ahead of
-    /// [`feed_parsed`](Self::feed_parsed).
+    /// Parses a text message as [`feed_parsed`](Self::feed_parsed) would, without a
+    /// decoder's state: the costly part (JSON), which can run anywhere, ahead of it.
     pub fn parse(text: &str, limits: &DecodeLimits) -> Parsed {
-        Parsed(decode_text(text, limits))
+        Parsed(decode_text_lazy(text, limits))
     }
 
     /// Feeds one Engine.IO message; returns a packet when one is complete.
     pub fn feed(&mut self, data: Data) -> Result<Option<Packet>, DecodeError> {
-        self.feed_parsed(data, None)
+        self.feed_with(data, |text, limits| {
+            decode_text(text, limits).map(|(packet, expected)| match expected {
+                0 => Text::Done(packet),
+                n => Text::Wait(packet, n),
+            })
+        })
     }
 
-    /// [`feed`](Self::feed), with a text message already [`parse`](Self::parse)d.
+    /// Feeds one Engine.IO message, with a text message already
+    /// [`parse`](Self::parse)d (or `None`: parsed here); returns what is complete. An
+    /// event's or ack's arguments stay JSON text when they came as text (see
+    /// [`Payload`]).
     pub fn feed_parsed(
         &mut self,
         data: Data,
         parsed: Option<Parsed>,
-    ) -> Result<Option<Packet>, DecodeError> {
+    ) -> Result<Option<Incoming>, DecodeError> {
+        let mut parsed = parsed;
+        self.feed_with(data, |text, limits| match parsed.take() {
+            Some(Parsed(p)) => p,
+            None => decode_text_lazy(text, limits),
+        })
+    }
+
+    fn feed_with<T: From<Packet>>(
+        &mut self,
+        data: Data,
+        text: impl FnOnce(&str, &DecodeLimits) -> Result<Text<T>, DecodeError>,
+    ) -> Result<Option<T>, DecodeError> {
         if self.parser == Parser::Msgpack {
             return match data {
-                Data::Binary(bytes) => Packet::decode_msgpack(&bytes, &self.limits).map(Some),
+                Data::Binary(bytes) => Packet::decode_msgpack(&bytes, &self.limits)
+                    .map(T::from)
+                    .map(Some),
                 Data::Text(_) => Err(DecodeError("text message for the msgpack parser")),
             };
         }
         match data {
-            Data::Text(text) => {
+            Data::Text(t) => {
                 if self.pending.is_some() {
                     return Err(DecodeError("text while waiting for attachments"));
                 }
-                let (packet, expected) = match parsed {
-                    Some(Parsed(parsed)) => parsed?,
-                    None => decode_text(&text, &self.limits)?,
-                };
-                if expected == 0 {
-                    return Ok(Some(packet));
+                match text(&t, &self.limits)? {
+                    Text::Done(done) => Ok(Some(done)),
+                    Text::Wait(packet, expected) => {
+                        self.pending = Some((packet, expected, 0));
+                        Ok(None)
+                    }
                 }
-                self.pending = Some((packet, expected, 0));
-                Ok(None)
             }
             Data::Binary(bytes) => {
                 let Some((packet, expected, total)) = &mut self.pending else {
@@ -556,8 +808,69 @@ impl Decoder {
                 if packet.attachments.len() < *expected {
                     return Ok(None);
                 }
-                Ok(self.pending.take().map(|(p, _, _)| p))
+                Ok(self.pending.take().map(|(p, _, _)| T::from(p)))
             }
+        }
+    }
+}
+
+/// A text message decoded: complete, or a binary packet waiting for attachments.
+#[derive(Debug)]
+enum Text<T> {
+    Done(T),
+    Wait(Packet, usize),
+}
+
+/// A complete packet from [`Decoder::feed_parsed`]: events and acks apart, their
+/// arguments as [`Payload`]s (JSON text when they came as text).
+#[derive(Debug, PartialEq)]
+pub enum Incoming {
+    /// EVENT or BINARY_EVENT.
+    Event {
+        /// The namespace.
+        nsp: Arc<str>,
+        /// The ack id, if the sender wants an ack.
+        id: Option<u64>,
+        /// The event name.
+        name: String,
+        /// The arguments.
+        payload: Payload,
+    },
+    /// ACK or BINARY_ACK.
+    Ack {
+        /// The namespace.
+        nsp: Arc<str>,
+        /// The ack id.
+        id: u64,
+        /// The arguments.
+        payload: Payload,
+    },
+    /// Any other packet.
+    Packet(Packet),
+}
+
+impl From<Packet> for Incoming {
+    fn from(packet: Packet) -> Self {
+        match (packet.kind, packet.id) {
+            (PacketType::Event | PacketType::BinaryEvent, id) => {
+                let nsp = packet.nsp.clone();
+                match packet.into_event() {
+                    Some((name, payload)) => Self::Event {
+                        nsp,
+                        id,
+                        name,
+                        payload,
+                    },
+                    // Not an event the decoder lets through.
+                    None => Self::Packet(Packet::new(PacketType::Event, nsp)),
+                }
+            }
+            (PacketType::Ack | PacketType::BinaryAck, Some(id)) => Self::Ack {
+                nsp: packet.nsp.clone(),
+                id,
+                payload: packet.into_payload(),
+            },
+            _ => Self::Packet(packet),
         }
     }
 }
@@ -565,9 +878,19 @@ impl Decoder {
 /// A text message parsed by [`Decoder::parse`]: the packet and how many binary
 /// attachments follow it, or why it is invalid.
 #[derive(Debug)]
-pub struct Parsed(Result<(Packet, usize), DecodeError>);
+pub struct Parsed(Result<Text<Incoming>, DecodeError>);
 
-fn decode_text(text: &str, limits: &DecodeLimits) -> Result<(Packet, usize), DecodeError> {
+/// A packet's header: its type, attachment count, namespace, ack id, and where its
+/// JSON starts.
+struct Header {
+    kind: PacketType,
+    attachments: usize,
+    nsp: Arc<str>,
+    id: Option<u64>,
+    data: usize,
+}
+
+fn decode_header(text: &str, limits: &DecodeLimits) -> Result<Header, DecodeError> {
     let b = text.as_bytes();
     let kind = b
         .first()
@@ -612,6 +935,126 @@ fn decode_text(text: &str, limits: &DecodeLimits) -> Result<(Packet, usize), Dec
     } else {
         None
     };
+    Ok(Header {
+        kind,
+        attachments,
+        nsp,
+        id,
+        data: i,
+    })
+}
+
+/// [`decode_text`], with a text EVENT's or ACK's arguments kept as JSON text (checked,
+/// not parsed into values).
+fn decode_text_lazy(text: &str, limits: &DecodeLimits) -> Result<Text<Incoming>, DecodeError> {
+    let h = decode_header(text, limits)?;
+    let json = &text[h.data..];
+    match (h.kind, h.id) {
+        (PacketType::Event, id) => {
+            let (name, payload) = lazy_event(json)?;
+            Ok(Text::Done(Incoming::Event {
+                nsp: h.nsp,
+                id,
+                name,
+                payload,
+            }))
+        }
+        (PacketType::Ack, Some(id)) => {
+            let json = json.trim();
+            let len = json_array_len(json)
+                .map_err(|_| DecodeError("invalid payload for the packet type"))?;
+            Ok(Text::Done(Incoming::Ack {
+                nsp: h.nsp,
+                id,
+                payload: Payload::from_checked_json(json.to_owned(), len),
+            }))
+        }
+        _ => match decode_rest(text, h)? {
+            (packet, 0) => Ok(Text::Done(Incoming::from(packet))),
+            (packet, n) => Ok(Text::Wait(packet, n)),
+        },
+    }
+}
+
+/// An EVENT's `["name", ...args]`: the name (a string, not a reserved one, or a
+/// number), and the arguments as the text between the name and the closing bracket.
+fn lazy_event(json: &str) -> Result<(String, Payload), DecodeError> {
+    use serde::de::{SeqAccess, Visitor};
+    use serde_json::value::RawValue;
+    /// The name, and the span of the arguments with their count.
+    struct Parts<'a> {
+        name: Option<&'a RawValue>,
+        span: Option<(&'a str, &'a str)>,
+        len: usize,
+    }
+    struct Visit;
+    impl<'de> Visitor<'de> for Visit {
+        type Value = Parts<'de>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an event array")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Parts<'de>, A::Error> {
+            let name = seq.next_element::<&'de RawValue>()?;
+            let mut span: Option<(&str, &str)> = None;
+            let mut len = 0;
+            while let Some(arg) = seq.next_element::<&'de RawValue>()? {
+                let arg = arg.get();
+                span = Some((span.map_or(arg, |(first, _)| first), arg));
+                len += 1;
+            }
+            Ok(Parts { name, span, len })
+        }
+    }
+    let invalid = || DecodeError("invalid payload for the packet type");
+    let mut de = serde_json::Deserializer::from_str(json);
+    let parts = serde::Deserializer::deserialize_seq(&mut de, Visit).map_err(|_| invalid())?;
+    de.end().map_err(|_| DecodeError("bad JSON"))?;
+    let name = parts.name.ok_or_else(invalid)?.get();
+    let name = match name.as_bytes().first() {
+        Some(b'"') => {
+            let s: String = serde_json::from_str(name).map_err(|_| invalid())?;
+            if RESERVED_EVENTS.contains(&s.as_str()) {
+                return Err(invalid());
+            }
+            s
+        }
+        _ => serde_json::from_str::<serde_json::Number>(name)
+            .map_err(|_| invalid())?
+            .to_string(),
+    };
+    // Offsets of the first and last arguments in `json` (they are slices of it).
+    let text = match parts.span {
+        None => "[]".to_owned(),
+        Some((first, last)) => {
+            let base = json.as_ptr() as usize;
+            let start = first.as_ptr() as usize - base;
+            let end = last.as_ptr() as usize - base + last.len();
+            let mut t = String::with_capacity(end - start + 2);
+            t.push('[');
+            t.push_str(&json[start..end]);
+            t.push(']');
+            t
+        }
+    };
+    Ok((name, Payload::from_checked_json(text, parts.len)))
+}
+
+/// Decodes a text packet (header, then its JSON as a value), and says how many
+/// attachments follow it.
+fn decode_text(text: &str, limits: &DecodeLimits) -> Result<(Packet, usize), DecodeError> {
+    let h = decode_header(text, limits)?;
+    decode_rest(text, h)
+}
+
+fn decode_rest(text: &str, h: Header) -> Result<(Packet, usize), DecodeError> {
+    let Header {
+        kind,
+        attachments,
+        nsp,
+        id,
+        data: i,
+    } = h;
+    let b = text.as_bytes();
     let data = if i < b.len() {
         Some(serde_json::from_str::<Value>(&text[i..]).map_err(|_| DecodeError("bad JSON"))?)
     } else {
@@ -662,6 +1105,154 @@ mod tests {
 
     fn decode(s: &str) -> Result<Option<Packet>, DecodeError> {
         Decoder::default().feed(Data::Text(s.into()))
+    }
+
+    fn decode_lazily(s: &str) -> Result<Option<Incoming>, DecodeError> {
+        Decoder::default().feed_parsed(Data::Text(s.into()), None)
+    }
+
+    #[test]
+    fn events_and_acks_keep_their_arguments_as_text_and_decode_as_values_would() {
+        for text in [
+            r#"2["chat","hello",{"a":[1,2.5,null]},true]"#,
+            r#"2/admin,7["chat"]"#,
+            r#"2[ "spaced" , 1 , [ ] ]"#,
+            r#"2[1.50,"numeric name"]"#,
+            r#"2["é\u00e9\n","x"]"#,
+            r#"31[]"#,
+            r#"3/admin,12[{"ok":true},"second"]"#,
+        ] {
+            let eager = decode(text).expect("valid").expect("complete");
+            let lazy = decode_lazily(text).expect("valid").expect("complete");
+            assert_eq!(lazy, Incoming::from(eager.clone()), "{text}");
+            let (Incoming::Event { payload, .. } | Incoming::Ack { payload, .. }) = &lazy else {
+                panic!("{text}: not an event or ack");
+            };
+            assert!(payload.json.is_some(), "{text}: parsed into values");
+            // Re-encoded from the text, it is the packet the values give (up to
+            // the sender's whitespace).
+            let again = match lazy {
+                Incoming::Event {
+                    nsp,
+                    id,
+                    name,
+                    payload,
+                } => encode_args(&nsp, id, Some(&name), &payload),
+                Incoming::Ack { nsp, id, payload } => encode_args(&nsp, Some(id), None, &payload),
+                Incoming::Packet(_) => unreachable!("matched above"),
+            };
+            let back = decode(again.as_str()).expect("valid").expect("complete");
+            let expected = match Incoming::from(eager) {
+                Incoming::Event {
+                    nsp,
+                    id,
+                    name,
+                    payload,
+                } => Packet {
+                    id,
+                    ..Packet::event(nsp, &name, payload)
+                },
+                Incoming::Ack { nsp, id, payload } => Packet::ack(nsp, id, payload),
+                Incoming::Packet(p) => p,
+            };
+            assert_eq!(back, expected, "{text}");
+        }
+        // Numeric names read as numbers print.
+        assert!(matches!(
+            decode_lazily(r#"2[1.50,"x"]"#),
+            Ok(Some(Incoming::Event { name, .. })) if name == "1.5"
+        ));
+        // What the full decoding refuses for its shape, the lazy one refuses too.
+        for bad in [
+            "2",
+            "2[]",
+            "2{}",
+            r#"2"x""#,
+            "2[true]",
+            r#"2["connect"]"#,
+            r#"2["x"] junk"#,
+            r#"2["x",]"#,
+            "3[1]",
+            "31{}",
+            "31",
+            r#"31["x""#,
+        ] {
+            assert!(decode(bad).is_err(), "{bad}");
+            assert!(decode_lazily(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn arguments_held_as_text_answer_as_values_do() {
+        let text = Payload::from_json(r#"[{"n":1},"two",[3]]"#).expect("an array");
+        let values =
+            Payload::from_parts(vec![json!({"n": 1}), json!("two"), json!([3])], Vec::new());
+        assert_eq!(text, values);
+        assert_eq!(text.len(), 3);
+        for i in 0..4 {
+            assert_eq!(
+                text.get::<Value>(i).ok(),
+                values.get::<Value>(i).ok(),
+                "{i}"
+            );
+        }
+        assert_eq!(text.get::<Value>(9).ok(), Some(Value::Null));
+        assert!(text.get::<u32>(1).is_err());
+        assert_eq!(text.get::<String>(1).ok().as_deref(), Some("two"));
+        // Appending keeps the text; changing in place parses it.
+        let mut more = text.clone().arg(json!(4));
+        assert!(more.json.is_some());
+        assert_eq!(
+            *more.values(),
+            [json!({"n": 1}), json!("two"), json!([3]), json!(4)]
+        );
+        more.values_mut().remove(0);
+        assert_eq!(more.len(), 3);
+        assert!(more.json.is_none());
+        // From a value, and from nothing.
+        let one = Payload::from_value(&json!({"a": [1, 2]})).expect("serialises");
+        assert_eq!(*one.values(), [json!({"a": [1, 2]})]);
+        let mut none = Payload::from_json("[]").expect("an array");
+        assert!(none.is_empty());
+        none.push(json!("x"));
+        assert_eq!(*none.values(), [json!("x")]);
+        // The same packet text whichever way the arguments are held.
+        let packets = |p: &Payload| {
+            (
+                encode_args("/", Some(3), Some("ev"), p).as_str().to_owned(),
+                encode_args("/nsp", Some(4), None, p).as_str().to_owned(),
+            )
+        };
+        assert_eq!(packets(&text), packets(&values));
+        let empty = Payload::from_json(" [ ] ").expect("an array");
+        assert_eq!(packets(&empty), packets(&Payload::new()));
+        let spaced = Payload::from_json(" [{\"n\":1},\"two\",[3]]\n").expect("an array");
+        assert_eq!(packets(&spaced), packets(&values));
+        assert!(Payload::from_json("{}").is_err());
+        assert!(Payload::from_json("[1] 2").is_err());
+        // Binary arguments: placeholders in the text, attachments beside it.
+        let bin = Payload::from_json(r#"["x"]"#)
+            .expect("an array")
+            .bin(vec![1u8, 2]);
+        assert_eq!(bin.get_bin(1).map(|b| b.to_vec()), Some(vec![1, 2]));
+        assert_eq!(bin.get_bin(0), None);
+    }
+
+    #[test]
+    fn text_arguments_that_values_cannot_hold_fail_when_asked_for() {
+        // Deeper than serde_json parses, and a lone surrogate: checked for syntax,
+        // kept as text (an echo sends them back as they came), an error for a handler
+        // that asks for them as values.
+        let deep = format!("2[\"deep\",{}{}]", "[".repeat(200), "]".repeat(200));
+        let lone = r#"2["lone","\ud800"]"#;
+        for text in [deep.as_str(), lone] {
+            assert!(decode(text).is_err(), "the full decoding refuses it");
+            let Ok(Some(Incoming::Event { payload, .. })) = decode_lazily(text) else {
+                panic!("kept as text");
+            };
+            assert_eq!(payload.len(), 1);
+            assert!(payload.get::<Value>(0).is_err());
+        }
     }
 
     #[test]
@@ -715,10 +1306,10 @@ mod tests {
         for b in bad {
             assert!(Packet::decode_msgpack(b, &limits).is_err(), "{b:?}");
         }
-        let many = Payload {
-            args: (0..3).map(placeholder).collect(),
-            bins: vec![Bytes::from_static(b"x"); 3],
-        };
+        let many = Payload::from_parts(
+            (0..3).map(placeholder).collect(),
+            vec![Bytes::from_static(b"x"); 3],
+        );
         let p = Packet::event("/", "e", many).encode_msgpack();
         let tight = DecodeLimits {
             max_attachments: 2,

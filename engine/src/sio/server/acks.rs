@@ -28,8 +28,8 @@ impl Server {
     pub fn ack(&mut self, sid: &Sid, id: u64, payload: Payload) -> Result<(), Error> {
         let socket = self.sockets.get(sid).ok_or(Error::UnknownSocket)?;
         let session = socket.info.session.clone();
-        let packet = Packet::ack(socket.info.nsp.clone(), id, payload);
-        self.send_packet(&session, &packet);
+        let nsp = socket.info.nsp.clone();
+        self.send_args(&session, &nsp, Some(id), None, payload);
         Ok(())
     }
 
@@ -44,9 +44,7 @@ impl Server {
         payload: Payload,
         timeout: Option<Duration>,
     ) -> AckId {
-        let mut packet = Packet::event("/", name, payload);
-        packet.id = None;
-        self.broadcast_packet_with_ack(now, target, packet, timeout)
+        self.broadcast_event_with_ack(now, target, name, &payload, timeout)
     }
 
     /// [`broadcast_with_ack`](Self::broadcast_with_ack) of a ready packet (an event
@@ -55,7 +53,19 @@ impl Server {
         &mut self,
         now: Instant,
         target: &Broadcast,
-        mut packet: Packet,
+        packet: Packet,
+        timeout: Option<Duration>,
+    ) -> AckId {
+        let (name, payload) = packet.into_event().unwrap_or_default();
+        self.broadcast_event_with_ack(now, target, &name, &payload, timeout)
+    }
+
+    fn broadcast_event_with_ack(
+        &mut self,
+        now: Instant,
+        target: &Broadcast,
+        name: &str,
+        payload: &Payload,
         timeout: Option<Duration>,
     ) -> AckId {
         let id = self.next_ack;
@@ -68,8 +78,7 @@ impl Server {
                 deadline,
             },
         );
-        packet.id = Some(id);
-        self.broadcast_packet(now, target, packet);
+        self.broadcast_event(now, target, name, payload, Some(id));
         if self.acks.get(&id).is_some_and(|a| a.waiting.is_empty()) {
             self.acks.remove(&id);
             self.events.push_back(Event::AckDone { ack: AckId(id) });

@@ -25,8 +25,7 @@ impl Server {
             return Ok(());
         }
         let session = socket.info.session.clone();
-        let packet = Packet::event(nsp, name, payload);
-        self.send_packet(&session, &packet);
+        self.send_args(&session, &nsp, None, Some(name), payload);
         Ok(())
     }
 
@@ -61,14 +60,33 @@ impl Server {
                     packet: Packet::event("/", name, payload.clone()),
                 }));
         }
-        self.broadcast_packet(now, target, Packet::event("/", name, payload))
+        self.broadcast_event(now, target, name, &payload, None)
     }
 
+    /// [`broadcast`](Self::broadcast) of a ready packet (an event another server of the
+    /// cluster sent); anything but an event reaches no one.
     pub(super) fn broadcast_packet(
         &mut self,
         now: Instant,
         target: &Broadcast,
         packet: Packet,
+    ) -> usize {
+        let id = packet.id;
+        match packet.into_event() {
+            Some((name, payload)) => self.broadcast_event(now, target, &name, &payload, id),
+            None => 0,
+        }
+    }
+
+    /// Sends event `name` to every local socket `target` selects, encoded once per
+    /// namespace, asking for ack `id` if given.
+    pub(super) fn broadcast_event(
+        &mut self,
+        now: Instant,
+        target: &Broadcast,
+        name: &str,
+        payload: &Payload,
+        id: Option<u64>,
     ) -> usize {
         let mut count = 0;
         for nsp in self.namespaces_of(target) {
@@ -76,19 +94,17 @@ impl Server {
                 nsp: Some(nsp.clone()),
                 ..target.clone()
             };
-            let mut packet = Packet {
-                nsp: nsp.clone(),
-                ..packet.clone()
-            };
-            let store = self.config.recovery.is_some()
-                && !target.volatile
-                && packet.id.is_none()
-                && matches!(packet.kind, PacketType::Event | PacketType::BinaryEvent);
+            let store = self.config.recovery.is_some() && !target.volatile && id.is_none();
             let offset = store.then(|| self.next_offset());
-            if let (Some(offset), Some(Value::Array(a))) = (&offset, &mut packet.data) {
-                a.push(Value::String(offset.to_string()));
-            }
-            let messages = packet.encode_with(self.config.parser);
+            let messages = match &offset {
+                // The offset to resume from rides as the last argument.
+                Some(offset) => {
+                    let mut with_offset = payload.clone();
+                    with_offset.push(Value::String(offset.to_string()));
+                    self.encode_event(&nsp, id, name, &with_offset)
+                }
+                None => self.encode_event(&nsp, id, name, payload),
+            };
             let shared: Vec<SharedMessage> =
                 messages.iter().cloned().map(SharedMessage::new).collect();
             if let Some(offset) = offset {
@@ -115,7 +131,7 @@ impl Server {
                 let Some(socket) = sockets.get_mut(sid) else {
                     return;
                 };
-                if let Some(id) = packet.id {
+                if let Some(id) = id {
                     socket.acks.insert(id);
                     if let Some(a) = acks.get_mut(&id) {
                         a.waiting.insert(sid.clone());

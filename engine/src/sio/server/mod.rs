@@ -11,7 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-use super::packet::{DecodeLimits, Decoder, Packet, PacketType, Parsed, Payload};
+use super::packet::{DecodeLimits, Decoder, Incoming, Packet, PacketType, Parsed, Payload};
 use crate::eio::{
     self, Data, Handshake, PollId, Protocol, Reply, SessionId, SharedMessage, Transmit,
     TransportId, WsInput,
@@ -525,6 +525,45 @@ impl Server {
                 return;
             }
         };
+        let packet = match packet {
+            Incoming::Event {
+                nsp,
+                id,
+                name,
+                payload,
+            } => {
+                let Some(sid) = client.sockets.get(&nsp).cloned() else {
+                    return;
+                };
+                self.events.push_back(Event::Event {
+                    sid,
+                    name,
+                    payload,
+                    ack: id,
+                });
+                return;
+            }
+            Incoming::Ack { nsp, id, payload } => {
+                let Some(sid) = client.sockets.get(&nsp).cloned() else {
+                    return;
+                };
+                let known = self
+                    .sockets
+                    .get_mut(&sid)
+                    .is_some_and(|s| s.acks.remove(&id));
+                if !known {
+                    return;
+                }
+                self.events.push_back(Event::Ack {
+                    ack: AckId(id),
+                    sid: sid.clone(),
+                    result: Ok(payload),
+                });
+                self.ack_answered(id, &sid);
+                return;
+            }
+            Incoming::Packet(packet) => packet,
+        };
         match packet.kind {
             PacketType::Connect => {
                 let (nsp, auth) = if client.protocol == Protocol::V3 {
@@ -542,41 +581,12 @@ impl Server {
                     self.remove_socket(now, &sid, DisconnectReason::ClientNamespaceDisconnect);
                 }
             }
-            PacketType::Event | PacketType::BinaryEvent => {
-                let Some(sid) = client.sockets.get(&packet.nsp).cloned() else {
-                    return;
-                };
-                let ack = packet.id;
-                if let Some((name, payload)) = packet.into_event() {
-                    self.events.push_back(Event::Event {
-                        sid,
-                        name,
-                        payload,
-                        ack,
-                    });
-                }
-            }
-            PacketType::Ack | PacketType::BinaryAck => {
-                let Some(sid) = client.sockets.get(&packet.nsp).cloned() else {
-                    return;
-                };
-                let Some(id) = packet.id else { return };
-                let known = self
-                    .sockets
-                    .get_mut(&sid)
-                    .is_some_and(|s| s.acks.remove(&id));
-                if !known {
-                    return;
-                }
-                let payload = packet.into_payload();
-                self.events.push_back(Event::Ack {
-                    ack: AckId(id),
-                    sid: sid.clone(),
-                    result: Ok(payload),
-                });
-                self.ack_answered(id, &sid);
-            }
-            PacketType::ConnectError => {}
+            // Events and acks came as `Incoming::Event` and `Incoming::Ack`.
+            PacketType::Event
+            | PacketType::BinaryEvent
+            | PacketType::Ack
+            | PacketType::BinaryAck
+            | PacketType::ConnectError => {}
         }
     }
 
@@ -917,6 +927,51 @@ impl Server {
         self.pump(now);
     }
 
+    /// Sends an EVENT (`name` given) or ACK to `session`, its arguments written as they
+    /// are held (JSON text is copied, not parsed).
+    fn send_args(
+        &mut self,
+        session: &SessionId,
+        nsp: &Arc<str>,
+        id: Option<u64>,
+        name: Option<&str>,
+        mut payload: Payload,
+    ) {
+        if self.config.parser == super::Parser::Msgpack {
+            let packet = args_packet(nsp, id, name, payload);
+            return self.send_packet(session, &packet);
+        }
+        let text = super::packet::encode_args(nsp, id, name, &payload);
+        let _ = self.eio.send_with(session, Data::Text(text), None);
+        for bin in std::mem::take(payload.bins_mut()) {
+            let _ = self.eio.send_with(session, Data::Binary(bin), None);
+        }
+    }
+
+    /// The messages that carry event `name` with `payload` in `nsp` (asking for ack
+    /// `id` if given), as this server's parser writes them.
+    fn encode_event(
+        &self,
+        nsp: &Arc<str>,
+        id: Option<u64>,
+        name: &str,
+        payload: &Payload,
+    ) -> Vec<Data> {
+        if self.config.parser == super::Parser::Msgpack {
+            let packet = args_packet(nsp, id, Some(name), payload.clone());
+            return packet.encode_with(self.config.parser);
+        }
+        let mut out = Vec::with_capacity(1 + payload.bins().len());
+        out.push(Data::Text(super::packet::encode_args(
+            nsp,
+            id,
+            Some(name),
+            payload,
+        )));
+        out.extend(payload.bins().iter().cloned().map(Data::Binary));
+        out
+    }
+
     /// Sends `packet` to `session`, encoded straight into the messages that carry it.
     fn send_packet(&mut self, session: &SessionId, packet: &Packet) {
         match self.config.parser {
@@ -939,6 +994,17 @@ impl Server {
         for m in messages {
             let _ = self.eio.send_with(session, m.clone(), compress);
         }
+    }
+}
+
+/// An EVENT (`name` given) or ACK packet, its arguments as values.
+fn args_packet(nsp: &Arc<str>, id: Option<u64>, name: Option<&str>, payload: Payload) -> Packet {
+    match name {
+        Some(name) => Packet {
+            id,
+            ..Packet::event(nsp.clone(), name, payload)
+        },
+        None => Packet::ack(nsp.clone(), id.unwrap_or_default(), payload),
     }
 }
 

@@ -1,5 +1,6 @@
-//! Criterion micro-benchmarks of Engine.IO / Socket.IO: packet encode and decode (next
-//! to engineioxide's and socketioxide's parsers with `--features peers`), and a
+//! Criterion micro-benchmarks of Engine.IO / Socket.IO: packet encode and decode (fully,
+//! and lazily as the server does; next to engineioxide's and socketioxide's parsers
+//! with `--features peers`), and a
 //! broadcast into N in-memory WebSocket recipients (the marginal cost per recipient
 //! must not grow with N or with the payload size: the frame is encoded once).
 #![allow(missing_docs)]
@@ -63,6 +64,17 @@ fn packets(c: &mut Criterion) {
                 let mut out = None;
                 for m in &encoded {
                     out = d.feed(black_box(m.clone())).ok().flatten();
+                }
+                out
+            })
+        });
+        // As the server decodes: an event's or ack's arguments kept as JSON text.
+        group.bench_function(BenchmarkId::new("decode_lazy", name), |b| {
+            b.iter(|| {
+                let mut d = Decoder::default();
+                let mut out = None;
+                for m in &encoded {
+                    out = d.feed_parsed(black_box(m.clone()), None).ok().flatten();
                 }
                 out
             })

@@ -1150,11 +1150,14 @@ impl Server {
         };
         t.unsent += output.counted();
         t.closing = matches!(output, WsOutput::Close(..));
+        let over = t.unsent > self.config.max_buffered;
         self.transmits.push_back(Transmit::Ws {
             transport: tid,
             output,
         });
-        self.check_backlog(tid);
+        if over {
+            self.check_backlog(tid);
+        }
     }
 
     /// Closes a transport: it leaves its session and gets a close frame.

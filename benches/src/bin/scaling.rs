@@ -5,8 +5,11 @@
 //! event in flight until it has had `PER_CONN` acks. The control: the same clients
 //! and runtime against plain WebSocket echo connections (`wirestate_tokio::accept`,
 //! which share nothing), to tell what the harness and the runtime allow from what the
-//! Socket.IO server's shared state costs. Rounds alternate between the settings;
-//! prints one `key=value` line per round and the median ratios.
+//! Socket.IO server's shared state costs. And what sharding alone would give: the
+//! same clients spread over four independent Socket.IO servers (`sio4`: no state
+//! shared between them, and nothing crossing them either), on the same work-stealing
+//! runtime. Rounds alternate between the settings; prints one `key=value` line per
+//! round and the median ratios.
 //!
 //! ```text
 //! cargo run --release -p wirestate-benches --bin scaling [ROUNDS]
@@ -25,8 +28,9 @@ const PER_CONN: usize = 2_000;
 /// What the clients talk to.
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
-    /// The typed-handler Socket.IO server: `echo` acked with its argument.
-    SocketIo,
+    /// `n` typed-handler Socket.IO servers (`echo` acked with its argument), client `i`
+    /// on server `i % n`.
+    SocketIo(usize),
     /// Plain WebSocket echo, one connection sharing nothing with another.
     WebSocket,
 }
@@ -39,11 +43,13 @@ fn round(workers: usize, kind: Kind) -> io::Result<Duration> {
         .build()?;
     rt.block_on(async {
         let mut clients = Vec::with_capacity(CONNS);
-        if kind == Kind::SocketIo {
-            let io = wirestate_benches::sio_typed_server()?;
-            for _ in 0..CONNS {
+        if let Kind::SocketIo(n) = kind {
+            let servers = (0..n)
+                .map(|_| wirestate_benches::sio_typed_server())
+                .collect::<io::Result<Vec<_>>>()?;
+            for i in 0..CONNS {
                 let (mut client, server) = tokio::io::duplex(64 * 1024);
-                let io = io.clone();
+                let io = servers[i % n].clone();
                 tokio::spawn(async move {
                     let _ = wirestate_tokio::sio::serve_connection(&io, server, None).await;
                 });
@@ -61,7 +67,11 @@ fn round(workers: usize, kind: Kind) -> io::Result<Duration> {
         let payload = format!("421[\"echo\",\"{}\"]", "a".repeat(20));
         let event = masked_frame(0x81, payload.as_bytes());
         // The answer: the ack (`43…`), or the echoed frame itself (`42…`).
-        let answer: &'static [u8] = if kind == Kind::SocketIo { b"43" } else { b"42" };
+        let answer: &'static [u8] = if kind == Kind::WebSocket {
+            b"42"
+        } else {
+            b"43"
+        };
         let start = Instant::now();
         let tasks: Vec<_> = clients
             .into_iter()
@@ -95,8 +105,12 @@ fn main() -> io::Result<()> {
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
     let messages = (CONNS * PER_CONN) as f64;
-    let kinds = [(Kind::SocketIo, "sio"), (Kind::WebSocket, "ws")];
-    let mut ratios = [Vec::new(), Vec::new()];
+    let kinds = [
+        (Kind::SocketIo(1), "sio"),
+        (Kind::SocketIo(4), "sio4"),
+        (Kind::WebSocket, "ws"),
+    ];
+    let mut ratios = [Vec::new(), Vec::new(), Vec::new()];
     for r in 1..=rounds {
         for (k, (kind, name)) in kinds.into_iter().enumerate() {
             let mut rates = [0.0; 2];

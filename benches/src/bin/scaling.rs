@@ -8,7 +8,8 @@
 //! Socket.IO server's shared state costs. And what sharding alone would give: the
 //! same clients spread over four independent Socket.IO servers (`sio4`: no state
 //! shared between them, and nothing crossing them either), on the same work-stealing
-//! runtime. Rounds alternate between the settings; prints one `key=value` line per
+//! runtime; and one server per worker thread, each thread a single-threaded runtime
+//! with its server and its share of the clients (`sio_per_thread`). Rounds alternate between the settings; prints one `key=value` line per
 //! round and the median ratios.
 //!
 //! ```text
@@ -31,23 +32,60 @@ enum Kind {
     /// `n` typed-handler Socket.IO servers (`echo` acked with its argument), client `i`
     /// on server `i % n`.
     SocketIo(usize),
+    /// One Socket.IO server per worker thread, each on its own single-threaded
+    /// runtime with its share of the clients: a shard per worker, nothing crossing.
+    PerThread,
     /// Plain WebSocket echo, one connection sharing nothing with another.
     WebSocket,
 }
 
 /// One round: the time for every client to have its answers.
 fn round(workers: usize, kind: Kind) -> io::Result<Duration> {
+    if kind == Kind::PerThread {
+        // Each thread its own runtime, server and share of the clients, started
+        // together: the round lasts as long as the slowest.
+        let start = std::sync::Arc::new(std::sync::Barrier::new(workers));
+        let threads: Vec<_> = (0..workers)
+            .map(|_| {
+                let start = start.clone();
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    rt.block_on(clients_round(Kind::SocketIo(1), CONNS / workers, &start))
+                })
+            })
+            .collect();
+        let mut longest = Duration::ZERO;
+        for t in threads {
+            let took = t
+                .join()
+                .map_err(|_| io::Error::other("a round's thread panicked"))??;
+            longest = longest.max(took);
+        }
+        return Ok(longest);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()
         .build()?;
-    rt.block_on(async {
-        let mut clients = Vec::with_capacity(CONNS);
+    rt.block_on(clients_round(kind, CONNS, &std::sync::Barrier::new(1)))
+}
+
+/// `conns` clients of `kind` on the current runtime, each with its `PER_CONN`
+/// answers, timed from when every thread of the round (`start`) is ready.
+async fn clients_round(
+    kind: Kind,
+    conns: usize,
+    start: &std::sync::Barrier,
+) -> io::Result<Duration> {
+    {
+        let mut clients = Vec::with_capacity(conns);
         if let Kind::SocketIo(n) = kind {
             let servers = (0..n)
                 .map(|_| wirestate_benches::sio_typed_server())
                 .collect::<io::Result<Vec<_>>>()?;
-            for i in 0..CONNS {
+            for i in 0..conns {
                 let (mut client, server) = tokio::io::duplex(64 * 1024);
                 let io = servers[i % n].clone();
                 tokio::spawn(async move {
@@ -58,7 +96,7 @@ fn round(workers: usize, kind: Kind) -> io::Result<Duration> {
             }
         } else {
             let config = std::sync::Arc::new(wirestate_engine::ws::Config::default());
-            for _ in 0..CONNS {
+            for _ in 0..conns {
                 let (_task, client) =
                     wirestate_benches::echo_upgraded("wirestate-tokio", config.clone()).await;
                 clients.push(client);
@@ -72,6 +110,7 @@ fn round(workers: usize, kind: Kind) -> io::Result<Duration> {
         } else {
             b"43"
         };
+        start.wait();
         let start = Instant::now();
         let tasks: Vec<_> = clients
             .into_iter()
@@ -96,7 +135,7 @@ fn round(workers: usize, kind: Kind) -> io::Result<Duration> {
             t.await.map_err(io::Error::other)??;
         }
         Ok(start.elapsed())
-    })
+    }
 }
 
 fn main() -> io::Result<()> {
@@ -108,9 +147,10 @@ fn main() -> io::Result<()> {
     let kinds = [
         (Kind::SocketIo(1), "sio"),
         (Kind::SocketIo(4), "sio4"),
+        (Kind::PerThread, "sio_per_thread"),
         (Kind::WebSocket, "ws"),
     ];
-    let mut ratios = [Vec::new(), Vec::new(), Vec::new()];
+    let mut ratios = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     for r in 1..=rounds {
         for (k, (kind, name)) in kinds.into_iter().enumerate() {
             let mut rates = [0.0; 2];

@@ -329,9 +329,12 @@ struct Bell {
 }
 
 impl Bell {
-    /// Rings it: the task's waker goes into `to_wake`.
+    /// Rings it: the task's waker goes into `to_wake`, unless it was rung and not
+    /// answered yet (then the task was woken already, and its answer will say so).
     fn ring(&self, to_wake: &mut Vec<Waker>) {
-        self.rung.store(true, Ordering::Release);
+        if self.rung.swap(true, Ordering::AcqRel) {
+            return;
+        }
         if let Some(w) = &*self.waker.lock().unwrap_or_else(|e| e.into_inner()) {
             to_wake.push(w.clone());
         }
@@ -1570,7 +1573,7 @@ mod tests {
     }
 
     #[test]
-    fn a_ring_is_answered_once_and_wakes_the_registered_task() {
+    fn a_ring_is_answered_once_and_wakes_the_registered_task_once() {
         let bell = Bell::default();
         let mut to_wake = Vec::new();
         assert!(!bell.answer(), "never rung");
@@ -1586,11 +1589,15 @@ mod tests {
         bell.register(&waker);
         bell.ring(&mut to_wake);
         bell.ring(&mut to_wake);
-        // Woken after the host's lock is released, once per ring.
-        assert_eq!(to_wake.len(), 2);
+        // Woken after the host's lock is released, once until it answers.
+        assert_eq!(to_wake.len(), 1);
         to_wake.drain(..).for_each(Waker::wake);
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 2);
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
         assert!(bell.answer());
         assert!(!bell.answer());
+        // A ring after the answer wakes it again.
+        bell.ring(&mut to_wake);
+        assert_eq!(to_wake.len(), 1);
+        assert!(bell.answer());
     }
 }

@@ -145,13 +145,19 @@ impl Payload {
         Ok(Self::from_checked_json(text, 1))
     }
 
-    /// Arguments given as the text of a JSON array (`[1,"a"]`), checked.
+    /// Arguments given as the text of a JSON array (`[1,"a"]`), checked: it must also
+    /// parse into values (as deep, and with the escapes and numbers, that
+    /// [`Value`] holds).
     pub fn from_json(text: impl Into<String>) -> Result<Self, serde_json::Error> {
         let mut text = text.into();
         let len = json_array_len(&text)?;
-        // The brackets at the ends (JSON's whitespace is ASCII).
-        if text.trim().len() != text.len() {
-            text = text.trim().to_owned();
+        if !parses_as_values(&text) {
+            // Says why (too deep, or what a value cannot hold).
+            serde_json::from_str::<Value>(&text)?;
+        }
+        // The brackets at the ends.
+        if trim_json(&text).len() != text.len() {
+            text = trim_json(&text).to_owned();
         }
         Ok(Self::from_checked_json(text, len))
     }
@@ -324,6 +330,12 @@ impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Nth<T> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(found)
     }
+}
+
+/// `text` without JSON's whitespace around it (space, tab, line feed, carriage return:
+/// not `str::trim`'s, which would take a vertical tab that JSON refuses).
+fn trim_json(text: &str) -> &str {
+    text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'))
 }
 
 /// How many elements the JSON array `text` has (an error if it is not one).
@@ -957,9 +969,12 @@ fn decode_text_lazy(text: &str, limits: &DecodeLimits) -> Result<Text<Incoming>,
             }))
         }
         (PacketType::Ack, Some(id)) => {
-            let json = json.trim();
             let len = json_array_len(json)
                 .map_err(|_| DecodeError("invalid payload for the packet type"))?;
+            let json = trim_json(json);
+            if !parses_as_values(json) {
+                return Err(DecodeError("bad JSON"));
+            }
             Ok(Text::Done(Incoming::Ack {
                 nsp: h.nsp,
                 id,
@@ -1006,6 +1021,9 @@ fn lazy_event(json: &str) -> Result<(String, Payload), DecodeError> {
     let mut de = serde_json::Deserializer::from_str(json);
     let parts = serde::Deserializer::deserialize_seq(&mut de, Visit).map_err(|_| invalid())?;
     de.end().map_err(|_| DecodeError("bad JSON"))?;
+    if !parses_as_values(json) {
+        return Err(DecodeError("bad JSON"));
+    }
     let name = parts.name.ok_or_else(invalid)?.get();
     let name = match name.as_bytes().first() {
         Some(b'"') => {
@@ -1035,6 +1053,55 @@ fn lazy_event(json: &str) -> Result<(String, Payload), DecodeError> {
     };
     Ok((name, Payload::from_checked_json(text, parts.len)))
 }
+
+/// Whether `json`, valid JSON, also parses into values, so that arguments kept as text
+/// are exactly those the full decoding accepts: nested no deeper than serde_json's
+/// limit (127 levels), no `\u` escape that UTF-8 cannot hold (half a surrogate pair),
+/// no number out of `f64`'s range. The rare text that could hold the last two (an
+/// escape, an exponent, a very long number) is checked by parsing it.
+fn parses_as_values(json: &str) -> bool {
+    let (mut depth, mut in_string, mut escaped, mut digits) = (0usize, false, false, 0usize);
+    for &c in json.as_bytes() {
+        if in_string {
+            match (escaped, c) {
+                (true, b'u') => return serde_json::from_str::<Value>(json).is_ok(),
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        if c.is_ascii_digit() {
+            digits += 1;
+            if digits > 300 {
+                return serde_json::from_str::<Value>(json).is_ok();
+            }
+            continue;
+        }
+        if matches!(c, b'e' | b'E') && digits > 0 {
+            // An exponent (outside strings, an `e` is otherwise in `true` or `false`).
+            return serde_json::from_str::<Value>(json).is_ok();
+        }
+        digits = 0;
+        match c {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_VALUE_DEPTH {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
+}
+
+/// The deepest nesting serde_json parses into a `Value` (its recursion limit, 128,
+/// counts down to zero on the 128th level).
+const MAX_VALUE_DEPTH: usize = 127;
 
 /// Decodes a text packet (header, then its JSON as a value), and says how many
 /// attachments follow it.
@@ -1226,6 +1293,8 @@ mod tests {
         let spaced = Payload::from_json(" [{\"n\":1},\"two\",[3]]\n").expect("an array");
         assert_eq!(packets(&spaced), packets(&values));
         assert!(Payload::from_json("{}").is_err());
+        assert!(Payload::from_json(format!("[{}]", "[".repeat(200) + &"]".repeat(200))).is_err());
+        assert!(Payload::from_json(r#"["\udc00"]"#).is_err());
         assert!(Payload::from_json("[1] 2").is_err());
         // Binary arguments: placeholders in the text, attachments beside it.
         let bin = Payload::from_json(r#"["x"]"#)
@@ -1236,20 +1305,58 @@ mod tests {
     }
 
     #[test]
-    fn text_arguments_that_values_cannot_hold_fail_when_asked_for() {
-        // Deeper than serde_json parses, and a lone surrogate: checked for syntax,
-        // kept as text (an echo sends them back as they came), an error for a handler
-        // that asks for them as values.
-        let deep = format!("2[\"deep\",{}{}]", "[".repeat(200), "]".repeat(200));
-        let lone = r#"2["lone","\ud800"]"#;
-        for text in [deep.as_str(), lone] {
-            assert!(decode(text).is_err(), "the full decoding refuses it");
-            let Ok(Some(Incoming::Event { payload, .. })) = decode_lazily(text) else {
-                panic!("kept as text");
-            };
-            assert_eq!(payload.len(), 1);
-            assert!(payload.get::<Value>(0).is_err());
+    fn arguments_kept_as_text_are_those_that_parse_into_values() {
+        // As deep as serde_json parses and one level deeper, a lone surrogate, a
+        // surrogate pair, an escaped backslash before a `u`, brackets in strings: the
+        // lazy decoding accepts exactly what the full one does.
+        let nest = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let cases = [
+            format!("2[\"deep\",{}]", nest(126)),
+            format!("2[\"deep\",{}]", nest(127)),
+            format!("31[{}]", nest(126)),
+            format!("31[{}]", nest(127)),
+            r#"2["lone","\ud800"]"#.to_owned(),
+            r#"2["trail","\udc00x"]"#.to_owned(),
+            r#"2["pair","\ud83d\ude00"]"#.to_owned(),
+            r#"2["slash","\\u0041 [[["]"#.to_owned(),
+            r#"31["\ud800"]"#.to_owned(),
+            "347\u{b}[ 4428]".to_owned(),
+            "347 [ 4428]\n".to_owned(),
+            "2[\"big\",1e400]".to_owned(),
+            "2[\"big\",1e300,-2.5E-3]".to_owned(),
+            format!("2[\"long\",{}]", "9".repeat(400)),
+            format!("2[\"long\",{}]", "9".repeat(290)),
+            r#"2["word","true false null e E"]"#.to_owned(),
+        ];
+        for text in &cases {
+            let eager = decode(text);
+            let lazy = decode_lazily(text);
+            assert_eq!(eager.is_ok(), lazy.is_ok(), "{text}");
+            if let (Ok(Some(eager)), Ok(Some(lazy))) = (eager, lazy) {
+                assert_eq!(lazy, Incoming::from(eager), "{text}");
+            }
         }
+        assert!(
+            decode_lazily(&cases[0]).is_ok(),
+            "126 levels inside the array"
+        );
+        assert!(
+            decode_lazily(&cases[1]).is_err(),
+            "127 inside, 128 with the array"
+        );
+        assert!(decode_lazily(&cases[4]).is_err(), "a lone surrogate");
+        assert!(decode_lazily(&cases[6]).is_ok(), "a surrogate pair");
+        assert!(
+            decode_lazily(&cases[9]).is_err(),
+            "a vertical tab is not JSON's whitespace"
+        );
+        assert!(
+            decode_lazily(&cases[10]).is_ok(),
+            "spaces and a line feed are"
+        );
+        assert!(decode_lazily(&cases[11]).is_err(), "out of range");
+        assert!(decode_lazily(&cases[13]).is_err(), "out of range");
+        assert!(decode_lazily(&cases[14]).is_ok(), "long but in range");
     }
 
     #[test]

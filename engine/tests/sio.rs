@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use wirestate_engine::eio::{self, Reply, TransportId};
 use wirestate_engine::http::{Request, ServerConn};
 use wirestate_engine::sio::{
-    AckError, Activity, Broadcast, ClusterMessage, Config, DisconnectReason, Event, Payload,
-    Recovery, Server, Sid,
+    AckError, Activity, Broadcast, ClusterMessage, Config, DisconnectReason, Event, Packet,
+    PacketType, Payload, Recovery, Server, Sid,
 };
 use wirestate_engine::ws::{self, Message};
 
@@ -780,6 +780,16 @@ fn broadcast_with_ack_collects_every_answer() {
     );
     h.pump();
     assert_eq!(h.take_events(), [Event::AckDone { ack }]);
+    // A packet from another server that is not an event: no one gets it, done at once.
+    let ack = h.server.broadcast_packet_with_ack(
+        h.now,
+        &Broadcast::nsp("/"),
+        Packet::new(PacketType::Disconnect, "/"),
+        None,
+    );
+    h.pump();
+    assert_eq!(h.take_events(), [Event::AckDone { ack }]);
+    assert!(h.texts(a).is_empty(), "nothing sent");
 }
 
 #[test]

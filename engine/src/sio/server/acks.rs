@@ -56,7 +56,13 @@ impl Server {
         packet: Packet,
         timeout: Option<Duration>,
     ) -> AckId {
-        let (name, payload) = packet.into_event().unwrap_or_default();
+        let Some((name, payload)) = packet.into_event() else {
+            // Not an event: it reaches no one, and its acks are all in at once.
+            let id = self.next_ack;
+            self.next_ack += 1;
+            self.events.push_back(Event::AckDone { ack: AckId(id) });
+            return AckId(id);
+        };
         self.broadcast_event_with_ack(now, target, &name, &payload, timeout)
     }
 

@@ -79,63 +79,61 @@ async fn clients_round(
     conns: usize,
     start: &std::sync::Barrier,
 ) -> io::Result<Duration> {
-    {
-        let mut clients = Vec::with_capacity(conns);
-        if let Kind::SocketIo(n) = kind {
-            let servers = (0..n)
-                .map(|_| wirestate_benches::sio_typed_server())
-                .collect::<io::Result<Vec<_>>>()?;
-            for i in 0..conns {
-                let (mut client, server) = tokio::io::duplex(64 * 1024);
-                let io = servers[i % n].clone();
-                tokio::spawn(async move {
-                    let _ = wirestate_tokio::sio::serve_connection(&io, server, None).await;
-                });
-                wirestate_benches::sio_session(&mut client).await?;
-                clients.push(client);
-            }
-        } else {
-            let config = std::sync::Arc::new(wirestate_engine::ws::Config::default());
-            for _ in 0..conns {
-                let (_task, client) =
-                    wirestate_benches::echo_upgraded("wirestate-tokio", config.clone()).await;
-                clients.push(client);
-            }
+    let mut clients = Vec::with_capacity(conns);
+    if let Kind::SocketIo(n) = kind {
+        let servers = (0..n)
+            .map(|_| wirestate_benches::sio_typed_server())
+            .collect::<io::Result<Vec<_>>>()?;
+        for i in 0..conns {
+            let (mut client, server) = tokio::io::duplex(64 * 1024);
+            let io = servers[i % n].clone();
+            tokio::spawn(async move {
+                let _ = wirestate_tokio::sio::serve_connection(&io, server, None).await;
+            });
+            wirestate_benches::sio_session(&mut client).await?;
+            clients.push(client);
         }
-        let payload = format!("421[\"echo\",\"{}\"]", "a".repeat(20));
-        let event = masked_frame(0x81, payload.as_bytes());
-        // The answer: the ack (`43…`), or the echoed frame itself (`42…`).
-        let answer: &'static [u8] = if kind == Kind::WebSocket {
-            b"42"
-        } else {
-            b"43"
-        };
-        start.wait();
-        let start = Instant::now();
-        let tasks: Vec<_> = clients
-            .into_iter()
-            .map(|mut c| {
-                let event = event.clone();
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    for _ in 0..PER_CONN {
-                        c.write_all(&event).await?;
-                        loop {
-                            wirestate_benches::read_frame(&mut c, &mut buf).await?;
-                            if buf.starts_with(answer) {
-                                break;
-                            }
+    } else {
+        let config = std::sync::Arc::new(wirestate_engine::ws::Config::default());
+        for _ in 0..conns {
+            let (_task, client) =
+                wirestate_benches::echo_upgraded("wirestate-tokio", config.clone()).await;
+            clients.push(client);
+        }
+    }
+    let payload = format!("421[\"echo\",\"{}\"]", "a".repeat(20));
+    let event = masked_frame(0x81, payload.as_bytes());
+    // The answer: the ack (`43…`), or the echoed frame itself (`42…`).
+    let answer: &'static [u8] = if kind == Kind::WebSocket {
+        b"42"
+    } else {
+        b"43"
+    };
+    start.wait();
+    let start = Instant::now();
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            let event = event.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                for _ in 0..PER_CONN {
+                    c.write_all(&event).await?;
+                    loop {
+                        wirestate_benches::read_frame(&mut c, &mut buf).await?;
+                        if buf.starts_with(answer) {
+                            break;
                         }
                     }
-                    io::Result::Ok(())
-                })
+                }
+                io::Result::Ok(())
             })
-            .collect();
-        for t in tasks {
-            t.await.map_err(io::Error::other)??;
-        }
-        Ok(start.elapsed())
+        })
+        .collect();
+    for t in tasks {
+        t.await.map_err(io::Error::other)??;
     }
+    Ok(start.elapsed())
 }
 
 fn main() -> io::Result<()> {

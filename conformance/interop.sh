@@ -19,7 +19,8 @@
 # sio: npm `socket.io-client` and PyPI `python-socketio` against `sio-server` (events,
 # acks both ways, binary, namespaces, middleware, rooms, on every transport), and
 # socket.io-client's connection-state recovery against `sio-server --recovery`, and
-# socket.io-client with socket.io-msgpack-parser against `sio-server --parser msgpack`.
+# socket.io-client with socket.io-msgpack-parser against `sio-server --parser msgpack`,
+# and both clients again against `sio-server --shards 2` (two shards, one per thread).
 # axum: the same clients and cases against `axum-app` (the same Socket.IO server
 # mounted in an axum app through the tower layer), with `GET /health` asked every
 # 100 ms on the same port while they run: each answer must be `200 ok`.
@@ -280,6 +281,11 @@ elif [ "$what" = sio ] || [ "$what" = axum ]; then
         mport="$(free_port)"
         "$bindir/$bin" --runtime "$runtime" --addr "127.0.0.1:$mport" --parser msgpack > "$log.msgpack" 2>&1 &
         extra="$extra $!"
+        # The same server in two shards, one per thread: each request may be
+        # accepted by either, and is carried to the shard that owns its session.
+        sport="$(free_port)"
+        "$bindir/$bin" --runtime "$runtime" --addr "127.0.0.1:$sport" --shards 2 > "$log.shards" 2>&1 &
+        extra="$extra $!"
     fi
     "$bindir/$bin" --runtime "$runtime" --addr "127.0.0.1:$port" > "$log" 2>&1 &
     clients=("node sio-client.mjs" "python3 sio_client.py")
@@ -290,8 +296,8 @@ else
     peers="wirestate's client against Node's engine.io server"
 fi
 server=$!
-trap 'kill $server $extra 2>/dev/null || true; wait $server $extra 2>/dev/null || true; rm -f "$log" "$log.recovery" "$log.msgpack"' EXIT
-for p in $port ${rport:-} ${mport:-}; do
+trap 'kill $server $extra 2>/dev/null || true; wait $server $extra 2>/dev/null || true; rm -f "$log" "$log.recovery" "$log.msgpack" "$log.shards"' EXIT
+for p in $port ${rport:-} ${mport:-} ${sport:-}; do
     for _ in $(seq 1 100); do
         python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1",int(sys.argv[1])),0.2).close()' "$p" 2>/dev/null && break
         sleep 0.1
@@ -303,6 +309,9 @@ runs=()
 for client in "${clients[@]}"; do runs+=("$client http://127.0.0.1:$port"); done
 [ "$what" != eio ] && [ "$what" != eio-client ] && runs+=("node sio-client.mjs http://127.0.0.1:$rport recovery")
 [ -n "${mport:-}" ] && runs+=("env PARSER=msgpack node sio-client.mjs http://127.0.0.1:$mport")
+if [ -n "${sport:-}" ]; then
+    for client in "${clients[@]}"; do runs+=("env SHARDS=2 $client http://127.0.0.1:$sport"); done
+fi
 health=""
 if [ "$what" = axum ]; then
     # The application's own route, on the same port, while the clients run.
@@ -327,6 +336,7 @@ expected() {
         *recovery) echo 1 ;;
         "node eio-client.mjs"*|"python3 eio_client.py"*|*/eio-client*) echo 3 ;;
         "node sio-client.mjs"*|"env PARSER=msgpack node sio-client.mjs"*) echo 18 ;;
+        "env SHARDS=2 node sio-client.mjs"*|"env SHARDS=2 python3 sio_client.py"*) echo 18 ;;
         "python3 sio_client.py"*) echo 18 ;;
         *) echo "no expected count for: $1" >&2; echo 999 ;;
     esac
@@ -336,6 +346,7 @@ for run in "${runs[@]}"; do
     status=0
     out="$(timeout 240 $run 2>&1)" || status=$?
     [[ "$run" == *PARSER=msgpack* ]] && out="$(sed '/^[0-9]* passed, [0-9]* failed$/!s/$/ [msgpack parser]/' <<< "$out")"
+    [[ "$run" == *SHARDS=2* ]] && out="$(sed '/^[0-9]* passed, [0-9]* failed$/!s/$/ [2 shards]/' <<< "$out")"
     check "$client" "$status" "$out" "$(expected "$run")"
 done
 if [ -n "$health" ]; then
@@ -353,7 +364,7 @@ if ! kill -0 "$server" 2>/dev/null; then
 fi
 for pid in $extra; do
     if ! kill -0 "$pid" 2>/dev/null; then
-        echo "FAIL another server exited during the run:"; cat "$log.recovery" "$log.msgpack" 2>/dev/null; failed=$((failed + 1))
+        echo "FAIL another server exited during the run:"; cat "$log.recovery" "$log.msgpack" "$log.shards" 2>/dev/null; failed=$((failed + 1))
     fi
 done
 echo "interop $what $runtime: $peers"

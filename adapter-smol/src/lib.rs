@@ -54,6 +54,7 @@
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -67,6 +68,8 @@ wirestate_async::runtime_api!(
     runtime: Smol,
     clock: SmolClock,
     spawn: spawn_detached,
+    thread: run_thread,
+    from_std: listener_from_std,
     io: SmolIo,
     tcp: smol::net::TcpStream,
     listener: smol::net::TcpListener,
@@ -96,9 +99,40 @@ impl Clock for SmolClock {
     }
 }
 
-/// Runs `future` on smol's global executor, detached.
+thread_local! {
+    /// The executor of a thread started by [`run_thread`]: tasks spawned there run
+    /// there.
+    static EXECUTOR: std::cell::RefCell<Option<Arc<smol::Executor<'static>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `future` detached: on the executor of the thread started by [`run_thread`]
+/// that spawns it, or else on smol's global executor.
 fn spawn_detached<F: Future<Output = ()> + Send + 'static>(future: F) {
-    smol::spawn(future).detach();
+    match EXECUTOR.with(|e| e.borrow().clone()) {
+        Some(executor) => executor.spawn(future).detach(),
+        None => smol::spawn(future).detach(),
+    }
+}
+
+/// Runs `main` on a new thread with an executor of its own, which runs every task
+/// spawned from that thread.
+fn run_thread(
+    name: String,
+    main: Box<dyn FnOnce() -> wirestate_async::BoxFuture + Send>,
+) -> io::Result<()> {
+    std::thread::Builder::new().name(name).spawn(move || {
+        let executor = Arc::new(smol::Executor::new());
+        EXECUTOR.with(|e| *e.borrow_mut() = Some(executor.clone()));
+        smol::block_on(executor.run(main()));
+        EXECUTOR.with(|e| e.borrow_mut().take());
+    })?;
+    Ok(())
+}
+
+/// A smol listener for `listener`.
+fn listener_from_std(listener: std::net::TcpListener) -> io::Result<smol::net::TcpListener> {
+    smol::net::TcpListener::try_from(listener)
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Transport for SmolIo<S> {

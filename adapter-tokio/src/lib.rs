@@ -60,10 +60,33 @@ wirestate_async::runtime_api!(
     runtime: Tokio,
     clock: TokioClock,
     spawn: tokio::spawn,
+    thread: run_thread,
+    from_std: listener_from_std,
     io: TokioIo,
     tcp: tokio::net::TcpStream,
     listener: tokio::net::TcpListener,
 );
+
+/// Runs `main` on a new thread on a current-thread tokio runtime of its own (timers
+/// and I/O enabled); `tokio::spawn` from that thread spawns on it.
+fn run_thread(
+    name: String,
+    main: Box<dyn FnOnce() -> wirestate_async::BoxFuture + Send>,
+) -> io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || runtime.block_on(main()))?;
+    Ok(())
+}
+
+/// A tokio listener for `listener`, registered with the current runtime.
+fn listener_from_std(listener: std::net::TcpListener) -> io::Result<tokio::net::TcpListener> {
+    listener.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(listener)
+}
 
 /// Tokio's clock and one re-armable `Sleep` (allocated on first use) as a [`Clock`].
 #[derive(Debug, Default)]

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+pub mod bus;
 mod connector;
 pub mod eio;
 mod eio_client;
@@ -151,6 +152,33 @@ pub trait Runtime: Clone + Send + Sync + 'static {
         &'a self,
         listener: &'a Self::Listener,
     ) -> impl Future<Output = io::Result<(Self::Tcp, SocketAddr)>> + Send + 'a;
+
+    /// Runs `main()` on a new thread named `name`, on an executor of that thread's
+    /// own that also runs every task spawned from it, until `main`'s future ends (the
+    /// tasks still running then are dropped). The shards of a sharded server run so.
+    /// The default: unsupported (a runtime without threads of its own).
+    fn run_thread(
+        &self,
+        name: String,
+        main: Box<dyn FnOnce() -> BoxFuture + Send>,
+    ) -> io::Result<()> {
+        let _ = (name, main);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this runtime runs no threads of its own",
+        ))
+    }
+
+    /// A listener of this runtime for `listener`, made on the thread that will
+    /// accept on it (from [`run_thread`](Self::run_thread)'s `main`). The default:
+    /// unsupported.
+    fn listener_from_std(&self, listener: std::net::TcpListener) -> io::Result<Self::Listener> {
+        let _ = listener;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this runtime cannot accept on a std listener",
+        ))
+    }
 }
 
 /// The part of a [`Runtime`] that type-erased handles keep: the clock and spawn.
@@ -566,6 +594,8 @@ macro_rules! runtime_api {
         runtime: $rt:ident,
         clock: $clock:ty,
         spawn: $spawn:path,
+        thread: $thread:path,
+        from_std: $from_std:path,
         io: $io:ident,
         tcp: $tcp:ty,
         listener: $listener:ty $(,)?
@@ -588,6 +618,21 @@ macro_rules! runtime_api {
                 F: ::std::future::Future<Output = ()> + Send + 'static,
             {
                 $spawn(future);
+            }
+
+            fn run_thread(
+                &self,
+                name: ::std::string::String,
+                main: ::std::boxed::Box<dyn FnOnce() -> $crate::BoxFuture + Send>,
+            ) -> ::std::io::Result<()> {
+                $thread(name, main)
+            }
+
+            fn listener_from_std(
+                &self,
+                listener: ::std::net::TcpListener,
+            ) -> ::std::io::Result<$listener> {
+                $from_std(listener)
             }
 
             fn connect(
@@ -940,6 +985,27 @@ macro_rules! runtime_api {
             /// Redis connections run on the runtime and reconnect by themselves.
             pub fn redis(io: &SocketIo, options: RedisOptions) -> ::std::io::Result<RedisCluster> {
                 $crate::sio::attach_redis(&$rt, io, options)
+            }
+
+            /// Joins `io` to the cluster of the servers on `bus`, in this process (see
+            /// [`attach_local`]): broadcasts, rooms and forwarding as over Redis.
+            pub fn join_bus(io: &SocketIo, bus: &LocalBus) -> ::std::io::Result<RedisCluster> {
+                $crate::sio::attach_local(&$rt, io, bus)
+            }
+
+            /// Serves `listener` with `shards` servers, one per thread (0: one per
+            /// core), joined in process (see [`serve_sharded`]); `setup` registers
+            /// each shard's handlers. Returns once every shard accepts.
+            pub fn serve_sharded<F>(
+                options: impl Into<ServerOptions>,
+                listener: ::std::net::TcpListener,
+                shards: usize,
+                setup: F,
+            ) -> ::std::io::Result<Shards>
+            where
+                F: Fn(&SocketIo) + Send + Sync + 'static,
+            {
+                $crate::sio::serve_sharded(&$rt, options, listener, shards, setup)
             }
 
             /// An emitter on a cluster's Redis, for a process with no server (see

@@ -18,6 +18,7 @@ use std::time::Duration;
 use wirestate_engine::redis::resp::{self, Parser, Reply};
 use wirestate_engine::redis::slots;
 
+use crate::bus::LocalBus;
 use crate::{ClientStream, Clock, Runtime, Transport};
 
 /// Where a Redis server is: parsed from `redis://[[user]:password@]host[:port][/db]`
@@ -164,6 +165,8 @@ struct LinkState<E> {
     connected: bool,
     closed: bool,
     waker: Option<Waker>,
+    /// A link on a [`LocalBus`]: the replies its commands got, not yet handed over.
+    replies: VecDeque<(Reply, E)>,
 }
 
 /// One logical connection to Redis: a queue of commands, written and answered by
@@ -172,6 +175,8 @@ pub(crate) struct Link<E> {
     state: Mutex<LinkState<E>>,
     /// Replies are in order except pushes (pub/sub): a subscriber link.
     pub(crate) pushes: bool,
+    /// A member of an in-process bus instead of a connection to Redis.
+    local: Option<(LocalBus, u64)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -191,14 +196,42 @@ impl<E: Send + 'static> Link<E> {
                 connected: false,
                 closed: false,
                 waker: None,
+                replies: VecDeque::new(),
             }),
             pushes,
+            local: None,
         }
+    }
+
+    /// A link that is a member of `bus`: connected from the start, its commands
+    /// carried out as they are sent; [`run_local_link`] hands over their replies and
+    /// its messages.
+    pub(crate) fn local(bus: &LocalBus, pushes: bool) -> Self {
+        let link = Self {
+            local: Some((bus.clone(), bus.join())),
+            ..Self::new(pushes)
+        };
+        lock(&link.state).connected = true;
+        link
     }
 
     /// Queues a command; false (and nothing queued) while disconnected, or when the
     /// queue is full.
     pub(crate) fn send<A: AsRef<[u8]>>(&self, args: &[A], expect: E) -> Result<(), E> {
+        if let Some((bus, id)) = &self.local {
+            if self.is_closed() {
+                return Err(expect);
+            }
+            let reply = bus.execute(*id, args);
+            if !self.pushes {
+                let mut s = lock(&self.state);
+                s.replies.push_back((reply, expect));
+                if let Some(w) = s.waker.take() {
+                    w.wake();
+                }
+            }
+            return Ok(());
+        }
         let mut s = lock(&self.state);
         if !s.connected || s.closed || s.out.len() > MAX_QUEUED {
             return Err(expect);
@@ -222,8 +255,13 @@ impl<E: Send + 'static> Link<E> {
     pub(crate) fn close(&self) {
         let mut s = lock(&self.state);
         s.closed = true;
+        s.connected = false;
         if let Some(w) = s.waker.take() {
             w.wake();
+        }
+        drop(s);
+        if let Some((bus, id)) = &self.local {
+            bus.leave(*id);
         }
     }
 
@@ -248,6 +286,41 @@ impl Backoff {
         crate::sleep(clock, self.0).await;
         self.0 = (self.0 * 2).min(Duration::from_secs(5));
     }
+}
+
+/// Hands a [`Link::local`] link's replies and messages to `hooks`, on the task that
+/// runs this, until the link is closed.
+pub(crate) async fn run_local_link<E, H>(link: Arc<Link<E>>, hooks: Arc<H>)
+where
+    E: Send + 'static,
+    H: LinkHooks<E>,
+{
+    let Some((bus, id)) = link.local.clone() else {
+        return;
+    };
+    poll_fn(|cx| loop {
+        let replies = {
+            let mut s = lock(&link.state);
+            if s.closed {
+                return Poll::Ready(());
+            }
+            s.waker = Some(cx.waker().clone());
+            std::mem::take(&mut s.replies)
+        };
+        let pushes = bus.take_inbox(id, cx.waker());
+        if replies.is_empty() && pushes.is_empty() {
+            return Poll::Pending;
+        }
+        for (reply, expect) in replies {
+            hooks.reply(reply, Some(expect));
+        }
+        for push in pushes {
+            hooks.reply(push, None);
+        }
+    })
+    .await;
+    let unanswered = std::mem::take(&mut lock(&link.state).replies);
+    hooks.disconnected(unanswered.into_iter().map(|(_, e)| e).collect());
 }
 
 /// Runs `link` until it is closed: connects to `url`, serves the connection, and

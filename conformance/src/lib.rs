@@ -59,6 +59,9 @@ pub struct Args {
     pub client_js: Option<PathBuf>,
     /// `--admin-ui DIR` (demo): `@socket.io/admin-ui`'s built `ui/dist` directory.
     pub admin_ui: Option<PathBuf>,
+    /// `--shards N` (Socket.IO server): serve with N shards, one per thread (0: one
+    /// per core).
+    pub shards: Option<usize>,
 }
 
 impl Args {
@@ -146,6 +149,7 @@ impl Args {
             subscription_mode: wirestate_engine::redis::SubscriptionMode::Dynamic,
             client_js: None,
             admin_ui: None,
+            shards: None,
         };
         let (mut cert, mut key) = (None, None);
         let mut args = args.into_iter();
@@ -194,6 +198,10 @@ impl Args {
                 "--client-js" => parsed.client_js = Some(PathBuf::from(value()?)),
                 "--admin-ui" => parsed.admin_ui = Some(PathBuf::from(value()?)),
                 "--redis-key" => parsed.redis_key = Some(value()?),
+                "--shards" => {
+                    parsed.shards =
+                        Some(value()?.parse().map_err(|e| format!("bad --shards: {e}"))?);
+                }
                 "--subscription-mode" => {
                     use wirestate_engine::redis::SubscriptionMode as M;
                     parsed.subscription_mode = match value()?.as_str() {

@@ -411,6 +411,87 @@ macro_rules! runtime_tests {
             }
 
             #[test]
+            fn a_sharded_server_serves_its_clients_on_its_threads_as_one_cluster() {
+                use adapter::sio::{self, IoOptions};
+                use std::sync::Mutex;
+                $block_on(async {
+                    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+                    let addr = listener.local_addr().expect("addr");
+                    let shards = sio::serve_sharded(sio::Config::default(), listener, 2, |io| {
+                        io.of("/").on_connection(|socket| async move {
+                            socket.on("whoami", |_socket, msg| async move {
+                                let thread = std::thread::current().name().map(str::to_owned);
+                                msg.ack(&thread).map_err(|e| e.to_string())
+                            });
+                            socket.on("shout", |socket, msg| async move {
+                                let text: String = msg.data().map_err(|e| e.to_string())?;
+                                socket.broadcast().emit("heard", &text).map(|_| ()).map_err(|e| e.to_string())
+                            });
+                        });
+                    })
+                    .expect("shards");
+                    assert_eq!(shards.len(), 2);
+                    const N: usize = 6;
+                    let heard = Arc::new(Mutex::new(vec![Vec::<String>::new(); N]));
+                    let mut clients = Vec::new();
+                    for i in 0..N {
+                        // Polling first, then the upgrade: each request may be accepted
+                        // by either shard, and is carried to the one that owns the session.
+                        let socket = sio::io(&format!("http://{addr}/"), IoOptions::default()).expect("url");
+                        for event in ["heard", "news"] {
+                            let heard = heard.clone();
+                            socket.on(event, move |payload, _| {
+                                let text: String = payload.get(0).expect("a string");
+                                heard.lock().expect("lock")[i].push(text);
+                            });
+                        }
+                        assert_eq!(socket.wait_connected().await, Ok(false));
+                        let thread: Option<String> = socket
+                            .timeout(Duration::from_secs(5))
+                            .emit_with_ack("whoami", &())
+                            .await
+                            .expect("ack")
+                            .get(0)
+                            .expect("a name");
+                        let thread = thread.unwrap_or_default();
+                        assert!(thread.starts_with("wirestate-shard-"), "{thread}");
+                        clients.push(socket);
+                    }
+                    let counts: Vec<usize> = shards.iter().map(|io| io.socket_count()).collect();
+                    assert_eq!(counts.iter().sum::<usize>(), N, "{counts:?}");
+                    let all = shards.io().of("/").sockets().fetch_sockets().await.expect("answered");
+                    assert_eq!(all.len(), N);
+
+                    clients[0].emit("shout", "hi").expect("open");
+                    shards.io().of("/").emit("news", "to all").expect("emit");
+                    let want = |i: usize| -> Vec<String> {
+                        if i == 0 { vec!["to all".into()] } else { vec!["hi".into(), "to all".into()] }
+                    };
+                    for _ in 0..400 {
+                        let done = heard.lock().expect("lock").iter().enumerate().all(|(i, h)| {
+                            let mut h = h.clone();
+                            h.sort();
+                            h == want(i)
+                        });
+                        if done {
+                            break;
+                        }
+                        $sleep(Duration::from_millis(5)).await;
+                    }
+                    for (i, h) in heard.lock().expect("lock").iter().enumerate() {
+                        let mut h = h.clone();
+                        h.sort();
+                        assert_eq!(h, want(i), "client {i}");
+                    }
+
+                    shards.shutdown().await;
+                    assert!(shards.iter().all(|io| io.socket_count() == 0));
+                    assert!(std::net::TcpStream::connect(addr).is_err(), "the shards stopped listening");
+                    assert!(clients.iter().all(|c| !c.connected()));
+                });
+            }
+
+            #[test]
             fn connect_errors_are_values() {
                 $block_on(async {
                     let config = Arc::new(Config::default());

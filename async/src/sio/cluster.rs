@@ -16,8 +16,9 @@ use wirestate_engine::redis::{self, resp::Reply, Command, RequestError, RequestI
 
 use super::forwarding::{Forwarder, Forwarding, Sent};
 use super::*;
+use crate::bus::LocalBus;
 pub(super) use crate::forward::{SharedSlot, Slot};
-use crate::redis::{run_link, run_topology, Link, LinkHooks, RedisUrl, Topology};
+use crate::redis::{run_link, run_local_link, run_topology, Link, LinkHooks, RedisUrl, Topology};
 
 /// How to join a cluster: the Redis URL and the adapter's options.
 #[derive(Clone, Debug)]
@@ -232,52 +233,16 @@ pub fn attach<R: Runtime>(
             "a Redis Cluster needs the sharded adapter (RedisOptions::sharded)",
         ));
     }
-    let adapter = redis::Adapter::new(options.adapter.clone(), crate::os_seed()?);
-    let tag = wirestate_engine::redis::forward::tag_from(crate::os_seed()?);
-    let serve_tunnel = {
-        let rt = rt.clone();
-        let host = io.inner.host.clone();
-        Box::new(move |tunnel, request| {
-            let host = host.clone();
-            let clock = rt.clock();
-            rt.spawn(async move { host.serve_tunnel(tunnel, clock, request).await });
-        })
-    };
-    let shared = Arc::new(Shared {
-        forwarding: Forwarding::new(&options.adapter.key, tag.clone(), serve_tunnel),
-        io: Arc::downgrade(&io.inner),
-        adapter: Mutex::new(adapter),
-        links: if options.cluster {
-            Links::Cluster(Arc::new(Topology::new(options.url.clone())))
-        } else {
-            Links::One {
-                publisher: Arc::new(Link::new(false)),
-                subscriber: Arc::new(Link::new(true)),
-            }
-        },
-        waiters: Mutex::new(HashMap::new()),
-        timer: Mutex::new(None),
-        sharded: options.adapter.mode != redis::Mode::Classic,
-    });
-    {
-        let mut app = lock(&io.inner.app);
-        app.redis = Some(shared.clone());
-    }
-    let sharded = shared.sharded;
-    io.inner
-        .host
-        .set_forward(Some(Arc::new(Forwarder(Arc::downgrade(&shared)))));
-    io.inner.host.with(|s| {
-        s.set_cluster(true);
-        s.set_sid_prefix(Some(&tag));
-        s.set_room_events(sharded);
-        let mut adapter = lock(&shared.adapter);
-        for nsp in s.namespaces() {
-            adapter.add_namespace(nsp);
+    let links = if options.cluster {
+        Links::Cluster(Arc::new(Topology::new(options.url.clone())))
+    } else {
+        Links::One {
+            publisher: Arc::new(Link::new(false)),
+            subscriber: Arc::new(Link::new(true)),
         }
-    });
-    let hooks = Arc::new(Hooks(Arc::downgrade(&shared)));
-    match &shared.links {
+    };
+    let (cluster, hooks) = join(rt, io, options.adapter.clone(), links)?;
+    match &cluster.shared.links {
         Links::One {
             publisher,
             subscriber,
@@ -300,10 +265,94 @@ pub fn attach<R: Runtime>(
             hooks,
         )),
     }
-    let timer = Arc::downgrade(&shared);
-    let clock = rt.clock();
-    rt.spawn(run_timer(timer, clock));
-    Ok(RedisCluster { shared })
+    rt.spawn(run_timer(Arc::downgrade(&cluster.shared), rt.clock()));
+    Ok(cluster)
+}
+
+/// Joins the cluster of the servers on `bus`, an in-process stand-in for Redis: the
+/// same messages and forwarding as over Redis (the adapter's classic protocol, key
+/// `socket.io`), carried in memory. Its tasks run on `rt`.
+pub fn attach_local<R: Runtime>(
+    rt: &R,
+    io: &SocketIo,
+    bus: &LocalBus,
+) -> std::io::Result<RedisCluster> {
+    let (cluster, tasks) = join_local(rt, io, bus)?;
+    for task in tasks {
+        rt.spawn(task);
+    }
+    Ok(cluster)
+}
+
+/// [`attach_local`], leaving its tasks to the caller to spawn where the server runs
+/// (a shard's thread). Subscribed at once: a message published from now on reaches
+/// this server, whenever its tasks start.
+pub(super) fn join_local<R: Runtime>(
+    rt: &R,
+    io: &SocketIo,
+    bus: &LocalBus,
+) -> std::io::Result<(RedisCluster, Vec<crate::BoxFuture>)> {
+    let publisher = Arc::new(Link::local(bus, false));
+    let subscriber = Arc::new(Link::local(bus, true));
+    let links = Links::One {
+        publisher: publisher.clone(),
+        subscriber: subscriber.clone(),
+    };
+    let (cluster, hooks) = join(rt, io, redis::Config::default(), links)?;
+    hooks.connected(&subscriber);
+    let tasks: Vec<crate::BoxFuture> = vec![
+        Box::pin(run_local_link(publisher, hooks.clone())),
+        Box::pin(run_local_link(subscriber, hooks)),
+        Box::pin(run_timer(Arc::downgrade(&cluster.shared), rt.clock())),
+    ];
+    Ok((cluster, tasks))
+}
+
+/// Makes `io` a member of a cluster over `links` (not yet running).
+fn join<R: Runtime>(
+    rt: &R,
+    io: &SocketIo,
+    config: redis::Config,
+    links: Links,
+) -> std::io::Result<(RedisCluster, Arc<Hooks>)> {
+    let sharded = config.mode != redis::Mode::Classic;
+    let tag = wirestate_engine::redis::forward::tag_from(crate::os_seed()?);
+    let serve_tunnel = {
+        let rt = rt.clone();
+        let host = io.inner.host.clone();
+        Box::new(move |tunnel, request| {
+            let host = host.clone();
+            let clock = rt.clock();
+            rt.spawn(async move { host.serve_tunnel(tunnel, clock, request).await });
+        })
+    };
+    let shared = Arc::new(Shared {
+        forwarding: Forwarding::new(&config.key, tag.clone(), serve_tunnel),
+        io: Arc::downgrade(&io.inner),
+        adapter: Mutex::new(redis::Adapter::new(config, crate::os_seed()?)),
+        links,
+        waiters: Mutex::new(HashMap::new()),
+        timer: Mutex::new(None),
+        sharded,
+    });
+    {
+        let mut app = lock(&io.inner.app);
+        app.redis = Some(shared.clone());
+    }
+    io.inner
+        .host
+        .set_forward(Some(Arc::new(Forwarder(Arc::downgrade(&shared)))));
+    io.inner.host.with(|s| {
+        s.set_cluster(true);
+        s.set_sid_prefix(Some(&tag));
+        s.set_room_events(sharded);
+        let mut adapter = lock(&shared.adapter);
+        for nsp in s.namespaces() {
+            adapter.add_namespace(nsp);
+        }
+    });
+    let hooks = Arc::new(Hooks(Arc::downgrade(&shared)));
+    Ok((RedisCluster { shared }, hooks))
 }
 
 async fn run_timer<C: crate::Clock>(shared: Weak<Shared>, mut clock: C) {

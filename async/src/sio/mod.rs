@@ -42,20 +42,25 @@ mod emitter;
 mod forwarding;
 mod jobs;
 mod operator;
+mod shards;
 mod socket;
 pub mod testing;
 mod users;
 mod validate;
 mod vocab;
 
+pub use crate::bus::LocalBus;
 #[cfg(feature = "admin")]
 pub use admin::{AdminError, AdminUi, ADMIN_NAMESPACE, MAX_ADMIN_SESSIONS, MAX_CHECKS_PER_SECOND};
 pub use challenge::{AuthChallenge, AuthState, Authenticated};
-pub use cluster::{attach as attach_redis, RedisCluster, RedisOptions, RemoteSocket, ServerAck};
+pub use cluster::{
+    attach as attach_redis, attach_local, RedisCluster, RedisOptions, RemoteSocket, ServerAck,
+};
 pub use controller::{Controller, EventInfo, Handler, JobLimits};
 pub use emitter::{redis_emitter, EmitterError, RedisEmitter};
 pub use jobs::{JOB_ERROR_EVENT, JOB_RESULT_EVENT};
 pub use operator::{AckAnswer, AckStream, Namespace, Operator};
+pub use shards::{serve_sharded, Shards};
 use socket::AckSlot;
 pub use socket::{Incoming, Socket};
 pub use users::USER_ROOM_PREFIX;

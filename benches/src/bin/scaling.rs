@@ -8,9 +8,11 @@
 //! Socket.IO server's shared state costs. And what sharding alone would give: the
 //! same clients spread over four independent Socket.IO servers (`sio4`: no state
 //! shared between them, and nothing crossing them either), on the same work-stealing
-//! runtime; and one server per worker thread, each thread a single-threaded runtime
-//! with its server and its share of the clients (`sio_per_thread`). Rounds alternate between the settings; prints one `key=value` line per
-//! round and the median ratios.
+//! runtime; and the layout of `serve_sharded`: one server per worker thread, each
+//! thread a single-threaded runtime with its server and its share of the clients,
+//! the servers joined over one in-process `LocalBus` as the shards are
+//! (`sio_sharded`). Rounds alternate between the settings; prints one `key=value`
+//! line per round and the median ratios.
 //!
 //! ```text
 //! cargo run --release -p wirestate-benches --bin scaling [ROUNDS]
@@ -33,26 +35,29 @@ enum Kind {
     /// on server `i % n`.
     SocketIo(usize),
     /// One Socket.IO server per worker thread, each on its own single-threaded
-    /// runtime with its share of the clients: a shard per worker, nothing crossing.
-    PerThread,
+    /// runtime with its share of the clients, the servers joined over a `LocalBus`:
+    /// the shards of `serve_sharded`.
+    Sharded,
     /// Plain WebSocket echo, one connection sharing nothing with another.
     WebSocket,
 }
 
 /// One round: the time for every client to have its answers.
 fn round(workers: usize, kind: Kind) -> io::Result<Duration> {
-    if kind == Kind::PerThread {
+    if kind == Kind::Sharded {
         // Each thread its own runtime, server and share of the clients, started
         // together: the round lasts as long as the slowest.
         let start = std::sync::Arc::new(std::sync::Barrier::new(workers));
+        let bus = wirestate_tokio::sio::LocalBus::new();
         let threads: Vec<_> = (0..workers)
             .map(|_| {
-                let start = start.clone();
+                let (start, bus) = (start.clone(), bus.clone());
                 std::thread::spawn(move || {
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()?;
-                    rt.block_on(clients_round(Kind::SocketIo(1), CONNS / workers, &start))
+                    let conns = CONNS / workers;
+                    rt.block_on(clients_round(Kind::SocketIo(1), conns, Some(&bus), &start))
                 })
             })
             .collect();
@@ -69,14 +74,21 @@ fn round(workers: usize, kind: Kind) -> io::Result<Duration> {
         .worker_threads(workers)
         .enable_all()
         .build()?;
-    rt.block_on(clients_round(kind, CONNS, &std::sync::Barrier::new(1)))
+    rt.block_on(clients_round(
+        kind,
+        CONNS,
+        None,
+        &std::sync::Barrier::new(1),
+    ))
 }
 
 /// `conns` clients of `kind` on the current runtime, each with its `PER_CONN`
-/// answers, timed from when every thread of the round (`start`) is ready.
+/// answers, timed from when every thread of the round (`start`) is ready; the
+/// servers joined to `bus` if given.
 async fn clients_round(
     kind: Kind,
     conns: usize,
+    bus: Option<&wirestate_tokio::sio::LocalBus>,
     start: &std::sync::Barrier,
 ) -> io::Result<Duration> {
     let mut clients = Vec::with_capacity(conns);
@@ -84,6 +96,11 @@ async fn clients_round(
         let servers = (0..n)
             .map(|_| wirestate_benches::sio_typed_server())
             .collect::<io::Result<Vec<_>>>()?;
+        if let Some(bus) = bus {
+            for io in &servers {
+                wirestate_tokio::sio::join_bus(io, bus)?;
+            }
+        }
         for i in 0..conns {
             let (mut client, server) = tokio::io::duplex(64 * 1024);
             let io = servers[i % n].clone();
@@ -145,7 +162,7 @@ fn main() -> io::Result<()> {
     let kinds = [
         (Kind::SocketIo(1), "sio"),
         (Kind::SocketIo(4), "sio4"),
-        (Kind::PerThread, "sio_per_thread"),
+        (Kind::Sharded, "sio_sharded"),
         (Kind::WebSocket, "ws"),
     ];
     let mut ratios = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];

@@ -35,7 +35,13 @@
 //! (room, other: every socket of `room` joins `other`, then acks `"ok"`),
 //! `disconnect-room` (room: disconnects its sockets, cluster-wide) and `count-acks`
 //! (broadcasts `question` to `/` with a 1 s timeout; acks the number of answers).
+//!
+//! `--shards N` serves with N shards, one per thread (0: one per core), joined in
+//! process (`serve_sharded`): any request may land on any shard, and the cluster
+//! handlers above work across shards. With `--redis`, each shard is a node of the
+//! Redis cluster instead. Not with `--tls-cert`.
 
+use wirestate_async::sio::SocketIo;
 use wirestate_conformance::sio_app::{config, setup_with};
 use wirestate_conformance::{init_tracing, Args, Runtime};
 
@@ -43,7 +49,7 @@ const USAGE: &str = "sio-server [--runtime tokio|smol] [--addr HOST:PORT] [--rec
                      [--write-timeout MS] [--max-connections N] \
                      [--tls-cert FILE --tls-key FILE] \
                      [--redis URL [--redis-key KEY] [--sharded [--subscription-mode M] [--redis-cluster]]] \
-                     [--parser default|msgpack]";
+                     [--parser default|msgpack] [--shards N]";
 
 fn main() -> std::io::Result<()> {
     init_tracing();
@@ -53,6 +59,9 @@ fn main() -> std::io::Result<()> {
         .http_limits(args.http_limits());
     let redis = args.redis_options()?;
     let cluster = redis.is_some();
+    if let Some(n) = args.shards {
+        return sharded(&args, options, redis, n);
+    }
     match args.runtime {
         Runtime::Tokio => tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -90,4 +99,49 @@ fn main() -> std::io::Result<()> {
             }
         }),
     }
+}
+
+/// `--shards N`: the same server, one per thread, until the process is killed.
+fn sharded(
+    args: &Args,
+    options: wirestate_async::sio::ServerOptions,
+    redis: Option<wirestate_async::sio::RedisOptions>,
+    n: usize,
+) -> std::io::Result<()> {
+    if args.tls.is_some() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "--shards serves plain HTTP: not with --tls-cert",
+        ));
+    }
+    let listener = std::net::TcpListener::bind(args.addr)?;
+    let addr = listener.local_addr()?;
+    let runtime = args.runtime;
+    let setup = move |io: &SocketIo| {
+        if let Some(redis) = &redis {
+            let joined = match runtime {
+                Runtime::Tokio => wirestate_tokio::sio::redis(io, redis.clone()),
+                Runtime::Smol => wirestate_smol::sio::redis(io, redis.clone()),
+            };
+            if let Err(e) = joined {
+                eprintln!("sio-server: a shard cannot join redis: {e}");
+            }
+        }
+        setup_with(io, true);
+    };
+    let shards = match runtime {
+        Runtime::Tokio => wirestate_tokio::sio::serve_sharded(options, listener, n, setup)?,
+        Runtime::Smol => wirestate_smol::sio::serve_sharded(options, listener, n, setup)?,
+    };
+    eprintln!(
+        "sio-server ({}, {} shards) listening on {addr}",
+        if runtime == Runtime::Tokio {
+            "tokio"
+        } else {
+            "smol"
+        },
+        shards.len()
+    );
+    shards.wait();
+    Ok(())
 }

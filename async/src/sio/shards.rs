@@ -1,0 +1,252 @@
+//! A Socket.IO server on every core: one server per thread (a shard), each on a
+//! single-threaded executor of its thread's own, accepting on the same listening
+//! socket. Shards share no lock in the common path: a connection is served from
+//! start to end by the shard that accepted it.
+//!
+//! The shards form a cluster over an in-process [`LocalBus`] with the same messages
+//! as a Redis cluster: broadcasts and room operations from any shard reach every
+//! shard, [`Operator::fetch_sockets`] sees the sockets of all, and a polling request
+//! or WebSocket upgrade accepted by a shard that does not own its session is carried
+//! to the owner (session ids start with the owner's tag).
+
+use super::*;
+use crate::bus::LocalBus;
+
+/// The shards of a server started by [`serve_sharded`]: a handle on each, cheap to
+/// keep. An operation from [`io`](Self::io) outside a handler reaches every shard
+/// (it is one node of their cluster).
+pub struct Shards {
+    ios: Vec<SocketIo>,
+    bus: LocalBus,
+    running: Arc<Running>,
+}
+
+impl fmt::Debug for Shards {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shards")
+            .field("shards", &self.ios.len())
+            .field("running", &lock(&self.running.state).0)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many shards still serve, and who waits for none to.
+struct Running {
+    state: Mutex<(usize, Vec<Waker>)>,
+    ended: std::sync::Condvar,
+}
+
+impl Running {
+    fn ended_one(&self) {
+        self.abandon(1);
+    }
+
+    /// `count` shards ended (or will never start).
+    fn abandon(&self, count: usize) {
+        let mut s = lock(&self.state);
+        s.0 = s.0.saturating_sub(count);
+        if s.0 == 0 {
+            for w in s.1.drain(..) {
+                w.wake();
+            }
+            self.ended.notify_all();
+        }
+    }
+}
+
+/// Ends a shard's count when its thread's future ends, or is dropped unfinished.
+struct EndGuard(Arc<Running>);
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        self.0.ended_one();
+    }
+}
+
+impl Shards {
+    /// The first shard's server: what it broadcasts, and the rooms it changes with
+    /// `sockets_join`/`sockets_leave`/`disconnect_sockets`, reach every shard.
+    pub fn io(&self) -> &SocketIo {
+        &self.ios[0]
+    }
+
+    /// Each shard's server, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &SocketIo> {
+        self.ios.iter()
+    }
+
+    /// How many shards there are.
+    pub fn len(&self) -> usize {
+        self.ios.len()
+    }
+
+    /// Always false: there is at least one shard.
+    pub fn is_empty(&self) -> bool {
+        self.ios.is_empty()
+    }
+
+    /// The bus the shards share (for another server of this process to join them,
+    /// with [`attach_local`](super::attach_local)).
+    pub fn bus(&self) -> &LocalBus {
+        &self.bus
+    }
+
+    /// Graceful shutdown of every shard (see [`SocketIo::shutdown`]); returns once
+    /// all of them are done, and their threads end.
+    pub async fn shutdown(&self) {
+        for io in &self.ios {
+            io.shutdown().await;
+        }
+        self.closed().await;
+    }
+
+    /// Resolves once every shard's thread has ended (after a shutdown).
+    pub async fn closed(&self) {
+        poll_fn(|cx| {
+            let mut s = lock(&self.running.state);
+            if s.0 == 0 {
+                return Poll::Ready(());
+            }
+            s.1.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Blocks the calling thread until every shard's thread has ended (for a `main`
+    /// with no runtime of its own).
+    pub fn wait(&self) {
+        let mut s = lock(&self.running.state);
+        while s.0 > 0 {
+            s = self
+                .running
+                .ended
+                .wait(s)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Serves `listener` with `shards` servers (0: one per available core), each on a
+/// thread of its own with a single-threaded executor of `rt`'s kind. `setup` is run
+/// on each shard's [`SocketIo`], on that shard's thread, before it serves: register
+/// the handlers there (they run on that thread; state that shards share is the
+/// application's, behind an `Arc`). Returns once every shard accepts, with every
+/// shard subscribed to the others.
+///
+/// Each shard applies `options` on its own: the limits (`max_connections` and the
+/// rest) are per shard. A shard that [`attach_redis`](super::attach_redis) joins to
+/// Redis in `setup` is a node of that Redis cluster instead, and reaches the other
+/// shards through it.
+pub fn serve_sharded<R, F>(
+    rt: &R,
+    options: impl Into<ServerOptions>,
+    listener: std::net::TcpListener,
+    shards: usize,
+    setup: F,
+) -> std::io::Result<Shards>
+where
+    R: Runtime,
+    F: Fn(&SocketIo) + Send + Sync + 'static,
+{
+    let options = options.into();
+    let setup = Arc::new(setup);
+    let n = match shards {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    let bus = LocalBus::new();
+    let running = Arc::new(Running {
+        state: Mutex::new((n, Vec::new())),
+        ended: std::sync::Condvar::new(),
+    });
+    let (ready_tx, ready) = std::sync::mpsc::channel::<std::io::Result<()>>();
+    let mut ios = Vec::with_capacity(n);
+    let mut started = 0;
+    let mut failed = None;
+    for i in 0..n {
+        let shard = (|| -> std::io::Result<_> {
+            let io = SocketIo::new(rt, options.clone(), crate::os_seed()?);
+            Ok((io, listener.try_clone()?))
+        })();
+        let (io, listener) = match shard {
+            Ok(shard) => shard,
+            Err(e) => {
+                running.abandon(n - i);
+                failed = Some(e);
+                break;
+            }
+        };
+        let (rt2, io2, bus, setup, ready_tx, guard) = (
+            rt.clone(),
+            io.clone(),
+            bus.clone(),
+            setup.clone(),
+            ready_tx.clone(),
+            EndGuard(running.clone()),
+        );
+        let main = Box::new(move || -> crate::BoxFuture {
+            Box::pin(async move {
+                let _guard = guard;
+                // On the shard's thread: what `setup` spawns runs here.
+                setup(&io2);
+                let joined = if lock(&io2.inner.app).redis.is_none() {
+                    cluster::join_local(&rt2, &io2, &bus).map(|(_, tasks)| tasks)
+                } else {
+                    Ok(Vec::new())
+                };
+                let listener =
+                    joined.and_then(|tasks| Ok((tasks, rt2.listener_from_std(listener)?)));
+                let (tasks, listener) = match listener {
+                    Ok(ready) => ready,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let host = io2.host().clone();
+                let clock = rt2.clock();
+                rt2.spawn(async move { host.run_timers(clock).await });
+                for task in tasks {
+                    rt2.spawn(task);
+                }
+                let _ = ready_tx.send(Ok(()));
+                drop(ready_tx);
+                if let Err(e) = serve(&rt2, io2, listener).await {
+                    tracing::error!(shard = i, error = %e, "a shard stopped serving");
+                }
+            })
+        });
+        match rt.run_thread(format!("wirestate-shard-{i}"), main) {
+            Ok(()) => started += 1,
+            Err(e) => {
+                // `main`, and its guard, are gone: the shards after it never start.
+                running.abandon(n - i - 1);
+                failed = Some(e);
+                break;
+            }
+        }
+        ios.push(io);
+    }
+    drop(ready_tx);
+    for _ in 0..started {
+        match ready.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failed = failed.or(Some(e)),
+            Err(_) => {
+                failed = failed.or(Some(std::io::Error::other("a shard's thread ended")));
+            }
+        }
+    }
+    if let Some(e) = failed {
+        // Stop the shards that did start: their threads end once drained.
+        for io in &ios {
+            io.inner.stopping.store(true, Ordering::SeqCst);
+            for w in lock(&io.inner.stop_wakers).drain(..) {
+                w.wake();
+            }
+        }
+        return Err(e);
+    }
+    Ok(Shards { ios, bus, running })
+}

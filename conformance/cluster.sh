@@ -22,7 +22,8 @@
 #    (wirestate servers follow it: Node's client does not resubscribe, so that case
 #    runs wirestate pairs);
 # and in 1, 3 and 5 a client behind a proxy that sends each request to either server
-# (no sticky sessions).
+# (no sticky sessions); 1 again with servers of two shards each (`--shards 2`, each
+# shard a node of the cluster).
 #
 # Ends with `N passed, M failed`. WIRESTATE_BIN_DIR: prebuilt binaries.
 set -euo pipefail
@@ -79,6 +80,7 @@ wirestate() {
     local sharded=()
     [ -n "${SHARDED:-}" ] && sharded=(--sharded --subscription-mode "$SHARDED")
     [ -n "${REDIS_CLUSTER:-}" ] && sharded+=(--redis-cluster)
+    [ -n "${SHARDS:-}" ] && sharded+=(--shards "$SHARDS")
     RUST_LOG=wirestate_async::redis=info "$bindir/sio-server" --runtime "$runtime" \
         --addr "127.0.0.1:$2" --redis "$redis_url" "${sharded[@]}" > "$work/$1.log" 2>&1 &
     pids+=($!); eval "pid_$1=$!"
@@ -156,6 +158,16 @@ cases() {
 redis_up
 cases "" 16
 kill "$pid_A"; wait "$pid_A" 2>/dev/null || true
+
+# 1b. Two wirestate servers of two shards each: every shard a node of the cluster.
+export SHARDS=2
+pa="$(free_port)"; pb="$(free_port)"
+wirestate A "$pa"; wirestate B "$pb"
+wait_port "$pa"; wait_port "$pb"; wait_servers 4
+NODES=4 run "2 shards each: wirestate+wirestate" 16 "http://127.0.0.1:$pa" "http://127.0.0.1:$pb" "$redis_url"
+SERVER_PIDS="$pid_A $pid_B" run "2 shards each: no sticky sessions" 4 nosticky "http://127.0.0.1:$pa" "http://127.0.0.1:$pb"
+kill "$pid_A" "$pid_B"; wait "$pid_A" "$pid_B" 2>/dev/null || true
+unset SHARDS
 
 # 3. The sharded protocol.
 export SHARDED=dynamic

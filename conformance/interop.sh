@@ -234,24 +234,32 @@ if [ "$what" = tls ]; then
     # (websocket-client).
     export NODE_EXTRA_CA_CERTS="$certs/ca.pem" REQUESTS_CA_BUNDLE="$certs/ca.pem" SSL_CERT_FILE="$certs/ca.pem"
     tls_args=(--runtime "$runtime" --tls-cert "$certs/cert.pem" --tls-key "$certs/key.pem")
-    eport="$(free_port)"; sport="$(free_port)"; rport="$(free_port)"; wport="$(free_port)"
+    eport="$(free_port)"; sport="$(free_port)"; rport="$(free_port)"; wport="$(free_port)"; hport="$(free_port)"
     "$bindir/eio-server" "${tls_args[@]}" --addr "127.0.0.1:$eport" > /dev/null 2>&1 & pids+=($!)
+    "$bindir/sio-server" "${tls_args[@]}" --addr "127.0.0.1:$hport" --shards 2 > /dev/null 2>&1 & pids+=($!)
     "$bindir/sio-server" "${tls_args[@]}" --addr "127.0.0.1:$sport" > /dev/null 2>&1 & pids+=($!)
     "$bindir/sio-server" "${tls_args[@]}" --addr "127.0.0.1:$rport" --recovery > /dev/null 2>&1 & pids+=($!)
     "$bindir/ws-echo" "${tls_args[@]}" --no-deflate --addr "127.0.0.1:$wport" > /dev/null 2>&1 & pids+=($!)
-    for p in "$eport" "$sport" "$rport" "$wport"; do wait_port "$p"; done
+    for p in "$eport" "$sport" "$rport" "$wport" "$hport"; do wait_port "$p"; done
     # The PyPI clients over polling only: their WebSocket transport (websocket-client
     # reading on one thread while another writes, on one ssl socket) loses messages
     # over TLS against any server, Node's socket.io included; the npm clients cover
     # wss:// here.
     runs=("node eio-client.mjs https://127.0.0.1:$eport|3" "env TRANSPORTS=polling python3 eio_client.py https://127.0.0.1:$eport|1"
           "node sio-client.mjs https://127.0.0.1:$sport|18" "env TRANSPORTS=polling python3 sio_client.py https://127.0.0.1:$sport|6"
-          "node sio-client.mjs https://127.0.0.1:$rport recovery|1" "node wss-echo-client.mjs wss://127.0.0.1:$wport|1")
+          "node sio-client.mjs https://127.0.0.1:$rport recovery|1" "node wss-echo-client.mjs wss://127.0.0.1:$wport|1"
+          "env SHARDS=2 node sio-client.mjs https://127.0.0.1:$hport|18")
     for run in "${runs[@]}"; do
         status=0
         out="$(timeout 240 ${run%|*} 2>&1)" || status=$?
         label="${run#env TRANSPORTS=polling }"
-        check "${label%% *} over TLS" "$status" "$out" "${run##*|}"
+        label="${label#env SHARDS=2 }"
+        label="${label%% *} over TLS"
+        if [[ "$run" == *SHARDS=2* ]]; then
+            label="$label [2 shards]"
+            out="$(sed '/^[0-9]* passed, [0-9]* failed$/!s/$/ [2 shards]/' <<< "$out")"
+        fi
+        check "$label" "$status" "$out" "${run##*|}"
     done
     for pid in "${pids[@]}"; do
         if ! kill -0 "$pid" 2>/dev/null; then

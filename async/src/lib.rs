@@ -1008,6 +1008,22 @@ macro_rules! runtime_api {
                 $crate::sio::serve_sharded(&$rt, options, listener, shards, setup)
             }
 
+            /// [`serve_sharded`] over TLS: each accepted connection's handshake
+            /// (bounded by the request timeout) first, on its shard.
+            #[cfg(feature = "tls")]
+            pub fn serve_sharded_tls<F>(
+                options: impl Into<ServerOptions>,
+                listener: ::std::net::TcpListener,
+                shards: usize,
+                tls: $crate::tls::TlsAcceptor,
+                setup: F,
+            ) -> ::std::io::Result<Shards>
+            where
+                F: Fn(&SocketIo) + Send + Sync + 'static,
+            {
+                $crate::sio::serve_sharded_accepting(&$rt, options, listener, shards, tls, setup)
+            }
+
             /// An emitter on a cluster's Redis, for a process with no server (see
             /// [`redis_emitter`]).
             pub async fn emitter(options: RedisOptions) -> ::std::io::Result<RedisEmitter> {

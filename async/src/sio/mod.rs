@@ -60,7 +60,7 @@ pub use controller::{Controller, EventInfo, Handler, JobLimits};
 pub use emitter::{redis_emitter, EmitterError, RedisEmitter};
 pub use jobs::{JOB_ERROR_EVENT, JOB_RESULT_EVENT};
 pub use operator::{AckAnswer, AckStream, Namespace, Operator};
-pub use shards::{serve_sharded, Shards};
+pub use shards::{serve_sharded, serve_sharded_accepting, Shards};
 use socket::AckSlot;
 pub use socket::{Incoming, Socket};
 pub use users::USER_ROOM_PREFIX;

@@ -149,6 +149,25 @@ where
     R: Runtime,
     F: Fn(&SocketIo) + Send + Sync + 'static,
 {
+    serve_sharded_accepting(rt, options, listener, shards, crate::Plain, setup)
+}
+
+/// [`serve_sharded`], with each connection made into the stream served by
+/// `acceptor` (a TLS handshake, bounded by
+/// [`HttpLimits::request_timeout`](crate::HttpLimits::request_timeout)).
+pub fn serve_sharded_accepting<R, A, F>(
+    rt: &R,
+    options: impl Into<ServerOptions>,
+    listener: std::net::TcpListener,
+    shards: usize,
+    acceptor: A,
+    setup: F,
+) -> std::io::Result<Shards>
+where
+    R: Runtime,
+    A: crate::Acceptor<R::Tcp>,
+    F: Fn(&SocketIo) + Send + Sync + 'static,
+{
     let options = options.into();
     let setup = Arc::new(setup);
     let n = match shards {
@@ -177,11 +196,12 @@ where
                 break;
             }
         };
-        let (rt2, io2, bus, setup, ready_tx, guard) = (
+        let (rt2, io2, bus, setup, acceptor, ready_tx, guard) = (
             rt.clone(),
             io.clone(),
             bus.clone(),
             setup.clone(),
+            acceptor.clone(),
             ready_tx.clone(),
             EndGuard(running.clone()),
         );
@@ -212,7 +232,7 @@ where
                 }
                 let _ = ready_tx.send(Ok(()));
                 drop(ready_tx);
-                if let Err(e) = serve(&rt2, io2, listener).await {
+                if let Err(e) = serve_accepting(&rt2, io2, listener, acceptor).await {
                     tracing::error!(shard = i, error = %e, "a shard stopped serving");
                 }
             })

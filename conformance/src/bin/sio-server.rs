@@ -39,7 +39,8 @@
 //! `--shards N` serves with N shards, one per thread (0: one per core), joined in
 //! process (`serve_sharded`): any request may land on any shard, and the cluster
 //! handlers above work across shards. With `--redis`, each shard is a node of the
-//! Redis cluster instead. Not with `--tls-cert`.
+//! Redis cluster instead. With `--tls-cert`, each shard runs the TLS handshakes of the
+//! connections it accepts.
 
 use wirestate_async::sio::SocketIo;
 use wirestate_conformance::sio_app::{config, setup_with};
@@ -108,12 +109,6 @@ fn sharded(
     redis: Option<wirestate_async::sio::RedisOptions>,
     n: usize,
 ) -> std::io::Result<()> {
-    if args.tls.is_some() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "--shards serves plain HTTP: not with --tls-cert",
-        ));
-    }
     let listener = std::net::TcpListener::bind(args.addr)?;
     let addr = listener.local_addr()?;
     let runtime = args.runtime;
@@ -129,9 +124,17 @@ fn sharded(
         }
         setup_with(io, true);
     };
-    let shards = match runtime {
-        Runtime::Tokio => wirestate_tokio::sio::serve_sharded(options, listener, n, setup)?,
-        Runtime::Smol => wirestate_smol::sio::serve_sharded(options, listener, n, setup)?,
+    let shards = match (runtime, &args.tls) {
+        (Runtime::Tokio, None) => wirestate_tokio::sio::serve_sharded(options, listener, n, setup)?,
+        (Runtime::Smol, None) => wirestate_smol::sio::serve_sharded(options, listener, n, setup)?,
+        (Runtime::Tokio, Some((cert, key))) => {
+            let tls = wirestate_tokio::tls::TlsAcceptor::from_pem_files(cert, key)?;
+            wirestate_tokio::sio::serve_sharded_tls(options, listener, n, tls, setup)?
+        }
+        (Runtime::Smol, Some((cert, key))) => {
+            let tls = wirestate_smol::tls::TlsAcceptor::from_pem_files(cert, key)?;
+            wirestate_smol::sio::serve_sharded_tls(options, listener, n, tls, setup)?
+        }
     };
     eprintln!(
         "sio-server ({}, {} shards) listening on {addr}",

@@ -180,8 +180,14 @@ pub fn masked_frame(first: u8, payload: &[u8]) -> Vec<u8> {
 /// `echo` is acked with its argument; `bcast` is forwarded as `msg` to room `r` except
 /// the sender.
 pub fn sio_typed_server() -> std::io::Result<wirestate_tokio::sio::SocketIo> {
-    use serde_json::Value;
     let io = wirestate_tokio::sio::server(wirestate_tokio::sio::Config::default())?;
+    sio_typed_handlers(&io);
+    Ok(io)
+}
+
+/// The typed handlers of [`sio_typed_server`], on `io` (a shard's, say).
+pub fn sio_typed_handlers(io: &wirestate_tokio::sio::SocketIo) {
+    use serde_json::Value;
     io.of("/").on_connection(|socket| async move {
         socket.join(["r"]);
         socket.on("echo", |_socket, msg| async move {
@@ -193,7 +199,6 @@ pub fn sio_typed_server() -> std::io::Result<wirestate_tokio::sio::SocketIo> {
             socket.to("r").emit("msg", &data).map(drop)
         });
     });
-    Ok(io)
 }
 
 /// The same server with the raw-payload handlers (`take_payload` / `ack_payload`: the

@@ -15,6 +15,9 @@
 //!   `echo` is acked with its argument, and event `bcast` is forwarded as `msg` to room
 //!   `r` except the sender (`socket.to("r").emit("msg", data)`).
 //!
+//! `sio-wirestate-tokio-sharded` is the typed server run by `serve_sharded`, one shard
+//! per core (`--shards N` for another count): its own threads, not this runtime.
+//!
 //! `--redis URL` joins `sio-wirestate-tokio` to a cluster on that Redis (for the
 //! cluster benchmark, `benches/cluster.sh`). `--admin` instruments it for
 //! `@socket.io/admin-ui` (development mode, no UI connected): what that costs a server
@@ -28,7 +31,7 @@ use std::sync::Arc;
 use wirestate_engine::ws::Config;
 
 fn usage() -> ! {
-    eprintln!("usage: bench-server --impl NAME --addr HOST:PORT [--redis URL] [--admin]");
+    eprintln!("usage: bench-server --impl NAME --addr HOST:PORT [--redis URL] [--admin] [--shards N]");
     std::process::exit(2)
 }
 
@@ -37,8 +40,12 @@ fn main() -> io::Result<()> {
     let (mut name, mut addr) = (String::new(), "127.0.0.1:9100".to_owned());
     let mut redis = None;
     let mut admin = false;
+    let mut shards = 0;
     while let Some(a) = args.next() {
         match a.as_str() {
+            "--shards" => {
+                shards = (args.next().and_then(|n| n.parse().ok())).unwrap_or_else(|| usage())
+            }
             "--impl" => name = args.next().unwrap_or_else(|| usage()),
             "--addr" => addr = args.next().unwrap_or_else(|| usage()),
             "--redis" => redis = Some(args.next().unwrap_or_else(|| usage())),
@@ -73,6 +80,18 @@ fn main() -> io::Result<()> {
                 .detach();
             }
         });
+    }
+    if name == "sio-wirestate-tokio-sharded" {
+        let listener = std::net::TcpListener::bind(&addr)?;
+        let shards = wirestate_tokio::sio::serve_sharded(
+            wirestate_tokio::sio::Config::default(),
+            listener,
+            shards,
+            wirestate_benches::sio_typed_handlers,
+        )?;
+        eprintln!("{name} on {addr}, {} shards", shards.len());
+        shards.wait();
+        return Ok(());
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

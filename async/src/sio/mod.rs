@@ -457,13 +457,18 @@ impl SocketIo {
     /// and every session is closed; returns once all of them are gone and their last
     /// bytes written. The adapters' `serve` loops return once it is done.
     pub async fn shutdown(&self) {
+        self.begin_shutdown();
+        self.inner.host.idle().await;
+    }
+
+    /// Starts [`shutdown`](Self::shutdown) without waiting for it.
+    pub(super) fn begin_shutdown(&self) {
         self.inner.stopping.store(true, Ordering::SeqCst);
         for w in lock(&self.inner.stop_wakers).drain(..) {
             w.wake();
         }
         let now = self.now();
         self.inner.host.with(|s| s.shutdown(now));
-        self.inner.host.idle().await;
     }
 
     /// Resolves when [`shutdown`](Self::shutdown) starts (for accept loops).

@@ -94,8 +94,12 @@ impl Shards {
     /// Graceful shutdown of every shard (see [`SocketIo::shutdown`]); returns once
     /// all of them are done, and their threads end.
     pub async fn shutdown(&self) {
+        // Every shard stops taking sessions at once; then each drains.
         for io in &self.ios {
-            io.shutdown().await;
+            io.begin_shutdown();
+        }
+        for io in &self.ios {
+            io.inner.host.idle().await;
         }
         self.closed().await;
     }
@@ -261,10 +265,7 @@ where
     if let Some(e) = failed {
         // Stop the shards that did start: their threads end once drained.
         for io in &ios {
-            io.inner.stopping.store(true, Ordering::SeqCst);
-            for w in lock(&io.inner.stop_wakers).drain(..) {
-                w.wake();
-            }
+            io.begin_shutdown();
         }
         return Err(e);
     }

@@ -31,7 +31,9 @@ use std::sync::Arc;
 use wirestate_engine::ws::Config;
 
 fn usage() -> ! {
-    eprintln!("usage: bench-server --impl NAME --addr HOST:PORT [--redis URL] [--admin] [--shards N]");
+    eprintln!(
+        "usage: bench-server --impl NAME --addr HOST:PORT [--redis URL] [--admin] [--shards N]"
+    );
     std::process::exit(2)
 }
 

@@ -159,19 +159,38 @@ pub struct RequestHead {
 impl RequestHead {
     /// The path, without the query.
     pub fn path(&self) -> &str {
-        self.target.split_once('?').map_or(&self.target, |(p, _)| p)
+        split_at_byte(&self.target, b'?').0
     }
 
     /// The raw query string (without `?`).
     pub fn query(&self) -> &str {
-        self.target.split_once('?').map_or("", |(_, q)| q)
+        match self.target.bytes().position(|b| b == b'?') {
+            Some(i) => &self.target[i + 1..],
+            None => "",
+        }
     }
 
     /// The first value of query parameter `name`, percent-decoded.
     pub fn query_param(&self, name: &str) -> Option<Cow<'_, str>> {
-        query_pairs(self.query())
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v)
+        // One pass over the raw pairs; only a key with escapes is decoded to compare,
+        // and only the value found.
+        let query = self.query();
+        let mut rest = query;
+        loop {
+            let (pair, next) = split_at_byte(rest, b'&');
+            if !pair.is_empty() {
+                let (key, value) = split_at_byte(pair, b'=');
+                let found = if needs_decoding(key, true) {
+                    percent_decode(key, true) == name
+                } else {
+                    key == name
+                };
+                if found {
+                    return Some(percent_decode(value.unwrap_or(""), true));
+                }
+            }
+            rest = next?;
+        }
     }
 
     /// Whether this request asks to upgrade to WebSocket.
@@ -202,8 +221,21 @@ pub fn percent_decode_path(s: &str) -> Cow<'_, str> {
     percent_decode(s, false)
 }
 
+/// `s` up to the first `sep` (an ASCII byte), and what follows it if it occurs.
+fn split_at_byte(s: &str, sep: u8) -> (&str, Option<&str>) {
+    match s.bytes().position(|b| b == sep) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    }
+}
+
+/// Whether `s` has an escape (or a `+` that stands for a space).
+fn needs_decoding(s: &str, plus_is_space: bool) -> bool {
+    s.bytes().any(|b| b == b'%' || plus_is_space && b == b'+')
+}
+
 fn percent_decode(s: &str, plus_is_space: bool) -> Cow<'_, str> {
-    if !(s.contains('%') || plus_is_space && s.contains('+')) {
+    if !needs_decoding(s, plus_is_space) {
         return Cow::Borrowed(s);
     }
     let bytes = s.as_bytes();
@@ -955,6 +987,40 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn query_params_are_found_raw_or_decoded_as_query_pairs_reads_them() {
+        let head = |target: &str| RequestHead {
+            method: "GET".into(),
+            target: target.into(),
+            version: 1,
+            headers: Headers::default(),
+        };
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("/p?EIO=4&transport=polling&sid=abc", "sid", Some("abc")),
+            ("/p?EIO=4&transport=polling&sid=abc", "EIO", Some("4")),
+            ("/p?EIO=4&transport=polling", "sid", None),
+            ("/p", "sid", None),
+            ("/p?", "sid", None),
+            ("/p?&&sid=&x", "sid", Some("")),
+            ("/p?j&sid=1", "j", Some("")),
+            ("/p?sid=1&sid=2", "sid", Some("1")),
+            ("/p?s%69d=x%2By+z", "sid", Some("x+y z")),
+            ("/p?my+key=v", "my key", Some("v")),
+            ("/p?a=b=c", "a", Some("b=c")),
+            ("/p?a=%zz%", "a", Some("%zz%")),
+            ("/p?q=%C3%A9?x", "q", Some("é?x")),
+        ];
+        for (target, name, want) in cases {
+            let h = head(target);
+            assert_eq!(h.query_param(name).as_deref(), *want, "{target} {name}");
+            // The same answer as the pairs iterator gives.
+            let pairs = query_pairs(h.query())
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v);
+            assert_eq!(pairs.as_deref(), *want, "{target} {name} (pairs)");
+        }
     }
 
     #[test]

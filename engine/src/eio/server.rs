@@ -605,13 +605,14 @@ impl Preparer {
     /// else is left to the server.
     pub fn prepare(&self, request: &Request) -> Prepared {
         let head = &request.head;
-        if head.method != "POST"
-            || !self.config.matches(head.path())
-            || head.query_param("transport").as_deref() != Some("polling")
-        {
+        if head.method != "POST" || !self.config.matches(head.path()) {
             return Prepared::default();
         }
-        let protocol = match head.query_param("EIO").as_deref() {
+        let [transport, eio] = head.query_params(["transport", "EIO"]);
+        if transport.as_deref() != Some("polling") {
+            return Prepared::default();
+        }
+        let protocol = match eio.as_deref() {
             Some("4") => Protocol::V4,
             Some("3") => Protocol::V3,
             _ => return Prepared::default(),
@@ -835,18 +836,19 @@ impl Server {
                 return Reply::Respond(preflight(head, cors));
             }
         }
-        let protocol = match head.query_param("EIO").as_deref() {
+        let [eio, transport, sid, jsonp] = head.query_params(["EIO", "transport", "sid", "j"]);
+        let protocol = match eio.as_deref() {
             Some("4") => Protocol::V4,
             Some("3") if self.config.allow_eio3 => Protocol::V3,
             _ => return Reply::Respond(self.error(ErrorCode::UnsupportedProtocolVersion, cors)),
         };
-        let transport = match head.query_param("transport").as_deref() {
+        let transport = match transport.as_deref() {
             Some("polling") if self.config.polling => TransportKind::Polling,
             Some("websocket") if self.config.websocket => TransportKind::WebSocket,
             _ => return Reply::Respond(self.error(ErrorCode::UnknownTransport, cors)),
         };
-        let sid = head.query_param("sid").map(|s| s.into_owned());
-        if head.query_param("j").is_some() {
+        let sid = sid.map(|s| s.into_owned());
+        if jsonp.is_some() {
             // JSONP was dropped by Engine.IO v4 and is not offered for v3 either.
             return Reply::Respond(self.error(ErrorCode::BadRequest, cors));
         }

@@ -172,25 +172,38 @@ impl RequestHead {
 
     /// The first value of query parameter `name`, percent-decoded.
     pub fn query_param(&self, name: &str) -> Option<Cow<'_, str>> {
-        // One pass over the raw pairs; only a key with escapes is decoded to compare,
-        // and only the value found.
-        let query = self.query();
-        let mut rest = query;
-        loop {
-            let (pair, next) = split_at_byte(rest, b'&');
-            if !pair.is_empty() {
-                let (key, value) = split_at_byte(pair, b'=');
-                let found = if needs_decoding(key, true) {
-                    percent_decode(key, true) == name
-                } else {
-                    key == name
-                };
-                if found {
-                    return Some(percent_decode(value.unwrap_or(""), true));
+        let [value] = self.query_params([name]);
+        value
+    }
+
+    /// The first value of each of `names`, percent-decoded, in one pass over the query
+    /// (only a key with escapes is decoded to compare, and only the values found).
+    pub fn query_params<const N: usize>(&self, names: [&str; N]) -> [Option<Cow<'_, str>>; N] {
+        let mut found: [Option<Cow<'_, str>>; N] = std::array::from_fn(|_| None);
+        let mut left = N;
+        let mut rest = Some(self.query());
+        while let (Some(query), true) = (rest, left > 0) {
+            let (pair, next) = split_at_byte(query, b'&');
+            rest = next;
+            if pair.is_empty() {
+                continue;
+            }
+            let (key, value) = split_at_byte(pair, b'=');
+            let decoded;
+            let key = if needs_decoding(key, true) {
+                decoded = percent_decode(key, true);
+                &*decoded
+            } else {
+                key
+            };
+            for (name, slot) in names.iter().zip(found.iter_mut()) {
+                if slot.is_none() && key == *name {
+                    *slot = Some(percent_decode(value.unwrap_or(""), true));
+                    left -= 1;
                 }
             }
-            rest = next?;
         }
+        found
     }
 
     /// Whether this request asks to upgrade to WebSocket.
@@ -475,30 +488,54 @@ impl Response {
     /// The encoded head (status line and headers, with `Content-Length` and
     /// `Connection`), to be followed by the body.
     pub fn encode_head(&self, keep_alive: bool) -> Bytes {
-        let mut head = format!(
-            "HTTP/1.1 {} {}\r\n",
-            self.status,
-            reason_phrase(self.status)
-        );
+        let reason = reason_phrase(self.status);
+        let lines: usize = (self.headers.iter())
+            .map(|(name, value)| name.len() + value.len() + 4)
+            .sum();
+        // Status line, header lines, Content-Length, Connection, the blank line: one
+        // allocation, never grown.
+        let mut head = Vec::with_capacity(16 + reason.len() + lines + 40 + 26);
+        head.extend_from_slice(b"HTTP/1.1 ");
+        push_decimal(&mut head, usize::from(self.status));
+        head.push(b' ');
+        head.extend_from_slice(reason.as_bytes());
+        head.extend_from_slice(b"\r\n");
         for (name, value) in &self.headers {
-            head.push_str(name);
-            head.push_str(": ");
-            head.push_str(value);
-            head.push_str("\r\n");
+            head.extend_from_slice(name.as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b"\r\n");
         }
         if self.status != 101 && self.status != 204 && self.status != 304 {
-            head.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
+            head.extend_from_slice(b"Content-Length: ");
+            push_decimal(&mut head, self.body.len());
+            head.extend_from_slice(b"\r\n");
         }
         if self.status != 101 {
-            head.push_str(if keep_alive {
-                "Connection: keep-alive\r\n"
+            head.extend_from_slice(if keep_alive {
+                &b"Connection: keep-alive\r\n"[..]
             } else {
-                "Connection: close\r\n"
+                &b"Connection: close\r\n"[..]
             });
         }
-        head.push_str("\r\n");
+        head.extend_from_slice(b"\r\n");
         Bytes::from(head)
     }
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// The reason phrase for the statuses this crate sends.
@@ -990,6 +1027,35 @@ mod tests {
     }
 
     #[test]
+    fn a_response_head_is_encoded_exactly() {
+        let r = Response::new(200)
+            .header("Content-Type", "text/plain")
+            .body("hello");
+        assert_eq!(
+            &r.encode_head(true)[..],
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\n"
+        );
+        let big = Response::new(413).body(vec![b'x'; 1_234_567]);
+        assert_eq!(
+            &big.encode_head(false)[..],
+            b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 1234567\r\nConnection: close\r\n\r\n"
+        );
+        assert_eq!(
+            &Response::new(204).encode_head(true)[..],
+            b"HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n"
+        );
+        assert_eq!(
+            &Response::new(101)
+                .header("Upgrade", "websocket")
+                .encode_head(true)[..],
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
+        );
+        assert!(Response::new(200)
+            .encode_head(true)
+            .starts_with(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"));
+    }
+
+    #[test]
     fn query_params_are_found_raw_or_decoded_as_query_pairs_reads_them() {
         let head = |target: &str| RequestHead {
             method: "GET".into(),
@@ -1015,6 +1081,9 @@ mod tests {
         for (target, name, want) in cases {
             let h = head(target);
             assert_eq!(h.query_param(name).as_deref(), *want, "{target} {name}");
+            let [one, other] = h.query_params([name, "EIO"]);
+            assert_eq!(one.as_deref(), *want, "{target} {name} (with another)");
+            assert_eq!(other, h.query_param("EIO"), "{target} EIO");
             // The same answer as the pairs iterator gives.
             let pairs = query_pairs(h.query())
                 .find(|(k, _)| k == name)

@@ -492,6 +492,34 @@ macro_rules! runtime_tests {
             }
 
             #[test]
+            fn a_shard_whose_setup_panics_fails_the_start_and_stops_the_others() {
+                use adapter::sio;
+                let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+                let addr = listener.local_addr().expect("addr");
+                let started = std::sync::atomic::AtomicUsize::new(0);
+                let started = Arc::new(started);
+                let count = started.clone();
+                let result = sio::serve_sharded(sio::Config::default(), listener, 3, move |_io| {
+                    if count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+                        panic!("a setup that fails (this panic is the test's)");
+                    }
+                });
+                let err = result.expect_err("a shard never started");
+                assert!(err.to_string().contains("shard"), "{err}");
+                assert_eq!(started.load(std::sync::atomic::Ordering::SeqCst), 3);
+                // The shards that did start stop: nothing accepts on the port.
+                let mut refused = false;
+                for _ in 0..200 {
+                    if std::net::TcpStream::connect(addr).is_err() {
+                        refused = true;
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                assert!(refused, "the started shards stopped listening");
+            }
+
+            #[test]
             fn connect_errors_are_values() {
                 $block_on(async {
                     let config = Arc::new(Config::default());

@@ -14,7 +14,8 @@ use crate::bus::LocalBus;
 
 /// The shards of a server started by [`serve_sharded`]: a handle on each, cheap to
 /// keep. An operation from [`io`](Self::io) outside a handler reaches every shard
-/// (it is one node of their cluster).
+/// (it is one node of their cluster). Dropping it leaves the shards serving; they
+/// stop with [`shutdown`](Self::shutdown) (or the process).
 pub struct Shards {
     ios: Vec<SocketIo>,
     bus: LocalBus,

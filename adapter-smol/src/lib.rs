@@ -70,6 +70,8 @@ wirestate_async::runtime_api!(
     spawn: spawn_detached,
     thread: run_thread,
     from_std: listener_from_std,
+    tcp_into_std: tcp_into_std,
+    tcp_from_std: smol::net::TcpStream::try_from,
     io: SmolIo,
     tcp: smol::net::TcpStream,
     listener: smol::net::TcpListener,
@@ -128,6 +130,14 @@ fn run_thread(
         EXECUTOR.with(|e| e.borrow_mut().take());
     })?;
     Ok(())
+}
+
+/// The std stream of `tcp`, off the reactor; an error if a clone of it is alive.
+fn tcp_into_std(tcp: smol::net::TcpStream) -> io::Result<std::net::TcpStream> {
+    let shared: Arc<smol::Async<std::net::TcpStream>> = tcp.into();
+    Arc::try_unwrap(shared)
+        .map_err(|_| io::Error::other("the stream is shared"))?
+        .into_inner()
 }
 
 /// A smol listener for `listener`.

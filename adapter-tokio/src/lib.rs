@@ -62,6 +62,8 @@ wirestate_async::runtime_api!(
     spawn: tokio::spawn,
     thread: run_thread,
     from_std: listener_from_std,
+    tcp_into_std: tokio::net::TcpStream::into_std,
+    tcp_from_std: tcp_from_std,
     io: TokioIo,
     tcp: tokio::net::TcpStream,
     listener: tokio::net::TcpListener,
@@ -86,6 +88,12 @@ fn run_thread(
 fn listener_from_std(listener: std::net::TcpListener) -> io::Result<tokio::net::TcpListener> {
     listener.set_nonblocking(true)?;
     tokio::net::TcpListener::from_std(listener)
+}
+
+/// A tokio stream for `tcp`, registered with the current runtime.
+fn tcp_from_std(tcp: std::net::TcpStream) -> io::Result<tokio::net::TcpStream> {
+    tcp.set_nonblocking(true)?;
+    tokio::net::TcpStream::from_std(tcp)
 }
 
 /// Tokio's clock and one re-armable `Sleep` (allocated on first use) as a [`Clock`].

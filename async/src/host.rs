@@ -432,6 +432,75 @@ struct Settings<E: Endpoint> {
     eio: eio::Config,
     /// Carries requests for other nodes' sessions while the host is in a cluster.
     forward: RwLock<Option<Arc<dyn Forward>>>,
+    /// Takes connections to the shard of this process that owns their session.
+    mover: RwLock<Option<Arc<dyn Mover>>>,
+}
+
+/// Takes a connection whose WebSocket upgrade is for a session that another shard of
+/// this process owns to that shard, which serves it from `raw` (the request as read,
+/// and what followed it) on.
+pub(crate) trait Mover: Send + Sync {
+    /// Moves `stream` (the connection, as its task serves it) to the shard that owns
+    /// `sid`; gives it back if no shard of this process owns it, or it cannot move.
+    fn take(
+        &self,
+        sid: &str,
+        stream: Box<dyn std::any::Any + Send>,
+        raw: Bytes,
+        peer: Option<SocketAddr>,
+    ) -> Result<(), Box<dyn std::any::Any + Send>>;
+}
+
+/// A stream whose first bytes read are `prefix` (a request already read once, on the
+/// thread the stream came from).
+pub(crate) struct Prefixed<T> {
+    prefix: Bytes,
+    io: T,
+}
+
+impl<T> Prefixed<T> {
+    pub(crate) fn new(prefix: Bytes, io: T) -> Self {
+        Self { prefix, io }
+    }
+}
+
+impl<T: Transport> Transport for Prefixed<T> {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        if self.prefix.is_empty() {
+            return self.io.poll_read(cx, buf);
+        }
+        let n = buf.len().min(self.prefix.len());
+        buf[..n].copy_from_slice(&self.prefix.split_to(n));
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.io.poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_write_now(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.io.poll_write_now(cx, bufs)
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.io.poll_flush(cx)
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.io.poll_shutdown(cx)
+    }
+
+    fn is_secure(&self) -> bool {
+        self.io.is_secure()
+    }
 }
 
 /// An endpoint served over many connections: cheap to clone, shared by all of them,
@@ -609,6 +678,7 @@ impl<E: Endpoint> Host<E> {
                 preparer: server.preparer(),
                 eio: server.config().clone(),
                 forward: RwLock::new(None),
+                mover: RwLock::new(None),
             }),
             shared: Arc::new(Mutex::new(Shared {
                 server,
@@ -942,6 +1012,23 @@ impl<E: Endpoint> Host<E> {
                     .query_param("sid")
                     .unwrap_or_default()
                     .into_owned();
+                // Owned by a shard of this process: the connection itself goes there
+                // (its request with it) rather than through a tunnel.
+                let mover = (self.settings.mover.read())
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                if let (Some(mover), true) = (mover, out.is_empty()) {
+                    let mut raw = Vec::with_capacity(512 + request.body.len());
+                    request.head.encode(&mut raw);
+                    raw.extend_from_slice(&request.body);
+                    match mover.take(&sid, Box::new(io), raw.into(), request.peer_addr) {
+                        Ok(()) => return Ok(None),
+                        Err(back) => match back.downcast::<T>() {
+                            Ok(back) => io = *back,
+                            Err(_) => return Ok(None),
+                        },
+                    }
+                }
                 let tunnel = forward.open(&sid, *request);
                 drop(http);
                 Box::pin(self.splice(io, clock, tunnel, out))
@@ -1148,6 +1235,16 @@ impl<E: Endpoint> Host<E> {
         let reply = s.server.handle_prepared(now, request, prepared);
         s.dispatch();
         Some(reply)
+    }
+
+    /// Hands upgrades for sessions that another shard of this process owns to
+    /// `mover` (`None`: they are tunnelled like any other node's).
+    pub(crate) fn set_mover(&self, mover: Option<Arc<dyn Mover>>) {
+        *self
+            .settings
+            .mover
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = mover;
     }
 
     /// Has requests for other nodes' sessions carried by `forward` (`None`: served

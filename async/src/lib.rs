@@ -169,6 +169,33 @@ pub trait Runtime: Clone + Send + Sync + 'static {
         ))
     }
 
+    /// Whether a TCP stream of this runtime can move to another thread's executor
+    /// ([`tcp_into_std`](Self::tcp_into_std), then
+    /// [`tcp_from_std`](Self::tcp_from_std) there). The default: no.
+    fn moves_tcp(&self) -> bool {
+        false
+    }
+
+    /// The std stream of `tcp`, taken off this thread's executor (only called when
+    /// [`moves_tcp`](Self::moves_tcp)). The default: unsupported (`tcp` is dropped).
+    fn tcp_into_std(&self, tcp: Self::Tcp) -> io::Result<std::net::TcpStream> {
+        drop(tcp);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this runtime cannot move streams",
+        ))
+    }
+
+    /// A stream of this runtime, on the calling thread's executor, for `tcp`. The
+    /// default: unsupported.
+    fn tcp_from_std(&self, tcp: std::net::TcpStream) -> io::Result<Self::Tcp> {
+        drop(tcp);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this runtime cannot move streams",
+        ))
+    }
+
     /// A listener of this runtime for `listener`, made on the thread that will
     /// accept on it (from [`run_thread`](Self::run_thread)'s `main`). The default:
     /// unsupported.
@@ -596,6 +623,8 @@ macro_rules! runtime_api {
         spawn: $spawn:path,
         thread: $thread:path,
         from_std: $from_std:path,
+        tcp_into_std: $tcp_into_std:path,
+        tcp_from_std: $tcp_from_std:path,
         io: $io:ident,
         tcp: $tcp:ty,
         listener: $listener:ty $(,)?
@@ -633,6 +662,18 @@ macro_rules! runtime_api {
                 listener: ::std::net::TcpListener,
             ) -> ::std::io::Result<$listener> {
                 $from_std(listener)
+            }
+
+            fn moves_tcp(&self) -> bool {
+                true
+            }
+
+            fn tcp_into_std(&self, tcp: Self::Tcp) -> ::std::io::Result<::std::net::TcpStream> {
+                $tcp_into_std(tcp.into_inner())
+            }
+
+            fn tcp_from_std(&self, tcp: ::std::net::TcpStream) -> ::std::io::Result<Self::Tcp> {
+                $tcp_from_std(tcp).map($io::new)
             }
 
             fn connect(

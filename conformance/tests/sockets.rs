@@ -431,7 +431,9 @@ macro_rules! runtime_tests {
                     })
                     .expect("shards");
                     assert_eq!(shards.len(), 2);
-                    const N: usize = 6;
+                    // Each client's upgrade lands on the shard that does not own its
+                    // session with a chance of 1/2: with 20, that none does is 1 in 2^20.
+                    const N: usize = 20;
                     let heard = Arc::new(Mutex::new(vec![Vec::<String>::new(); N]));
                     let mut clients = Vec::new();
                     for i in 0..N {
@@ -457,6 +459,26 @@ macro_rules! runtime_tests {
                         assert!(thread.starts_with("wirestate-shard-"), "{thread}");
                         clients.push(socket);
                     }
+                    // Upgrades accepted by the other shard moved there, socket and all.
+                    for _ in 0..500 {
+                        if shards.moved_connections() > 0 {
+                            break;
+                        }
+                        $sleep(Duration::from_millis(10)).await;
+                    }
+                    let moved = shards.moved_connections();
+                    assert!((1..=N as u64).contains(&moved), "{moved} connections moved");
+                    // And every upgrade completed, moved or not: no session left on polling.
+                    let polling = || -> usize {
+                        shards.iter().map(|io| io.host().inspect(|s| s.eio().polling_count())).sum()
+                    };
+                    for _ in 0..500 {
+                        if polling() == 0 {
+                            break;
+                        }
+                        $sleep(Duration::from_millis(10)).await;
+                    }
+                    assert_eq!(polling(), 0, "sessions still on polling");
                     let counts: Vec<usize> = shards.iter().map(|io| io.socket_count()).collect();
                     assert_eq!(counts.iter().sum::<usize>(), N, "{counts:?}");
                     let all = shards.io().of("/").sockets().fetch_sockets().await.expect("answered");

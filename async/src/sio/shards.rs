@@ -20,6 +20,7 @@ pub struct Shards {
     ios: Vec<SocketIo>,
     bus: LocalBus,
     running: Arc<Running>,
+    moved: Arc<dyn Fn() -> u64 + Send + Sync>,
 }
 
 impl fmt::Debug for Shards {
@@ -28,6 +29,91 @@ impl fmt::Debug for Shards {
             .field("shards", &self.ios.len())
             .field("running", &lock(&self.running.state).0)
             .finish_non_exhaustive()
+    }
+}
+
+/// Where each shard takes the connections that other shards move to it: by the tag
+/// its session ids start with.
+struct Registry<R> {
+    rt: R,
+    shards: std::sync::RwLock<Vec<(String, Arc<Mailbox>)>>,
+    moved: std::sync::atomic::AtomicU64,
+}
+
+/// Connections moved to a shard, waiting for its task.
+#[derive(Default)]
+struct Mailbox {
+    state: Mutex<(VecDeque<Moved>, Option<Waker>)>,
+}
+
+/// A connection on its way to the shard that owns its session: its socket, what was
+/// read from it (the upgrade request and what followed), its peer.
+struct Moved {
+    tcp: std::net::TcpStream,
+    raw: bytes::Bytes,
+    peer: Option<std::net::SocketAddr>,
+}
+
+impl<R: Runtime> crate::host::Mover for Registry<R> {
+    fn take(
+        &self,
+        sid: &str,
+        stream: Box<dyn std::any::Any + Send>,
+        raw: bytes::Bytes,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Result<(), Box<dyn std::any::Any + Send>> {
+        if !self.rt.moves_tcp() {
+            return Err(stream);
+        }
+        let mailbox = (self.shards.read().unwrap_or_else(|e| e.into_inner()))
+            .iter()
+            .find(|(tag, _)| sid.starts_with(tag.as_str()))
+            .map(|(_, mailbox)| mailbox.clone());
+        let Some(mailbox) = mailbox else {
+            return Err(stream);
+        };
+        // A TLS stream (or any other) does not move: it is tunnelled.
+        let tcp = stream.downcast::<R::Tcp>()?;
+        match self.rt.tcp_into_std(*tcp) {
+            Ok(tcp) => {
+                let mut state = lock(&mailbox.state);
+                state.0.push_back(Moved { tcp, raw, peer });
+                if let Some(w) = state.1.take() {
+                    w.wake();
+                }
+                self.moved.fetch_add(1, Ordering::Relaxed);
+            }
+            // Rare (the reactor would not let it go): the client reconnects.
+            Err(e) => tracing::debug!(error = %e, "a connection could not move to its shard"),
+        }
+        Ok(())
+    }
+}
+
+/// Serves on this shard the connections other shards move to it.
+async fn run_mailbox<R: Runtime>(rt: R, io: SocketIo, mailbox: Arc<Mailbox>) {
+    loop {
+        let moved = poll_fn(|cx| {
+            let mut state = lock(&mailbox.state);
+            if state.0.is_empty() {
+                state.1 = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            Poll::Ready(std::mem::take(&mut state.0))
+        })
+        .await;
+        for m in moved {
+            match rt.tcp_from_std(m.tcp) {
+                Ok(tcp) => {
+                    let stream = crate::host::Prefixed::new(m.raw, tcp);
+                    let (rt, io) = (rt.clone(), io.clone());
+                    rt.clone().spawn(async move {
+                        let _ = serve_connection(&rt, &io, stream, m.peer).await;
+                    });
+                }
+                Err(e) => tracing::debug!(error = %e, "a moved connection could not be served"),
+            }
+        }
     }
 }
 
@@ -90,6 +176,13 @@ impl Shards {
     /// with [`attach_local`](super::attach_local)).
     pub fn bus(&self) -> &LocalBus {
         &self.bus
+    }
+
+    /// How many connections a shard has handed to the shard that owns their session
+    /// (a WebSocket upgrade after polling, accepted by another shard), instead of
+    /// tunnelling them.
+    pub fn moved_connections(&self) -> u64 {
+        (self.moved)()
     }
 
     /// Graceful shutdown of every shard (see [`SocketIo::shutdown`]); returns once
@@ -180,6 +273,11 @@ where
         n => n,
     };
     let bus = LocalBus::new();
+    let registry = Arc::new(Registry {
+        rt: rt.clone(),
+        shards: std::sync::RwLock::new(Vec::with_capacity(n)),
+        moved: std::sync::atomic::AtomicU64::new(0),
+    });
     let running = Arc::new(Running {
         state: Mutex::new((n, Vec::new())),
         ended: std::sync::Condvar::new(),
@@ -201,10 +299,11 @@ where
                 break;
             }
         };
-        let (rt2, io2, bus, setup, acceptor, ready_tx, guard) = (
+        let (rt2, io2, bus, registry, setup, acceptor, ready_tx, guard) = (
             rt.clone(),
             io.clone(),
             bus.clone(),
+            registry.clone(),
             setup.clone(),
             acceptor.clone(),
             ready_tx.clone(),
@@ -220,6 +319,19 @@ where
                 } else {
                     Ok(Vec::new())
                 };
+                // Upgrades for this shard's sessions that another shard accepts come
+                // here, socket and all (over the bus or over Redis alike).
+                let tag = (lock(&io2.inner.app).redis.as_ref()).map(|r| r.forwarding.tag.clone());
+                let joined = joined.map(|mut tasks| {
+                    if let Some(tag) = tag {
+                        let mailbox = Arc::new(Mailbox::default());
+                        (registry.shards.write().unwrap_or_else(|e| e.into_inner()))
+                            .push((tag, mailbox.clone()));
+                        io2.inner.host.set_mover(Some(registry.clone()));
+                        tasks.push(Box::pin(run_mailbox(rt2.clone(), io2.clone(), mailbox)));
+                    }
+                    tasks
+                });
                 let listener =
                     joined.and_then(|tasks| Ok((tasks, rt2.listener_from_std(listener)?)));
                 let (tasks, listener) = match listener {
@@ -270,5 +382,11 @@ where
         }
         return Err(e);
     }
-    Ok(Shards { ios, bus, running })
+    let moved = Arc::new(move || registry.moved.load(Ordering::Relaxed));
+    Ok(Shards {
+        ios,
+        bus,
+        running,
+        moved,
+    })
 }

@@ -206,6 +206,24 @@ impl RequestHead {
         found
     }
 
+    /// The head as it goes on the wire (request line, header lines, blank line),
+    /// appended to `out`: what a parser reads back as this head.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.method.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.target.as_bytes());
+        out.extend_from_slice(b" HTTP/1.");
+        push_decimal(out, usize::from(self.version));
+        out.extend_from_slice(b"\r\n");
+        for (name, value) in self.headers.iter() {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+
     /// Whether this request asks to upgrade to WebSocket.
     pub fn is_websocket_upgrade(&self) -> bool {
         self.headers.has_token("upgrade", "websocket")
@@ -1024,6 +1042,19 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn a_request_head_encodes_to_what_parses_back_as_it() {
+        let input = b"GET /socket.io/?EIO=4&transport=websocket&sid=a%2Bb HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nX-Empty: \r\nConnection: Upgrade\r\n\r\n";
+        let mut conn = ServerConn::new(8192, 1 << 20);
+        let reqs = requests(&mut conn, input, input.len());
+        let mut raw = Vec::new();
+        reqs[0].head.encode(&mut raw);
+        let mut again = ServerConn::new(8192, 1 << 20);
+        let back = requests(&mut again, &raw, raw.len());
+        assert_eq!(back[0].head, reqs[0].head);
+        assert_eq!(raw, input.to_vec());
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! A Socket.IO server on every core: one server per thread (a shard), each on a
 //! single-threaded executor of its thread's own, accepting on the same listening
-//! socket. Shards share no lock in the common path: a connection is served from
-//! start to end by the shard that accepted it.
+//! socket. Shards share no lock in the common path: a connection is served by one
+//! shard only.
 //!
 //! The shards form a cluster over an in-process [`LocalBus`] with the same messages
 //! as a Redis cluster: broadcasts and room operations from any shard reach every
 //! shard, [`Operator::fetch_sockets`] sees the sockets of all, and a polling request
-//! or WebSocket upgrade accepted by a shard that does not own its session is carried
-//! to the owner (session ids start with the owner's tag).
+//! accepted by a shard that does not own its session is carried to the owner
+//! (session ids start with the owner's tag). A WebSocket upgrade accepted by such a
+//! shard moves to the owner, socket and all, and is served there from its request on
+//! (over TLS, whose state cannot move, it is tunnelled instead).
 
 use super::*;
 use crate::bus::LocalBus;
@@ -233,7 +235,9 @@ impl Shards {
 /// shard subscribed to the others.
 ///
 /// Each shard applies `options` on its own: the limits (`max_connections` and the
-/// rest) are per shard. A shard that [`attach_redis`](super::attach_redis) joins to
+/// rest) are per shard; a connection moved to the shard that owns its session counts
+/// against the limits of the shard that accepted it until it moves (there are at most
+/// as many as sessions). A shard that [`attach_redis`](super::attach_redis) joins to
 /// Redis in `setup` is a node of that Redis cluster instead, and reaches the other
 /// shards through it.
 pub fn serve_sharded<R, F>(

@@ -437,17 +437,16 @@ struct Settings<E: Endpoint> {
 }
 
 /// Takes a connection whose WebSocket upgrade is for a session that another shard of
-/// this process owns to that shard, which serves it from `raw` (the request as read,
-/// and what followed it) on.
+/// this process owns to that shard, which serves it from its request on.
 pub(crate) trait Mover: Send + Sync {
     /// Moves `stream` (the connection, as its task serves it) to the shard that owns
-    /// `sid`; gives it back if no shard of this process owns it, or it cannot move.
+    /// `sid`, with `request` (its body: what was read after the head); gives the
+    /// stream back if no shard of this process owns it, or it cannot move.
     fn take(
         &self,
         sid: &str,
         stream: Box<dyn std::any::Any + Send>,
-        raw: Bytes,
-        peer: Option<SocketAddr>,
+        request: &Request,
     ) -> Result<(), Box<dyn std::any::Any + Send>>;
 }
 
@@ -1018,10 +1017,7 @@ impl<E: Endpoint> Host<E> {
                     .unwrap_or_else(|e| e.into_inner())
                     .clone();
                 if let (Some(mover), true) = (mover, out.is_empty()) {
-                    let mut raw = Vec::with_capacity(512 + request.body.len());
-                    request.head.encode(&mut raw);
-                    raw.extend_from_slice(&request.body);
-                    match mover.take(&sid, Box::new(io), raw.into(), request.peer_addr) {
+                    match mover.take(&sid, Box::new(io), &request) {
                         Ok(()) => return Ok(None),
                         Err(back) => match back.downcast::<T>() {
                             Ok(back) => io = *back,

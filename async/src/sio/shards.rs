@@ -22,7 +22,7 @@ pub struct Shards {
     ios: Vec<SocketIo>,
     bus: LocalBus,
     running: Arc<Running>,
-    moved: Arc<dyn Fn() -> u64 + Send + Sync>,
+    moved: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl fmt::Debug for Shards {
@@ -39,7 +39,7 @@ impl fmt::Debug for Shards {
 struct Registry<R> {
     rt: R,
     shards: std::sync::RwLock<Vec<(String, Arc<Mailbox>)>>,
-    moved: std::sync::atomic::AtomicU64,
+    moved: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Connections moved to a shard, waiting for its task.
@@ -61,8 +61,7 @@ impl<R: Runtime> crate::host::Mover for Registry<R> {
         &self,
         sid: &str,
         stream: Box<dyn std::any::Any + Send>,
-        raw: bytes::Bytes,
-        peer: Option<std::net::SocketAddr>,
+        request: &wirestate_engine::http::Request,
     ) -> Result<(), Box<dyn std::any::Any + Send>> {
         if !self.rt.moves_tcp() {
             return Err(stream);
@@ -78,8 +77,17 @@ impl<R: Runtime> crate::host::Mover for Registry<R> {
         let tcp = stream.downcast::<R::Tcp>()?;
         match self.rt.tcp_into_std(*tcp) {
             Ok(tcp) => {
+                // The owner reads the request again, then what followed it.
+                let mut raw = Vec::with_capacity(512 + request.body.len());
+                request.head.encode(&mut raw);
+                raw.extend_from_slice(&request.body);
+                let peer = request.peer_addr;
                 let mut state = lock(&mailbox.state);
-                state.0.push_back(Moved { tcp, raw, peer });
+                state.0.push_back(Moved {
+                    tcp,
+                    raw: raw.into(),
+                    peer,
+                });
                 if let Some(w) = state.1.take() {
                     w.wake();
                 }
@@ -108,9 +116,9 @@ async fn run_mailbox<R: Runtime>(rt: R, io: SocketIo, mailbox: Arc<Mailbox>) {
             match rt.tcp_from_std(m.tcp) {
                 Ok(tcp) => {
                     let stream = crate::host::Prefixed::new(m.raw, tcp);
-                    let (rt, io) = (rt.clone(), io.clone());
-                    rt.clone().spawn(async move {
-                        let _ = serve_connection(&rt, &io, stream, m.peer).await;
+                    let (serving_rt, io) = (rt.clone(), io.clone());
+                    rt.spawn(async move {
+                        let _ = serve_connection(&serving_rt, &io, stream, m.peer).await;
                     });
                 }
                 Err(e) => tracing::debug!(error = %e, "a moved connection could not be served"),
@@ -184,7 +192,7 @@ impl Shards {
     /// (a WebSocket upgrade after polling, accepted by another shard), instead of
     /// tunnelling them.
     pub fn moved_connections(&self) -> u64 {
-        (self.moved)()
+        self.moved.load(Ordering::Relaxed)
     }
 
     /// Graceful shutdown of every shard (see [`SocketIo::shutdown`]); returns once
@@ -280,7 +288,7 @@ where
     let registry = Arc::new(Registry {
         rt: rt.clone(),
         shards: std::sync::RwLock::new(Vec::with_capacity(n)),
-        moved: std::sync::atomic::AtomicU64::new(0),
+        moved: Arc::default(),
     });
     let running = Arc::new(Running {
         state: Mutex::new((n, Vec::new())),
@@ -386,11 +394,10 @@ where
         }
         return Err(e);
     }
-    let moved = Arc::new(move || registry.moved.load(Ordering::Relaxed));
     Ok(Shards {
         ios,
         bus,
         running,
-        moved,
+        moved: registry.moved.clone(),
     })
 }

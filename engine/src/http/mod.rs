@@ -164,10 +164,7 @@ impl RequestHead {
 
     /// The raw query string (without `?`).
     pub fn query(&self) -> &str {
-        match self.target.bytes().position(|b| b == b'?') {
-            Some(i) => &self.target[i + 1..],
-            None => "",
-        }
+        split_at_byte(&self.target, b'?').1.unwrap_or("")
     }
 
     /// The first value of query parameter `name`, percent-decoded.

@@ -77,8 +77,8 @@ wirestate_async::runtime_api!(
     listener: smol::net::TcpListener,
 );
 
-/// The system clock and one re-armable async-io `Timer` (made on first use) as a
-/// [`Clock`].
+/// The system clock and one re-armable async-io `Timer` (made on first use, dropped
+/// when no deadline is pending) as a [`Clock`].
 #[derive(Debug, Default)]
 pub struct SmolClock {
     timer: Option<(Timer, Instant)>,
@@ -98,6 +98,10 @@ impl Clock for SmolClock {
             *armed = deadline;
         }
         Pin::new(timer).poll(cx).map(|_| ())
+    }
+
+    fn disarm(&mut self) {
+        self.timer = None;
     }
 }
 

@@ -96,10 +96,12 @@ fn tcp_from_std(tcp: std::net::TcpStream) -> io::Result<tokio::net::TcpStream> {
     tokio::net::TcpStream::from_std(tcp)
 }
 
-/// Tokio's clock and one re-armable `Sleep` (allocated on first use) as a [`Clock`].
+/// Tokio's clock and one re-armable `Sleep` (allocated on first use, given back when
+/// no deadline is pending) as a [`Clock`].
 #[derive(Debug, Default)]
 pub struct TokioClock {
-    sleep: Option<(Pin<Box<Sleep>>, Instant)>,
+    /// Armed at the deadline it was last polled for (`Sleep::deadline`).
+    sleep: Option<Pin<Box<Sleep>>>,
 }
 
 impl Clock for TokioClock {
@@ -110,20 +112,22 @@ impl Clock for TokioClock {
     fn poll_until(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()> {
         let at = tokio::time::Instant::from_std(deadline);
         match &mut self.sleep {
-            Some((sleep, armed)) => {
-                if *armed != deadline {
+            Some(sleep) => {
+                if sleep.deadline() != at {
                     sleep.as_mut().reset(at);
-                    *armed = deadline;
                 }
                 sleep.as_mut().poll(cx)
             }
-            None => {
-                let mut sleep = Box::pin(tokio::time::sleep_until(at));
-                let ready = sleep.as_mut().poll(cx);
-                self.sleep = Some((sleep, deadline));
-                ready
-            }
+            None => self
+                .sleep
+                .insert(Box::pin(tokio::time::sleep_until(at)))
+                .as_mut()
+                .poll(cx),
         }
+    }
+
+    fn disarm(&mut self) {
+        self.sleep = None;
     }
 }
 
@@ -179,3 +183,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for TokioIo<S> {
     feature = "admin"
 ))]
 pub struct ReadmeDoctests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::poll_fn;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_clock_rearms_its_one_sleep_and_gives_it_back_when_disarmed() {
+        let mut clock = TokioClock::default();
+        let start = clock.now();
+        let (late, early) = (
+            start + Duration::from_secs(10),
+            start + Duration::from_secs(3),
+        );
+        // Armed for the late deadline, then moved earlier: it fires at the early one.
+        assert!(poll_fn(|cx| Poll::Ready(clock.poll_until(cx, late)))
+            .await
+            .is_pending());
+        assert!(clock.sleep.is_some());
+        poll_fn(|cx| clock.poll_until(cx, early)).await;
+        assert_eq!(clock.now() - start, Duration::from_secs(3));
+        // Nothing pending: the sleep goes (an idle connection holds no timer) ...
+        clock.disarm();
+        assert!(clock.sleep.is_none());
+        // ... and the next deadline arms a new one, which fires on time.
+        poll_fn(|cx| clock.poll_until(cx, late)).await;
+        assert_eq!(clock.now() - start, Duration::from_secs(10));
+    }
+}

@@ -53,3 +53,24 @@ async fn engine_io_heartbeat_on_paused_time_over_a_duplex() {
     }
     assert_eq!(start.elapsed(), Duration::from_secs(45));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_open_websocket_keeps_the_request_only_when_asked() {
+    const UPGRADE: &[u8] = b"GET /room?x=1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    for keep in [false, true] {
+        let (mut raw, server_end) = tokio::io::duplex(1 << 16);
+        raw.write_all(UPGRADE).await.expect("write");
+        let config = Config::default().keep_request(keep);
+        let ws = wirestate_tokio::accept(server_end, Arc::new(config))
+            .await
+            .expect("accept");
+        // Open either way; what it negotiated (nothing here) and, if asked, the request.
+        let info = ws.handshake_info().expect("open");
+        assert_eq!((info.protocol.as_deref(), info.deflate), (None, None));
+        assert_eq!(
+            info.request.as_ref().map(|r| r.path().to_owned()),
+            keep.then(|| "/room?x=1".to_owned())
+        );
+        assert_eq!(ws.protocol(), None);
+    }
+}

@@ -117,6 +117,10 @@ pub trait Clock: Unpin {
     fn now(&self) -> Instant;
     /// Ready once `deadline` has passed; otherwise arranges a wake-up for it.
     fn poll_until(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()>;
+    /// No deadline is pending any more: the timer may give back what it holds (so an
+    /// idle connection keeps no timer). The next `poll_until` arms it again. The
+    /// default keeps it.
+    fn disarm(&mut self) {}
 }
 
 /// A boxed future that a runtime runs to completion.
@@ -741,14 +745,19 @@ macro_rules! runtime_api {
         /// Accepts a WebSocket on a server-side stream: reads the upgrade request,
         /// answers it (101, or the HTTP error for a bad request), and returns the open
         /// connection.
-        pub async fn accept<S>(
+        ///
+        /// The future is one pointer (the handshake's state is boxed): a task that
+        /// awaits it and then serves the connection is sized for the connection only.
+        pub fn accept<S>(
             stream: S,
             config: ::std::sync::Arc<Config>,
-        ) -> ::std::result::Result<WebSocket<S>, Error>
+        ) -> impl ::std::future::Future<
+            Output = ::std::result::Result<WebSocket<S>, Error>,
+        >
         where
             $io<S>: $crate::Transport,
         {
-            $crate::accept(&$rt, $io::new(stream), config).await
+            $crate::accept(&$rt, $io::new(stream), config)
         }
 
         /// The next connection on `listener`. It never fails: a connection's own error

@@ -5,7 +5,7 @@
 //! shutting the transport down when the protocol says so.
 
 use std::fmt;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -96,10 +96,23 @@ pub struct WebSocket<T, C> {
     outbox: Outbox,
     read_eof: bool,
     shut_down: bool,
-    closed: Option<Closed>,
+    /// Boxed: it is set once, at the end.
+    closed: Option<Box<Closed>>,
+    /// The handshake's details, when there is something to keep: a connection that
+    /// negotiated nothing and keeps no request holds no allocation for them.
     opened: Option<Box<Opened>>,
+    /// The opening handshake completed (`opened` may still be `None`).
+    open_seen: bool,
     finished: bool,
 }
+
+/// What [`WebSocket::handshake_info`] shows of a handshake that left nothing to keep.
+static NOTHING_KEPT: Opened = Opened {
+    protocol: None,
+    request: None,
+    response: None,
+    deflate: None,
+};
 
 impl<T, C> fmt::Debug for WebSocket<T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -114,7 +127,10 @@ impl<T, C> fmt::Debug for WebSocket<T, C> {
 impl<T, C> WebSocket<T, C> {
     /// The completed opening handshake (request or response, subprotocol).
     pub fn handshake_info(&self) -> Option<&Opened> {
-        self.opened.as_deref()
+        match &self.opened {
+            Some(opened) => Some(opened),
+            None => self.open_seen.then_some(&NOTHING_KEPT),
+        }
     }
 
     /// The selected subprotocol.
@@ -124,7 +140,7 @@ impl<T, C> WebSocket<T, C> {
 
     /// How the connection ended, once it has.
     pub fn close_info(&self) -> Option<&Closed> {
-        self.closed.as_ref()
+        self.closed.as_deref()
     }
 
     /// The state machine, for what this API does not cover.
@@ -156,6 +172,7 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
             shut_down: false,
             closed: None,
             opened: None,
+            open_seen: false,
             finished: false,
         }
     }
@@ -187,8 +204,18 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
             _ => None,
         };
         let mut ws = Self::from_connection(io, clock, conn);
-        ws.opened = opened;
+        if let Some(opened) = opened {
+            ws.set_opened(opened);
+        }
         ws
+    }
+
+    /// Records the completed handshake, keeping its details only if there are any.
+    fn set_opened(&mut self, opened: Box<Opened>) {
+        self.open_seen = true;
+        if *opened != NOTHING_KEPT {
+            self.opened = Some(opened);
+        }
     }
 
     /// Runs the server side of the opening handshake on `io`. The future carries the
@@ -216,7 +243,7 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
         loop {
             match poll_fn(|cx| self.poll_event(cx)).await {
                 Some(Ok(Event::Open(opened))) => {
-                    self.opened = Some(opened);
+                    self.set_opened(opened);
                     return Ok(self);
                 }
                 Some(Ok(Event::Closed(closed))) => {
@@ -289,7 +316,7 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
         loop {
             if let Some(event) = self.conn.poll_event() {
                 if let Event::Closed(c) = &event {
-                    self.closed = Some(c.clone());
+                    self.closed = Some(Box::new(c.clone()));
                 }
                 return Poll::Ready(Some(Ok(event)));
             }
@@ -315,15 +342,18 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
                     Poll::Pending => return Poll::Pending,
                 }
             }
-            if let Some(deadline) = self.conn.poll_timeout() {
-                if self.clock.poll_until(cx, deadline).is_ready() {
-                    self.conn.handle_timeout(self.clock.now());
-                    if self.conn.write_timed_out() {
-                        // The peer stopped reading: what it did not take is dropped.
-                        self.outbox.clear();
+            match self.conn.poll_timeout() {
+                Some(deadline) => {
+                    if self.clock.poll_until(cx, deadline).is_ready() {
+                        self.conn.handle_timeout(self.clock.now());
+                        if self.conn.write_timed_out() {
+                            // The peer stopped reading: what it did not take is dropped.
+                            self.outbox.clear();
+                        }
+                        continue;
                     }
-                    continue;
                 }
+                None => self.clock.disarm(),
             }
             if self.read_eof || self.outbox.len() > HIGH_WATER {
                 return Poll::Pending;
@@ -527,14 +557,17 @@ impl<T: Transport, C: Clock, M: Into<Message>> futures_sink::Sink<M> for WebSock
 
 /// Accepts a WebSocket on a server-side transport: reads the upgrade request, answers
 /// it (101, or the HTTP error for a bad request), and returns the open connection.
-pub async fn accept<R: Runtime, T: Transport>(
+///
+/// The future is one pointer: the handshake's state is boxed, so that a task that
+/// accepts and then serves the connection holds it only while it runs, not for the
+/// connection's whole life (nor the transport twice, as an `async fn`'s arguments
+/// would be kept beside the box).
+pub fn accept<R: Runtime, T: Transport>(
     rt: &R,
     io: T,
     config: Arc<ws::Config>,
-) -> Result<WebSocket<T, R::Clock>, Error> {
+) -> impl Future<Output = Result<WebSocket<T, R::Clock>, Error>> {
     let clock = rt.clock();
-    // Boxed: a task that accepts and then serves the connection holds the handshake's
-    // state only while it runs, not for the connection's whole life.
     Box::pin(async move {
         let span = tracing::debug_span!("ws", role = "server");
         let result = WebSocket::accept(io, clock, config)
@@ -543,7 +576,6 @@ pub async fn accept<R: Runtime, T: Transport>(
         log_handshake(&span, &result);
         result
     })
-    .await
 }
 
 /// Connects to a `ws://` (or, with the `rustls` feature, `wss://`) URL over the

@@ -9,11 +9,11 @@ pub const JOB_RESULT_EVENT: &str = "ws:result";
 pub const JOB_ERROR_EVENT: &str = "ws:error";
 
 /// One held job of a socket, released when the job ends however it ends.
-struct Held(Arc<AtomicUsize>);
+struct Held(Arc<super::Counts>);
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.jobs.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -28,12 +28,12 @@ impl SocketIo {
     ) -> Result<(), HandlerError> {
         let Some((held, n)) = socket.with_state(|s| {
             s.jobs_started += 1;
-            (s.jobs.clone(), s.jobs_started)
+            (s.counts.clone(), s.jobs_started)
         }) else {
             return Ok(());
         };
-        if held.fetch_add(1, Ordering::Relaxed) >= limits.per_socket {
-            held.fetch_sub(1, Ordering::Relaxed);
+        if held.jobs.fetch_add(1, Ordering::Relaxed) >= limits.per_socket {
+            held.jobs.fetch_sub(1, Ordering::Relaxed);
             return Err(AppError::new(
                 "QUEUE_FULL",
                 format!(

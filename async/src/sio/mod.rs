@@ -106,17 +106,14 @@ struct NamespaceHandlers {
 
 struct SocketState {
     handlers: wirestate_engine::SmallMap<String, EventHandler>,
-    any_incoming: Vec<AnyHandler>,
-    any_outgoing: Vec<AnyHandler>,
-    middlewares: Vec<EventMiddleware>,
-    on_disconnect: Vec<DisconnectHandler>,
+    /// Out of line: most sockets have none (allocated by the first one registered).
+    hooks: Option<Box<SocketHooks>>,
     data: Value,
-    /// Event handlers of this socket running now.
-    in_flight: Arc<AtomicUsize>,
+    /// Its handlers running now and its queued jobs (one allocation for both).
+    counts: Arc<Counts>,
     /// When it connected (wall clock, for its handshake's `issued`).
     since: std::time::SystemTime,
-    /// Queued jobs it holds, and how many it started.
-    jobs: Arc<AtomicUsize>,
+    /// How many queued jobs it started.
     jobs_started: u64,
     /// The authenticated user ([`Socket::set_user`]).
     user: Option<Arc<str>>,
@@ -126,18 +123,30 @@ struct SocketState {
     namespace: Option<Arc<NamespaceHandlers>>,
 }
 
+/// A socket's catch-all handlers, event middlewares and disconnect handlers.
+#[derive(Default)]
+struct SocketHooks {
+    any_incoming: Vec<AnyHandler>,
+    any_outgoing: Vec<AnyHandler>,
+    middlewares: Vec<EventMiddleware>,
+    on_disconnect: Vec<DisconnectHandler>,
+}
+
+impl SocketState {
+    /// The hooks, to add one.
+    fn hooks_mut(&mut self) -> &mut SocketHooks {
+        self.hooks.get_or_insert_with(Box::default)
+    }
+}
+
 impl Default for SocketState {
     fn default() -> Self {
         Self {
             handlers: wirestate_engine::SmallMap::default(),
-            any_incoming: Vec::new(),
-            any_outgoing: Vec::new(),
-            middlewares: Vec::new(),
-            on_disconnect: Vec::new(),
+            hooks: None,
             data: Value::Null,
-            in_flight: Arc::default(),
+            counts: Arc::default(),
             since: std::time::SystemTime::now(),
-            jobs: Arc::default(),
             jobs_started: 0,
             user: None,
             auth: AuthState::Authenticated,
@@ -147,18 +156,27 @@ impl Default for SocketState {
 }
 
 /// One running event handler, counted while it lives.
-struct InFlight(Arc<AtomicUsize>);
+struct InFlight(Arc<Counts>);
+
+/// What a socket has running, shared with what runs.
+#[derive(Default)]
+struct Counts {
+    /// Its event handlers running now.
+    in_flight: AtomicUsize,
+    /// Its queued jobs (see [`Handler::queued`]).
+    jobs: AtomicUsize,
+}
 
 impl InFlight {
-    fn enter(count: &Arc<AtomicUsize>) -> Self {
-        count.fetch_add(1, Ordering::Relaxed);
-        Self(count.clone())
+    fn enter(counts: &Arc<Counts>) -> Self {
+        counts.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(counts.clone())
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -660,7 +678,7 @@ impl SocketIo {
                         left_with: Some(Arc::new(state.data)),
                     };
                     self.notify(Observed::Disconnected(&socket, reason));
-                    for h in state.on_disconnect {
+                    for h in state.hooks.map(|h| h.on_disconnect).unwrap_or_default() {
                         self.run(h(socket.clone(), reason));
                     }
                 }
@@ -749,10 +767,18 @@ impl SocketIo {
                 (
                     info.clone(),
                     *recovered,
-                    state.middlewares.clone(),
-                    state.any_incoming.clone(),
+                    state
+                        .hooks
+                        .as_ref()
+                        .map(|h| h.middlewares.clone())
+                        .unwrap_or_default(),
+                    state
+                        .hooks
+                        .as_ref()
+                        .map(|h| h.any_incoming.clone())
+                        .unwrap_or_default(),
                     own,
-                    state.in_flight.clone(),
+                    state.counts.clone(),
                     namespace,
                 )
             })
@@ -760,7 +786,7 @@ impl SocketIo {
         let Some((info, recovered, middlewares, any, own, in_flight, namespace)) = found else {
             return;
         };
-        if in_flight.load(Ordering::Relaxed) >= self.inner.max_in_flight {
+        if in_flight.in_flight.load(Ordering::Relaxed) >= self.inner.max_in_flight {
             // A client that sends events faster than their handlers finish: it is
             // disconnected rather than allowed to pile up handler tasks.
             tracing::warn!(

@@ -188,13 +188,13 @@ impl Socket {
 
     /// Sees every incoming event first (`onAny`).
     pub fn on_any(&self, f: impl Fn(&Socket, &str, &Payload) + Send + Sync + 'static) {
-        self.with_state(|s| s.any_incoming.push(Arc::new(f)));
+        self.with_state(|s| s.hooks_mut().any_incoming.push(Arc::new(f)));
     }
 
     /// Sees every event emitted to this socket with [`emit`](Self::emit)
     /// (`onAnyOutgoing`).
     pub fn on_any_outgoing(&self, f: impl Fn(&Socket, &str, &Payload) + Send + Sync + 'static) {
-        self.with_state(|s| s.any_outgoing.push(Arc::new(f)));
+        self.with_state(|s| s.hooks_mut().any_outgoing.push(Arc::new(f)));
     }
 
     /// A per-event middleware (`socket.use`): `Err(message)` drops the event and
@@ -203,7 +203,7 @@ impl Socket {
         &self,
         f: impl Fn(&Socket, &str, &Payload) -> Result<(), String> + Send + Sync + 'static,
     ) {
-        self.with_state(|s| s.middlewares.push(Arc::new(f)));
+        self.with_state(|s| s.hooks_mut().middlewares.push(Arc::new(f)));
     }
 
     /// Called once the socket has left.
@@ -213,7 +213,8 @@ impl Socket {
         Fut: Future<Output = ()> + Send + 'static,
     {
         self.with_state(|s| {
-            s.on_disconnect
+            s.hooks_mut()
+                .on_disconnect
                 .push(Arc::new(move |sock, reason| Box::pin(f(sock, reason))))
         });
     }
@@ -240,7 +241,8 @@ impl Socket {
     /// Emits `name` with these arguments (JSON and binary); 1, the socket reached.
     pub fn emit_payload(&self, name: &str, payload: Payload) -> Result<usize, EmitError> {
         let outgoing = self
-            .with_state(|s| s.any_outgoing.clone())
+            .with_state(|s| s.hooks.as_ref().map(|h| h.any_outgoing.clone()))
+            .flatten()
             .unwrap_or_default();
         for h in &outgoing {
             let _ = catch_unwind(AssertUnwindSafe(|| h(self, name, &payload)));

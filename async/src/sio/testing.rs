@@ -328,12 +328,13 @@ impl TestClient {
         let before = self.rooms();
         let in_flight = self
             .socket()
-            .and_then(|s| s.with_state(|s| s.in_flight.clone()));
+            .and_then(|s| s.with_state(|s| s.counts.clone()));
         self.io
             .on_socket_event(self.sid.clone(), name.to_owned(), payload, ack);
         // Its handlers are done when nothing of this socket is in flight.
         if let Some(count) = in_flight {
-            while count.load(Ordering::Relaxed) > 0 && self.io.socket(&self.sid).is_some() {
+            while count.in_flight.load(Ordering::Relaxed) > 0 && self.io.socket(&self.sid).is_some()
+            {
                 self.io.sleep(Duration::from_millis(1)).await;
             }
         }

@@ -248,15 +248,31 @@ enum State {
     ServerHandshake {
         buf: Vec<u8>,
     },
-    ClientHandshake {
-        buf: Vec<u8>,
-        key: Box<str>,
-    },
+    /// Boxed: a client's handshake state (its key beside the buffer) is short-lived,
+    /// and an open connection should not carry its size.
+    ClientHandshake(Box<ClientHandshake>),
     Open,
     /// We sent a Close frame and wait for the peer's.
     Closing,
     /// Ended: no input is processed; queued output may still be flushing.
     Done,
+}
+
+/// Input held back after a complete message.
+#[derive(Debug)]
+struct Pending {
+    input: BytesMut,
+    /// When it arrived.
+    since: Instant,
+}
+
+/// A client's opening handshake in progress.
+#[derive(Debug)]
+struct ClientHandshake {
+    /// The response read so far.
+    buf: Vec<u8>,
+    /// The `Sec-WebSocket-Key` sent.
+    key: Box<str>,
 }
 
 /// The data frame being read.
@@ -284,27 +300,23 @@ struct Incoming {
 
 #[derive(Debug, Default)]
 struct Timers {
-    handshake: Option<Instant>,
-    close: Option<Instant>,
-    linger: Option<Instant>,
-    ping: Option<Instant>,
-    pong: Option<Instant>,
+    /// The deadline of the current phase, which the state says: the opening handshake
+    /// (handshake states), the peer's Close frame (`Closing`), or (client, `Done`) the
+    /// server's TCP close after the closing handshake. One slot, as the phases never
+    /// overlap.
+    phase: Option<Instant>,
+    /// Keepalive: when to send a ping or, once one is out (`Connection::awaiting_pong`),
+    /// when its answer is overdue.
+    keepalive: Option<Instant>,
     write: Option<Instant>,
 }
 
 impl Timers {
     fn earliest(&self) -> Option<Instant> {
-        [
-            self.handshake,
-            self.close,
-            self.linger,
-            self.ping,
-            self.pong,
-            self.write,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        [self.phase, self.keepalive, self.write]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 
@@ -358,14 +370,14 @@ pub struct Connection {
     pongs: Option<Box<Queue<Bytes>>>,
     events: Queue<Event>,
     timers: Timers,
+    /// A keepalive ping is out and `timers.keepalive` is its answer's deadline.
+    awaiting_pong: bool,
     close_transport: bool,
     rng: Option<Box<Rng>>,
     deflate: Option<Box<Codec>>,
     /// Input read past the end of a complete message, decoded once that message's event
-    /// has been taken (see `poll_event`). Empty (and unallocated) most of the time.
-    pending: BytesMut,
-    /// When the pending input arrived.
-    pending_since: Option<Instant>,
+    /// has been taken (see `poll_event`). `None` most of the time (never empty).
+    pending: Option<Box<Pending>>,
     /// A server's `101` response while it is still the first thing in `out`: it goes
     /// out before anything else, or a host that writes it itself takes it.
     handshake: Option<Box<crate::http::Response>>,
@@ -381,7 +393,7 @@ impl Connection {
             State::ServerHandshake { buf: Vec::new() },
             None,
         );
-        conn.timers.handshake = Some(handshake);
+        conn.timers.phase = Some(handshake);
         conn
     }
 
@@ -409,14 +421,14 @@ impl Connection {
         let mut conn = Self::new(
             Role::Client,
             config,
-            State::ClientHandshake {
+            State::ClientHandshake(Box::new(ClientHandshake {
                 buf: Vec::new(),
                 key: key.into(),
-            },
+            })),
             Some(Box::new(rng)),
         );
         conn.push_out(Bytes::from(head));
-        conn.timers.handshake = Some(handshake);
+        conn.timers.phase = Some(handshake);
         conn
     }
 
@@ -455,11 +467,11 @@ impl Connection {
             pongs: None,
             events: Queue::new(),
             timers: Timers::default(),
+            awaiting_pong: false,
             close_transport: false,
             rng,
             deflate: None,
-            pending: BytesMut::new(),
-            pending_since: None,
+            pending: None,
             handshake: None,
         }
     }
@@ -506,9 +518,9 @@ impl Connection {
                 let buf = std::mem::take(buf);
                 self.server_handshake(now, buf);
             }
-            State::ClientHandshake { buf, .. } => {
-                buf.extend_from_slice(input);
-                let buf = std::mem::take(buf);
+            State::ClientHandshake(hs) => {
+                hs.buf.extend_from_slice(input);
+                let buf = std::mem::take(&mut hs.buf);
                 self.client_handshake(now, buf);
             }
             State::Open | State::Closing => self.read_frames(now, input),
@@ -531,16 +543,20 @@ impl Connection {
     /// calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
-        if due(self.timers.handshake) {
-            self.timers.handshake = None;
-            self.lose(Error::HandshakeTimeout, Side::Local);
+        if due(self.timers.phase) {
+            self.timers.phase = None;
+            match self.state {
+                State::ServerHandshake { .. } | State::ClientHandshake(_) => {
+                    self.lose(Error::HandshakeTimeout, Side::Local);
+                }
+                State::Closing => self.lose(Error::CloseTimeout, Side::Local),
+                // The client's wait for the server's TCP close is over.
+                State::Done => self.close_transport = true,
+                State::Open => {}
+            }
         }
-        if due(self.timers.close) {
-            self.timers.close = None;
-            self.lose(Error::CloseTimeout, Side::Local);
-        }
-        if due(self.timers.pong) {
-            self.timers.pong = None;
+        if self.awaiting_pong && due(self.timers.keepalive) {
+            self.timers.keepalive = None;
             self.lose(Error::KeepaliveTimeout, Side::Local);
         }
         if due(self.timers.write) {
@@ -554,15 +570,12 @@ impl Connection {
             self.pongs = None;
             self.close_transport = true;
         }
-        if due(self.timers.linger) {
-            self.timers.linger = None;
-            self.close_transport = true;
-        }
-        if due(self.timers.ping) {
-            self.timers.ping = None;
+        if !self.awaiting_pong && due(self.timers.keepalive) {
+            self.timers.keepalive = None;
             if let (State::Open, Some(keepalive)) = (&self.state, self.config.keepalive) {
                 self.queue_frame(OpCode::Ping, 0, &[]);
-                self.timers.pong = Some(now + keepalive.timeout);
+                self.timers.keepalive = Some(now + keepalive.timeout);
+                self.awaiting_pong = true;
             }
         }
     }
@@ -641,8 +654,8 @@ impl Connection {
     /// burst of events. Drain `poll_transmit` again after handling an event.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        if self.events.is_empty() && !self.pending.is_empty() {
-            if let Some(now) = self.pending_since {
+        if self.events.is_empty() {
+            if let Some(now) = self.pending.as_ref().map(|p| p.since) {
                 self.resume(now);
             }
         }
@@ -792,7 +805,7 @@ impl Connection {
     pub fn close(&mut self, now: Instant, code: CloseCode, reason: &str) -> Result<(), SendError> {
         match self.state {
             State::Open => {}
-            State::ServerHandshake { .. } | State::ClientHandshake { .. } => {
+            State::ServerHandshake { .. } | State::ClientHandshake(_) => {
                 return Err(SendError::NotOpen)
             }
             State::Closing | State::Done => return Err(SendError::Closed),
@@ -805,18 +818,15 @@ impl Connection {
         }
         self.queue_close(code, reason);
         self.state = State::Closing;
-        self.timers.close = Some(now + self.config.close_timeout);
-        self.timers.ping = None;
-        self.timers.pong = None;
+        self.timers.phase = Some(now + self.config.close_timeout);
+        self.timers.keepalive = None;
         Ok(())
     }
 
     fn check_open(&self) -> Result<(), SendError> {
         match self.state {
             State::Open => Ok(()),
-            State::ServerHandshake { .. } | State::ClientHandshake { .. } => {
-                Err(SendError::NotOpen)
-            }
+            State::ServerHandshake { .. } | State::ClientHandshake(_) => Err(SendError::NotOpen),
             State::Closing | State::Done => Err(SendError::Closed),
         }
     }
@@ -884,18 +894,18 @@ impl Connection {
     }
 
     fn client_handshake(&mut self, now: Instant, mut buf: Vec<u8>) {
-        let State::ClientHandshake { key, .. } = &self.state else {
+        let State::ClientHandshake(hs) = &self.state else {
             return;
         };
         match handshake::parse_response(
             &buf,
-            key,
+            &hs.key,
             &self.config.protocols,
             self.config.max_head_size,
         ) {
             Ok(None) => {
-                if let State::ClientHandshake { buf: slot, .. } = &mut self.state {
-                    *slot = buf;
+                if let State::ClientHandshake(hs) = &mut self.state {
+                    hs.buf = buf;
                 }
             }
             Ok(Some((response, used))) => {
@@ -930,9 +940,9 @@ impl Connection {
     }
 
     fn on_open(&mut self, now: Instant) {
-        self.timers.handshake = None;
+        self.timers.phase = None;
         if let Some(keepalive) = self.config.keepalive {
-            self.timers.ping = Some(now + keepalive.interval);
+            self.timers.keepalive = Some(now + keepalive.interval);
         }
     }
 
@@ -943,28 +953,32 @@ impl Connection {
     fn read_frames(&mut self, now: Instant, input: &[u8]) {
         if let Some(keepalive) = self.config.keepalive {
             if matches!(self.state, State::Open) && !input.is_empty() {
-                self.timers.pong = None;
-                self.timers.ping = Some(now + keepalive.interval);
+                self.timers.keepalive = Some(now + keepalive.interval);
+                self.awaiting_pong = false;
             }
         }
-        if !self.pending.is_empty() {
-            self.pending.extend_from_slice(input);
+        if let Some(pending) = &mut self.pending {
+            pending.input.extend_from_slice(input);
             return self.resume(now);
         }
         let used = self.decode_frames(now, input);
         if used < input.len() && !matches!(self.state, State::Done) {
-            self.pending.extend_from_slice(&input[used..]);
-            self.pending_since = Some(now);
+            self.pending = Some(Box::new(Pending {
+                input: BytesMut::from(&input[used..]),
+                since: now,
+            }));
         }
     }
 
     /// Decodes input that was held back after a complete message.
     fn resume(&mut self, now: Instant) {
-        let mut pending = std::mem::take(&mut self.pending);
-        let used = self.decode_frames(now, &pending);
-        pending.advance(used);
-        if !pending.is_empty() && !matches!(self.state, State::Done) {
-            self.pending = pending;
+        let Some(mut pending) = self.pending.take() else {
+            return;
+        };
+        let used = self.decode_frames(now, &pending.input);
+        pending.input.advance(used);
+        if !pending.input.is_empty() && !matches!(self.state, State::Done) {
+            self.pending = Some(pending);
         }
     }
 
@@ -1180,7 +1194,7 @@ impl Connection {
         if self.role == Role::Client {
             // RFC 6455 §7.1.1: the server closes TCP first; give it time to.
             self.close_transport = false;
-            self.timers.linger = Some(now + self.config.close_timeout);
+            self.timers.phase = Some(now + self.config.close_timeout);
         }
         Ok(())
     }
@@ -1228,7 +1242,7 @@ impl Connection {
         self.close_transport = true;
         self.frame = None;
         self.message = None;
-        self.pending = BytesMut::new();
+        self.pending = None;
         self.events.push_back(Event::Closed(closed));
     }
 
@@ -1442,9 +1456,12 @@ mod tests {
         // even after traffic, so its whole cost is this struct (552 B since the write
         // timeout: its deadline and unwritten count; 560 B with the slot that keeps a
         // server's 101 response apart for hosts that write it themselves; 504 B with
-        // the pongs' queue out of line).
+        // the pongs' queue out of line; 368 B with the queues' spill, held-back input
+        // and a client's handshake state out of line and one deadline for the
+        // handshake, closing and linger phases; 352 B with one for ping and pong; 336 B
+        // with the frame decoder's header and payload state sharing their space).
         let size = std::mem::size_of::<Connection>();
-        assert!(size <= 504, "Connection is {size} bytes");
+        assert!(size <= 336, "Connection is {size} bytes");
         assert!(
             std::mem::size_of::<Event>() <= 64,
             "Event is {} bytes",
@@ -1453,7 +1470,7 @@ mod tests {
         let now = Instant::now();
         let mut conn = Connection::accepted(Arc::new(Config::default()), now);
         let idle = |conn: &Connection| {
-            conn.pending.capacity() == 0
+            conn.pending.is_none()
                 && conn.control.capacity() == 0
                 && conn.out.heap_capacity() == 0
                 && conn.pongs.is_none()

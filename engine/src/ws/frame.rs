@@ -198,62 +198,88 @@ pub enum Item<'a> {
 /// the caller, which knows the negotiated state.
 #[derive(Clone, Debug, Default)]
 pub struct FrameDecoder {
-    header: [u8; MAX_HEADER_LEN],
-    header_len: u8,
-    /// The frame whose payload is being read: (payload length, bytes read so far).
-    current: Option<(u64, u64)>,
+    at: At,
+}
+
+/// Where a [`FrameDecoder`] is: in a header (gathered across reads when split) or in a
+/// payload. One or the other, so they share their space.
+#[derive(Clone, Debug)]
+enum At {
+    /// A header: the first `have` bytes of it so far.
+    Header { have: u8, buf: [u8; MAX_HEADER_LEN] },
+    /// The payload of a frame: its length and the bytes read so far.
+    Payload { len: u64, read: u64 },
+}
+
+impl Default for At {
+    fn default() -> Self {
+        Self::Header {
+            have: 0,
+            buf: [0; MAX_HEADER_LEN],
+        }
+    }
 }
 
 impl FrameDecoder {
     /// A decoder at a frame boundary.
     pub const fn new() -> Self {
         Self {
-            header: [0; MAX_HEADER_LEN],
-            header_len: 0,
-            current: None,
+            at: At::Header {
+                have: 0,
+                buf: [0; MAX_HEADER_LEN],
+            },
         }
     }
 
     /// Whether the decoder is between frames (no partial header or payload pending).
     pub const fn is_at_boundary(&self) -> bool {
-        self.header_len == 0 && self.current.is_none()
+        matches!(self.at, At::Header { have: 0, .. })
     }
 
     /// Decodes the next item from `input`, advancing `input` past what was consumed.
     pub fn decode<'a>(&mut self, input: &mut &'a [u8]) -> Result<Option<Item<'a>>, ProtocolError> {
-        if let Some((len, read)) = self.current {
-            if read == len {
-                self.current = None;
-                return Ok(Some(Item::FrameEnd));
+        let (have, buf) = match &mut self.at {
+            At::Payload { len, read } => {
+                let (len, offset) = (*len, *read);
+                if offset == len {
+                    *self = Self::new();
+                    return Ok(Some(Item::FrameEnd));
+                }
+                if input.is_empty() {
+                    return Ok(None);
+                }
+                let take =
+                    usize::try_from(len - offset).map_or(input.len(), |left| left.min(input.len()));
+                let (data, rest) = input.split_at(take);
+                *input = rest;
+                *read = offset + take as u64;
+                return Ok(Some(Item::Payload { data, offset }));
             }
-            if input.is_empty() {
-                return Ok(None);
-            }
-            let take =
-                usize::try_from(len - read).map_or(input.len(), |left| left.min(input.len()));
-            let (data, rest) = input.split_at(take);
-            *input = rest;
-            self.current = Some((len, read + take as u64));
-            return Ok(Some(Item::Payload { data, offset: read }));
-        }
-        if self.header_len == 0 {
+            At::Header { have, buf } => (have, buf),
+        };
+        if *have == 0 {
             // Fast path: the whole header is in `input`.
             if let Some((header, used)) = FrameHeader::parse(input)? {
                 *input = &input[used..];
-                self.current = Some((header.payload_len, 0));
+                self.at = At::Payload {
+                    len: header.payload_len,
+                    read: 0,
+                };
                 return Ok(Some(Item::Header(header)));
             }
         }
         // Slow path: gather the header byte by byte across reads.
         while !input.is_empty() {
-            let have = usize::from(self.header_len);
-            self.header[have] = input[0];
+            let n = usize::from(*have);
+            buf[n] = input[0];
             *input = &input[1..];
-            self.header_len += 1;
-            if let Some((header, used)) = FrameHeader::parse(&self.header[..have + 1])? {
-                debug_assert_eq!(used, have + 1);
-                self.header_len = 0;
-                self.current = Some((header.payload_len, 0));
+            *have += 1;
+            if let Some((header, used)) = FrameHeader::parse(&buf[..n + 1])? {
+                debug_assert_eq!(used, n + 1);
+                self.at = At::Payload {
+                    len: header.payload_len,
+                    read: 0,
+                };
                 return Ok(Some(Item::Header(header)));
             }
         }

@@ -20,9 +20,10 @@
 //! expose it, so the state can later be sharded per worker without an API change.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::task::{Context, Poll, Waker};
@@ -548,6 +549,50 @@ enum Mode {
     Tunnel(Box<Request>, Arc<dyn Forward>),
 }
 
+/// What [`Host::serve_connection`] does after its HTTP phase.
+enum Next<T, C, R, U, W> {
+    /// It is over: the result (an open WebSocket for the caller, with a plain route's
+    /// upgrade).
+    Done(io::Result<Option<(String, WebSocket<T, C>)>>),
+    /// It goes on as this future.
+    Then(Then<R, U, W>),
+}
+
+/// The boxed future a connection goes on as: a routed upgrade, a tunnel to the node
+/// that owns its session, or an Engine.IO WebSocket.
+enum Then<R, U, W> {
+    Routed(Pin<Box<R>>),
+    Tunnel(Pin<Box<U>>),
+    Ws(Pin<Box<W>>),
+}
+
+impl<R, U, W> Future for Then<R, U, W>
+where
+    R: Future<Output = io::Result<()>>,
+    U: Future<Output = io::Result<()>>,
+    W: Future<Output = io::Result<()>>,
+{
+    type Output = io::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Then::Routed(f) => f.as_mut().poll(cx),
+            Then::Tunnel(f) => f.as_mut().poll(cx),
+            Then::Ws(f) => f.as_mut().poll(cx),
+        }
+    }
+}
+
+/// How a connection's HTTP phase ended, and what it hands on.
+struct HttpPhase<T, C, E: Endpoint> {
+    done: io::Result<()>,
+    io: T,
+    clock: C,
+    http: Box<ServerConn>,
+    conn: ConnGuard<E>,
+    out: Outbox,
+}
+
 /// Reading pauses while this many bytes wait to be written.
 const HIGH_WATER: usize = 1 << 20;
 
@@ -839,12 +884,112 @@ impl<E: Endpoint> Host<E> {
     /// Every exit (an error, the end, or the future dropped) releases what the
     /// connection held in the host; a connection with bytes to write that makes no
     /// progress for [`HttpLimits::write_timeout`] ends with `TimedOut`.
-    pub async fn serve_connection<T: Transport + Send + 'static, C: Clock + Send + 'static>(
+    pub fn serve_connection<T: Transport + Send + 'static, C: Clock + Send + 'static>(
+        &self,
+        io: T,
+        clock: C,
+        peer_addr: Option<SocketAddr>,
+    ) -> impl Future<Output = io::Result<Option<(String, WebSocket<T, C>)>>> + '_ {
+        // Boxed, as is what follows it: the connection's task holds pointers to its
+        // phases, each gone when it ends, rather than room for the largest. Made
+        // here, so that the future holds the box and not the arguments as well.
+        let phase = Box::pin(self.serve_http(io, clock, peer_addr));
+        async move {
+            let then = match self.after_http(phase.await) {
+                Next::Done(result) => return result,
+                Next::Then(then) => then,
+            };
+            then.await.map(|()| None)
+        }
+    }
+
+    /// What follows a connection's HTTP phase: its end, or the boxed future of the
+    /// WebSocket, tunnel or routed upgrade it became.
+    #[allow(clippy::type_complexity)]
+    fn after_http<'a, T: Transport + Send + 'static, C: Clock + Send + 'static>(
+        &'a self,
+        phase: HttpPhase<T, C, E>,
+    ) -> Next<
+        T,
+        C,
+        impl Future<Output = io::Result<()>> + 'a,
+        impl Future<Output = io::Result<()>> + 'a,
+        impl Future<Output = io::Result<()>> + 'a,
+    > {
+        let HttpPhase {
+            done,
+            mut io,
+            clock,
+            mut http,
+            mut conn,
+            out,
+        } = phase;
+        match (done, std::mem::replace(&mut conn.mode, Mode::Http)) {
+            (Ok(()), Mode::Handoff(request, config)) => {
+                drop(conn);
+                let rest = http.upgrade(Bytes::new());
+                let path = request.path().split('?').next().unwrap_or("/").to_owned();
+                let ws = WebSocket::accept_request(io, clock, config, *request, &rest);
+                Next::Done(Ok(Some((path, ws))))
+            }
+            (Ok(()), Mode::Routed(upgrade)) => {
+                drop(conn);
+                let rest = http.upgrade(Bytes::new());
+                drop(http);
+                Next::Then(Then::Routed(Box::pin(crate::router::serve_upgrade(
+                    *upgrade, io, clock, rest,
+                ))))
+            }
+            (Ok(()), Mode::Tunnel(mut request, forward)) => {
+                drop(conn);
+                // The bytes read after the head go with it.
+                request.body = http.upgrade(Bytes::new());
+                let sid = request
+                    .head
+                    .query_param("sid")
+                    .unwrap_or_default()
+                    .into_owned();
+                // Owned by a shard of this process: the connection itself goes there
+                // (its request with it) rather than through a tunnel.
+                let mover = (self.settings.mover.read())
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                if let (Some(mover), true) = (mover, out.is_empty()) {
+                    match mover.take(&sid, Box::new(io), &request) {
+                        Ok(()) => return Next::Done(Ok(None)),
+                        Err(back) => match back.downcast::<T>() {
+                            Ok(back) => io = *back,
+                            Err(_) => return Next::Done(Ok(None)),
+                        },
+                    }
+                }
+                let tunnel = forward.open(&sid, *request);
+                drop(http);
+                Next::Then(Then::Tunnel(Box::pin(self.splice(io, clock, tunnel, out))))
+            }
+            (Ok(()), mode @ Mode::Ws(_)) => {
+                conn.mode = mode;
+                drop(http);
+                Next::Then(Then::Ws(Box::pin(self.drive_ws(io, clock, conn, out))))
+            }
+            (done, mode) => {
+                // The guard releases what the connection held, however it ended (a
+                // cleanly closed WebSocket still has its waker registered).
+                conn.mode = mode;
+                drop(conn);
+                Next::Done(done.map(|()| None))
+            }
+        }
+    }
+
+    /// The HTTP phase of [`serve_connection`](Self::serve_connection): requests until
+    /// the connection closes or leaves HTTP (an upgrade, a tunnel).
+    async fn serve_http<T: Transport + Send + 'static, C: Clock + Send + 'static>(
         &self,
         mut io: T,
         mut clock: C,
         peer_addr: Option<SocketAddr>,
-    ) -> io::Result<Option<(String, WebSocket<T, C>)>> {
+    ) -> HttpPhase<T, C, E> {
         let limits = self.settings.limits;
         let secure = io.is_secure();
         // Boxed: the connection's task is then not sized for it once it has gone (an
@@ -984,85 +1129,33 @@ impl<E: Endpoint> Host<E> {
             }
         })
         .await;
-        match (done, std::mem::replace(&mut conn.mode, Mode::Http)) {
-            (Ok(()), Mode::Handoff(request, config)) => {
-                drop(conn);
-                let rest = http.upgrade(Bytes::new());
-                let path = request.path().split('?').next().unwrap_or("/").to_owned();
-                let ws = WebSocket::accept_request(io, clock, config, *request, &rest);
-                Ok(Some((path, ws)))
-            }
-            (Ok(()), Mode::Routed(upgrade)) => {
-                drop(conn);
-                let rest = http.upgrade(Bytes::new());
-                drop(http);
-                // Boxed, as the other long-lived phases below: this future (the
-                // connection's task) is then sized for its HTTP phase alone.
-                Box::pin(crate::router::serve_upgrade(*upgrade, io, clock, rest))
-                    .await
-                    .map(|()| None)
-            }
-            (Ok(()), Mode::Tunnel(mut request, forward)) => {
-                drop(conn);
-                // The bytes read after the head go with it.
-                request.body = http.upgrade(Bytes::new());
-                let sid = request
-                    .head
-                    .query_param("sid")
-                    .unwrap_or_default()
-                    .into_owned();
-                // Owned by a shard of this process: the connection itself goes there
-                // (its request with it) rather than through a tunnel.
-                let mover = (self.settings.mover.read())
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
-                if let (Some(mover), true) = (mover, out.is_empty()) {
-                    match mover.take(&sid, Box::new(io), &request) {
-                        Ok(()) => return Ok(None),
-                        Err(back) => match back.downcast::<T>() {
-                            Ok(back) => io = *back,
-                            Err(_) => return Ok(None),
-                        },
-                    }
-                }
-                let tunnel = forward.open(&sid, *request);
-                drop(http);
-                Box::pin(self.splice(io, clock, tunnel, out))
-                    .await
-                    .map(|()| None)
-            }
-            (Ok(()), mode @ Mode::Ws(_)) => {
-                conn.mode = mode;
-                drop(http);
-                Box::pin(self.drive_ws(io, clock, conn, out))
-                    .await
-                    .map(|()| None)
-            }
-            (done, mode) => {
-                // The guard releases what the connection held, however it ended (a
-                // cleanly closed WebSocket still has its waker registered).
-                conn.mode = mode;
-                drop(conn);
-                done.map(|()| None)
-            }
+        HttpPhase {
+            done,
+            io,
+            clock,
+            http,
+            conn,
+            out,
         }
     }
 
     /// Runs an upgraded Engine.IO WebSocket (`conn` holds its link) over `io` until it
     /// closes, after writing `out` (what the connection still owed before it).
-    pub(crate) async fn drive_ws<T: Transport + Send + 'static, C: Clock>(
-        &self,
+    ///
+    /// The transport and `out` go into the wire before the future is made: it holds
+    /// them once (an `async fn` would also keep its arguments' slots), so a
+    /// connection's task is smaller by their size.
+    pub(crate) fn drive_ws<'a, T: Transport + Send + 'static, C: Clock + 'a>(
+        &'a self,
         io: T,
         mut clock: C,
         mut conn: ConnGuard<E>,
         out: Outbox,
-    ) -> io::Result<()> {
-        let limits = self.settings.limits;
-        let mut stall = Stall::default();
-        let Mode::Ws(link) = &conn.mode else {
-            return Ok(());
+    ) -> impl Future<Output = io::Result<()>> + 'a {
+        let tid = match &conn.mode {
+            Mode::Ws(link) => Some(link.transport()),
+            _ => None,
         };
-        let tid = link.transport();
         let wire = Arc::new(Wire {
             bell: Bell::default(),
             state: Mutex::new(WsWire {
@@ -1074,107 +1167,118 @@ impl<E: Endpoint> Host<E> {
                 quiet: false,
             }),
         });
-        self.lock().wires.insert(tid, wire.clone());
-        // What was queued before the wire was registered rang no bell: look once.
-        let mut look = true;
-        // Bytes written and not yet reported to the endpoint (see REPORT_WRITTEN).
-        let mut unreported = 0;
-        // The guard's release forgets the wire, however this ends.
-        poll_fn(|cx| {
-            // Before the bell is answered, so that a ring after the answer wakes us.
-            wire.bell.register(cx.waker());
-            // Held while this task runs: a publisher meanwhile queues to the mailbox.
-            let mut guard = lock_wire(&wire.state);
-            let w = &mut *guard;
-            let done = loop {
-                let Mode::Ws(link) = &mut conn.mode else {
-                    break Poll::Ready(Ok(()));
-                };
-                unreported += link.take_written();
-                let mut outputs = Outputs::None;
-                // The host's lock only when the mailbox has something, or much was
-                // written.
-                if wire.bell.answer() | std::mem::take(&mut look) || unreported >= REPORT_WRITTEN {
-                    let mut s = self.lock();
-                    if unreported > 0 {
-                        s.server
-                            .handle_ws_written(tid, std::mem::take(&mut unreported));
-                    }
-                    if s.ws_aborted.contains_key(&tid) {
-                        // A slow consumer: dropped with what it did not read.
-                        break Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
-                    }
-                    outputs = s.ws_out.remove(&tid).unwrap_or_default();
-                }
-                // Encoded and compressed here, with the lock released.
-                if !matches!(outputs, Outputs::None) {
-                    let now = clock.now();
-                    outputs.for_each(|output| link.handle_output(now, output));
-                }
-                while let Some(b) = link.poll_transmit() {
-                    w.out.push(b);
-                }
-                if w.out.is_empty() && link.should_close_transport() {
-                    break shutdown(&mut w.io, cx);
-                }
-                match stall.write(&mut w.out, &mut w.io, cx, &clock) {
-                    Ok(written) => {
-                        link.handle_written(written.saturating_sub(w.owed));
-                        w.owed = w.owed.saturating_sub(written);
-                    }
-                    Err(e) => break Poll::Ready(Err(e)),
-                }
-                if w.out.is_empty() {
-                    if let Poll::Ready(Err(e)) = w.out.poll_flush(&mut w.io, cx) {
-                        break Poll::Ready(Err(e));
-                    }
-                }
-                let write_deadline = stall.deadline(limits);
-                if let Some(deadline) = write_deadline.into_iter().chain(link.poll_timeout()).min()
-                {
-                    if clock.poll_until(cx, deadline).is_ready() {
-                        let now = clock.now();
-                        if write_deadline.is_some_and(|d| now >= d) {
+        if let Some(tid) = tid {
+            self.lock().wires.insert(tid, wire.clone());
+        }
+        async move {
+            let Some(tid) = tid else {
+                return Ok(());
+            };
+            let mut stall = Stall::default();
+            // What was queued before the wire was registered rang no bell: look once.
+            let mut look = true;
+            // Bytes written and not yet reported to the endpoint (see REPORT_WRITTEN).
+            let mut unreported = 0;
+            // The guard's release forgets the wire, however this ends.
+            poll_fn(|cx| {
+                // Before the bell is answered, so that a ring after the answer wakes us.
+                wire.bell.register(cx.waker());
+                // Held while this task runs: a publisher meanwhile queues to the mailbox.
+                let mut guard = lock_wire(&wire.state);
+                let w = &mut *guard;
+                let done = loop {
+                    let Mode::Ws(link) = &mut conn.mode else {
+                        break Poll::Ready(Ok(()));
+                    };
+                    unreported += link.take_written();
+                    let mut outputs = Outputs::None;
+                    // The host's lock only when the mailbox has something, or much was
+                    // written.
+                    if wire.bell.answer() | std::mem::take(&mut look)
+                        || unreported >= REPORT_WRITTEN
+                    {
+                        let mut s = self.lock();
+                        if unreported > 0 {
+                            s.server
+                                .handle_ws_written(tid, std::mem::take(&mut unreported));
+                        }
+                        if s.ws_aborted.contains_key(&tid) {
+                            // A slow consumer: dropped with what it did not read.
                             break Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
                         }
-                        link.handle_timeout(now);
-                        self.deliver_reporting(link, now, &mut unreported);
-                        continue;
+                        outputs = s.ws_out.remove(&tid).unwrap_or_default();
                     }
-                }
-                if w.out.len() > HIGH_WATER {
-                    break Poll::Pending;
-                }
-                let now = clock.now();
-                let read = super::with_read_buf(|buf| {
-                    let r = w.io.poll_read(cx, buf);
-                    if let Poll::Ready(Ok(n)) = r {
-                        // Decoded here, with the lock released.
-                        link.handle_input(now, &buf[..n]);
+                    // Encoded and compressed here, with the lock released.
+                    if !matches!(outputs, Outputs::None) {
+                        let now = clock.now();
+                        outputs.for_each(|output| link.handle_output(now, output));
                     }
-                    r
-                });
-                match read {
-                    Poll::Ready(Ok(0)) => {
-                        link.handle_eof(now);
-                        self.deliver(link, now);
-                        conn.release(now);
+                    while let Some(b) = link.poll_transmit() {
+                        w.out.push(b);
+                    }
+                    if w.out.is_empty() && link.should_close_transport() {
                         break shutdown(&mut w.io, cx);
                     }
-                    Poll::Ready(Ok(_)) => self.deliver_reporting(link, now, &mut unreported),
-                    Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
-                    Poll::Pending => break Poll::Pending,
-                }
-            };
-            // What the link produced meanwhile (an answer to what it read) goes out
-            // on its next turn: until then, publishers queue behind it.
-            w.quiet = done.is_pending()
-                && matches!(&conn.mode, Mode::Ws(link) if link.is_open() && !link.has_output());
-            done
-        })
-        .await
-        // The guard releases what the connection held, however it ended (a cleanly
-        // closed WebSocket is still registered with the host).
+                    match stall.write(&mut w.out, &mut w.io, cx, &clock) {
+                        Ok(written) => {
+                            link.handle_written(written.saturating_sub(w.owed));
+                            w.owed = w.owed.saturating_sub(written);
+                        }
+                        Err(e) => break Poll::Ready(Err(e)),
+                    }
+                    if w.out.is_empty() {
+                        if let Poll::Ready(Err(e)) = w.out.poll_flush(&mut w.io, cx) {
+                            break Poll::Ready(Err(e));
+                        }
+                    }
+                    let write_deadline = stall.deadline(self.settings.limits);
+                    if let Some(deadline) =
+                        write_deadline.into_iter().chain(link.poll_timeout()).min()
+                    {
+                        if clock.poll_until(cx, deadline).is_ready() {
+                            let now = clock.now();
+                            if write_deadline.is_some_and(|d| now >= d) {
+                                break Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                            }
+                            link.handle_timeout(now);
+                            self.deliver_reporting(link, now, &mut unreported);
+                            continue;
+                        }
+                    }
+                    if w.out.len() > HIGH_WATER {
+                        break Poll::Pending;
+                    }
+                    let now = clock.now();
+                    let read = super::with_read_buf(|buf| {
+                        let r = w.io.poll_read(cx, buf);
+                        if let Poll::Ready(Ok(n)) = r {
+                            // Decoded here, with the lock released.
+                            link.handle_input(now, &buf[..n]);
+                        }
+                        r
+                    });
+                    match read {
+                        Poll::Ready(Ok(0)) => {
+                            link.handle_eof(now);
+                            self.deliver(link, now);
+                            conn.release(now);
+                            break shutdown(&mut w.io, cx);
+                        }
+                        Poll::Ready(Ok(_)) => self.deliver_reporting(link, now, &mut unreported),
+                        Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
+                        Poll::Pending => break Poll::Pending,
+                    }
+                };
+                // What the link produced meanwhile (an answer to what it read) goes out
+                // on its next turn: until then, publishers queue behind it.
+                w.quiet = done.is_pending()
+                    && matches!(&conn.mode, Mode::Ws(link) if link.is_open() && !link.has_output());
+                done
+            })
+            .await
+            // The guard releases what the connection held, however it ended (a cleanly
+            // closed WebSocket is still registered with the host).
+        }
     }
 
     /// The response to parked poll `poll`, once the endpoint has given it; until then

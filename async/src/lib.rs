@@ -273,42 +273,78 @@ impl<S: Transport + Send + 'static> Acceptor<S> for Plain {
 
 /// Runs `future` until `deadline` on `clock`: its output, or `None` if the deadline
 /// passes first.
-pub(crate) async fn until<C: Clock, F: Future>(
-    clock: &mut C,
+pub(crate) fn until<'a, C: Clock, F: Future>(
+    clock: &'a mut C,
     deadline: Instant,
     future: F,
-) -> Option<F::Output> {
-    before(future, poll_fn(|cx| clock.poll_until(cx, deadline))).await
+) -> Before<F, impl Future<Output = ()> + 'a> {
+    before(future, poll_fn(move |cx| clock.poll_until(cx, deadline)))
 }
 
 /// Runs `future` until `timer` resolves: its output, or `None` if the timer is
 /// first.
-pub(crate) async fn before<F: Future>(
-    future: F,
-    timer: impl Future<Output = ()>,
-) -> Option<F::Output> {
-    let (mut future, mut timer) = (std::pin::pin!(future), std::pin::pin!(timer));
-    poll_fn(|cx| {
-        if let Poll::Ready(v) = future.as_mut().poll(cx) {
+pub(crate) fn before<F: Future, T: Future<Output = ()>>(future: F, timer: T) -> Before<F, T> {
+    Before { future, timer }
+}
+
+pin_project_lite::pin_project! {
+    /// [`before`]'s future. A struct rather than an `async fn`, which would hold
+    /// `future` and `timer` twice (as arguments and pinned).
+    pub(crate) struct Before<F, T> {
+        #[pin]
+        future: F,
+        #[pin]
+        timer: T,
+    }
+}
+
+impl<F: Future, T: Future<Output = ()>> Future for Before<F, T> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(v) = this.future.poll(cx) {
             return Poll::Ready(Some(v));
         }
-        timer.as_mut().poll(cx).map(|()| None)
-    })
-    .await
+        this.timer.poll(cx).map(|()| None)
+    }
 }
 
 /// Runs `acceptor` on `stream`, for at most `limit` on `rt`'s clock.
-pub(crate) async fn handshake<R: Runtime, A: Acceptor<R::Tcp>>(
+///
+/// Made when called (not an `async fn`): the future holds the acceptor's future and a
+/// timer, once each.
+pub(crate) fn handshake<'a, R: Runtime, A: Acceptor<R::Tcp>>(
     rt: &R,
-    acceptor: &A,
+    acceptor: &'a A,
     stream: R::Tcp,
     limit: Duration,
-) -> io::Result<A::Stream> {
+) -> impl Future<Output = io::Result<A::Stream>> + 'a {
     let mut clock = rt.clock();
     let deadline = clock.now() + limit;
-    until(&mut clock, deadline, acceptor.accept(stream))
-        .await
-        .unwrap_or_else(|| Err(io::ErrorKind::TimedOut.into()))
+    let timer = poll_fn(move |cx| clock.poll_until(cx, deadline));
+    OrTimedOut {
+        inner: before(acceptor.accept(stream), timer),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An `Option<io::Result<T>>` future's output with `None` as `TimedOut`.
+    struct OrTimedOut<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F: Future<Output = Option<io::Result<T>>>, T> Future for OrTimedOut<F> {
+    type Output = io::Result<T>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        self.project()
+            .inner
+            .poll(cx)
+            .map(|o| o.unwrap_or_else(|| Err(io::ErrorKind::TimedOut.into())))
+    }
 }
 
 /// Accepts connections on `listener` and hands each to `serve`, until `stop` resolves
@@ -403,6 +439,29 @@ impl<F: Future<Output = ()>> Future for Counted<F> {
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         self.project().served.poll(cx)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// `future`'s `io::Result`, its value dropped: as `async { future.await?; Ok(()) }`
+    /// without holding `future` twice (see [`Counted`]).
+    pub(crate) struct Unit<F> {
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F> Unit<F> {
+    pub(crate) fn new(future: F) -> Self {
+        Self { future }
+    }
+}
+
+impl<F: Future<Output = io::Result<T>>, T> Future for Unit<F> {
+    type Output = io::Result<()>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().future.poll(cx).map(|r| r.map(drop))
     }
 }
 

@@ -152,6 +152,13 @@ fn serve_connection_serves_a_duplex_and_the_peer_address_reaches_the_middleware(
         *record.lock().expect("lock") = Some(req.handshake().peer_addr);
         async { Ok(()) }
     });
+    // A connection's future holds its phases boxed, each freed when it ends: a few
+    // pointers (it held the HTTP phase's state and then the WebSocket's inline, and
+    // its arguments twice: ~700 bytes on tokio).
+    let probe = sio::serve_connection(&sim, &io, duplex(1).1, None);
+    let size = std::mem::size_of_val(&probe);
+    assert!(size <= 96, "a connection's future is {size} bytes");
+    drop(probe);
     let (client_end, server_end) = duplex(1 << 16);
     let peer: SocketAddr = "127.0.0.1:5555".parse().expect("addr");
     let (rt, serving) = (sim.clone(), io.clone());

@@ -2,11 +2,14 @@
 
 use std::borrow::Borrow;
 
+/// Up to this many entries a map grows one entry at a time; beyond, as a `Vec` does.
+const EXACT_UP_TO: usize = 8;
+
 /// A map kept as a vector of keys and values (not in any particular order; a lookup
 /// scans them): for maps that hold a few entries each and exist once per connection
 /// (a client's namespaces, a socket's event handlers), where a hash map would cost more
 /// memory than a scan costs time. It holds no allocation while empty, and exactly
-/// what it needs for its first entry.
+/// what it needs for its first few entries.
 #[derive(Debug, Clone)]
 pub struct SmallMap<K, V>(Vec<(K, V)>);
 
@@ -45,8 +48,9 @@ impl<K: Eq, V> SmallMap<K, V> {
         match self.position(&key) {
             Some(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
             None => {
-                if self.0.capacity() == 0 {
-                    // Most hold one entry: room for just that.
+                if self.0.len() == self.0.capacity() && self.0.len() < EXACT_UP_TO {
+                    // Most hold one entry or a few: room for just those (a `Vec`
+                    // would double, from one to four).
                     self.0.reserve_exact(1);
                 }
                 self.0.push((key, value));
@@ -114,6 +118,7 @@ mod tests {
         assert_eq!(m.insert("/a".into(), 1), None);
         assert_eq!(m.0.capacity(), 1, "room for one entry");
         assert_eq!(m.insert("/b".into(), 2), None);
+        assert_eq!(m.0.capacity(), 2, "room for two, not four");
         assert_eq!(m.insert("/a".into(), 3), Some(1));
         assert_eq!((m.len(), m.get("/a"), m.get("/c")), (2, Some(&3), None));
         assert!(m.contains_key("/b"));
@@ -125,5 +130,11 @@ mod tests {
         assert_eq!(m.values().copied().collect::<Vec<_>>(), [2]);
         assert_eq!(m.remove("/b"), Some(2));
         assert_eq!(m.0.capacity(), 0, "an empty map holds nothing");
+        // Past a few entries it grows as a vector does (not one at a time).
+        for i in 0..20u32 {
+            m.insert(i.to_string().into(), i);
+        }
+        assert_eq!(m.len(), 20);
+        assert!(m.0.capacity() >= 20 && m.0.capacity() < 40);
     }
 }

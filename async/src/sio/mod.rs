@@ -1052,19 +1052,22 @@ pub fn io<R: Runtime>(rt: &R, url: &str, options: IoOptions) -> Result<ClientSoc
 }
 
 /// Serves one connection over any transport, with its peer's address when it has one.
-pub async fn serve_connection<R: Runtime, T: crate::Transport + Send + 'static>(
+///
+/// The future holds the connection's state once: the stream goes into it when this is
+/// called (an `async fn` would keep a slot for its arguments too).
+pub fn serve_connection<'a, R: Runtime, T: crate::Transport + Send + 'static>(
     rt: &R,
-    io: &SocketIo,
+    io: &'a SocketIo,
     stream: T,
     peer_addr: Option<std::net::SocketAddr>,
-) -> std::io::Result<()> {
+) -> impl Future<Output = std::io::Result<()>> + 'a {
     use tracing::Instrument;
     let span = tracing::debug_span!("sio-conn", peer = ?peer_addr);
-    io.host()
-        .serve_connection(stream, rt.clock(), peer_addr)
-        .instrument(span)
-        .await?;
-    Ok(())
+    crate::Unit::new(
+        io.host()
+            .serve_connection(stream, rt.clock(), peer_addr)
+            .instrument(span),
+    )
 }
 
 /// Accepts connections on `listener`, serving each on its own task, until

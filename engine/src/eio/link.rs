@@ -10,7 +10,6 @@
 //! holding the server, in the connection's own task.
 
 use std::any::Any;
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,6 +18,7 @@ use bytes::Bytes;
 use super::packet::{Data, Packet, PacketType, Protocol};
 use super::server::TransportId;
 use crate::machine::Endpoint;
+use crate::queue::Queue;
 use crate::ws::{self, CloseCode, PreparedFrame};
 
 /// A message's data as a higher layer decoded it (Socket.IO's parsed packet), in the
@@ -131,8 +131,7 @@ pub struct WsLink {
     /// Outputs not yet written: where in the byte stream each ends (a pong the
     /// connection sends first may settle one early, by the pong's few bytes), and what
     /// it counts. The oldest is kept inline, so that a quiet link holds no allocation.
-    first: Option<(u64, usize)>,
-    more: VecDeque<(u64, usize)>,
+    unwritten: Queue<(u64, usize)>,
     /// Counted bytes written (or never to be written) and not yet reported.
     settled: usize,
     /// The `Closed` input was handed out.
@@ -153,8 +152,7 @@ impl WsLink {
             decoder,
             polled: 0,
             written: 0,
-            first: None,
-            more: VecDeque::new(),
+            unwritten: Queue::new(),
             settled: 0,
             ended: false,
         }
@@ -252,10 +250,7 @@ impl WsLink {
         if sent && counted > 0 {
             // It ends where the connection's queue now ends.
             let end = self.polled + self.conn.buffered_amount() as u64;
-            match self.first {
-                None => self.first = Some((end, counted)),
-                Some(_) => self.more.push_back((end, counted)),
-            }
+            self.unwritten.push_back((end, counted));
         } else {
             // Never written (or counting nothing): it no longer counts.
             self.settled += counted;
@@ -273,16 +268,13 @@ impl WsLink {
     /// `bytes` of what [`poll_transmit`](Self::poll_transmit) gave were written.
     pub fn handle_written(&mut self, bytes: usize) {
         self.written += bytes as u64;
-        while let Some((end, counted)) = self.first {
+        while let Some(&(end, counted)) = self.unwritten.front() {
             if end > self.written {
                 return;
             }
             self.settled += counted;
-            self.first = self.more.pop_front();
-            if self.first.is_none() && self.more.capacity() > 0 {
-                // A burst is over: give its queue back.
-                self.more = VecDeque::new();
-            }
+            // A burst's queue is given back once it drains.
+            self.unwritten.pop_front();
         }
     }
 

@@ -559,7 +559,6 @@ impl SocketIo {
                 info,
                 recovered,
             } => {
-                let info = Arc::new(*info);
                 if let Some(redis) = self.redis() {
                     redis.add_namespace(self, &info.nsp);
                 }

@@ -763,7 +763,7 @@ impl Server {
         }
         self.events.push_back(Event::Connected {
             sid: sid.clone(),
-            info: Box::new((*info).clone()),
+            info: info.clone(),
             recovered: was_recovered,
         });
         sid

@@ -386,8 +386,8 @@ pub enum Event {
     Connected {
         /// The socket.
         sid: Sid,
-        /// How it connected.
-        info: Box<ConnectInfo>,
+        /// How it connected (shared with the server's own record of the socket).
+        info: Arc<ConnectInfo>,
         /// Its state (id, rooms; and the application's data) was recovered.
         recovered: bool,
     },

@@ -29,7 +29,7 @@ pub mod rand;
 pub mod redis;
 pub mod sio;
 mod small;
-pub use small::SmallMap;
+pub use small::{SmallMap, SmallSet, SmallSetIter};
 pub mod ws;
 
 pub use machine::{ClientMachine, Endpoint};

@@ -107,6 +107,162 @@ impl<K: Eq, V> SmallMap<K, V> {
     }
 }
 
+/// Up to this many members a [`SmallSet`] is a vector; past it, a hash set.
+const FEW: usize = 8;
+
+/// A set kept as a vector while it holds a few members (a lookup scans them) and as a
+/// hash set once it holds more: for sets that exist once per connection and hold
+/// one member or a few nearly always (a socket's rooms, a room's members: every
+/// socket has a room of its own), where an empty hash table's slots cost more than
+/// the scan. Holds no allocation while empty, and exactly what it needs for its first
+/// few members. Iteration is in no particular order.
+#[derive(Debug, Clone)]
+pub enum SmallSet<T> {
+    /// At most [`FEW`] members.
+    Few(Vec<T>),
+    /// More.
+    Many(crate::IdSet<T>),
+}
+
+impl<T> Default for SmallSet<T> {
+    fn default() -> Self {
+        Self::Few(Vec::new())
+    }
+}
+
+impl<T: Eq + std::hash::Hash> SmallSet<T> {
+    /// Whether `value` is a member.
+    pub fn contains<Q: Eq + std::hash::Hash + ?Sized>(&self, value: &Q) -> bool
+    where
+        T: Borrow<Q>,
+    {
+        match self {
+            Self::Few(v) => v.iter().any(|m| m.borrow() == value),
+            Self::Many(set) => set.contains(value),
+        }
+    }
+
+    /// Adds `value`; `false` if it was a member already.
+    pub fn insert(&mut self, value: T) -> bool {
+        match self {
+            Self::Few(v) => {
+                if v.contains(&value) {
+                    return false;
+                }
+                if v.len() < FEW {
+                    v.reserve_exact(1);
+                    v.push(value);
+                } else {
+                    let mut set: crate::IdSet<T> = v.drain(..).collect();
+                    set.insert(value);
+                    *self = Self::Many(set);
+                }
+                true
+            }
+            Self::Many(set) => set.insert(value),
+        }
+    }
+
+    /// Removes `value` and returns the member it matched.
+    pub fn take<Q: Eq + std::hash::Hash + ?Sized>(&mut self, value: &Q) -> Option<T>
+    where
+        T: Borrow<Q>,
+    {
+        match self {
+            Self::Few(v) => {
+                let i = v.iter().position(|m| m.borrow() == value)?;
+                let taken = v.swap_remove(i);
+                if v.is_empty() {
+                    *v = Vec::new();
+                }
+                Some(taken)
+            }
+            Self::Many(set) => set.take(value),
+        }
+    }
+
+    /// Removes `value`; whether it was a member.
+    pub fn remove<Q: Eq + std::hash::Hash + ?Sized>(&mut self, value: &Q) -> bool
+    where
+        T: Borrow<Q>,
+    {
+        self.take(value).is_some()
+    }
+
+    /// How many members.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Few(v) => v.len(),
+            Self::Many(set) => set.len(),
+        }
+    }
+
+    /// Whether it has no member.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The members.
+    pub fn iter(&self) -> SmallSetIter<'_, T> {
+        match self {
+            Self::Few(v) => SmallSetIter::Few(v.iter()),
+            Self::Many(set) => SmallSetIter::Many(set.iter()),
+        }
+    }
+}
+
+/// The members of a [`SmallSet`], borrowed.
+#[derive(Debug)]
+pub enum SmallSetIter<'a, T> {
+    /// Of a vector.
+    Few(std::slice::Iter<'a, T>),
+    /// Of a hash set.
+    Many(std::collections::hash_set::Iter<'a, T>),
+}
+
+impl<'a, T> Iterator for SmallSetIter<'a, T> {
+    type Item = &'a T;
+
+    fn next(&mut self) -> Option<&'a T> {
+        match self {
+            Self::Few(i) => i.next(),
+            Self::Many(i) => i.next(),
+        }
+    }
+}
+
+impl<'a, T: Eq + std::hash::Hash> IntoIterator for &'a SmallSet<T> {
+    type Item = &'a T;
+    type IntoIter = SmallSetIter<'a, T>;
+
+    fn into_iter(self) -> SmallSetIter<'a, T> {
+        self.iter()
+    }
+}
+
+impl<T> IntoIterator for SmallSet<T> {
+    type Item = T;
+    type IntoIter =
+        std::iter::Chain<std::vec::IntoIter<T>, std::collections::hash_set::IntoIter<T>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        match self {
+            Self::Few(v) => v.into_iter().chain(crate::IdSet::default()),
+            Self::Many(set) => Vec::new().into_iter().chain(set),
+        }
+    }
+}
+
+impl<T: Eq + std::hash::Hash> FromIterator<T> for SmallSet<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        let mut set = Self::default();
+        for value in iter {
+            set.insert(value);
+        }
+        set
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::SmallMap;
@@ -136,5 +292,33 @@ mod tests {
         }
         assert_eq!(m.len(), 20);
         assert!(m.0.capacity() >= 20 && m.0.capacity() < 40);
+    }
+
+    #[test]
+    fn a_small_set_is_a_vector_of_exactly_its_few_members_then_a_hash_set() {
+        use super::SmallSet;
+        let mut s: SmallSet<Arc<str>> = SmallSet::default();
+        assert!(s.is_empty() && s.iter().next().is_none());
+        assert!(s.insert("a".into()));
+        assert!(!s.insert("a".into()), "already a member");
+        assert!(matches!(&s, SmallSet::Few(v) if v.capacity() == 1));
+        assert!(s.contains("a") && !s.contains("b"));
+        for i in 0..20 {
+            assert!(s.insert(i.to_string().into()));
+            assert_eq!(s.len(), i + 2);
+        }
+        assert!(matches!(s, SmallSet::Many(_)), "past a few members, hashed");
+        assert!(s.contains("a") && s.contains("19") && !s.contains("20"));
+        assert_eq!(s.take("a").as_deref(), Some("a"));
+        assert!(!s.remove("a"));
+        let mut members: Vec<String> = s.iter().map(|m| m.to_string()).collect();
+        members.sort_by_key(|m| m.parse::<u32>().unwrap_or(0));
+        assert_eq!(members, (0..20).map(|i| i.to_string()).collect::<Vec<_>>());
+        assert_eq!(s.clone().into_iter().count(), 20);
+        // Few again: emptied, it holds nothing.
+        let mut few: SmallSet<u32> = [1, 2].into_iter().collect();
+        assert!(few.remove(&1) && few.remove(&2) && !few.remove(&2));
+        assert!(matches!(few, SmallSet::Few(ref v) if v.capacity() == 0));
+        assert_eq!((&few).into_iter().count(), 0);
     }
 }

@@ -25,7 +25,7 @@ mod broadcast;
 mod recovery;
 mod vocab;
 
-use crate::SmallMap;
+use crate::{SmallMap, SmallSet};
 
 pub use vocab::*;
 
@@ -47,7 +47,8 @@ struct Client {
 #[derive(Debug)]
 struct Socket {
     info: Arc<ConnectInfo>,
-    rooms: HashSet<Room>,
+    /// Its rooms, its own included: few nearly always.
+    rooms: SmallSet<Room>,
     acks: IdSet<u64>,
     pid: Option<Arc<str>>,
 }
@@ -55,7 +56,8 @@ struct Socket {
 #[derive(Debug, Default)]
 struct Namespace {
     sockets: IdSet<Sid>,
-    rooms: HashMap<Room, IdSet<Sid>>,
+    /// The members of each room (one for a socket's own room).
+    rooms: HashMap<Room, SmallSet<Sid>>,
     /// Declared with [`Server::add_namespace`]: kept when empty (a dynamic one is
     /// removed with its last socket).
     declared: bool,
@@ -722,7 +724,7 @@ impl Server {
         let info = Arc::new(info);
         let mut socket = Socket {
             info: info.clone(),
-            rooms: HashSet::new(),
+            rooms: SmallSet::default(),
             acks: IdSet::default(),
             pid: pid.clone(),
         };

@@ -120,8 +120,8 @@ const FEW: usize = 8;
 pub enum SmallSet<T> {
     /// At most [`FEW`] members.
     Few(Vec<T>),
-    /// More.
-    Many(crate::IdSet<T>),
+    /// More (boxed: the set is then the size of a vector).
+    Many(Box<crate::IdSet<T>>),
 }
 
 impl<T> Default for SmallSet<T> {
@@ -155,7 +155,7 @@ impl<T: Eq + std::hash::Hash> SmallSet<T> {
                 } else {
                     let mut set: crate::IdSet<T> = v.drain(..).collect();
                     set.insert(value);
-                    *self = Self::Many(set);
+                    *self = Self::Many(Box::new(set));
                 }
                 true
             }
@@ -248,7 +248,7 @@ impl<T> IntoIterator for SmallSet<T> {
     fn into_iter(self) -> Self::IntoIter {
         match self {
             Self::Few(v) => v.into_iter().chain(crate::IdSet::default()),
-            Self::Many(set) => Vec::new().into_iter().chain(set),
+            Self::Many(set) => Vec::new().into_iter().chain(*set),
         }
     }
 }
@@ -299,6 +299,10 @@ mod tests {
         use super::SmallSet;
         let mut s: SmallSet<Arc<str>> = SmallSet::default();
         assert!(s.is_empty() && s.iter().next().is_none());
+        assert_eq!(
+            std::mem::size_of::<SmallSet<u64>>(),
+            std::mem::size_of::<Vec<u64>>()
+        );
         assert!(s.insert("a".into()));
         assert!(!s.insert("a".into()), "already a member");
         assert!(matches!(&s, SmallSet::Few(v) if v.capacity() == 1));

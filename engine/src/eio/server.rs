@@ -523,10 +523,11 @@ struct Session {
     id: SessionId,
     protocol: Protocol,
     websocket: Option<TransportId>,
-    parked: Option<Parked>,
+    /// Boxed, as `upgrade`: a session is mostly without either.
+    parked: Option<Box<Parked>>,
     buffer: Vec<Packet>,
     buffered_bytes: usize,
-    upgrade: Option<Upgrade>,
+    upgrade: Option<Box<Upgrade>>,
     next_ping: Option<Instant>,
     pong_deadline: Option<Instant>,
     armed: Option<Instant>,
@@ -976,7 +977,7 @@ impl Server {
         }
         let id = PollId(self.next_id());
         if let Some(session) = self.sessions.get_mut(&sid) {
-            session.parked = Some(Parked { id, cors, compress });
+            session.parked = Some(Box::new(Parked { id, cors, compress }));
             if let Some(upgrade) = session.upgrade.as_mut().filter(|u| u.probed) {
                 upgrade.noop_at = Some(now + UPGRADE_CHECK);
             }
@@ -1071,13 +1072,13 @@ impl Server {
         match owner {
             Some(sid) => {
                 if let Some(session) = self.sessions.get_mut(&sid) {
-                    session.upgrade = Some(Upgrade {
+                    session.upgrade = Some(Box::new(Upgrade {
                         transport: tid,
                         probed: false,
                         noop_delivered: false,
                         noop_at: None,
                         deadline: now + self.config.upgrade_timeout,
-                    });
+                    }));
                 }
                 self.arm_session(&sid);
             }

@@ -721,7 +721,9 @@ impl Default for DecodeLimits {
 #[derive(Debug, Default)]
 pub struct Decoder {
     limits: DecodeLimits,
-    pending: Option<(Packet, usize, usize)>,
+    /// A binary packet waiting for its attachments (boxed: rare, and a packet is
+    /// large beside the rest).
+    pending: Option<Box<(Packet, usize, usize)>>,
     parser: Parser,
 }
 
@@ -798,13 +800,13 @@ impl Decoder {
                 match text(&t, &self.limits)? {
                     Text::Done(done) => Ok(Some(done)),
                     Text::Wait(packet, expected) => {
-                        self.pending = Some((packet, expected, 0));
+                        self.pending = Some(Box::new((packet, expected, 0)));
                         Ok(None)
                     }
                 }
             }
             Data::Binary(bytes) => {
-                let Some((packet, expected, total)) = &mut self.pending else {
+                let Some((packet, expected, total)) = self.pending.as_deref_mut() else {
                     return Err(DecodeError("unexpected binary message"));
                 };
                 *total += bytes.len();
@@ -815,7 +817,7 @@ impl Decoder {
                 if packet.attachments.len() < *expected {
                     return Ok(None);
                 }
-                Ok(self.pending.take().map(|(p, _, _)| T::from(p)))
+                Ok(self.pending.take().map(|b| T::from(b.0)))
             }
         }
     }

@@ -49,7 +49,8 @@ struct Socket {
     info: Arc<ConnectInfo>,
     /// Its rooms, its own included: few nearly always.
     rooms: SmallSet<Room>,
-    acks: IdSet<u64>,
+    /// The broadcast acks it owes.
+    acks: SmallSet<u64>,
     pid: Option<Arc<str>>,
 }
 
@@ -725,7 +726,7 @@ impl Server {
         let mut socket = Socket {
             info: info.clone(),
             rooms: SmallSet::default(),
-            acks: IdSet::default(),
+            acks: SmallSet::default(),
             pid: pid.clone(),
         };
         let namespace = self.namespaces.entry(nsp.clone()).or_default();

@@ -1244,6 +1244,10 @@ impl<E: Endpoint> Host<E> {
                             self.deliver_reporting(link, now, &mut unreported);
                             continue;
                         }
+                    } else {
+                        // An idle WebSocket holds no timer (Engine.IO's heartbeat is
+                        // the server's, not this task's).
+                        clock.disarm();
                     }
                     if w.out.len() > HIGH_WATER {
                         break Poll::Pending;

@@ -831,7 +831,7 @@ impl<E: Endpoint> Host<E> {
             if s.busy == 0 && s.server.is_idle() {
                 Poll::Ready(())
             } else {
-                s.idle_wakers.push(cx.waker().clone());
+                crate::register_waker(&mut s.idle_wakers, cx.waker());
                 Poll::Pending
             }
         })

@@ -442,6 +442,15 @@ impl<F: Future<Output = ()>> Future for Counted<F> {
     }
 }
 
+/// Adds `waker` to `wakers` unless that task's waker is there already: a task that
+/// polls again and again before it is woken (an accept loop polls its stop signal for
+/// every connection it accepts) stays one entry instead of growing the list.
+pub(crate) fn register_waker(wakers: &mut Vec<std::task::Waker>, waker: &std::task::Waker) {
+    if !wakers.iter().any(|w| w.will_wake(waker)) {
+        wakers.push(waker.clone());
+    }
+}
+
 pin_project_lite::pin_project! {
     /// `future`'s `io::Result`, its value dropped: as `async { future.await?; Ok(()) }`
     /// without holding `future` twice (see [`Counted`]).
@@ -1147,4 +1156,29 @@ macro_rules! runtime_api {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::task::{Wake, Waker};
+
+    struct Task;
+
+    impl Wake for Task {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    #[test]
+    fn a_task_that_polls_again_is_registered_once() {
+        let (a, b) = (Waker::from(Arc::new(Task)), Waker::from(Arc::new(Task)));
+        let mut wakers = Vec::new();
+        for _ in 0..1000 {
+            super::register_waker(&mut wakers, &a);
+            super::register_waker(&mut wakers, &a.clone());
+        }
+        assert_eq!(wakers.len(), 1);
+        super::register_waker(&mut wakers, &b);
+        assert_eq!(wakers.len(), 2, "another task's waker is kept too");
+    }
 }

@@ -506,7 +506,7 @@ impl ClientSocket {
                 Some(Status::Connected { recovered }) => Poll::Ready(Ok(*recovered)),
                 Some(Status::Failed(f)) => Poll::Ready(Err(f.clone())),
                 _ => {
-                    s.1.push(cx.waker().clone());
+                    crate::register_waker(&mut s.1, cx.waker());
                     Poll::Pending
                 }
             }

@@ -496,7 +496,7 @@ impl SocketIo {
             if self.inner.stopping.load(Ordering::SeqCst) {
                 Poll::Ready(())
             } else {
-                wakers.push(cx.waker().clone());
+                crate::register_waker(&mut wakers, cx.waker());
                 Poll::Pending
             }
         })

@@ -215,7 +215,7 @@ impl Shards {
             if s.0 == 0 {
                 return Poll::Ready(());
             }
-            s.1.push(cx.waker().clone());
+            crate::register_waker(&mut s.1, cx.waker());
             Poll::Pending
         })
         .await

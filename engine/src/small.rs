@@ -118,7 +118,7 @@ const FEW: usize = 8;
 /// few members. Iteration is in no particular order.
 #[derive(Debug, Clone)]
 pub enum SmallSet<T> {
-    /// At most [`FEW`] members.
+    /// At most eight members.
     Few(Vec<T>),
     /// More (boxed: the set is then the size of a vector).
     Many(Box<crate::IdSet<T>>),

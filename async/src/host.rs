@@ -583,6 +583,138 @@ where
     }
 }
 
+/// [`Host::drive_ws`]'s future. A struct rather than an `async` block around a
+/// `poll_fn`, whose closure would hold a reference to each piece of state beside it.
+struct WsDriver<'a, T, C, E: Endpoint> {
+    host: &'a Host<E>,
+    wire: Arc<Wire<T>>,
+    clock: C,
+    /// Holds the link; its release forgets the wire, however this ends (a cleanly
+    /// closed WebSocket is still registered with the host).
+    conn: ConnGuard<E>,
+    /// `None`: the connection was not a WebSocket (nothing to drive).
+    tid: Option<TransportId>,
+    stall: Stall,
+    /// What was queued before the wire was registered rang no bell: look once.
+    look: bool,
+    /// Bytes written and not yet reported to the endpoint (see REPORT_WRITTEN).
+    unreported: usize,
+}
+
+impl<T: Transport + Send + 'static, C: Clock, E: Endpoint> Future for WsDriver<'_, T, C, E> {
+    type Output = io::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let Some(tid) = this.tid else {
+            return Poll::Ready(Ok(()));
+        };
+        let (host, wire, clock, conn, stall) = (
+            this.host,
+            &this.wire,
+            &mut this.clock,
+            &mut this.conn,
+            &mut this.stall,
+        );
+        let (mut look, mut unreported) = (this.look, this.unreported);
+        // Before the bell is answered, so that a ring after the answer wakes us.
+        wire.bell.register(cx.waker());
+        // Held while this task runs: a publisher meanwhile queues to the mailbox.
+        let mut guard = lock_wire(&wire.state);
+        let w = &mut *guard;
+        let done = loop {
+            let Mode::Ws(link) = &mut conn.mode else {
+                break Poll::Ready(Ok(()));
+            };
+            unreported += link.take_written();
+            let mut outputs = Outputs::None;
+            // The host's lock only when the mailbox has something, or much was
+            // written.
+            if wire.bell.answer() | std::mem::take(&mut look) || unreported >= REPORT_WRITTEN {
+                let mut s = host.lock();
+                if unreported > 0 {
+                    s.server
+                        .handle_ws_written(tid, std::mem::take(&mut unreported));
+                }
+                if s.ws_aborted.contains_key(&tid) {
+                    // A slow consumer: dropped with what it did not read.
+                    break Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                }
+                outputs = s.ws_out.remove(&tid).unwrap_or_default();
+            }
+            // Encoded and compressed here, with the lock released.
+            if !matches!(outputs, Outputs::None) {
+                let now = clock.now();
+                outputs.for_each(|output| link.handle_output(now, output));
+            }
+            while let Some(b) = link.poll_transmit() {
+                w.out.push(b);
+            }
+            if w.out.is_empty() && link.should_close_transport() {
+                break shutdown(&mut w.io, cx);
+            }
+            match stall.write(&mut w.out, &mut w.io, cx, &*clock) {
+                Ok(written) => {
+                    link.handle_written(written.saturating_sub(w.owed));
+                    w.owed = w.owed.saturating_sub(written);
+                }
+                Err(e) => break Poll::Ready(Err(e)),
+            }
+            if w.out.is_empty() {
+                if let Poll::Ready(Err(e)) = w.out.poll_flush(&mut w.io, cx) {
+                    break Poll::Ready(Err(e));
+                }
+            }
+            let write_deadline = stall.deadline(host.settings.limits);
+            if let Some(deadline) = write_deadline.into_iter().chain(link.poll_timeout()).min() {
+                if clock.poll_until(cx, deadline).is_ready() {
+                    let now = clock.now();
+                    if write_deadline.is_some_and(|d| now >= d) {
+                        break Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                    }
+                    link.handle_timeout(now);
+                    host.deliver_reporting(link, now, &mut unreported);
+                    continue;
+                }
+            } else {
+                // An idle WebSocket holds no timer (Engine.IO's heartbeat is
+                // the server's, not this task's).
+                clock.disarm();
+            }
+            if w.out.len() > HIGH_WATER {
+                break Poll::Pending;
+            }
+            let now = clock.now();
+            let read = super::with_read_buf(|buf| {
+                let r = w.io.poll_read(cx, buf);
+                if let Poll::Ready(Ok(n)) = r {
+                    // Decoded here, with the lock released.
+                    link.handle_input(now, &buf[..n]);
+                }
+                r
+            });
+            match read {
+                Poll::Ready(Ok(0)) => {
+                    link.handle_eof(now);
+                    host.deliver(link, now);
+                    conn.release(now);
+                    break shutdown(&mut w.io, cx);
+                }
+                Poll::Ready(Ok(_)) => host.deliver_reporting(link, now, &mut unreported),
+                Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
+                Poll::Pending => break Poll::Pending,
+            }
+        };
+        // What the link produced meanwhile (an answer to what it read) goes out
+        // on its next turn: until then, publishers queue behind it.
+        w.quiet = done.is_pending()
+            && matches!(&conn.mode, Mode::Ws(link) if link.is_open() && !link.has_output());
+        this.look = look;
+        this.unreported = unreported;
+        done
+    }
+}
+
 /// How a connection's HTTP phase ended, and what it hands on.
 struct HttpPhase<T, C, E: Endpoint> {
     done: io::Result<()>,
@@ -1142,14 +1274,15 @@ impl<E: Endpoint> Host<E> {
     /// Runs an upgraded Engine.IO WebSocket (`conn` holds its link) over `io` until it
     /// closes, after writing `out` (what the connection still owed before it).
     ///
-    /// The transport and `out` go into the wire before the future is made: it holds
-    /// them once (an `async fn` would also keep its arguments' slots), so a
-    /// connection's task is smaller by their size.
+    /// The transport and `out` go into the wire before the future is made, and the
+    /// future is a struct ([`WsDriver`]): it holds each piece of state once (an `async
+    /// fn` would also keep its arguments' slots, and a `poll_fn` closure a reference to
+    /// each), so a WebSocket's task is smaller by their size.
     pub(crate) fn drive_ws<'a, T: Transport + Send + 'static, C: Clock + 'a>(
         &'a self,
         io: T,
-        mut clock: C,
-        mut conn: ConnGuard<E>,
+        clock: C,
+        conn: ConnGuard<E>,
         out: Outbox,
     ) -> impl Future<Output = io::Result<()>> + 'a {
         let tid = match &conn.mode {
@@ -1170,118 +1303,15 @@ impl<E: Endpoint> Host<E> {
         if let Some(tid) = tid {
             self.lock().wires.insert(tid, wire.clone());
         }
-        async move {
-            let Some(tid) = tid else {
-                return Ok(());
-            };
-            let mut stall = Stall::default();
-            // What was queued before the wire was registered rang no bell: look once.
-            let mut look = true;
-            // Bytes written and not yet reported to the endpoint (see REPORT_WRITTEN).
-            let mut unreported = 0;
-            // The guard's release forgets the wire, however this ends.
-            poll_fn(|cx| {
-                // Before the bell is answered, so that a ring after the answer wakes us.
-                wire.bell.register(cx.waker());
-                // Held while this task runs: a publisher meanwhile queues to the mailbox.
-                let mut guard = lock_wire(&wire.state);
-                let w = &mut *guard;
-                let done = loop {
-                    let Mode::Ws(link) = &mut conn.mode else {
-                        break Poll::Ready(Ok(()));
-                    };
-                    unreported += link.take_written();
-                    let mut outputs = Outputs::None;
-                    // The host's lock only when the mailbox has something, or much was
-                    // written.
-                    if wire.bell.answer() | std::mem::take(&mut look)
-                        || unreported >= REPORT_WRITTEN
-                    {
-                        let mut s = self.lock();
-                        if unreported > 0 {
-                            s.server
-                                .handle_ws_written(tid, std::mem::take(&mut unreported));
-                        }
-                        if s.ws_aborted.contains_key(&tid) {
-                            // A slow consumer: dropped with what it did not read.
-                            break Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
-                        }
-                        outputs = s.ws_out.remove(&tid).unwrap_or_default();
-                    }
-                    // Encoded and compressed here, with the lock released.
-                    if !matches!(outputs, Outputs::None) {
-                        let now = clock.now();
-                        outputs.for_each(|output| link.handle_output(now, output));
-                    }
-                    while let Some(b) = link.poll_transmit() {
-                        w.out.push(b);
-                    }
-                    if w.out.is_empty() && link.should_close_transport() {
-                        break shutdown(&mut w.io, cx);
-                    }
-                    match stall.write(&mut w.out, &mut w.io, cx, &clock) {
-                        Ok(written) => {
-                            link.handle_written(written.saturating_sub(w.owed));
-                            w.owed = w.owed.saturating_sub(written);
-                        }
-                        Err(e) => break Poll::Ready(Err(e)),
-                    }
-                    if w.out.is_empty() {
-                        if let Poll::Ready(Err(e)) = w.out.poll_flush(&mut w.io, cx) {
-                            break Poll::Ready(Err(e));
-                        }
-                    }
-                    let write_deadline = stall.deadline(self.settings.limits);
-                    if let Some(deadline) =
-                        write_deadline.into_iter().chain(link.poll_timeout()).min()
-                    {
-                        if clock.poll_until(cx, deadline).is_ready() {
-                            let now = clock.now();
-                            if write_deadline.is_some_and(|d| now >= d) {
-                                break Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
-                            }
-                            link.handle_timeout(now);
-                            self.deliver_reporting(link, now, &mut unreported);
-                            continue;
-                        }
-                    } else {
-                        // An idle WebSocket holds no timer (Engine.IO's heartbeat is
-                        // the server's, not this task's).
-                        clock.disarm();
-                    }
-                    if w.out.len() > HIGH_WATER {
-                        break Poll::Pending;
-                    }
-                    let now = clock.now();
-                    let read = super::with_read_buf(|buf| {
-                        let r = w.io.poll_read(cx, buf);
-                        if let Poll::Ready(Ok(n)) = r {
-                            // Decoded here, with the lock released.
-                            link.handle_input(now, &buf[..n]);
-                        }
-                        r
-                    });
-                    match read {
-                        Poll::Ready(Ok(0)) => {
-                            link.handle_eof(now);
-                            self.deliver(link, now);
-                            conn.release(now);
-                            break shutdown(&mut w.io, cx);
-                        }
-                        Poll::Ready(Ok(_)) => self.deliver_reporting(link, now, &mut unreported),
-                        Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
-                        Poll::Pending => break Poll::Pending,
-                    }
-                };
-                // What the link produced meanwhile (an answer to what it read) goes out
-                // on its next turn: until then, publishers queue behind it.
-                w.quiet = done.is_pending()
-                    && matches!(&conn.mode, Mode::Ws(link) if link.is_open() && !link.has_output());
-                done
-            })
-            .await
-            // The guard releases what the connection held, however it ended (a cleanly
-            // closed WebSocket is still registered with the host).
+        WsDriver {
+            host: self,
+            wire,
+            clock,
+            conn,
+            tid,
+            stall: Stall::default(),
+            look: true,
+            unreported: 0,
         }
     }
 

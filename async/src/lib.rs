@@ -230,9 +230,13 @@ impl<R: Runtime> Executor for R {
     }
 
     fn sleep_until(&self, deadline: Instant) -> BoxFuture {
-        let mut clock = self.clock();
-        Box::pin(async move { poll_fn(|cx| clock.poll_until(cx, deadline)).await })
+        Box::pin(timer(self.clock(), deadline))
     }
+}
+
+/// Resolves at `deadline` on `clock`, which it owns.
+fn timer<C: Clock>(mut clock: C, deadline: Instant) -> impl Future<Output = ()> {
+    poll_fn(move |cx| clock.poll_until(cx, deadline))
 }
 
 /// Waits for `duration` on `clock`.
@@ -320,31 +324,12 @@ pub(crate) fn handshake<'a, R: Runtime, A: Acceptor<R::Tcp>>(
     stream: R::Tcp,
     limit: Duration,
 ) -> impl Future<Output = io::Result<A::Stream>> + 'a {
-    let mut clock = rt.clock();
+    let clock = rt.clock();
     let deadline = clock.now() + limit;
-    let timer = poll_fn(move |cx| clock.poll_until(cx, deadline));
-    OrTimedOut {
-        inner: before(acceptor.accept(stream), timer),
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// An `Option<io::Result<T>>` future's output with `None` as `TimedOut`.
-    struct OrTimedOut<F> {
-        #[pin]
-        inner: F,
-    }
-}
-
-impl<F: Future<Output = Option<io::Result<T>>>, T> Future for OrTimedOut<F> {
-    type Output = io::Result<T>;
-
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        self.project()
-            .inner
-            .poll(cx)
-            .map(|o| o.unwrap_or_else(|| Err(io::ErrorKind::TimedOut.into())))
-    }
+    map(
+        before(acceptor.accept(stream), timer(clock, deadline)),
+        |o: Option<io::Result<A::Stream>>| o.unwrap_or_else(|| Err(io::ErrorKind::TimedOut.into())),
+    )
 }
 
 /// Accepts connections on `listener` and hands each to `serve`, until `stop` resolves
@@ -451,26 +436,27 @@ pub(crate) fn register_waker(wakers: &mut Vec<std::task::Waker>, waker: &std::ta
     }
 }
 
+/// `future` with its output passed through `f`: as `async { f(future.await) }`, without
+/// holding `future` twice (see [`Counted`]).
+pub(crate) fn map<F: Future, G: FnMut(F::Output) -> O, O>(future: F, f: G) -> Map<F, G> {
+    Map { future, f }
+}
+
 pin_project_lite::pin_project! {
-    /// `future`'s `io::Result`, its value dropped: as `async { future.await?; Ok(()) }`
-    /// without holding `future` twice (see [`Counted`]).
-    pub(crate) struct Unit<F> {
+    /// [`map`]'s future.
+    pub(crate) struct Map<F, G> {
         #[pin]
         future: F,
+        f: G,
     }
 }
 
-impl<F> Unit<F> {
-    pub(crate) fn new(future: F) -> Self {
-        Self { future }
-    }
-}
+impl<F: Future, G: FnMut(F::Output) -> O, O> Future for Map<F, G> {
+    type Output = O;
 
-impl<F: Future<Output = io::Result<T>>, T> Future for Unit<F> {
-    type Output = io::Result<()>;
-
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().future.poll(cx).map(|r| r.map(drop))
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O> {
+        let this = self.project();
+        this.future.poll(cx).map(this.f)
     }
 }
 

@@ -2,8 +2,9 @@
 
 use std::borrow::Borrow;
 
-/// Up to this many entries a map grows one entry at a time; beyond, as a `Vec` does.
-const EXACT_UP_TO: usize = 8;
+/// "A few": up to this many entries a [`SmallMap`] grows one entry at a time (beyond,
+/// as a `Vec` does), and a [`SmallSet`] is a vector (beyond, a hash set).
+const FEW: usize = 8;
 
 /// A map kept as a vector of keys and values (not in any particular order; a lookup
 /// scans them): for maps that hold a few entries each and exist once per connection
@@ -48,7 +49,7 @@ impl<K: Eq, V> SmallMap<K, V> {
         match self.position(&key) {
             Some(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
             None => {
-                if self.0.len() == self.0.capacity() && self.0.len() < EXACT_UP_TO {
+                if self.0.len() == self.0.capacity() && self.0.len() < FEW {
                     // Most hold one entry or a few: room for just those (a `Vec`
                     // would double, from one to four).
                     self.0.reserve_exact(1);
@@ -106,9 +107,6 @@ impl<K: Eq, V> SmallMap<K, V> {
         self.0.into_iter().map(|(_, v)| v)
     }
 }
-
-/// Up to this many members a [`SmallSet`] is a vector; past it, a hash set.
-const FEW: usize = 8;
 
 /// A set kept as a vector while it holds a few members (a lookup scans them) and as a
 /// hash set once it holds more: for sets that exist once per connection and hold

@@ -763,19 +763,15 @@ impl SocketIo {
                     .as_ref()
                     .filter(|n| own.is_none() || n.has_hooks.load(Ordering::Relaxed))
                     .cloned();
+                let (middlewares, any) = match &state.hooks {
+                    Some(h) => (h.middlewares.clone(), h.any_incoming.clone()),
+                    None => Default::default(),
+                };
                 (
                     info.clone(),
                     *recovered,
-                    state
-                        .hooks
-                        .as_ref()
-                        .map(|h| h.middlewares.clone())
-                        .unwrap_or_default(),
-                    state
-                        .hooks
-                        .as_ref()
-                        .map(|h| h.any_incoming.clone())
-                        .unwrap_or_default(),
+                    middlewares,
+                    any,
                     own,
                     state.counts.clone(),
                     namespace,
@@ -1062,10 +1058,11 @@ pub fn serve_connection<'a, R: Runtime, T: crate::Transport + Send + 'static>(
 ) -> impl Future<Output = std::io::Result<()>> + 'a {
     use tracing::Instrument;
     let span = tracing::debug_span!("sio-conn", peer = ?peer_addr);
-    crate::Unit::new(
+    crate::map(
         io.host()
             .serve_connection(stream, rt.clock(), peer_addr)
             .instrument(span),
+        |served| served.map(drop),
     )
 }
 

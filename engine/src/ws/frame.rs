@@ -211,24 +211,32 @@ enum At {
     Payload { len: u64, read: u64 },
 }
 
+impl At {
+    /// At a frame boundary: no byte of the next header yet.
+    const BOUNDARY: Self = Self::Header {
+        have: 0,
+        buf: [0; MAX_HEADER_LEN],
+    };
+
+    /// At the start of the payload of a frame with this header.
+    fn payload(header: &FrameHeader) -> Self {
+        Self::Payload {
+            len: header.payload_len,
+            read: 0,
+        }
+    }
+}
+
 impl Default for At {
     fn default() -> Self {
-        Self::Header {
-            have: 0,
-            buf: [0; MAX_HEADER_LEN],
-        }
+        Self::BOUNDARY
     }
 }
 
 impl FrameDecoder {
     /// A decoder at a frame boundary.
     pub const fn new() -> Self {
-        Self {
-            at: At::Header {
-                have: 0,
-                buf: [0; MAX_HEADER_LEN],
-            },
-        }
+        Self { at: At::BOUNDARY }
     }
 
     /// Whether the decoder is between frames (no partial header or payload pending).
@@ -261,10 +269,7 @@ impl FrameDecoder {
             // Fast path: the whole header is in `input`.
             if let Some((header, used)) = FrameHeader::parse(input)? {
                 *input = &input[used..];
-                self.at = At::Payload {
-                    len: header.payload_len,
-                    read: 0,
-                };
+                self.at = At::payload(&header);
                 return Ok(Some(Item::Header(header)));
             }
         }
@@ -276,10 +281,7 @@ impl FrameDecoder {
             *have += 1;
             if let Some((header, used)) = FrameHeader::parse(&buf[..n + 1])? {
                 debug_assert_eq!(used, n + 1);
-                self.at = At::Payload {
-                    len: header.payload_len,
-                    read: 0,
-                };
+                self.at = At::payload(&header);
                 return Ok(Some(Item::Header(header)));
             }
         }

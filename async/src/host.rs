@@ -642,10 +642,24 @@ impl<T: Transport + Send + 'static, C: Clock, E: Endpoint> Future for WsDriver<'
                 }
                 outputs = s.ws_out.remove(&tid).unwrap_or_default();
             }
-            // Encoded and compressed here, with the lock released.
+            // Encoded and compressed here, with the lock released: with nothing
+            // waiting, into this thread's write buffer and written at once (no
+            // allocation; what the socket does not take waits in the outbox).
             if !matches!(outputs, Outputs::None) {
                 let now = clock.now();
-                outputs.for_each(|output| link.handle_output(now, output));
+                if w.out.is_empty() {
+                    debug_assert_eq!(w.owed, 0, "owed bytes wait in the outbox");
+                    let written = super::with_write_buf(|buf| {
+                        outputs.for_each(|output| link.handle_output_into(now, output, buf));
+                        w.out.write_or_keep(&mut w.io, cx, buf)
+                    });
+                    match written {
+                        Ok(n) => link.handle_written(n),
+                        Err(e) => break Poll::Ready(Err(e)),
+                    }
+                } else {
+                    outputs.for_each(|output| link.handle_output(now, output));
+                }
             }
             while let Some(b) = link.poll_transmit() {
                 w.out.push(b);

@@ -528,6 +528,27 @@ pub(crate) fn with_read_buf<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
     })
 }
 
+thread_local! {
+    /// The buffer into which a connection polled on this thread encodes a frame it
+    /// writes at once (see [`ws::Connection::encode_now`]): no allocation per message,
+    /// and no per-connection memory (only what the transport does not take is copied
+    /// out).
+    static WRITE_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's write buffer, empty (or, if it is in use further up
+/// the stack, a buffer of its own). What `f` puts there must be written or copied out
+/// before it returns.
+pub(crate) fn with_write_buf<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    WRITE_BUF.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            f(&mut buf)
+        }
+        Err(_) => f(&mut Vec::new()),
+    })
+}
+
 /// What a publisher's direct write of a broadcast frame did (see
 /// [`Transport::poll_write_now`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -608,6 +629,32 @@ impl Outbox {
         std::task::ready!(io.poll_flush(cx))?;
         self.unflushed = false;
         Poll::Ready(Ok(()))
+    }
+
+    /// Writes `bytes` (which go after everything queued: call it only when nothing
+    /// is) as far as the transport takes them now, and queues a copy of the rest.
+    /// The number of bytes written.
+    pub(crate) fn write_or_keep<T: Transport>(
+        &mut self,
+        io: &mut T,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> io::Result<usize> {
+        debug_assert!(self.queue.is_empty());
+        if bytes.is_empty() {
+            return Ok(0);
+        }
+        let written = match io.poll_write_vectored(cx, &[IoSlice::new(bytes)]) {
+            Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            Poll::Ready(Ok(n)) => n,
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => 0,
+        };
+        if written > 0 {
+            self.unflushed = true;
+        }
+        self.push(bytes::Bytes::copy_from_slice(&bytes[written..]));
+        Ok(written)
     }
 
     fn write_with<T: Transport>(

@@ -267,8 +267,63 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
 
     /// Sends a message and writes it (and whatever else is queued) to the transport.
     pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
-        self.conn.send(message.into())?;
-        poll_fn(|cx| self.poll_write_all(cx)).await
+        let mut message = Some(message.into());
+        poll_fn(|cx| {
+            if let Some(message) = message.take() {
+                if let Err(e) = self.send_now(cx, message) {
+                    return Poll::Ready(Err(e));
+                }
+            }
+            self.poll_write_all(cx)
+        })
+        .await
+    }
+
+    /// Sends `message`, writing it at once when nothing waits before it (see
+    /// [`write_direct`](Self::write_direct)); queued otherwise.
+    pub(crate) fn send_now(&mut self, cx: &mut Context<'_>, message: Message) -> Result<(), Error> {
+        self.write_direct(cx, |conn, buf| {
+            let written = match buf {
+                Some(buf) => conn.encode_now(&message, buf)?,
+                None => false,
+            };
+            if written {
+                Ok(())
+            } else {
+                conn.send(message)
+            }
+        })?
+        .map_err(Error::from)
+    }
+
+    /// Runs `f` with the connection and, when nothing waits in the outbox, this
+    /// thread's write buffer for [`Connection::encode_now`] to encode frames into;
+    /// then writes what `f` put there in one write, copying into the outbox only what
+    /// the transport does not take. No allocation in the common case, and several
+    /// frames (a handler's replies) go out together. An I/O error ends the connection
+    /// (its `Closed` event follows) and is returned.
+    pub(crate) fn write_direct<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut Connection, Option<&mut Vec<u8>>) -> R,
+    ) -> Result<R, Error> {
+        if !self.outbox.is_empty() {
+            return Ok(f(&mut self.conn, None));
+        }
+        super::with_write_buf(|buf| {
+            let r = f(&mut self.conn, Some(&mut *buf));
+            let len = buf.len();
+            match self.outbox.write_or_keep(&mut self.io, cx, buf) {
+                Ok(0) if len == 0 => {}
+                Ok(n) if n == len => self.conn.handle_all_written(),
+                Ok(n) => self.conn.handle_written(self.clock.now(), n),
+                Err(e) => {
+                    self.on_io_error();
+                    return Err(Error::from(e));
+                }
+            }
+            Ok(r)
+        })
     }
 
     /// Sends a ping.

@@ -60,6 +60,45 @@ fn websocket_echo_through_a_small_duplex_with_backpressure() {
 }
 
 #[test]
+fn messages_written_at_once_keep_their_order_when_the_transport_takes_part() {
+    let sim = Sim::new();
+    sim.block_on(async {
+        // 1,000 bytes each way: every 3,000-byte frame written at once goes out in
+        // part, the rest waiting in the outbox. A message queued in the connection
+        // goes before one sent after it (which is then queued, not written at once).
+        let (client_end, server_end) = duplex(1000);
+        let rt = sim.clone();
+        let message = |i: usize| Message::text(format!("{i:04}").repeat(750));
+        sim.spawn(async move {
+            let config = Arc::new(Config::default());
+            let mut ws = wirestate_async::accept(&rt, server_end, config)
+                .await
+                .expect("accept");
+            for i in 0..10 {
+                ws.send(message(i)).await.expect("send");
+            }
+            ws.connection().send(message(10)).expect("open");
+            ws.send(message(11)).await.expect("send");
+            ws.send("last").await.expect("send");
+            while ws.recv().await.is_some() {}
+        });
+        let request = ClientRequest::from_url("ws://h/echo").expect("url");
+        let mut ws =
+            wirestate_async::client(&sim, client_end, &request, Arc::new(Config::default()))
+                .await
+                .expect("handshake");
+        for i in 0..12 {
+            assert_eq!(
+                Some(Ok(message(i))),
+                ws.recv().await.map(|r| r.map_err(|_| ()))
+            );
+        }
+        assert_eq!(text(ws.recv().await), "last");
+        ws.close(CloseCode::NORMAL, "done").await.expect("close");
+    });
+}
+
+#[test]
 fn websocket_keepalive_drops_a_silent_peer_at_its_deadline() {
     let sim = Sim::new();
     let (mut raw, server_end) = duplex(1 << 16);

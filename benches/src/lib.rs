@@ -285,13 +285,20 @@ pub fn sans_io_echo(server: &mut wirestate_engine::ws::Connection, input: &[u8])
     use wirestate_engine::ws::Event;
     let now = std::time::Instant::now();
     let mut out = 0usize;
+    // Frames encoded straight into the writer's buffer (as the async drivers do), and
+    // "written" (counted) before whatever the connection queued after them.
+    let mut wire = Vec::with_capacity(64 * 1024);
     for chunk in input.chunks(64 * 1024) {
         server.handle_input(now, chunk);
         while let Some(event) = server.poll_event() {
             if let Event::Message(m) = event {
-                server.send(m).expect("send");
+                if !server.encode_now(&m, &mut wire).expect("send") {
+                    server.send(m).expect("send");
+                }
             }
         }
+        out += wire.len();
+        wire.clear();
         while let Some(bytes) = server.poll_transmit() {
             out += bytes.len();
         }

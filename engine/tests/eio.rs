@@ -672,7 +672,16 @@ fn each_queued_packet_counts_its_overhead_against_max_buffered() {
 
 #[test]
 fn a_websocket_client_that_stops_reading_is_dropped_past_max_buffered() {
+    for direct in [false, true] {
+        stalled_reader_is_dropped_past_max_buffered(direct);
+    }
+}
+
+/// With `direct`, packets are encoded straight into the writer's buffer
+/// (`WsLink::handle_output_into`): they count the same until written.
+fn stalled_reader_is_dropped_past_max_buffered(direct: bool) {
     let mut h = harness(config().max_buffered(64 << 10));
+    h.direct = direct;
     let ws = h.ws_open("EIO=4&transport=websocket");
     let _open = h.ws_received(ws);
     let sid = h.last_open();
@@ -693,21 +702,36 @@ fn a_websocket_client_that_stops_reading_is_dropped_past_max_buffered() {
 
 #[test]
 fn volatile_sends_see_a_backed_up_websocket_as_not_writable() {
+    for direct in [false, true] {
+        backed_up_websocket_is_not_writable(direct);
+    }
+}
+
+fn backed_up_websocket_is_not_writable(direct: bool) {
     let mut h = harness(config());
+    h.direct = direct;
     let ws = h.ws_open("EIO=4&transport=websocket");
     let _open = h.ws_received(ws);
     let sid = h.last_open();
-    h.stalled.push(ws);
-    let chunk = Data::Binary(Bytes::from(vec![b'x'; 10_000]));
-    while h.server.is_writable(&sid) {
-        h.server.send(&sid, chunk.clone()).expect("open");
-        h.pump();
+    // Large packets (queued) and small ones (encoded at once when direct).
+    for size in [10_000, 3_000] {
+        h.stalled.push(ws);
+        let chunk = Data::Binary(Bytes::from(vec![b'x'; size]));
+        let before: usize = h.writes.iter().map(|(_, b)| b.len()).sum();
+        while h.server.is_writable(&sid) {
+            h.server.send(&sid, chunk.clone()).expect("open");
+            h.pump();
+        }
+        let unwritten = h.writes.iter().map(|(_, b)| b.len()).sum::<usize>() - before;
+        assert!(
+            unwritten > eio::VOLATILE_LOW_WATER
+                && unwritten < eio::VOLATILE_LOW_WATER + size + 1_000,
+            "{unwritten}"
+        );
+        // The client reads it all: writable again.
+        h.unstall();
+        assert!(h.server.is_writable(&sid));
     }
-    let unwritten: usize = h.writes.iter().map(|(_, b)| b.len()).sum();
-    assert!(unwritten > eio::VOLATILE_LOW_WATER && unwritten < eio::VOLATILE_LOW_WATER + 11_000);
-    // The client reads it all: writable again.
-    h.unstall();
-    assert!(h.server.is_writable(&sid));
 }
 
 #[test]

@@ -12,6 +12,33 @@ use wirestate_engine::ws::{
 };
 
 #[test]
+fn frames_encoded_now_arrive_from_either_side() {
+    let mut pair = Pair::open(Config::default(), Config::default());
+    let mut wire = Vec::new();
+    for m in [Message::text("hi"), Message::binary(vec![9u8; 300])] {
+        assert_eq!(pair.client.conn.encode_now(&m, &mut wire), Ok(true));
+    }
+    // Masked by the client: each frame's header has the mask bit and a key.
+    assert_eq!(wire.len(), (2 + 4 + 2) + (4 + 4 + 300));
+    assert_eq!(wire[1] & 0x80, 0x80);
+    pair.server.conn.handle_input(pair.now, &wire);
+    wire.clear();
+    assert_eq!(
+        pair.server
+            .conn
+            .encode_now(&Message::text("back"), &mut wire),
+        Ok(true)
+    );
+    pair.client.conn.handle_input(pair.now, &wire);
+    pair.drive();
+    assert_eq!(
+        pair.server.messages(),
+        [Message::text("hi"), Message::binary(vec![9u8; 300])]
+    );
+    assert_eq!(pair.client.messages(), [Message::text("back")]);
+}
+
+#[test]
 fn messages_flow_both_ways() {
     let mut pair = Pair::open(Config::default(), Config::default());
     pair.client.conn.send(Message::text("hello")).expect("open");

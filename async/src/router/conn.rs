@@ -179,17 +179,32 @@ impl Link {
             Some(w) if w.will_wake(cx.waker()) => {}
             _ => s.waker = Some(cx.waker().clone()),
         }
-        while ws.queued_bytes() < HIGH_WATER {
-            let Some((out, len)) = s.queue.pop_front() else {
-                break;
-            };
-            s.bytes -= len;
-            // A connection that is no longer open drops what it is given.
-            let _ = match out {
-                Out::One(m) => ws.connection().send(m),
-                Out::Shared(m) => ws.connection().send_shared(&m.frame, m.compressed.as_ref()),
-            };
-        }
+        let mut queued = ws.queued_bytes();
+        // Encoded into one write where they can be (an error ends the connection, and
+        // its task sees that next).
+        let _ = ws.write_direct(cx, |conn, mut buf| {
+            while queued < HIGH_WATER {
+                let Some((out, len)) = s.queue.pop_front() else {
+                    break;
+                };
+                s.bytes -= len;
+                queued += len;
+                // A connection that is no longer open drops what it is given.
+                let _ = match out {
+                    Out::One(m) => {
+                        let written = buf
+                            .as_deref_mut()
+                            .is_some_and(|buf| conn.encode_now(&m, buf).unwrap_or(false));
+                        if written {
+                            Ok(())
+                        } else {
+                            conn.send(m)
+                        }
+                    }
+                    Out::Shared(m) => conn.send_shared(&m.frame, m.compressed.as_ref()),
+                };
+            }
+        });
         if s.queue.is_empty() {
             if let Some((code, reason)) = s.close.take() {
                 drop(s);

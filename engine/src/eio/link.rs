@@ -257,6 +257,29 @@ impl WsLink {
         }
     }
 
+    /// [`handle_output`](Self::handle_output), encoding a packet straight into `out`
+    /// where the connection can (see
+    /// [`ws::Connection::encode_now`](crate::ws::Connection::encode_now)): no
+    /// allocation. What it appends counts as given by
+    /// [`poll_transmit`](Self::poll_transmit): write it before anything that gives
+    /// next, and report it to [`handle_written`](Self::handle_written) the same way.
+    pub fn handle_output_into(&mut self, now: Instant, output: WsOutput, out: &mut Vec<u8>) {
+        let counted = output.counted();
+        let WsOutput::Packet { packet, compress } = output else {
+            return self.handle_output(now, output);
+        };
+        let start = out.len();
+        match packet.encode_now_on(&mut self.conn, self.protocol, compress, out) {
+            Ok(None) => {
+                self.polled += (out.len() - start) as u64;
+                self.unwritten.push_back((self.polled, counted));
+            }
+            Ok(Some(packet)) => self.handle_output(now, WsOutput::Packet { packet, compress }),
+            // Not open: never written.
+            Err(_) => self.settled += counted,
+        }
+    }
+
     /// The next bytes to write, in order.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Bytes> {

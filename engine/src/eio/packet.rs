@@ -201,6 +201,30 @@ impl Packet {
         }
     }
 
+    /// [`send_on`](Self::send_on) encoded into `out` at once when `conn` can
+    /// (see [`ws::Connection::encode_now`](crate::ws::Connection::encode_now)):
+    /// `Ok(None)` then, or the packet back, not sent.
+    pub(crate) fn encode_now_on(
+        self,
+        conn: &mut crate::ws::Connection,
+        protocol: Protocol,
+        compress: Option<bool>,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<Self>, crate::ws::SendError> {
+        let encoded = match (&self.data, protocol) {
+            (Data::Text(t), _) => {
+                conn.encode_joined_now(true, &[self.kind.as_char()], t.as_bytes(), compress, out)?
+            }
+            (Data::Binary(b), Protocol::V3) => {
+                conn.encode_joined_now(false, &[4], b, compress, out)?
+            }
+            (Data::Binary(b), Protocol::V4) => {
+                conn.encode_joined_now(false, &[], b, compress, out)?
+            }
+        };
+        Ok((!encoded).then_some(self))
+    }
+
     /// Decodes a packet from one WebSocket message.
     pub fn from_ws(message: &Message, protocol: Protocol) -> Result<Self, DecodeError> {
         Self::from_ws_owned(message.clone(), protocol)

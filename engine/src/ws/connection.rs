@@ -707,6 +707,55 @@ impl Connection {
         Ok(())
     }
 
+    /// Encodes `message` as one frame appended to `out` instead of queueing it, for a
+    /// driver about to write: no allocation. It does so when the connection is open,
+    /// nothing is queued ahead of the message, the message is at most 4 KiB, and
+    /// permessage-deflate (if negotiated) would not compress it by the threshold;
+    /// otherwise it returns `Ok(false)` and leaves `out` alone: [`send`](Self::send)
+    /// the message instead. The frame counts as handed out by
+    /// [`poll_transmit`](Self::poll_transmit): report it written the same way, and
+    /// write what the transport does not take of it before anything `poll_transmit`
+    /// gives next.
+    pub fn encode_now(&mut self, message: &Message, out: &mut Vec<u8>) -> Result<bool, SendError> {
+        let (text, payload) = match message {
+            Message::Text(text) => (true, text.as_bytes()),
+            Message::Binary(data) => (false, &data[..]),
+        };
+        self.encode_joined_now(text, &[], payload, None, out)
+    }
+
+    /// [`encode_now`](Self::encode_now) for the message `head` then `body` (text when
+    /// `text`), compression chosen as [`send_with`](Self::send_with) does: declines
+    /// (`Ok(false)`) where the message would be compressed.
+    pub(crate) fn encode_joined_now(
+        &mut self,
+        text: bool,
+        head: &[u8],
+        body: &[u8],
+        compress: Option<bool>,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, SendError> {
+        self.check_open()?;
+        let len = head.len() + body.len();
+        if len > COALESCE_LIMIT
+            || !self.out.is_empty()
+            || self.pongs.is_some()
+            || self.handshake.is_some()
+            || self
+                .deflate
+                .as_ref()
+                .is_some_and(|codec| compress.unwrap_or_else(|| codec.wants(len)))
+        {
+            return Ok(false);
+        }
+        let opcode = if text { OpCode::Text } else { OpCode::Binary };
+        let start = out.len();
+        self.encode_into(opcode, 0, head, body, out);
+        let len = u32::try_from(out.len() - start).unwrap_or(u32::MAX);
+        self.unwritten = self.unwritten.saturating_add(len);
+        Ok(true)
+    }
+
     /// Sends one message made of `head` then `body` (text when `text`, and then both
     /// parts are UTF-8) without joining them first when it would be copied into its
     /// frame anyway (uncompressed and small): Engine.IO's packet type before its data.
@@ -1305,6 +1354,22 @@ impl Connection {
     }
     /// One frame whose payload is `head` then `payload`.
     fn encode_frame(&mut self, opcode: OpCode, rsv: u8, head: &[u8], payload: &[u8]) -> Bytes {
+        let mut buf = Vec::new();
+        self.encode_into(opcode, rsv, head, payload, &mut buf);
+        // Reserved exactly (length = capacity): no second allocation.
+        Bytes::from(buf)
+    }
+
+    /// Appends one frame whose payload is `head` then `payload` to `out` (masked for a
+    /// client), growing it at most once.
+    fn encode_into(
+        &mut self,
+        opcode: OpCode,
+        rsv: u8,
+        head: &[u8],
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) {
         let mask = self.rng.as_mut().map(|rng| rng.next_u32().to_ne_bytes());
         let len = head.len() + payload.len();
         let header = FrameHeader {
@@ -1314,15 +1379,14 @@ impl Connection {
             mask,
             payload_len: len as u64,
         };
-        let mut buf = BytesMut::with_capacity(header.encoded_len() + len);
-        header.encode(&mut buf);
-        let start = buf.len();
-        buf.put_slice(head);
-        buf.put_slice(payload);
+        out.reserve(header.encoded_len() + len);
+        header.encode(out);
+        let start = out.len();
+        out.put_slice(head);
+        out.put_slice(payload);
         if let Some(key) = mask {
-            apply_mask(&mut buf[start..], key, 0);
+            apply_mask(&mut out[start..], key, 0);
         }
-        buf.freeze()
     }
 }
 
@@ -1448,6 +1512,58 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_frame_encoded_now_is_the_frame_sent_and_keeps_its_place() {
+        let now = Instant::now();
+        let server = || Connection::accepted(Arc::new(Config::default()), now);
+        for message in [
+            Message::text("hello"),
+            Message::binary(vec![7u8; 200]),
+            Message::binary(vec![1u8; COALESCE_LIMIT]),
+        ] {
+            let (mut direct, mut queued) = (server(), server());
+            // Appended to what the buffer holds.
+            let mut wire = b"before".to_vec();
+            assert_eq!(direct.encode_now(&message, &mut wire), Ok(true));
+            assert_eq!(direct.buffered_amount(), 0, "nothing queued");
+            assert!(direct.poll_transmit().is_none());
+            queued.send(message.clone()).expect("open");
+            let mut expected = b"before".to_vec();
+            expected.extend_from_slice(&drained(&mut queued));
+            assert_eq!(wire, expected, "{message:?}");
+        }
+        // Something queued (here a pong, then a message) goes first: encode_now
+        // declines and leaves the buffer alone.
+        let mut conn = server();
+        conn.handle_input(now, &[0x89, 0x81, 0, 0, 0, 0, b'p']);
+        assert!(matches!(conn.poll_event(), Some(Event::Ping(_))));
+        let mut wire = Vec::new();
+        assert_eq!(conn.encode_now(&Message::text("x"), &mut wire), Ok(false));
+        conn.send(Message::text("x")).expect("open");
+        assert_eq!(conn.encode_now(&Message::text("y"), &mut wire), Ok(false));
+        assert!(wire.is_empty());
+        assert_eq!(drained(&mut conn), b"\x8a\x01p\x81\x01x");
+        // Over the limit it is queued (its payload is not copied).
+        let big = Message::binary(vec![2u8; COALESCE_LIMIT + 1]);
+        assert_eq!(conn.encode_now(&big, &mut wire), Ok(false));
+        // A message permessage-deflate would compress is queued too.
+        let config = Config::default().deflate(DeflateConfig::default());
+        let mut deflating = Connection::server(Arc::new(config), now);
+        deflating.handle_input(now, b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n");
+        drained(&mut deflating);
+        let threshold = DeflateConfig::default().threshold;
+        let long = Message::text("z".repeat(threshold.max(1)));
+        assert_eq!(deflating.encode_now(&long, &mut wire), Ok(false));
+        assert_eq!(
+            deflating.encode_now(&Message::text(""), &mut wire),
+            Ok(true)
+        );
+        // Not open: the send's error.
+        let mut ended = server();
+        ended.handle_eof(now);
+        assert!(ended.encode_now(&Message::text("x"), &mut wire).is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! (the message being assembled, or a small control buffer) and unmasks it there. The
 //! only state kept between reads is a partial header of at most 14 bytes.
 
-use bytes::{BufMut, BytesMut};
+use bytes::BufMut;
 
 use super::error::ProtocolError;
 
@@ -153,7 +153,7 @@ impl FrameHeader {
     }
 
     /// Appends the encoded header (with the shortest length encoding) to `out`.
-    pub fn encode(&self, out: &mut BytesMut) {
+    pub fn encode(&self, out: &mut impl BufMut) {
         let b0 = (u8::from(self.fin) << 7) | ((self.rsv & 0x07) << 4) | self.opcode.as_u8();
         let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
         out.put_u8(b0);
@@ -317,7 +317,7 @@ mod tests {
                     mask,
                     payload_len: len,
                 };
-                let mut buf = BytesMut::new();
+                let mut buf = bytes::BytesMut::new();
                 h.encode(&mut buf);
                 assert_eq!(buf.len(), h.encoded_len());
                 assert_eq!(FrameHeader::parse(&buf), Ok(Some((h, buf.len()))));

@@ -95,6 +95,9 @@ where
         for _ in 0..10_000 {
             let mut progress = false;
             let mut n = 0;
+            // Packets encoded straight into the writer's buffer (as the async host
+            // does), written before what the link queues.
+            let mut direct: HashMap<TransportId, Vec<u8>> = HashMap::new();
             while let Some(action) = self.client.poll_action() {
                 progress = true;
                 n += 1;
@@ -115,7 +118,8 @@ where
                     }
                     Transmit::Ws { transport, output } => {
                         if let Some(link) = self.links.get_mut(&transport) {
-                            link.handle_output(self.now, output);
+                            let buf = direct.entry(transport).or_default();
+                            link.handle_output_into(self.now, output, buf);
                         }
                     }
                     Transmit::AbortTransport(transport) => {
@@ -131,7 +135,8 @@ where
             for tid in tids {
                 let now = self.now;
                 let link = self.links.get_mut(&tid).expect("link");
-                let mut out = Vec::new();
+                let mut out = direct.remove(&tid).unwrap_or_default();
+                link.handle_written(out.len());
                 while let Some(b) = link.poll_transmit() {
                     link.handle_written(b.len());
                     out.extend_from_slice(&b);
@@ -368,6 +373,10 @@ pub struct RawWorld<E: Endpoint> {
     pub answer_pings: bool,
     /// The server application, if any: called with every server event.
     pub serve: Option<Serve<E>>,
+    /// Packets are encoded straight into a write buffer per transport
+    /// ([`WsLink::handle_output_into`], as the async host does) and written as one
+    /// write before what the links queue.
+    pub direct: bool,
 }
 
 impl<E: Endpoint> RawWorld<E> {
@@ -387,6 +396,7 @@ impl<E: Endpoint> RawWorld<E> {
             writes: Vec::new(),
             answer_pings: false,
             serve: None,
+            direct: false,
         }
     }
 
@@ -394,6 +404,7 @@ impl<E: Endpoint> RawWorld<E> {
     pub fn pump(&mut self) {
         loop {
             let mut progress = false;
+            let mut direct: HashMap<TransportId, Vec<u8>> = HashMap::new();
             while let Some(t) = self.server.poll_transmit() {
                 progress = true;
                 match t {
@@ -403,7 +414,12 @@ impl<E: Endpoint> RawWorld<E> {
                     }
                     Transmit::Ws { transport, output } => {
                         if let Some(link) = self.links.get_mut(&transport) {
-                            link.handle_output(self.now, output);
+                            if self.direct {
+                                let buf = direct.entry(transport).or_default();
+                                link.handle_output_into(self.now, output, buf);
+                            } else {
+                                link.handle_output(self.now, output);
+                            }
                         }
                     }
                     Transmit::AbortTransport(transport) => self.drop_transport(transport),
@@ -413,7 +429,12 @@ impl<E: Endpoint> RawWorld<E> {
             for tid in tids {
                 let link = self.links.get_mut(&tid).expect("link");
                 let mut out = Vec::new();
-                while let Some(b) = link.poll_transmit() {
+                let mut first = direct.remove(&tid).filter(|b| !b.is_empty());
+                while let Some(b) = first
+                    .take()
+                    .map(Bytes::from)
+                    .or_else(|| link.poll_transmit())
+                {
                     progress = true;
                     self.writes.push((tid, b.clone()));
                     if self.stalled.contains(&tid) {

@@ -266,17 +266,17 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
     }
 
     /// Sends a message and writes it (and whatever else is queued) to the transport.
-    pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
-        let mut message = Some(message.into());
-        poll_fn(|cx| {
-            if let Some(message) = message.take() {
-                if let Err(e) = self.send_now(cx, message) {
-                    return Poll::Ready(Err(e));
-                }
-            }
-            self.poll_write_all(cx)
-        })
-        .await
+    ///
+    /// Not an `async fn`: the future holds the message and this `WebSocket`, nothing
+    /// more (it is part of every connection task that sends).
+    pub fn send(
+        &mut self,
+        message: impl Into<Message>,
+    ) -> impl Future<Output = Result<(), Error>> + '_ {
+        SendMessage {
+            ws: self,
+            message: Some(message.into()),
+        }
     }
 
     /// Sends `message`, writing it at once when nothing waits before it (see
@@ -572,6 +572,25 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
         self.read_eof = true;
         self.shut_down = true;
         self.conn.handle_eof(self.clock.now());
+    }
+}
+
+/// The future of [`WebSocket::send`]: the message is sent on the first poll, then
+/// everything queued is written.
+struct SendMessage<'a, T, C> {
+    ws: &'a mut WebSocket<T, C>,
+    message: Option<Message>,
+}
+
+impl<T: Transport, C: Clock> Future for SendMessage<'_, T, C> {
+    type Output = Result<(), Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Some(message) = this.message.take() {
+            this.ws.send_now(cx, message)?;
+        }
+        this.ws.poll_write_all(cx)
     }
 }
 

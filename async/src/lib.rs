@@ -508,13 +508,15 @@ fn is_connection_error(e: &io::Error) -> bool {
     )
 }
 
-/// How many bytes one read asks for.
-pub(crate) const READ_CHUNK: usize = 16 * 1024;
+/// How many bytes one read asks for: a 16 KiB message and its header in one read
+/// (with 16 KiB, two reads: 10 connections echoing 16 KiB messages made 9-11 % more
+/// round trips per second with 64 KiB, at less CPU per message).
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
 
 thread_local! {
     /// The read buffer of every connection polled on this thread: zeroed once, not on
-    /// every read (a 16 KiB memset per read cost more than the WebSocket decoding of a
-    /// small message), and no per-connection memory.
+    /// every read (a memset per read cost more than the WebSocket decoding of a small
+    /// message), and no per-connection memory.
     static READ_BUF: std::cell::RefCell<Box<[u8]>> =
         std::cell::RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice());
 }
@@ -524,7 +526,8 @@ thread_local! {
 pub(crate) fn with_read_buf<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
     READ_BUF.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => f(&mut buf),
-        Err(_) => f(&mut [0u8; READ_CHUNK]),
+        // Rare (a read nested in another's): on the heap, not 64 KiB of stack.
+        Err(_) => f(&mut vec![0u8; READ_CHUNK]),
     })
 }
 

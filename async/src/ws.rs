@@ -282,18 +282,8 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
     /// Sends `message`, writing it at once when nothing waits before it (see
     /// [`write_direct`](Self::write_direct)); queued otherwise.
     pub(crate) fn send_now(&mut self, cx: &mut Context<'_>, message: Message) -> Result<(), Error> {
-        self.write_direct(cx, |conn, buf| {
-            let written = match buf {
-                Some(buf) => conn.encode_now(&message, buf)?,
-                None => false,
-            };
-            if written {
-                Ok(())
-            } else {
-                conn.send(message)
-            }
-        })?
-        .map_err(Error::from)
+        self.write_direct(cx, |conn, buf| encode_or_queue(conn, buf, message))?
+            .map_err(Error::from)
     }
 
     /// Runs `f` with the connection and, when nothing waits in the outbox, this
@@ -573,6 +563,21 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
         self.shut_down = true;
         self.conn.handle_eof(self.clock.now());
     }
+}
+
+/// Encodes `message` into `buf` when there is one and the connection can
+/// ([`Connection::encode_now`]); queues it otherwise.
+pub(crate) fn encode_or_queue(
+    conn: &mut Connection,
+    buf: Option<&mut Vec<u8>>,
+    message: Message,
+) -> Result<(), SendError> {
+    if let Some(buf) = buf {
+        if conn.encode_now(&message, buf)? {
+            return Ok(());
+        }
+    }
+    conn.send(message)
 }
 
 /// The future of [`WebSocket::send`]: the message is sent on the first poll, then

@@ -191,16 +191,7 @@ impl Link {
                 queued += len;
                 // A connection that is no longer open drops what it is given.
                 let _ = match out {
-                    Out::One(m) => {
-                        let written = buf
-                            .as_deref_mut()
-                            .is_some_and(|buf| conn.encode_now(&m, buf).unwrap_or(false));
-                        if written {
-                            Ok(())
-                        } else {
-                            conn.send(m)
-                        }
-                    }
+                    Out::One(m) => crate::ws::encode_or_queue(conn, buf.as_deref_mut(), m),
                     Out::Shared(m) => conn.send_shared(&m.frame, m.compressed.as_ref()),
                 };
             }

@@ -302,11 +302,11 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
         }
         super::with_write_buf(|buf| {
             let r = f(&mut self.conn, Some(&mut *buf));
-            let len = buf.len();
+            if buf.is_empty() {
+                return Ok(r);
+            }
             match self.outbox.write_or_keep(&mut self.io, cx, buf) {
-                Ok(0) if len == 0 => {}
-                Ok(n) if n == len => self.conn.handle_all_written(),
-                Ok(n) => self.conn.handle_written(self.clock.now(), n),
+                Ok(written) => self.report_written(written),
                 Err(e) => {
                     self.on_io_error();
                     return Err(Error::from(e));
@@ -518,6 +518,13 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
             return Ok(());
         }
         let written = write(&mut self.outbox, &mut self.io)?;
+        self.report_written(written);
+        Ok(())
+    }
+
+    /// Tells the connection that `written` bytes went out, after a write from the
+    /// outbox or straight from the thread's buffer.
+    fn report_written(&mut self, written: usize) {
         if self.outbox.is_empty() {
             // The common case: no clock reading.
             self.conn.handle_all_written();
@@ -525,7 +532,6 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
             // Arms (or moves) the write timeout while bytes wait.
             self.conn.handle_written(self.clock.now(), written);
         }
-        Ok(())
     }
 
     /// A broadcast frame from a publisher (see [`Transport::poll_write_now`]): queued

@@ -138,6 +138,17 @@ pub struct Packet {
     pub data: Data,
 }
 
+/// A packet as the parts of its WebSocket message: whether it is text, the byte that
+/// comes before the data (the packet type; `4` before binary data in v3; none for
+/// binary data in v4, which is the message), and the data.
+fn ws_parts(kind: PacketType, data: &Data, protocol: Protocol) -> (bool, Option<u8>, &[u8]) {
+    match (data, protocol) {
+        (Data::Text(t), _) => (true, Some(kind.as_char()), t.as_bytes()),
+        (Data::Binary(b), Protocol::V3) => (false, Some(4), b),
+        (Data::Binary(b), Protocol::V4) => (false, None, b),
+    }
+}
+
 impl Packet {
     /// A packet without data.
     pub const fn bare(kind: PacketType) -> Self {
@@ -193,11 +204,12 @@ impl Packet {
         compress: Option<bool>,
     ) -> Result<(), crate::ws::SendError> {
         match (self.data, protocol) {
-            (Data::Text(t), _) => {
-                conn.send_joined(true, &[self.kind.as_char()], t.as_bytes(), compress)
-            }
-            (Data::Binary(b), Protocol::V3) => conn.send_joined(false, &[4], &b, compress),
+            // The data is the whole message: sent as it is, not copied.
             (Data::Binary(b), Protocol::V4) => conn.send_with(Message::Binary(b), compress),
+            (data, _) => {
+                let (text, head, body) = ws_parts(self.kind, &data, protocol);
+                conn.send_joined(text, head.as_slice(), body, compress)
+            }
         }
     }
 
@@ -211,17 +223,8 @@ impl Packet {
         compress: Option<bool>,
         out: &mut Vec<u8>,
     ) -> Result<Option<Self>, crate::ws::SendError> {
-        let encoded = match (&self.data, protocol) {
-            (Data::Text(t), _) => {
-                conn.encode_joined_now(true, &[self.kind.as_char()], t.as_bytes(), compress, out)?
-            }
-            (Data::Binary(b), Protocol::V3) => {
-                conn.encode_joined_now(false, &[4], b, compress, out)?
-            }
-            (Data::Binary(b), Protocol::V4) => {
-                conn.encode_joined_now(false, &[], b, compress, out)?
-            }
-        };
+        let (text, head, body) = ws_parts(self.kind, &self.data, protocol);
+        let encoded = conn.encode_joined_now(text, head.as_slice(), body, compress, out)?;
         Ok((!encoded).then_some(self))
     }
 

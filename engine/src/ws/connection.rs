@@ -695,16 +695,22 @@ impl Connection {
             Message::Text(text) => (OpCode::Text, text.into_bytes()),
             Message::Binary(data) => (OpCode::Binary, data),
         };
-        if let Some(codec) = &mut self.deflate {
-            if compress.unwrap_or_else(|| codec.wants(payload.len())) {
-                if let Some(z) = codec.compress(&payload) {
-                    self.queue_data_frame(opcode, 0b100, Bytes::from(z));
-                    return Ok(());
-                }
+        if self.compresses(compress, payload.len()) {
+            if let Some(z) = self.deflate.as_mut().and_then(|c| c.compress(&payload)) {
+                self.queue_data_frame(opcode, 0b100, Bytes::from(z));
+                return Ok(());
             }
         }
         self.queue_data_frame(opcode, 0, payload);
         Ok(())
+    }
+
+    /// Whether a message of `len` bytes is sent compressed: permessage-deflate was
+    /// negotiated and `compress` says so (`None`: by the threshold).
+    fn compresses(&self, compress: Option<bool>, len: usize) -> bool {
+        self.deflate
+            .as_ref()
+            .is_some_and(|codec| compress.unwrap_or_else(|| codec.wants(len)))
     }
 
     /// Encodes `message` as one frame appended to `out` instead of queueing it, for a
@@ -741,10 +747,7 @@ impl Connection {
             || !self.out.is_empty()
             || self.pongs.is_some()
             || self.handshake.is_some()
-            || self
-                .deflate
-                .as_ref()
-                .is_some_and(|codec| compress.unwrap_or_else(|| codec.wants(len)))
+            || self.compresses(compress, len)
         {
             return Ok(false);
         }
@@ -768,10 +771,7 @@ impl Connection {
     ) -> Result<(), SendError> {
         self.check_open()?;
         let len = head.len() + body.len();
-        let deflate = self
-            .deflate
-            .as_ref()
-            .is_some_and(|codec| compress.unwrap_or_else(|| codec.wants(len)));
+        let deflate = self.compresses(compress, len);
         let opcode = if text { OpCode::Text } else { OpCode::Binary };
         if !deflate && (self.role == Role::Client || len <= COALESCE_LIMIT) {
             let frame = self.encode_frame(opcode, 0, head, body);
@@ -1471,19 +1471,22 @@ mod tests {
         out
     }
 
+    /// A server that accepted permessage-deflate (default settings), its 101 taken.
+    fn deflating_server(now: Instant) -> Connection {
+        let offer = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
+        let config = Config::default().deflate(DeflateConfig::default());
+        let mut c = Connection::server(Arc::new(config), now);
+        c.handle_input(now, offer);
+        drained(&mut c);
+        assert!(c.deflate_params().is_some());
+        c
+    }
+
     #[test]
     fn a_message_sent_in_two_parts_is_the_message_sent_whole() {
-        let offer = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
         let now = Instant::now();
         let plain = || Connection::accepted(Arc::new(Config::default()), now);
-        let deflating = || {
-            let config = Config::default().deflate(DeflateConfig::default());
-            let mut c = Connection::server(Arc::new(config), now);
-            c.handle_input(now, offer);
-            drained(&mut c);
-            assert!(c.deflate_params().is_some());
-            c
-        };
+        let deflating = || deflating_server(now);
         // Small (framed from both parts), large (over the coalescing limit) and
         // compressed, text and binary, compression chosen by size or forced.
         for body in [vec![b'a'; 20], vec![b'b'; COALESCE_LIMIT + 10]] {
@@ -1549,10 +1552,7 @@ mod tests {
         let big = Message::binary(vec![2u8; COALESCE_LIMIT + 1]);
         assert_eq!(conn.encode_now(&big, &mut wire), Ok(false));
         // A message permessage-deflate would compress is queued too.
-        let config = Config::default().deflate(DeflateConfig::default());
-        let mut deflating = Connection::server(Arc::new(config), now);
-        deflating.handle_input(now, b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n");
-        drained(&mut deflating);
+        let mut deflating = deflating_server(now);
         let threshold = DeflateConfig::default().threshold;
         let long = Message::text("z".repeat(threshold.max(1)));
         assert_eq!(deflating.encode_now(&long, &mut wire), Ok(false));

@@ -698,23 +698,25 @@ impl<T: Transport + Send + 'static, C: Clock, E: Endpoint> Future for WsDriver<'
             if w.out.len() > HIGH_WATER {
                 break Poll::Pending;
             }
-            let now = clock.now();
-            let read = super::with_read_buf(|buf| {
-                let r = w.io.poll_read(cx, buf);
-                if let Poll::Ready(Ok(n)) = r {
+            // The clock is read only when bytes came (most reads here find none).
+            let read = super::with_read_buf(|buf| match w.io.poll_read(cx, buf) {
+                Poll::Ready(Ok(n)) => {
+                    let now = clock.now();
                     // Decoded here, with the lock released.
                     link.handle_input(now, &buf[..n]);
+                    Poll::Ready(Ok((n, now)))
                 }
-                r
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
             });
             match read {
-                Poll::Ready(Ok(0)) => {
+                Poll::Ready(Ok((0, now))) => {
                     link.handle_eof(now);
                     host.deliver(link, now);
                     conn.release(now);
                     break shutdown(&mut w.io, cx);
                 }
-                Poll::Ready(Ok(_)) => host.deliver_reporting(link, now, &mut unreported),
+                Poll::Ready(Ok((_, now))) => host.deliver_reporting(link, now, &mut unreported),
                 Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
                 Poll::Pending => break Poll::Pending,
             }

@@ -36,6 +36,14 @@ impl<K: Eq, V> SmallMap<K, V> {
         self.position(key).map(|i| &self.0[i].1)
     }
 
+    /// The entry of `key`: the key as stored, and its value.
+    pub fn get_key_value<Q: Eq + ?Sized>(&self, key: &Q) -> Option<(&K, &V)>
+    where
+        K: Borrow<Q>,
+    {
+        self.position(key).map(|i| (&self.0[i].0, &self.0[i].1))
+    }
+
     /// Whether `key` is in the map.
     pub fn contains_key<Q: Eq + ?Sized>(&self, key: &Q) -> bool
     where

@@ -105,7 +105,9 @@ struct NamespaceHandlers {
 }
 
 struct SocketState {
-    handlers: wirestate_engine::SmallMap<String, EventHandler>,
+    /// By event name; the name is shared with each of its events' runs (no copy per
+    /// event).
+    handlers: wirestate_engine::SmallMap<Arc<str>, EventHandler>,
     /// Out of line: most sockets have none (allocated by the first one registered).
     hooks: Option<Box<SocketHooks>>,
     data: Value,
@@ -755,7 +757,10 @@ impl SocketIo {
             let app = lock(&self.inner.app);
             app.sockets.get(&sid).map(|b| {
                 let (info, recovered, state) = &**b;
-                let own = state.handlers.get(&name).cloned();
+                let own = state
+                    .handlers
+                    .get_key_value(name.as_str())
+                    .map(|(event, handler)| (event.clone(), handler.clone()));
                 // The namespace is needed for its hooks, or for a handler the socket
                 // does not have: not on the plain path (its own handler, no hook).
                 let namespace = state
@@ -830,18 +835,23 @@ impl SocketIo {
             payload,
             ack: slot.clone(),
         };
-        let event = incoming.name.clone();
+        // The name for `handler_done` (the handler takes `incoming`): the handler's
+        // own key when the socket has one, no copy.
+        let event: Arc<str> = match &own {
+            Some((event, _)) => event.clone(),
+            None => incoming.name.as_str().into(),
+        };
         let fut: BoxResultFuture = match own {
             // The socket's own handler with no namespace hook: called directly.
-            Some(handler) if hooks.is_empty() => handler(socket.clone(), incoming),
+            Some((_, handler)) if hooks.is_empty() => handler(socket.clone(), incoming),
             own => {
                 let handler = match own {
-                    Some(run) => Some(Arc::new(Handler {
+                    Some((_, run)) => Some(Arc::new(Handler {
                         hooks: Vec::new(),
                         check: None,
                         run: controller::Run::Plain(run),
                     })),
-                    None => namespace.and_then(|n| lock(&n.events).get(&event).cloned()),
+                    None => namespace.and_then(|n| lock(&n.events).get(&*event).cloned()),
                 };
                 if handler.is_none() && hooks.is_empty() {
                     return;

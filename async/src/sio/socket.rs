@@ -178,7 +178,7 @@ impl Socket {
         Fut::Output: HandlerResult,
     {
         let handler: EventHandler = super::controller::boxed(handler);
-        self.with_state(|s| s.handlers.insert(name.to_owned(), handler));
+        self.with_state(|s| s.handlers.insert(name.into(), handler));
     }
 
     /// Removes the handler for `name`.

@@ -21,6 +21,9 @@
 //! `--features peers`, socketioxide on axum (its handlers taking `Data<Value>`), after
 //! 10,000 warm-up echoes. The client writes one pre-masked frame and reads into one
 //! buffer, so the counts are again the server's (and the runtime's).
+//!
+//! An argument runs only the cases whose name contains it (`allocs sio-wirestate`): to
+//! count one case's instructions under `valgrind --tool=callgrind`, say.
 #![allow(clippy::print_stdout)] // A measuring tool: its report is its stdout.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -130,6 +133,9 @@ where
 
 /// One Socket.IO server (`serve` spawns it on the client's duplex stream), counted.
 async fn sio_case(name: &str, serve: impl FnOnce(tokio::io::DuplexStream)) {
+    if !selected(name) {
+        return;
+    }
     let (mut client, server) = tokio::io::duplex(64 * 1024);
     serve(server);
     wirestate_benches::sio_session(&mut client)
@@ -178,17 +184,29 @@ fn socketioxide(stream: tokio::io::DuplexStream) {
     });
 }
 
+/// Whether the case `name` runs: every case, or those the first argument names a part of.
+fn selected(name: &str) -> bool {
+    std::env::args()
+        .nth(1)
+        .is_none_or(|part| name.contains(&part))
+}
+
 fn main() {
     let frame = wirestate_benches::masked_frame(0x82, &[b'a'; SIZE]);
     let input = frame.repeat(MESSAGES);
     let warmup = frame.repeat(WARMUP);
     let config = Arc::new(Config::default());
-    sans_io(&input, &warmup, &config);
+    if selected("wirestate-sans-io") {
+        sans_io(&input, &warmup, &config);
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     for &name in wirestate_benches::TOKIO_ECHO_SERVERS {
+        if !selected(name) {
+            continue;
+        }
         rt.block_on(over_duplex(name, &input, &warmup, config.clone()));
     }
     rt.block_on(async {

@@ -14,6 +14,7 @@
 
 mod client;
 pub mod packet;
+mod scan;
 mod server;
 
 pub use client::{ClientConfig, ClientDisconnectReason, ClientError, ClientEvent, Manager};

@@ -20,6 +20,8 @@ use serde_json::Value;
 use crate::eio::Data;
 use crate::ws::Utf8Bytes;
 
+use super::scan;
+
 /// A packet type, binary variants included.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PacketType {
@@ -150,11 +152,16 @@ impl Payload {
     /// [`Value`] holds).
     pub fn from_json(text: impl Into<String>) -> Result<Self, serde_json::Error> {
         let mut text = text.into();
-        let len = json_array_len(&text)?;
-        if !parses_as_values(&text) {
-            // Says why (too deep, or what a value cannot hold).
-            serde_json::from_str::<Value>(&text)?;
-        }
+        let len = match scan::array(&text) {
+            Ok(array) => array.len,
+            Err(_) => {
+                // serde_json says why: not an array, not JSON, or what a value cannot
+                // hold (too deep, a number out of range, half a surrogate pair).
+                serde_json::from_str::<Vec<serde::de::IgnoredAny>>(&text)?;
+                serde_json::from_str::<Value>(&text)?;
+                return Err(serde::de::Error::custom("not a JSON array of values"));
+            }
+        };
         // The brackets at the ends.
         let trimmed = trim_json(&text);
         if trimmed.len() != text.len() {
@@ -273,6 +280,21 @@ impl Payload {
     }
 
     /// Writes the arguments as a JSON array, after `first` (an event's name) if given.
+    /// How long [`write_json`](Self::write_json)'s output is, when that is known
+    /// without writing it: arguments kept as text, and a `first` string with nothing
+    /// to escape.
+    fn json_len(&self, first: Option<&str>) -> Option<usize> {
+        let json = self.json.as_ref()?;
+        let first = match first {
+            None => 0,
+            Some(s) if !s.bytes().any(|c| c == b'"' || c == b'\\' || c < 0x20) => s.len() + 2,
+            Some(_) => return None,
+        };
+        let args = if json.len > 0 { json.text.len() - 2 } else { 0 };
+        let comma = usize::from(first > 0 && args > 0);
+        Some(2 + first + comma + args)
+    }
+
     pub(crate) fn write_json(&self, first: Option<&str>, out: &mut Vec<u8>) {
         out.push(b'[');
         let mut any = false;
@@ -337,29 +359,6 @@ impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Nth<T> {
 /// not `str::trim`'s, which would take a vertical tab that JSON refuses).
 fn trim_json(text: &str) -> &str {
     text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'))
-}
-
-/// How many elements the JSON array `text` has (an error if it is not one).
-fn json_array_len(text: &str) -> Result<usize, serde_json::Error> {
-    struct Count;
-    impl<'de> serde::de::Visitor<'de> for Count {
-        type Value = usize;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("an array")
-        }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
-            let mut n = 0;
-            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
-                n += 1;
-            }
-            Ok(n)
-        }
-    }
-    use serde::Deserializer as _;
-    let mut de = serde_json::Deserializer::from_str(text);
-    let n = de.deserialize_seq(Count)?;
-    de.end()?;
-    Ok(n)
 }
 
 /// The `{"_placeholder":true,"num":n}` object.
@@ -480,6 +479,8 @@ impl Packet {
     }
 
     fn write_text(&self, out: &mut Vec<u8>) {
+        // Room for a short packet: most take one allocation.
+        out.reserve(48 + self.nsp.len());
         write_header(out, self.kind, self.attachments.len(), &self.nsp, self.id);
         if let Some(data) = &self.data {
             // Writing into a Vec cannot fail.
@@ -620,8 +621,7 @@ impl Packet {
 }
 
 /// Writes a packet's header: its type (binary or not as `attachments` says), the
-/// attachment count, the namespace and the ack id; room is made for a short payload,
-/// so that most packets take one allocation.
+/// attachment count, the namespace and the ack id.
 fn write_header(
     out: &mut Vec<u8>,
     kind: PacketType,
@@ -629,27 +629,62 @@ fn write_header(
     nsp: &str,
     id: Option<u64>,
 ) {
-    use std::io::Write as _;
-    out.reserve(48 + nsp.len());
-    let kind = match (kind, attachments == 0) {
-        (PacketType::Event, false) => PacketType::BinaryEvent,
-        (PacketType::Ack, false) => PacketType::BinaryAck,
-        (PacketType::BinaryEvent, true) => PacketType::Event,
-        (PacketType::BinaryAck, true) => PacketType::Ack,
-        (k, _) => k,
-    };
+    let kind = wire_kind(kind, attachments);
     out.push(kind.as_char());
-    // Writing into a Vec cannot fail.
     if kind.is_binary() {
-        let _ = write!(out, "{attachments}-");
+        write_decimal(out, attachments as u64);
+        out.push(b'-');
     }
     if nsp != "/" {
         out.extend_from_slice(nsp.as_bytes());
         out.push(b',');
     }
     if let Some(id) = id {
-        let _ = write!(out, "{id}");
+        write_decimal(out, id);
     }
+}
+
+/// An EVENT or ACK is sent as its binary kind when it has attachments, and the other
+/// way round.
+fn wire_kind(kind: PacketType, attachments: usize) -> PacketType {
+    match (kind, attachments == 0) {
+        (PacketType::Event, false) => PacketType::BinaryEvent,
+        (PacketType::Ack, false) => PacketType::BinaryAck,
+        (PacketType::BinaryEvent, true) => PacketType::Event,
+        (PacketType::BinaryAck, true) => PacketType::Ack,
+        (k, _) => k,
+    }
+}
+
+/// How long [`write_header`]'s output is.
+fn header_len(kind: PacketType, attachments: usize, nsp: &str, id: Option<u64>) -> usize {
+    let binary = if wire_kind(kind, attachments).is_binary() {
+        decimal_len(attachments as u64) + 1
+    } else {
+        0
+    };
+    let nsp = if nsp == "/" { 0 } else { nsp.len() + 1 };
+    1 + binary + nsp + id.map_or(0, decimal_len)
+}
+
+/// `n` in decimal, without the formatting machinery (on every packet with an id).
+fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// How many digits `n` has in decimal.
+fn decimal_len(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
 
 /// The text of an EVENT packet (`name` given) or ACK packet carrying `payload`, as
@@ -662,14 +697,21 @@ pub(crate) fn encode_args(
     name: Option<&str>,
     payload: &Payload,
 ) -> Utf8Bytes {
-    let mut out = Vec::new();
     let kind = if name.is_some() {
         PacketType::Event
     } else {
         PacketType::Ack
     };
-    write_header(&mut out, kind, payload.bins.len(), nsp, id);
+    let attachments = payload.bins.len();
+    // Of the exact size when it is known (arguments kept as text, a name with nothing
+    // to escape): `Bytes` then takes the vector as it is, with no second allocation.
+    let exact = payload
+        .json_len(name)
+        .map(|json| header_len(kind, attachments, nsp, id) + json);
+    let mut out = Vec::with_capacity(exact.unwrap_or(48 + nsp.len()));
+    write_header(&mut out, kind, attachments, nsp, id);
     payload.write_json(name, &mut out);
+    debug_assert!(exact.is_none_or(|n| n == out.len()));
     Utf8Bytes::from_validated(Bytes::from(out))
 }
 
@@ -972,12 +1014,8 @@ fn decode_text_lazy(text: &str, limits: &DecodeLimits) -> Result<Text<Incoming>,
             }))
         }
         (PacketType::Ack, Some(id)) => {
-            let len = json_array_len(json)
-                .map_err(|_| DecodeError("invalid payload for the packet type"))?;
+            let len = scanned(json)?.len;
             let json = trim_json(json);
-            if !parses_as_values(json) {
-                return Err(DecodeError("bad JSON"));
-            }
             Ok(Text::Done(Incoming::Ack {
                 nsp: h.nsp,
                 id,
@@ -994,41 +1032,18 @@ fn decode_text_lazy(text: &str, limits: &DecodeLimits) -> Result<Text<Incoming>,
 /// An EVENT's `["name", ...args]`: the name (a string, not a reserved one, or a
 /// number), and the arguments as the text between the name and the closing bracket.
 fn lazy_event(json: &str) -> Result<(String, Payload), DecodeError> {
-    use serde::de::{SeqAccess, Visitor};
-    use serde_json::value::RawValue;
-    /// The name, and the span of the arguments with their count.
-    struct Parts<'a> {
-        name: Option<&'a RawValue>,
-        span: Option<(&'a str, &'a str)>,
-        len: usize,
-    }
-    struct Visit;
-    impl<'de> Visitor<'de> for Visit {
-        type Value = Parts<'de>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("an event array")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Parts<'de>, A::Error> {
-            let name = seq.next_element::<&'de RawValue>()?;
-            let mut span: Option<(&str, &str)> = None;
-            let mut len = 0;
-            while let Some(arg) = seq.next_element::<&'de RawValue>()? {
-                let arg = arg.get();
-                span = Some((span.map_or(arg, |(first, _)| first), arg));
-                len += 1;
-            }
-            Ok(Parts { name, span, len })
-        }
-    }
     let invalid = || DecodeError("invalid payload for the packet type");
-    let mut de = serde_json::Deserializer::from_str(json);
-    let parts = serde::Deserializer::deserialize_seq(&mut de, Visit).map_err(|_| invalid())?;
-    de.end().map_err(|_| DecodeError("bad JSON"))?;
-    if !parses_as_values(json) {
-        return Err(DecodeError("bad JSON"));
-    }
-    let name = parts.name.ok_or_else(invalid)?.get();
+    let parts = scanned(json)?;
+    let name = parts.first.ok_or_else(invalid)?;
     let name = match name.as_bytes().first() {
+        // The usual name: no escape, so the text between the quotes.
+        Some(b'"') if !name.contains('\\') => {
+            let s = &name[1..name.len() - 1];
+            if RESERVED_EVENTS.contains(&s) {
+                return Err(invalid());
+            }
+            s.to_owned()
+        }
         Some(b'"') => {
             let s: String = serde_json::from_str(name).map_err(|_| invalid())?;
             if RESERVED_EVENTS.contains(&s.as_str()) {
@@ -1040,71 +1055,27 @@ fn lazy_event(json: &str) -> Result<(String, Payload), DecodeError> {
             .map_err(|_| invalid())?
             .to_string(),
     };
-    // Offsets of the first and last arguments in `json` (they are slices of it).
-    let text = match parts.span {
+    let text = match parts.rest {
         None => "[]".to_owned(),
-        Some((first, last)) => {
-            let base = json.as_ptr() as usize;
-            let start = first.as_ptr() as usize - base;
-            let end = last.as_ptr() as usize - base + last.len();
-            let mut t = String::with_capacity(end - start + 2);
+        Some(rest) => {
+            let mut t = String::with_capacity(rest.len() + 2);
             t.push('[');
-            t.push_str(&json[start..end]);
+            t.push_str(rest);
             t.push(']');
             t
         }
     };
-    Ok((name, Payload::from_checked_json(text, parts.len)))
+    Ok((name, Payload::from_checked_json(text, parts.len - 1)))
 }
 
-/// Whether `json`, valid JSON, also parses into values, so that arguments kept as text
-/// are exactly those the full decoding accepts: nested no deeper than serde_json's
-/// limit (127 levels), no `\u` escape that UTF-8 cannot hold (half a surrogate pair),
-/// no number out of `f64`'s range. The rare text that could hold the last two (an
-/// escape, an exponent, a very long number) is checked by parsing it.
-fn parses_as_values(json: &str) -> bool {
-    let (mut depth, mut in_string, mut escaped, mut digits) = (0usize, false, false, 0usize);
-    for &c in json.as_bytes() {
-        if in_string {
-            match (escaped, c) {
-                (true, b'u') => return serde_json::from_str::<Value>(json).is_ok(),
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        if c.is_ascii_digit() {
-            digits += 1;
-            if digits > 300 {
-                return serde_json::from_str::<Value>(json).is_ok();
-            }
-            continue;
-        }
-        if matches!(c, b'e' | b'E') && digits > 0 {
-            // An exponent (outside strings, an `e` is otherwise in `true` or `false`).
-            return serde_json::from_str::<Value>(json).is_ok();
-        }
-        digits = 0;
-        match c {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_VALUE_DEPTH {
-                    return false;
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    true
+/// `json` scanned as an array of arguments ([`scan::array`]), its faults as the full
+/// decoding names them.
+fn scanned(json: &str) -> Result<scan::Array<'_>, DecodeError> {
+    scan::array(json).map_err(|e| match e {
+        scan::ScanError::NotArray => DecodeError("invalid payload for the packet type"),
+        scan::ScanError::Trailing | scan::ScanError::NoValue => DecodeError("bad JSON"),
+    })
 }
-
-/// The deepest nesting serde_json parses into a `Value` (its recursion limit, 128,
-/// counts down to zero on the 128th level).
-const MAX_VALUE_DEPTH: usize = 127;
 
 /// Decodes a text packet (header, then its JSON as a value), and says how many
 /// attachments follow it.
@@ -1176,6 +1147,44 @@ mod tests {
 
     fn decode_lazily(s: &str) -> Result<Option<Incoming>, DecodeError> {
         Decoder::default().feed_parsed(Data::Text(s.into()), None)
+    }
+
+    /// `encode_args` sizes its buffer exactly when it can (a debug assertion checks
+    /// it), and writes what the general packet encoding writes.
+    #[test]
+    fn arguments_are_encoded_as_packets_are_whatever_their_size_is_known_from() {
+        let payloads = [
+            Payload::from_json("[]").expect("json"),
+            Payload::from_json("[ ]").expect("json"),
+            Payload::from_json(r#"[1,"a",{"b":[]}]"#).expect("json"),
+            Payload::from_json(r#" ["x"] "#).expect("json"),
+            Payload::from_json("[1]").expect("json"),
+            Payload::new().arg(Value::from(1)).arg(Value::from("é")),
+            Payload::from_json(r#"[1]"#)
+                .expect("json")
+                .bin(vec![1u8, 2]),
+            Payload::new(),
+        ];
+        for nsp in ["/", "/admin"] {
+            for id in [None, Some(0), Some(9), Some(10), Some(u64::MAX)] {
+                for name in [None, Some("echo"), Some("q\"uote"), Some("")] {
+                    for payload in &payloads {
+                        if name.is_none() && id.is_none() {
+                            continue;
+                        }
+                        let packet = match name {
+                            Some(name) => Packet {
+                                id,
+                                ..Packet::event(nsp, name, payload.clone())
+                            },
+                            None => Packet::ack(nsp, id.unwrap_or_default(), payload.clone()),
+                        };
+                        let ours = encode_args(nsp, id, name, payload);
+                        assert_eq!(ours.as_str(), packet.encode_utf8().as_str());
+                    }
+                }
+            }
+        }
     }
 
     #[test]

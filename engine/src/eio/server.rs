@@ -1146,11 +1146,15 @@ impl Server {
         }
     }
 
-    /// Hands `output` to a transport's link, counting what it will write.
-    fn ws_output(&mut self, tid: TransportId, output: WsOutput) {
-        let Some(t) = self.transports.get_mut(&tid).filter(|t| !t.closing) else {
-            return;
+    /// Hands `output` to a transport's link, counting what it will write (nothing
+    /// once the transport is closing). False if there is no such transport.
+    fn ws_output(&mut self, tid: TransportId, output: WsOutput) -> bool {
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return false;
         };
+        if t.closing {
+            return true;
+        }
         t.unsent += output.counted();
         t.closing = matches!(output, WsOutput::Close(..));
         let over = t.unsent > self.config.max_buffered;
@@ -1161,6 +1165,7 @@ impl Server {
         if over {
             self.check_backlog(tid);
         }
+        true
     }
 
     /// Closes a transport: it leaves its session and gets a close frame.
@@ -1450,9 +1455,9 @@ impl Server {
             compress != Some(true),
             session.protocol,
         ) {
-            if self.transports.contains_key(&tid) {
+            // One lookup of the transport, per recipient of a broadcast.
+            if self.ws_output(tid, WsOutput::Prepared(message.frame.clone())) {
                 self.traffic.sent(message.data.as_bytes().len());
-                self.ws_output(tid, WsOutput::Prepared(message.frame.clone()));
                 return Ok(());
             }
         }

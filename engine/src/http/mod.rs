@@ -210,7 +210,7 @@ impl RequestHead {
         out.push(b' ');
         out.extend_from_slice(self.target.as_bytes());
         out.extend_from_slice(b" HTTP/1.");
-        push_decimal(out, usize::from(self.version));
+        push_decimal(out, u64::from(self.version));
         out.extend_from_slice(b"\r\n");
         for (name, value) in self.headers.iter() {
             out.extend_from_slice(name.as_bytes());
@@ -511,7 +511,7 @@ impl Response {
         // allocation, never grown.
         let mut head = Vec::with_capacity(16 + reason.len() + lines + 40 + 26);
         head.extend_from_slice(b"HTTP/1.1 ");
-        push_decimal(&mut head, usize::from(self.status));
+        push_decimal(&mut head, u64::from(self.status));
         head.push(b' ');
         head.extend_from_slice(reason.as_bytes());
         head.extend_from_slice(b"\r\n");
@@ -523,7 +523,7 @@ impl Response {
         }
         if self.status != 101 && self.status != 204 && self.status != 304 {
             head.extend_from_slice(b"Content-Length: ");
-            push_decimal(&mut head, self.body.len());
+            push_decimal(&mut head, self.body.len() as u64);
             head.extend_from_slice(b"\r\n");
         }
         if self.status != 101 {
@@ -538,8 +538,9 @@ impl Response {
     }
 }
 
-/// Appends `n` in decimal.
-fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+/// Appends `n` in decimal, without the formatting machinery (on every response head
+/// and every Socket.IO packet with an id).
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {

@@ -18,6 +18,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::eio::Data;
+use crate::http::push_decimal;
 use crate::ws::Utf8Bytes;
 
 use super::scan;
@@ -632,7 +633,7 @@ fn write_header(
     let kind = wire_kind(kind, attachments);
     out.push(kind.as_char());
     if kind.is_binary() {
-        write_decimal(out, attachments as u64);
+        push_decimal(out, attachments as u64);
         out.push(b'-');
     }
     if nsp != "/" {
@@ -640,7 +641,7 @@ fn write_header(
         out.push(b',');
     }
     if let Some(id) = id {
-        write_decimal(out, id);
+        push_decimal(out, id);
     }
 }
 
@@ -665,21 +666,6 @@ fn header_len(kind: PacketType, attachments: usize, nsp: &str, id: Option<u64>) 
     };
     let nsp = if nsp == "/" { 0 } else { nsp.len() + 1 };
     1 + binary + nsp + id.map_or(0, decimal_len)
-}
-
-/// `n` in decimal, without the formatting machinery (on every packet with an id).
-fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
 }
 
 /// How many digits `n` has in decimal.

@@ -152,9 +152,9 @@ impl Payload {
     /// parse into values (as deep, and with the escapes and numbers, that
     /// [`Value`] holds).
     pub fn from_json(text: impl Into<String>) -> Result<Self, serde_json::Error> {
-        let mut text = text.into();
-        let len = match scan::array(&text) {
-            Ok(array) => array.len,
+        let text = text.into();
+        let (len, span) = match scan::array(&text) {
+            Ok(array) => (array.len, array.span),
             Err(_) => {
                 // serde_json says why: not an array, not JSON, or what a value cannot
                 // hold (too deep, a number out of range, half a surrogate pair).
@@ -163,11 +163,12 @@ impl Payload {
                 return Err(serde::de::Error::custom("not a JSON array of values"));
             }
         };
-        // The brackets at the ends.
-        let trimmed = trim_json(&text);
-        if trimmed.len() != text.len() {
-            text = trimmed.to_owned();
-        }
+        // From bracket to bracket: the whitespace around them is not kept.
+        let text = if span.len() == text.len() {
+            text
+        } else {
+            text[span].to_owned()
+        };
         Ok(Self::from_checked_json(text, len))
     }
 
@@ -354,12 +355,6 @@ impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Nth<T> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(found)
     }
-}
-
-/// `text` without JSON's whitespace around it (space, tab, line feed, carriage return:
-/// not `str::trim`'s, which would take a vertical tab that JSON refuses).
-fn trim_json(text: &str) -> &str {
-    text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'))
 }
 
 /// The `{"_placeholder":true,"num":n}` object.
@@ -1000,12 +995,11 @@ fn decode_text_lazy(text: &str, limits: &DecodeLimits) -> Result<Text<Incoming>,
             }))
         }
         (PacketType::Ack, Some(id)) => {
-            let len = scanned(json)?.len;
-            let json = trim_json(json);
+            let array = scanned(json)?;
             Ok(Text::Done(Incoming::Ack {
                 nsp: h.nsp,
                 id,
-                payload: Payload::from_checked_json(json.to_owned(), len),
+                payload: Payload::from_checked_json(json[array.span].to_owned(), array.len),
             }))
         }
         _ => match decode_rest(text, h)? {
@@ -1022,20 +1016,19 @@ fn lazy_event(json: &str) -> Result<(String, Payload), DecodeError> {
     let parts = scanned(json)?;
     let name = parts.first.ok_or_else(invalid)?;
     let name = match name.as_bytes().first() {
-        // The usual name: no escape, so the text between the quotes.
-        Some(b'"') if !name.contains('\\') => {
-            let s = &name[1..name.len() - 1];
-            if RESERVED_EVENTS.contains(&s) {
-                return Err(invalid());
-            }
-            s.to_owned()
-        }
         Some(b'"') => {
-            let s: String = serde_json::from_str(name).map_err(|_| invalid())?;
-            if RESERVED_EVENTS.contains(&s.as_str()) {
+            let s: std::borrow::Cow<'_, str> = if name.contains('\\') {
+                serde_json::from_str::<String>(name)
+                    .map_err(|_| invalid())?
+                    .into()
+            } else {
+                // The usual name: no escape, so the text between the quotes.
+                name[1..name.len() - 1].into()
+            };
+            if RESERVED_EVENTS.contains(&&*s) {
                 return Err(invalid());
             }
-            s
+            s.into_owned()
         }
         _ => serde_json::from_str::<serde_json::Number>(name)
             .map_err(|_| invalid())?

@@ -29,8 +29,11 @@ pub(super) enum ScanError {
 }
 
 /// A JSON array's top-level elements, as slices of its text.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Array<'a> {
+    /// Where the array lies in the text scanned, from its `[` to its `]` (the
+    /// whitespace around it left out).
+    pub(super) span: std::ops::Range<usize>,
     /// How many elements it has.
     pub(super) len: usize,
     /// The first element's text.
@@ -52,6 +55,7 @@ pub(super) fn array(json: &str) -> Result<Array<'_>, ScanError> {
     if s.peek() != Some(b'[') {
         return Err(ScanError::NotArray);
     }
+    let start = s.i;
     s.i += 1;
     s.enter()?;
     let mut len = 0;
@@ -77,6 +81,7 @@ pub(super) fn array(json: &str) -> Result<Array<'_>, ScanError> {
             }
         }
     }
+    let end = s.i;
     s.ws();
     if s.i != s.b.len() {
         return Err(ScanError::Trailing);
@@ -85,6 +90,7 @@ pub(super) fn array(json: &str) -> Result<Array<'_>, ScanError> {
         return Err(ScanError::NoValue);
     }
     Ok(Array {
+        span: start..end,
         len,
         first: first.map(|(a, b)| &json[a..b]),
         rest: (len > 1).then(|| &json[rest_start..rest_end]),
@@ -288,6 +294,8 @@ mod tests {
             r#" [ "a" , 1 , -2.5e3 , true , false , null , {"k" : [1, {}]} , [] ] "#,
             "[]",
             "[ ]",
+            "\u{b}[1]",
+            "[1]\u{b}",
             r#"["\"\\\/\b\f\n\r\t\u00e9"]"#,
             r#"["\ud800"]"#,
             r#"["\ud83d\ude00"]"#,
@@ -385,6 +393,11 @@ mod tests {
         proptest::prop_assert_eq!(ours.is_ok(), theirs.is_some(), "{:?}: {:?}", json, ours);
         if let (Ok(a), Some(elements)) = (ours, theirs) {
             proptest::prop_assert_eq!(a.len, elements.len());
+            // From bracket to bracket: JSON's whitespace around it (only) left out.
+            proptest::prop_assert_eq!(
+                &json[a.span.clone()],
+                json.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'))
+            );
             proptest::prop_assert_eq!(a.first, elements.first().map(String::as_str));
             match a.rest {
                 Some(rest) => proptest::prop_assert!(

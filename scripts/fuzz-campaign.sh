@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A fuzzing campaign, outside CI: runs every fuzz target for SECONDS (default 3600)
 # from the kept corpus, then merges what it found, minimised, back into
-# fuzz/corpus/TARGET (committed; CI replays it). Crashes stop the campaign and stay in
+# fuzz/corpus/TARGET (committed; CI replays it); seeds named by hand (not by their
+# SHA-1) are kept as they are. Crashes stop the campaign and stay in
 # fuzz/artifacts/TARGET.
 #
 #   scripts/fuzz-campaign.sh [SECONDS] [TARGET...]
@@ -23,6 +24,10 @@ for t in "${targets[@]}"; do
     rm -rf "$merged"; mkdir -p "$merged"
     if cargo fuzz run "$t" "$merged" "$kept" "$found" -- -merge=1 -timeout=10 > /dev/null 2>&1 \
         && [ -n "$(ls "$merged")" ]; then
+        # Seeds kept by name (regressions, written by hand) stay whatever the merge
+        # thinks of their coverage; the merge names its inputs by their SHA-1.
+        find "$kept" -maxdepth 1 -type f -regextype posix-extended ! -regex '.*/[0-9a-f]{40}' \
+            -exec cp {} "$merged" \;
         rm -rf "$kept"; mv "$merged" "$kept"
     else
         echo "$t: merge failed; the kept corpus is unchanged"

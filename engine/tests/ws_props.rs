@@ -30,6 +30,16 @@ enum Piece {
     Ping(Vec<u8>),
     Close(u16, String),
     Garbage(Vec<u8>),
+    /// A text frame whose payload may not be UTF-8.
+    RawText(Vec<u8>),
+    /// About the frame limit (2,048 in some runs) or the message limit (4,096).
+    Large(usize),
+    /// Any first byte (FIN, RSV bits, opcode, reserved ones too), masked or not.
+    Frame {
+        first: u8,
+        masked: bool,
+        payload: Vec<u8>,
+    },
 }
 
 fn piece() -> impl Strategy<Value = Piece> {
@@ -40,7 +50,20 @@ fn piece() -> impl Strategy<Value = Piece> {
         2 => proptest::collection::vec(any::<u8>(), 0..125).prop_map(Piece::Ping),
         1 => (any::<u16>(), ".{0,20}").prop_map(|(c, r)| Piece::Close(c, r)),
         1 => proptest::collection::vec(any::<u8>(), 1..20).prop_map(Piece::Garbage),
+        2 => proptest::collection::vec(any::<u8>(), 0..12).prop_map(Piece::RawText),
+        1 => prop_oneof![2040usize..2060, 4090usize..4100].prop_map(Piece::Large),
+        3 => (frame_first_byte(), any::<bool>(), proptest::collection::vec(any::<u8>(), 0..20))
+            .prop_map(|(first, masked, payload)| Piece::Frame { first, masked, payload }),
     ]
+}
+
+/// A first header byte, mostly near a valid data frame's (one bit away at most), so
+/// that each check on a frame meets both sides.
+fn frame_first_byte() -> impl Strategy<Value = u8> {
+    let fin = prop_oneof![3 => Just(0x80u8), 1 => Just(0)];
+    let rsv = prop_oneof![3 => Just(0u8), 1 => (1u8..8).prop_map(|r| r << 4)];
+    let opcode = prop_oneof![3 => 0u8..3, 1 => 0u8..16];
+    (fin, rsv, opcode).prop_map(|(fin, rsv, opcode)| fin | rsv | opcode)
 }
 
 fn encode(pieces: &[Piece]) -> Vec<u8> {
@@ -71,15 +94,34 @@ fn encode(pieces: &[Piece]) -> Vec<u8> {
                 out.extend(client_frame(true, 8, &payload));
             }
             Piece::Garbage(g) => out.extend(g),
+            Piece::RawText(b) => out.extend(client_frame(true, 1, b)),
+            Piece::Large(n) => out.extend(client_frame(true, 2, &vec![b'x'; *n])),
+            Piece::Frame {
+                first,
+                masked,
+                payload,
+            } => {
+                let mask = masked.then_some([9, 8, 7, 6]);
+                out.extend(raw_frame(
+                    first & 0x80 != 0,
+                    (first >> 4) & 7,
+                    first & 0x0f,
+                    mask,
+                    payload,
+                ));
+            }
         }
     }
     out
 }
 
-/// Feeds `input` to a fresh open server in the given chunk sizes; returns every event
-/// and every byte it wrote.
-fn run_server(input: &[u8], sizes: &[usize]) -> (Vec<Event>, Vec<u8>) {
-    let mut config = Config::default().max_message_size(4096);
+/// Feeds `input` to a fresh open server (messages up to 4,096 bytes, frames up to
+/// `frame_limit`) in the given chunk sizes; returns every event and every byte it
+/// wrote.
+fn run_server(input: &[u8], sizes: &[usize], frame_limit: usize) -> (Vec<Event>, Vec<u8>) {
+    let mut config = Config::default()
+        .max_message_size(4096)
+        .max_frame_size(frame_limit);
     // Dropping unsent pongs under a flood depends on when the driver drains, which is
     // exactly what this comparison varies: keep them all here.
     config.max_pending_pongs = usize::MAX;
@@ -128,11 +170,13 @@ proptest! {
     fn events_do_not_depend_on_how_input_is_split(
         pieces in proptest::collection::vec(piece(), 1..12),
         sizes in proptest::collection::vec(1usize..64, 1..8),
+        frame_limit in prop_oneof![Just(2048usize), Just(8192)],
     ) {
+        // Whole, each complete frame is decoded in one step; byte by byte, never.
         let input = encode(&pieces);
-        let whole = run_server(&input, &[input.len().max(1)]);
-        let split = run_server(&input, &sizes);
-        let bytewise = run_server(&input, &[1]);
+        let whole = run_server(&input, &[input.len().max(1)], frame_limit);
+        let split = run_server(&input, &sizes, frame_limit);
+        let bytewise = run_server(&input, &[1], frame_limit);
         prop_assert_eq!(&whole, &split);
         prop_assert_eq!(&whole, &bytewise);
     }
@@ -142,8 +186,8 @@ proptest! {
         input in proptest::collection::vec(any::<u8>(), 0..512),
         sizes in proptest::collection::vec(1usize..32, 1..4),
     ) {
-        let whole = run_server(&input, &[input.len().max(1)]);
-        let split = run_server(&input, &sizes);
+        let whole = run_server(&input, &[input.len().max(1)], 2048);
+        let split = run_server(&input, &sizes, 2048);
         prop_assert_eq!(whole, split);
     }
 

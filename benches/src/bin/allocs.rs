@@ -184,11 +184,15 @@ fn socketioxide(stream: tokio::io::DuplexStream) {
     });
 }
 
-/// Whether the case `name` runs: every case, or those the first argument names a part of.
+/// Whether the case `name` runs: every case, those the first argument names a part of,
+/// or with a leading `=` the one it names whole.
 fn selected(name: &str) -> bool {
     std::env::args()
         .nth(1)
-        .is_none_or(|part| name.contains(&part))
+        .is_none_or(|arg| match arg.strip_prefix('=') {
+            Some(whole) => name == whole,
+            None => name.contains(&arg),
+        })
 }
 
 fn main() {

@@ -1039,6 +1039,11 @@ impl Connection {
             if matches!(self.state, State::Done) {
                 return input.len() - rest.len();
             }
+            if let Some(used) = self.decode_whole_message(rest) {
+                // A message is complete (or the connection failed, and `used` is all):
+                // what follows waits until its events are taken, as below.
+                return input.len() - rest.len() + used;
+            }
             let item = match self.decoder.decode(&mut rest) {
                 Ok(Some(item)) => item,
                 Ok(None) => return input.len(),
@@ -1062,6 +1067,54 @@ impl Connection {
                 return input.len() - rest.len();
             }
         }
+    }
+
+    /// The common case in one step: `input` starts with a whole unfragmented,
+    /// uncompressed data frame that passes every check `on_header` makes, and no
+    /// message or frame is under way. Its message is queued, and the bytes used
+    /// returned. `None` when any of that does not hold: the frame-by-frame path then
+    /// decodes the same bytes and reports what is wrong with them, if anything. (Text
+    /// that is not UTF-8 is the one failure found here.)
+    fn decode_whole_message(&mut self, input: &[u8]) -> Option<usize> {
+        if self.message.is_some() || !self.decoder.is_at_boundary() {
+            return None;
+        }
+        debug_assert!(
+            self.frame.is_none(),
+            "a frame ends before its decoder's boundary"
+        );
+        let (h, head) = FrameHeader::parse(input).ok()??;
+        let text = match h.opcode {
+            OpCode::Text => true,
+            OpCode::Binary => false,
+            _ => return None,
+        };
+        let masked_as_role_says = h.mask.is_some() == (self.role == Role::Server);
+        if !h.fin || h.rsv != 0 || !masked_as_role_says {
+            return None;
+        }
+        let len = usize::try_from(h.payload_len).ok()?;
+        if len > self.config.max_frame_size || len > self.config.max_message_size {
+            return None;
+        }
+        let payload = input.get(head..)?.get(..len)?;
+        let mut buf = BytesMut::with_capacity(len);
+        buf.extend_from_slice(payload);
+        if let Some(key) = h.mask {
+            apply_mask(&mut buf, key, 0);
+        }
+        let payload = buf.freeze();
+        let message = if text {
+            if utf8::validate(&payload).is_err() {
+                self.fail(ProtocolError::InvalidUtf8);
+                return Some(input.len());
+            }
+            Message::Text(Utf8Bytes::from_validated(payload))
+        } else {
+            Message::Binary(payload)
+        };
+        self.events.push_back(Event::Message(message));
+        Some(head + len)
     }
 
     fn on_header(&mut self, h: FrameHeader) -> Result<(), ProtocolError> {

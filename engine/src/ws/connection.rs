@@ -1097,13 +1097,12 @@ impl Connection {
         if len > self.config.max_frame_size || len > self.config.max_message_size {
             return None;
         }
-        let payload = input.get(head..)?.get(..len)?;
-        let mut buf = BytesMut::with_capacity(len);
-        buf.extend_from_slice(payload);
+        // Exactly its size, so that `Bytes` takes it over without a second block.
+        let mut buf = input.get(head..)?.get(..len)?.to_vec();
         if let Some(key) = h.mask {
             apply_mask(&mut buf, key, 0);
         }
-        let payload = buf.freeze();
+        let payload = Bytes::from(buf);
         let message = if text {
             if utf8::validate(&payload).is_err() {
                 self.fail(ProtocolError::InvalidUtf8);

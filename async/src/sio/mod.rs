@@ -170,9 +170,9 @@ struct Counts {
 }
 
 impl InFlight {
-    fn enter(counts: &Arc<Counts>) -> Self {
+    fn enter(counts: Arc<Counts>) -> Self {
         counts.in_flight.fetch_add(1, Ordering::Relaxed);
-        Self(counts.clone())
+        Self(counts)
     }
 }
 
@@ -807,12 +807,7 @@ impl SocketIo {
             recovered,
             left_with: None,
         };
-        let slot = ack.map(|id| AckSlot {
-            io: self.clone(),
-            sid,
-            id,
-            sent: Arc::new(AtomicBool::new(false)),
-        });
+        let slot = ack.map(|id| AckSlot::new(self.clone(), sid, id));
         for mw in &middlewares {
             let verdict = catch_unwind(AssertUnwindSafe(|| mw(&socket, &name, &payload)))
                 .unwrap_or_else(|_| Err("server error".into()));
@@ -837,16 +832,16 @@ impl SocketIo {
         };
         // The name for `handler_done` (the handler takes `incoming`): the handler's
         // own key when the socket has one, no copy.
-        let event: Arc<str> = match &own {
-            Some((event, _)) => event.clone(),
-            None => incoming.name.as_str().into(),
+        let (event, own): (Arc<str>, _) = match own {
+            Some((event, handler)) => (event, Some(handler)),
+            None => (incoming.name.as_str().into(), None),
         };
         let fut: BoxResultFuture = match own {
             // The socket's own handler with no namespace hook: called directly.
-            Some((_, handler)) if hooks.is_empty() => handler(socket.clone(), incoming),
+            Some(handler) if hooks.is_empty() => handler(socket.clone(), incoming),
             own => {
                 let handler = match own {
-                    Some((_, run)) => Some(Arc::new(Handler {
+                    Some(run) => Some(Arc::new(Handler {
                         hooks: Vec::new(),
                         check: None,
                         run: controller::Run::Plain(run),
@@ -860,7 +855,7 @@ impl SocketIo {
                 Box::pin(async move { io.run_chain(socket, hooks, handler, incoming).await })
             }
         };
-        let running = InFlight::enter(&in_flight);
+        let running = InFlight::enter(in_flight);
         let mut fut = CatchPanic(fut);
         // Most handlers finish in their first poll: their outcome is handled here, with
         // no task (and no second future) for them.

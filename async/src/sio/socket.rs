@@ -2,24 +2,40 @@
 
 use super::*;
 
-/// The way back to a client that asked for an ack.
+/// The way back to a client that asked for an ack: one shared block, so that the
+/// event's handler and the code that reports its failure each hold it for one
+/// reference count.
 #[derive(Clone)]
-pub(super) struct AckSlot {
-    pub(super) io: SocketIo,
-    pub(super) sid: Sid,
-    pub(super) id: u64,
-    pub(super) sent: Arc<AtomicBool>,
+pub(super) struct AckSlot(Arc<AckTo>);
+
+struct AckTo {
+    io: SocketIo,
+    sid: Sid,
+    id: u64,
+    /// Answered already: a later answer (say, the handler's error after its ack) is
+    /// dropped, as a client takes one answer per ack id.
+    sent: AtomicBool,
 }
 
 impl AckSlot {
+    pub(super) fn new(io: SocketIo, sid: Sid, id: u64) -> Self {
+        Self(Arc::new(AckTo {
+            io,
+            sid,
+            id,
+            sent: AtomicBool::new(false),
+        }))
+    }
+
     pub(super) fn send(&self, payload: Payload) -> Result<(), EmitError> {
-        if self.sent.swap(true, Ordering::SeqCst) {
+        let to = &*self.0;
+        if to.sent.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        self.io
+        to.io
             .inner
             .host
-            .with(|s| s.ack(&self.sid, self.id, payload))
+            .with(|s| s.ack(&to.sid, to.id, payload))
             .map_err(|_| EmitError::Disconnected)
     }
 

@@ -57,8 +57,8 @@ fn piece() -> impl Strategy<Value = Piece> {
     ]
 }
 
-/// A first header byte, mostly near a valid data frame's (one bit away at most), so
-/// that each check on a frame meets both sides.
+/// A first header byte: mostly a valid data frame's, with its FIN bit, RSV bits and
+/// opcode each sometimes otherwise, so that each check on a frame meets both sides.
 fn frame_first_byte() -> impl Strategy<Value = u8> {
     let fin = prop_oneof![3 => Just(0x80u8), 1 => Just(0)];
     let rsv = prop_oneof![3 => Just(0u8), 1 => (1u8..8).prop_map(|r| r << 4)];

@@ -9,7 +9,8 @@
 # `*`, all 517 cases; `*,-12.*,-13.*` leaves out the 216 permessage-deflate cases).
 # Our binaries negotiate permessage-deflate unless NO_DEFLATE=1. With TLS=1 (server
 # role): `ws-echo` serves wss:// with a certificate made by openssl for the run, and
-# the suite connects over TLS.
+# the suite connects over TLS. With LEND=1 our side echoes with `recv_with` (each
+# message lent in place) instead of `recv` and `send`.
 #
 # wstest exits 0 even when a run aborts, so this script reads `index.json` itself: the
 # number of cases must be complete, every `behavior` OK (INFORMATIONAL only for the cases
@@ -49,8 +50,9 @@ case "$cases" in
     "*,-12.*,-13.*") expected=301 ;;
     *) expected="" ;;
 esac
-deflate_flag=()
-[ "${NO_DEFLATE:-0}" = 1 ] && deflate_flag=(--no-deflate)
+our_flags=()
+[ "${NO_DEFLATE:-0}" = 1 ] && our_flags=(--no-deflate)
+[ "${LEND:-0}" = 1 ] && our_flags+=(--lend)
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
@@ -68,7 +70,7 @@ if [ "${TLS:-0}" = 1 ]; then
     scheme=wss; tls_flags=(--tls-cert "$out/cert.pem" --tls-key "$out/key.pem")
 fi
 if [ "$role" = server ]; then
-    "$bindir/ws-echo" --runtime "$runtime" --addr "127.0.0.1:$port" "${deflate_flag[@]}" "${tls_flags[@]}" > "$out/server.log" 2>&1 &
+    "$bindir/ws-echo" --runtime "$runtime" --addr "127.0.0.1:$port" "${our_flags[@]}" "${tls_flags[@]}" > "$out/server.log" 2>&1 &
     pids+=($!)
     wait_port "$port"
     cat > "$out/spec.json" <<JSON
@@ -84,7 +86,7 @@ JSON
     (cd "$out" && exec "$wstest" -m fuzzingserver -s "$out/spec.json") > "$out/wstest.log" 2>&1 &
     pids+=($!)
     wait_port "$port"
-    "$bindir/autobahn-client" --runtime "$runtime" --url "ws://127.0.0.1:$port" --agent "$agent" "${deflate_flag[@]}" \
+    "$bindir/autobahn-client" --runtime "$runtime" --url "ws://127.0.0.1:$port" --agent "$agent" "${our_flags[@]}" \
         > "$out/client.log" 2>&1 || echo "autobahn-client exited with $?" >&2
 fi
 elapsed=$(( $(date +%s) - start ))
@@ -115,8 +117,10 @@ if expected and len(results) != int(expected):
 for f in failed:
     print("FAILED", f)
 summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-tls = " over TLS" if __import__("os").environ.get("TLS") == "1" else ""
-print(f"autobahn {role} {runtime}{tls}: {len(results)} cases in {elapsed}s ({summary})")
+env = __import__("os").environ
+tls = " over TLS" if env.get("TLS") == "1" else ""
+lent = ", messages lent" if env.get("LEND") == "1" else ""
+print(f"autobahn {role} {runtime}{tls}{lent}: {len(results)} cases in {elapsed}s ({summary})")
 print(f"{passed} passed, {len(failed)} failed")
 sys.exit(1 if failed else 0)
 PY

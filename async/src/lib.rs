@@ -56,7 +56,7 @@ pub use eio::EioServer;
 pub use eio_client::{EioClient, Pilot};
 pub use host::{Host, HttpLimits};
 pub use wirestate_engine::{ClientMachine, Endpoint};
-pub use ws::{accept, client, connect, connect_with, Error, WebSocket};
+pub use ws::{accept, client, connect, connect_with, Error, Outgoing, RecvWith, WebSocket};
 
 /// A byte stream as the async layer sees it (a TCP socket, a TLS stream, ...).
 pub trait Transport: Unpin {
@@ -843,8 +843,9 @@ macro_rules! runtime_api {
 
         pub use $crate::engine::ws::{
             ClientRequest, CloseCode, Closed, Config, DeflateConfig, DeflateParams, Event,
-            Message, Opened, Precompressed, Side, UrlError, Utf8Bytes,
+            Message, MessageRef, Opened, Precompressed, Side, UrlError, Utf8Bytes,
         };
+        pub use $crate::{Outgoing, RecvWith};
         pub use $crate::Error;
 
         /// A WebSocket over a byte stream of this runtime (TCP by default).

@@ -16,8 +16,8 @@ use tracing::Instrument;
 use super::{ClientStream, Clock, Connector, Direct, Outbox, Runtime, Transport};
 use wirestate_engine::http::Scheme;
 use wirestate_engine::ws::{
-    self, CloseCode, Closed, Connection, Event, Message, Opened, Precompressed, PreparedFrame,
-    SendError,
+    self, CloseCode, Closed, Connection, Event, Message, MessageRef, Opened, Precompressed,
+    PreparedFrame, SendError,
 };
 
 /// Errors of the async API.
@@ -104,6 +104,19 @@ pub struct WebSocket<T, C> {
     /// The opening handshake completed (`opened` may still be `None`).
     open_seen: bool,
     finished: bool,
+    /// What a read held past a message lent in place (see `poll_step`), decoded
+    /// before the next read. `None` most of the time: a message usually ends its read.
+    held: Option<Box<Held>>,
+}
+
+/// Input read past a message lent in place, kept by the connection until its next
+/// message is asked for (the read buffer is the thread's, not the connection's).
+struct Held {
+    input: Vec<u8>,
+    /// How much of `input` has been decoded.
+    at: usize,
+    /// When it was read (the time it is decoded at: no clock reading per message).
+    read_at: std::time::Instant,
 }
 
 /// What [`WebSocket::handshake_info`] shows of a handshake that left nothing to keep.
@@ -174,6 +187,7 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
             opened: None,
             open_seen: false,
             finished: false,
+            held: None,
         }
     }
 
@@ -265,6 +279,81 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
         poll_fn(|cx| self.poll_message(cx)).await
     }
 
+    /// The next message, lent to `f` instead of handed over: no allocation when it lies
+    /// whole in one read (the common case: one unfragmented, uncompressed frame), as
+    /// `f` sees it in place, in this thread's read buffer. `f` runs at once, before
+    /// anything else is read, and may answer through its [`Outgoing`]: replies are
+    /// encoded straight into the write that follows, also without an allocation.
+    /// Returns what `f` returned; `None` and errors as [`recv`](Self::recv). A message
+    /// that does not lie whole in one read is assembled as for `recv` and lent the same
+    /// way.
+    ///
+    /// ```no_run
+    /// # async fn echo<T: wirestate_async::Transport, C: wirestate_async::Clock>(
+    /// #     ws: &mut wirestate_async::WebSocket<T, C>,
+    /// # ) {
+    /// while let Some(Ok(Ok(()))) = ws.recv_with(|message, out| out.send(message)).await {}
+    /// # }
+    /// ```
+    ///
+    /// The replies are written at once; what the transport does not take is written
+    /// before the next message is read, as `send(..).await` after `recv` would (so a
+    /// peer that stops reading meets the write timeout). [`flush`](Self::flush) waits
+    /// for the last replies.
+    pub fn recv_with<F, R>(&mut self, f: F) -> RecvWith<'_, T, C, F>
+    where
+        F: FnOnce(MessageRef<'_>, &mut Outgoing<'_>) -> R,
+    {
+        RecvWith {
+            ws: self,
+            f: Some(f),
+        }
+    }
+
+    /// Waits until the transport has taken everything queued (replies made in
+    /// [`recv_with`](Self::recv_with), messages sent through the `Sink`).
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        poll_fn(|cx| self.poll_write_all(cx)).await
+    }
+
+    /// Gives `input` to the connection to lend from (see `poll_step`): a whole message
+    /// found there goes to `lend`, and what that gave is returned with the bytes used;
+    /// otherwise `lend` goes back into `lender` for the next message.
+    fn lend_input<F, R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        now: std::time::Instant,
+        input: &mut [u8],
+        lend: F,
+        lender: &mut Option<F>,
+    ) -> (usize, Option<Result<R, Error>>)
+    where
+        F: FnOnce(MessageRef<'_>, &mut Outgoing<'_>) -> R,
+    {
+        let (used, message) = self.conn.handle_input_in_place(now, input);
+        match message {
+            Some(message) => (used, Some(self.lend(cx, message, lend))),
+            None => {
+                *lender = Some(lend);
+                (used, None)
+            }
+        }
+    }
+
+    /// Lends `message` to `f` with an [`Outgoing`] that encodes into this thread's
+    /// write buffer when nothing waits in the outbox, then writes what `f` sent.
+    fn lend<F, R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        message: MessageRef<'_>,
+        f: F,
+    ) -> Result<R, Error>
+    where
+        F: FnOnce(MessageRef<'_>, &mut Outgoing<'_>) -> R,
+    {
+        self.write_direct(cx, |conn, buf| f(message, &mut Outgoing { conn, buf }))
+    }
+
     /// Sends a message and writes it (and whatever else is queued) to the transport.
     ///
     /// Not an `async fn`: the future holds the message and this `WebSocket`, nothing
@@ -341,13 +430,11 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
     pub fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
         loop {
             match self.poll_event(cx) {
-                Poll::Ready(Some(Ok(Event::Message(m)))) => return Poll::Ready(Some(Ok(m))),
-                Poll::Ready(Some(Ok(Event::Closed(c)))) => {
-                    if !c.is_clean() {
-                        return Poll::Ready(Some(Err(Error::Closed(Box::new(c)))));
+                Poll::Ready(Some(Ok(event))) => {
+                    if let Some(item) = message_or_failure(event) {
+                        return Poll::Ready(Some(item));
                     }
                 }
-                Poll::Ready(Some(Ok(_))) => {}
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
                 Poll::Ready(None) => return Poll::Ready(None),
                 Poll::Pending => return Poll::Pending,
@@ -358,12 +445,39 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
     /// Polls for the next event of any kind, doing whatever I/O and timer work is due.
     /// `None` once the connection has ended and the transport is shut down.
     pub fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event, Error>>> {
+        let mut no_lender: Option<fn(MessageRef<'_>, &mut Outgoing<'_>)> = None;
+        match self.poll_step(cx, &mut no_lender) {
+            Poll::Ready(Some(Ok(Step::Event(event)))) => Poll::Ready(Some(Ok(event))),
+            Poll::Ready(Some(Ok(Step::Lent(_)))) => {
+                unreachable!("nothing is lent without a lender")
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// The loop behind [`poll_event`](Self::poll_event) and
+    /// [`recv_with`](Self::recv_with). With a `lender`, a data message that lies whole
+    /// in a read is not copied: it is lent to the lender in place (in this thread's read
+    /// buffer, see [`lend`](Self::lend)), and what that gives is the step's result. No event waits before
+    /// such a message (the engine lends only then). The input after it is kept
+    /// (`held`) and decoded, lending again, before the next read.
+    #[inline]
+    fn poll_step<F, R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        lender: &mut Option<F>,
+    ) -> Poll<Option<Result<Step<R>, Error>>>
+    where
+        F: FnOnce(MessageRef<'_>, &mut Outgoing<'_>) -> R,
+    {
         loop {
             if let Some(event) = self.conn.poll_event() {
                 if let Event::Closed(c) = &event {
                     self.closed = Some(Box::new(c.clone()));
                 }
-                return Poll::Ready(Some(Ok(event)));
+                return Poll::Ready(Some(Ok(Step::Event(event))));
             }
             if self.finished {
                 return Poll::Ready(None);
@@ -372,7 +486,10 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
                 self.on_io_error();
                 return Poll::Ready(Some(Err(e.into())));
             }
-            if self.outbox.is_empty() {
+            // Between the messages lent from one read, no flush: the last one's replies
+            // are flushed before anything waits.
+            let lending_held = lender.is_some() && self.held.is_some();
+            if self.outbox.is_empty() && !lending_held {
                 if let Poll::Ready(Err(e)) = self.outbox.poll_flush(&mut self.io, cx) {
                     self.on_io_error();
                     return Poll::Ready(Some(Err(e.into())));
@@ -400,9 +517,31 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
                 }
                 None => self.clock.disarm(),
             }
-            if self.read_eof || self.outbox.len() > HIGH_WATER {
+            // A lender's replies go out before the next message is read in (as with
+            // `send(..).await` after `recv`); other reading pauses past the high-water
+            // mark.
+            let queued_limit = if lender.is_some() { 0 } else { HIGH_WATER };
+            if self.read_eof || self.outbox.len() > queued_limit {
                 return Poll::Pending;
             }
+            if let Some(mut held) = self.held.take() {
+                let now = held.read_at;
+                let Some(lend) = lender.take() else {
+                    self.conn.handle_input(now, &held.input[held.at..]);
+                    continue;
+                };
+                let (used, lent) =
+                    self.lend_input(cx, now, &mut held.input[held.at..], lend, lender);
+                held.at += used;
+                if held.at < held.input.len() {
+                    self.held = Some(held);
+                }
+                if let Some(r) = lent {
+                    return Poll::Ready(Some(Ok(Step::Lent(r))));
+                }
+                continue;
+            }
+            let mut lent = None;
             let read = super::with_read_buf(|buf| {
                 let r = self.io.poll_read(cx, buf);
                 match r {
@@ -410,11 +549,32 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
                         self.read_eof = true;
                         self.conn.handle_eof(self.clock.now());
                     }
-                    Poll::Ready(Ok(n)) => self.conn.handle_input(self.clock.now(), &buf[..n]),
+                    Poll::Ready(Ok(n)) => {
+                        let now = self.clock.now();
+                        match lender.take() {
+                            None => self.conn.handle_input(now, &buf[..n]),
+                            Some(lend) => {
+                                let (used, r) =
+                                    self.lend_input(cx, now, &mut buf[..n], lend, lender);
+                                lent = r;
+                                if used < n {
+                                    // One copy of the rest, not one per message.
+                                    self.held = Some(Box::new(Held {
+                                        input: buf[used..n].to_vec(),
+                                        at: 0,
+                                        read_at: now,
+                                    }));
+                                }
+                            }
+                        }
+                    }
                     Poll::Ready(Err(_)) | Poll::Pending => {}
                 }
                 r
             });
+            if let Some(r) = lent {
+                return Poll::Ready(Some(Ok(Step::Lent(r))));
+            }
             match read {
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => {
@@ -565,6 +725,7 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
 
     fn on_io_error(&mut self) {
         self.outbox.clear();
+        self.held = None;
         self.read_eof = true;
         self.shut_down = true;
         self.conn.handle_eof(self.clock.now());
@@ -602,6 +763,109 @@ impl<T: Transport, C: Clock> Future for SendMessage<'_, T, C> {
             this.ws.send_now(cx, message)?;
         }
         this.ws.poll_write_all(cx)
+    }
+}
+
+/// What [`WebSocket::poll_step`] gives: an event, or what the lender returned (or the
+/// error writing its replies).
+enum Step<R> {
+    Event(Event),
+    Lent(Result<R, Error>),
+}
+
+/// What `recv` and `recv_with` make of an event: a message, an unclean end reported
+/// as [`Error::Closed`], or nothing (the other events are driven, not reported).
+fn message_or_failure(event: Event) -> Option<Result<Message, Error>> {
+    match event {
+        Event::Message(m) => Some(Ok(m)),
+        Event::Closed(c) if !c.is_clean() => Some(Err(Error::Closed(Box::new(c)))),
+        _ => None,
+    }
+}
+
+/// The future of [`WebSocket::recv_with`].
+#[must_use = "futures do nothing unless polled"]
+pub struct RecvWith<'a, T, C, F> {
+    ws: &'a mut WebSocket<T, C>,
+    f: Option<F>,
+}
+
+impl<T, C, F> fmt::Debug for RecvWith<'_, T, C, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecvWith").finish_non_exhaustive()
+    }
+}
+
+// `f` is never pinned: it is moved out to be called.
+impl<T, C, F> Unpin for RecvWith<'_, T, C, F> {}
+
+impl<T: Transport, C: Clock, F, R> Future for RecvWith<'_, T, C, F>
+where
+    F: FnOnce(MessageRef<'_>, &mut Outgoing<'_>) -> R,
+{
+    type Output = Option<Result<R, Error>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        assert!(this.f.is_some(), "`RecvWith` polled after it completed");
+        loop {
+            let step = this.ws.poll_step(cx, &mut this.f);
+            let event = match step {
+                Poll::Ready(Some(Ok(Step::Lent(r)))) => return Poll::Ready(Some(r)),
+                Poll::Ready(Some(Ok(Step::Event(event)))) => event,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            };
+            match message_or_failure(event) {
+                Some(Ok(m)) => match this.f.take() {
+                    Some(f) => return Poll::Ready(Some(this.ws.lend(cx, MessageRef::from(&m), f))),
+                    None => unreachable!("only a lent message takes `f`, and it returns"),
+                },
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => {}
+            }
+        }
+    }
+}
+
+/// Where a [`WebSocket::recv_with`] callback sends its replies.
+pub struct Outgoing<'a> {
+    conn: &'a mut Connection,
+    /// This thread's write buffer, when nothing waits in the outbox.
+    buf: Option<&'a mut Vec<u8>>,
+}
+
+impl fmt::Debug for Outgoing<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outgoing")
+            .field("buffered_amount", &self.conn.buffered_amount())
+            .finish()
+    }
+}
+
+impl Outgoing<'_> {
+    /// Sends a message: encoded straight into the coming write when it can be (see
+    /// [`Connection::encode_borrowed_now`]), otherwise copied and queued.
+    pub fn send<'m>(&mut self, message: impl Into<MessageRef<'m>>) -> Result<(), SendError> {
+        let message = message.into();
+        if let Some(buf) = self.buf.as_deref_mut() {
+            if self.conn.encode_borrowed_now(message, buf)? {
+                return Ok(());
+            }
+        }
+        self.conn.send(message.to_message())
+    }
+
+    /// Sends an owned message without copying it: as [`send`](Self::send), but queued
+    /// as it is when it cannot be encoded at once.
+    pub fn send_message(&mut self, message: Message) -> Result<(), SendError> {
+        encode_or_queue(self.conn, self.buf.as_deref_mut(), message)
+    }
+
+    /// The connection, for anything else (ping, close).
+    pub fn connection(&mut self) -> &mut Connection {
+        self.conn
     }
 }
 

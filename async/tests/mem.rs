@@ -11,14 +11,40 @@ use wirestate_async::mem::{duplex, MemStream, Sim};
 
 mod common;
 use common::read_response;
+use wirestate_async::Outgoing;
 use wirestate_async::{eio, sio, Runtime};
-use wirestate_engine::ws::{ClientRequest, CloseCode, Config, Message};
+use wirestate_engine::ws::{ClientRequest, CloseCode, Config, Message, MessageRef};
 
 fn text(m: Option<Result<Message, wirestate_async::Error>>) -> String {
     match m {
         Some(Ok(Message::Text(t))) => t.to_string(),
         other => panic!("expected a text message, got {other:?}"),
     }
+}
+
+type MemWebSocket = wirestate_async::WebSocket<MemStream, <Sim as Runtime>::Clock>;
+
+/// A WebSocket pair over an in-memory pipe of `capacity` bytes each way: the server's
+/// end is accepted (default config) and given to `serve` on a task of its own; the
+/// client's end is returned open.
+async fn ws_pair<F, Fut>(sim: &Sim, capacity: usize, serve: F) -> MemWebSocket
+where
+    F: FnOnce(MemWebSocket) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (client_end, server_end) = duplex(capacity);
+    let rt = sim.clone();
+    sim.spawn(async move {
+        let config = Arc::new(Config::default());
+        let ws = wirestate_async::accept(&rt, server_end, config)
+            .await
+            .expect("accept");
+        serve(ws).await;
+    });
+    let request = ClientRequest::from_url("ws://h/echo").expect("url");
+    wirestate_async::client(sim, client_end, &request, Arc::new(Config::default()))
+        .await
+        .expect("handshake")
 }
 
 const UPGRADE: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
@@ -29,24 +55,14 @@ fn websocket_echo_through_a_small_duplex_with_backpressure() {
     sim.block_on(async {
         // 4 KiB each way: a 1 MiB message only gets through if both sides keep
         // writing and reading in turn.
-        let (client_end, server_end) = duplex(4096);
-        let rt = sim.clone();
-        sim.spawn(async move {
-            let config = Arc::new(Config::default());
-            let mut ws = wirestate_async::accept(&rt, server_end, config)
-                .await
-                .expect("accept");
+        let mut ws = ws_pair(&sim, 4096, |mut ws| async move {
             while let Some(Ok(m)) = ws.recv().await {
                 if ws.send(m).await.is_err() {
                     break;
                 }
             }
-        });
-        let request = ClientRequest::from_url("ws://h/echo").expect("url");
-        let mut ws =
-            wirestate_async::client(&sim, client_end, &request, Arc::new(Config::default()))
-                .await
-                .expect("handshake");
+        })
+        .await;
         let big = "é".repeat(512 << 10);
         ws.send("hello").await.expect("send");
         ws.send(big.as_str()).await.expect("send");
@@ -60,20 +76,64 @@ fn websocket_echo_through_a_small_duplex_with_backpressure() {
 }
 
 #[test]
+fn messages_lent_in_place_are_answered_in_order_however_the_reads_fall() {
+    let sim = Sim::new();
+    sim.block_on(async {
+        // Several frames in one read (each lent in turn, the rest decoded after), a
+        // message larger than the 4 KiB pipe (assembled, then lent), a ping before a
+        // message, and replies of two messages to one.
+        let mut ws = ws_pair(&sim, 4096, |mut ws| async move {
+            let echo = |m: MessageRef<'_>, out: &mut Outgoing<'_>| {
+                out.send(m)?;
+                if m.as_text() == Some("twice") {
+                    out.send_message(Message::text("again"))?;
+                }
+                Ok::<_, wirestate_engine::ws::SendError>(m.len())
+            };
+            let mut lengths = Vec::new();
+            while let Some(Ok(echoed)) = ws.recv_with(echo).await {
+                lengths.push(echoed.expect("open"));
+            }
+            ws.flush().await.expect("flushed");
+            assert_eq!(lengths, [1, 2, 5, 3, 0, 200_000, 4]);
+        })
+        .await;
+        let big = "x".repeat(200_000);
+        let sent = [
+            Message::text("a"),
+            Message::text("bb"),
+            Message::text("twice"),
+            Message::binary(vec![0u8, 1, 2]),
+            Message::text(""),
+        ];
+        for m in &sent {
+            ws.connection().send(m.clone()).expect("open");
+        }
+        ws.flush().await.expect("one write");
+        ws.send(big.as_str()).await.expect("send");
+        ws.ping(b"p").await.expect("ping");
+        ws.send("last").await.expect("send");
+        let mut expected = sent.to_vec();
+        expected.insert(3, Message::text("again"));
+        expected.push(Message::text(big.as_str()));
+        expected.push(Message::text("last"));
+        for m in expected {
+            assert_eq!(Some(Ok(m)), ws.recv().await.map(|r| r.map_err(|_| ())));
+        }
+        ws.close(CloseCode::NORMAL, "done").await.expect("close");
+        assert!(ws.recv().await.is_none());
+    });
+}
+
+#[test]
 fn messages_written_at_once_keep_their_order_when_the_transport_takes_part() {
     let sim = Sim::new();
     sim.block_on(async {
         // 1,000 bytes each way: every 3,000-byte frame written at once goes out in
         // part, the rest waiting in the outbox. A message queued in the connection
         // goes before one sent after it (which is then queued, not written at once).
-        let (client_end, server_end) = duplex(1000);
-        let rt = sim.clone();
         let message = |i: usize| Message::text(format!("{i:04}").repeat(750));
-        sim.spawn(async move {
-            let config = Arc::new(Config::default());
-            let mut ws = wirestate_async::accept(&rt, server_end, config)
-                .await
-                .expect("accept");
+        let mut ws = ws_pair(&sim, 1000, move |mut ws| async move {
             for i in 0..10 {
                 ws.send(message(i)).await.expect("send");
             }
@@ -81,12 +141,8 @@ fn messages_written_at_once_keep_their_order_when_the_transport_takes_part() {
             ws.send(message(11)).await.expect("send");
             ws.send("last").await.expect("send");
             while ws.recv().await.is_some() {}
-        });
-        let request = ClientRequest::from_url("ws://h/echo").expect("url");
-        let mut ws =
-            wirestate_async::client(&sim, client_end, &request, Arc::new(Config::default()))
-                .await
-                .expect("handshake");
+        })
+        .await;
         for i in 0..12 {
             assert_eq!(
                 Some(Ok(message(i))),

@@ -126,16 +126,23 @@ fn echo_in_memory(c: &mut Criterion) {
     let input = echo_input();
     let config = Arc::new(Config::default());
     // The engine alone: one server connection fed the frames in 64 KiB reads, echoing
-    // each message, no runtime and no stream.
-    group.bench_function("wirestate-sans-io", |b| {
-        b.iter(|| {
-            let mut server = Connection::accepted(config.clone(), Instant::now());
-            assert_eq!(
-                wirestate_benches::sans_io_echo(&mut server, &input),
-                ECHO_OUTPUT
-            );
-        })
-    });
+    // each message, no runtime and no stream; `-lent`: each read lent in place.
+    type Echo = fn(&mut Connection, &[u8]) -> usize;
+    let engine: [(&str, Echo); 2] = [
+        ("wirestate-sans-io", wirestate_benches::sans_io_echo),
+        (
+            "wirestate-sans-io-lent",
+            wirestate_benches::sans_io_echo_lent,
+        ),
+    ];
+    for (name, echo) in engine {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut server = Connection::accepted(config.clone(), Instant::now());
+                assert_eq!(echo(&mut server, &input), ECHO_OUTPUT);
+            })
+        });
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

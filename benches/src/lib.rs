@@ -13,6 +13,7 @@ use wirestate_engine::ws::Config;
 /// The WebSocket echo servers on tokio: ours, then the peers built in.
 pub const TOKIO_ECHO_SERVERS: &[&str] = &[
     "wirestate-tokio",
+    "wirestate-tokio-lent",
     #[cfg(feature = "peers")]
     "fastwebsockets",
     #[cfg(feature = "peers")]
@@ -42,6 +43,13 @@ where
                     break;
                 }
             }
+        })),
+        // The same, each message lent in place and answered before the next read.
+        "wirestate-tokio-lent" => Some(spawn_sized(async move {
+            let Ok(mut ws) = wirestate_tokio::accept(stream, config).await else {
+                return;
+            };
+            while let Some(Ok(Ok(()))) = ws.recv_with(|m, out| out.send(m)).await {}
         })),
         #[cfg(feature = "peers")]
         other => peers::spawn(other, stream),
@@ -282,18 +290,48 @@ pub fn socketioxide_app() -> axum::Router {
 /// 64 KiB reads, sends every message back as the event gave it, and returns how many
 /// bytes went out. No runtime and no stream.
 pub fn sans_io_echo(server: &mut wirestate_engine::ws::Connection, input: &[u8]) -> usize {
+    engine_echo(server, input, false)
+}
+
+/// [`sans_io_echo`] with each read lent to the connection
+/// ([`Connection::handle_input_in_place`](wirestate_engine::ws::Connection::handle_input_in_place)):
+/// a message that lies whole in a read is echoed from there, not copied out first.
+/// The reads are copies of `input`'s pieces into one buffer, as a driver reads into its
+/// own.
+pub fn sans_io_echo_lent(server: &mut wirestate_engine::ws::Connection, input: &[u8]) -> usize {
+    engine_echo(server, input, true)
+}
+
+fn engine_echo(server: &mut wirestate_engine::ws::Connection, input: &[u8], lend: bool) -> usize {
     use wirestate_engine::ws::Event;
     let now = std::time::Instant::now();
     let mut out = 0usize;
     // Frames encoded straight into the writer's buffer (as the async drivers do), and
     // "written" (counted) before whatever the connection queued after them.
     let mut wire = Vec::with_capacity(64 * 1024);
+    let mut read = vec![0u8; 64 * 1024];
     for chunk in input.chunks(64 * 1024) {
-        server.handle_input(now, chunk);
-        while let Some(event) = server.poll_event() {
-            if let Event::Message(m) = event {
-                if !server.encode_now(&m, &mut wire).expect("send") {
-                    server.send(m).expect("send");
+        let read = &mut read[..chunk.len()];
+        read.copy_from_slice(chunk);
+        let mut at = 0;
+        while at < read.len() {
+            if lend {
+                let (used, lent) = server.handle_input_in_place(now, &mut read[at..]);
+                if let Some(m) = lent {
+                    if !server.encode_borrowed_now(m, &mut wire).expect("send") {
+                        server.send(m.to_message()).expect("send");
+                    }
+                }
+                at += used;
+            } else {
+                server.handle_input(now, read);
+                at = read.len();
+            }
+            while let Some(event) = server.poll_event() {
+                if let Event::Message(m) = event {
+                    if !server.encode_now(&m, &mut wire).expect("send") {
+                        server.send(m).expect("send");
+                    }
                 }
             }
         }

@@ -259,21 +259,34 @@ pub fn init_tracing() {
 }
 
 /// Echoes every message back until the connection ends (completing the closing
-/// handshake). Returns how many messages were echoed.
-pub async fn echo<T: Transport, C: Clock>(ws: &mut WebSocket<T, C>) -> u64 {
+/// handshake). Returns how many messages were echoed. With `lend`, each message is
+/// lent in place (`recv_with`) and answered from there; otherwise received
+/// (`recv`) and sent back.
+pub async fn echo<T: Transport, C: Clock>(ws: &mut WebSocket<T, C>, lend: bool) -> u64 {
     let mut count = 0;
-    while let Some(item) = ws.recv().await {
-        match item {
-            Ok(message) => {
-                // Fails only once the connection is closing; the loop then drains it.
-                if ws.send(message).await.is_ok() {
-                    count += 1;
-                }
+    loop {
+        // A send fails only once the connection is closing; the loop then drains it.
+        let echoed = if lend {
+            ws.recv_with(|message, out| out.send(message).is_ok()).await
+        } else {
+            match ws.recv().await {
+                Some(Ok(message)) => Some(Ok(ws.send(message).await.is_ok())),
+                Some(Err(e)) => Some(Err(e)),
+                None => None,
             }
-            Err(e) => tracing::debug!(error = %e, "connection ended"),
+        };
+        match echoed {
+            Some(Ok(sent)) => count += u64::from(sent),
+            Some(Err(e)) => tracing::debug!(error = %e, "connection ended"),
+            None => return count,
         }
     }
-    count
+}
+
+/// Whether `--lend` was given: echo servers lend each message in place
+/// ([`echo`]'s `lend`).
+pub fn lends(args: &Args) -> bool {
+    args.flags.iter().any(|f| f == "--lend")
 }
 
 #[cfg(test)]

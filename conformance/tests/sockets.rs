@@ -12,7 +12,8 @@ macro_rules! runtime_tests {
             use $adapter as adapter;
             use wirestate_engine::ws::{CloseCode, Config, Message, Side};
 
-            async fn echo_server(config: Config) -> String {
+            /// An echo server; with `lend`, each message lent in place (`recv_with`).
+            async fn echo_server(config: Config, lend: bool) -> String {
                 let listener = <$listener>::bind("127.0.0.1:0").await.expect("bind");
                 let addr = listener.local_addr().expect("addr");
                 let config = Arc::new(config);
@@ -22,7 +23,7 @@ macro_rules! runtime_tests {
                         let config = config.clone();
                         $spawn(async move {
                             if let Ok(mut ws) = adapter::accept(stream, config).await {
-                                wirestate_conformance::echo(&mut ws).await;
+                                wirestate_conformance::echo(&mut ws, lend).await;
                             }
                         });
                     }
@@ -33,7 +34,8 @@ macro_rules! runtime_tests {
             #[test]
             fn echo_and_clean_close() {
                 $block_on(async {
-                    let url = echo_server(Config::default()).await;
+                  for lend in [false, true] {
+                    let url = echo_server(Config::default(), lend).await;
                     let mut ws = adapter::connect(&url, Arc::new(Config::default())).await.expect("connect");
                     ws.send("hello").await.expect("send");
                     ws.send(vec![0u8, 1, 2]).await.expect("send");
@@ -47,13 +49,15 @@ macro_rules! runtime_tests {
                     assert!(closed.is_clean());
                     assert_eq!((closed.code, closed.initiator), (CloseCode::NORMAL, Side::Local));
                     assert!(ws.recv().await.is_none());
+                  }
                 });
             }
 
             #[test]
             fn stream_and_sink() {
                 $block_on(async {
-                    let url = echo_server(Config::default()).await;
+                    // 100 messages written at once: lent several to a read.
+                    let url = echo_server(Config::default(), true).await;
                     let mut ws = adapter::connect(&url, Arc::new(Config::default())).await.expect("connect");
                     for i in 0..100u32 {
                         ws.feed(Message::binary(i.to_be_bytes().to_vec())).await.expect("feed");
@@ -72,7 +76,7 @@ macro_rules! runtime_tests {
             #[test]
             fn bad_upgrade_request_gets_400_and_the_socket_is_closed() {
                 $block_on(async {
-                    let url = echo_server(Config::default()).await;
+                    let url = echo_server(Config::default(), false).await;
                     let addr = url.trim_start_matches("ws://").trim_end_matches("/echo");
                     let mut tcp = <$stream>::connect(addr).await.expect("tcp");
                     tcp.write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
@@ -86,7 +90,7 @@ macro_rules! runtime_tests {
             #[test]
             fn oversized_message_is_refused_with_1009() {
                 $block_on(async {
-                    let url = echo_server(Config::default().max_message_size(1024)).await;
+                    let url = echo_server(Config::default().max_message_size(1024), true).await;
                     let mut ws = adapter::connect(&url, Arc::new(Config::default())).await.expect("connect");
                     ws.send(vec![7u8; 1024]).await.expect("send");
                     assert_eq!(ws.recv().await.expect("echo").expect("ok").len(), 1024);
@@ -192,7 +196,7 @@ macro_rules! runtime_tests {
                     $spawn(async move {
                         let _ = adapter::eio::serve_with(server, listener, |path, mut ws| async move {
                             assert_eq!(path, "/chat");
-                            wirestate_conformance::echo(&mut ws).await;
+                            wirestate_conformance::echo(&mut ws, true).await;
                         })
                         .await;
                     });

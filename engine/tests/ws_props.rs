@@ -117,8 +117,14 @@ fn encode(pieces: &[Piece]) -> Vec<u8> {
 
 /// Feeds `input` to a fresh open server (messages up to 4,096 bytes, frames up to
 /// `frame_limit`) in the given chunk sizes; returns every event and every byte it
-/// wrote.
-fn run_server(input: &[u8], sizes: &[usize], frame_limit: usize) -> (Vec<Event>, Vec<u8>) {
+/// wrote. With `lend`, each chunk goes through `handle_input_in_place`, as a driver
+/// lending its read buffer feeds it, and a message lent is recorded as its event.
+fn run_server(
+    input: &[u8],
+    sizes: &[usize],
+    frame_limit: usize,
+    lend: bool,
+) -> (Vec<Event>, Vec<u8>) {
     let mut config = Config::default()
         .max_message_size(4096)
         .max_frame_size(frame_limit);
@@ -139,7 +145,26 @@ fn run_server(input: &[u8], sizes: &[usize], frame_limit: usize) -> (Vec<Event>,
         i += 1;
         let (chunk, tail) = rest.split_at(n);
         rest = tail;
-        server.handle_input(now, chunk);
+        if lend {
+            let mut chunk = chunk.to_vec();
+            let mut from = 0;
+            while from < chunk.len() {
+                let (used, message) = server.handle_input_in_place(now, &mut chunk[from..]);
+                if let Some(message) = message {
+                    events_out.push(Event::Message(message.to_message()));
+                }
+                from += used;
+                loop {
+                    wire.extend(drain(&mut server));
+                    match server.poll_event() {
+                        Some(e) => events_out.push(e),
+                        None => break,
+                    }
+                }
+            }
+        } else {
+            server.handle_input(now, chunk);
+        }
         // Drain exactly as a driver does, interleaving events and output.
         loop {
             wire.extend(drain(&mut server));
@@ -173,12 +198,17 @@ proptest! {
         frame_limit in prop_oneof![Just(2048usize), Just(8192)],
     ) {
         // Whole, each complete frame is decoded in one step; byte by byte, never.
+        // Lent in place, the same again: whole messages are never copied.
         let input = encode(&pieces);
-        let whole = run_server(&input, &[input.len().max(1)], frame_limit);
-        let split = run_server(&input, &sizes, frame_limit);
-        let bytewise = run_server(&input, &[1], frame_limit);
+        let whole = run_server(&input, &[input.len().max(1)], frame_limit, false);
+        let split = run_server(&input, &sizes, frame_limit, false);
+        let bytewise = run_server(&input, &[1], frame_limit, false);
+        let whole_lent = run_server(&input, &[input.len().max(1)], frame_limit, true);
+        let split_lent = run_server(&input, &sizes, frame_limit, true);
         prop_assert_eq!(&whole, &split);
         prop_assert_eq!(&whole, &bytewise);
+        prop_assert_eq!(&whole, &whole_lent);
+        prop_assert_eq!(&whole, &split_lent);
     }
 
     #[test]
@@ -186,9 +216,13 @@ proptest! {
         input in proptest::collection::vec(any::<u8>(), 0..512),
         sizes in proptest::collection::vec(1usize..32, 1..4),
     ) {
-        let whole = run_server(&input, &[input.len().max(1)], 2048);
-        let split = run_server(&input, &sizes, 2048);
-        prop_assert_eq!(whole, split);
+        let whole = run_server(&input, &[input.len().max(1)], 2048, false);
+        let split = run_server(&input, &sizes, 2048, false);
+        let whole_lent = run_server(&input, &[input.len().max(1)], 2048, true);
+        let split_lent = run_server(&input, &sizes, 2048, true);
+        prop_assert_eq!(&whole, &split);
+        prop_assert_eq!(&whole, &whole_lent);
+        prop_assert_eq!(&whole, &split_lent);
     }
 
     #[test]

@@ -1,9 +1,10 @@
 #![no_main]
 //! A whole connection fed arbitrary input in arbitrary splits, with timers and EOF.
 //!
-//! Input layout: byte 0 picks the role and whether a valid handshake is prepended (so
-//! most runs reach the frame layer); byte 1 seeds the chunk sizes; the rest is the
-//! peer's bytes. Invariants: no panic, one `Closed` event at most and nothing after it,
+//! Input layout: byte 0 picks the role, whether a valid handshake is prepended (so
+//! most runs reach the frame layer), EOF at the end, and whether reads are lent in
+//! place (`handle_input_in_place`, as `recv_with` does); byte 1 seeds the chunk sizes;
+//! the rest is the peer's bytes. Invariants: no panic, one `Closed` event at most and nothing after it,
 //! and a connection that wants its transport closed stays that way.
 
 use std::sync::Arc;
@@ -54,8 +55,24 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut size = usize::from(*seed % 17) + 1;
     let mut t = now;
+    let lend = mode & 8 == 8;
     for chunk in input.chunks(size) {
-        conn.handle_input(t, chunk);
+        if lend {
+            let mut read = chunk.to_vec();
+            let mut at = 0;
+            while at < read.len() {
+                let (used, lent) = conn.handle_input_in_place(t, &mut read[at..]);
+                assert!(used > 0, "no progress on {} bytes", read.len() - at);
+                if let Some(m) = lent {
+                    assert!(!closed, "message after Closed");
+                    let _ = conn.send(m.to_message());
+                }
+                at += used;
+                drain(&mut conn, &mut closed);
+            }
+        } else {
+            conn.handle_input(t, chunk);
+        }
         drain(&mut conn, &mut closed);
         size = size * 7 % 23 + 1;
         t += Duration::from_millis(size as u64 * 100);

@@ -5,7 +5,8 @@
 //! cargo run --release -p wirestate-benches [--features peers] --bin allocs
 //! ```
 //!
-//! For the engine alone (a `ws::Connection` fed 64 KiB reads) and for every WebSocket
+//! For the engine alone (a `ws::Connection` fed 64 KiB reads; `-lent`: each read lent
+//! to it in place, `handle_input_in_place`) and for every WebSocket
 //! echo server in [`wirestate_benches::TOKIO_ECHO_SERVERS`] (ours, and the peers with
 //! `--features peers`) over an in-memory tokio duplex stream: after the handshake and
 //! 10,000 warm-up echoes, 100,000 masked 14-byte binary messages are echoed and the
@@ -90,15 +91,20 @@ fn report(name: &str, before: (u64, u64), after: (u64, u64)) {
 
 /// The engine alone: one connection, the frames in 64 KiB reads, each message sent
 /// back as the event gave it.
-fn sans_io(input: &[u8], warmup: &[u8], config: &Arc<Config>) {
+fn sans_io(name: &str, input: &[u8], warmup: &[u8], config: &Arc<Config>) {
     let mut server = Connection::accepted(config.clone(), Instant::now());
-    let mut run = |input: &[u8]| wirestate_benches::sans_io_echo(&mut server, input);
+    let echo = if name.ends_with("-lent") {
+        wirestate_benches::sans_io_echo_lent
+    } else {
+        wirestate_benches::sans_io_echo
+    };
+    let mut run = |input: &[u8]| echo(&mut server, input);
     assert_eq!(run(warmup), WARMUP * FRAME_OUT);
     let before = counters();
     let out = run(input);
     let after = counters();
     assert_eq!(out, MESSAGES * FRAME_OUT);
-    report("wirestate-sans-io", before, after);
+    report(name, before, after);
 }
 
 /// One server over a duplex stream: handshake and warm-up, then the counted run.
@@ -201,7 +207,10 @@ fn main() {
     let warmup = frame.repeat(WARMUP);
     let config = Arc::new(Config::default());
     if selected("wirestate-sans-io") {
-        sans_io(&input, &warmup, &config);
+        sans_io("wirestate-sans-io", &input, &warmup, &config);
+    }
+    if selected("wirestate-sans-io-lent") {
+        sans_io("wirestate-sans-io-lent", &input, &warmup, &config);
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,16 +1,17 @@
 //! `autobahn-client --runtime tokio|smol [--url ws://127.0.0.1:9001] [--agent NAME]`:
 //! drives Autobahn's `fuzzingserver` with wirestate's WebSocket client: runs every case
-//! (echoing each message), then asks the suite to write its reports.
+//! (echoing each message; with `--lend`, lent in place by `recv_with`), then asks the
+//! suite to write its reports.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use wirestate_async::{Clock, Error, Transport, WebSocket};
-use wirestate_conformance::{echo, init_tracing, ws_config, Args, Runtime};
+use wirestate_conformance::{echo, init_tracing, lends, ws_config, Args, Runtime};
 use wirestate_engine::ws::Message;
 
-const USAGE: &str =
-    "autobahn-client [--runtime tokio|smol] [--url ws://HOST:PORT] [--agent NAME] [--no-deflate]";
+const USAGE: &str = "autobahn-client [--runtime tokio|smol] [--url ws://HOST:PORT] \
+                     [--agent NAME] [--no-deflate] [--lend]";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     init_tracing();
@@ -24,11 +25,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Runtime::Tokio => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
-            .block_on(run_suite(&args.url, &agent, |url| {
+            .block_on(run_suite(&args.url, &agent, lends(&args), |url| {
                 let config = config.clone();
                 async move { wirestate_tokio::connect(&url, config).await }
             }))?,
-        Runtime::Smol => smol::block_on(run_suite(&args.url, &agent, |url| {
+        Runtime::Smol => smol::block_on(run_suite(&args.url, &agent, lends(&args), |url| {
             let config = config.clone();
             async move { wirestate_smol::connect(&url, config).await }
         }))?,
@@ -41,6 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 async fn run_suite<T, C, F, Fut>(
     base: &str,
     agent: &str,
+    lend: bool,
     connect: F,
 ) -> Result<u32, Box<dyn std::error::Error>>
 where
@@ -55,10 +57,14 @@ where
     };
     for case in 1..=count {
         match connect(format!("{base}/runCase?case={case}&agent={agent}")).await {
-            Ok(mut ws) => drop(echo(&mut ws).await),
+            Ok(mut ws) => drop(echo(&mut ws, lend).await),
             Err(e) => eprintln!("case {case}: {e}"),
         }
     }
-    echo(&mut connect(format!("{base}/updateReports?agent={agent}")).await?).await;
+    echo(
+        &mut connect(format!("{base}/updateReports?agent={agent}")).await?,
+        lend,
+    )
+    .await;
     Ok(count)
 }

@@ -1,7 +1,8 @@
 //! `ws-echo --runtime tokio|smol --addr HOST:PORT`: a WebSocket server that echoes every
 //! message, for the Autobahn|Testsuite and for load tests. Single-threaded. With
 //! `--tls-cert FILE --tls-key FILE` (PEM) it serves `wss://` only (a TLS handshake
-//! that takes over 10 s is dropped).
+//! that takes over 10 s is dropped). With `--lend` each message is lent in place
+//! (`recv_with`) and echoed from there instead of received and sent back.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -9,11 +10,11 @@ use std::time::Duration;
 
 use wirestate_async::Acceptor;
 
-use wirestate_conformance::{echo, init_tracing, ws_config, Args, Runtime};
+use wirestate_conformance::{echo, init_tracing, lends, ws_config, Args, Runtime};
 use wirestate_engine::ws::Config;
 
 const USAGE: &str = "ws-echo [--runtime tokio|smol] [--addr HOST:PORT] [--no-deflate] \
-                     [--tls-cert FILE --tls-key FILE]";
+                     [--tls-cert FILE --tls-key FILE] [--lend]";
 
 /// How long a TLS handshake may take.
 const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
@@ -35,6 +36,7 @@ fn main() -> std::io::Result<()> {
 }
 
 async fn serve_tokio(args: Args, config: Arc<Config>) -> std::io::Result<()> {
+    let lend = lends(&args);
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "ws-echo (tokio) listening");
     eprintln!("ws-echo (tokio) listening on {}", listener.local_addr()?);
@@ -55,7 +57,7 @@ async fn serve_tokio(args: Args, config: Arc<Config>) -> std::io::Result<()> {
                 tokio::task::spawn_local(async move {
                     let Some(tls) = tls else {
                         if let Ok(mut ws) = wirestate_tokio::accept(stream, config).await {
-                            echo(&mut ws).await;
+                            echo(&mut ws, lend).await;
                         }
                         return;
                     };
@@ -67,7 +69,7 @@ async fn serve_tokio(args: Args, config: Arc<Config>) -> std::io::Result<()> {
                     if let Ok(mut ws) =
                         wirestate_async::accept(&wirestate_tokio::Tokio, stream, config).await
                     {
-                        echo(&mut ws).await;
+                        echo(&mut ws, lend).await;
                     }
                 });
             }
@@ -80,6 +82,7 @@ async fn serve_smol(
     config: Arc<Config>,
     ex: Rc<smol::LocalExecutor<'_>>,
 ) -> std::io::Result<()> {
+    let lend = lends(&args);
     let listener = smol::net::TcpListener::bind(args.addr).await?;
     eprintln!("ws-echo (smol) listening on {}", listener.local_addr()?);
     let tls = match &args.tls {
@@ -93,7 +96,7 @@ async fn serve_smol(
         ex.spawn(async move {
             let Some(tls) = tls else {
                 if let Ok(mut ws) = wirestate_smol::accept(stream, config).await {
-                    echo(&mut ws).await;
+                    echo(&mut ws, lend).await;
                 }
                 return;
             };
@@ -107,7 +110,7 @@ async fn serve_smol(
             };
             if let Ok(mut ws) = wirestate_async::accept(&wirestate_smol::Smol, stream, config).await
             {
-                echo(&mut ws).await;
+                echo(&mut ws, lend).await;
             }
         })
         .detach();

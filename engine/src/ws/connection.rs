@@ -13,7 +13,7 @@ use super::error::{Error, HandshakeError, ProtocolError, SendError};
 use super::frame::{FrameDecoder, FrameHeader, Item, OpCode};
 use super::handshake::{self, ClientRequest, Request, Response};
 use super::mask::apply_mask;
-use super::message::{Message, Utf8Bytes};
+use super::message::{Message, MessageRef, Utf8Bytes};
 use super::utf8::{self, Utf8Validator};
 use crate::queue::Queue;
 use crate::rand::Rng;
@@ -256,6 +256,16 @@ enum State {
     Closing,
     /// Ended: no input is processed; queued output may still be flushing.
     Done,
+}
+
+/// A whole data frame at the start of some input, checked and ready to take in one
+/// step (`Connection::whole_frame`).
+#[derive(Debug)]
+struct WholeFrame {
+    text: bool,
+    mask: Option<[u8; 4]>,
+    /// Where its payload lies in that input.
+    payload: std::ops::Range<usize>,
 }
 
 /// Input held back after a complete message.
@@ -527,6 +537,51 @@ impl Connection {
         }
     }
 
+    /// Bytes read from the transport, in a buffer the caller lends: as
+    /// [`handle_input`](Self::handle_input), except that a data message that lies whole
+    /// in `input` (one final, uncompressed frame, with no event waiting before it) is
+    /// not copied out: it is unmasked and checked in place and returned, and decoding
+    /// stops after it. Returns how many bytes were used, and that message, which ends
+    /// where they do. Input that follows a complete message is not held back here, as
+    /// `handle_input` holds it, but left to the caller: hand out the message (or take
+    /// the events, [`poll_event`](Self::poll_event)), then give what is left
+    /// (`input[used..]`) to this again.
+    ///
+    /// This is how a driver receives without an allocation per message. Text that is
+    /// not UTF-8 ends the connection here as it would there.
+    pub fn handle_input_in_place<'a>(
+        &mut self,
+        now: Instant,
+        input: &'a mut [u8],
+    ) -> (usize, Option<MessageRef<'a>>) {
+        if !matches!(self.state, State::Open | State::Closing) || self.pending.is_some() {
+            self.handle_input(now, input);
+            return (input.len(), None);
+        }
+        self.note_input(now, input);
+        let (at, frame) = self.decode_frames(now, input, true);
+        let Some(frame) = frame else {
+            return (at, None);
+        };
+        let (len, end) = (input.len(), at + frame.payload.end);
+        let payload = &mut input[at + frame.payload.start..end];
+        if let Some(key) = frame.mask {
+            apply_mask(payload, key, 0);
+        }
+        let message = if frame.text {
+            match utf8::validate_str(payload) {
+                Ok(text) => MessageRef::Text(text),
+                Err(_) => {
+                    self.fail(ProtocolError::InvalidUtf8);
+                    return (len, None);
+                }
+            }
+        } else {
+            MessageRef::Binary(payload)
+        };
+        (end, Some(message))
+    }
+
     /// The peer closed its side of the transport (read returned 0).
     pub fn handle_eof(&mut self, _now: Instant) {
         match self.state {
@@ -722,12 +777,32 @@ impl Connection {
     /// [`poll_transmit`](Self::poll_transmit): report it written the same way, and
     /// write what the transport does not take of it before anything `poll_transmit`
     /// gives next.
-    pub fn encode_now(&mut self, message: &Message, out: &mut Vec<u8>) -> Result<bool, SendError> {
-        let (text, payload) = match message {
-            Message::Text(text) => (true, text.as_bytes()),
-            Message::Binary(data) => (false, &data[..]),
-        };
-        self.encode_joined_now(text, &[], payload, None, out)
+    pub fn encode_now<'m>(
+        &mut self,
+        message: impl Into<MessageRef<'m>>,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, SendError> {
+        let message = message.into();
+        self.encode_joined_now(message.is_text(), &[], message.as_bytes(), None, out)
+    }
+
+    /// [`encode_now`](Self::encode_now) whatever the message's size: for a message
+    /// that would be copied anyway, being borrowed (a [`MessageRef`] lent in place, or
+    /// the caller's own slice), to be queued. (`encode_now` leaves a larger owned
+    /// message to [`send`](Self::send), which writes its payload without a copy.)
+    pub fn encode_borrowed_now(
+        &mut self,
+        message: MessageRef<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, SendError> {
+        self.encode_frame_now(
+            message.is_text(),
+            &[],
+            message.as_bytes(),
+            None,
+            usize::MAX,
+            out,
+        )
     }
 
     /// [`encode_now`](Self::encode_now) for the message `head` then `body` (text when
@@ -741,9 +816,23 @@ impl Connection {
         compress: Option<bool>,
         out: &mut Vec<u8>,
     ) -> Result<bool, SendError> {
+        self.encode_frame_now(text, head, body, compress, COALESCE_LIMIT, out)
+    }
+
+    /// [`encode_joined_now`](Self::encode_joined_now) for messages of at most `limit`
+    /// bytes.
+    fn encode_frame_now(
+        &mut self,
+        text: bool,
+        head: &[u8],
+        body: &[u8],
+        compress: Option<bool>,
+        limit: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, SendError> {
         self.check_open()?;
         let len = head.len() + body.len();
-        if len > COALESCE_LIMIT
+        if len > limit
             || !self.out.is_empty()
             || self.pongs.is_some()
             || self.handshake.is_some()
@@ -1000,20 +1089,30 @@ impl Connection {
     // ----------------------------------------------------------------------------------
 
     fn read_frames(&mut self, now: Instant, input: &[u8]) {
+        self.note_input(now, input);
+        if let Some(pending) = &mut self.pending {
+            pending.input.extend_from_slice(input);
+            return self.resume(now);
+        }
+        let (used, _) = self.decode_frames(now, input, false);
+        self.hold_back(now, &input[used..]);
+    }
+
+    /// Input arrived: the keepalive's next ping is an interval away.
+    fn note_input(&mut self, now: Instant, input: &[u8]) {
         if let Some(keepalive) = self.config.keepalive {
             if matches!(self.state, State::Open) && !input.is_empty() {
                 self.timers.keepalive = Some(now + keepalive.interval);
                 self.awaiting_pong = false;
             }
         }
-        if let Some(pending) = &mut self.pending {
-            pending.input.extend_from_slice(input);
-            return self.resume(now);
-        }
-        let used = self.decode_frames(now, input);
-        if used < input.len() && !matches!(self.state, State::Done) {
+    }
+
+    /// Keeps `rest`, read past a complete message, until that message's event is taken.
+    fn hold_back(&mut self, now: Instant, rest: &[u8]) {
+        if !rest.is_empty() && !matches!(self.state, State::Done) {
             self.pending = Some(Box::new(Pending {
-                input: BytesMut::from(&input[used..]),
+                input: BytesMut::from(rest),
                 since: now,
             }));
         }
@@ -1024,7 +1123,7 @@ impl Connection {
         let Some(mut pending) = self.pending.take() else {
             return;
         };
-        let used = self.decode_frames(now, &pending.input);
+        let (used, _) = self.decode_frames(now, &pending.input, false);
         pending.input.advance(used);
         if !pending.input.is_empty() && !matches!(self.state, State::Done) {
             self.pending = Some(pending);
@@ -1032,24 +1131,36 @@ impl Connection {
     }
 
     /// Decodes frames from `input` until it is used up, a message is complete, or the
-    /// connection ends. Returns how many bytes were used.
-    fn decode_frames(&mut self, now: Instant, input: &[u8]) -> usize {
+    /// connection ends. Returns how many bytes were used. With `lend`, it stops instead
+    /// at a whole message that can be lent in place (see
+    /// [`handle_input_in_place`](Self::handle_input_in_place)), when no event waits
+    /// before it, and returns where its frame starts and what it is.
+    fn decode_frames(
+        &mut self,
+        now: Instant,
+        input: &[u8],
+        lend: bool,
+    ) -> (usize, Option<WholeFrame>) {
         let mut rest = input;
         loop {
+            let at = input.len() - rest.len();
             if matches!(self.state, State::Done) {
-                return input.len() - rest.len();
+                return (at, None);
             }
-            if let Some(used) = self.decode_whole_message(rest) {
-                // A message is complete (or the connection failed, and `used` is all):
+            if let Some(frame) = self.whole_frame(rest) {
+                if lend && self.events.is_empty() {
+                    return (at, Some(frame));
+                }
+                // A message is complete (or the connection failed, and all is used):
                 // what follows waits until its events are taken, as below.
-                return input.len() - rest.len() + used;
+                return (at + self.take_whole_message(rest, frame), None);
             }
             let item = match self.decoder.decode(&mut rest) {
                 Ok(Some(item)) => item,
-                Ok(None) => return input.len(),
+                Ok(None) => return (input.len(), None),
                 Err(e) => {
                     self.fail(e);
-                    return input.len();
+                    return (input.len(), None);
                 }
             };
             let message_done = matches!(item, Item::FrameEnd)
@@ -1061,21 +1172,22 @@ impl Connection {
             };
             if let Err(e) = step {
                 self.fail(e);
-                return input.len();
+                return (input.len(), None);
             }
             if message_done && !rest.is_empty() {
-                return input.len() - rest.len();
+                return (input.len() - rest.len(), None);
             }
         }
     }
 
-    /// The common case in one step: `input` starts with a whole unfragmented,
+    /// The common case, seen in one step: `input` starts with a whole unfragmented,
     /// uncompressed data frame that passes every check `on_header` makes, and no
-    /// message or frame is under way. Its message is queued, and the bytes used
-    /// returned. `None` when any of that does not hold: the frame-by-frame path then
-    /// decodes the same bytes and reports what is wrong with them, if anything. (Text
-    /// that is not UTF-8 is the one failure found here.)
-    fn decode_whole_message(&mut self, input: &[u8]) -> Option<usize> {
+    /// message or frame is under way. `None` when any of that does not hold: the
+    /// frame-by-frame path then decodes the same bytes and reports what is wrong with
+    /// them, if anything. (Text that is not UTF-8 is the one failure found later, by
+    /// whoever takes the message.)
+    #[inline]
+    fn whole_frame(&self, input: &[u8]) -> Option<WholeFrame> {
         if self.message.is_some() || !self.decoder.is_at_boundary() {
             return None;
         }
@@ -1094,26 +1206,40 @@ impl Connection {
             return None;
         }
         let len = usize::try_from(h.payload_len).ok()?;
-        if len > self.config.max_frame_size || len > self.config.max_message_size {
+        if len > self.config.max_frame_size
+            || len > self.config.max_message_size
+            || input.len() - head < len
+        {
             return None;
         }
-        // Exactly its size, so that `Bytes` takes it over without a second block.
-        let mut buf = input.get(head..)?.get(..len)?.to_vec();
-        if let Some(key) = h.mask {
+        Some(WholeFrame {
+            text,
+            mask: h.mask,
+            payload: head..head + len,
+        })
+    }
+
+    /// Queues the message of the whole frame at the start of `input` (a copy, its
+    /// exact size, so that `Bytes` takes it over without a second block). Returns the
+    /// bytes used: all of `input` if the connection failed.
+    #[inline]
+    fn take_whole_message(&mut self, input: &[u8], frame: WholeFrame) -> usize {
+        let mut buf = input[frame.payload.clone()].to_vec();
+        if let Some(key) = frame.mask {
             apply_mask(&mut buf, key, 0);
         }
         let payload = Bytes::from(buf);
-        let message = if text {
+        let message = if frame.text {
             if utf8::validate(&payload).is_err() {
                 self.fail(ProtocolError::InvalidUtf8);
-                return Some(input.len());
+                return input.len();
             }
             Message::Text(Utf8Bytes::from_validated(payload))
         } else {
             Message::Binary(payload)
         };
         self.events.push_back(Event::Message(message));
-        Some(head + len)
+        frame.payload.end
     }
 
     fn on_header(&mut self, h: FrameHeader) -> Result<(), ProtocolError> {
@@ -1600,9 +1726,26 @@ mod tests {
         assert_eq!(conn.encode_now(&Message::text("y"), &mut wire), Ok(false));
         assert!(wire.is_empty());
         assert_eq!(drained(&mut conn), b"\x8a\x01p\x81\x01x");
-        // Over the limit it is queued (its payload is not copied).
+        // Over the limit it is queued (its payload is not copied), unless it is
+        // borrowed: then it is encoded whatever its size, as it would be queued.
         let big = Message::binary(vec![2u8; COALESCE_LIMIT + 1]);
         assert_eq!(conn.encode_now(&big, &mut wire), Ok(false));
+        let (mut direct, mut queued) = (server(), server());
+        assert_eq!(direct.encode_now(&big, &mut wire), Ok(false));
+        assert_eq!(
+            direct.encode_borrowed_now((&big).into(), &mut wire),
+            Ok(true)
+        );
+        assert!(direct.poll_transmit().is_none());
+        queued.send(big).expect("open");
+        assert_eq!(wire, drained(&mut queued));
+        wire.clear();
+        conn.send(Message::text("q")).expect("open");
+        assert_eq!(
+            conn.encode_borrowed_now(MessageRef::Text("y"), &mut wire),
+            Ok(false),
+            "what is queued goes first"
+        );
         // A message permessage-deflate would compress is queued too.
         let mut deflating = deflating_server(now);
         let threshold = DeflateConfig::default().threshold;
@@ -1616,6 +1759,45 @@ mod tests {
         let mut ended = server();
         ended.handle_eof(now);
         assert!(ended.encode_now(&Message::text("x"), &mut wire).is_err());
+    }
+
+    #[test]
+    fn a_whole_message_is_lent_in_place_and_the_rest_left_to_the_caller() {
+        let now = Instant::now();
+        let mut conn = Connection::accepted(Arc::new(Config::default()), now);
+        // "hi" masked, then a ping, then "yo" masked, then half a frame.
+        let key = [1, 2, 3, 4];
+        let masked = |text: &[u8]| {
+            let mut payload = text.to_vec();
+            apply_mask(&mut payload, key, 0);
+            let mut frame = vec![0x81, 0x80 | text.len() as u8];
+            frame.extend_from_slice(&key);
+            frame.extend_from_slice(&payload);
+            frame
+        };
+        let mut input = masked(b"hi");
+        input.extend_from_slice(&[0x89, 0x80, 0, 0, 0, 0]);
+        input.extend_from_slice(&masked(b"yo"));
+        input.extend_from_slice(&[0x82, 0x85]);
+        let (used, lent) = conn.handle_input_in_place(now, &mut input);
+        assert_eq!((used, lent), (8, Some(MessageRef::Text("hi"))));
+        assert!(conn.poll_event().is_none(), "nothing else decoded yet");
+        // The ping is an event, so the message after it is not lent but queued, and
+        // decoding stops there: the rest is the caller's to give again.
+        let (used2, lent) = conn.handle_input_in_place(now, &mut input[used..]);
+        assert_eq!((used2, lent), (14, None));
+        assert!(matches!(conn.poll_event(), Some(Event::Ping(_))));
+        assert_eq!(conn.poll_event(), Some(Event::Message(Message::text("yo"))));
+        let (used3, lent) = conn.handle_input_in_place(now, &mut input[used + used2..]);
+        assert_eq!((used3, lent), (2, None), "half a frame is taken and kept");
+        assert!(conn.poll_event().is_none());
+        // Text that is not UTF-8 fails the connection as `handle_input` would.
+        let mut conn = Connection::accepted(Arc::new(Config::default()), now);
+        let mut bad = masked(&[0xff]);
+        assert_eq!(conn.handle_input_in_place(now, &mut bad), (7, None));
+        assert!(
+            matches!(conn.poll_event(), Some(Event::Closed(c)) if c.code == CloseCode::INVALID_PAYLOAD)
+        );
     }
 
     #[test]

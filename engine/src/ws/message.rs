@@ -91,6 +91,103 @@ impl From<Bytes> for Message {
     }
 }
 
+/// A complete WebSocket data message lent for a moment instead of owned: a message
+/// decoded in the reader's own buffer ([`Connection::handle_input_in_place`]), or a
+/// [`Message`] borrowed. Copy it ([`to_message`](Self::to_message)) to keep it.
+///
+/// [`Connection::handle_input_in_place`]: super::Connection::handle_input_in_place
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum MessageRef<'a> {
+    /// A text message (valid UTF-8).
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
+impl<'a> MessageRef<'a> {
+    /// The payload bytes.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        match *self {
+            Self::Text(t) => t.as_bytes(),
+            Self::Binary(b) => b,
+        }
+    }
+
+    /// The text of a text message.
+    pub fn as_text(&self) -> Option<&'a str> {
+        match *self {
+            Self::Text(t) => Some(t),
+            Self::Binary(_) => None,
+        }
+    }
+
+    /// Whether it is a text message.
+    pub fn is_text(&self) -> bool {
+        matches!(self, Self::Text(_))
+    }
+
+    /// The payload length in bytes.
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// An owned copy.
+    pub fn to_message(&self) -> Message {
+        match *self {
+            Self::Text(t) => Message::Text(t.into()),
+            Self::Binary(b) => Message::Binary(Bytes::copy_from_slice(b)),
+        }
+    }
+
+    /// The payload (text or binary) parsed as JSON into `T`, which may borrow from it.
+    pub fn json<T: serde::Deserialize<'a>>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(self.as_bytes())
+    }
+}
+
+impl fmt::Debug for MessageRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Text(t) if t.len() <= 64 => write!(f, "Text({t:?})"),
+            Self::Text(t) => write!(f, "Text({} bytes)", t.len()),
+            Self::Binary(b) if b.len() <= 64 => write!(f, "Binary(b\"{}\")", b.escape_ascii()),
+            Self::Binary(b) => write!(f, "Binary({} bytes)", b.len()),
+        }
+    }
+}
+
+impl<'a> From<&'a Message> for MessageRef<'a> {
+    fn from(m: &'a Message) -> Self {
+        match m {
+            Message::Text(t) => Self::Text(t.as_str()),
+            Message::Binary(b) => Self::Binary(b),
+        }
+    }
+}
+
+impl<'a> From<&'a str> for MessageRef<'a> {
+    fn from(s: &'a str) -> Self {
+        Self::Text(s)
+    }
+}
+
+impl<'a> From<&'a [u8]> for MessageRef<'a> {
+    fn from(b: &'a [u8]) -> Self {
+        Self::Binary(b)
+    }
+}
+
+impl From<MessageRef<'_>> for Message {
+    fn from(m: MessageRef<'_>) -> Self {
+        m.to_message()
+    }
+}
+
 /// Shared, immutable bytes that are guaranteed to be valid UTF-8.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
 pub struct Utf8Bytes(Bytes);

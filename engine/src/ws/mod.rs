@@ -37,4 +37,4 @@ pub use connection::{
 pub use deflate::{DeflateConfig, DeflateParams, Precompressed};
 pub use error::{Error, HandshakeError, ProtocolError, SendError};
 pub use handshake::{ClientRequest, Request, Response, UrlError};
-pub use message::{Message, Utf8Bytes};
+pub use message::{Message, MessageRef, Utf8Bytes};

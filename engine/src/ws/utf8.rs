@@ -81,9 +81,12 @@ fn width(lead: u8) -> usize {
 
 /// Validates a complete text in one call.
 pub fn validate(data: &[u8]) -> Result<(), InvalidUtf8> {
-    simdutf8::basic::from_utf8(data)
-        .map(|_| ())
-        .map_err(|_| InvalidUtf8)
+    validate_str(data).map(|_| ())
+}
+
+/// [`validate`], giving the text.
+pub fn validate_str(data: &[u8]) -> Result<&str, InvalidUtf8> {
+    simdutf8::basic::from_utf8(data).map_err(|_| InvalidUtf8)
 }
 
 #[cfg(test)]

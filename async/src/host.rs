@@ -323,22 +323,44 @@ trait DirectWrite: Send + Sync {
 /// dispatcher rings it, under the host's lock, after filling the mailbox; the task
 /// registers its waker, then answers (clears) it, and takes the host's lock only if it
 /// was rung. A ring after the answer wakes the registered waker, so none is lost.
+///
+/// While the task runs (between [`enter`](Bell::enter) and [`leave`](Bell::leave)) a
+/// ring wakes nobody: the task answers before it sleeps. Most rings come from the task
+/// itself (a handler it ran answered an ack, or emitted to its own socket), and a wake
+/// then cost the task a second poll that found nothing to do.
 #[derive(Default)]
 struct Bell {
     rung: AtomicBool,
     waker: Mutex<Option<Waker>>,
+    /// The task is being polled, and answers before it returns.
+    running: AtomicBool,
 }
 
 impl Bell {
     /// Rings it: the task's waker goes into `to_wake`, unless it was rung and not
-    /// answered yet (then the task was woken already, and its answer will say so).
+    /// answered yet (then the task was woken already, and its answer will say so), or
+    /// the task is running (it answers before it returns; see [`leave`](Bell::leave)).
     fn ring(&self, to_wake: &mut Vec<Waker>) {
-        if self.rung.swap(true, Ordering::AcqRel) {
+        // SeqCst here and in `leave`: either this sees the task still running, and the
+        // task then sees the ring when it leaves, or the task has left and is woken.
+        if self.rung.swap(true, Ordering::SeqCst) || self.running.load(Ordering::SeqCst) {
             return;
         }
         if let Some(w) = &*self.waker.lock().unwrap_or_else(|e| e.into_inner()) {
             to_wake.push(w.clone());
         }
+    }
+
+    /// The task starts a poll: rings from now on leave its waker alone.
+    fn enter(&self) {
+        self.running.store(true, Ordering::SeqCst);
+    }
+
+    /// The task ends a poll. Whether it was rung since its last answer (a ring it
+    /// will not see otherwise: it must poll again).
+    fn leave(&self) -> bool {
+        self.running.store(false, Ordering::SeqCst);
+        self.rung.load(Ordering::SeqCst)
     }
 
     /// Has `waker` woken by the next ring.
@@ -619,6 +641,8 @@ impl<T: Transport + Send + 'static, C: Clock, E: Endpoint> Future for WsDriver<'
         let (mut look, mut unreported) = (this.look, this.unreported);
         // Before the bell is answered, so that a ring after the answer wakes us.
         wire.bell.register(cx.waker());
+        // Rings until this poll returns do not wake this task: it answers them.
+        wire.bell.enter();
         // Held while this task runs: a publisher meanwhile queues to the mailbox.
         let mut guard = lock_wire(&wire.state);
         let w = &mut *guard;
@@ -664,9 +688,6 @@ impl<T: Transport + Send + 'static, C: Clock, E: Endpoint> Future for WsDriver<'
             while let Some(b) = link.poll_transmit() {
                 w.out.push(b);
             }
-            if w.out.is_empty() && link.should_close_transport() {
-                break shutdown(&mut w.io, cx);
-            }
             match stall.write(&mut w.out, &mut w.io, cx, &*clock) {
                 Ok(written) => {
                     link.handle_written(written.saturating_sub(w.owed));
@@ -677,6 +698,11 @@ impl<T: Transport + Send + 'static, C: Clock, E: Endpoint> Future for WsDriver<'
             if w.out.is_empty() {
                 if let Poll::Ready(Err(e)) = w.out.poll_flush(&mut w.io, cx) {
                     break Poll::Ready(Err(e));
+                }
+                // Asked after the write: the close frame just written may be what
+                // it waited for (nothing else would wake this task to look again).
+                if link.should_close_transport() {
+                    break shutdown(&mut w.io, cx);
                 }
             }
             let write_deadline = stall.deadline(host.settings.limits);
@@ -727,6 +753,10 @@ impl<T: Transport + Send + 'static, C: Clock, E: Endpoint> Future for WsDriver<'
             && matches!(&conn.mode, Mode::Ws(link) if link.is_open() && !link.has_output());
         this.look = look;
         this.unreported = unreported;
+        if wire.bell.leave() && done.is_pending() {
+            // Rung after the loop's last answer (from another thread): look again.
+            cx.waker().wake_by_ref();
+        }
         done
     }
 }
@@ -1846,5 +1876,30 @@ mod tests {
         bell.ring(&mut to_wake);
         assert_eq!(to_wake.len(), 1);
         assert!(bell.answer());
+    }
+
+    #[test]
+    fn a_ring_while_the_task_runs_wakes_nobody_and_is_seen_by_the_task() {
+        let bell = Bell::default();
+        let mut to_wake = Vec::new();
+        let wakes = Arc::new(Wakes(0.into()));
+        bell.register(&Waker::from(wakes.clone()));
+        // Rung during the poll, before the loop's answer (a handler the task ran
+        // answered an ack): the answer takes it, no wake.
+        bell.enter();
+        bell.ring(&mut to_wake);
+        assert!(to_wake.is_empty(), "the running task is not woken");
+        assert!(bell.answer());
+        assert!(!bell.leave(), "nothing rang after the answer");
+        // Rung after the loop's last answer: the task sees it as it leaves.
+        bell.enter();
+        assert!(!bell.answer());
+        bell.ring(&mut to_wake);
+        assert!(to_wake.is_empty());
+        assert!(bell.leave(), "the task must poll again");
+        assert!(bell.answer());
+        // Between polls a ring wakes the task as before.
+        bell.ring(&mut to_wake);
+        assert_eq!(to_wake.len(), 1);
     }
 }

@@ -119,6 +119,45 @@ struct Held {
     read_at: std::time::Instant,
 }
 
+thread_local! {
+    /// One `Held` whose input was all decoded, kept for the next read on this thread
+    /// that holds input back: a connection echoing a stream of small messages then
+    /// allocates nothing per read. At most one per thread, of at most
+    /// [`HELD_SPARE_MAX`] bytes.
+    static HELD_SPARE: std::cell::Cell<Option<Box<Held>>> = const { std::cell::Cell::new(None) };
+}
+
+/// The largest input buffer [`HELD_SPARE`] keeps (held input is the rest of one read,
+/// at most [`READ_CHUNK`](super::READ_CHUNK) bytes).
+const HELD_SPARE_MAX: usize = 2 * super::READ_CHUNK;
+
+impl Held {
+    /// A copy of `rest`, read at `read_at`, in this thread's spare when it has one.
+    fn copy_of(rest: &[u8], read_at: std::time::Instant) -> Box<Self> {
+        match HELD_SPARE.take() {
+            Some(mut held) => {
+                held.input.clear();
+                held.input.extend_from_slice(rest);
+                held.at = 0;
+                held.read_at = read_at;
+                held
+            }
+            None => Box::new(Self {
+                input: rest.to_vec(),
+                at: 0,
+                read_at,
+            }),
+        }
+    }
+
+    /// Gives a `Held` whose input was all decoded back to this thread's spare.
+    fn recycle(self: Box<Self>) {
+        if self.input.capacity() <= HELD_SPARE_MAX {
+            HELD_SPARE.set(Some(self));
+        }
+    }
+}
+
 /// What [`WebSocket::handshake_info`] shows of a handshake that left nothing to keep.
 static NOTHING_KEPT: Opened = Opened {
     protocol: None,
@@ -528,6 +567,7 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
                 let now = held.read_at;
                 let Some(lend) = lender.take() else {
                     self.conn.handle_input(now, &held.input[held.at..]);
+                    held.recycle();
                     continue;
                 };
                 let (used, lent) =
@@ -535,6 +575,8 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
                 held.at += used;
                 if held.at < held.input.len() {
                     self.held = Some(held);
+                } else {
+                    held.recycle();
                 }
                 if let Some(r) = lent {
                     return Poll::Ready(Some(Ok(Step::Lent(r))));
@@ -559,11 +601,7 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
                                 lent = r;
                                 if used < n {
                                     // One copy of the rest, not one per message.
-                                    self.held = Some(Box::new(Held {
-                                        input: buf[used..n].to_vec(),
-                                        at: 0,
-                                        read_at: now,
-                                    }));
+                                    self.held = Some(Held::copy_of(&buf[used..n], now));
                                 }
                             }
                         }

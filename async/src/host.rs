@@ -754,7 +754,8 @@ impl<T: Transport + Send + 'static, C: Clock, E: Endpoint> Future for WsDriver<'
         this.look = look;
         this.unreported = unreported;
         if wire.bell.leave() && done.is_pending() {
-            // Rung after the loop's last answer (from another thread): look again.
+            // Rung after the loop's last answer (by a publisher, or by this task
+            // under the host's lock at the top of the loop): look again.
             cx.waker().wake_by_ref();
         }
         done

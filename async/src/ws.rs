@@ -134,7 +134,7 @@ const HELD_SPARE_MAX: usize = 2 * super::READ_CHUNK;
 impl Held {
     /// A copy of `rest`, read at `read_at`, in this thread's spare when it has one.
     fn copy_of(rest: &[u8], read_at: std::time::Instant) -> Box<Self> {
-        match HELD_SPARE.take() {
+        match HELD_SPARE.try_with(std::cell::Cell::take).ok().flatten() {
             Some(mut held) => {
                 held.input.clear();
                 held.input.extend_from_slice(rest);
@@ -153,7 +153,8 @@ impl Held {
     /// Gives a `Held` whose input was all decoded back to this thread's spare.
     fn recycle(self: Box<Self>) {
         if self.input.capacity() <= HELD_SPARE_MAX {
-            HELD_SPARE.set(Some(self));
+            // As the thread ends there is no spare to keep: it is dropped.
+            let _ = HELD_SPARE.try_with(|spare| spare.set(Some(self)));
         }
     }
 }

@@ -345,6 +345,38 @@ fn nothing_is_buffered_behind_a_parked_poll() {
     });
 }
 
+#[test]
+fn a_close_packet_and_close_frame_read_together_close_the_connection_at_once() {
+    each_runtime(|runtime| {
+        let server = Server::start(runtime, &[], None);
+        for round in 0..20 {
+            let mut s = websocket_session(&server);
+            // Engine.IO's close packet and our close frame in one write: the server
+            // answers both in one turn, then must close the TCP connection without
+            // waiting for anything else (its close timeout is 5 s).
+            let mut both = frame(b"1");
+            both.extend_from_slice(&[0x88, 0x80, 0, 0, 0, 0]);
+            s.write_all(&both).expect("close");
+            s.set_read_timeout(Some(Duration::from_secs(3)))
+                .expect("timeout");
+            let start = Instant::now();
+            let mut sink = [0u8; 4096];
+            let end = loop {
+                match s.read(&mut sink) {
+                    Ok(0) => break Ok(()),
+                    Ok(_) => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            assert!(
+                end.is_ok(),
+                "{runtime}, round {round}: not closed after {:?}: {end:?}",
+                start.elapsed()
+            );
+        }
+    });
+}
+
 /// Sessions opened and closed, half on WebSocket and half on polling.
 fn churn(server: &Server, sessions: usize) {
     for i in 0..sessions {

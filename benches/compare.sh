@@ -6,7 +6,8 @@
 #   benches/compare.sh            ROUNDS=3 SECS=3 by default (about 10 minutes)
 #
 # Servers (single-threaded runtimes, TCP_NODELAY): wirestate on tokio (`recv`, and
-# `-lent`: `recv_with`, each message lent in place) and on smol, fastwebsockets, tokio-websockets, tokio-tungstenite (crates.io, `--features peers`).
+# `-lent`: `recv_with`, each message lent in place; `-router`: a `Router` route whose
+# `on_message` sends the message back) and on smol, fastwebsockets, tokio-websockets, tokio-tungstenite (crates.io, `--features peers`).
 # Client: `load` (pre-masked frames, one core). Reported per case: messages/s, p99
 # round trip, and server CPU µs per message (from /proc), which is the figure that
 # matters when the client is the bottleneck (it usually is on 2 cores: see the
@@ -42,7 +43,7 @@ raw="$out/raw.txt"
 : > "$raw"
 cargo build --release --quiet -p wirestate-benches --features peers --bin bench-server --bin load
 bin="$root/target/release"
-impls=(wirestate-tokio wirestate-tokio-lent wirestate-smol fastwebsockets tokio-websockets tokio-tungstenite)
+impls=(wirestate-tokio wirestate-tokio-lent wirestate-tokio-router wirestate-smol fastwebsockets tokio-websockets tokio-tungstenite)
 deflate_impls=(wirestate-tokio-deflate ws-node-deflate)
 sio_impls=(sio-wirestate-tokio sio-wirestate-tokio-typed sio-wirestate-axum sio-socketioxide sio-node)
 baseline_bin=""
@@ -164,7 +165,7 @@ rows = {}
 for line in open(sys.argv[1]):
     kv = dict(p.split("=", 1) for p in line.split() if "=" in p)
     rows.setdefault(kv["case"], {}).setdefault(kv["impl"], []).append(kv)
-ours = ["wirestate-tokio", "wirestate-tokio-lent", "wirestate-smol", "sio-wirestate-tokio", "sio-wirestate-tokio-typed", "sio-wirestate-axum", "wirestate-tokio-deflate"]
+ours = ["wirestate-tokio", "wirestate-tokio-lent", "wirestate-tokio-router", "wirestate-smol", "sio-wirestate-tokio", "sio-wirestate-tokio-typed", "sio-wirestate-axum", "wirestate-tokio-deflate"]
 ours += ["baseline-" + o for o in ours]
 def med(runs, key):
     vals = [float(r[key].rstrip("%")) for r in runs if key in r]

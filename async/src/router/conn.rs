@@ -162,6 +162,14 @@ impl Link {
         self.lock().wire = Some(wire);
     }
 
+    /// The task is about to run handlers on an event: what they queue is drained on
+    /// its next turn, which follows at once, so a send meanwhile wakes nobody (a wake
+    /// would cost the running task a second poll that finds nothing to do).
+    /// [`drain_into`](Self::drain_into) registers the waker again.
+    fn running_handlers(&self) {
+        self.lock().waker = None;
+    }
+
     fn end(&self) {
         let mut s = self.lock();
         s.ended = true;
@@ -474,7 +482,11 @@ pub(crate) async fn run<T: Transport + Send + 'static, C: Clock + Send + 'static
             // Held while this task runs: a publisher meanwhile queues to the link.
             let mut ws = ws.lock().unwrap_or_else(|e| e.into_inner());
             link.drain_into(&mut ws, cx);
-            ws.poll_event(cx)
+            let event = ws.poll_event(cx);
+            if event.is_ready() {
+                link.running_handlers();
+            }
+            event
         })
         .await;
         match event {
@@ -531,4 +543,45 @@ fn cut(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Counts its wakes.
+    struct Wakes(AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_send_while_the_task_runs_handlers_wakes_nobody() {
+        let link = Link::new(ConnId(Arc::from("c1")), 0, 1 << 20);
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        let waker = Waker::from(wakes.clone());
+        // Between turns (the waker registered): a send wakes the task.
+        link.lock().waker = Some(waker.clone());
+        link.send(Message::text("a")).expect("send");
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        // The task took an event and runs its handlers: their sends are queued for
+        // the turn that follows, with no wake.
+        link.lock().waker = Some(waker);
+        link.running_handlers();
+        link.send(Message::text("b")).expect("send");
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            1,
+            "the running task is not woken"
+        );
+        assert_eq!(
+            link.lock().queue.len(),
+            2,
+            "both wait for the task's next turn"
+        );
+    }
 }

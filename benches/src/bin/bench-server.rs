@@ -1,7 +1,9 @@
 //! `bench-server --impl NAME --addr HOST:PORT`: an echo server on a single-threaded
 //! runtime, for load runs side by side.
 //!
-//! * WebSocket echo: `wirestate-tokio`, `wirestate-smol`, and (built with
+//! * WebSocket echo: `wirestate-tokio`, `wirestate-smol`, `wirestate-tokio-router` (a
+//!   [`Router`](wirestate_async::router::Router) route on `/` whose `on_message`
+//!   sends the message back, as plain WebSocket applications are written), and (built with
 //!   `--features peers`) `fastwebsockets`, `tokio-websockets`, `tokio-tungstenite`;
 //!   messages are echoed as they come, uncompressed. `wirestate-tokio-deflate` is
 //!   `wirestate-tokio` with permessage-deflate accepted (`DeflateConfig::default()`:
@@ -98,6 +100,22 @@ fn main() -> io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    if name == "wirestate-tokio-router" {
+        return rt.block_on(async move {
+            use wirestate_async::router::{Route, Router};
+            let router = Router::builder()
+                .route(
+                    "/",
+                    Route::new().on_message(|conn, message| {
+                        let _ = conn.send(message);
+                    }),
+                )
+                .build();
+            let listener = tokio::net::TcpListener::bind(&addr).await?;
+            eprintln!("{name} on {addr}");
+            wirestate_tokio::router::serve(router, listener).await
+        });
+    }
     if name == "sio-wirestate-tokio" || name == "sio-wirestate-tokio-typed" {
         let typed = name.ends_with("-typed");
         return rt.block_on(async move {

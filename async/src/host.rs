@@ -1787,7 +1787,7 @@ pub(crate) fn shutdown<T: Transport>(io: &mut T, cx: &mut Context<'_>) -> Poll<i
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::mem::duplex;
 
@@ -1841,8 +1841,8 @@ mod tests {
         assert_eq!(peer.take_available(100), b"0123456");
     }
 
-    /// Counts its wakes.
-    struct Wakes(std::sync::atomic::AtomicUsize);
+    /// Counts its wakes (also the router's tests).
+    pub(crate) struct Wakes(pub(crate) std::sync::atomic::AtomicUsize);
 
     impl std::task::Wake for Wakes {
         fn wake(self: Arc<Self>) {

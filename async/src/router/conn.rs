@@ -548,16 +548,8 @@ fn cut(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::tests::Wakes;
     use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// Counts its wakes.
-    struct Wakes(AtomicUsize);
-
-    impl std::task::Wake for Wakes {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
 
     #[test]
     fn a_send_while_the_task_runs_handlers_wakes_nobody() {

@@ -129,7 +129,7 @@ struct Shared<E: Endpoint> {
     draining: bool,
     /// Connections in WebSocket or parked-poll mode.
     busy: usize,
-    idle_wakers: Vec<Waker>,
+    idle_wakers: crate::Waiters,
     /// Wakers to wake once the lock is released ([`HostGuard`]): a wake may make a
     /// system call (to start an idle worker thread), not to be made while every other
     /// connection waits for the lock.
@@ -304,7 +304,7 @@ impl<E: Endpoint> Shared<E> {
 
     fn wake_if_idle(&mut self) {
         if self.busy == 0 && self.server.is_idle() {
-            self.to_wake.append(&mut self.idle_wakers);
+            self.to_wake.extend(self.idle_wakers.take());
         }
     }
 }
@@ -918,7 +918,7 @@ impl<E: Endpoint> Host<E> {
                 armed: None,
                 draining: false,
                 busy: 0,
-                idle_wakers: Vec::new(),
+                idle_wakers: crate::Waiters::default(),
                 to_wake: Vec::new(),
             })),
         }
@@ -1005,12 +1005,13 @@ impl<E: Endpoint> Host<E> {
     /// Resolves once no session is open and no connection is carrying one (after a
     /// graceful shutdown, say).
     pub async fn idle(&self) {
+        let mut waiting = crate::WaitId::new(|id| self.lock().idle_wakers.remove(id));
         poll_fn(|cx| {
             let mut s = self.lock();
             if s.busy == 0 && s.server.is_idle() {
                 Poll::Ready(())
             } else {
-                crate::register_waker(&mut s.idle_wakers, cx.waker());
+                s.idle_wakers.register(&mut waiting.id, cx.waker());
                 Poll::Pending
             }
         })

@@ -427,12 +427,76 @@ impl<F: Future<Output = ()>> Future for Counted<F> {
     }
 }
 
-/// Adds `waker` to `wakers` unless that task's waker is there already: a task that
-/// polls again and again before it is woken (an accept loop polls its stop signal for
-/// every connection it accepts) stays one entry instead of growing the list.
-pub(crate) fn register_waker(wakers: &mut Vec<std::task::Waker>, waker: &std::task::Waker) {
-    if !wakers.iter().any(|w| w.will_wake(waker)) {
-        wakers.push(waker.clone());
+/// The wakers of the futures waiting for one condition (a shutdown, the host going
+/// idle, a client's connection): one entry per waiting future, however often it is
+/// polled. A future polled again replaces its own entry, found by its id, not by
+/// `Waker::will_wake`: two wakers of one tokio task can compare unequal (their vtables
+/// made in different codegen units), and an accept loop, which polls its stop signal
+/// for every connection it accepts, then grew the list by two entries per connection
+/// for as long as the server ran. The entry goes when its future is dropped
+/// ([`WaitId`]).
+#[derive(Default)]
+pub(crate) struct Waiters {
+    last_id: u64,
+    waiting: Vec<(u64, std::task::Waker)>,
+}
+
+impl Waiters {
+    /// Registers `waker` for the waiter `id` (given one on its first call).
+    pub(crate) fn register(&mut self, id: &mut Option<u64>, waker: &std::task::Waker) {
+        let id = *id.get_or_insert_with(|| {
+            self.last_id += 1;
+            self.last_id
+        });
+        match self.waiting.iter_mut().find(|(i, _)| *i == id) {
+            Some((_, w)) => w.clone_from(waker),
+            None => self.waiting.push((id, waker.clone())),
+        }
+    }
+
+    /// Forgets waiter `id`.
+    pub(crate) fn remove(&mut self, id: u64) {
+        self.waiting.retain(|(i, _)| *i != id);
+    }
+
+    /// Takes every waker, to wake them (a waiter polled again registers anew).
+    pub(crate) fn take(&mut self) -> impl Iterator<Item = std::task::Waker> + '_ {
+        self.waiting.drain(..).map(|(_, w)| w)
+    }
+
+    /// Wakes every waiter.
+    pub(crate) fn wake_all(&mut self) {
+        self.take().for_each(std::task::Waker::wake);
+    }
+
+    /// How many futures wait.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.waiting.len()
+    }
+}
+
+/// A waiting future's id in its [`Waiters`]: `release` removes it from there when the
+/// future is dropped (done or abandoned).
+pub(crate) struct WaitId<F: FnMut(u64)> {
+    /// The id, once registered.
+    pub(crate) id: Option<u64>,
+    release: F,
+}
+
+impl<F: FnMut(u64)> WaitId<F> {
+    /// An id not registered yet; `release` takes it out of its [`Waiters`] (it locks
+    /// them: a future holding one is never dropped under that lock).
+    pub(crate) fn new(release: F) -> Self {
+        Self { id: None, release }
+    }
+}
+
+impl<F: FnMut(u64)> Drop for WaitId<F> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            (self.release)(id);
+        }
     }
 }
 
@@ -1215,15 +1279,27 @@ mod tests {
     }
 
     #[test]
-    fn a_task_that_polls_again_is_registered_once() {
-        let (a, b) = (Waker::from(Arc::new(Task)), Waker::from(Arc::new(Task)));
-        let mut wakers = Vec::new();
+    fn a_waiter_polled_again_is_registered_once_and_released_when_dropped() {
+        let waiters = std::sync::Mutex::new(super::Waiters::default());
+        let lock = || waiters.lock().unwrap_or_else(|e| e.into_inner());
+        let mut a = super::WaitId::new(|id| lock().remove(id));
+        // A new waker at every poll, as `will_wake` may judge a task's own: still one
+        // entry.
         for _ in 0..1000 {
-            super::register_waker(&mut wakers, &a);
-            super::register_waker(&mut wakers, &a.clone());
+            lock().register(&mut a.id, &Waker::from(Arc::new(Task)));
         }
-        assert_eq!(wakers.len(), 1);
-        super::register_waker(&mut wakers, &b);
-        assert_eq!(wakers.len(), 2, "another task's waker is kept too");
+        assert_eq!(lock().len(), 1);
+        {
+            let mut b = super::WaitId::new(|id| lock().remove(id));
+            lock().register(&mut b.id, &Waker::from(Arc::new(Task)));
+            assert_eq!(lock().len(), 2, "another waiter is kept too");
+        }
+        assert_eq!(lock().len(), 1, "a dropped waiter is forgotten");
+        lock().wake_all();
+        assert_eq!(lock().len(), 0);
+        lock().register(&mut a.id, &Waker::from(Arc::new(Task)));
+        assert_eq!(lock().len(), 1, "woken, it waits again");
+        drop(a);
+        assert_eq!(lock().len(), 0);
     }
 }

@@ -344,6 +344,29 @@ fn attachments_are_bounded_in_size_and_in_time() {
 }
 
 #[test]
+fn sessions_that_join_no_namespace_in_time_are_closed() {
+    // connect_timeout 1 s; pings are answered, so only that timeout closes anything.
+    let mut h = harness(config());
+    let late = h.open(4);
+    h.advance(Duration::from_millis(400));
+    let never = h.open(4);
+    let gone = h.open(4);
+    h.ws_drop(gone);
+    let (_prompt, _) = h.connect("/");
+    h.advance(Duration::from_millis(500));
+    h.join_nsp(late, "/", None);
+    assert_eq!(h.server.session_count(), 3);
+    // Past the first deadline: the session that joined in time stays.
+    h.advance(Duration::from_millis(300));
+    assert_eq!(h.server.session_count(), 3);
+    // Past the second: the one that never joined is closed.
+    h.advance(Duration::from_millis(300));
+    assert_eq!(h.server.session_count(), 2);
+    assert!(h.closed.contains(&never) && !h.closed.contains(&late));
+    assert!(h.server.poll_timeout().is_some(), "heartbeats go on");
+}
+
+#[test]
 fn rooms_per_socket_are_capped() {
     let mut h = harness(config().max_rooms_per_socket(3));
     let (_tid, sid) = h.connect("/");
@@ -407,6 +430,94 @@ fn room_events_report_rooms_as_they_come_and_go_when_asked() {
     assert_eq!(rooms(&mut h), [(own, false, true)]);
     h.server.leave(&other, "a").expect("leave");
     assert_eq!(rooms(&mut h), [("a".to_owned(), false, false)]);
+}
+
+#[test]
+fn a_sockets_own_room_can_be_shared_left_and_joined_again() {
+    let room_events = |h: &mut Harness| -> Vec<(String, bool)> {
+        let mut events = h.take_events();
+        events.extend(std::iter::from_fn(|| h.server.poll_event()));
+        (events.into_iter())
+            .filter_map(|e| match e {
+                Event::Room { room, created, .. } => Some((room.to_string(), created)),
+                _ => None,
+            })
+            .collect()
+    };
+    let reached = |h: &mut Harness, target: &Broadcast| -> Vec<Sid> {
+        let mut sids = h.server.fetch_sockets(target);
+        sids.sort();
+        sids
+    };
+    let mut h = harness(config().max_rooms_per_socket(3));
+    h.server.set_room_events(true);
+    let (_, sa) = h.connect("/");
+    let (_, sb) = h.connect("/");
+    let (_, sc) = h.connect("/");
+    room_events(&mut h);
+    let own = sa.as_str().to_owned();
+    let nsp = || Broadcast::nsp("/");
+    let sorted = |mut v: Vec<Sid>| {
+        v.sort();
+        v
+    };
+
+    // Another socket joins a room named by `sa`'s id: it exists already (no event),
+    // and reaches both.
+    h.server.join(&sb, &[Arc::from(own.as_str())]).expect("b");
+    assert!(room_events(&mut h).is_empty());
+    assert_eq!(
+        reached(&mut h, &nsp().to(own.as_str())),
+        sorted(vec![sa.clone(), sb.clone()])
+    );
+    assert_eq!(
+        reached(&mut h, &nsp().except(own.as_str())),
+        std::slice::from_ref(&sc)
+    );
+    let first = |h: &Harness, sid: &Sid| {
+        h.server
+            .rooms(sid)
+            .and_then(|mut r| r.next())
+            .map(|r| r.to_string())
+    };
+    assert_eq!(first(&h, &sa), Some(own.clone()), "its own room first");
+
+    // `sa` leaves its own room: only `sb` is left in it, so it lives on.
+    h.server.leave(&sa, &own).expect("a");
+    assert!(room_events(&mut h).is_empty());
+    assert_eq!(h.server.rooms(&sa).expect("a").count(), 0);
+    assert_eq!(
+        reached(&mut h, &nsp().to(own.as_str())),
+        std::slice::from_ref(&sb)
+    );
+    assert!(h.server.room_names("/").contains(&own));
+    h.server.leave(&sb, &own).expect("b");
+    assert_eq!(room_events(&mut h), [(own.clone(), false)]);
+    assert!(reached(&mut h, &nsp().to(own.as_str())).is_empty());
+    assert!(!h.server.room_names("/").contains(&own));
+    assert!(h.server.room_names("/").contains(&sb.to_string()));
+
+    // Out of its own room, it does not count against the cap; back in, it does.
+    let rooms = |names: &[&str]| names.iter().map(|n| Arc::from(*n)).collect::<Vec<_>>();
+    h.server
+        .join(&sa, &rooms(&["x", "y", "z"]))
+        .expect("three rooms");
+    assert_eq!(
+        h.server.join(&sa, &rooms(&[own.as_str()])),
+        Err(wirestate_engine::sio::Error::TooManyRooms)
+    );
+    h.server.leave(&sa, "z").expect("a");
+    room_events(&mut h);
+    h.server
+        .join(&sa, &rooms(&[own.as_str()]))
+        .expect("own room again");
+    assert_eq!(room_events(&mut h), [(own.clone(), true)]);
+    assert_eq!(
+        reached(&mut h, &nsp().to(own.as_str())),
+        std::slice::from_ref(&sa)
+    );
+    assert_eq!(first(&h, &sa), Some(own.clone()));
+    assert_eq!(h.server.rooms(&sa).expect("a").count(), 3);
 }
 
 #[test]

@@ -86,7 +86,7 @@ enum Status {
 }
 
 /// Each namespace's status, and who waits for a change.
-type StatusBoard = (HashMap<Arc<str>, Status>, Vec<Waker>);
+type StatusBoard = (HashMap<Arc<str>, Status>, crate::Waiters);
 
 struct AckWaiter {
     result: Option<Result<Payload, AckError>>,
@@ -168,7 +168,7 @@ impl SioClient {
                 manager: Mutex::new(Manager::new(config, seed)),
                 driver: Mutex::new(None),
                 handlers: Mutex::new(Handlers::default()),
-                status: Mutex::new((HashMap::new(), Vec::new())),
+                status: Mutex::new((HashMap::new(), crate::Waiters::default())),
                 acks: Mutex::new(HashMap::new()),
                 rt: Arc::new(rt.clone()),
             }),
@@ -263,9 +263,7 @@ impl SioClient {
     fn set_status(&self, nsp: &Arc<str>, status: Status) {
         let mut s = lock(&self.inner.status);
         s.0.insert(nsp.clone(), status);
-        for w in s.1.drain(..) {
-            w.wake();
-        }
+        s.1.wake_all();
     }
 
     fn ns_handlers<R>(&self, nsp: &Arc<str>, f: impl FnOnce(&NsHandlers) -> R) -> Option<R> {
@@ -500,13 +498,14 @@ impl ClientSocket {
     /// Waits until the socket is connected: `Ok(recovered)`, or why it will not
     /// connect (refused by the server, disconnected on purpose, client closed).
     pub async fn wait_connected(&self) -> Result<bool, ClientConnectError> {
+        let mut waiting = crate::WaitId::new(|id| lock(&self.client.inner.status).1.remove(id));
         poll_fn(|cx| {
             let mut s = lock(&self.client.inner.status);
             match s.0.get(&self.nsp) {
                 Some(Status::Connected { recovered }) => Poll::Ready(Ok(*recovered)),
                 Some(Status::Failed(f)) => Poll::Ready(Err(f.clone())),
                 _ => {
-                    crate::register_waker(&mut s.1, cx.waker());
+                    s.1.register(&mut waiting.id, cx.waker());
                     Poll::Pending
                 }
             }

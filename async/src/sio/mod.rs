@@ -237,7 +237,7 @@ struct Inner {
     host: Host<sio::Server>,
     app: Mutex<App>,
     stopping: AtomicBool,
-    stop_wakers: Mutex<Vec<Waker>>,
+    stop_wakers: Mutex<crate::Waiters>,
     max_in_flight: usize,
     /// Internal errors' own name and message go to clients.
     debug_errors: bool,
@@ -327,7 +327,7 @@ impl SocketIo {
                 ),
                 app: Mutex::new(App::default()),
                 stopping: AtomicBool::new(false),
-                stop_wakers: Mutex::new(Vec::new()),
+                stop_wakers: Mutex::default(),
                 max_in_flight,
                 debug_errors,
                 error_hook: Mutex::new(None),
@@ -484,21 +484,21 @@ impl SocketIo {
     /// Starts [`shutdown`](Self::shutdown) without waiting for it.
     pub(super) fn begin_shutdown(&self) {
         self.inner.stopping.store(true, Ordering::SeqCst);
-        for w in lock(&self.inner.stop_wakers).drain(..) {
-            w.wake();
-        }
+        let woken: Vec<Waker> = lock(&self.inner.stop_wakers).take().collect();
+        woken.into_iter().for_each(Waker::wake);
         let now = self.now();
         self.inner.host.with(|s| s.shutdown(now));
     }
 
     /// Resolves when [`shutdown`](Self::shutdown) starts (for accept loops).
     pub async fn stopping(&self) {
+        let mut waiting = crate::WaitId::new(|id| lock(&self.inner.stop_wakers).remove(id));
         poll_fn(|cx| {
             let mut wakers = lock(&self.inner.stop_wakers);
             if self.inner.stopping.load(Ordering::SeqCst) {
                 Poll::Ready(())
             } else {
-                crate::register_waker(&mut wakers, cx.waker());
+                wakers.register(&mut waiting.id, cx.waker());
                 Poll::Pending
             }
         })

@@ -129,7 +129,7 @@ async fn run_mailbox<R: Runtime>(rt: R, io: SocketIo, mailbox: Arc<Mailbox>) {
 
 /// How many shards still serve, and who waits for none to.
 struct Running {
-    state: Mutex<(usize, Vec<Waker>)>,
+    state: Mutex<(usize, crate::Waiters)>,
     ended: std::sync::Condvar,
 }
 
@@ -143,9 +143,7 @@ impl Running {
         let mut s = lock(&self.state);
         s.0 = s.0.saturating_sub(count);
         if s.0 == 0 {
-            for w in s.1.drain(..) {
-                w.wake();
-            }
+            s.1.wake_all();
             self.ended.notify_all();
         }
     }
@@ -210,12 +208,13 @@ impl Shards {
 
     /// Resolves once every shard's thread has ended (after a shutdown).
     pub async fn closed(&self) {
+        let mut waiting = crate::WaitId::new(|id| lock(&self.running.state).1.remove(id));
         poll_fn(|cx| {
             let mut s = lock(&self.running.state);
             if s.0 == 0 {
                 return Poll::Ready(());
             }
-            crate::register_waker(&mut s.1, cx.waker());
+            s.1.register(&mut waiting.id, cx.waker());
             Poll::Pending
         })
         .await
@@ -291,7 +290,7 @@ where
         moved: Arc::default(),
     });
     let running = Arc::new(Running {
-        state: Mutex::new((n, Vec::new())),
+        state: Mutex::new((n, crate::Waiters::default())),
         ended: std::sync::Condvar::new(),
     });
     let (ready_tx, ready) = std::sync::mpsc::channel::<std::io::Result<()>>();

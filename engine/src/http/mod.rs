@@ -33,66 +33,80 @@ pub const MAX_HEADERS: usize = 64;
 /// Header lines, in order, names as sent.
 ///
 /// Stored compactly, because a WebSocket connection or an Engine.IO session keeps its
-/// upgrade request for as long as it lives: every name and value back to back in one
-/// buffer, and one small index, instead of two allocations per line.
+/// upgrade request for as long as it lives: one allocation holds where each line's
+/// name and value end, then every name and value back to back (instead of two
+/// allocations per line, or one for the text and one for the index).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Headers {
-    /// Names and values, back to back: line `i` is `name_i value_i`.
-    text: Box<[u8]>,
-    /// For each line, where its name ends and where its value ends, in `text`.
-    ends: Box<[(u32, u32)]>,
+    /// For each line, where its name ends and where its value ends in the text (two
+    /// `u32`s, native byte order); then the text: line `i` is `name_i value_i`.
+    buf: Box<[u8]>,
+    /// How many lines.
+    lines: u32,
 }
+
+/// The bytes of one line's entry in the index that opens [`Headers::buf`].
+const LINE_INDEX: usize = 8;
 
 impl Headers {
     /// Header lines from `(name, value)` pairs, in order (a request parsed by another
     /// HTTP server: hyper's `HeaderMap`, say).
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Self {
-        Self::with_capacity(pairs, 0)
+        let pairs: Vec<_> = pairs.into_iter().collect();
+        Self::from_lines(pairs.iter().copied())
     }
 
-    /// [`from_pairs`](Self::from_pairs), with room for `size` bytes of names and
-    /// values.
-    fn with_capacity<'a>(
-        pairs: impl IntoIterator<Item = (&'a str, &'a [u8])>,
-        size: usize,
-    ) -> Self {
-        let pairs = pairs.into_iter();
-        let mut text = Vec::with_capacity(size);
-        let mut ends = Vec::with_capacity(pairs.size_hint().0);
-        for (name, value) in pairs {
-            let (Ok(name_end), Ok(value_end)) = (
-                u32::try_from(text.len() + name.len()),
-                u32::try_from(text.len() + name.len() + value.len()),
-            ) else {
-                break; // past 4 GiB of head
-            };
-            text.extend_from_slice(name.as_bytes());
-            text.extend_from_slice(value);
-            ends.push((name_end, value_end));
+    /// The lines of `pairs` (read twice: once to size the buffer, once to fill it).
+    fn from_lines<'a>(pairs: impl Iterator<Item = (&'a str, &'a [u8])> + Clone) -> Self {
+        // Lines past 4 GiB of names and values are left out (the offsets are `u32`).
+        let (mut size, mut lines) = (0usize, 0usize);
+        for (name, value) in pairs.clone() {
+            let next = size.saturating_add(name.len()).saturating_add(value.len());
+            if u32::try_from(next).is_err() {
+                break;
+            }
+            (size, lines) = (next, lines + 1);
+        }
+        let mut buf = Vec::with_capacity((lines * LINE_INDEX).saturating_add(size));
+        let mut end = 0usize;
+        for (name, value) in pairs.clone().take(lines) {
+            let name_end = end + name.len();
+            end = name_end + value.len();
+            // Both fit: `size` does.
+            for offset in [name_end, end] {
+                buf.extend_from_slice(&u32::try_from(offset).unwrap_or(u32::MAX).to_ne_bytes());
+            }
+        }
+        for (name, value) in pairs.take(lines) {
+            buf.extend_from_slice(name.as_bytes());
+            buf.extend_from_slice(value);
         }
         Self {
-            text: text.into(),
-            ends: ends.into(),
+            buf: buf.into_boxed_slice(),
+            lines: u32::try_from(lines).unwrap_or(u32::MAX),
         }
     }
 
     pub(crate) fn from_httparse(raw: &[httparse::Header<'_>]) -> Self {
-        let size = raw.iter().map(|h| h.name.len() + h.value.len()).sum();
-        Self::with_capacity(raw.iter().map(|h| (h.name, h.value)), size)
+        Self::from_lines(raw.iter().map(|h| (h.name, h.value)))
     }
 
     /// All header lines.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        let starts = std::iter::once(0).chain(self.ends.iter().map(|&(_, v)| v));
-        starts
-            .zip(self.ends.iter())
-            .map(|(start, &(name_end, value_end))| {
-                let (start, name_end, value_end) =
-                    (start as usize, name_end as usize, value_end as usize);
-                // Names came in as `&str`.
-                let name = std::str::from_utf8(&self.text[start..name_end]).unwrap_or_default();
-                (name, &self.text[name_end..value_end])
-            })
+        let index_len = (self.lines as usize * LINE_INDEX).min(self.buf.len());
+        let (index, text) = self.buf.split_at(index_len);
+        let offset = |b: &[u8]| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        let mut start = 0;
+        index.chunks_exact(LINE_INDEX).map(move |line| {
+            let (name_end, value_end) = (offset(&line[..4]), offset(&line[4..]));
+            // Names came in as `&str`.
+            let name = (text.get(start..name_end))
+                .and_then(|n| std::str::from_utf8(n).ok())
+                .unwrap_or_default();
+            let value = text.get(name_end..value_end).unwrap_or_default();
+            start = value_end;
+            (name, value)
+        })
     }
 
     /// The first value of header `name` (case-insensitive).
@@ -1028,6 +1042,9 @@ mod tests {
             r#"[("Host", "x"), ("X-Many", "1, 2"), ("x-many", "3"), ("Empty", ""), ("Upgrade", "WebSocket")]"#
         );
         assert_eq!(Headers::default().iter().count(), 0);
+        // The same lines from pairs make the same headers.
+        assert_eq!(&Headers::from_pairs(lines.iter().copied()), h);
+        assert_eq!(Headers::from_pairs([]), Headers::default());
     }
 
     fn requests(conn: &mut ServerConn, input: &[u8], step: usize) -> Vec<Request> {

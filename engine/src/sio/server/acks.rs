@@ -19,7 +19,7 @@ impl Server {
         }
         let nsp = self.sockets.get(sid).map(|s| s.info.nsp.clone());
         let mut target = Broadcast::nsp(nsp.unwrap_or_else(|| Arc::from("/")));
-        target.rooms.push(Arc::from(sid.as_str()));
+        target.rooms.push(sid.0.clone());
         target.local = true;
         Ok(self.broadcast_with_ack(now, &target, name, payload, timeout))
     }

@@ -205,19 +205,31 @@ impl Server {
         let mut joined = Vec::new();
         let mut result = Ok(());
         for room in rooms {
-            if socket.rooms.contains(room) {
+            let own = **room == *sid.as_str();
+            let in_own = !namespace.left_own.contains(sid);
+            if (own && in_own) || socket.rooms.contains(room) {
                 continue;
             }
-            if socket.rooms.len() >= max {
+            // Its own room counts while it is in it.
+            if socket.rooms.len() + usize::from(in_own) >= max {
                 result = Err(Error::TooManyRooms);
                 break;
             }
-            socket.rooms.insert(room.clone());
-            let members = namespace.rooms.entry(room.clone()).or_default();
-            if track && members.is_empty() {
-                created.push(room.clone());
+            if own {
+                // Back in its own room: implied again.
+                namespace.left_own.remove(sid);
+                if track && !namespace.rooms.contains_key(&**room) {
+                    created.push(sid.0.clone());
+                }
+            } else {
+                let implied = namespace.own_room(room).is_some();
+                socket.rooms.insert(room.clone());
+                let members = namespace.rooms.entry(room.clone()).or_default();
+                if track && members.is_empty() && !implied {
+                    created.push(room.clone());
+                }
+                members.insert(sid.clone());
             }
-            members.insert(sid.clone());
             if self.activity_events {
                 joined.push(room.clone());
             }
@@ -240,14 +252,27 @@ impl Server {
         let socket = self.sockets.get_mut(sid).ok_or(Error::UnknownSocket)?;
         let nsp = socket.info.nsp.clone();
         let mut deleted = None;
-        let left = socket.rooms.take(room);
-        if left.is_some() {
-            if let Some(namespace) = self.namespaces.get_mut(&nsp) {
-                if let Some(members) = namespace.rooms.get_mut(room) {
-                    members.remove(sid);
-                    if members.is_empty() {
-                        deleted = namespace.rooms.remove_entry(room).map(|(r, _)| r);
+        let mut left = None;
+        if let Some(namespace) = self.namespaces.get_mut(&nsp) {
+            if room == sid.as_str() {
+                // Its own room: left by being noted, as it has no entry.
+                if namespace.left_own.insert(sid.clone()) {
+                    left = Some(sid.0.clone());
+                    if !namespace.rooms.contains_key(room) {
+                        deleted = left.clone();
                     }
+                }
+            } else {
+                left = socket.rooms.take(room);
+                let emptied = left.is_some()
+                    && (namespace.rooms.get_mut(room)).is_some_and(|members| {
+                        members.remove(sid);
+                        members.is_empty()
+                    });
+                if emptied {
+                    let entry = namespace.rooms.remove_entry(room).map(|(r, _)| r);
+                    // A room named by another socket's id lives on as its own.
+                    deleted = entry.filter(|_| namespace.own_room(room).is_none());
                 }
             }
         }
@@ -273,11 +298,8 @@ fn visit_targets(
     mut f: impl FnMut(&Sid),
 ) {
     let mut visit = |nsp: &Namespace| {
-        let except: crate::IdSet<&Sid> = target
-            .except
-            .iter()
-            .filter_map(|r| nsp.rooms.get(r))
-            .flatten()
+        let except: crate::IdSet<&Sid> = (target.except.iter())
+            .flat_map(|r| nsp.members(r))
             .collect();
         if target.rooms.is_empty() {
             nsp.sockets
@@ -285,19 +307,14 @@ fn visit_targets(
                 .filter(|s| !except.contains(s))
                 .for_each(&mut f);
         } else if target.rooms.len() == 1 {
-            if let Some(members) = nsp.rooms.get(&target.rooms[0]) {
-                members
-                    .iter()
-                    .filter(|s| !except.contains(s))
-                    .for_each(&mut f);
-            }
+            (nsp.members(&target.rooms[0]))
+                .filter(|s| !except.contains(s))
+                .for_each(&mut f);
         } else {
             let mut seen = crate::IdSet::default();
-            for members in target.rooms.iter().filter_map(|r| nsp.rooms.get(r)) {
-                for s in members {
-                    if !except.contains(s) && seen.insert(s) {
-                        f(s);
-                    }
+            for s in target.rooms.iter().flat_map(|r| nsp.members(r)) {
+                if !except.contains(s) && seen.insert(s) {
+                    f(s);
                 }
             }
         }

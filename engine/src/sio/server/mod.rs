@@ -47,7 +47,8 @@ struct Client {
 #[derive(Debug)]
 struct Socket {
     info: Arc<ConnectInfo>,
-    /// Its rooms, its own included: few nearly always.
+    /// The rooms it joined: few nearly always. Its own room (named by its id) is not
+    /// among them: see [`Namespace::own_room`].
     rooms: SmallSet<Room>,
     /// The broadcast acks it owes.
     acks: SmallSet<u64>,
@@ -57,11 +58,36 @@ struct Socket {
 #[derive(Debug, Default)]
 struct Namespace {
     sockets: IdSet<Sid>,
-    /// The members of each room (one for a socket's own room).
+    /// The members of each room that sockets joined. A socket's own room has no
+    /// entry: it is implied by the socket (see [`own_room`](Self::own_room)), which
+    /// spares every socket a table entry and a member vector.
     rooms: HashMap<Room, SmallSet<Sid>>,
+    /// The sockets that left their own room (`socket.leave(socket.id)`): rare.
+    left_own: IdSet<Sid>,
     /// Declared with [`Server::add_namespace`]: kept when empty (a dynamic one is
     /// removed with its last socket).
     declared: bool,
+}
+
+impl Namespace {
+    /// The socket whose own room `room` is, if it is still in it.
+    fn own_room(&self, room: &str) -> Option<&Sid> {
+        self.sockets
+            .get(room)
+            .filter(|sid| !self.left_own.contains(*sid))
+    }
+
+    /// The members of `room`: the sockets that joined it, and the one whose own room it
+    /// is (never among those: joining one's own room joins nothing).
+    fn members<'a>(&'a self, room: &str) -> impl Iterator<Item = &'a Sid> + 'a {
+        let joined = self.rooms.get(room).into_iter().flatten();
+        joined.chain(self.own_room(room))
+    }
+
+    /// Whether `room` has members.
+    fn has_room(&self, room: &str) -> bool {
+        self.rooms.contains_key(room) || self.own_room(room).is_some()
+    }
 }
 
 #[derive(Debug)]
@@ -91,7 +117,6 @@ struct Stored {
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
-    Connect(SessionId),
     /// A binary packet began reassembling at this instant.
     Reassembly(SessionId, Instant),
     Ack(u64),
@@ -123,6 +148,10 @@ pub struct Server {
     next_offset: u64,
     offset_prefix: String,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    /// Sessions that must join a namespace by a deadline, in the order they opened,
+    /// which is their deadlines' order (one timeout for all). Taken off the front as
+    /// they connect, so a connected session keeps no timer.
+    connecting: VecDeque<(Instant, SessionId)>,
     events: VecDeque<Event>,
     shutting_down: bool,
     /// Emit [`Event::Room`] (a cluster driver subscribing per room).
@@ -175,6 +204,7 @@ impl Server {
             next_offset: 0,
             offset_prefix: URL_SAFE_NO_PAD.encode(tag),
             timers: BinaryHeap::new(),
+            connecting: VecDeque::new(),
             events: VecDeque::new(),
             shutting_down: false,
             room_events: false,
@@ -278,9 +308,18 @@ impl Server {
         self.sockets.get(sid).map(|s| &s.info)
     }
 
-    /// A socket's rooms (its own sid room included).
+    /// A socket's rooms: its own sid room first (unless it left it), then those it
+    /// joined.
     pub fn rooms(&self, sid: &Sid) -> Option<impl Iterator<Item = &Room>> {
-        self.sockets.get(sid).map(|s| s.rooms.iter())
+        let (id, socket) = self.sockets.get_key_value(sid)?;
+        let in_own =
+            (self.namespaces.get(&socket.info.nsp)).is_none_or(|n| !n.left_own.contains(sid));
+        Some(
+            in_own
+                .then_some(&id.0)
+                .into_iter()
+                .chain(socket.rooms.iter()),
+        )
     }
 
     /// The local socket with this id.
@@ -292,7 +331,14 @@ impl Server {
     pub fn room_names(&self, nsp: &str) -> Vec<String> {
         self.namespaces
             .get(nsp)
-            .map(|n| n.rooms.keys().map(|r| r.to_string()).collect())
+            .map(|n| {
+                let own = (n.sockets.iter())
+                    .filter(|sid| !n.rooms.contains_key(sid.as_str()))
+                    .filter_map(|sid| n.own_room(sid.as_str()));
+                (n.rooms.keys().map(|r| r.to_string()))
+                    .chain(own.map(|sid| sid.to_string()))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -364,6 +410,17 @@ impl Server {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.eio.handle_timeout(now);
         self.pump(now);
+        while let Some((at, _)) = self.connecting.front() {
+            if *at > now {
+                break;
+            }
+            let Some((_, session)) = self.connecting.pop_front() else {
+                break;
+            };
+            if (self.clients.get(&session)).is_some_and(|c| !c.ever_connected) {
+                let _ = self.eio.close(now, &session);
+            }
+        }
         while let Some(Reverse((at, _))) = self.timers.peek() {
             if *at > now {
                 break;
@@ -372,15 +429,6 @@ impl Server {
                 break;
             };
             match timer {
-                Timer::Connect(session) => {
-                    if self
-                        .clients
-                        .get(&session)
-                        .is_some_and(|c| !c.ever_connected)
-                    {
-                        let _ = self.eio.close(now, &session);
-                    }
-                }
                 Timer::Reassembly(session, since) => {
                     if let Some(client) = self.clients.get_mut(&session) {
                         if client.reassembling_since == Some(since) {
@@ -423,7 +471,11 @@ impl Server {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let own = self.timers.peek().map(|Reverse((at, _))| *at);
-        [own, self.eio.poll_timeout()].into_iter().flatten().min()
+        let connect = self.connecting.front().map(|(at, _)| *at);
+        [own, connect, self.eio.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Moves Engine.IO events up into Socket.IO.
@@ -469,6 +521,7 @@ impl Server {
                     for socket in client.sockets.into_values() {
                         self.remove_socket(now, &socket, reason);
                     }
+                    self.forget_connected();
                 }
             }
         }
@@ -491,10 +544,7 @@ impl Server {
             // Socket.IO v2 clients are in `/` from the start.
             self.on_connect(now, &session, Arc::from("/"), Value::Object(Map::new()));
         } else {
-            self.timers.push(Reverse((
-                now + self.config.connect_timeout,
-                Timer::Connect(session),
-            )));
+            (self.connecting).push_back((now + self.config.connect_timeout, session));
         }
     }
 
@@ -625,6 +675,9 @@ impl Server {
             self.send_packet(session, &err);
             return;
         }
+        // The namespace's own name is kept, not the packet's copy (one allocation less
+        // for as long as the socket lives).
+        let nsp = (self.namespaces.get_key_value(&nsp)).map_or(nsp, |(name, _)| name.clone());
         let info = ConnectInfo {
             session: session.clone(),
             nsp: nsp.clone(),
@@ -730,14 +783,22 @@ impl Server {
             pid: pid.clone(),
         };
         let namespace = self.namespaces.entry(nsp.clone()).or_default();
-        namespace.sockets.insert(sid.clone());
-        let own: Room = Arc::from(sid.as_str());
         // Rooms created are only collected for `Event::Room`.
         let track = self.room_events;
         let mut created = Vec::new();
-        for room in std::iter::once(own).chain(rooms) {
+        // Its own room is implied by its membership (and it never left it yet).
+        if track && !namespace.has_room(sid.as_str()) {
+            created.push(sid.0.clone());
+        }
+        namespace.left_own.remove(&sid);
+        namespace.sockets.insert(sid.clone());
+        for room in rooms {
+            if *room == *sid.as_str() || socket.rooms.contains(&room) {
+                continue;
+            }
+            let implied = namespace.own_room(&room).is_some();
             let members = namespace.rooms.entry(room.clone()).or_default();
-            if track && members.is_empty() {
+            if track && members.is_empty() && !implied {
                 created.push(room.clone());
             }
             members.insert(sid.clone());
@@ -751,6 +812,7 @@ impl Server {
             client.sockets.insert(nsp.clone(), sid.clone());
             client.ever_connected = true;
         }
+        self.forget_connected();
         let mut ok = Packet::new(PacketType::Connect, nsp);
         if protocol == Protocol::V4 {
             let mut m = Map::new();
@@ -772,6 +834,17 @@ impl Server {
         sid
     }
 
+    /// Takes the sessions that connected (or went) off the front of `connecting`: no
+    /// deadline is left waiting for them.
+    fn forget_connected(&mut self) {
+        while let Some((_, session)) = self.connecting.front() {
+            if (self.clients.get(session)).is_some_and(|c| !c.ever_connected) {
+                break;
+            }
+            self.connecting.pop_front();
+        }
+    }
+
     fn remove_socket(&mut self, now: Instant, sid: &Sid, reason: DisconnectReason) {
         let Some(socket) = self.sockets.remove(sid) else {
             return;
@@ -779,13 +852,18 @@ impl Server {
         let nsp = socket.info.nsp.clone();
         let track = self.room_events;
         let mut deleted = Vec::new();
+        let mut in_own = false;
         if let Some(namespace) = self.namespaces.get_mut(&nsp) {
+            in_own = !namespace.left_own.remove(sid);
+            if in_own && track && !namespace.rooms.contains_key(sid.as_str()) {
+                deleted.push(sid.0.clone());
+            }
             for room in &socket.rooms {
                 if let Some(members) = namespace.rooms.get_mut(room) {
                     members.remove(sid);
                     if members.is_empty() {
                         namespace.rooms.remove(room);
-                        if track {
+                        if track && namespace.own_room(room).is_none() {
                             deleted.push(room.clone());
                         }
                     }
@@ -819,7 +897,6 @@ impl Server {
         let mut kept = false;
         if let (Some(recovery), Some(pid)) = (self.config.recovery, &socket.pid) {
             if reason.is_recoverable() && self.kept.len() < recovery.max_kept {
-                let own: &str = sid.as_str();
                 let expires = now + recovery.max_disconnection_duration;
                 self.kept.insert(
                     pid.clone(),
@@ -827,12 +904,8 @@ impl Server {
                         pid: pid.clone(),
                         sid: sid.clone(),
                         nsp: nsp.clone(),
-                        rooms: socket
-                            .rooms
-                            .iter()
-                            .filter(|r| &***r != own)
-                            .cloned()
-                            .collect(),
+                        // The rooms it joined (its own comes back with its id).
+                        rooms: socket.rooms.iter().cloned().collect(),
                         expires,
                     },
                 );
@@ -848,7 +921,8 @@ impl Server {
             kept,
         });
         if self.activity_events {
-            for room in socket.rooms {
+            let own = in_own.then(|| sid.0.clone());
+            for room in own.into_iter().chain(socket.rooms) {
                 self.activity(Activity::Left {
                     sid: sid.clone(),
                     nsp: nsp.clone(),

@@ -285,36 +285,55 @@ pub(crate) const SEPARATOR: u8 = 0x1e;
 
 /// Encodes packets as one polling payload (a response body; always text).
 pub fn encode_payload(packets: &[Packet], protocol: Protocol) -> Bytes {
+    match protocol {
+        Protocol::V4 => encode_payload_v4(packets),
+        Protocol::V3 => encode_payload_v3(packets),
+    }
+}
+
+/// A v3 polling payload: each packet prefixed with its length in UTF-16 units.
+fn encode_payload_v3(packets: &[Packet]) -> Bytes {
     let mut out = BytesMut::new();
+    for p in packets {
+        let encoded = match &p.data {
+            Data::Text(t) => format!("{}{}", p.kind.as_char() as char, t.as_str()),
+            Data::Binary(b) => format!("b{}{}", p.kind.as_char() as char, BASE64.encode(b)),
+        };
+        out.put_slice(encoded.encode_utf16().count().to_string().as_bytes());
+        out.put_u8(b':');
+        out.put_slice(encoded.as_bytes());
+    }
+    out.freeze()
+}
+
+/// A v4 polling payload, in one buffer of its exact size (so the `Bytes` made of it
+/// needs no allocation of its own).
+fn encode_payload_v4(packets: &[Packet]) -> Bytes {
+    let size: usize = (packets.iter())
+        .map(|p| match &p.data {
+            Data::Text(t) => 1 + t.len(),
+            Data::Binary(b) => 1 + base64::encoded_len(b.len(), true).unwrap_or_default(),
+        })
+        .sum::<usize>()
+        + packets.len().saturating_sub(1);
+    let mut out = Vec::with_capacity(size);
     for (i, p) in packets.iter().enumerate() {
-        match protocol {
-            Protocol::V4 => {
-                if i > 0 {
-                    out.put_u8(SEPARATOR);
-                }
-                match &p.data {
-                    Data::Text(t) => {
-                        out.put_u8(p.kind.as_char());
-                        out.put_slice(t.as_bytes());
-                    }
-                    Data::Binary(b) => {
-                        out.put_u8(b'b');
-                        out.put_slice(BASE64.encode(b).as_bytes());
-                    }
-                }
+        if i > 0 {
+            out.push(SEPARATOR);
+        }
+        match &p.data {
+            Data::Text(t) => {
+                out.push(p.kind.as_char());
+                out.extend_from_slice(t.as_bytes());
             }
-            Protocol::V3 => {
-                let encoded = match &p.data {
-                    Data::Text(t) => format!("{}{}", p.kind.as_char() as char, t.as_str()),
-                    Data::Binary(b) => format!("b{}{}", p.kind.as_char() as char, BASE64.encode(b)),
-                };
-                out.put_slice(encoded.encode_utf16().count().to_string().as_bytes());
-                out.put_u8(b':');
-                out.put_slice(encoded.as_bytes());
+            Data::Binary(b) => {
+                out.push(b'b');
+                out.extend_from_slice(BASE64.encode(b).as_bytes());
             }
         }
     }
-    out.freeze()
+    debug_assert_eq!(out.len(), size);
+    Bytes::from(out)
 }
 
 /// Decodes a polling payload (a request body).

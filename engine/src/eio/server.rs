@@ -848,7 +848,6 @@ impl Server {
             Some("websocket") if self.config.websocket => TransportKind::WebSocket,
             _ => return Reply::Respond(self.error(ErrorCode::UnknownTransport, cors)),
         };
-        let sid = sid.map(|s| s.into_owned());
         if jsonp.is_some() {
             // JSONP was dropped by Engine.IO v4 and is not offered for v3 either.
             return Reply::Respond(self.error(ErrorCode::BadRequest, cors));
@@ -865,7 +864,10 @@ impl Server {
             }
         }
         match (transport, sid) {
-            (TransportKind::WebSocket, sid) => self.websocket_request(now, request, protocol, sid),
+            (TransportKind::WebSocket, sid) => {
+                let sid = sid.map(std::borrow::Cow::into_owned);
+                self.websocket_request(now, request, protocol, sid)
+            }
             (TransportKind::Polling, None) => {
                 if head.method != "GET" {
                     return Reply::Respond(self.error(ErrorCode::BadHandshakeMethod, cors));
@@ -882,7 +884,7 @@ impl Server {
                 ))
             }
             (TransportKind::Polling, Some(sid)) => {
-                let Some(session) = self.sessions.get(sid.as_str()) else {
+                let Some(session) = self.sessions.get(&*sid) else {
                     return Reply::Respond(self.closing_request(
                         head.method == "GET",
                         &sid,

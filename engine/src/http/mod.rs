@@ -93,16 +93,20 @@ impl Headers {
 
     /// All header lines.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        // Names came in as `&str`.
+        (self.lines()).map(|(name, value)| (std::str::from_utf8(name).unwrap_or_default(), value))
+    }
+
+    /// All header lines, the names as bytes: what a lookup compares, with no UTF-8
+    /// check per line.
+    fn lines(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         let index_len = (self.lines as usize * LINE_INDEX).min(self.buf.len());
         let (index, text) = self.buf.split_at(index_len);
         let offset = |b: &[u8]| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
         let mut start = 0;
         index.chunks_exact(LINE_INDEX).map(move |line| {
             let (name_end, value_end) = (offset(&line[..4]), offset(&line[4..]));
-            // Names came in as `&str`.
-            let name = (text.get(start..name_end))
-                .and_then(|n| std::str::from_utf8(n).ok())
-                .unwrap_or_default();
+            let name = text.get(start..name_end).unwrap_or_default();
             let value = text.get(name_end..value_end).unwrap_or_default();
             start = value_end;
             (name, value)
@@ -111,8 +115,8 @@ impl Headers {
 
     /// The first value of header `name` (case-insensitive).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        self.lines()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .map(|(_, v)| v)
     }
 
@@ -123,8 +127,8 @@ impl Headers {
 
     /// Every value of header `name` (case-insensitive), in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+        self.lines()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .map(|(_, v)| v)
     }
 
@@ -517,17 +521,57 @@ impl Response {
     /// The encoded head (status line and headers, with `Content-Length` and
     /// `Connection`), to be followed by the body.
     pub fn encode_head(&self, keep_alive: bool) -> Bytes {
-        let reason = reason_phrase(self.status);
+        // Its exact size: one allocation, never grown, and a `Bytes` made from it needs
+        // none of its own.
+        let mut head = Vec::with_capacity(self.head_len(keep_alive));
+        self.encode_head_into(keep_alive, &mut head);
+        Bytes::from(head)
+    }
+
+    /// The head and the body in one buffer of their exact size (a short body: one
+    /// allocation and one write for the whole response).
+    fn encode_joined(&self, keep_alive: bool) -> Bytes {
+        let mut out = Vec::with_capacity(self.head_len(keep_alive) + self.body.len());
+        self.encode_head_into(keep_alive, &mut out);
+        out.extend_from_slice(&self.body);
+        Bytes::from(out)
+    }
+
+    /// Whether the head has a `Content-Length` line.
+    fn has_length(&self) -> bool {
+        !matches!(self.status, 101 | 204 | 304)
+    }
+
+    /// How long [`encode_head`](Self::encode_head)'s output is.
+    fn head_len(&self, keep_alive: bool) -> usize {
         let lines: usize = (self.headers.iter())
             .map(|(name, value)| name.len() + value.len() + 4)
             .sum();
-        // Status line, header lines, Content-Length, Connection, the blank line: one
-        // allocation, never grown.
-        let mut head = Vec::with_capacity(16 + reason.len() + lines + 40 + 26);
+        let length = if self.has_length() {
+            b"Content-Length: \r\n".len() + decimal_len(self.body.len() as u64)
+        } else {
+            0
+        };
+        let connection = match (self.status, keep_alive) {
+            (101, _) => 0,
+            (_, true) => CONNECTION_KEEP_ALIVE.len(),
+            (_, false) => CONNECTION_CLOSE.len(),
+        };
+        b"HTTP/1.1  \r\n".len()
+            + decimal_len(u64::from(self.status))
+            + reason_phrase(self.status).len()
+            + lines
+            + length
+            + connection
+            + 2
+    }
+
+    /// Appends the head to `head`.
+    fn encode_head_into(&self, keep_alive: bool, head: &mut Vec<u8>) {
         head.extend_from_slice(b"HTTP/1.1 ");
-        push_decimal(&mut head, u64::from(self.status));
+        push_decimal(head, u64::from(self.status));
         head.push(b' ');
-        head.extend_from_slice(reason.as_bytes());
+        head.extend_from_slice(reason_phrase(self.status).as_bytes());
         head.extend_from_slice(b"\r\n");
         for (name, value) in &self.headers {
             head.extend_from_slice(name.as_bytes());
@@ -535,22 +579,34 @@ impl Response {
             head.extend_from_slice(value.as_bytes());
             head.extend_from_slice(b"\r\n");
         }
-        if self.status != 101 && self.status != 204 && self.status != 304 {
+        if self.has_length() {
             head.extend_from_slice(b"Content-Length: ");
-            push_decimal(&mut head, self.body.len() as u64);
+            push_decimal(head, self.body.len() as u64);
             head.extend_from_slice(b"\r\n");
         }
         if self.status != 101 {
             head.extend_from_slice(if keep_alive {
-                &b"Connection: keep-alive\r\n"[..]
+                CONNECTION_KEEP_ALIVE
             } else {
-                &b"Connection: close\r\n"[..]
+                CONNECTION_CLOSE
             });
         }
         head.extend_from_slice(b"\r\n");
-        Bytes::from(head)
     }
 }
+
+const CONNECTION_KEEP_ALIVE: &[u8] = b"Connection: keep-alive\r\n";
+const CONNECTION_CLOSE: &[u8] = b"Connection: close\r\n";
+
+/// How many decimal digits `n` has.
+fn decimal_len(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
+/// A response body up to this long goes out in one buffer with its head (copied once:
+/// cheaper than a second buffer, queue entry and write); a longer one follows its head
+/// as it is.
+const JOINED_BODY: usize = 16 * 1024;
 
 /// Appends `n` in decimal, without the formatting machinery (on every response head
 /// and every Socket.IO packet with an id).
@@ -751,8 +807,10 @@ impl ServerConn {
             ReadState::Responding { keep_alive } => keep_alive && !self.eof,
             _ => false,
         };
-        self.out.push_back(response.encode_head(keep_alive));
-        if !response.body.is_empty() {
+        if response.body.len() <= JOINED_BODY {
+            self.out.push_back(response.encode_joined(keep_alive));
+        } else {
+            self.out.push_back(response.encode_head(keep_alive));
             self.out.push_back(response.body);
         }
         if keep_alive {
@@ -1045,6 +1103,34 @@ mod tests {
         // The same lines from pairs make the same headers.
         assert_eq!(&Headers::from_pairs(lines.iter().copied()), h);
         assert_eq!(Headers::from_pairs([]), Headers::default());
+    }
+
+    #[test]
+    fn response_heads_are_sized_exactly_and_short_bodies_join_them() {
+        for status in [101, 200, 204, 304, 404, 599] {
+            for keep_alive in [true, false] {
+                for size in [0, 1, 9, 10, 99_999] {
+                    let r = Response::new(status)
+                        .header("Content-Type", "text/plain")
+                        .body(vec![b'x'; size]);
+                    let head = r.encode_head(keep_alive);
+                    assert_eq!(head.len(), r.head_len(keep_alive), "{status} {size}");
+                    let joined = r.encode_joined(keep_alive);
+                    assert_eq!(joined[..head.len()], head[..]);
+                    assert_eq!(joined[head.len()..], r.body[..]);
+                }
+            }
+        }
+        let mut conn = ServerConn::new(1024, 1 << 20);
+        conn.handle_input(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(conn.poll_request().is_some());
+        conn.respond(Instant::now(), Response::new(200).body("ok"));
+        assert_eq!(
+            conn.poll_transmit().as_deref(),
+            Some(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"[..]),
+            "one buffer"
+        );
+        assert_eq!(conn.poll_transmit(), None);
     }
 
     fn requests(conn: &mut ServerConn, input: &[u8], step: usize) -> Vec<Request> {

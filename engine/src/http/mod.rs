@@ -1209,6 +1209,12 @@ mod tests {
             ("/p?a=b=c", "a", Some("b=c")),
             ("/p?a=%zz%", "a", Some("%zz%")),
             ("/p?q=%C3%A9?x", "q", Some("é?x")),
+            ("/p?sid=a%26b&x", "sid", Some("a&b")),
+            ("/p?x=1&", "x", Some("1")),
+            ("/p?=v&sid=s", "sid", Some("s")),
+            ("/p?=v", "", Some("v")),
+            ("/p?k%3D=1=2", "k=", Some("1=2")),
+            ("/p?a+b=c+d&a b=e", "a b", Some("c d")),
         ];
         for (target, name, want) in cases {
             let h = head(target);

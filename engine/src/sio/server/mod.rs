@@ -843,6 +843,10 @@ impl Server {
             }
             self.connecting.pop_front();
         }
+        // After a burst of sessions, the queue's room goes back.
+        if self.connecting.is_empty() && self.connecting.capacity() > 64 {
+            self.connecting = VecDeque::new();
+        }
     }
 
     fn remove_socket(&mut self, now: Instant, sid: &Sid, reason: DisconnectReason) {

@@ -484,8 +484,7 @@ impl SocketIo {
     /// Starts [`shutdown`](Self::shutdown) without waiting for it.
     pub(super) fn begin_shutdown(&self) {
         self.inner.stopping.store(true, Ordering::SeqCst);
-        let woken: Vec<Waker> = lock(&self.inner.stop_wakers).take().collect();
-        woken.into_iter().for_each(Waker::wake);
+        lock(&self.inner.stop_wakers).wake_all();
         let now = self.now();
         self.inner.host.with(|s| s.shutdown(now));
     }

@@ -807,12 +807,7 @@ impl ServerConn {
             ReadState::Responding { keep_alive } => keep_alive && !self.eof,
             _ => false,
         };
-        if response.body.len() <= JOINED_BODY {
-            self.out.push_back(response.encode_joined(keep_alive));
-        } else {
-            self.out.push_back(response.encode_head(keep_alive));
-            self.out.push_back(response.body);
-        }
+        self.queue_response(response, keep_alive);
         if keep_alive {
             self.state = ReadState::Head;
             self.advance();
@@ -832,6 +827,17 @@ impl ServerConn {
         std::mem::take(&mut self.buf).freeze()
     }
 
+    /// Queues `response`: a short body in one buffer with its head, a longer one
+    /// after it as it is.
+    fn queue_response(&mut self, response: Response, keep_alive: bool) {
+        if response.body.len() <= JOINED_BODY {
+            self.out.push_back(response.encode_joined(keep_alive));
+        } else {
+            self.out.push_back(response.encode_head(keep_alive));
+            self.out.push_back(response.body);
+        }
+    }
+
     /// The next bytes to write.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
@@ -849,8 +855,7 @@ impl ServerConn {
         let response = Response::new(err.status())
             .header("Content-Type", "text/plain; charset=utf-8")
             .body(body);
-        self.out.push_back(response.encode_head(false));
-        self.out.push_back(response.body);
+        self.queue_response(response, false);
         self.state = ReadState::Closing;
         self.close = true;
         self.buf = BytesMut::new();

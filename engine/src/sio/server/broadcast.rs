@@ -222,13 +222,10 @@ impl Server {
                     created.push(sid.0.clone());
                 }
             } else {
-                let implied = namespace.own_room(room).is_some();
                 socket.rooms.insert(room.clone());
-                let members = namespace.rooms.entry(room.clone()).or_default();
-                if track && members.is_empty() && !implied {
+                if namespace.add_member(room, sid) && track {
                     created.push(room.clone());
                 }
-                members.insert(sid.clone());
             }
             if self.activity_events {
                 joined.push(room.clone());
@@ -264,15 +261,8 @@ impl Server {
                 }
             } else {
                 left = socket.rooms.take(room);
-                let emptied = left.is_some()
-                    && (namespace.rooms.get_mut(room)).is_some_and(|members| {
-                        members.remove(sid);
-                        members.is_empty()
-                    });
-                if emptied {
-                    let entry = namespace.rooms.remove_entry(room).map(|(r, _)| r);
-                    // A room named by another socket's id lives on as its own.
-                    deleted = entry.filter(|_| namespace.own_room(room).is_none());
+                if left.is_some() {
+                    deleted = namespace.remove_member(room, sid);
                 }
             }
         }

@@ -88,6 +88,28 @@ impl Namespace {
     fn has_room(&self, room: &str) -> bool {
         self.rooms.contains_key(room) || self.own_room(room).is_some()
     }
+
+    /// `sid` joins `room` (not its own): whether that made the room (it had no member
+    /// and names no socket).
+    fn add_member(&mut self, room: &Room, sid: &Sid) -> bool {
+        let implied = self.own_room(room).is_some();
+        let members = self.rooms.entry(room.clone()).or_default();
+        let created = members.is_empty() && !implied;
+        members.insert(sid.clone());
+        created
+    }
+
+    /// `sid` leaves `room` (not its own): the room, if that emptied it (an emptied room
+    /// named by a socket's id lives on as that socket's own).
+    fn remove_member(&mut self, room: &str, sid: &Sid) -> Option<Room> {
+        let members = self.rooms.get_mut(room)?;
+        members.remove(sid);
+        if !members.is_empty() {
+            return None;
+        }
+        let (room, _) = self.rooms.remove_entry(room)?;
+        self.own_room(&room).is_none().then_some(room)
+    }
 }
 
 #[derive(Debug)]
@@ -332,9 +354,9 @@ impl Server {
         self.namespaces
             .get(nsp)
             .map(|n| {
-                let own = (n.sockets.iter())
-                    .filter(|sid| !n.rooms.contains_key(sid.as_str()))
-                    .filter_map(|sid| n.own_room(sid.as_str()));
+                let own = (n.sockets.iter()).filter(|sid| {
+                    !n.rooms.contains_key(sid.as_str()) && !n.left_own.contains(*sid)
+                });
                 (n.rooms.keys().map(|r| r.to_string()))
                     .chain(own.map(|sid| sid.to_string()))
                     .collect()
@@ -796,12 +818,9 @@ impl Server {
             if *room == *sid.as_str() || socket.rooms.contains(&room) {
                 continue;
             }
-            let implied = namespace.own_room(&room).is_some();
-            let members = namespace.rooms.entry(room.clone()).or_default();
-            if track && members.is_empty() && !implied {
+            if namespace.add_member(&room, &sid) && track {
                 created.push(room.clone());
             }
-            members.insert(sid.clone());
             socket.rooms.insert(room);
         }
         self.sockets.insert(sid.clone(), Box::new(socket));
@@ -863,14 +882,8 @@ impl Server {
                 deleted.push(sid.0.clone());
             }
             for room in &socket.rooms {
-                if let Some(members) = namespace.rooms.get_mut(room) {
-                    members.remove(sid);
-                    if members.is_empty() {
-                        namespace.rooms.remove(room);
-                        if track && namespace.own_room(room).is_none() {
-                            deleted.push(room.clone());
-                        }
-                    }
+                if let (Some(room), true) = (namespace.remove_member(room, sid), track) {
+                    deleted.push(room);
                 }
             }
         }

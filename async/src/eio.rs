@@ -148,14 +148,13 @@ where
         std::future::pending(),
         limits.max_connections,
         |stream, peer| {
+            let accepted = crate::handshake(rt, &acceptor, stream, peer, limits.request_timeout);
             let (rt, server, on_websocket) = (rt.clone(), server.clone(), on_websocket.clone());
-            let acceptor = acceptor.clone();
             async move {
-                let served =
-                    match crate::handshake(&rt, &acceptor, stream, limits.request_timeout).await {
-                        Ok(stream) => serve_connection(&rt, &server, stream, Some(peer)).await,
-                        Err(e) => Err(e),
-                    };
+                let served = match accepted.await {
+                    (Ok(stream), peer) => serve_connection(&rt, &server, stream, Some(peer)).await,
+                    (Err(e), _) => Err(e),
+                };
                 match served {
                     Ok(Some((path, ws))) => on_websocket(path, ws).await,
                     Ok(None) => {}

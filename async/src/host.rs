@@ -1069,13 +1069,15 @@ impl<E: Endpoint> Host<E> {
         io: T,
         clock: C,
         peer_addr: Option<SocketAddr>,
-    ) -> impl Future<Output = io::Result<Option<(String, WebSocket<T, C>)>>> + '_ {
+    ) -> impl Future<Output = io::Result<Option<(String, WebSocket<T, C>)>>> + Send + 'static {
         // Boxed, as is what follows it: the connection's task holds pointers to its
         // phases, each gone when it ends, rather than room for the largest. Made
-        // here, so that the future holds the box and not the arguments as well.
-        let phase = Box::pin(self.serve_http(io, clock, peer_addr));
+        // here, so that the future holds the box and not the arguments as well; each
+        // holds a handle on the host, so that the future borrows nothing.
+        let phase = Box::pin(self.clone().serve_http(io, clock, peer_addr));
+        let host = self.clone();
         async move {
-            let then = match self.after_http(phase.await) {
+            let then = match host.after_http(phase.await) {
                 Next::Done(result) => return result,
                 Next::Then(then) => then,
             };
@@ -1165,7 +1167,7 @@ impl<E: Endpoint> Host<E> {
     /// The HTTP phase of [`serve_connection`](Self::serve_connection): requests until
     /// the connection closes or leaves HTTP (an upgrade, a tunnel).
     async fn serve_http<T: Transport + Send + 'static, C: Clock + Send + 'static>(
-        &self,
+        self,
         mut io: T,
         mut clock: C,
         peer_addr: Option<SocketAddr>,

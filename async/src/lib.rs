@@ -314,22 +314,27 @@ impl<F: Future, T: Future<Output = ()>> Future for Before<F, T> {
     }
 }
 
-/// Runs `acceptor` on `stream`, for at most `limit` on `rt`'s clock.
+/// The first phase of a served connection: `acceptor`'s handshake on `stream`, for at
+/// most `limit` on `rt`'s clock; then the stream served, with its peer's address.
 ///
-/// Made when called (not an `async fn`): the future holds the acceptor's future and a
-/// timer, once each.
-pub(crate) fn handshake<'a, R: Runtime, A: Acceptor<R::Tcp>>(
+/// Boxed, and the box freed once it is done: the connection's task keeps no room for
+/// the handshake, nor for the stream and address it started from, while it serves the
+/// connection (a future keeps a slot for each value it captured, for its whole life).
+pub(crate) fn handshake<R: Runtime, A: Acceptor<R::Tcp>>(
     rt: &R,
-    acceptor: &'a A,
+    acceptor: &A,
     stream: R::Tcp,
+    peer: SocketAddr,
     limit: Duration,
-) -> impl Future<Output = io::Result<A::Stream>> + 'a {
+) -> Pin<Box<impl Future<Output = (io::Result<A::Stream>, SocketAddr)> + Send>> {
     let clock = rt.clock();
     let deadline = clock.now() + limit;
-    map(
-        before(acceptor.accept(stream), timer(clock, deadline)),
-        |o: Option<io::Result<A::Stream>>| o.unwrap_or_else(|| Err(io::ErrorKind::TimedOut.into())),
-    )
+    let acceptor = acceptor.clone();
+    Box::pin(async move {
+        let accepted = before(acceptor.accept(stream), timer(clock, deadline)).await;
+        let accepted = accepted.unwrap_or_else(|| Err(io::ErrorKind::TimedOut.into()));
+        (accepted, peer)
+    })
 }
 
 /// Accepts connections on `listener` and hands each to `serve`, until `stop` resolves
@@ -521,6 +526,73 @@ impl<F: Future, G: FnMut(F::Output) -> O, O> Future for Map<F, G> {
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O> {
         let this = self.project();
         this.future.poll(cx).map(this.f)
+    }
+}
+
+/// `first`, then the future `next` makes of its output: as
+/// `async { next(first.await).await }`, but holding only the phase that runs (an
+/// `async` block keeps a slot for everything it captured, and for each value alive
+/// across an `.await`, for its whole life).
+pub(crate) fn then<A: Future, G: FnOnce(A::Output) -> B, B: Future>(
+    first: A,
+    next: G,
+) -> Then<A, G, B> {
+    Then::First { first, next }
+}
+
+pin_project_lite::pin_project! {
+    /// [`then`]'s future.
+    #[project = ThenProj]
+    #[project_replace = ThenTaken]
+    pub(crate) enum Then<A, G, B> {
+        First { #[pin] first: A, next: G },
+        Second { #[pin] second: B },
+        Switching,
+    }
+}
+
+impl<A: Future, G: FnOnce(A::Output) -> B, B: Future> Future for Then<A, G, B> {
+    type Output = B::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<B::Output> {
+        loop {
+            match self.as_mut().project() {
+                ThenProj::First { first, .. } => {
+                    let Poll::Ready(out) = first.poll(cx) else {
+                        return Poll::Pending;
+                    };
+                    if let ThenTaken::First { next, .. } =
+                        self.as_mut().project_replace(Then::Switching)
+                    {
+                        self.set(Then::Second { second: next(out) });
+                    }
+                }
+                ThenProj::Second { second } => return second.poll(cx),
+                // Only while `next` runs, which is not polling.
+                ThenProj::Switching => return Poll::Pending,
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// One of two futures with the same output (as `Box<dyn Future>` would be, without
+    /// the box).
+    #[project = EitherProj]
+    pub(crate) enum Either<A, B> {
+        Left { #[pin] future: A },
+        Right { #[pin] future: B },
+    }
+}
+
+impl<A: Future, B: Future<Output = A::Output>> Future for Either<A, B> {
+    type Output = A::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<A::Output> {
+        match self.project() {
+            EitherProj::Left { future } => future.poll(cx),
+            EitherProj::Right { future } => future.poll(cx),
+        }
     }
 }
 
@@ -1301,5 +1373,45 @@ mod tests {
         assert_eq!(lock().len(), 1, "woken, it waits again");
         drop(a);
         assert_eq!(lock().len(), 0);
+    }
+
+    #[test]
+    fn then_hands_the_first_output_on_once_the_first_future_is_gone() {
+        use std::future::Future;
+        use std::sync::Mutex;
+        use std::task::{Context, Poll};
+        struct Noted(Arc<Mutex<Vec<&'static str>>>);
+        impl Drop for Noted {
+            fn drop(&mut self) {
+                self.0
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push("first gone");
+            }
+        }
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (noted, seen) = (Noted(log.clone()), log.clone());
+        let mut waits = 2;
+        let first = std::future::poll_fn(move |_| {
+            let _held = &noted;
+            waits -= 1;
+            if waits > 0 {
+                Poll::Pending
+            } else {
+                Poll::Ready(20)
+            }
+        });
+        let mut both = Box::pin(super::then(first, move |n| {
+            seen.lock().unwrap_or_else(|e| e.into_inner()).push("next");
+            std::future::ready(n + 1)
+        }));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert_eq!(both.as_mut().poll(&mut cx), Poll::Pending);
+        assert!(log.lock().unwrap_or_else(|e| e.into_inner()).is_empty());
+        assert_eq!(both.as_mut().poll(&mut cx), Poll::Ready(21));
+        assert_eq!(
+            *log.lock().unwrap_or_else(|e| e.into_inner()),
+            ["first gone", "next"]
+        );
     }
 }

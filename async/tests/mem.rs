@@ -876,3 +876,53 @@ fn broadcasts_written_by_the_publisher_keep_every_sockets_order() {
         assert_eq!(got, want, "client {k}");
     }
 }
+
+#[test]
+fn handlers_that_capture_nothing_are_shared_yet_each_socket_keeps_its_own() {
+    let sim = Sim::new();
+    let io = sio::server(&sim, sio::Config::default()).expect("server");
+    io.of("/").on_connection(|socket| async move {
+        // Captures nothing: one handler serves every socket that registers it.
+        socket.on("double", |_socket, msg| async move {
+            let n: i64 = msg.data().map_err(|e| e.to_string())?;
+            msg.ack(&(n * 2)).map_err(|e| e.to_string())
+        });
+        // Captures its socket's id: one per socket.
+        let id = socket.id().to_string();
+        socket.on("who", move |_socket, msg| {
+            let id = id.clone();
+            async move { msg.ack(&id).map_err(|e| e.to_string()) }
+        });
+        socket.on("stop", |socket, _msg| async move { socket.off("double") });
+    });
+    let listener = sim.listen("127.0.0.1:3000").expect("listen");
+    let (rt, serving) = (sim.clone(), io.clone());
+    sim.spawn(async move {
+        let _ = sio::serve(&rt, serving, listener).await;
+    });
+    let url = "http://127.0.0.1:3000/";
+    let a = sio::io(&sim, url, sio::IoOptions::default()).expect("url");
+    let b = sio::io(&sim, url, sio::IoOptions::default()).expect("url");
+    sim.block_on(async {
+        assert!(a.wait_connected().await.is_ok() && b.wait_connected().await.is_ok());
+        let ask = |s: &sio::ClientSocket, name: &'static str, arg: serde_json::Value| {
+            let s = s.clone();
+            async move {
+                let timed = s.timeout(Duration::from_secs(2));
+                timed.emit_with_ack(name, &arg).await.ok()
+            }
+        };
+        for s in [&a, &b] {
+            let doubled = ask(s, "double", json!(21)).await;
+            assert_eq!(doubled, Some(sio::Payload::new().arg(json!(42))));
+            let who = ask(s, "who", json!(null)).await;
+            let id = s.id().expect("connected");
+            assert_eq!(who, Some(sio::Payload::new().arg(json!(id))));
+        }
+        // One socket drops the shared handler: the other keeps it.
+        a.emit("stop", &json!(null)).expect("emit");
+        assert_eq!(ask(&a, "double", json!(1)).await, None, "unhandled: no ack");
+        let doubled = ask(&b, "double", json!(1)).await;
+        assert_eq!(doubled, Some(sio::Payload::new().arg(json!(2))));
+    });
+}

@@ -433,6 +433,56 @@ fn room_events_report_rooms_as_they_come_and_go_when_asked() {
 }
 
 #[test]
+fn a_room_name_is_kept_once_however_many_sockets_join_it() {
+    let mut h = harness(config());
+    let (_, sa) = h.connect("/");
+    let (_, sb) = h.connect("/");
+    let (ra, rb): (Arc<str>, Arc<str>) = (Arc::from("r"), Arc::from("r"));
+    h.server.join(&sa, std::slice::from_ref(&ra)).expect("a");
+    h.server.join(&sb, std::slice::from_ref(&rb)).expect("b");
+    let kept = |h: &Harness, sid: &Sid| -> Arc<str> {
+        let mut rooms = h.server.rooms(sid).expect("socket");
+        rooms.find(|r| &***r == "r").cloned().expect("in r")
+    };
+    let (ka, kb) = (kept(&h, &sa), kept(&h, &sb));
+    assert!(
+        Arc::ptr_eq(&ka, &kb),
+        "both sockets hold the namespace's copy"
+    );
+    assert!(
+        Arc::ptr_eq(&ka, &ra),
+        "the first joiner's name is the one kept"
+    );
+    drop((ka, kb));
+    assert_eq!(
+        Arc::strong_count(&rb),
+        1,
+        "the second joiner's copy is not kept"
+    );
+    let mut both = vec![sa.clone(), sb.clone()];
+    both.sort();
+    let reached = |h: &mut Harness| {
+        let mut sids = h.server.fetch_sockets(&Broadcast::nsp("/").to("r"));
+        sids.sort();
+        sids
+    };
+    assert_eq!(reached(&mut h), both);
+
+    // The first joiner leaves: the name lives on with the room.
+    h.server.leave(&sa, "r").expect("a");
+    assert_eq!(reached(&mut h), std::slice::from_ref(&sb));
+    assert!(Arc::ptr_eq(&kept(&h, &sb), &ra));
+    // Emptied, the room and its name go; joined again, it keeps the new name.
+    h.server.leave(&sb, "r").expect("b");
+    assert_eq!(Arc::strong_count(&ra), 1);
+    h.server
+        .join(&sa, std::slice::from_ref(&rb))
+        .expect("a again");
+    assert!(Arc::ptr_eq(&kept(&h, &sa), &rb));
+    assert_eq!(reached(&mut h), std::slice::from_ref(&sa));
+}
+
+#[test]
 fn a_sockets_own_room_can_be_shared_left_and_joined_again() {
     let room_events = |h: &mut Harness| -> Vec<(String, bool)> {
         let mut events = h.take_events();

@@ -851,7 +851,7 @@ impl SocketIo {
         let (info, data, since) = {
             let app = lock(&self.inner.app);
             let (info, _, state) = &**app.sockets.get(sid)?;
-            (info.clone(), state.data.clone(), state.since)
+            (info.clone(), state.data.get(), state.since)
         };
         let rooms: Vec<String> = self
             .inner

@@ -110,7 +110,7 @@ struct SocketState {
     handlers: wirestate_engine::SmallMap<Arc<str>, EventHandler>,
     /// Out of line: most sockets have none (allocated by the first one registered).
     hooks: Option<Box<SocketHooks>>,
-    data: Value,
+    data: Data,
     /// Its handlers running now and its queued jobs (one allocation for both).
     counts: Arc<Counts>,
     /// When it connected (wall clock, for its handshake's `issued`).
@@ -134,6 +134,26 @@ struct SocketHooks {
     on_disconnect: Vec<DisconnectHandler>,
 }
 
+/// A socket's data ([`Socket::data`]): out of line, as most sockets have none and a
+/// `Value` is 72 bytes (with `serde_json`'s `preserve_order`). `Null` is none.
+#[derive(Default)]
+struct Data(Option<Box<Value>>);
+
+impl Data {
+    fn new(value: Value) -> Self {
+        Self((!value.is_null()).then(|| Box::new(value)))
+    }
+
+    /// A copy of the value.
+    fn get(&self) -> Value {
+        self.0.as_deref().cloned().unwrap_or(Value::Null)
+    }
+
+    fn into_value(self) -> Value {
+        self.0.map_or(Value::Null, |v| *v)
+    }
+}
+
 impl SocketState {
     /// The hooks, to add one.
     fn hooks_mut(&mut self) -> &mut SocketHooks {
@@ -146,7 +166,7 @@ impl Default for SocketState {
         Self {
             handlers: wirestate_engine::SmallMap::default(),
             hooks: None,
-            data: Value::Null,
+            data: Data::default(),
             counts: Arc::default(),
             since: std::time::SystemTime::now(),
             jobs_started: 0,
@@ -217,6 +237,34 @@ struct App {
     users: users::Users,
     /// What watches the server ([`SocketIo::observe`]).
     observers: Vec<ObserveHook>,
+    /// Event names that sockets' handlers are registered for.
+    names: Names,
+    /// Sockets' event handlers that capture nothing, by type (see [`Socket::on`]): as
+    /// many as the program has such closures.
+    stateless: HashMap<std::any::TypeId, EventHandler>,
+}
+
+/// The event names of sockets' handlers, each kept once: every socket registers the
+/// same few (`socket.on("message", ..)` on each connection), and each would otherwise
+/// hold copies of its own. Bounded: past [`Names::MAX`] names, a name is not kept
+/// here (each handler then holds its own copy, as a name made up per socket would).
+#[derive(Default)]
+struct Names(Vec<Arc<str>>);
+
+impl Names {
+    const MAX: usize = 64;
+
+    /// `name`, shared with the handlers registered for it before.
+    fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(kept) = self.0.iter().find(|n| ***n == *name) {
+            return kept.clone();
+        }
+        let name: Arc<str> = name.into();
+        if self.0.len() < Self::MAX {
+            self.0.push(name.clone());
+        }
+        name
+    }
 }
 
 /// What an observer ([`SocketIo::observe`]) sees: sockets as they connect and leave,
@@ -581,7 +629,7 @@ impl SocketIo {
                         auth: fresh,
                     });
                     let state = SocketState {
-                        data: kept.data,
+                        data: Data::new(kept.data),
                         user: kept.user.clone(),
                         auth: kept.auth,
                         namespace: handlers.clone(),
@@ -654,7 +702,7 @@ impl SocketIo {
                     if let (true, Some(b)) = (kept, &removed) {
                         let state = &b.2;
                         let kept = Kept {
-                            data: state.data.clone(),
+                            data: state.data.get(),
                             user: state.user.clone(),
                             // One that was mid-check starts over.
                             auth: match state.auth {
@@ -675,7 +723,7 @@ impl SocketIo {
                         sid,
                         info,
                         recovered,
-                        left_with: Some(Arc::new(state.data)),
+                        left_with: Some(Arc::new(state.data.into_value())),
                     };
                     self.notify(Observed::Disconnected(&socket, reason));
                     for h in state.hooks.map(|h| h.on_disconnect).unwrap_or_default() {
@@ -1054,12 +1102,12 @@ pub fn io<R: Runtime>(rt: &R, url: &str, options: IoOptions) -> Result<ClientSoc
 ///
 /// The future holds the connection's state once: the stream goes into it when this is
 /// called (an `async fn` would keep a slot for its arguments too).
-pub fn serve_connection<'a, R: Runtime, T: crate::Transport + Send + 'static>(
+pub fn serve_connection<R: Runtime, T: crate::Transport + Send + 'static>(
     rt: &R,
-    io: &'a SocketIo,
+    io: &SocketIo,
     stream: T,
     peer_addr: Option<std::net::SocketAddr>,
-) -> impl Future<Output = std::io::Result<()>> + 'a {
+) -> impl Future<Output = std::io::Result<()>> + Send + 'static {
     use tracing::Instrument;
     let span = tracing::debug_span!("sio-conn", peer = ?peer_addr);
     crate::map(
@@ -1099,18 +1147,44 @@ pub async fn serve_accepting<R: Runtime, A: crate::Acceptor<R::Tcp>>(
         }
     };
     crate::accept_loop(rt, &listener, drained, max, |stream, peer| {
-        let (rt, io, acceptor) = (rt.clone(), io.clone(), acceptor.clone());
-        async move {
-            let served =
-                match crate::handshake(&rt, &acceptor, stream, limits.request_timeout).await {
-                    Ok(stream) => serve_connection(&rt, &io, stream, Some(peer)).await,
-                    Err(e) => Err(e),
-                };
-            if let Err(e) = served {
-                tracing::debug!(error = %e, "socket.io connection ended with an error");
-            }
-        }
+        let accepted = crate::handshake(rt, &acceptor, stream, peer, limits.request_timeout);
+        let (rt, io) = (rt.clone(), io.clone());
+        crate::then(accepted, move |(accepted, peer)| {
+            let served = match accepted {
+                Ok(stream) => crate::Either::Left {
+                    future: serve_connection(&rt, &io, stream, Some(peer)),
+                },
+                Err(e) => crate::Either::Right {
+                    future: std::future::ready(Err(e)),
+                },
+            };
+            crate::map(served, |served| {
+                if let Err(e) = served {
+                    tracing::debug!(error = %e, "socket.io connection ended with an error");
+                }
+            })
+        })
     })
     .await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn event_names_are_kept_once_up_to_a_bound() {
+        let mut names = super::Names::default();
+        let first = names.get("message");
+        assert!(std::sync::Arc::ptr_eq(&first, &names.get("message")));
+        for i in 1..super::Names::MAX {
+            names.get(&format!("event {i}"));
+        }
+        assert_eq!(names.0.len(), super::Names::MAX);
+        // Full: a new name is made for its caller and not kept.
+        let extra = names.get("one more");
+        assert_eq!(&*extra, "one more");
+        assert!(!std::sync::Arc::ptr_eq(&extra, &names.get("one more")));
+        assert_eq!(names.0.len(), super::Names::MAX);
+        assert!(std::sync::Arc::ptr_eq(&first, &names.get("message")));
+    }
 }

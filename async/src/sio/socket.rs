@@ -193,8 +193,30 @@ impl Socket {
         Fut: Future + Send + 'static,
         Fut::Output: HandlerResult,
     {
-        let handler: EventHandler = super::controller::boxed(handler);
-        self.with_state(|s| s.handlers.insert(name.into(), handler));
+        let mut app = lock(&self.io.inner.app);
+        let name = app.names.get(name);
+        // One that captures nothing is made once, and shared by every socket that
+        // registers it (closures of one type behave alike when they hold nothing).
+        let (made, unused) = if std::mem::size_of::<F>() == 0 {
+            match app.stateless.get(&std::any::TypeId::of::<F>()) {
+                Some(made) => (made.clone(), Some(handler)),
+                None => {
+                    let made: EventHandler = super::controller::boxed(handler);
+                    app.stateless
+                        .insert(std::any::TypeId::of::<F>(), made.clone());
+                    (made, None)
+                }
+            }
+        } else {
+            (super::controller::boxed(handler), None)
+        };
+        let replaced = match app.sockets.get_mut(&self.sid) {
+            Some(b) => b.2.handlers.insert(name, made),
+            None => Some(made),
+        };
+        // Dropped unlocked: a handler's captures may take the lock as they go.
+        drop(app);
+        drop((replaced, unused));
     }
 
     /// Removes the handler for `name`.
@@ -238,14 +260,14 @@ impl Socket {
     /// The socket's data (set by the connect middleware or [`set_data`](Self::set_data);
     /// recovered with the socket).
     pub fn data(&self) -> Value {
-        self.with_state(|s| s.data.clone())
+        self.with_state(|s| s.data.get())
             .or_else(|| self.left_with.as_deref().cloned())
             .unwrap_or(Value::Null)
     }
 
     /// Replaces the socket's data.
     pub fn set_data(&self, data: Value) {
-        self.with_state(|s| s.data = data);
+        self.with_state(|s| s.data = super::Data::new(data));
     }
 
     /// Emits `name` with one argument, `data`. Like every emit, returns how many

@@ -364,7 +364,9 @@ pub struct Connection {
     state: State,
     decoder: FrameDecoder,
     frame: Option<Frame>,
-    message: Option<Incoming>,
+    /// Out of line: only a message that is fragmented, compressed or split across
+    /// reads is reassembled here (a whole frame in one read is taken at once).
+    message: Option<Box<Incoming>>,
     /// The payload of the control frame being read (at most 125 bytes; allocated per
     /// control frame, then handed out as the Ping/Pong payload or dropped).
     control: Vec<u8>,
@@ -1283,12 +1285,12 @@ impl Connection {
                 if len > self.config.max_message_size {
                     return Err(ProtocolError::MessageTooLarge);
                 }
-                self.message = Some(Incoming {
+                self.message = Some(Box::new(Incoming {
                     text: opcode == OpCode::Text,
                     compressed,
                     buf: BytesMut::with_capacity(len.min(MAX_RESERVE)),
                     utf8: Utf8Validator::new(),
-                });
+                }));
             }
         }
         self.frame = Some(Frame::Data {

@@ -222,10 +222,11 @@ impl Server {
                     created.push(sid.0.clone());
                 }
             } else {
-                socket.rooms.insert(room.clone());
-                if namespace.add_member(room, sid) && track {
+                let (room, made) = namespace.add_member(room, sid);
+                if made && track {
                     created.push(room.clone());
                 }
+                socket.rooms.insert(room);
             }
             if self.activity_events {
                 joined.push(room.clone());

@@ -2,6 +2,7 @@
 //! Engine.IO server, sans-IO.
 
 use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
@@ -89,14 +90,21 @@ impl Namespace {
         self.rooms.contains_key(room) || self.own_room(room).is_some()
     }
 
-    /// `sid` joins `room` (not its own): whether that made the room (it had no member
-    /// and names no socket).
-    fn add_member(&mut self, room: &Room, sid: &Sid) -> bool {
+    /// `sid` joins `room` (not its own): the room's name as the namespace keeps it (one
+    /// copy however many sockets join), and whether that made the room (it had no
+    /// member and names no socket).
+    fn add_member(&mut self, room: &Room, sid: &Sid) -> (Room, bool) {
         let implied = self.own_room(room).is_some();
-        let members = self.rooms.entry(room.clone()).or_default();
+        let (name, members) = match self.rooms.entry(room.clone()) {
+            Entry::Occupied(e) => {
+                let name = e.key().clone();
+                (name, e.into_mut())
+            }
+            Entry::Vacant(e) => (room.clone(), e.insert(SmallSet::default())),
+        };
         let created = members.is_empty() && !implied;
         members.insert(sid.clone());
-        created
+        (name, created)
     }
 
     /// `sid` leaves `room` (not its own): the room, if that emptied it (an emptied room
@@ -818,7 +826,8 @@ impl Server {
             if *room == *sid.as_str() || socket.rooms.contains(&room) {
                 continue;
             }
-            if namespace.add_member(&room, &sid) && track {
+            let (room, made) = namespace.add_member(&room, &sid);
+            if made && track {
                 created.push(room.clone());
             }
             socket.rooms.insert(room);

@@ -92,17 +92,20 @@ pub fn connect_with<R: Runtime>(
 /// Serves one connection over any transport, with its peer's address when it has one.
 /// A WebSocket upgrade for a route added with [`ServerOptions::websocket_route`] comes
 /// back open, with its path, for the caller to run.
-pub async fn serve_connection<R: Runtime, T: Transport + Send + 'static>(
+///
+/// The future borrows nothing, and holds the connection's state once (see
+/// [`sio::serve_connection`](crate::sio::serve_connection)).
+#[allow(clippy::type_complexity)]
+pub fn serve_connection<R: Runtime, T: Transport + Send + 'static>(
     rt: &R,
     server: &EioServer,
     io: T,
     peer_addr: Option<SocketAddr>,
-) -> io::Result<Option<(String, WebSocket<T, R::Clock>)>> {
+) -> impl Future<Output = io::Result<Option<(String, WebSocket<T, R::Clock>)>>> + Send + 'static {
     let span = tracing::debug_span!("eio-conn", peer = ?peer_addr);
     server
         .serve_connection(io, rt.clock(), peer_addr)
         .instrument(span)
-        .await
 }
 
 /// Accepts connections on `listener` for ever, serving each on its own task; plain
@@ -148,21 +151,31 @@ where
         std::future::pending(),
         limits.max_connections,
         |stream, peer| {
-            let accepted = crate::handshake(rt, &acceptor, stream, peer, limits.request_timeout);
-            let (rt, server, on_websocket) = (rt.clone(), server.clone(), on_websocket.clone());
-            async move {
-                let served = match accepted.await {
-                    (Ok(stream), peer) => serve_connection(&rt, &server, stream, Some(peer)).await,
-                    (Err(e), _) => Err(e),
-                };
-                match served {
-                    Ok(Some((path, ws))) => on_websocket(path, ws).await,
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::debug!(error = %e, "engine.io connection ended with an error")
+            let (rt2, serving) = (rt.clone(), server.clone());
+            let on_websocket = on_websocket.clone();
+            let served = crate::serve_accepted(
+                rt,
+                &acceptor,
+                stream,
+                peer,
+                limits.request_timeout,
+                move |stream, peer| serve_connection(&rt2, &serving, stream, Some(peer)),
+            );
+            // Then the plain WebSocket it became, if any.
+            crate::then(served, move |served| match served {
+                Ok(Some((path, ws))) => crate::Either::Left {
+                    future: on_websocket(path, ws),
+                },
+                Ok(None) => crate::Either::Right {
+                    future: std::future::ready(()),
+                },
+                Err(e) => {
+                    tracing::debug!(error = %e, "engine.io connection ended with an error");
+                    crate::Either::Right {
+                        future: std::future::ready(()),
                     }
                 }
-            }
+            })
         },
     )
     .await;

@@ -320,7 +320,7 @@ impl<F: Future, T: Future<Output = ()>> Future for Before<F, T> {
 /// Boxed, and the box freed once it is done: the connection's task keeps no room for
 /// the handshake, nor for the stream and address it started from, while it serves the
 /// connection (a future keeps a slot for each value it captured, for its whole life).
-pub(crate) fn handshake<R: Runtime, A: Acceptor<R::Tcp>>(
+fn handshake<R: Runtime, A: Acceptor<R::Tcp>>(
     rt: &R,
     acceptor: &A,
     stream: R::Tcp,
@@ -334,6 +334,35 @@ pub(crate) fn handshake<R: Runtime, A: Acceptor<R::Tcp>>(
         let accepted = before(acceptor.accept(stream), timer(clock, deadline)).await;
         let accepted = accepted.unwrap_or_else(|| Err(io::ErrorKind::TimedOut.into()));
         (accepted, peer)
+    })
+}
+
+/// A served connection's task: `acceptor`'s handshake (see [`handshake`]), then
+/// `serve` on the stream it made, each phase held only while it runs.
+pub(crate) fn serve_accepted<R, A, S, F, O>(
+    rt: &R,
+    acceptor: &A,
+    stream: R::Tcp,
+    peer: SocketAddr,
+    limit: Duration,
+    serve: S,
+) -> impl Future<Output = io::Result<O>> + Send
+where
+    R: Runtime,
+    A: Acceptor<R::Tcp>,
+    S: FnOnce(A::Stream, SocketAddr) -> F + Send,
+    F: Future<Output = io::Result<O>> + Send,
+    O: Send,
+{
+    let accepted = handshake(rt, acceptor, stream, peer, limit);
+    then(accepted, move |(accepted, peer)| match accepted {
+        Ok(stream) => Either::Left {
+            future: serve(stream, peer),
+        },
+        // Holding the error alone, not room for a served connection's output.
+        Err(e) => Either::Right {
+            future: map(std::future::ready(e), Err),
+        },
     })
 }
 

@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -395,19 +395,45 @@ pub(crate) async fn authorize<C: Clock>(upgrade: &Upgrade, clock: &mut C) -> Aut
 
 /// Authenticates an upgrade request, answers it, and runs the connection until it
 /// ends. `rest`: bytes read past the request.
-pub(crate) async fn serve_upgrade<T: Transport + Send + 'static, C: Clock + Send + 'static>(
+///
+/// Made when called: the answer (the auth hook's future, a refusal being written) is
+/// boxed apart and gone once done, so that the future an open connection is held in
+/// is sized for [`run`]'s loop alone.
+pub(crate) fn serve_upgrade<T: Transport + Send + 'static, C: Clock + Send + 'static>(
+    upgrade: Upgrade,
+    io: T,
+    clock: C,
+    rest: Bytes,
+) -> impl Future<Output = io::Result<()>> + Send + 'static {
+    let answered = Box::pin(answer(upgrade, io, clock, rest));
+    crate::then(answered, |answered| match answered {
+        Ok((accepted, ws, auth)) => crate::Either::Left {
+            future: run(accepted, ws, auth),
+        },
+        Err(refused) => crate::Either::Right {
+            future: std::future::ready(refused),
+        },
+    })
+}
+
+/// An upgrade authorized and answered, with what runs its connection; or the end of
+/// a refused one (its response written).
+type Answered<T, C> = Result<(Accepted, WebSocket<T, C>, Auth), io::Result<()>>;
+
+/// [`serve_upgrade`]'s first phase.
+async fn answer<T: Transport + Send + 'static, C: Clock + Send + 'static>(
     upgrade: Upgrade,
     mut io: T,
     mut clock: C,
     rest: Bytes,
-) -> io::Result<()> {
+) -> Answered<T, C> {
     let auth = authorize(&upgrade, &mut clock).await;
     if let Auth::Refuse(response) = auth {
         let mut out = Outbox::default();
         out.push(response.encode_head(false));
         out.push(response.body);
         let deadline = clock.now() + upgrade.config().write_timeout;
-        return poll_fn(|cx| {
+        return Err(poll_fn(|cx| {
             if let Err(e) = out.write_to(&mut io, cx) {
                 return Poll::Ready(Err(e));
             }
@@ -418,21 +444,24 @@ pub(crate) async fn serve_upgrade<T: Transport + Send + 'static, C: Clock + Send
                 .poll_until(cx, deadline)
                 .map(|()| Err(io::ErrorKind::TimedOut.into()))
         })
-        .await;
+        .await);
     }
     let config = upgrade.config().clone();
     let (request, accepted) = upgrade.into_parts();
     let ws = WebSocket::accept_request(io, clock, config, request, &rest);
-    run(accepted, ws, auth).await
+    Ok((accepted, ws, auth))
 }
 
 /// Runs a connection whose upgrade was answered (`ws`), as `auth` decided: closed at
 /// once, or registered and handed to the route's handlers until it ends.
-pub(crate) async fn run<T: Transport + Send + 'static, C: Clock + Send + 'static>(
+///
+/// Made when called: a connection closed at once holds its close alone, an open one
+/// the state of its loop alone.
+pub(crate) fn run<T: Transport + Send + 'static, C: Clock + Send + 'static>(
     accepted: Accepted,
-    mut ws: WebSocket<T, C>,
+    ws: WebSocket<T, C>,
     auth: Auth,
-) -> io::Result<()> {
+) -> impl Future<Output = io::Result<()>> + Send + 'static {
     let Accepted {
         router,
         route: index,
@@ -440,24 +469,23 @@ pub(crate) async fn run<T: Transport + Send + 'static, C: Clock + Send + 'static
     } = accepted;
     let data = match auth {
         Auth::Accept(data) => data,
+        // Boxed, as it holds the connection by value: the future is not sized for it.
         Auth::Close(code, reason) => {
-            let reason = cut(&reason, wirestate_engine::ws::close::MAX_REASON_LEN);
-            let closed = match ws.close(code, reason).await {
-                Err(Error::Send(_)) => ws.close(CloseCode::POLICY_VIOLATION, "").await,
-                other => other,
-            };
-            return match closed {
-                Err(Error::Io(e)) => Err(e),
-                _ => Ok(()),
-            };
+            return crate::Either::Right {
+                future: Box::pin(close_at_once(ws, code, reason)),
+            }
         }
+        // Answered before the upgrade by the caller; here only by mistake.
         Auth::Refuse(_) => {
-            // Answered before the upgrade by the caller; here only by mistake.
-            let _ = ws.close(CloseCode::POLICY_VIOLATION, "").await;
-            return Ok(());
+            return crate::Either::Right {
+                future: Box::pin(close_at_once(
+                    ws,
+                    CloseCode::POLICY_VIOLATION,
+                    String::new(),
+                )),
+            }
         }
     };
-    let route = router.entry_route(index);
     let link = router.register(index);
     let registered = Registered {
         router: router.clone(),
@@ -471,12 +499,43 @@ pub(crate) async fn run<T: Transport + Send + 'static, C: Clock + Send + 'static
             auth: data,
         }),
     };
-    if let Some(f) = &route.on_connect {
+    if let Some(f) = &router.entry_route(index).on_connect {
         guarded(&conn, "on_connect", || f(&conn));
     }
-    let mut ended = None;
     let ws = Arc::new(Mutex::new(ws));
     link.set_wire(ws.clone());
+    crate::Either::Left {
+        future: drive(registered, index, conn, ws),
+    }
+}
+
+/// Closes `ws` with `code` and `reason` (cut to fit a close frame) before the
+/// application sees it.
+async fn close_at_once<T: Transport, C: Clock>(
+    mut ws: WebSocket<T, C>,
+    code: CloseCode,
+    reason: String,
+) -> io::Result<()> {
+    let reason = cut(&reason, wirestate_engine::ws::close::MAX_REASON_LEN);
+    let closed = match ws.close(code, reason).await {
+        Err(Error::Send(_)) => ws.close(CloseCode::POLICY_VIOLATION, "").await,
+        other => other,
+    };
+    match closed {
+        Err(Error::Io(e)) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// [`run`]'s loop: the connection's events to its route's handlers, until it ends.
+async fn drive<T: Transport + Send + 'static, C: Clock + Send + 'static>(
+    registered: Registered,
+    index: usize,
+    conn: Conn,
+    ws: Arc<Mutex<WebSocket<T, C>>>,
+) -> io::Result<()> {
+    let (route, link) = (registered.router.entry_route(index), &registered.link);
+    let mut ended = None;
     loop {
         let event = poll_fn(|cx| {
             // Held while this task runs: a publisher meanwhile queues to the link.

@@ -1147,22 +1147,19 @@ pub async fn serve_accepting<R: Runtime, A: crate::Acceptor<R::Tcp>>(
         }
     };
     crate::accept_loop(rt, &listener, drained, max, |stream, peer| {
-        let accepted = crate::handshake(rt, &acceptor, stream, peer, limits.request_timeout);
-        let (rt, io) = (rt.clone(), io.clone());
-        crate::then(accepted, move |(accepted, peer)| {
-            let served = match accepted {
-                Ok(stream) => crate::Either::Left {
-                    future: serve_connection(&rt, &io, stream, Some(peer)),
-                },
-                Err(e) => crate::Either::Right {
-                    future: std::future::ready(Err(e)),
-                },
-            };
-            crate::map(served, |served| {
-                if let Err(e) = served {
-                    tracing::debug!(error = %e, "socket.io connection ended with an error");
-                }
-            })
+        let (rt2, serving) = (rt.clone(), io.clone());
+        let served = crate::serve_accepted(
+            rt,
+            &acceptor,
+            stream,
+            peer,
+            limits.request_timeout,
+            move |stream, peer| serve_connection(&rt2, &serving, stream, Some(peer)),
+        );
+        crate::map(served, |served| {
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "socket.io connection ended with an error");
+            }
         })
     })
     .await;

@@ -145,22 +145,16 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let limits = server.limits();
+    let runtime = rt.clone();
     crate::accept_loop(
         rt,
         &listener,
         std::future::pending(),
         limits.max_connections,
-        |stream, peer| {
-            let (rt2, serving) = (rt.clone(), server.clone());
+        (&acceptor, limits.request_timeout),
+        move |stream, peer| {
+            let served = serve_connection(&runtime, &server, stream, Some(peer));
             let on_websocket = on_websocket.clone();
-            let served = crate::serve_accepted(
-                rt,
-                &acceptor,
-                stream,
-                peer,
-                limits.request_timeout,
-                move |stream, peer| serve_connection(&rt2, &serving, stream, Some(peer)),
-            );
             // Then the plain WebSocket it became, if any.
             crate::then(served, move |served| match served {
                 Ok(Some((path, ws))) => crate::Either::Left {

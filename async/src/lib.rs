@@ -337,51 +337,28 @@ fn handshake<R: Runtime, A: Acceptor<R::Tcp>>(
     })
 }
 
-/// A served connection's task: `acceptor`'s handshake (see [`handshake`]), then
-/// `serve` on the stream it made, each phase held only while it runs.
-pub(crate) fn serve_accepted<R, A, S, F, O>(
-    rt: &R,
-    acceptor: &A,
-    stream: R::Tcp,
-    peer: SocketAddr,
-    limit: Duration,
-    serve: S,
-) -> impl Future<Output = io::Result<O>> + Send
-where
-    R: Runtime,
-    A: Acceptor<R::Tcp>,
-    S: FnOnce(A::Stream, SocketAddr) -> F + Send,
-    F: Future<Output = io::Result<O>> + Send,
-    O: Send,
-{
-    let accepted = handshake(rt, acceptor, stream, peer, limit);
-    then(accepted, move |(accepted, peer)| match accepted {
-        Ok(stream) => Either::Left {
-            future: serve(stream, peer),
-        },
-        // Holding the error alone, not room for a served connection's output.
-        Err(e) => Either::Right {
-            future: map(std::future::ready(e), Err),
-        },
-    })
-}
-
-/// Accepts connections on `listener` and hands each to `serve`, until `stop` resolves
-/// (or for ever). An accept error never ends the loop: an error of one connection
-/// (reset, aborted) is skipped; any other (out of file descriptors, of memory) is
-/// logged, and accepting resumes after a pause that lets connections close. With
-/// `max_connections`, no more than that many served connections are open at once:
-/// at the cap the loop stops accepting (new connections wait in the listener's
-/// backlog) until one ends.
-pub(crate) async fn accept_loop<R, S, Fut>(
+/// Accepts connections on `listener` until `stop` resolves (or for ever), each on a
+/// task of its own: `acceptor`'s handshake, bounded by `handshake_limit` (a failed
+/// one is logged), then `serve` on the stream it made. An accept error never ends the
+/// loop: an error of one connection (reset, aborted) is skipped; any other (out of
+/// file descriptors, of memory) is logged, and accepting resumes after a pause that
+/// lets connections close. With `max_connections`, no more than that many served
+/// connections are open at once: at the cap the loop stops accepting (new
+/// connections wait in the listener's backlog) until one ends.
+///
+/// A task holds one phase at a time (the handshake is boxed apart, and freed once
+/// done): an open connection's task is sized for what serving it holds.
+pub(crate) async fn accept_loop<R, A, S, Fut>(
     rt: &R,
     listener: &R::Listener,
     stop: impl Future<Output = ()>,
     max_connections: Option<usize>,
+    (acceptor, handshake_limit): (&A, Duration),
     serve: S,
 ) where
     R: Runtime,
-    S: Fn(R::Tcp, SocketAddr) -> Fut,
+    A: Acceptor<R::Tcp>,
+    S: Fn(A::Stream, SocketAddr) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let mut stop = std::pin::pin!(stop);
@@ -406,7 +383,19 @@ pub(crate) async fn accept_loop<R, S, Fut>(
             None => return,
             Some((stream, peer)) => {
                 let permit = Gate::enter(&gate);
-                let served = serve(stream, peer);
+                let serve = serve.clone();
+                let accepted = handshake(rt, acceptor, stream, peer, handshake_limit);
+                let served = then(accepted, move |(accepted, peer)| match accepted {
+                    Ok(stream) => Either::Left {
+                        future: serve(stream, peer),
+                    },
+                    Err(e) => {
+                        tracing::debug!(error = %e, %peer, "connection handshake failed");
+                        Either::Right {
+                            future: std::future::ready(()),
+                        }
+                    }
+                });
                 rt.spawn(Counted {
                     served,
                     _permit: permit,

@@ -1146,22 +1146,23 @@ pub async fn serve_accepting<R: Runtime, A: crate::Acceptor<R::Tcp>>(
             io.host().idle().await;
         }
     };
-    crate::accept_loop(rt, &listener, drained, max, |stream, peer| {
-        let (rt2, serving) = (rt.clone(), io.clone());
-        let served = crate::serve_accepted(
-            rt,
-            &acceptor,
-            stream,
-            peer,
-            limits.request_timeout,
-            move |stream, peer| serve_connection(&rt2, &serving, stream, Some(peer)),
-        );
-        crate::map(served, |served| {
-            if let Err(e) = served {
-                tracing::debug!(error = %e, "socket.io connection ended with an error");
-            }
-        })
-    })
+    let handshake = (&acceptor, limits.request_timeout);
+    let (runtime, serving) = (rt.clone(), io.clone());
+    crate::accept_loop(
+        rt,
+        &listener,
+        drained,
+        max,
+        handshake,
+        move |stream, peer| {
+            let served = serve_connection(&runtime, &serving, stream, Some(peer));
+            crate::map(served, |served| {
+                if let Err(e) = served {
+                    tracing::debug!(error = %e, "socket.io connection ended with an error");
+                }
+            })
+        },
+    )
     .await;
     Ok(())
 }

@@ -315,7 +315,8 @@ impl<F: Future, T: Future<Output = ()>> Future for Before<F, T> {
 }
 
 /// The first phase of a served connection: `acceptor`'s handshake on `stream`, for at
-/// most `limit` on `rt`'s clock; then the stream served, with its peer's address.
+/// most `limit` on `rt`'s clock. Its output: the stream to serve (or why there is
+/// none), with its peer's address.
 ///
 /// Boxed, and the box freed once it is done: the connection's task keeps no room for
 /// the handshake, nor for the stream and address it started from, while it serves the
@@ -586,7 +587,7 @@ impl<A: Future, G: FnOnce(A::Output) -> B, B: Future> Future for Then<A, G, B> {
                     }
                 }
                 ThenProj::Second { second } => return second.poll(cx),
-                // Only while `next` runs, which is not polling.
+                // Only while `next` runs (which is not polling), or after it panicked.
                 ThenProj::Switching => return Poll::Pending,
             }
         }

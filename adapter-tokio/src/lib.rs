@@ -190,6 +190,45 @@ mod tests {
     use std::future::poll_fn;
     use std::time::Duration;
 
+    /// The echo task users write (as in the README): it owns the stream and the
+    /// configuration, accepts, then echoes.
+    async fn echo(stream: tokio::net::TcpStream, config: std::sync::Arc<Config>) {
+        let Ok(mut ws) = accept(stream, config).await else {
+            return;
+        };
+        while let Some(Ok(m)) = ws.recv().await {
+            if ws.send(m).await.is_err() {
+                break;
+            }
+        }
+    }
+
+    /// The size of what `f` returns.
+    fn size_of_output<A, B, R, F: Fn(A, B) -> R>(_: F) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    #[test]
+    fn an_echo_task_fits_the_smaller_task_cell() {
+        // A WebSocket is its stream and one pointer (its state is out of line).
+        assert_eq!(
+            std::mem::size_of::<WebSocket>(),
+            std::mem::size_of::<tokio::net::TcpStream>() + std::mem::size_of::<usize>()
+        );
+        // tokio allocates a task's future with its header in a cell aligned (and so
+        // sized) to 128 bytes: a future of at most 152 bytes takes a 256-byte cell,
+        // a larger one 384 (on x86-64; part of an idle connection's memory). The
+        // task holds the stream twice (as it captured it, and in the WebSocket), 88
+        // bytes besides: 152 with the 32-byte `TcpStream` of a release build (a
+        // debug build with tokio's multi-threaded runtime has a larger one).
+        let size = size_of_output(echo);
+        let stream = std::mem::size_of::<tokio::net::TcpStream>();
+        assert!(
+            size <= 2 * stream + 88,
+            "the echo task's future is {size} bytes (the stream {stream})"
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_clock_rearms_its_one_sleep_and_gives_it_back_when_disarmed() {
         let mut clock = TokioClock::default();

@@ -728,6 +728,32 @@ pub(crate) enum Direct {
     Partial,
 }
 
+/// Writes `bytes` as far as `io` takes them now: how many it took (0 when it would
+/// block). With `now`, the write is made outside the runtime's fairness budget
+/// ([`Transport::poll_write_now`]), as a publisher's.
+pub(crate) fn write_slice<T: Transport>(
+    io: &mut T,
+    cx: &mut Context<'_>,
+    bytes: &[u8],
+    now: bool,
+) -> io::Result<usize> {
+    if bytes.is_empty() {
+        return Ok(0);
+    }
+    let slices = [IoSlice::new(bytes)];
+    let written = if now {
+        io.poll_write_now(cx, &slices)
+    } else {
+        io.poll_write_vectored(cx, &slices)
+    };
+    match written {
+        Poll::Ready(Ok(0)) => Err(io::ErrorKind::WriteZero.into()),
+        Poll::Ready(Ok(n)) => Ok(n),
+        Poll::Ready(Err(e)) => Err(e),
+        Poll::Pending => Ok(0),
+    }
+}
+
 /// Bytes queued for a transport, written with vectored writes, partial writes kept.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
@@ -807,15 +833,7 @@ impl Outbox {
         bytes: &[u8],
     ) -> io::Result<usize> {
         debug_assert!(self.queue.is_empty());
-        if bytes.is_empty() {
-            return Ok(0);
-        }
-        let written = match io.poll_write_vectored(cx, &[IoSlice::new(bytes)]) {
-            Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-            Poll::Ready(Ok(n)) => n,
-            Poll::Ready(Err(e)) => return Err(e),
-            Poll::Pending => 0,
-        };
+        let written = write_slice(io, cx, bytes, false)?;
         if written > 0 {
             self.unflushed = true;
         }

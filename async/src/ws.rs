@@ -89,28 +89,86 @@ const HIGH_WATER: usize = 1 << 20;
 /// `close`, so that the closing handshake completes.
 pub struct WebSocket<T, C> {
     io: T,
+    /// Boxed, so that a `WebSocket` is small to move and to hold in a future: a
+    /// connection's task holds the transport and this pointer.
+    inner: Box<Inner<C>>,
+}
+
+/// A [`WebSocket`]'s state, out of line.
+#[derive(Debug)]
+struct Inner<C> {
+    conn: Connection,
+    /// Its timer (armed at the connection's next deadline).
     clock: C,
-    /// Boxed, so that a `WebSocket` is small to move and to hold in a future (an
-    /// `if let Ok(ws) = accept(..).await` keeps two of them in the task).
-    conn: Box<Connection>,
+    /// What an open connection whose writes keep up holds none of: `None` most of
+    /// the time.
+    aside: Option<Box<Aside>>,
+}
+
+/// The parts of a [`WebSocket`] that are empty while it is open and keeps up:
+/// bytes the transport has not taken, input held past a lent message, the
+/// handshake's details (when there are any to keep) and the end. Made when one is
+/// needed, and given up (to this thread's spare, [`ASIDE_SPARE`]) once all are empty
+/// again.
+#[derive(Debug, Default)]
+struct Aside {
     outbox: Outbox,
+    /// What a read held past a message lent in place (see `poll_step`), decoded
+    /// before the next read.
+    held: Option<Box<Held>>,
+    /// The handshake's details, when there is something to keep: a connection that
+    /// negotiated nothing and keeps no request holds none.
+    opened: Option<Box<Opened>>,
+    /// How the connection ended.
+    closed: Option<Closed>,
+    /// Why the message [`WebSocket::send`] was given could not be sent, for its
+    /// future to report.
+    failed: Option<Error>,
     read_eof: bool,
     shut_down: bool,
-    /// Boxed: it is set once, at the end.
-    closed: Option<Box<Closed>>,
-    /// The handshake's details, when there is something to keep: a connection that
-    /// negotiated nothing and keeps no request holds no allocation for them.
-    opened: Option<Box<Opened>>,
-    /// The opening handshake completed (`opened` may still be `None`).
-    open_seen: bool,
     finished: bool,
-    /// What a read held past a message lent in place (see `poll_step`), decoded
-    /// before the next read. `None` most of the time: a message usually ends its read.
-    held: Option<Box<Held>>,
+}
+
+impl Aside {
+    /// Whether every part is empty: the box can go.
+    fn is_idle(&self) -> bool {
+        self.outbox.is_empty()
+            && self.held.is_none()
+            && self.opened.is_none()
+            && self.closed.is_none()
+            && self.failed.is_none()
+            && !self.read_eof
+            && !self.shut_down
+            && !self.finished
+    }
+
+    /// An empty one: this thread's spare if it has one.
+    fn new_boxed() -> Box<Self> {
+        ASIDE_SPARE
+            .try_with(std::cell::Cell::take)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    /// Keeps an idle one as this thread's spare (or frees it).
+    fn recycle(self: Box<Self>) {
+        debug_assert!(self.is_idle());
+        // As the thread ends there is no spare to keep: it is dropped.
+        let _ = ASIDE_SPARE.try_with(|spare| spare.set(Some(self)));
+    }
+}
+
+thread_local! {
+    /// One idle [`Aside`], kept for the next connection on this thread that needs
+    /// one: a connection whose reads hold several messages, or whose writes the
+    /// transport does not take at once, then allocates nothing for it each time.
+    static ASIDE_SPARE: std::cell::Cell<Option<Box<Aside>>> = const { std::cell::Cell::new(None) };
 }
 
 /// Input read past a message lent in place, kept by the connection until its next
 /// message is asked for (the read buffer is the thread's, not the connection's).
+#[derive(Debug)]
 struct Held {
     input: Vec<u8>,
     /// How much of `input` has been decoded.
@@ -170,47 +228,93 @@ static NOTHING_KEPT: Opened = Opened {
 impl<T, C> fmt::Debug for WebSocket<T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebSocket")
-            .field("role", &self.conn.role())
-            .field("open", &self.conn.is_open())
-            .field("outbox_bytes", &self.outbox.len())
+            .field("role", &self.inner.conn.role())
+            .field("open", &self.inner.conn.is_open())
+            .field("outbox_bytes", &self.outbox_len())
             .finish()
     }
 }
 
 impl<T, C> WebSocket<T, C> {
     /// The completed opening handshake (request or response, subprotocol).
+    ///
+    /// Its details (negotiated parameters, the request or response when kept) are
+    /// those of a handshake run here: [`accept`](Self::accept),
+    /// [`connect`](Self::connect), [`accept_request`](Self::accept_request). A
+    /// connection given to [`from_connection`](Self::from_connection) after its
+    /// handshake shows none.
     pub fn handshake_info(&self) -> Option<&Opened> {
-        match &self.opened {
+        match self.inner.aside.as_ref().and_then(|a| a.opened.as_deref()) {
             Some(opened) => Some(opened),
-            None => self.open_seen.then_some(&NOTHING_KEPT),
+            None => (!self.inner.conn.is_handshaking()).then_some(&NOTHING_KEPT),
         }
     }
 
     /// The selected subprotocol.
     pub fn protocol(&self) -> Option<&str> {
-        self.opened.as_ref()?.protocol.as_deref()
+        self.inner
+            .aside
+            .as_ref()?
+            .opened
+            .as_ref()?
+            .protocol
+            .as_deref()
     }
 
     /// How the connection ended, once it has.
     pub fn close_info(&self) -> Option<&Closed> {
-        self.closed.as_deref()
+        self.inner.aside.as_ref()?.closed.as_ref()
     }
 
     /// The state machine, for what this API does not cover.
     pub fn connection(&mut self) -> &mut Connection {
-        &mut self.conn
+        &mut self.inner.conn
     }
 
     /// Bytes queued and not yet taken by the transport.
     pub(crate) fn queued_bytes(&self) -> usize {
-        self.outbox.len() + self.conn.buffered_amount()
+        self.outbox_len() + self.inner.conn.buffered_amount()
+    }
+
+    /// The parts held now and then, made when first needed.
+    fn aside(&mut self) -> &mut Aside {
+        self.inner.aside.get_or_insert_with(Aside::new_boxed)
+    }
+
+    /// Gives the parts held now and then up once all are empty again.
+    fn tidy(&mut self) {
+        if self.inner.aside.as_ref().is_some_and(|a| a.is_idle()) {
+            if let Some(aside) = self.inner.aside.take() {
+                aside.recycle();
+            }
+        }
+    }
+
+    /// Whether no bytes wait for the transport.
+    fn outbox_is_empty(&self) -> bool {
+        self.inner
+            .aside
+            .as_ref()
+            .is_none_or(|a| a.outbox.is_empty())
+    }
+
+    /// How many bytes wait for the transport.
+    fn outbox_len(&self) -> usize {
+        self.inner.aside.as_ref().map_or(0, |a| a.outbox.len())
+    }
+
+    /// Drops the bytes that wait for the transport.
+    fn clear_outbox(&mut self) {
+        if let Some(aside) = self.inner.aside.as_mut() {
+            aside.outbox.clear();
+        }
     }
 }
 
 impl<T: Transport, C: Clock> WebSocket<T, C> {
     /// The time on the connection's clock.
     pub(crate) fn now(&self) -> std::time::Instant {
-        self.clock.now()
+        self.inner.clock.now()
     }
 
     /// Wraps a connection in any state. Prefer [`accept`](Self::accept) and
@@ -218,16 +322,11 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
     pub fn from_connection(io: T, clock: C, conn: Connection) -> Self {
         Self {
             io,
-            clock,
-            conn: Box::new(conn),
-            outbox: Outbox::default(),
-            read_eof: false,
-            shut_down: false,
-            closed: None,
-            opened: None,
-            open_seen: false,
-            finished: false,
-            held: None,
+            inner: Box::new(Inner {
+                conn,
+                clock,
+                aside: None,
+            }),
         }
     }
 
@@ -244,8 +343,8 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
         let conn = Connection::accept(config, request, clock.now());
         let mut ws = Self::from_accepted(io, clock, conn);
         if !rest.is_empty() {
-            let now = ws.clock.now();
-            ws.conn.handle_input(now, rest);
+            let now = ws.inner.clock.now();
+            ws.inner.conn.handle_input(now, rest);
         }
         ws
     }
@@ -266,9 +365,8 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
 
     /// Records the completed handshake, keeping its details only if there are any.
     fn set_opened(&mut self, opened: Box<Opened>) {
-        self.open_seen = true;
         if *opened != NOTHING_KEPT {
-            self.opened = Some(opened);
+            self.aside().opened = Some(opened);
         }
     }
 
@@ -370,7 +468,7 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
     where
         F: FnOnce(MessageRef<'_>, &mut Outgoing<'_>) -> R,
     {
-        let (used, message) = self.conn.handle_input_in_place(now, input);
+        let (used, message) = self.inner.conn.handle_input_in_place(now, input);
         match message {
             Some(message) => (used, Some(self.lend(cx, message, lend))),
             None => {
@@ -394,18 +492,27 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
         self.write_direct(cx, |conn, buf| f(message, &mut Outgoing { conn, buf }))
     }
 
-    /// Sends a message and writes it (and whatever else is queued) to the transport.
+    /// Sends a message, then waits until the transport has taken it (and whatever
+    /// else is queued).
     ///
-    /// Not an `async fn`: the future holds the message and this `WebSocket`, nothing
-    /// more (it is part of every connection task that sends).
+    /// The message is sent when `send` is called, not when the future is first
+    /// polled: it is written at once as far as the transport takes it, the rest
+    /// queued, and the future waits for that rest. So the future holds this
+    /// `WebSocket` and nothing more (it is part of every connection task that sends),
+    /// and a dropped future does not take the message back.
     pub fn send(
         &mut self,
         message: impl Into<Message>,
     ) -> impl Future<Output = Result<(), Error>> + '_ {
-        SendMessage {
-            ws: self,
-            message: Some(message.into()),
+        // The task's waker comes with the first poll, which writes what this did not.
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        if let Some(aside) = self.inner.aside.as_mut() {
+            aside.failed = None; // a dropped future's, never polled
         }
+        if let Err(e) = self.send_now(&mut cx, message.into()) {
+            self.aside().failed = Some(e);
+        }
+        SendMessage { ws: self }
     }
 
     /// Sends `message`, writing it at once when nothing waits before it (see
@@ -426,16 +533,22 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
         cx: &mut Context<'_>,
         f: impl FnOnce(&mut Connection, Option<&mut Vec<u8>>) -> R,
     ) -> Result<R, Error> {
-        if !self.outbox.is_empty() {
-            return Ok(f(&mut self.conn, None));
+        if !self.outbox_is_empty() {
+            return Ok(f(&mut self.inner.conn, None));
         }
         super::with_write_buf(|buf| {
-            let r = f(&mut self.conn, Some(&mut *buf));
+            let r = f(&mut self.inner.conn, Some(&mut *buf));
             if buf.is_empty() {
                 return Ok(r);
             }
-            match self.outbox.write_or_keep(&mut self.io, cx, buf) {
-                Ok(written) => self.report_written(written),
+            match super::write_slice(&mut self.io, cx, buf, false) {
+                Ok(written) => {
+                    if written < buf.len() {
+                        let rest = bytes::Bytes::copy_from_slice(&buf[written..]);
+                        self.aside().outbox.push(rest);
+                    }
+                    self.report_written(written);
+                }
                 Err(e) => {
                     self.on_io_error();
                     return Err(Error::from(e));
@@ -447,7 +560,7 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
 
     /// Sends a ping.
     pub async fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
-        self.conn.ping(payload)?;
+        self.inner.conn.ping(payload)?;
         poll_fn(|cx| self.poll_write_all(cx)).await
     }
 
@@ -456,8 +569,8 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
     /// dropped; use [`Connection::close`] through [`connection`](Self::connection) and
     /// keep calling `recv` to receive them instead.
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
-        let now = self.clock.now();
-        self.conn.close(now, code, reason)?;
+        let now = self.inner.clock.now();
+        self.inner.conn.close(now, code, reason)?;
         while let Some(item) = self.recv().await {
             if let Err(Error::Closed(_)) = item {
                 break;
@@ -513,13 +626,13 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
         F: FnOnce(MessageRef<'_>, &mut Outgoing<'_>) -> R,
     {
         loop {
-            if let Some(event) = self.conn.poll_event() {
+            if let Some(event) = self.inner.conn.poll_event() {
                 if let Event::Closed(c) = &event {
-                    self.closed = Some(Box::new(c.clone()));
+                    self.aside().closed = Some(c.clone());
                 }
                 return Poll::Ready(Some(Ok(Step::Event(event))));
             }
-            if self.finished {
+            if self.inner.aside.as_ref().is_some_and(|a| a.finished) {
                 return Poll::Ready(None);
             }
             if let Err(e) = self.write_some(cx) {
@@ -527,57 +640,63 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
                 return Poll::Ready(Some(Err(e.into())));
             }
             // Between the messages lent from one read, no flush: the last one's replies
-            // are flushed before anything waits.
-            let lending_held = lender.is_some() && self.held.is_some();
-            if self.outbox.is_empty() && !lending_held {
-                if let Poll::Ready(Err(e)) = self.outbox.poll_flush(&mut self.io, cx) {
+            // are flushed before anything waits. (A flush of a stream that does not
+            // buffer, TCP, does nothing.)
+            let lending_held =
+                lender.is_some() && self.inner.aside.as_ref().is_some_and(|a| a.held.is_some());
+            if self.outbox_is_empty() && !lending_held {
+                if let Poll::Ready(Err(e)) = self.io.poll_flush(cx) {
                     self.on_io_error();
                     return Poll::Ready(Some(Err(e.into())));
                 }
             }
-            if self.conn.should_close_transport() && self.outbox.is_empty() {
+            if self.inner.conn.should_close_transport() && self.outbox_is_empty() {
                 match self.poll_shutdown(cx) {
                     Poll::Ready(()) => {
-                        self.finished = true;
+                        self.aside().finished = true;
                         continue;
                     }
                     Poll::Pending => return Poll::Pending,
                 }
             }
-            match self.conn.poll_timeout() {
+            match self.inner.conn.poll_timeout() {
                 Some(deadline) => {
-                    if self.clock.poll_until(cx, deadline).is_ready() {
-                        self.conn.handle_timeout(self.clock.now());
-                        if self.conn.write_timed_out() {
+                    if self.inner.clock.poll_until(cx, deadline).is_ready() {
+                        self.inner.conn.handle_timeout(self.inner.clock.now());
+                        if self.inner.conn.write_timed_out() {
                             // The peer stopped reading: what it did not take is dropped.
-                            self.outbox.clear();
+                            self.clear_outbox();
                         }
                         continue;
                     }
                 }
-                None => self.clock.disarm(),
+                None => self.inner.clock.disarm(),
             }
             // A lender's replies go out before the next message is read in (as with
             // `send(..).await` after `recv`); other reading pauses past the high-water
             // mark.
             let queued_limit = if lender.is_some() { 0 } else { HIGH_WATER };
-            if self.read_eof || self.outbox.len() > queued_limit {
-                return Poll::Pending;
+            if let Some(aside) = self.inner.aside.as_deref_mut() {
+                if aside.read_eof || aside.outbox.len() > queued_limit {
+                    return Poll::Pending;
+                }
             }
-            if let Some(mut held) = self.held.take() {
+            if let Some(mut held) = self.inner.aside.as_mut().and_then(|a| a.held.take()) {
                 let now = held.read_at;
                 let Some(lend) = lender.take() else {
-                    self.conn.handle_input(now, &held.input[held.at..]);
+                    self.inner.conn.handle_input(now, &held.input[held.at..]);
                     held.recycle();
+                    self.tidy();
                     continue;
                 };
                 let (used, lent) =
                     self.lend_input(cx, now, &mut held.input[held.at..], lend, lender);
                 held.at += used;
                 if held.at < held.input.len() {
-                    self.held = Some(held);
+                    self.aside().held = Some(held);
                 } else {
                     held.recycle();
+                    self.tidy();
                 }
                 if let Some(r) = lent {
                     return Poll::Ready(Some(Ok(Step::Lent(r))));
@@ -589,20 +708,21 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
                 let r = self.io.poll_read(cx, buf);
                 match r {
                     Poll::Ready(Ok(0)) => {
-                        self.read_eof = true;
-                        self.conn.handle_eof(self.clock.now());
+                        self.aside().read_eof = true;
+                        self.inner.conn.handle_eof(self.inner.clock.now());
                     }
                     Poll::Ready(Ok(n)) => {
-                        let now = self.clock.now();
+                        let now = self.inner.clock.now();
                         match lender.take() {
-                            None => self.conn.handle_input(now, &buf[..n]),
+                            None => self.inner.conn.handle_input(now, &buf[..n]),
                             Some(lend) => {
                                 let (used, r) =
                                     self.lend_input(cx, now, &mut buf[..n], lend, lender);
                                 lent = r;
                                 if used < n {
                                     // One copy of the rest, not one per message.
-                                    self.held = Some(Held::copy_of(&buf[used..n], now));
+                                    let held = Held::copy_of(&buf[used..n], now);
+                                    self.aside().held = Some(held);
                                 }
                             }
                         }
@@ -632,12 +752,10 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
             self.on_io_error();
             return Poll::Ready(Err(e.into()));
         }
-        if !self.outbox.is_empty() {
+        if !self.outbox_is_empty() {
             return self.poll_write_timeout(cx);
         }
-        self.outbox
-            .poll_flush(&mut self.io, cx)
-            .map_err(Error::from)
+        self.io.poll_flush(cx).map_err(Error::from)
     }
 
     /// Ready when fewer than the high-water mark of bytes are queued (the `Sink`
@@ -648,7 +766,7 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
             self.on_io_error();
             return Poll::Ready(Err(e.into()));
         }
-        if self.outbox.len() + self.conn.buffered_amount() > HIGH_WATER {
+        if self.queued_bytes() > HIGH_WATER {
             return self.poll_write_timeout(cx);
         }
         Poll::Ready(Ok(()))
@@ -659,17 +777,17 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
     /// has dropped the connection.
     fn poll_write_timeout(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         loop {
-            if self.conn.write_timed_out() {
-                self.outbox.clear();
+            if self.inner.conn.write_timed_out() {
+                self.clear_outbox();
                 return Poll::Ready(Err(io::Error::from(io::ErrorKind::TimedOut).into()));
             }
-            let Some(deadline) = self.conn.poll_timeout() else {
+            let Some(deadline) = self.inner.conn.poll_timeout() else {
                 return Poll::Pending;
             };
-            if self.clock.poll_until(cx, deadline).is_pending() {
+            if self.inner.clock.poll_until(cx, deadline).is_pending() {
                 return Poll::Pending;
             }
-            self.conn.handle_timeout(self.clock.now());
+            self.inner.conn.handle_timeout(self.inner.clock.now());
         }
     }
 
@@ -686,7 +804,7 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
     }
 
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if !self.shut_down {
+        if !self.inner.aside.as_ref().is_some_and(|a| a.shut_down) {
             if self.io.poll_flush(cx).is_pending() {
                 return Poll::Pending;
             }
@@ -694,42 +812,75 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
             if self.io.poll_shutdown(cx).is_pending() {
                 return Poll::Pending;
             }
-            self.shut_down = true;
+            self.aside().shut_down = true;
         }
         Poll::Ready(())
     }
 
-    /// Moves queued frames to the outbox and writes as much as the transport takes now.
+    /// Writes the connection's queued frames as far as the transport takes them now.
     fn write_some(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        self.write_queued(|out, io| out.write_to(io, cx))
+        self.write_queued(cx, false)
     }
 
-    /// Moves queued frames to the outbox and writes them with `write`, then tells the
-    /// connection what went out.
-    fn write_queued(
-        &mut self,
-        write: impl FnOnce(&mut Outbox, &mut T) -> io::Result<usize>,
-    ) -> io::Result<()> {
-        while let Some(bytes) = self.conn.poll_transmit() {
-            self.outbox.push(bytes);
+    /// Writes the connection's queued frames (after what waits in the outbox) as far
+    /// as the transport takes them now, keeping the rest in the outbox, and tells the
+    /// connection what went out. One frame with nothing before it (the common case:
+    /// a pong, a large message, a broadcast) is written from where it is. A
+    /// `publisher`'s write is made outside the runtime's budget, and an error is left
+    /// for the connection's task to meet on its next write.
+    fn write_queued(&mut self, cx: &mut Context<'_>, publisher: bool) -> io::Result<()> {
+        let write = |result: io::Result<usize>| match result {
+            Err(_) if publisher => Ok(0),
+            other => other,
+        };
+        let mut written = 0;
+        if self.outbox_is_empty() {
+            let Some(first) = self.inner.conn.poll_transmit() else {
+                return Ok(());
+            };
+            match self.inner.conn.poll_transmit() {
+                None => {
+                    written = write(super::write_slice(&mut self.io, cx, &first, publisher))?;
+                    if written == first.len() {
+                        self.report_written(written);
+                        return Ok(());
+                    }
+                    // The rest is written below: until the transport would block, so
+                    // that it wakes this task when it can take more.
+                    self.aside().outbox.push(first.slice(written..));
+                }
+                Some(second) => {
+                    let outbox = &mut self.aside().outbox;
+                    outbox.push(first);
+                    outbox.push(second);
+                }
+            }
         }
-        if self.outbox.is_empty() {
-            return Ok(());
+        let aside = self.inner.aside.get_or_insert_with(Aside::new_boxed);
+        while let Some(bytes) = self.inner.conn.poll_transmit() {
+            aside.outbox.push(bytes);
         }
-        let written = write(&mut self.outbox, &mut self.io)?;
+        written += write(if publisher {
+            aside.outbox.write_now(&mut self.io, cx)
+        } else {
+            aside.outbox.write_to(&mut self.io, cx)
+        })?;
         self.report_written(written);
+        self.tidy();
         Ok(())
     }
 
     /// Tells the connection that `written` bytes went out, after a write from the
     /// outbox or straight from the thread's buffer.
     fn report_written(&mut self, written: usize) {
-        if self.outbox.is_empty() {
+        if self.outbox_is_empty() {
             // The common case: no clock reading.
-            self.conn.handle_all_written();
+            self.inner.conn.handle_all_written();
         } else {
             // Arms (or moves) the write timeout while bytes wait.
-            self.conn.handle_written(self.clock.now(), written);
+            self.inner
+                .conn
+                .handle_written(self.inner.clock.now(), written);
         }
     }
 
@@ -741,33 +892,34 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
         frame: &PreparedFrame,
         compressed: Option<&Precompressed>,
     ) -> Direct {
-        if !self.outbox.is_empty()
-            || self.conn.buffered_amount() > 0
-            || !self.conn.is_open()
-            || self.conn.send_shared(frame, compressed).is_err()
+        if !self.outbox_is_empty()
+            || self.inner.conn.buffered_amount() > 0
+            || !self.inner.conn.is_open()
+            || self.inner.conn.send_shared(frame, compressed).is_err()
         {
             return Direct::Refused;
         }
         let mut cx = Context::from_waker(std::task::Waker::noop());
         // An error is the task's to meet, on its next write.
-        let _ = self.write_queued(|out, io| Ok(out.write_now(io, &mut cx).unwrap_or(0)));
-        if !self.outbox.is_empty() {
+        let _ = self.write_queued(&mut cx, true);
+        if !self.outbox_is_empty() {
             return Direct::Partial;
         }
         // A stream that buffers (TLS) may hold it until flushed: the task does that if
         // it cannot be done now.
-        match self.outbox.poll_flush(&mut self.io, &mut cx) {
+        match self.io.poll_flush(&mut cx) {
             Poll::Ready(Ok(())) => Direct::Whole,
             Poll::Ready(Err(_)) | Poll::Pending => Direct::Partial,
         }
     }
 
     fn on_io_error(&mut self) {
-        self.outbox.clear();
-        self.held = None;
-        self.read_eof = true;
-        self.shut_down = true;
-        self.conn.handle_eof(self.clock.now());
+        let aside = self.aside();
+        aside.outbox.clear();
+        aside.held = None;
+        aside.read_eof = true;
+        aside.shut_down = true;
+        self.inner.conn.handle_eof(self.inner.clock.now());
     }
 }
 
@@ -786,11 +938,11 @@ pub(crate) fn encode_or_queue(
     conn.send(message)
 }
 
-/// The future of [`WebSocket::send`]: the message is sent on the first poll, then
-/// everything queued is written.
+/// The future of [`WebSocket::send`]: the message was sent (`Aside::failed` says if
+/// that failed); everything queued is written. It holds the `WebSocket` alone, as it
+/// is part of every task that sends.
 struct SendMessage<'a, T, C> {
     ws: &'a mut WebSocket<T, C>,
-    message: Option<Message>,
 }
 
 impl<T: Transport, C: Clock> Future for SendMessage<'_, T, C> {
@@ -798,8 +950,9 @@ impl<T: Transport, C: Clock> Future for SendMessage<'_, T, C> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if let Some(message) = this.message.take() {
-            this.ws.send_now(cx, message)?;
+        if let Some(e) = this.ws.inner.aside.as_mut().and_then(|a| a.failed.take()) {
+            this.ws.tidy();
+            return Poll::Ready(Err(e));
         }
         this.ws.poll_write_all(cx)
     }
@@ -924,7 +1077,7 @@ impl<T: Transport, C: Clock, M: Into<Message>> futures_sink::Sink<M> for WebSock
     }
 
     fn start_send(self: Pin<&mut Self>, item: M) -> Result<(), Error> {
-        Ok(self.get_mut().conn.send(item.into())?)
+        Ok(self.get_mut().inner.conn.send(item.into())?)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
@@ -935,9 +1088,9 @@ impl<T: Transport, C: Clock, M: Into<Message>> futures_sink::Sink<M> for WebSock
     /// stream to complete the closing handshake.
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let this = self.get_mut();
-        if this.conn.is_open() {
-            let now = this.clock.now();
-            this.conn.close(now, CloseCode::NORMAL, "")?;
+        if this.inner.conn.is_open() {
+            let now = this.inner.clock.now();
+            this.inner.conn.close(now, CloseCode::NORMAL, "")?;
         }
         this.poll_write_all(cx)
     }

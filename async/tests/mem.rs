@@ -47,6 +47,18 @@ where
         .expect("handshake")
 }
 
+/// [`ws_pair`] with a server that echoes every message (`recv`, then `send`).
+async fn echo_pair(sim: &Sim, capacity: usize) -> MemWebSocket {
+    ws_pair(sim, capacity, |mut ws| async move {
+        while let Some(Ok(m)) = ws.recv().await {
+            if ws.send(m).await.is_err() {
+                break;
+            }
+        }
+    })
+    .await
+}
+
 const UPGRADE: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
 #[test]
@@ -55,14 +67,7 @@ fn websocket_echo_through_a_small_duplex_with_backpressure() {
     sim.block_on(async {
         // 4 KiB each way: a 1 MiB message only gets through if both sides keep
         // writing and reading in turn.
-        let mut ws = ws_pair(&sim, 4096, |mut ws| async move {
-            while let Some(Ok(m)) = ws.recv().await {
-                if ws.send(m).await.is_err() {
-                    break;
-                }
-            }
-        })
-        .await;
+        let mut ws = echo_pair(&sim, 4096).await;
         let big = "é".repeat(512 << 10);
         ws.send("hello").await.expect("send");
         ws.send(big.as_str()).await.expect("send");
@@ -71,6 +76,35 @@ fn websocket_echo_through_a_small_duplex_with_backpressure() {
         ws.close(CloseCode::NORMAL, "done").await.expect("close");
         assert!(ws.recv().await.is_none());
         assert!(ws.close_info().expect("closed").is_clean());
+    });
+    assert_eq!(sim.elapsed(), Duration::ZERO, "nothing waited on a timer");
+}
+
+#[test]
+fn send_sends_when_called_and_its_future_holds_the_websocket_alone() {
+    let sim = Sim::new();
+    sim.block_on(async {
+        let mut ws = echo_pair(&sim, 64).await;
+        // A WebSocket is its transport and one pointer; `send`'s future, that one
+        // pointer to it (the message is taken at the call).
+        assert_eq!(
+            std::mem::size_of_val(&ws),
+            std::mem::size_of::<MemStream>() + std::mem::size_of::<usize>()
+        );
+        let future = ws.send("first");
+        assert_eq!(std::mem::size_of_val(&future), std::mem::size_of::<usize>());
+        // Dropped unpolled: the message went anyway (the part the 64-byte pipe did
+        // not take with it, from the queue, by the next write).
+        drop(future);
+        let long = "x".repeat(300);
+        ws.send(long.as_str()).await.expect("send");
+        assert_eq!(text(ws.recv().await), "first");
+        assert_eq!(text(ws.recv().await), long);
+        // After the end, the future reports why the message could not go.
+        ws.close(CloseCode::NORMAL, "done").await.expect("close");
+        assert!(ws.recv().await.is_none());
+        let late = ws.send("late");
+        assert!(matches!(late.await, Err(wirestate_async::Error::Send(_))));
     });
     assert_eq!(sim.elapsed(), Duration::ZERO, "nothing waited on a timer");
 }

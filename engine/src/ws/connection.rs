@@ -245,12 +245,11 @@ pub enum Event {
 
 #[derive(Debug)]
 enum State {
-    ServerHandshake {
-        buf: Vec<u8>,
-    },
-    /// Boxed: a client's handshake state (its key beside the buffer) is short-lived,
-    /// and an open connection should not carry its size.
-    ClientHandshake(Box<ClientHandshake>),
+    /// Reading the upgrade request (its bytes so far are `Aside::head`).
+    ServerHandshake,
+    /// Reading the response (its bytes so far are `Aside::head`, the key sent is
+    /// `Aside::key`).
+    ClientHandshake,
     Open,
     /// We sent a Close frame and wait for the peer's.
     Closing,
@@ -276,13 +275,52 @@ struct Pending {
     since: Instant,
 }
 
-/// A client's opening handshake in progress.
-#[derive(Debug)]
-struct ClientHandshake {
-    /// The response read so far.
-    buf: Vec<u8>,
-    /// The `Sec-WebSocket-Key` sent.
+/// What a connection holds only now and then, boxed together (`Connection::aside`):
+/// an open connection that is not in the middle of a control frame, has no pong or
+/// held input waiting and negotiated no compression holds none of it, and the box is
+/// freed (see `Connection::tidy`). The handshake's buffers, a client's masking keys'
+/// source and a compressor live here too, for as long as they are needed.
+#[derive(Debug, Default)]
+struct Aside {
+    /// The opening handshake's bytes read so far (the request, or the response).
+    head: Vec<u8>,
+    /// A client's `Sec-WebSocket-Key`, until the response is checked.
     key: Box<str>,
+    /// The payload of the control frame being read (at most 125 bytes; handed out as
+    /// the Ping/Pong payload or dropped when the frame ends).
+    control: Vec<u8>,
+    /// Pongs waiting to go out, before other output.
+    pongs: Queue<Bytes>,
+    /// Input read past the end of a complete message, decoded once that message's
+    /// event has been taken (see `poll_event`). Never empty.
+    pending: Option<Pending>,
+    /// A server's `101` response while it is still the first thing in `out`: it goes
+    /// out before anything else, or a host that writes it itself takes it.
+    handshake: Option<crate::http::Response>,
+    /// A client's source of masking keys.
+    rng: Option<Rng>,
+    /// permessage-deflate, when negotiated.
+    deflate: Option<Box<Codec>>,
+    /// The deadline of the current phase, which the state says: the opening handshake
+    /// (handshake states), the peer's Close frame (`Closing`), or (client, `Done`) the
+    /// server's TCP close after the closing handshake. One slot, as the phases never
+    /// overlap; none while open.
+    phase: Option<Instant>,
+}
+
+impl Aside {
+    /// Whether nothing is held: the box can go.
+    fn is_idle(&self) -> bool {
+        self.head.capacity() == 0
+            && self.key.is_empty()
+            && self.control.capacity() == 0
+            && self.pongs.is_empty()
+            && self.pending.is_none()
+            && self.handshake.is_none()
+            && self.rng.is_none()
+            && self.deflate.is_none()
+            && self.phase.is_none()
+    }
 }
 
 /// The data frame being read.
@@ -310,11 +348,6 @@ struct Incoming {
 
 #[derive(Debug, Default)]
 struct Timers {
-    /// The deadline of the current phase, which the state says: the opening handshake
-    /// (handshake states), the peer's Close frame (`Closing`), or (client, `Done`) the
-    /// server's TCP close after the closing handshake. One slot, as the phases never
-    /// overlap.
-    phase: Option<Instant>,
     /// Keepalive: when to send a ping or, once one is out (`Connection::awaiting_pong`),
     /// when its answer is overdue.
     keepalive: Option<Instant>,
@@ -322,11 +355,9 @@ struct Timers {
 }
 
 impl Timers {
+    /// The earlier of the keepalive and write deadlines (the phase's is aside).
     fn earliest(&self) -> Option<Instant> {
-        [self.phase, self.keepalive, self.write]
-            .into_iter()
-            .flatten()
-            .min()
+        [self.keepalive, self.write].into_iter().flatten().min()
     }
 }
 
@@ -367,9 +398,6 @@ pub struct Connection {
     /// Out of line: only a message that is fragmented, compressed or split across
     /// reads is reassembled here (a whole frame in one read is taken at once).
     message: Option<Box<Incoming>>,
-    /// The payload of the control frame being read (at most 125 bytes; allocated per
-    /// control frame, then handed out as the Ping/Pong payload or dropped).
-    control: Vec<u8>,
     out: Queue<Bytes>,
     out_bytes: usize,
     /// Bytes handed out by `poll_transmit` and not yet reported written (saturating:
@@ -377,35 +405,22 @@ pub struct Connection {
     unwritten: u32,
     /// The write timeout fired: what is unwritten will never be.
     write_timed_out: bool,
-    /// Pongs waiting to go out, before other output (out of line: peers seldom ping;
-    /// `Some` only while one waits).
-    pongs: Option<Box<Queue<Bytes>>>,
     events: Queue<Event>,
     timers: Timers,
     /// A keepalive ping is out and `timers.keepalive` is its answer's deadline.
     awaiting_pong: bool,
     close_transport: bool,
-    rng: Option<Box<Rng>>,
-    deflate: Option<Box<Codec>>,
-    /// Input read past the end of a complete message, decoded once that message's event
-    /// has been taken (see `poll_event`). `None` most of the time (never empty).
-    pending: Option<Box<Pending>>,
-    /// A server's `101` response while it is still the first thing in `out`: it goes
-    /// out before anything else, or a host that writes it itself takes it.
-    handshake: Option<Box<crate::http::Response>>,
+    /// What is held only now and then (handshake, control frames, pongs, held input,
+    /// compression): `None` on an open, idle connection.
+    aside: Option<Box<Aside>>,
 }
 
 impl Connection {
     /// A server connection waiting for the client's upgrade request.
     pub fn server(config: Arc<Config>, now: Instant) -> Self {
         let handshake = now + config.handshake_timeout;
-        let mut conn = Self::new(
-            Role::Server,
-            config,
-            State::ServerHandshake { buf: Vec::new() },
-            None,
-        );
-        conn.timers.phase = Some(handshake);
+        let mut conn = Self::new(Role::Server, config, State::ServerHandshake, None);
+        conn.set_phase(Some(handshake));
         conn
     }
 
@@ -433,14 +448,15 @@ impl Connection {
         let mut conn = Self::new(
             Role::Client,
             config,
-            State::ClientHandshake(Box::new(ClientHandshake {
-                buf: Vec::new(),
+            State::ClientHandshake,
+            Some(Box::new(Aside {
                 key: key.into(),
+                rng: Some(rng),
+                ..Aside::default()
             })),
-            Some(Box::new(rng)),
         );
         conn.push_out(Bytes::from(head));
-        conn.timers.phase = Some(handshake);
+        conn.set_phase(Some(handshake));
         conn
     }
 
@@ -463,7 +479,7 @@ impl Connection {
         conn
     }
 
-    fn new(role: Role, config: Arc<Config>, state: State, rng: Option<Box<Rng>>) -> Self {
+    fn new(role: Role, config: Arc<Config>, state: State, aside: Option<Box<Aside>>) -> Self {
         Self {
             role,
             config,
@@ -471,21 +487,69 @@ impl Connection {
             decoder: FrameDecoder::new(),
             frame: None,
             message: None,
-            control: Vec::new(),
             out: Queue::new(),
             out_bytes: 0,
             unwritten: 0,
             write_timed_out: false,
-            pongs: None,
             events: Queue::new(),
             timers: Timers::default(),
             awaiting_pong: false,
             close_transport: false,
-            rng,
-            deflate: None,
-            pending: None,
-            handshake: None,
+            aside,
         }
+    }
+
+    /// The parts held now and then, made when first needed.
+    fn aside(&mut self) -> &mut Aside {
+        self.aside.get_or_insert_with(Box::default)
+    }
+
+    /// Frees the parts held now and then once none is in use: called where one may
+    /// have been given up.
+    fn tidy(&mut self) {
+        if self.aside.as_ref().is_some_and(|a| a.is_idle()) {
+            self.aside = None;
+        }
+    }
+
+    /// The deadline of the current phase (see `Aside::phase`).
+    fn phase(&self) -> Option<Instant> {
+        self.aside.as_ref()?.phase
+    }
+
+    /// Sets (or clears) the deadline of the current phase.
+    fn set_phase(&mut self, deadline: Option<Instant>) {
+        match deadline {
+            Some(_) => self.aside().phase = deadline,
+            None => {
+                if let Some(aside) = self.aside.as_mut() {
+                    aside.phase = None;
+                }
+            }
+        }
+    }
+
+    /// The pongs waiting to go out, if any.
+    fn pongs(&self) -> Option<&Queue<Bytes>> {
+        self.aside
+            .as_ref()
+            .map(|a| &a.pongs)
+            .filter(|p| !p.is_empty())
+    }
+
+    /// Input held back after a complete message, if any.
+    fn pending(&self) -> Option<&Pending> {
+        self.aside.as_ref()?.pending.as_ref()
+    }
+
+    /// The negotiated compression, if any.
+    fn codec(&self) -> Option<&Codec> {
+        self.aside.as_ref()?.deflate.as_deref()
+    }
+
+    /// Whether a server's `101` is still first in `out`.
+    fn response_waits(&self) -> bool {
+        self.aside.as_ref().is_some_and(|a| a.handshake.is_some())
     }
 
     /// This connection's role.
@@ -503,6 +567,11 @@ impl Connection {
         matches!(self.state, State::Open)
     }
 
+    /// Whether the opening handshake is still running (neither done nor failed).
+    pub fn is_handshaking(&self) -> bool {
+        matches!(self.state, State::ServerHandshake | State::ClientHandshake)
+    }
+
     /// Whether the connection has ended (its `Closed` event is queued or delivered).
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Done)
@@ -512,8 +581,7 @@ impl Connection {
     pub fn buffered_amount(&self) -> usize {
         self.out_bytes
             + self
-                .pongs
-                .as_ref()
+                .pongs()
                 .map_or(0, |p| p.iter().map(Bytes::len).sum::<usize>())
     }
 
@@ -525,18 +593,21 @@ impl Connection {
     pub fn handle_input(&mut self, now: Instant, input: &[u8]) {
         match &mut self.state {
             State::Done => {}
-            State::ServerHandshake { buf } => {
-                buf.extend_from_slice(input);
-                let buf = std::mem::take(buf);
+            State::ServerHandshake => {
+                let aside = self.aside();
+                aside.head.extend_from_slice(input);
+                let buf = std::mem::take(&mut aside.head);
                 self.server_handshake(now, buf);
             }
-            State::ClientHandshake(hs) => {
-                hs.buf.extend_from_slice(input);
-                let buf = std::mem::take(&mut hs.buf);
+            State::ClientHandshake => {
+                let aside = self.aside();
+                aside.head.extend_from_slice(input);
+                let buf = std::mem::take(&mut aside.head);
                 self.client_handshake(now, buf);
             }
             State::Open | State::Closing => self.read_frames(now, input),
         }
+        self.tidy();
     }
 
     /// Bytes read from the transport, in a buffer the caller lends: as
@@ -556,12 +627,13 @@ impl Connection {
         now: Instant,
         input: &'a mut [u8],
     ) -> (usize, Option<MessageRef<'a>>) {
-        if !matches!(self.state, State::Open | State::Closing) || self.pending.is_some() {
+        if !matches!(self.state, State::Open | State::Closing) || self.pending().is_some() {
             self.handle_input(now, input);
             return (input.len(), None);
         }
         self.note_input(now, input);
         let (at, frame) = self.decode_frames(now, input, true);
+        self.tidy(); // after a control frame
         let Some(frame) = frame else {
             return (at, None);
         };
@@ -590,6 +662,7 @@ impl Connection {
             State::Done => {
                 // Waiting for the server's TCP close after a clean close: it came.
                 self.timers = Timers::default();
+                self.set_phase(None);
                 self.close_transport = true;
             }
             _ => self.lose(Error::UnexpectedEof, Side::Remote),
@@ -600,10 +673,10 @@ impl Connection {
     /// calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
-        if due(self.timers.phase) {
-            self.timers.phase = None;
+        if due(self.phase()) {
+            self.set_phase(None);
             match self.state {
-                State::ServerHandshake { .. } | State::ClientHandshake(_) => {
+                State::ServerHandshake | State::ClientHandshake => {
                     self.lose(Error::HandshakeTimeout, Side::Local);
                 }
                 State::Closing => self.lose(Error::CloseTimeout, Side::Local),
@@ -621,10 +694,7 @@ impl Connection {
             self.write_timed_out = true;
             self.lose(Error::WriteTimeout, Side::Local);
             // Already ended (a close frame the peer never read): nothing more goes out.
-            self.out.clear();
-            self.handshake = None;
-            self.out_bytes = 0;
-            self.pongs = None;
+            self.drop_output();
             self.close_transport = true;
         }
         if !self.awaiting_pong && due(self.timers.keepalive) {
@@ -635,6 +705,7 @@ impl Connection {
                 self.awaiting_pong = true;
             }
         }
+        self.tidy();
     }
 
     // ----------------------------------------------------------------------------------
@@ -644,8 +715,11 @@ impl Connection {
     /// The next bytes to write to the transport, in order.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        let pong = match self.handshake.take() {
-            Some(_) => None, // the response goes before any pong
+        let pong = match self.aside.as_mut().and_then(|a| a.handshake.take()) {
+            Some(_) => {
+                self.tidy();
+                None // the response goes before any pong
+            }
             None => self.pop_pong(),
         };
         let bytes = match pong {
@@ -666,11 +740,12 @@ impl Connection {
     /// stream): the connection then sends frames only. `None` once output was taken,
     /// and for connections that did not accept a handshake.
     pub fn take_handshake_response(&mut self) -> Option<crate::http::Response> {
-        let response = self.handshake.take()?;
+        let response = self.aside.as_mut()?.handshake.take()?;
+        self.tidy();
         if let Some(bytes) = self.out.pop_front() {
             self.out_bytes -= bytes.len();
         }
-        Some(*response)
+        Some(response)
     }
 
     /// After each attempt to write what [`poll_transmit`](Self::poll_transmit) gave:
@@ -712,8 +787,9 @@ impl Connection {
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         if self.events.is_empty() {
-            if let Some(now) = self.pending.as_ref().map(|p| p.since) {
+            if let Some(now) = self.pending().map(|p| p.since) {
                 self.resume(now);
+                self.tidy();
             }
         }
         self.events.pop_front()
@@ -723,14 +799,17 @@ impl Connection {
     /// called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.earliest()
+        match (self.phase(), self.timers.earliest()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Whether the transport should now be shut down: the connection has ended and
     /// everything queued has been taken by `poll_transmit`.
     #[must_use]
     pub fn should_close_transport(&self) -> bool {
-        self.close_transport && self.out.is_empty() && self.pongs.is_none()
+        self.close_transport && self.out.is_empty() && self.pongs().is_none()
     }
 
     // ----------------------------------------------------------------------------------
@@ -753,7 +832,8 @@ impl Connection {
             Message::Binary(data) => (OpCode::Binary, data),
         };
         if self.compresses(compress, payload.len()) {
-            if let Some(z) = self.deflate.as_mut().and_then(|c| c.compress(&payload)) {
+            let codec = self.aside.as_mut().and_then(|a| a.deflate.as_mut());
+            if let Some(z) = codec.and_then(|c| c.compress(&payload)) {
                 self.queue_data_frame(opcode, 0b100, Bytes::from(z));
                 return Ok(());
             }
@@ -765,8 +845,7 @@ impl Connection {
     /// Whether a message of `len` bytes is sent compressed: permessage-deflate was
     /// negotiated and `compress` says so (`None`: by the threshold).
     fn compresses(&self, compress: Option<bool>, len: usize) -> bool {
-        self.deflate
-            .as_ref()
+        self.codec()
             .is_some_and(|codec| compress.unwrap_or_else(|| codec.wants(len)))
     }
 
@@ -836,8 +915,7 @@ impl Connection {
         let len = head.len() + body.len();
         if len > limit
             || !self.out.is_empty()
-            || self.pongs.is_some()
-            || self.handshake.is_some()
+            || self.aside.is_some() && (self.pongs().is_some() || self.response_waits())
             || self.compresses(compress, len)
         {
             return Ok(false);
@@ -889,7 +967,7 @@ impl Connection {
             Message::Text(_) => OpCode::Text,
             Message::Binary(_) => OpCode::Binary,
         };
-        match (&self.deflate, &message.deflated) {
+        match (self.codec(), &message.deflated) {
             (Some(codec), Some(z)) if codec.accepts(message) => {
                 self.queue_data_frame(opcode, 0b100, z.clone());
                 Ok(())
@@ -918,7 +996,7 @@ impl Connection {
         frame: &PreparedFrame,
         compressed: Option<&Precompressed>,
     ) -> Result<(), SendError> {
-        match (&self.deflate, compressed) {
+        match (self.codec(), compressed) {
             (Some(codec), Some(p)) if codec.accepts(p) => self.send_precompressed(p),
             _ => self.send_prepared(frame),
         }
@@ -926,7 +1004,7 @@ impl Connection {
 
     /// The negotiated permessage-deflate parameters.
     pub fn deflate_params(&self) -> Option<DeflateParams> {
-        self.deflate.as_ref().map(|c| c.params)
+        self.codec().map(|c| c.params)
     }
 
     /// Queues a ping with up to 125 bytes of payload.
@@ -945,9 +1023,7 @@ impl Connection {
     pub fn close(&mut self, now: Instant, code: CloseCode, reason: &str) -> Result<(), SendError> {
         match self.state {
             State::Open => {}
-            State::ServerHandshake { .. } | State::ClientHandshake(_) => {
-                return Err(SendError::NotOpen)
-            }
+            State::ServerHandshake | State::ClientHandshake => return Err(SendError::NotOpen),
             State::Closing | State::Done => return Err(SendError::Closed),
         }
         if !code.is_valid_on_wire() {
@@ -958,7 +1034,7 @@ impl Connection {
         }
         self.queue_close(code, reason);
         self.state = State::Closing;
-        self.timers.phase = Some(now + self.config.close_timeout);
+        self.set_phase(Some(now + self.config.close_timeout));
         self.timers.keepalive = None;
         Ok(())
     }
@@ -966,7 +1042,7 @@ impl Connection {
     fn check_open(&self) -> Result<(), SendError> {
         match self.state {
             State::Open => Ok(()),
-            State::ServerHandshake { .. } | State::ClientHandshake(_) => Err(SendError::NotOpen),
+            State::ServerHandshake | State::ClientHandshake => Err(SendError::NotOpen),
             State::Closing | State::Done => Err(SendError::Closed),
         }
     }
@@ -977,7 +1053,7 @@ impl Connection {
 
     fn server_handshake(&mut self, now: Instant, mut buf: Vec<u8>) {
         match handshake::parse_request(&buf, self.config.max_head_size) {
-            Ok(None) => self.state = State::ServerHandshake { buf },
+            Ok(None) => self.aside().head = buf,
             Ok(Some((request, used))) => {
                 if let Err(err) = self.config.check_origin(request.headers()) {
                     return self.refuse_handshake(err);
@@ -1015,13 +1091,14 @@ impl Connection {
         let params = self.config.deflate.as_ref().and_then(|cfg| {
             let offers = request.extensions()?;
             let params = deflate::negotiate(&offers, cfg)?;
-            self.deflate = Some(Box::new(Codec::new(Role::Server, params, cfg)));
+            let codec = Box::new(Codec::new(Role::Server, params, cfg));
+            self.aside.get_or_insert_with(Box::default).deflate = Some(codec);
             Some(params)
         });
         let extensions = params.map(|p| p.to_string());
         let response = request.response_head(protocol.as_deref(), extensions.as_deref());
         self.push_out(response.encode_head(false));
-        self.handshake = Some(Box::new(response));
+        self.aside().handshake = Some(response);
         self.state = State::Open;
         self.on_open(now);
         let request = self.config.keep_request.then_some(request);
@@ -1034,20 +1111,16 @@ impl Connection {
     }
 
     fn client_handshake(&mut self, now: Instant, mut buf: Vec<u8>) {
-        let State::ClientHandshake(hs) = &self.state else {
+        let Some(aside) = self.aside.as_mut() else {
             return;
         };
         match handshake::parse_response(
             &buf,
-            &hs.key,
+            &aside.key,
             &self.config.protocols,
             self.config.max_head_size,
         ) {
-            Ok(None) => {
-                if let State::ClientHandshake(hs) = &mut self.state {
-                    hs.buf = buf;
-                }
-            }
+            Ok(None) => aside.head = buf,
             Ok(Some((response, used))) => {
                 let params = match &self.config.deflate {
                     Some(cfg) => deflate::accept_response(&response.extensions, cfg),
@@ -1058,8 +1131,9 @@ impl Connection {
                     Ok(p) => p,
                     Err(err) => return self.lose(Error::Handshake(err), Side::Remote),
                 };
+                aside.key = Box::default();
                 if let (Some(p), Some(cfg)) = (params, &self.config.deflate) {
-                    self.deflate = Some(Box::new(Codec::new(Role::Client, p, cfg)));
+                    aside.deflate = Some(Box::new(Codec::new(Role::Client, p, cfg)));
                 }
                 self.state = State::Open;
                 self.on_open(now);
@@ -1080,7 +1154,7 @@ impl Connection {
     }
 
     fn on_open(&mut self, now: Instant) {
-        self.timers.phase = None;
+        self.set_phase(None);
         if let Some(keepalive) = self.config.keepalive {
             self.timers.keepalive = Some(now + keepalive.interval);
         }
@@ -1092,7 +1166,7 @@ impl Connection {
 
     fn read_frames(&mut self, now: Instant, input: &[u8]) {
         self.note_input(now, input);
-        if let Some(pending) = &mut self.pending {
+        if let Some(pending) = self.aside.as_mut().and_then(|a| a.pending.as_mut()) {
             pending.input.extend_from_slice(input);
             return self.resume(now);
         }
@@ -1113,22 +1187,22 @@ impl Connection {
     /// Keeps `rest`, read past a complete message, until that message's event is taken.
     fn hold_back(&mut self, now: Instant, rest: &[u8]) {
         if !rest.is_empty() && !matches!(self.state, State::Done) {
-            self.pending = Some(Box::new(Pending {
+            self.aside().pending = Some(Pending {
                 input: BytesMut::from(rest),
                 since: now,
-            }));
+            });
         }
     }
 
     /// Decodes input that was held back after a complete message.
     fn resume(&mut self, now: Instant) {
-        let Some(mut pending) = self.pending.take() else {
+        let Some(mut pending) = self.aside.as_mut().and_then(|a| a.pending.take()) else {
             return;
         };
         let (used, _) = self.decode_frames(now, &pending.input, false);
         pending.input.advance(used);
         if !pending.input.is_empty() && !matches!(self.state, State::Done) {
-            self.pending = Some(pending);
+            self.aside().pending = Some(pending);
         }
     }
 
@@ -1250,7 +1324,7 @@ impl Connection {
         let compressed = h.rsv & 0b100 != 0;
         if h.rsv & 0b011 != 0
             || compressed
-                && (self.deflate.is_none() || !matches!(h.opcode, OpCode::Text | OpCode::Binary))
+                && (self.codec().is_none() || !matches!(h.opcode, OpCode::Text | OpCode::Binary))
         {
             return Err(ProtocolError::ReservedBits);
         }
@@ -1261,7 +1335,7 @@ impl Connection {
         }
         if h.opcode.is_control() {
             // The header parser guarantees FIN and at most 125 bytes.
-            self.control = Vec::with_capacity(h.payload_len as usize);
+            self.aside().control = Vec::with_capacity(h.payload_len as usize);
             self.frame = Some(Frame::Control {
                 opcode: h.opcode,
                 mask: h.mask,
@@ -1303,15 +1377,22 @@ impl Connection {
     fn on_payload(&mut self, data: &[u8], offset: u64) -> Result<(), ProtocolError> {
         match (&mut self.frame, &mut self.message) {
             (Some(Frame::Control { mask, .. }), _) => {
-                let start = self.control.len();
-                self.control.extend_from_slice(data); // at most 125: checked on the header
+                let Some(aside) = self.aside.as_deref_mut() else {
+                    return Ok(());
+                };
+                let start = aside.control.len();
+                aside.control.extend_from_slice(data); // at most 125: checked on the header
                 if let Some(key) = mask {
-                    apply_mask(&mut self.control[start..], *key, offset);
+                    apply_mask(&mut aside.control[start..], *key, offset);
                 }
                 Ok(())
             }
             (Some(Frame::Data { mask, .. }), Some(msg)) if msg.compressed => {
-                let Some(codec) = self.deflate.as_deref_mut() else {
+                let codec = self
+                    .aside
+                    .as_deref_mut()
+                    .and_then(|a| a.deflate.as_deref_mut());
+                let Some(codec) = codec else {
                     return Ok(());
                 };
                 let limit = self.config.max_message_size;
@@ -1349,7 +1430,11 @@ impl Connection {
                     return Ok(());
                 };
                 if msg.compressed {
-                    if let Some(codec) = self.deflate.as_deref_mut() {
+                    let codec = self
+                        .aside
+                        .as_deref_mut()
+                        .and_then(|a| a.deflate.as_deref_mut());
+                    if let Some(codec) = codec {
                         let mut check = text_check(msg.text, &mut msg.utf8);
                         codec.finish_message(
                             &mut msg.buf,
@@ -1370,7 +1455,8 @@ impl Connection {
             Some(Frame::Data { fin: false, .. }) | None => {}
             Some(Frame::Control { opcode, .. }) => {
                 // Taken, so the connection keeps no buffer between control frames.
-                let payload = Bytes::from(std::mem::take(&mut self.control));
+                let control = self.aside.as_mut().map(|a| std::mem::take(&mut a.control));
+                let payload = Bytes::from(control.unwrap_or_default());
                 match opcode {
                     OpCode::Ping => {
                         if matches!(self.state, State::Open) {
@@ -1423,7 +1509,7 @@ impl Connection {
         if self.role == Role::Client {
             // RFC 6455 §7.1.1: the server closes TCP first; give it time to.
             self.close_transport = false;
-            self.timers.phase = Some(now + self.config.close_timeout);
+            self.set_phase(Some(now + self.config.close_timeout));
         }
         Ok(())
     }
@@ -1453,10 +1539,7 @@ impl Connection {
         if matches!(self.state, State::Done) {
             return;
         }
-        self.out.clear();
-        self.handshake = None;
-        self.out_bytes = 0;
-        self.pongs = None;
+        self.drop_output();
         self.end(Closed {
             code: CloseCode::ABNORMAL,
             reason: String::new(),
@@ -1468,11 +1551,25 @@ impl Connection {
     fn end(&mut self, closed: Closed) {
         self.state = State::Done;
         self.timers = Timers::default();
+        self.set_phase(None);
         self.close_transport = true;
         self.frame = None;
         self.message = None;
-        self.pending = None;
+        if let Some(aside) = self.aside.as_mut() {
+            aside.pending = None;
+            aside.head = Vec::new();
+        }
         self.events.push_back(Event::Closed(closed));
+    }
+
+    /// Drops all output not yet taken: nothing more goes out.
+    fn drop_output(&mut self) {
+        self.out.clear();
+        self.out_bytes = 0;
+        if let Some(aside) = self.aside.as_mut() {
+            aside.handshake = None;
+            aside.pongs.clear();
+        }
     }
 
     // ----------------------------------------------------------------------------------
@@ -1495,7 +1592,7 @@ impl Connection {
     fn queue_pong(&mut self, payload: &[u8]) {
         let frame = self.encode_frame(OpCode::Pong, 0, &[], payload);
         let max = self.config.max_pending_pongs.max(1);
-        let pongs = self.pongs.get_or_insert_with(Box::default);
+        let pongs = &mut self.aside().pongs;
         if pongs.len() >= max {
             pongs.pop_front();
         }
@@ -1504,10 +1601,9 @@ impl Connection {
 
     /// The oldest pong waiting; the queue goes once it is empty.
     fn pop_pong(&mut self) -> Option<Bytes> {
-        let pongs = self.pongs.as_mut()?;
-        let pong = pongs.pop_front();
-        if pongs.is_empty() {
-            self.pongs = None;
+        let pong = self.aside.as_mut()?.pongs.pop_front();
+        if pong.is_some() {
+            self.tidy();
         }
         pong
     }
@@ -1550,7 +1646,8 @@ impl Connection {
         payload: &[u8],
         out: &mut Vec<u8>,
     ) {
-        let mask = self.rng.as_mut().map(|rng| rng.next_u32().to_ne_bytes());
+        let rng = self.aside.as_mut().and_then(|a| a.rng.as_mut());
+        let mask = rng.map(|rng| rng.next_u32().to_ne_bytes());
         let len = head.len() + payload.len();
         let header = FrameHeader {
             fin: true,
@@ -1660,6 +1757,43 @@ mod tests {
         drained(&mut c);
         assert!(c.deflate_params().is_some());
         c
+    }
+
+    /// A masked frame from a client: `opcode`, `payload` (at most 125 bytes).
+    fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let key = [1, 2, 3, 4];
+        let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+        frame.extend_from_slice(&key);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        frame
+    }
+
+    #[test]
+    fn the_handshake_and_control_frames_hold_their_parts_aside_only_meanwhile() {
+        let now = Instant::now();
+        let request = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        let mut c = Connection::server(Arc::new(Config::default()), now);
+        c.handle_input(now, &request[..20]);
+        assert!(c.aside.is_some(), "the request so far is held");
+        c.handle_input(now, &request[20..]);
+        assert!(c.aside.is_some(), "the 101 waits");
+        assert!(drained(&mut c).starts_with(b"HTTP/1.1 101"));
+        assert!(c.aside.is_none(), "open and idle after the handshake");
+        assert!(matches!(c.poll_event(), Some(Event::Open(_))));
+        // A ping read in place: its pong waits aside, then nothing once written.
+        let mut ping = client_frame(0x9, b"hi");
+        assert_eq!(c.handle_input_in_place(now, &mut ping), (8, None));
+        assert!(matches!(c.poll_event(), Some(Event::Ping(p)) if p == "hi"));
+        assert_eq!(drained(&mut c), [0x8a, 2, b'h', b'i']);
+        assert!(c.aside.is_none(), "idle after the pong");
+        // A ping split across reads: its payload so far waits aside.
+        let ping = client_frame(0x9, b"hello");
+        c.handle_input(now, &ping[..8]);
+        assert!(c.aside.is_some());
+        c.handle_input(now, &ping[8..]);
+        assert!(matches!(c.poll_event(), Some(Event::Ping(p)) if p == "hello"));
+        drained(&mut c);
+        assert!(c.aside.is_none(), "idle after the second pong");
     }
 
     #[test]
@@ -1812,9 +1946,12 @@ mod tests {
         // and a client's handshake state out of line and one deadline for the
         // handshake, closing and linger phases; 352 B with one for ping and pong; 336 B
         // with the frame decoder's header and payload state sharing their space; 328 B
-        // with a control frame's payload in a `Vec`).
+        // with a control frame's payload in a `Vec`; 200 B with what is held only now
+        // and then boxed together in `Aside`, which an idle connection does not hold:
+        // the handshake's buffers and deadline, a control frame's payload, pongs,
+        // held-back input, the masking keys' source and the compressor).
         let size = std::mem::size_of::<Connection>();
-        assert!(size <= 328, "Connection is {size} bytes");
+        assert!(size <= 200, "Connection is {size} bytes");
         assert!(
             std::mem::size_of::<Event>() <= 64,
             "Event is {} bytes",
@@ -1823,10 +1960,8 @@ mod tests {
         let now = Instant::now();
         let mut conn = Connection::accepted(Arc::new(Config::default()), now);
         let idle = |conn: &Connection| {
-            conn.pending.is_none()
-                && conn.control.capacity() == 0
+            conn.aside.is_none()
                 && conn.out.heap_capacity() == 0
-                && conn.pongs.is_none()
                 && conn.events.heap_capacity() == 0
         };
         assert!(idle(&conn));

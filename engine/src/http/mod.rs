@@ -191,21 +191,38 @@ impl RequestHead {
         value
     }
 
-    /// The first value of each of `names`, percent-decoded, in one pass over the query
-    /// (only a key with escapes is decoded to compare, and only the values found).
+    /// The first value of each of `names`, percent-decoded, in one pass over the query:
+    /// each byte is looked at once, to find the pair's end, its `=` and whether its key
+    /// or value has escapes; only a key with escapes is decoded to compare, and only
+    /// the values found with escapes are decoded (the others are borrowed).
     pub fn query_params<const N: usize>(&self, names: [&str; N]) -> [Option<Cow<'_, str>>; N] {
         let mut found: [Option<Cow<'_, str>>; N] = std::array::from_fn(|_| None);
         let mut left = N;
-        let mut rest = Some(self.query());
-        while let (Some(query), true) = (rest, left > 0) {
-            let (pair, next) = split_at_byte(query, b'&');
-            rest = next;
-            if pair.is_empty() {
-                continue;
+        let query = self.query();
+        let bytes = query.as_bytes();
+        let mut start = 0;
+        while left > 0 && start < bytes.len() {
+            let (mut end, mut eq) = (start, None);
+            let (mut key_escaped, mut value_escaped) = (false, false);
+            while let Some(&b) = bytes.get(end) {
+                match b {
+                    b'&' => break,
+                    b'=' if eq.is_none() => eq = Some(end),
+                    b'%' | b'+' if eq.is_none() => key_escaped = true,
+                    b'%' | b'+' => value_escaped = true,
+                    _ => {}
+                }
+                end += 1;
             }
-            let (key, value) = split_at_byte(pair, b'=');
+            let pair_start = std::mem::replace(&mut start, end + 1);
+            if end == pair_start {
+                continue; // an empty pair
+            }
+            // `&` and `=` are ASCII: every slice here is on a character boundary.
+            let key = &query[pair_start..eq.unwrap_or(end)];
+            let value = eq.map_or("", |eq| &query[eq + 1..end]);
             let decoded;
-            let key = if needs_decoding(key, true) {
+            let key = if key_escaped {
                 decoded = percent_decode(key, true);
                 &*decoded
             } else {
@@ -213,7 +230,11 @@ impl RequestHead {
             };
             for (name, slot) in names.iter().zip(found.iter_mut()) {
                 if slot.is_none() && key == *name {
-                    *slot = Some(percent_decode(value.unwrap_or(""), true));
+                    *slot = Some(if value_escaped {
+                        percent_decode(value, true)
+                    } else {
+                        Cow::Borrowed(value)
+                    });
                     left -= 1;
                 }
             }
@@ -1190,6 +1211,38 @@ mod tests {
         assert!(Response::new(200)
             .encode_head(true)
             .starts_with(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"));
+    }
+
+    #[test]
+    fn query_params_agree_with_query_pairs_on_every_short_query() {
+        // Every query of up to 5 bytes over an alphabet of separators, escapes and
+        // key bytes: the one-pass lookup finds what the pairs iterator reads.
+        let alphabet = b"a=&%+3D";
+        let names = ["a", "a=", "", "a a", "=", "a+"];
+        let mut query = Vec::new();
+        for len in 0..=5u32 {
+            let total = alphabet.len().pow(len);
+            for n in 0..total {
+                query.clear();
+                let mut rest = n;
+                for _ in 0..len {
+                    query.push(alphabet[rest % alphabet.len()]);
+                    rest /= alphabet.len();
+                }
+                let query = std::str::from_utf8(&query).expect("ascii");
+                let head = RequestHead {
+                    method: "GET".into(),
+                    target: format!("/p?{query}"),
+                    version: 1,
+                    headers: Headers::default(),
+                };
+                let found = head.query_params(names);
+                for (name, got) in names.iter().zip(found) {
+                    let want = query_pairs(query).find(|(k, _)| k == name).map(|(_, v)| v);
+                    assert_eq!(got, want, "{query:?} {name:?}");
+                }
+            }
+        }
     }
 
     #[test]

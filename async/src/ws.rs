@@ -845,9 +845,15 @@ impl<T: Transport, C: Clock> WebSocket<T, C> {
                         self.report_written(written);
                         return Ok(());
                     }
+                    self.aside().outbox.push(first.slice(written..));
+                    if written == 0 {
+                        // It would block: the transport wakes this task (or, for a
+                        // publisher, the caller does) when it can take more.
+                        self.report_written(0);
+                        return Ok(());
+                    }
                     // The rest is written below: until the transport would block, so
                     // that it wakes this task when it can take more.
-                    self.aside().outbox.push(first.slice(written..));
                 }
                 Some(second) => {
                     let outbox = &mut self.aside().outbox;

@@ -591,19 +591,17 @@ impl Connection {
 
     /// Bytes read from the transport. They may be split anywhere.
     pub fn handle_input(&mut self, now: Instant, input: &[u8]) {
-        match &mut self.state {
+        match self.state {
             State::Done => {}
-            State::ServerHandshake => {
+            State::ServerHandshake | State::ClientHandshake => {
                 let aside = self.aside();
                 aside.head.extend_from_slice(input);
                 let buf = std::mem::take(&mut aside.head);
-                self.server_handshake(now, buf);
-            }
-            State::ClientHandshake => {
-                let aside = self.aside();
-                aside.head.extend_from_slice(input);
-                let buf = std::mem::take(&mut aside.head);
-                self.client_handshake(now, buf);
+                if matches!(self.state, State::ServerHandshake) {
+                    self.server_handshake(now, buf);
+                } else {
+                    self.client_handshake(now, buf);
+                }
             }
             State::Open | State::Closing => self.read_frames(now, input),
         }
@@ -915,7 +913,8 @@ impl Connection {
         let len = head.len() + body.len();
         if len > limit
             || !self.out.is_empty()
-            || self.aside.is_some() && (self.pongs().is_some() || self.response_waits())
+            || self.pongs().is_some()
+            || self.response_waits()
             || self.compresses(compress, len)
         {
             return Ok(false);

@@ -22,6 +22,7 @@ mod date;
 pub use date::js_date_json;
 pub mod eio;
 pub mod http;
+mod id;
 mod machine;
 pub mod msgpack;
 pub mod queue;

@@ -442,7 +442,7 @@ fn a_room_name_is_kept_once_however_many_sockets_join_it() {
     h.server.join(&sb, std::slice::from_ref(&rb)).expect("b");
     let kept = |h: &Harness, sid: &Sid| -> Arc<str> {
         let mut rooms = h.server.rooms(sid).expect("socket");
-        rooms.find(|r| &***r == "r").cloned().expect("in r")
+        rooms.find(|r| &**r == "r").expect("in r")
     };
     let (ka, kb) = (kept(&h, &sa), kept(&h, &sb));
     assert!(

@@ -335,7 +335,7 @@ impl Socket {
         self.io
             .inner
             .host
-            .inspect(|s| s.rooms(&self.sid).map(|r| r.cloned().collect()))
+            .inspect(|s| s.rooms(&self.sid).map(|r| r.collect()))
             .unwrap_or_default()
     }
 

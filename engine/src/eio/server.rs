@@ -265,24 +265,24 @@ impl Cors {
 /// A session id: 20 URL-safe characters from the server's random source, after the
 /// server's prefix if it has one ([`Server::set_sid_prefix`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId(Arc<str>);
+pub struct SessionId(crate::id::IdText);
 
 impl SessionId {
     /// The id as sent to the client.
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 }
 
 impl std::borrow::Borrow<str> for SessionId {
     fn borrow(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 }
 
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.0.as_str())
     }
 }
 
@@ -1297,8 +1297,8 @@ impl Server {
             self.rng.fill(&mut raw);
             let random = URL_SAFE_NO_PAD.encode(raw);
             let sid = SessionId(match &self.sid_prefix {
-                Some(prefix) => format!("{prefix}{random}").into(),
-                None => random.into(),
+                Some(prefix) => format!("{prefix}{random}").as_str().into(),
+                None => random.as_str().into(),
             });
             if !self.sessions.contains_key(&sid) {
                 break sid;

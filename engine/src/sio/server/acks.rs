@@ -19,7 +19,7 @@ impl Server {
         }
         let nsp = self.sockets.get(sid).map(|s| s.info.nsp.clone());
         let mut target = Broadcast::nsp(nsp.unwrap_or_else(|| Arc::from("/")));
-        target.rooms.push(sid.0.clone());
+        target.rooms.push(sid.room());
         target.local = true;
         Ok(self.broadcast_with_ack(now, &target, name, payload, timeout))
     }
@@ -27,7 +27,7 @@ impl Server {
     /// Answers a client's event that asked for an ack.
     pub fn ack(&mut self, sid: &Sid, id: u64, payload: Payload) -> Result<(), Error> {
         let socket = self.sockets.get(sid).ok_or(Error::UnknownSocket)?;
-        let session = socket.info.session.clone();
+        let session = socket.session.clone();
         let nsp = socket.info.nsp.clone();
         self.send_args(&session, &nsp, Some(id), None, payload);
         Ok(())

@@ -24,7 +24,7 @@ impl Server {
             self.broadcast(now, &target, name, payload);
             return Ok(());
         }
-        let session = socket.info.session.clone();
+        let session = socket.session.clone();
         self.send_args(&session, &nsp, None, Some(name), payload);
         Ok(())
     }
@@ -137,7 +137,7 @@ impl Server {
                         a.waiting.insert(sid.clone());
                     }
                 }
-                let session = &socket.info.session;
+                let session = &socket.session;
                 if target.volatile && !eio.is_writable(session) {
                     return;
                 }
@@ -219,7 +219,7 @@ impl Server {
                 // Back in its own room: implied again.
                 namespace.left_own.remove(sid);
                 if track && !namespace.rooms.contains_key(&**room) {
-                    created.push(sid.0.clone());
+                    created.push(sid.room());
                 }
             } else {
                 let (room, made) = namespace.add_member(room, sid);
@@ -255,7 +255,7 @@ impl Server {
             if room == sid.as_str() {
                 // Its own room: left by being noted, as it has no entry.
                 if namespace.left_own.insert(sid.clone()) {
-                    left = Some(sid.0.clone());
+                    left = Some(sid.room());
                     if !namespace.rooms.contains_key(room) {
                         deleted = left.clone();
                     }

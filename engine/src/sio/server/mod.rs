@@ -48,6 +48,9 @@ struct Client {
 #[derive(Debug)]
 struct Socket {
     info: Arc<ConnectInfo>,
+    /// `info.session`, copied here: what a broadcast reads of each recipient, found in
+    /// the socket without a visit to its connect details.
+    session: SessionId,
     /// The rooms it joined: few nearly always. Its own room (named by its id) is not
     /// among them: see [`Namespace::own_room`].
     rooms: SmallSet<Room>,
@@ -340,15 +343,15 @@ impl Server {
 
     /// A socket's rooms: its own sid room first (unless it left it), then those it
     /// joined.
-    pub fn rooms(&self, sid: &Sid) -> Option<impl Iterator<Item = &Room>> {
+    pub fn rooms(&self, sid: &Sid) -> Option<impl Iterator<Item = Room> + '_> {
         let (id, socket) = self.sockets.get_key_value(sid)?;
         let in_own =
             (self.namespaces.get(&socket.info.nsp)).is_none_or(|n| !n.left_own.contains(sid));
         Some(
             in_own
-                .then_some(&id.0)
+                .then(|| id.room())
                 .into_iter()
-                .chain(socket.rooms.iter()),
+                .chain(socket.rooms.iter().cloned()),
         )
     }
 
@@ -774,10 +777,10 @@ impl Server {
         Ok(())
     }
 
-    fn new_id(&mut self) -> Arc<str> {
+    fn new_id(&mut self) -> String {
         let mut raw = [0u8; 15];
         self.rng.fill(&mut raw);
-        URL_SAFE_NO_PAD.encode(raw).into()
+        URL_SAFE_NO_PAD.encode(raw)
     }
 
     fn connect_socket(
@@ -792,12 +795,12 @@ impl Server {
             Some((kept, missed)) => (kept.sid, Some(kept.pid), kept.rooms, missed, true),
             None => {
                 let sid = loop {
-                    let sid = Sid(self.new_id());
+                    let sid = Sid(self.new_id().as_str().into());
                     if !self.sockets.contains_key(&sid) {
                         break sid;
                     }
                 };
-                let pid = self.config.recovery.map(|_| self.new_id());
+                let pid = self.config.recovery.map(|_| self.new_id().into());
                 (sid, pid, Vec::new(), Vec::new(), false)
             }
         };
@@ -808,6 +811,7 @@ impl Server {
         let info = Arc::new(info);
         let mut socket = Socket {
             info: info.clone(),
+            session: session.clone(),
             rooms: SmallSet::default(),
             acks: SmallSet::default(),
             pid: pid.clone(),
@@ -818,7 +822,7 @@ impl Server {
         let mut created = Vec::new();
         // Its own room is implied by its membership (and it never left it yet).
         if track && !namespace.has_room(sid.as_str()) {
-            created.push(sid.0.clone());
+            created.push(sid.room());
         }
         namespace.left_own.remove(&sid);
         namespace.sockets.insert(sid.clone());
@@ -888,7 +892,7 @@ impl Server {
         if let Some(namespace) = self.namespaces.get_mut(&nsp) {
             in_own = !namespace.left_own.remove(sid);
             if in_own && track && !namespace.rooms.contains_key(sid.as_str()) {
-                deleted.push(sid.0.clone());
+                deleted.push(sid.room());
             }
             for room in &socket.rooms {
                 if let (Some(room), true) = (namespace.remove_member(room, sid), track) {
@@ -907,7 +911,7 @@ impl Server {
                 self.namespaces.remove(&nsp);
             }
         }
-        if let Some(client) = self.clients.get_mut(&socket.info.session) {
+        if let Some(client) = self.clients.get_mut(&socket.session) {
             client.sockets.remove(&nsp);
         }
         for id in &socket.acks {
@@ -947,7 +951,7 @@ impl Server {
             kept,
         });
         if self.activity_events {
-            let own = in_own.then(|| sid.0.clone());
+            let own = in_own.then(|| sid.room());
             for room in own.into_iter().chain(socket.rooms) {
                 self.activity(Activity::Left {
                     sid: sid.clone(),
@@ -982,7 +986,7 @@ impl Server {
     /// other sockets leave with `forced server close`.
     pub fn disconnect(&mut self, now: Instant, sid: &Sid, close: bool) -> Result<(), Error> {
         let socket = self.sockets.get(sid).ok_or(Error::UnknownSocket)?;
-        let session = socket.info.session.clone();
+        let session = socket.session.clone();
         let packet = Packet::new(PacketType::Disconnect, socket.info.nsp.clone());
         self.send_packet(&session, &packet);
         self.remove_socket(now, sid, DisconnectReason::ServerNamespaceDisconnect);
@@ -997,7 +1001,7 @@ impl Server {
     /// kept for recovery if that is on, and the client reconnects by itself.
     pub fn close_connection(&mut self, now: Instant, sid: &Sid) -> Result<(), Error> {
         let socket = self.sockets.get(sid).ok_or(Error::UnknownSocket)?;
-        let session = socket.info.session.clone();
+        let session = socket.session.clone();
         let _ = self.eio.close(now, &session);
         self.pump(now);
         Ok(())

@@ -5,24 +5,29 @@ use super::*;
 
 /// A socket id (one per namespace connection; distinct from the Engine.IO session id).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Sid(pub(super) Arc<str>);
+pub struct Sid(pub(super) crate::id::IdText);
 
 impl Sid {
     /// The id as sent to the client.
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
+    }
+
+    /// The socket's own room: the room named by its id.
+    pub(super) fn room(&self) -> Room {
+        self.0.to_arc()
     }
 }
 
 impl fmt::Display for Sid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.0.as_str())
     }
 }
 
 impl std::borrow::Borrow<str> for Sid {
     fn borrow(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 }
 

@@ -4,103 +4,37 @@
 //! behind a pointer, hashing it read one more cache line per lookup, scattered over a
 //! working set far larger than the cache. Inline, the text lies in the table's slot or
 //! the struct that holds the id, which the lookup reads anyway; and a copy costs no
-//! reference count.
+//! reference count. The small-string type is `smol_str`'s: a `&str` of its inline
+//! bytes needs no UTF-8 check, which this crate (no `unsafe`) could not do without.
 
 use std::borrow::Borrow;
-use std::cmp::Ordering;
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-/// Bytes held inline: every id generated here (20 characters) fits, and so does a
-/// cluster's short node prefix before one.
-const INLINE: usize = 22;
+use smol_str::SmolStr;
 
-/// An id's text: inline up to [`INLINE`] bytes, shared beyond. It hashes, compares and
-/// orders as its `str` does (so that a table keyed by it is looked up by `&str`).
-#[derive(Clone)]
-pub(crate) enum IdText {
-    /// `len` bytes of `bytes`, valid UTF-8.
-    Inline { len: u8, bytes: [u8; INLINE] },
-    /// A longer text.
-    Shared(Arc<str>),
-}
+/// An id's text: inline up to `SmolStr::INLINE_CAP` (23) bytes, which every id
+/// generated here (20 characters) fits, with a cluster's short node prefix too; shared
+/// beyond. It hashes, compares and orders as its `str` does (so that a table keyed by
+/// it is looked up by `&str`), and two inline texts compare as words.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct IdText(SmolStr);
 
 impl IdText {
-    /// The text as bytes, with no UTF-8 check.
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Self::Shared(text) => text.as_bytes(),
-        }
-    }
-
     /// The text.
     pub(crate) fn as_str(&self) -> &str {
-        match self {
-            // Made from a `&str`: the check always passes.
-            Self::Inline { len, bytes } => {
-                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
-            }
-            Self::Shared(text) => text,
-        }
+        self.0.as_str()
     }
 
-    /// The text as a shared string (a room name): the same allocation when it has one.
+    /// The text as a shared string (a room name).
     pub(crate) fn to_arc(&self) -> Arc<str> {
-        match self {
-            Self::Inline { .. } => Arc::from(self.as_str()),
-            Self::Shared(text) => text.clone(),
-        }
+        Arc::from(self.as_str())
     }
 }
 
 impl From<&str> for IdText {
     fn from(text: &str) -> Self {
-        match u8::try_from(text.len()) {
-            Ok(len) if text.len() <= INLINE => {
-                let mut bytes = [0; INLINE];
-                bytes[..text.len()].copy_from_slice(text.as_bytes());
-                Self::Inline { len, bytes }
-            }
-            _ => Self::Shared(Arc::from(text)),
-        }
-    }
-}
-
-impl PartialEq for IdText {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            // Whole arrays (the bytes past `len` are zero): a few word compares.
-            (Self::Inline { len, bytes }, Self::Inline { len: l, bytes: b }) => {
-                len == l && bytes == b
-            }
-            _ => self.as_bytes() == other.as_bytes(),
-        }
-    }
-}
-
-impl Eq for IdText {}
-
-impl PartialOrd for IdText {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for IdText {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // Byte order is `str`'s order.
-        self.as_bytes().cmp(other.as_bytes())
-    }
-}
-
-impl Hash for IdText {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // As a `str` hashes (which `Borrow<str>` requires: the tests check it), without
-        // the UTF-8 check of `as_str`.
-        state.write(self.as_bytes());
-        state.write_u8(0xff);
+        Self(SmolStr::new(text))
     }
 }
 
@@ -126,6 +60,9 @@ impl fmt::Display for IdText {
 mod tests {
     use super::*;
     use std::collections::hash_map::DefaultHasher;
+    use std::hash::{Hash, Hasher};
+
+    const INLINE: usize = SmolStr::INLINE_CAP;
 
     /// The hashes of `value` by std's hasher and by the one the id tables use.
     fn hash_of<T: Hash + ?Sized>(value: &T) -> [u64; 2] {
@@ -143,11 +80,7 @@ mod tests {
         let long = format!("node-with-a-long-tag:{short}");
         for text in [short, "", "é-ü", limit.as_str(), long.as_str()] {
             let id = IdText::from(text);
-            assert_eq!(
-                matches!(id, IdText::Inline { .. }),
-                text.len() <= INLINE,
-                "{text}"
-            );
+            assert_eq!(id.0.is_heap_allocated(), text.len() > INLINE, "{text}");
             assert_eq!(id.as_str(), text);
             assert_eq!(&*id.to_arc(), text);
             assert_eq!(hash_of(&id), hash_of(text), "{text}");
@@ -158,6 +91,16 @@ mod tests {
             let mut ids = crate::IdMap::default();
             ids.insert(id.clone(), ());
             assert!(ids.contains_key(text), "{text}");
+        }
+        // Equal only when every byte is: at each end of the inline bytes, and past them.
+        let full = "y".repeat(INLINE);
+        for (a, b) in [
+            ("abc", "abd"),
+            ("xbc", "abc"),
+            ("abc", "abc\0"),
+            (&*limit, &*full),
+        ] {
+            assert_ne!(IdText::from(a), IdText::from(b), "{a:?} {b:?}");
         }
         let (a, b) = (IdText::from("abc"), IdText::from(long.as_str()));
         assert_eq!(a.cmp(&b), "abc".cmp(long.as_str()));

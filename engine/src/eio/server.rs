@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::id::IdText;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
@@ -265,7 +266,7 @@ impl Cors {
 /// A session id: 20 URL-safe characters from the server's random source, after the
 /// server's prefix if it has one ([`Server::set_sid_prefix`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId(crate::id::IdText);
+pub struct SessionId(IdText);
 
 impl SessionId {
     /// The id as sent to the client.

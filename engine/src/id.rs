@@ -14,9 +14,10 @@ use std::sync::Arc;
 use smol_str::SmolStr;
 
 /// An id's text: inline up to `SmolStr::INLINE_CAP` (23) bytes, which every id
-/// generated here (20 characters) fits, with a cluster's short node prefix too; shared
-/// beyond. It hashes, compares and orders as its `str` does (so that a table keyed by
-/// it is looked up by `&str`), and two inline texts compare as words.
+/// generated here (20 characters) fits, and a cluster's node prefix of up to three
+/// characters before one; shared beyond. It hashes, compares and orders as its `str`
+/// does (so that a table keyed by it is looked up by `&str`; the tests check it), and
+/// two inline texts compare with no pointer followed.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct IdText(SmolStr);
 
@@ -92,7 +93,7 @@ mod tests {
             ids.insert(id.clone(), ());
             assert!(ids.contains_key(text), "{text}");
         }
-        // Equal only when every byte is: at each end of the inline bytes, and past them.
+        // Unequal when any byte differs: first, last, past the shorter one, at the limit.
         let full = "y".repeat(INLINE);
         for (a, b) in [
             ("abc", "abd"),

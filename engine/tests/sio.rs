@@ -1273,11 +1273,11 @@ fn a_broadcast_is_one_shared_frame_for_every_websocket_recipient() {
         6,
         "text frame and attachment frame per recipient"
     );
-    for kind in 0..2 {
+    // Unmasked final frames: 0x81 text, 0x82 binary.
+    for opcode in [0x81, 0x82] {
         let ptrs: Vec<*const u8> = frames
             .iter()
-            .skip(kind)
-            .step_by(2)
+            .filter(|(_, b)| b.first() == Some(&opcode))
             .map(|(_, b)| b.as_ptr())
             .collect();
         assert_eq!(ptrs.len(), 3);
@@ -1291,6 +1291,55 @@ fn a_broadcast_is_one_shared_frame_for_every_websocket_recipient() {
         assert_eq!(got.len(), 2);
         assert!(matches!(&got[0], Message::Text(t) if t.starts_with("451-[\"news\",\"yyy")));
         assert_eq!(got[1], Message::Binary(Bytes::from(vec![1u8; 5000])));
+    }
+}
+
+/// More recipients than the Engine.IO server looks up together, v4 and v3 clients
+/// mixed (v3 ones take the path of a copy per session): each gets every message once,
+/// in the order sent, attachments after their event.
+#[test]
+fn a_broadcast_to_many_reaches_each_recipient_once_in_order() {
+    let mut h = harness(config());
+    let mut v4 = Vec::new();
+    let mut v3 = Vec::new();
+    for i in 0..40 {
+        if i % 7 == 3 {
+            let tid = h.open(3);
+            assert_eq!(h.texts(tid), ["40"]);
+            v3.push(tid);
+        } else {
+            v4.push(h.connect("/").0);
+        }
+    }
+    h.server.broadcast(
+        h.now,
+        &Broadcast::nsp("/"),
+        "a",
+        Payload::new().arg(json!(1)).bin(vec![7u8; 3]),
+    );
+    h.server
+        .broadcast(h.now, &Broadcast::nsp("/"), "b", payload(json!(2)));
+    h.pump();
+    for tid in v4 {
+        assert_eq!(
+            h.received(tid),
+            [
+                Message::text(r#"451-["a",1,{"_placeholder":true,"num":0}]"#),
+                Message::binary(vec![7u8; 3]),
+                Message::text(r#"42["b",2]"#),
+            ],
+            "{tid:?}"
+        );
+    }
+    for tid in v3 {
+        let got = h.received(tid);
+        assert_eq!(got.len(), 3, "{tid:?}: {got:?}");
+        assert_eq!(
+            got[0],
+            Message::text(r#"451-["a",1,{"_placeholder":true,"num":0}]"#)
+        );
+        assert!(matches!(&got[1], Message::Binary(b) if b.ends_with(&[7, 7, 7])));
+        assert_eq!(got[2], Message::text(r#"42["b",2]"#));
     }
 }
 

@@ -14,6 +14,7 @@ mod client;
 mod link;
 mod packet;
 mod server;
+pub(crate) use server::SEND_GROUP;
 
 pub use client::{
     Action, Client, ClientCloseReason, ClientConfig, ClientEvent, ClosedError, OpenInfo, RequestId,

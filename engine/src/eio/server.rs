@@ -657,6 +657,9 @@ fn decode_post(
         .collect())
 }
 
+/// How many recipients [`Server::send_shared_to`] looks up together.
+pub(crate) const SEND_GROUP: usize = 16;
+
 /// The Engine.IO server: every session of one endpoint, sans-IO.
 ///
 /// # Driving it
@@ -1465,6 +1468,46 @@ impl Server {
             }
         }
         self.send_with(sid, message.data.clone(), compress)
+    }
+
+    /// [`send_shared`](Self::send_shared) of each of `messages`, in order, to each of
+    /// `sids` (a broadcast's recipients). They go in groups: every session of a group
+    /// is looked up before any is written to, then every transport, so that the cache
+    /// misses of a group's lookups overlap instead of following one another (at
+    /// thousands of recipients they are most of the time per recipient). A session
+    /// that is gone is skipped.
+    pub fn send_shared_to(
+        &mut self,
+        sids: &[&SessionId],
+        messages: &[SharedMessage],
+        compress: Option<bool>,
+    ) {
+        for group in sids.chunks(SEND_GROUP) {
+            let mut direct = [None; SEND_GROUP];
+            for (slot, sid) in direct.iter_mut().zip(group) {
+                *slot = self.sessions.get(*sid).and_then(|s| match s.websocket {
+                    Some(tid)
+                        if s.buffer.is_empty()
+                            && compress != Some(true)
+                            && s.protocol == Protocol::V4 =>
+                    {
+                        Some(tid)
+                    }
+                    _ => None,
+                });
+            }
+            for message in messages {
+                for (tid, sid) in direct.iter().zip(group) {
+                    if tid.is_some_and(|t| {
+                        self.ws_output(t, WsOutput::Prepared(message.frame.clone()))
+                    }) {
+                        self.traffic.sent(message.data.as_bytes().len());
+                    } else {
+                        let _ = self.send_with(sid, message.data.clone(), compress);
+                    }
+                }
+            }
+        }
     }
 
     /// The session can take a message right now: it has a parked poll, or a WebSocket

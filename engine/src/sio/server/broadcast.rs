@@ -127,6 +127,24 @@ impl Server {
                 eio,
                 ..
             } = self;
+            if id.is_none() && !target.volatile {
+                // The common case: the recipients' sessions, gathered a group at a
+                // time, go to the Engine.IO server together (see `send_shared_to`).
+                let sockets = &*sockets;
+                let mut group = Vec::with_capacity(eio::SEND_GROUP);
+                visit_targets(namespaces, &per_nsp, |sid| {
+                    if let Some(socket) = sockets.get(sid) {
+                        group.push(&socket.session);
+                        count += 1;
+                        if group.len() == eio::SEND_GROUP {
+                            eio.send_shared_to(&group, &shared, target.compress);
+                            group.clear();
+                        }
+                    }
+                });
+                eio.send_shared_to(&group, &shared, target.compress);
+                continue;
+            }
             visit_targets(namespaces, &per_nsp, |sid| {
                 let Some(socket) = sockets.get_mut(sid) else {
                     return;
@@ -283,12 +301,12 @@ impl Server {
 
 /// Calls `f` once for every socket `target` reaches in `namespaces`, in no particular
 /// order.
-fn visit_targets(
-    namespaces: &HashMap<Arc<str>, Namespace>,
+fn visit_targets<'a>(
+    namespaces: &'a HashMap<Arc<str>, Namespace>,
     target: &Broadcast,
-    mut f: impl FnMut(&Sid),
+    mut f: impl FnMut(&'a Sid),
 ) {
-    let mut visit = |nsp: &Namespace| {
+    let mut visit = |nsp: &'a Namespace| {
         let except: crate::IdSet<&Sid> = (target.except.iter())
             .flat_map(|r| nsp.members(r))
             .collect();

@@ -115,6 +115,9 @@ struct Shared<E: Endpoint> {
     wires: IdMap<TransportId, Arc<dyn DirectWrite>>,
     /// Bytes of outputs written directly during a dispatch, for the endpoint.
     written_direct: Vec<(TransportId, usize)>,
+    /// The transmits a dispatch takes at once (empty between dispatches; kept for its
+    /// room).
+    transmit_group: Vec<Transmit>,
     /// The tasks of parked polls, woken when their response is given. (A WebSocket
     /// transport's task is woken through its wire's [`Bell`].)
     poll_wakers: IdMap<PollId, Waker>,
@@ -237,48 +240,78 @@ impl<E: Endpoint> Shared<E> {
     }
 
     fn dispatch_transmits(&mut self) {
-        while let Some(t) = self.server.poll_transmit() {
-            let transport = match t {
-                Transmit::Respond { poll, response } => {
-                    self.responses.insert(poll, response);
-                    if let Some(w) = self.poll_wakers.remove(&poll) {
-                        self.to_wake.push(w);
-                    }
-                    continue;
-                }
-                Transmit::Ws { transport, output } => {
-                    if let (WsOutput::Prepared(frame), false, Some(wire)) = (
-                        &output,
-                        self.ws_out.contains_key(&transport),
-                        self.wires.get(&transport),
-                    ) {
-                        let direct = wire.try_write(frame.frame());
-                        if direct != Direct::Refused {
-                            self.written_direct.push((transport, output.counted()));
-                        }
-                        match direct {
-                            Direct::Whole => continue,
-                            // The task writes the rest.
-                            Direct::Partial => {
-                                wire.bell().ring(&mut self.to_wake);
-                                continue;
-                            }
-                            Direct::Refused => {}
-                        }
-                    }
-                    self.ws_out.entry(transport).or_default().push(output);
-                    transport
-                }
-                Transmit::AbortTransport(transport) => {
-                    self.ws_aborted.insert(transport, ());
-                    self.ws_out.remove(&transport);
-                    transport
-                }
+        while let Some(first) = self.server.poll_transmit() {
+            let Some(second) = self.server.poll_transmit() else {
+                // The common case (an answer, an echo): one transmit, no group.
+                self.dispatch_transmit(first);
+                continue;
             };
-            // Not upgraded yet: its task looks at its mailbox when it starts.
-            if let Some(wire) = self.wires.get(&transport) {
-                wire.bell().ring(&mut self.to_wake);
+            let mut group = std::mem::take(&mut self.transmit_group);
+            group.extend([first, second]);
+            let server = &mut self.server;
+            group.extend(std::iter::from_fn(|| server.poll_transmit()).take(TRANSMIT_GROUP - 2));
+            // A broadcast's frames go to wires a cache miss away each: read every wire
+            // of the group first, so that those misses overlap, instead of each
+            // stalling before its own write (a system call, which nothing crosses).
+            for t in &group {
+                if let Transmit::Ws {
+                    transport,
+                    output: WsOutput::Prepared(_),
+                } = t
+                {
+                    if let Some(wire) = self.wires.get(transport) {
+                        wire.touch();
+                    }
+                }
             }
+            for t in group.drain(..) {
+                self.dispatch_transmit(t);
+            }
+            self.transmit_group = group;
+        }
+    }
+
+    fn dispatch_transmit(&mut self, t: Transmit) {
+        let transport = match t {
+            Transmit::Respond { poll, response } => {
+                self.responses.insert(poll, response);
+                if let Some(w) = self.poll_wakers.remove(&poll) {
+                    self.to_wake.push(w);
+                }
+                return;
+            }
+            Transmit::Ws { transport, output } => {
+                if let (WsOutput::Prepared(frame), false, Some(wire)) = (
+                    &output,
+                    self.ws_out.contains_key(&transport),
+                    self.wires.get(&transport),
+                ) {
+                    let direct = wire.try_write(frame.frame());
+                    if direct != Direct::Refused {
+                        self.written_direct.push((transport, output.counted()));
+                    }
+                    match direct {
+                        Direct::Whole => return,
+                        // The task writes the rest.
+                        Direct::Partial => {
+                            wire.bell().ring(&mut self.to_wake);
+                            return;
+                        }
+                        Direct::Refused => {}
+                    }
+                }
+                self.ws_out.entry(transport).or_default().push(output);
+                transport
+            }
+            Transmit::AbortTransport(transport) => {
+                self.ws_aborted.insert(transport, ());
+                self.ws_out.remove(&transport);
+                transport
+            }
+        };
+        // Not upgraded yet: its task looks at its mailbox when it starts.
+        if let Some(wire) = self.wires.get(&transport) {
+            wire.bell().ring(&mut self.to_wake);
         }
     }
 
@@ -309,6 +342,9 @@ impl<E: Endpoint> Shared<E> {
     }
 }
 
+/// How many transmits a dispatch takes at once (see [`Shared::dispatch_transmits`]).
+const TRANSMIT_GROUP: usize = 16;
+
 /// A WebSocket transport's socket, as a publisher sees it.
 trait DirectWrite: Send + Sync {
     /// Writes `frame` now, if nothing else waits to go out before it.
@@ -316,6 +352,11 @@ trait DirectWrite: Send + Sync {
 
     /// Wakes the transport's task to look at its mailbox.
     fn bell(&self) -> &Bell;
+
+    /// Reads the wire's first bytes, so that a write soon after finds them in the cache.
+    fn touch(&self) {
+        std::hint::black_box(self.bell().rung.load(Ordering::Relaxed));
+    }
 }
 
 /// How a WebSocket transport's task learns that its mailbox has something (outputs,
@@ -910,6 +951,7 @@ impl<E: Endpoint> Host<E> {
                 ws_aborted: IdMap::default(),
                 wires: IdMap::default(),
                 written_direct: Vec::new(),
+                transmit_group: Vec::new(),
                 poll_wakers: IdMap::default(),
                 spare_events: VecDeque::new(),
                 events: VecDeque::new(),

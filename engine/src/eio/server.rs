@@ -535,6 +535,15 @@ struct Session {
 }
 
 impl Session {
+    /// The transport that takes a broadcast's shared frame as it is (no copy, no
+    /// compression): a v4 WebSocket with nothing waiting before it, when the message
+    /// is not to be compressed.
+    fn takes_shared_frame(&self, compress: Option<bool>) -> Option<TransportId> {
+        let plain = self.buffer.is_empty() && compress != Some(true);
+        self.websocket
+            .filter(|_| plain && self.protocol == Protocol::V4)
+    }
+
     fn deadline(&self) -> Option<Instant> {
         [
             self.next_ping,
@@ -1455,17 +1464,23 @@ impl Server {
         let Some(session) = self.sessions.get(sid) else {
             return Err(SendError::UnknownSession);
         };
-        if let (Some(tid), true, true, Protocol::V4) = (
-            session.websocket,
-            session.buffer.is_empty(),
-            compress != Some(true),
-            session.protocol,
-        ) {
-            // One lookup of the transport, per recipient of a broadcast.
-            if self.ws_output(tid, WsOutput::Prepared(message.frame.clone())) {
-                self.traffic.sent(message.data.as_bytes().len());
-                return Ok(());
-            }
+        let direct = session.takes_shared_frame(compress);
+        self.send_shared_via(direct, sid, message, compress)
+    }
+
+    /// Queues `message` for session `sid`: the shared frame on `direct` (its transport,
+    /// from [`Session::takes_shared_frame`]) if that takes it, a copy otherwise.
+    fn send_shared_via(
+        &mut self,
+        direct: Option<TransportId>,
+        sid: &SessionId,
+        message: &SharedMessage,
+        compress: Option<bool>,
+    ) -> Result<(), SendError> {
+        // One lookup of the transport, per recipient of a broadcast.
+        if direct.is_some_and(|t| self.ws_output(t, WsOutput::Prepared(message.frame.clone()))) {
+            self.traffic.sent(message.data.as_bytes().len());
+            return Ok(());
         }
         self.send_with(sid, message.data.clone(), compress)
     }
@@ -1485,26 +1500,11 @@ impl Server {
         for group in sids.chunks(SEND_GROUP) {
             let mut direct = [None; SEND_GROUP];
             for (slot, sid) in direct.iter_mut().zip(group) {
-                *slot = self.sessions.get(*sid).and_then(|s| match s.websocket {
-                    Some(tid)
-                        if s.buffer.is_empty()
-                            && compress != Some(true)
-                            && s.protocol == Protocol::V4 =>
-                    {
-                        Some(tid)
-                    }
-                    _ => None,
-                });
+                *slot = (self.sessions.get(*sid)).and_then(|s| s.takes_shared_frame(compress));
             }
             for message in messages {
-                for (tid, sid) in direct.iter().zip(group) {
-                    if tid.is_some_and(|t| {
-                        self.ws_output(t, WsOutput::Prepared(message.frame.clone()))
-                    }) {
-                        self.traffic.sent(message.data.as_bytes().len());
-                    } else {
-                        let _ = self.send_with(sid, message.data.clone(), compress);
-                    }
+                for (&tid, sid) in direct.iter().zip(group) {
+                    let _ = self.send_shared_via(tid, sid, message, compress);
                 }
             }
         }

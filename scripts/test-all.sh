@@ -79,6 +79,7 @@ record() {
         summary+=("PASS  $name (${secs}s) ${detail}")
     else
         failed=$((failed + 1))
+        grep -q 'No space left on device' "$log" && detail="${detail:+$detail; }the disk is full"
         summary+=("FAIL  $name (${secs}s) ${detail} — see $log")
         echo "--- $name failed; last lines of $log:"
         tail -n 40 "$log"
@@ -261,5 +262,7 @@ run fuzz fuzz
 echo
 echo "=== summary"
 printf '%s\n' "${summary[@]}"
+# Again at the end, where a truncated CI log still shows it.
+echo "disk: $(( $(df -Pk "$root" | awk 'NR == 2 {print $4}') / 1048576 )) GB free under $root at the end"
 echo "suites: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

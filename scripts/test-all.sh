@@ -58,9 +58,11 @@ export root logs fuzz_seconds
 # CI goes without them. A full disk fails every later suite, so say up front how much
 # there is.
 [ "${CI:-}" = true ] && export CARGO_INCREMENTAL=0
-free_gb=$(( $(df -Pk "$root" | awk 'NR == 2 {print $4}') / 1048576 ))
-echo "=== disk: ${free_gb} GB free under $root"
-[ "$free_gb" -lt 12 ] && echo "=== warning: a full run writes about 10 GB; suites may fail with 'No space left on device'"
+# free_gb: whole GB free on the disk that holds the checkout.
+free_gb() { echo $(( $(df -Pk "$root" | awk 'NR == 2 {print $4}') / 1048576 )); }
+free_at_start=$(free_gb)
+echo "=== disk: ${free_at_start} GB free under $root"
+[ "$free_at_start" -lt 12 ] && echo "=== warning: a full run writes about 10 GB; suites may fail with 'No space left on device'"
 
 summary=()
 passed=0
@@ -263,6 +265,6 @@ echo
 echo "=== summary"
 printf '%s\n' "${summary[@]}"
 # Again at the end, where a truncated CI log still shows it.
-echo "disk: $(( $(df -Pk "$root" | awk 'NR == 2 {print $4}') / 1048576 )) GB free under $root at the end"
+echo "disk: $(free_gb) GB free under $root at the end"
 echo "suites: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
